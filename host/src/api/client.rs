@@ -1,0 +1,148 @@
+//! A blocking client for the HTTP API, used by the `raft-host` CLI (and by
+//! tests and benchmarks).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::{
+    ErrorBody, ErrorInfo, HealthResponse, ProposeRequest, ProposeResponse, QueryRequest,
+    QueryResponse,
+};
+use crate::node::NodeStatus;
+
+/// Default address of a node's API.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";
+/// Largest response body the client reads.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// How long the client waits for one call (the server gives up after
+/// `DEFAULT_REQUEST_TIMEOUT`, which is shorter).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiClientError {
+    /// The node answered with an error (a stable `code` and a message).
+    #[error("{} ({})", .0.message, .0.code)]
+    Api(ErrorInfo),
+    /// The node could not be reached or answered something unreadable.
+    #[error("cannot talk to the node at {url}: {reason}")]
+    Transport { url: String, reason: String },
+}
+
+/// A client for one node's API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base_url: String,
+    agent: ureq::Agent,
+}
+
+impl ApiClient {
+    pub fn new(base_url: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(CLIENT_TIMEOUT))
+            .build()
+            .into();
+        ApiClient {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    pub fn propose(&self, command: &[u8]) -> Result<ProposeResponse, ApiClientError> {
+        let body = match std::str::from_utf8(command) {
+            Ok(text) => ProposeRequest {
+                command: Some(text.to_string()),
+                ..Default::default()
+            },
+            Err(_) => ProposeRequest {
+                command_base64: Some(super::types::Output::from_bytes(command).base64),
+                ..Default::default()
+            },
+        };
+        self.post("/v1/propose", &body)
+    }
+
+    pub fn query(&self, request: &[u8]) -> Result<QueryResponse, ApiClientError> {
+        let body = match std::str::from_utf8(request) {
+            Ok(text) => QueryRequest {
+                request: Some(text.to_string()),
+                ..Default::default()
+            },
+            Err(_) => QueryRequest {
+                request_base64: Some(super::types::Output::from_bytes(request).base64),
+                ..Default::default()
+            },
+        };
+        self.post("/v1/query", &body)
+    }
+
+    pub fn status(&self) -> Result<NodeStatus, ApiClientError> {
+        self.get("/v1/status")
+    }
+
+    pub fn health(&self) -> Result<HealthResponse, ApiClientError> {
+        self.get("/health")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    fn transport_error(&self, reason: impl ToString) -> ApiClientError {
+        ApiClientError::Transport {
+            url: self.base_url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ApiClientError> {
+        let json = serde_json::to_vec(body).map_err(|e| self.transport_error(e))?;
+        let response = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .send(&json[..])
+            .map_err(|e| self.transport_error(e))?;
+        self.decode(response)
+    }
+
+    fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ApiClientError> {
+        let response = self
+            .agent
+            .get(self.url(path))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        self.decode(response)
+    }
+
+    fn decode<R: DeserializeOwned>(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<R, ApiClientError> {
+        let status = response.status();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| self.transport_error(format!("unreadable answer: {e}")));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ApiClientError::Api(body.error)),
+            Err(_) => Err(self.transport_error(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+        }
+    }
+}

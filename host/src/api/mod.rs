@@ -1,0 +1,14 @@
+//! The client-facing API: an HTTP/JSON server in front of a [`NodeHandle`]
+//! and the blocking client the CLI uses.
+//!
+//! The API talks to the node only through its cloneable handle.
+//!
+//! [`NodeHandle`]: crate::node::NodeHandle
+
+pub mod client;
+pub mod server;
+pub mod types;
+
+pub use client::{ApiClient, ApiClientError, DEFAULT_API_URL};
+pub use server::{MAX_API_BODY_BYTES, ServeHandle, router, serve};
+pub use types::{ErrorBody, ErrorInfo, Output, ProposeResponse, QueryResponse};

@@ -1,0 +1,223 @@
+//! The HTTP/JSON API of a node, bound to 127.0.0.1 by default.
+//!
+//! | method | path          | body             | answer            |
+//! |--------|---------------|------------------|-------------------|
+//! | POST   | `/v1/propose` | `ProposeRequest` | `ProposeResponse` |
+//! | POST   | `/v1/query`   | `QueryRequest`   | `QueryResponse`   |
+//! | GET    | `/v1/status`  |                  | `NodeStatus`      |
+//! | GET    | `/health`     |                  | `HealthResponse`  |
+//!
+//! Every error is `ErrorBody` JSON with a stable code; bad input never
+//! reaches the node.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use super::types::{
+    ErrorBody, ErrorInfo, HealthResponse, Output, ProposeRequest, ProposeResponse, QueryRequest,
+    QueryResponse, bytes_from,
+};
+use crate::node::{ClientError, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, NodeHandle};
+use crate::wasm::GuestFailure;
+
+/// Largest request body: a maximal command in base64 inside JSON, with room.
+pub const MAX_API_BODY_BYTES: usize = MAX_COMMAND_BYTES * 2 + 64 * 1024;
+
+/// An API error, rendered as `ErrorBody` JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    info: ErrorInfo,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            info: ErrorInfo {
+                code: code.into(),
+                message: message.into(),
+                index: None,
+                leader_hint: None,
+            },
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        let status = match &error {
+            ClientError::NotLeader { .. } | ClientError::Overloaded | ClientError::Stopped => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ClientError::ProposalDropped => StatusCode::CONFLICT,
+            ClientError::EmptyCommand => StatusCode::BAD_REQUEST,
+            ClientError::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ClientError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        };
+        let mut api = ApiError::new(status, error.code(), error.to_string());
+        if let ClientError::NotLeader { leader_hint } = error {
+            api.info.leader_hint = leader_hint;
+        }
+        api
+    }
+}
+
+fn guest_error(failure: GuestFailure, index: Option<u64>) -> ApiError {
+    let mut api = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        failure.code(),
+        failure.to_string(),
+    );
+    api.info.index = index;
+    api
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.info })).into_response()
+    }
+}
+
+/// Build the API router for `node`.
+pub fn router(node: NodeHandle) -> Router {
+    Router::new()
+        .route("/v1/propose", post(propose))
+        .route("/v1/query", post(query))
+        .route("/v1/status", get(status))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .with_state(node)
+}
+
+/// Bind `addr` and serve the API until the node stops.
+pub async fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<ServeHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let stopping = node.clone();
+    let task = tokio::spawn(async move {
+        let app = router(node);
+        let shutdown = async move {
+            stopping.stopped().await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "the API server failed");
+        }
+    });
+    Ok(ServeHandle { local_addr, task })
+}
+
+/// A running API server.
+#[derive(Debug)]
+pub struct ServeHandle {
+    pub local_addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON for this call: {e}")))
+}
+
+async fn within_timeout<T>(
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(DEFAULT_REQUEST_TIMEOUT, call).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ClientError::Timeout {
+            timeout_ms: DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
+        }
+        .into()),
+    }
+}
+
+async fn propose(
+    State(node): State<NodeHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<ProposeResponse>, ApiError> {
+    let request: ProposeRequest = parse_json(body)?;
+    let command = bytes_from(request.command, request.command_base64, "command")
+        .map_err(ApiError::bad_request)?;
+    let applied = within_timeout(node.propose(command)).await?;
+    match applied.result {
+        Ok(bytes) => Ok(axum::Json(ProposeResponse {
+            index: applied.index,
+            term: applied.term,
+            output: Output::from_bytes(&bytes),
+            fuel_used: applied.fuel_used,
+        })),
+        Err(failure) => Err(guest_error(failure, Some(applied.index))),
+    }
+}
+
+async fn query(
+    State(node): State<NodeHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<QueryResponse>, ApiError> {
+    let request: QueryRequest = parse_json(body)?;
+    let request = bytes_from(request.request, request.request_base64, "request")
+        .map_err(ApiError::bad_request)?;
+    if request.len() > MAX_COMMAND_BYTES {
+        return Err(ClientError::CommandTooLarge {
+            size_bytes: request.len(),
+            limit_bytes: MAX_COMMAND_BYTES,
+        }
+        .into());
+    }
+    let answer = within_timeout(node.query(request)).await?;
+    match answer.result {
+        Ok(bytes) => Ok(axum::Json(QueryResponse {
+            applied_index: answer.applied_index,
+            output: Output::from_bytes(&bytes),
+            fuel_used: answer.fuel_used,
+        })),
+        Err(failure) => Err(guest_error(failure, None)),
+    }
+}
+
+async fn status(
+    State(node): State<NodeHandle>,
+) -> Result<axum::Json<crate::node::NodeStatus>, ApiError> {
+    Ok(axum::Json(within_timeout(node.status()).await?))
+}
+
+async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthResponse>, ApiError> {
+    // Healthy means the node loop answers, not merely that HTTP is up.
+    within_timeout(node.status()).await?;
+    Ok(axum::Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /health",
+    )
+}

@@ -1,0 +1,301 @@
+//! `raft-host`: run a node, or talk to one.
+//!
+//! Thin by design: parse the command line, set up tracing, call the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::{Args, Parser, Subcommand};
+use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
+use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig};
+use iroh_raft::wasm::GuestLimits;
+use iroh_raft::wasm::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
+
+/// A replicated state machine host: Raft consensus, a sled log, and your
+/// logic as a WebAssembly component.
+///
+/// Without a subcommand, runs a node. The subcommands talk to a running node.
+#[derive(Debug, Parser)]
+#[command(name = "raft-host", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Guest component (.wasm) for a new cluster [default: the built-in counter].
+    /// An existing data dir keeps the guest it was created with.
+    #[arg(long, value_name = "PATH")]
+    guest: Option<PathBuf>,
+    /// Where the node keeps its Raft log, metadata and components.
+    #[arg(long, value_name = "DIR", default_value = "raft-data", env = "RAFT_HOST_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Raft id of this node (non-zero).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// Address of the client API (HTTP/JSON). Keep it on loopback unless a
+    /// proxy in front of it authenticates clients.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    api_addr: SocketAddr,
+    /// Fuel budget of one `apply` call.
+    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
+    apply_fuel: u64,
+    /// Fuel budget of one `query` call.
+    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
+    query_fuel: u64,
+    /// Linear memory cap of the guest, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    memory_limit_mib: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Propose a command; prints the guest's result once it is applied.
+    Propose {
+        /// The command (text, or base64 with --base64).
+        command: String,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Run a read-only query against the node's state.
+    Query {
+        /// The request (text, or base64 with --base64).
+        request: String,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Show the node's role, term, indexes and guest.
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Exit 0 if the node answers, 1 otherwise.
+    Health {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// URL of the node's API.
+    #[arg(long, value_name = "URL", default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
+    api: String,
+}
+
+#[derive(Debug, Args)]
+struct IoArgs {
+    /// The argument is base64, and results are printed as base64.
+    #[arg(long)]
+    base64: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let outcome = match cli.command {
+        None => run_node(cli.run),
+        Some(command) => run_client(command),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let config = NodeConfig {
+            id: args.id,
+            data_dir: args.data_dir.clone(),
+            guest: args.guest.map_or(GuestSource::Default, GuestSource::File),
+            limits: GuestLimits {
+                apply_fuel: args.apply_fuel,
+                query_fuel: args.query_fuel,
+                memory_limit_bytes: args.memory_limit_mib * 1024 * 1024,
+                ..GuestLimits::default()
+            },
+        };
+        let node = node::start(config, NoPeers).context("starting the node")?;
+        let server = match api::serve(node.clone(), args.api_addr).await {
+            Ok(server) => server,
+            Err(error) => {
+                node.shutdown().await;
+                return Err(error).with_context(|| format!("binding the API to {}", args.api_addr));
+            }
+        };
+        let status = node.status().await?;
+        println!(
+            "raft-host: node {} is {} (term {}), guest {} {} ({}), data dir {}",
+            status.id,
+            status.role,
+            status.term,
+            status.guest.name,
+            status.guest.version,
+            &status.guest.hash[..16],
+            args.data_dir.display()
+        );
+        let url = format!("http://{}", server.local_addr);
+        println!("API: {url}   try, in another terminal:");
+        let api_flag = if url == api::DEFAULT_API_URL {
+            String::new()
+        } else {
+            format!(" --api {url}")
+        };
+        println!("  raft-host propose{api_flag} 'add 5'");
+        println!("  raft-host query{api_flag} get");
+        println!("  raft-host status{api_flag}");
+
+        let reason = tokio::select! {
+            reason = node.stopped() => reason,
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                node.shutdown().await;
+                None
+            }
+        };
+        let _ = server.task.await;
+        match reason {
+            Some(reason) => Err(anyhow::anyhow!("the node stopped: {reason}")),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn run_client(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Propose { command, io } => {
+            let client = ApiClient::new(&io.api.api);
+            let bytes = input_bytes(&command, io.base64)?;
+            report(client.propose(&bytes).map(|r| r.output), io.base64)
+        }
+        Command::Query { request, io } => {
+            let client = ApiClient::new(&io.api.api);
+            let bytes = input_bytes(&request, io.base64)?;
+            report(client.query(&bytes).map(|r| r.output), io.base64)
+        }
+        Command::Status { json, api } => {
+            let status = ApiClient::new(&api.api).status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let leader = status
+                    .leader_id
+                    .map_or_else(|| "none".to_string(), |id| id.to_string());
+                println!("node id:       {}", status.id);
+                println!("role:          {} (leader: {leader})", status.role);
+                println!("term:          {}", status.term);
+                println!("commit index:  {}", status.commit_index);
+                println!("applied index: {}", status.applied_index);
+                println!("last index:    {}", status.last_index);
+                println!("voters:        {:?}", status.voters);
+                println!(
+                    "guest:         {} {} ({})",
+                    status.guest.name, status.guest.version, status.guest.hash
+                );
+                println!(
+                    "guest stats:   {} applied, {} failed, {} instance rebuilds",
+                    status.guest.applied_entries,
+                    status.guest.failed_entries,
+                    status.guest.instance_rebuilds
+                );
+                println!("data dir:      {}", status.data_dir);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { api } => match ApiClient::new(&api.api).health() {
+            Ok(health) => {
+                println!("{}", health.status);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+fn input_bytes(argument: &str, base64: bool) -> anyhow::Result<Vec<u8>> {
+    if base64 {
+        BASE64
+            .decode(argument.trim())
+            .context("the argument is not valid base64")
+    } else {
+        Ok(argument.as_bytes().to_vec())
+    }
+}
+
+/// Print a guest result: as text when it is text, else as base64.
+fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(output) => {
+            match (&output.text, base64) {
+                (Some(text), false) => println!("{text}"),
+                (None, false) => println!("base64:{}", output.base64),
+                (_, true) => println!("{}", output.base64),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiClientError::Api(info)) => {
+            match info.index {
+                Some(index) => eprintln!("error [{}] at index {index}: {}", info.code, info.message),
+                None => eprintln!("error [{}]: {}", info.code, info.message),
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,278 @@
+//! The synchronous heart of a node: the raft-rs `RawNode` and the Ready
+//! handling, with no I/O of its own besides storage.
+//!
+//! Inputs are method calls (`tick`, `step`, `propose`); outputs are returned
+//! as [`Outbound`] (messages for peers, committed entries for the applier).
+//! The async driver in [`super::driver`] feeds it from channels and a tokio
+//! interval; a simulation can feed it from a virtual clock and a simulated
+//! network instead.
+
+use std::collections::BTreeMap;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+
+use super::applier::{ApplyItem, ProposalReply};
+use super::envelope::{self, Payload};
+use super::error::{ClientError, NodeError};
+use crate::storage::SledStorage;
+
+/// Largest command a client may propose. Larger commands are refused before
+/// they reach the log; sled keeps every entry inline below this size.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+
+/// What one round of Ready handling produced.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    /// Raft messages for peers; every entry and hard state they depend on is
+    /// already durable.
+    pub messages: Vec<Message>,
+    /// Committed entries, in log order, for the applier.
+    pub committed: Vec<ApplyItem>,
+}
+
+/// A client waiting for its proposal to apply.
+#[derive(Debug)]
+struct PendingProposal {
+    term: u64,
+    reply: ProposalReply,
+}
+
+/// The node's consensus state machine.
+pub struct NodeCore {
+    raw: RawNode<SledStorage>,
+    storage: SledStorage,
+    /// Proposals made on this node, by log index, until that index commits.
+    pending: BTreeMap<u64, PendingProposal>,
+    last_role: StateRole,
+    last_leader: u64,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("id", &self.raw.raft.id)
+            .field("term", &self.raw.raft.term)
+            .field("role", &self.raw.raft.state)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// A point-in-time view of the consensus state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftView {
+    pub id: u64,
+    pub role: StateRole,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<u64>,
+    pub pending_proposals: usize,
+}
+
+impl NodeCore {
+    pub fn new(raw: RawNode<SledStorage>, storage: SledStorage) -> Self {
+        let last_role = raw.raft.state;
+        NodeCore {
+            raw,
+            storage,
+            pending: BTreeMap::new(),
+            last_role,
+            last_leader: raft::INVALID_ID,
+        }
+    }
+
+    /// Start an election right away when this node is the only voter, so a
+    /// single-node cluster serves without waiting for an election timeout.
+    pub fn campaign_if_sole_voter(&mut self) -> Result<(), NodeError> {
+        let voters = self.storage.conf_state().voters;
+        if voters == [self.raw.raft.id] && self.raw.raft.state != StateRole::Leader {
+            self.raw.campaign()?;
+        }
+        Ok(())
+    }
+
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Feed a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
+        self.raw.step(message)
+    }
+
+    /// Propose a client command, stamped with the leader's clock. The reply
+    /// is answered once the entry applies, or right away if it is refused.
+    pub fn propose(&mut self, command: Vec<u8>, timestamp_ms: u64, reply: ProposalReply) {
+        match self.append_proposal(command, timestamp_ms) {
+            Ok((index, term)) => {
+                self.pending.insert(index, PendingProposal { term, reply });
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn append_proposal(
+        &mut self,
+        command: Vec<u8>,
+        timestamp_ms: u64,
+    ) -> Result<(u64, u64), ClientError> {
+        if command.is_empty() {
+            return Err(ClientError::EmptyCommand);
+        }
+        if command.len() > MAX_COMMAND_BYTES {
+            return Err(ClientError::CommandTooLarge {
+                size_bytes: command.len(),
+                limit_bytes: MAX_COMMAND_BYTES,
+            });
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            });
+        }
+        let data = envelope::encode_command(timestamp_ms, &command);
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose(Vec::new(), data)
+            .map_err(|_| ClientError::ProposalDropped)?;
+        let index = self.raw.raft.raft_log.last_index();
+        debug_assert_eq!(index, before + 1, "one proposal appends one entry");
+        Ok((index, self.raw.raft.term))
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        let leader = self.raw.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
+    }
+
+    pub fn view(&self) -> RaftView {
+        let raft = &self.raw.raft;
+        RaftView {
+            id: raft.id,
+            role: raft.state,
+            term: raft.term,
+            leader_id: self.leader_id(),
+            commit_index: raft.raft_log.committed,
+            last_index: raft.raft_log.last_index(),
+            voters: self.storage.conf_state().voters,
+            pending_proposals: self.pending.len(),
+        }
+    }
+
+    /// Handle every pending `Ready`, in the order raft-rs documents:
+    /// committed entries out, new entries and hard state persisted (one
+    /// batch, fsynced), then the messages that depend on them, then
+    /// `advance` and the light ready.
+    pub fn handle_ready(&mut self) -> Result<Outbound, NodeError> {
+        let mut out = Outbound::default();
+        while self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            // Leader messages may go out before persisting (raft-rs allows
+            // it); we hold them until after, which is simpler and also safe.
+            out.messages.extend(ready.take_messages());
+            if !ready.snapshot().is_empty() {
+                self.storage.apply_snapshot(ready.snapshot())?;
+            }
+            self.collect_committed(ready.take_committed_entries(), &mut out)?;
+            self.storage
+                .append_and_persist(ready.entries(), ready.hs())?;
+            out.messages.extend(ready.take_persisted_messages());
+            let mut light = self.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                self.storage.set_commit(commit)?;
+            }
+            out.messages.extend(light.take_messages());
+            self.collect_committed(light.take_committed_entries(), &mut out)?;
+            // "Applied" to raft-rs means handed to the applier, which applies
+            // strictly in this order.
+            self.raw.advance_apply();
+        }
+        self.log_role_changes();
+        Ok(out)
+    }
+
+    fn collect_committed(
+        &mut self,
+        entries: Vec<Entry>,
+        out: &mut Outbound,
+    ) -> Result<(), NodeError> {
+        for entry in entries {
+            let index = entry.index;
+            let term = entry.term;
+            let payload = match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    envelope::decode(&entry.data).map_err(|e| NodeError::CorruptEntry {
+                        index,
+                        reason: e.to_string(),
+                    })?
+                }
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| {
+                        NodeError::CorruptEntry {
+                            index,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    let conf_state = self.raw.apply_conf_change(&cc)?;
+                    self.storage.set_conf_state(&conf_state)?;
+                    Payload::Noop
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| {
+                        NodeError::CorruptEntry {
+                            index,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    let conf_state = self.raw.apply_conf_change(&cc)?;
+                    self.storage.set_conf_state(&conf_state)?;
+                    Payload::Noop
+                }
+            };
+            let reply = match self.pending.remove(&index) {
+                Some(p) if p.term == term => Some(p.reply),
+                // Another leader's entry took this index: ours never commits.
+                Some(p) => {
+                    let _ = p.reply.send(Err(ClientError::ProposalDropped));
+                    None
+                }
+                None => None,
+            };
+            // Proposals at lower indexes can never commit any more.
+            while let Some(entry) = self.pending.first_entry() {
+                if *entry.key() >= index {
+                    break;
+                }
+                let _ = entry.remove().reply.send(Err(ClientError::ProposalDropped));
+            }
+            out.committed.push(ApplyItem {
+                index,
+                term,
+                payload,
+                reply,
+            });
+        }
+        Ok(())
+    }
+
+    fn log_role_changes(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state != self.last_role || raft.leader_id != self.last_leader {
+            tracing::info!(id = raft.id, term = raft.term, role = ?raft.state,
+                leader = raft.leader_id, "raft role changed");
+            self.last_role = raft.state;
+            self.last_leader = raft.leader_id;
+        }
+    }
+
+    /// Fail every waiting client (the node is stopping).
+    pub fn abandon_pending(&mut self) {
+        self.pending.clear();
+    }
+}

@@ -1,0 +1,151 @@
+//! The async loop that drives [`NodeCore`]: it owns the node's inbox, the
+//! tick interval and the hand-off to the applier and the transport.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raft::prelude::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::applier::{ApplyJob, QueryAnswer};
+use super::core::{NodeCore, RaftView};
+use super::error::{ClientError, NodeError};
+use super::applier::ProposalReply;
+
+/// Messages the node's inbox holds before senders see `Overloaded`.
+pub const NODE_INBOX_CAPACITY: usize = 4096;
+/// Most inbox messages handled before one round of Ready handling: this is
+/// what batches many proposals into one fsync.
+pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
+/// One Raft tick.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Input for the node.
+#[derive(Debug)]
+pub enum NodeMsg {
+    Propose {
+        command: Vec<u8>,
+        reply: ProposalReply,
+    },
+    Query {
+        request: Vec<u8>,
+        reply: oneshot::Sender<QueryAnswer>,
+    },
+    /// A Raft message from a peer.
+    Raft(Box<Message>),
+    Status {
+        reply: oneshot::Sender<RaftView>,
+    },
+}
+
+/// Where the node's outgoing Raft messages go. The seam between consensus
+/// and the network: the iroh transport, or a simulated network in tests.
+pub trait Transport: Send + 'static {
+    fn send(&mut self, messages: Vec<Message>);
+}
+
+/// The transport of a single-node cluster: Raft never addresses a peer.
+#[derive(Debug, Default)]
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            tracing::warn!(to = message.to, kind = ?message.get_msg_type(),
+                "dropping a message for a peer: this node has no transport");
+        }
+    }
+}
+
+/// Channels the loop listens on besides the inbox.
+#[derive(Debug)]
+pub struct Controls {
+    pub shutdown: mpsc::Receiver<oneshot::Sender<()>>,
+    pub fatal: watch::Receiver<Option<String>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Run the node until shutdown, until every handle is dropped, or until a
+/// fatal error.
+pub async fn run(
+    mut core: NodeCore,
+    mut inbox: mpsc::Receiver<NodeMsg>,
+    mut controls: Controls,
+    applier: mpsc::Sender<ApplyJob>,
+    mut transport: impl Transport,
+) -> Result<Option<oneshot::Sender<()>>, NodeError> {
+    let mut ticker = tokio::time::interval(TICK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            // Shutdown and fatal errors are checked first, so a busy inbox
+            // can never delay them.
+            biased;
+            reply = controls.shutdown.recv() => break Ok(reply),
+            _ = controls.fatal.changed() => {
+                let reason = controls.fatal.borrow().clone().unwrap_or_default();
+                break Err(NodeError::StateMachine(reason));
+            }
+            message = inbox.recv() => {
+                let Some(message) = message else { break Ok(None) };
+                handle(&mut core, message, &applier).await?;
+                for _ in 1..MAX_MESSAGES_PER_ROUND {
+                    match inbox.try_recv() {
+                        Ok(message) => handle(&mut core, message, &applier).await?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = ticker.tick() => core.tick(),
+        }
+        let out = match core.handle_ready() {
+            Ok(out) => out,
+            Err(error) => break Err(error),
+        };
+        if !out.committed.is_empty() && applier.send(ApplyJob::Apply(out.committed)).await.is_err() {
+            break Err(NodeError::StateMachine("the applier stopped".into()));
+        }
+        if !out.messages.is_empty() {
+            transport.send(out.messages);
+        }
+    };
+    core.abandon_pending();
+    result
+}
+
+async fn handle(
+    core: &mut NodeCore,
+    message: NodeMsg,
+    applier: &mpsc::Sender<ApplyJob>,
+) -> Result<(), NodeError> {
+    match message {
+        NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
+        NodeMsg::Query { request, reply } => {
+            if applier.send(ApplyJob::Query { request, reply }).await.is_err() {
+                return Err(NodeError::StateMachine("the applier stopped".into()));
+            }
+        }
+        NodeMsg::Raft(message) => {
+            if let Err(error) = core.step(*message) {
+                tracing::debug!(%error, "ignoring a raft message");
+            }
+        }
+        NodeMsg::Status { reply } => {
+            let _ = reply.send(core.view());
+        }
+    }
+    Ok(())
+}
+
+impl From<mpsc::error::TrySendError<NodeMsg>> for ClientError {
+    fn from(error: mpsc::error::TrySendError<NodeMsg>) -> Self {
+        match error {
+            mpsc::error::TrySendError::Full(_) => ClientError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Node errors: those a client can act on, and fatal ones.
+
+use crate::storage::StorageError;
+use crate::wasm::WasmError;
+
+/// Why a client request was not carried out. The client can act on each:
+/// retry elsewhere, retry later, or fix the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("this node is not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<u64> },
+    #[error("the proposal was dropped before it committed (leadership changed); it did not apply")]
+    ProposalDropped,
+    #[error("the command is empty")]
+    EmptyCommand,
+    #[error("the command is {size_bytes} bytes; the limit is {limit_bytes} bytes")]
+    CommandTooLarge { size_bytes: usize, limit_bytes: usize },
+    #[error("the node is overloaded (request queue full); retry later")]
+    Overloaded,
+    #[error("no answer within {timeout_ms} ms; the request may or may not have taken effect")]
+    Timeout { timeout_ms: u64 },
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+impl ClientError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::NotLeader { .. } => "not_leader",
+            ClientError::ProposalDropped => "proposal_dropped",
+            ClientError::EmptyCommand => "empty_command",
+            ClientError::CommandTooLarge { .. } => "command_too_large",
+            ClientError::Overloaded => "overloaded",
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Stopped => "node_stopped",
+        }
+    }
+}
+
+/// Errors that stop a node (or keep it from starting). Storage errors are
+/// always fatal: raft-rs's rule is that the instance is inoperable after one.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("guest: {0}")]
+    Wasm(#[from] WasmError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "this data dir runs guest {stored}, but --guest gave {given}; a cluster changes \
+         its guest only through the log (start without --guest to keep the stored one)"
+    )]
+    GuestMismatch { stored: String, given: String },
+    #[error("the active component {hash} is missing or damaged at {path}: {reason}")]
+    ComponentStore {
+        hash: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("entry {index} has an undecodable payload: {reason}")]
+    CorruptEntry { index: u64, reason: String },
+    #[error("the state machine failed: {0}")]
+    StateMachine(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,370 @@
+//! The node: one Raft replica driving one guest state machine.
+//!
+//! ```text
+//!  NodeHandle (clone) ──NodeMsg──►  driver loop (tokio task)  ◄── tick interval
+//!     propose / query / status       │  owns NodeCore = RawNode + Ready handling
+//!                                    │   1. step / tick / propose
+//!                                    │   2. Ready: persist entries + hard state
+//!                                    │      (one sled batch, fsync)   ──► storage
+//!                                    │   3. messages that depend on it ──► Transport
+//!                                    │   4. committed entries ──ApplyJob──► applier thread
+//!                                    ▼                                     │ StateMachine (wasm)
+//!                              oneshot replies ◄──────── applied results ──┘
+//! ```
+//!
+//! Logic and I/O are split as in raft-rs's own examples: [`core::NodeCore`]
+//! is synchronous and does no I/O but storage; [`driver`] is the thin async
+//! loop around it; [`applier`] runs the guest on its own thread. A client is
+//! answered only after its entry is durable (fsynced), committed and applied.
+//!
+//! **Restart.** The guest's state lives in memory. On start the node tells
+//! raft-rs that nothing is applied beyond the last snapshot, so raft-rs hands
+//! every committed entry to the applier again, in order, into a fresh
+//! instance: each entry is applied exactly once to the state being rebuilt.
+
+pub mod applier;
+pub mod components;
+pub mod core;
+pub mod driver;
+pub mod envelope;
+pub mod error;
+pub mod logger;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::prelude::ConfState;
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use self::applier::{Applied, QueryAnswer};
+pub use self::core::MAX_COMMAND_BYTES;
+pub use self::driver::{NoPeers, NodeMsg, Transport};
+pub use self::error::{ClientError, NodeError};
+pub use self::status::{GuestStatus, NodeStatus};
+
+use self::applier::ApplierShared;
+use self::components::ComponentStore;
+use self::core::NodeCore;
+use crate::storage::SledStorage;
+use crate::wasm::{ComponentHash, GuestLimits, StateMachine, WasmEngine};
+
+/// Ticks without a heartbeat before a follower starts an election.
+pub const ELECTION_TICKS: usize = 10;
+/// Ticks between leader heartbeats.
+pub const HEARTBEAT_TICKS: usize = 3;
+/// Largest append message raft-rs builds.
+pub const MAX_RAFT_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// Append messages in flight per follower.
+pub const MAX_INFLIGHT_MESSAGES: usize = 256;
+/// Committed entries handed out per Ready, so replay after a restart streams.
+pub const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
+
+/// Metadata key holding the hash of the active component.
+const ACTIVE_COMPONENT_KEY: &str = "active_component";
+
+/// Which guest a node runs when it creates a new cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestSource {
+    /// The built-in counter.
+    Default,
+    /// A component file.
+    File(PathBuf),
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Raft id of this node (non-zero).
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub guest: GuestSource,
+    pub limits: GuestLimits,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            id: 1,
+            data_dir: data_dir.into(),
+            guest: GuestSource::Default,
+            limits: GuestLimits::default(),
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a running node. The node stops when
+/// [`NodeHandle::shutdown`] is called or every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    inbox: mpsc::Sender<NodeMsg>,
+    shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    applier: Arc<ApplierShared>,
+    data_dir: PathBuf,
+    /// `None` while running; the reason once stopped (empty if clean).
+    stopped: watch::Receiver<Option<String>>,
+}
+
+impl NodeHandle {
+    /// Propose a command; resolves once it is applied (or refused).
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::Propose { command, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Run a read-only query on this node's current state. Ordered after
+    /// every entry this node acknowledged before the query arrived.
+    pub async fn query(&self, request: Vec<u8>) -> Result<QueryAnswer, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Query { request, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Status { reply })?;
+        let view = answer.await.map_err(|_| ClientError::Stopped)?;
+        let applier = &self.inner.applier;
+        let stats = applier.stats();
+        Ok(NodeStatus {
+            id: view.id,
+            role: role_name(view.role).to_string(),
+            term: view.term,
+            leader_id: view.leader_id,
+            commit_index: view.commit_index,
+            applied_index: applier.applied_index(),
+            last_index: view.last_index,
+            voters: view.voters,
+            pending_proposals: view.pending_proposals,
+            guest: GuestStatus {
+                name: applier.guest().name.clone(),
+                version: applier.guest().version.clone(),
+                hash: applier.component_hash().to_string(),
+                applied_entries: stats.applied,
+                failed_entries: stats.failures,
+                instance_rebuilds: stats.rebuilds,
+            },
+            data_dir: self.inner.data_dir.display().to_string(),
+        })
+    }
+
+    /// Deliver a Raft message from a peer (used by the transport).
+    pub fn deliver(&self, message: raft::prelude::Message) -> Result<(), ClientError> {
+        self.inner
+            .inbox
+            .try_send(NodeMsg::Raft(Box::new(message)))
+            .map_err(ClientError::from)
+    }
+
+    /// True while the node loop runs.
+    pub fn is_running(&self) -> bool {
+        self.inner.stopped.borrow().is_none()
+    }
+
+    /// Wait until the node stops; returns the fatal error, if any.
+    pub async fn stopped(&self) -> Option<String> {
+        let mut stopped = self.inner.stopped.clone();
+        let reason = stopped
+            .wait_for(Option::is_some)
+            .await
+            .map(|r| r.clone().unwrap_or_default())
+            .unwrap_or_default();
+        (!reason.is_empty()).then_some(reason)
+    }
+
+    /// Stop the node: pending clients get `Stopped`, queued entries finish
+    /// applying, and everything acknowledged is already durable.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.shutdown.send(reply).await.is_ok() {
+            let _ = done.await;
+        }
+        self.stopped().await;
+    }
+}
+
+fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre_candidate",
+    }
+}
+
+/// Open the data dir, load the guest, and start the node's tasks. Must be
+/// called inside a tokio runtime.
+pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle, NodeError> {
+    if config.id == 0 {
+        return Err(NodeError::Config("the node id must be non-zero".into()));
+    }
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let storage = SledStorage::open(&data_dir.join("raft"))?;
+    let engine = WasmEngine::new(Some(data_dir.join("component-cache")))?;
+    let components =
+        ComponentStore::open(data_dir.join("components")).map_err(|source| NodeError::DataDir {
+            path: data_dir.join("components"),
+            source,
+        })?;
+    let machine = load_active_guest(&config, &storage, &engine, &components)?;
+    tracing::info!(id = config.id, guest = %machine.info().name,
+        version = %machine.info().version, hash = %machine.component().hash, "guest loaded");
+
+    if storage.is_fresh() {
+        let conf_state = ConfState {
+            voters: vec![config.id],
+            ..Default::default()
+        };
+        storage.bootstrap(&conf_state)?;
+        tracing::info!(id = config.id, "bootstrapped a new single-node cluster");
+    }
+
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: ELECTION_TICKS,
+        heartbeat_tick: HEARTBEAT_TICKS,
+        // The guest starts empty: have raft-rs hand out every committed entry
+        // again (see the module docs).
+        applied: 0,
+        max_size_per_msg: MAX_RAFT_MESSAGE_BYTES,
+        max_inflight_msgs: MAX_INFLIGHT_MESSAGES,
+        max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let raw = RawNode::new(
+        &raft_config,
+        storage.clone(),
+        &logger::raft_logger(config.id),
+    )?;
+    let mut core = NodeCore::new(raw, storage);
+    core.campaign_if_sole_voter()?;
+
+    let (fatal_tx, fatal_rx) = watch::channel(None);
+    let (applier_tx, applier_shared, applier_thread) = applier::spawn(machine, 0, fatal_tx)
+        .map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+    let (inbox_tx, inbox_rx) = mpsc::channel(driver::NODE_INBOX_CAPACITY);
+    let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
+    let (stopped_tx, stopped_rx) = watch::channel(None);
+    let controls = driver::Controls {
+        shutdown: shutdown_rx,
+        fatal: fatal_rx,
+    };
+    let id = config.id;
+    tokio::spawn(async move {
+        let outcome = driver::run(core, inbox_rx, controls, applier_tx, transport).await;
+        // The applier drains what it was given, then exits (its sender is
+        // gone); join it off the async threads.
+        let _ = tokio::task::spawn_blocking(move || applier_thread.join()).await;
+        let (reason, reply) = match outcome {
+            Ok(reply) => {
+                tracing::info!(id, "node stopped");
+                (String::new(), reply)
+            }
+            Err(error) => {
+                tracing::error!(id, %error, "node stopped by a fatal error");
+                (error.to_string(), None)
+            }
+        };
+        let _ = stopped_tx.send(Some(reason));
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+    });
+    Ok(NodeHandle {
+        inner: Arc::new(HandleInner {
+            inbox: inbox_tx,
+            shutdown: shutdown_tx,
+            applier: applier_shared,
+            data_dir: config.data_dir,
+            stopped: stopped_rx,
+        }),
+    })
+}
+
+/// Pick the component this data dir runs: the stored one if the cluster
+/// exists, else the configured one (which is then stored).
+fn load_active_guest(
+    config: &NodeConfig,
+    storage: &SledStorage,
+    engine: &WasmEngine,
+    components: &ComponentStore,
+) -> Result<StateMachine, NodeError> {
+    let stored = storage
+        .get_meta(ACTIVE_COMPONENT_KEY)?
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+    let given_bytes = match &config.guest {
+        GuestSource::Default => None,
+        GuestSource::File(path) => Some(read_guest_file(engine, path)?),
+    };
+    match stored {
+        Some(hex) if !storage.is_fresh() => {
+            let hash = ComponentHash::from_hex(&hex).ok_or_else(|| NodeError::ComponentStore {
+                hash: hex.clone(),
+                path: storage_meta_path(&config.data_dir),
+                reason: "not a valid hash".into(),
+            })?;
+            if let Some(bytes) = &given_bytes {
+                let given = ComponentHash::of(bytes);
+                if given != hash {
+                    return Err(NodeError::GuestMismatch {
+                        stored: hash.to_hex(),
+                        given: given.to_hex(),
+                    });
+                }
+            }
+            let bytes = components
+                .get(&hash)
+                .map_err(|e| NodeError::ComponentStore {
+                    hash: hash.to_hex(),
+                    path: components.path_of(&hash),
+                    reason: e.to_string(),
+                })?;
+            let loaded = engine.load(&bytes)?;
+            Ok(StateMachine::new(loaded, config.limits)?)
+        }
+        _ => {
+            let bytes = given_bytes.unwrap_or_else(|| crate::wasm::DEFAULT_GUEST.to_vec());
+            let loaded = engine.load(&bytes)?;
+            let machine = StateMachine::new(loaded, config.limits)?;
+            let hash = components.put(&bytes).map_err(|source| NodeError::DataDir {
+                path: components.path_of(&ComponentHash::of(&bytes)),
+                source,
+            })?;
+            storage.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())?;
+            Ok(machine)
+        }
+    }
+}
+
+fn read_guest_file(engine: &WasmEngine, path: &Path) -> Result<Vec<u8>, NodeError> {
+    // Validate before anything is written: a bad file changes nothing.
+    let (_, bytes) = engine.load_file(path)?;
+    Ok(bytes)
+}
+
+fn storage_meta_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("raft")
+}
+
+/// How long API calls wait for the node by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

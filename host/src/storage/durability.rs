@@ -1,0 +1,167 @@
+//! Making sled's writes survive power loss.
+//!
+//! What sled 0.34.7 writes under the data directory, and what it does about it:
+//!
+//! | file              | what                                  | sled syncs it with                      |
+//! |-------------------|---------------------------------------|-----------------------------------------|
+//! | `db`              | the log-structured page store          | `sync_file_range` after each buffer write (Linux); `sync_all` only from its 500 ms background flusher |
+//! | `conf`            | storage parameters (segment size, ...) | nothing                                  |
+//! | `blobs/<lsn>`     | any log item over the blob threshold   | nothing                                  |
+//! | `snap.<lsn>`      | recovery accelerator                   | `sync_all`, then rename (directory not synced) |
+//!
+//! `sync_file_range` waits for the data to reach the device but flushes neither
+//! the device's write cache nor file metadata (the file grows as segments are
+//! added), so a `flush()` that returned is not yet durable. [`Syncer::sync`]
+//! completes it with `fdatasync` on `db`, `fdatasync` on every blob file it has
+//! not synced yet, and `fsync` on `blobs/` and the data directory whenever their
+//! listing changed.
+//!
+//! Blob threshold: sled stores a log item out of line when its serialized size
+//! plus a 32-byte header exceeds `segment_size / 4 - 20` bytes, i.e. about
+//! 128 KiB with the default 512 KiB segments. An item is one key/value update or
+//! a whole consolidated leaf page (up to ~17 keys), so blobs appear for large
+//! entries and snapshots, and can appear for pages of mid-sized entries. They are
+//! therefore synced here rather than assumed away.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::error::StorageError;
+
+/// Name of sled's data file inside the data directory.
+pub(crate) const SLED_DATA_FILE: &str = "db";
+/// Name of sled's configuration file inside the data directory.
+pub(crate) const SLED_CONF_FILE: &str = "conf";
+/// Name of sled's directory of out-of-line values.
+pub(crate) const SLED_BLOB_DIR: &str = "blobs";
+
+/// Owns the file handles needed to make sled's writes durable.
+#[derive(Debug)]
+pub(crate) struct Syncer {
+    db_path: PathBuf,
+    db_file: File,
+    dir: DirWatch,
+    blobs: DirWatch,
+    /// Blob files already synced, with their length at that time: sled writes a
+    /// blob once and never appends, so a changed length means we saw it mid-write.
+    synced_blobs: HashMap<OsString, u64>,
+}
+
+impl Syncer {
+    /// Opens the handles and makes what sled created at open time durable
+    /// (`conf`, `blobs/`, the directory entries). Call after sled opened `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db_path = dir.join(SLED_DATA_FILE);
+        // fdatasync needs no write access on Linux; a read-only handle cannot
+        // interfere with sled's own (locked) handle.
+        let db_file =
+            File::open(&db_path).map_err(StorageError::io("open the sled data file", &db_path))?;
+        let conf_path = dir.join(SLED_CONF_FILE);
+        // sled writes `conf` on first open without syncing it; a torn `conf`
+        // would make the next open fail.
+        File::open(&conf_path)
+            .and_then(|f| f.sync_all())
+            .map_err(StorageError::io("fsync the sled config file", &conf_path))?;
+        let mut syncer = Syncer {
+            db_path,
+            db_file,
+            dir: DirWatch::new(dir.to_path_buf()),
+            blobs: DirWatch::new(dir.join(SLED_BLOB_DIR)),
+            synced_blobs: HashMap::new(),
+        };
+        syncer.sync()?;
+        // The data directory itself may just have been created.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(syncer)
+    }
+
+    /// Makes everything sled has written so far durable. Call after `Db::flush`.
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        self.sync_blobs()?;
+        self.db_file
+            .sync_data()
+            .map_err(StorageError::io("fdatasync the sled data file", &self.db_path))?;
+        self.dir.refresh()?;
+        self.dir.sync_if_dirty()
+    }
+
+    fn sync_blobs(&mut self) -> Result<(), StorageError> {
+        self.blobs.refresh()?;
+        let mut live = HashMap::with_capacity(self.blobs.names.len());
+        for name in &self.blobs.names {
+            let path = self.blobs.path.join(name);
+            let len = match std::fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                // sled removed it since we listed the directory: nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("stat a sled blob file", path)(e)),
+            };
+            if self.synced_blobs.get(name) != Some(&len) {
+                match File::open(&path).and_then(|file| file.sync_data()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("fdatasync a sled blob file", path)(e)),
+                }
+            }
+            live.insert(name.clone(), len);
+        }
+        self.synced_blobs = live;
+        self.blobs.sync_if_dirty()
+    }
+}
+
+/// Remembers a directory's listing to know when its entries need an fsync.
+#[derive(Debug)]
+struct DirWatch {
+    path: PathBuf,
+    names: BTreeSet<OsString>,
+    /// The listing changed since the directory was last synced.
+    dirty: bool,
+}
+
+impl DirWatch {
+    fn new(path: PathBuf) -> Self {
+        // Never synced by us yet: sled may just have created it.
+        DirWatch {
+            path,
+            names: BTreeSet::new(),
+            dirty: true,
+        }
+    }
+
+    /// Re-reads the listing (one `getdents` for our handful of files).
+    fn refresh(&mut self) -> Result<(), StorageError> {
+        let mut names = BTreeSet::new();
+        let entries = std::fs::read_dir(&self.path)
+            .map_err(StorageError::io("list a sled directory", &self.path))?;
+        for entry in entries {
+            let entry = entry.map_err(StorageError::io("list a sled directory", &self.path))?;
+            names.insert(entry.file_name());
+        }
+        if names != self.names {
+            self.names = names;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn sync_if_dirty(&mut self) -> Result<(), StorageError> {
+        if self.dirty {
+            sync_dir(&self.path)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// `fsync` on a directory, so the names created in it survive power loss.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), StorageError> {
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(StorageError::io("fsync a directory", path))
+}

@@ -1,0 +1,303 @@
+//! The one wasmtime [`Engine`] of a node, and loading of components.
+//!
+//! The engine is configured for determinism (fuel metering, NaN
+//! canonicalization, no threads, deterministic relaxed SIMD). Loading a
+//! component checks, before anything runs, that it is a component, that it
+//! exports the `state-machine` interface and that every import can be served
+//! by the deterministic WASI; the compiled code is cached in the data dir,
+//! keyed by the component's content hash and the engine's configuration, so
+//! a restart does not pay for compilation again.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::GuestPre;
+use super::error::WasmError;
+use super::instance::StoreState;
+use super::limits::{DEFAULT_MAX_WASM_STACK_BYTES, MAX_COMPONENT_BYTES};
+
+/// The magic bytes every wasm binary starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// Component binaries carry this layer/version after the magic (core modules
+/// carry `01 00 00 00`).
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+/// A content hash identifying a component (BLAKE3 of its bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentHash(pub [u8; 32]);
+
+impl ComponentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        ComponentHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| ComponentHash(*h.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for ComponentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ComponentHash({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for ComponentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// The wasmtime engine plus the linker with the deterministic WASI. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct WasmEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache_dir: Option<PathBuf>,
+    /// Identifies the engine's compilation settings in cache file names, so a
+    /// cached artifact from another wasmtime build or config is never loaded.
+    config_tag: String,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("cache_dir", &self.inner.cache_dir)
+            .field("config_tag", &self.inner.config_tag)
+            .finish()
+    }
+}
+
+/// A component that passed validation and is ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pub hash: ComponentHash,
+    pub size_bytes: u64,
+    pub(super) pre: GuestPre<StoreState>,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("hash", &self.hash)
+            .field("size_bytes", &self.size_bytes)
+            .finish()
+    }
+}
+
+/// Adapts `std::hash::Hasher` (which wasmtime's compatibility hash feeds) to
+/// BLAKE3, whose output is stable across Rust versions.
+struct StableHasher(blake3::Hasher);
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        let bytes = self.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl WasmEngine {
+    /// Create the engine. `cache_dir` (usually `<data-dir>/component-cache`)
+    /// holds compiled components; `None` disables the cache.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, WasmError> {
+        // Threads need wasmtime's `threads` feature, which we do not enable:
+        // shared memory would make guests nondeterministic.
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            .max_wasm_stack(DEFAULT_MAX_WASM_STACK_BYTES);
+        let engine = Engine::new(&config).map_err(|e| WasmError::Engine {
+            reason: format!("{e:#}"),
+        })?;
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| WasmError::Engine {
+            reason: format!("adding WASI to the linker: {e:#}"),
+        })?;
+        let mut hasher = StableHasher(blake3::Hasher::new());
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let config_tag = hasher.0.finalize().to_hex()[..16].to_string();
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| WasmError::Cache {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(WasmEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache_dir,
+                config_tag,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Read a component file and load it (see [`Self::load`]).
+    pub fn load_file(&self, path: &Path) -> Result<(LoadedComponent, Vec<u8>), WasmError> {
+        let read_err = |source| WasmError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_COMPONENT_BYTES {
+            return Err(WasmError::TooLarge {
+                size_bytes: size,
+                limit_bytes: MAX_COMPONENT_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let loaded = self.load(&bytes)?;
+        Ok((loaded, bytes))
+    }
+
+    /// Validate and compile (or fetch from the cache) a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, WasmError> {
+        check_component_header(bytes)?;
+        if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+            return Err(WasmError::TooLarge {
+                size_bytes: bytes.len() as u64,
+                limit_bytes: MAX_COMPONENT_BYTES,
+            });
+        }
+        let hash = ComponentHash::of(bytes);
+        let component = self.compile_cached(hash, bytes)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| WasmError::UnsupportedImport {
+                reason: format!("{e:#}"),
+            })?;
+        let pre = GuestPre::new(instance_pre).map_err(|e| WasmError::InterfaceMismatch {
+            reason: format!("{e:#}"),
+        })?;
+        Ok(LoadedComponent {
+            hash,
+            size_bytes: bytes.len() as u64,
+            pre,
+        })
+    }
+
+    fn cache_path(&self, hash: ComponentHash) -> Option<PathBuf> {
+        let dir = self.inner.cache_dir.as_ref()?;
+        Some(dir.join(format!("{}-{}.cwasm", hash.to_hex(), self.inner.config_tag)))
+    }
+
+    fn compile_cached(&self, hash: ComponentHash, bytes: &[u8]) -> Result<Component, WasmError> {
+        if let Some(path) = self.cache_path(hash)
+            && path.exists()
+        {
+            match deserialize_cached(&self.inner.engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "ignoring unusable cached component; recompiling");
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| WasmError::NotAComponent {
+                reason: format!("{e:#}"),
+            })?;
+        tracing::debug!(%hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        if let Some(path) = self.cache_path(hash) {
+            self.store_cached(&component, &path)?;
+        }
+        Ok(component)
+    }
+
+    fn store_cached(&self, component: &Component, path: &Path) -> Result<(), WasmError> {
+        let cache_err = |source| WasmError::Cache {
+            path: path.to_path_buf(),
+            source,
+        };
+        let serialized = component.serialize().map_err(|e| WasmError::Engine {
+            reason: format!("serializing compiled component: {e:#}"),
+        })?;
+        // Write to a temporary name and rename, so a crash never leaves a
+        // truncated artifact under the real name.
+        let tmp = path.with_extension("cwasm.tmp");
+        std::fs::write(&tmp, &serialized).map_err(cache_err)?;
+        std::fs::rename(&tmp, path).map_err(cache_err)?;
+        Ok(())
+    }
+}
+
+/// Reject anything that is not a component before handing it to the
+/// compiler, with an error that says what it is instead.
+fn check_component_header(bytes: &[u8]) -> Result<(), WasmError> {
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return Err(WasmError::NotAComponent {
+            reason: "the file does not start with the WebAssembly magic bytes".into(),
+        });
+    }
+    if bytes[4..8] != COMPONENT_VERSION {
+        return Err(WasmError::NotAComponent {
+            reason: "this is a core WebAssembly module, not a component \
+                     (wrap it with `wasm-tools component new`)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Load a compiled component from the cache.
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime requires that the file was produced by
+    // `Component::serialize` of a compatible engine and not tampered with.
+    // Only this node writes into its cache dir (inside its private data dir,
+    // like its keys and log), artifacts are renamed into place only when
+    // complete, and the file name carries the engine's compatibility hash;
+    // wasmtime additionally checks the header and version before use.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_what_is_wrong() {
+        let not_wasm = check_component_header(b"hello world").expect_err("not wasm");
+        assert!(not_wasm.to_string().contains("magic"));
+        let module = check_component_header(b"\0asm\x01\0\0\0").expect_err("core module");
+        assert!(module.to_string().contains("core WebAssembly module"));
+        check_component_header(b"\0asm\x0d\0\x01\0").expect("component header");
+    }
+
+    #[test]
+    fn component_hash_hex_round_trips() {
+        let hash = ComponentHash::of(b"abc");
+        assert_eq!(ComponentHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(ComponentHash::from_hex("zz"), None);
+    }
+}

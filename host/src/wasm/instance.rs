@@ -1,0 +1,246 @@
+//! One live guest instance: a wasmtime `Store` plus the instantiated
+//! component, and single metered calls into it.
+//!
+//! A `Store` is long-lived (creating one per call is ~100x slower). After a
+//! trap wasmtime refuses to enter the instance again, so a failed call
+//! poisons the instance; [`super::StateMachine`] then builds a new one.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{EntryMeta, Guest, GuestInfo};
+use super::engine::LoadedComponent;
+use super::error::{GuestFailure, WasmError};
+use super::limits::{GuestLimits, MemoryLimitExceeded, MemoryLimiter};
+use super::wasi::{DeterministicInputs, EntryContext, deterministic_wasi};
+
+/// Everything a guest's `Store` holds.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl std::fmt::Debug for StoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreState")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What a successful or failed call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCost {
+    pub fuel_used: u64,
+}
+
+/// A live instance of a guest component.
+pub struct GuestInstance {
+    store: Store<StoreState>,
+    bindings: Guest,
+    inputs: DeterministicInputs,
+    limits: GuestLimits,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for GuestInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInstance")
+            .field("limits", &self.limits)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl GuestInstance {
+    /// Instantiate `component` in a fresh store. The guest's start-up code
+    /// runs under the maintenance fuel budget and the memory cap.
+    pub fn new(
+        component: &LoadedComponent,
+        guest_name: &str,
+        limits: GuestLimits,
+    ) -> Result<Self, WasmError> {
+        let inputs = DeterministicInputs::default();
+        let state = StoreState {
+            wasi: deterministic_wasi(guest_name, &inputs),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_limit_bytes),
+        };
+        let mut store = Store::new(component.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.maintenance_fuel)
+            .map_err(|e| WasmError::Engine {
+                reason: format!("{e:#}"),
+            })?;
+        let bindings =
+            component
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| WasmError::Instantiate {
+                    reason: classify(e, limits.maintenance_fuel).to_string(),
+                })?;
+        Ok(GuestInstance {
+            store,
+            bindings,
+            inputs,
+            limits,
+            poisoned: false,
+        })
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Linear memory the instance currently holds.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limiter.used_bytes()
+    }
+
+    pub fn info(&mut self) -> Result<GuestInfo, GuestFailure> {
+        let budget = self.limits.maintenance_fuel;
+        self.call(EntryContext::default(), budget, |bindings, store| {
+            bindings
+                .iroh_raft_state_machine_state_machine()
+                .call_info(store)
+                .map(Ok)
+        })
+        .map(|(info, _)| info)
+    }
+
+    pub fn apply(
+        &mut self,
+        entry: EntryContext,
+        command: &[u8],
+    ) -> (Result<Vec<u8>, GuestFailure>, CallCost) {
+        let meta = EntryMeta {
+            index: entry.index,
+            term: entry.term,
+            timestamp_ms: entry.timestamp_ms,
+        };
+        let budget = self.limits.apply_fuel;
+        self.call_with_cost(entry, budget, |bindings, store| {
+            bindings
+                .iroh_raft_state_machine_state_machine()
+                .call_apply(store, meta, command)
+        })
+    }
+
+    /// Run a read-only query. `entry` is the last applied entry, so that a
+    /// guest reading the clock during a query sees a stable time.
+    pub fn query(
+        &mut self,
+        entry: EntryContext,
+        request: &[u8],
+    ) -> (Result<Vec<u8>, GuestFailure>, CallCost) {
+        let budget = self.limits.query_fuel;
+        self.call_with_cost(entry, budget, |bindings, store| {
+            bindings
+                .iroh_raft_state_machine_state_machine()
+                .call_query(store, request)
+        })
+    }
+
+    pub fn snapshot(&mut self, entry: EntryContext) -> Result<Vec<u8>, GuestFailure> {
+        let budget = self.limits.maintenance_fuel;
+        self.call(entry, budget, |bindings, store| {
+            bindings
+                .iroh_raft_state_machine_state_machine()
+                .call_snapshot(store)
+        })
+        .map(|(bytes, _)| bytes)
+    }
+
+    pub fn restore(&mut self, entry: EntryContext, snapshot: &[u8]) -> Result<(), GuestFailure> {
+        let budget = self.limits.maintenance_fuel;
+        self.call(entry, budget, |bindings, store| {
+            bindings
+                .iroh_raft_state_machine_state_machine()
+                .call_restore(store, snapshot)
+        })
+        .map(|_| ())
+    }
+
+    fn call_with_cost<R>(
+        &mut self,
+        entry: EntryContext,
+        budget: u64,
+        f: impl FnOnce(&Guest, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> (Result<R, GuestFailure>, CallCost) {
+        match self.call(entry, budget, f) {
+            Ok((value, cost)) => (Ok(value), cost),
+            Err(failure) => {
+                let fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+                (Err(failure), CallCost { fuel_used })
+            }
+        }
+    }
+
+    /// One metered call. Any failure other than the guest's own `err` poisons
+    /// the instance.
+    fn call<R>(
+        &mut self,
+        entry: EntryContext,
+        budget: u64,
+        f: impl FnOnce(&Guest, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<(R, CallCost), GuestFailure> {
+        if self.poisoned {
+            return Err(GuestFailure::Trapped {
+                message: "instance was poisoned by an earlier trap".into(),
+            });
+        }
+        self.inputs.set_entry(entry);
+        if let Err(e) = self.store.set_fuel(budget) {
+            // Only fails when fuel is not enabled, which the engine always is.
+            self.poisoned = true;
+            return Err(GuestFailure::Trapped {
+                message: format!("{e:#}"),
+            });
+        }
+        let outcome = f(&self.bindings, &mut self.store);
+        let fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let cost = CallCost { fuel_used };
+        match outcome {
+            Ok(Ok(value)) => Ok((value, cost)),
+            Ok(Err(message)) => Err(GuestFailure::Rejected { message }),
+            Err(e) => {
+                self.poisoned = true;
+                Err(classify(e, budget))
+            }
+        }
+    }
+}
+
+/// Turn a wasmtime error from a call into the deterministic failure we
+/// record. The message is the trap code or the root cause only, never a
+/// backtrace with addresses, so it is identical on every replica.
+fn classify(error: wasmtime::Error, budget: u64) -> GuestFailure {
+    if let Some(limit) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return GuestFailure::MemoryLimit {
+            limit_bytes: limit.limit_bytes,
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        if *trap == Trap::OutOfFuel {
+            return GuestFailure::OutOfFuel { budget };
+        }
+        return GuestFailure::Trapped {
+            message: trap.to_string(),
+        };
+    }
+    GuestFailure::Trapped {
+        message: error.root_cause().to_string(),
+    }
+}
