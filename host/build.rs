@@ -1,1 +1,100 @@
-fn main() {}
+//! Builds the guest components in `guests/` and tells the host crate where
+//! they are.
+//!
+//! The default guest (the counter) is embedded into `raft-host`, and the
+//! tests load the other guests, so they must exist before the host compiles.
+//! As wasmtime's own `test-programs` do, we run a nested `cargo build` for
+//! `wasm32-wasip2` into a separate target dir (so it never waits on the lock
+//! of the outer build) and export each artifact's path as
+//! `IROH_RAFT_GUEST_<NAME>` (e.g. `IROH_RAFT_GUEST_COUNTER`).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Rust target guests are compiled for: it produces components directly.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Every guest crate in `guests/` whose component the host or its tests use,
+/// by artifact name.
+const GUESTS: &[&str] = &[
+    "counter",
+    "kv",
+    "hostile_loop",
+    "hostile_memory",
+    "hostile_trap",
+    "no_exports",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives inside the workspace root")
+        .to_path_buf();
+    let guests_dir = root.join("guests");
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // Every crate of the guests workspace (cargo scans directories
+    // recursively); `guests/target` is never used, builds go to target/guests.
+    for entry in std::fs::read_dir(&guests_dir).expect("guests/ exists") {
+        let path = entry.expect("readable guests/ entry").path();
+        if path.file_name().is_some_and(|name| name != "target") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("guests");
+    build_guests(&guests_dir, &target_dir);
+
+    let artifacts = target_dir.join(GUEST_TARGET).join("release");
+    for name in GUESTS {
+        let path = artifacts.join(format!("{name}.wasm"));
+        assert!(
+            path.exists(),
+            "guest build succeeded but {} is missing",
+            path.display()
+        );
+        println!(
+            "cargo:rustc-env=IROH_RAFT_GUEST_{}={}",
+            name.to_uppercase(),
+            path.display()
+        );
+    }
+}
+
+fn build_guests(guests_dir: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(guests_dir.join("Cargo.toml"))
+        .arg("--target")
+        .arg(GUEST_TARGET)
+        .arg("--release")
+        .arg("--target-dir")
+        .arg(target_dir);
+    // The outer build's flags and wrappers (e.g. clippy-driver) are for the
+    // host; the guests get a plain build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to run cargo for the guests");
+    if !status.success() {
+        panic!(
+            "building the guest components failed (see the errors above). \
+             Is the {GUEST_TARGET} target installed? Run `rustup target add {GUEST_TARGET}` \
+             (`make setup` does it)."
+        );
+    }
+}

@@ -1,1 +1,145 @@
-fn main() {}
+//! What durability costs in the sled log store.
+//!
+//! Appends entries with a hard state through `SledStorage::append_and_persist`,
+//! the call the node makes for every `Ready`, and compares:
+//!
+//! - `flush only`: sled's `flush()` (ends in `sync_file_range` on Linux), NOT
+//!   durable against power loss; only here to show what the extra sync costs;
+//! - `flush + fdatasync`: what ships (see `host/src/storage/durability.rs`).
+//!
+//! Run: `cargo bench --bench storage_fsync` (set `STORAGE_BENCH_DIR` to measure
+//! another disk; the default is cargo's target tmp dir, not a tmpfs `/tmp`).
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use iroh_raft::storage::SledStorage;
+use raft::prelude::{Entry, HardState};
+
+/// Measured appends per case.
+const ITERATIONS: usize = 2000;
+/// Appends before measuring, so sled's first segment allocation is not counted.
+const WARMUP_ITERATIONS: usize = 50;
+/// Payload of every entry.
+const PAYLOAD_BYTES: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    durability: &'static str,
+    fdatasync: bool,
+    entries_per_append: u64,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        durability: "flush only (not durable)",
+        fdatasync: false,
+        entries_per_append: 1,
+    },
+    Case {
+        durability: "flush + fdatasync (shipped)",
+        fdatasync: true,
+        entries_per_append: 1,
+    },
+    Case {
+        durability: "flush only (not durable)",
+        fdatasync: false,
+        entries_per_append: 64,
+    },
+    Case {
+        durability: "flush + fdatasync (shipped)",
+        fdatasync: true,
+        entries_per_append: 64,
+    },
+];
+
+#[derive(Debug)]
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    appends_per_s: f64,
+    entries_per_s: f64,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let base = std::env::var_os("STORAGE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&base)?;
+    println!(
+        "storage_fsync: {ITERATIONS} appends per case ({WARMUP_ITERATIONS} warm-up), \
+         {PAYLOAD_BYTES}-byte payloads, each append with a hard state, in {}",
+        base.display()
+    );
+    println!();
+    println!(
+        "| durability                  | entries/append | p50 (us) | p99 (us) | max (us) | appends/s | entries/s |"
+    );
+    println!(
+        "|-----------------------------|---------------:|---------:|---------:|---------:|----------:|----------:|"
+    );
+    for case in CASES {
+        let stats = run(&base, case)?;
+        println!(
+            "| {:<27} | {:>14} | {:>8} | {:>8} | {:>8} | {:>9.0} | {:>9.0} |",
+            case.durability,
+            case.entries_per_append,
+            stats.p50.as_micros(),
+            stats.p99.as_micros(),
+            stats.max.as_micros(),
+            stats.appends_per_s,
+            stats.entries_per_s,
+        );
+    }
+    Ok(())
+}
+
+fn run(base: &std::path::Path, case: Case) -> Result<Stats, Box<dyn Error>> {
+    let dir = tempfile::Builder::new()
+        .prefix("storage-fsync-")
+        .tempdir_in(base)?;
+    let storage = SledStorage::open(dir.path())?;
+    storage.set_fdatasync_for_bench(case.fdatasync);
+    let payload = vec![0xA5u8; PAYLOAD_BYTES];
+
+    let mut next_index = 1u64;
+    let mut latencies = Vec::with_capacity(ITERATIONS);
+    for iteration in 0..WARMUP_ITERATIONS + ITERATIONS {
+        let entries: Vec<Entry> = (0..case.entries_per_append)
+            .map(|i| Entry {
+                index: next_index + i,
+                term: 1,
+                data: payload.clone().into(),
+                ..Default::default()
+            })
+            .collect();
+        // As in a follower's Ready: the commit trails the new entries.
+        let hard_state = HardState {
+            term: 1,
+            vote: 1,
+            commit: next_index - 1,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        storage.append_and_persist(&entries, Some(&hard_state))?;
+        let elapsed = started.elapsed();
+        if iteration >= WARMUP_ITERATIONS {
+            latencies.push(elapsed);
+        }
+        next_index += case.entries_per_append;
+    }
+
+    let total: Duration = latencies.iter().sum();
+    latencies.sort_unstable();
+    let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    let appends_per_s = ITERATIONS as f64 / total.as_secs_f64();
+    Ok(Stats {
+        p50: percentile(50),
+        p99: percentile(99),
+        max: latencies[latencies.len() - 1],
+        appends_per_s,
+        entries_per_s: appends_per_s * case.entries_per_append as f64,
+    })
+}

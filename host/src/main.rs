@@ -103,6 +103,15 @@ struct IoArgs {
     api: ApiArgs,
 }
 
+/// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
+/// not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -229,35 +238,35 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { json, api } => {
             let status = ApiClient::new(&api.api).status()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                say!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 let leader = status
                     .leader_id
                     .map_or_else(|| "none".to_string(), |id| id.to_string());
-                println!("node id:       {}", status.id);
-                println!("role:          {} (leader: {leader})", status.role);
-                println!("term:          {}", status.term);
-                println!("commit index:  {}", status.commit_index);
-                println!("applied index: {}", status.applied_index);
-                println!("last index:    {}", status.last_index);
-                println!("voters:        {:?}", status.voters);
-                println!(
+                say!("node id:       {}", status.id);
+                say!("role:          {} (leader: {leader})", status.role);
+                say!("term:          {}", status.term);
+                say!("commit index:  {}", status.commit_index);
+                say!("applied index: {}", status.applied_index);
+                say!("last index:    {}", status.last_index);
+                say!("voters:        {:?}", status.voters);
+                say!(
                     "guest:         {} {} ({})",
                     status.guest.name, status.guest.version, status.guest.hash
                 );
-                println!(
+                say!(
                     "guest stats:   {} applied, {} failed, {} instance rebuilds",
                     status.guest.applied_entries,
                     status.guest.failed_entries,
                     status.guest.instance_rebuilds
                 );
-                println!("data dir:      {}", status.data_dir);
+                say!("data dir:      {}", status.data_dir);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { api } => match ApiClient::new(&api.api).health() {
             Ok(health) => {
-                println!("{}", health.status);
+                say!("{}", health.status);
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
@@ -283,9 +292,9 @@ fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Resul
     match result {
         Ok(output) => {
             match (&output.text, base64) {
-                (Some(text), false) => println!("{text}"),
-                (None, false) => println!("base64:{}", output.base64),
-                (_, true) => println!("{}", output.base64),
+                (Some(text), false) => say!("{text}"),
+                (None, false) => say!("base64:{}", output.base64),
+                (_, true) => say!("{}", output.base64),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -127,10 +127,10 @@ fn run(
                 for item in items {
                     apply_one(&mut machine, item, shared)?;
                 }
-                *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = machine.stats();
             }
             ApplyJob::Query { request, reply } => {
                 let (result, fuel_used) = machine.query(&request)?;
+                *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = machine.stats();
                 let _ = reply.send(QueryAnswer {
                     applied_index: shared.applied_index(),
                     result,
@@ -165,6 +165,10 @@ fn apply_one(
                 timestamp_ms,
             };
             let outcome = machine.apply(entry, &command)?;
+            // Published before the client hears back, so a status read after
+            // the answer includes this entry.
+            *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = machine.stats();
+            shared.applied_index.store(item.index, Ordering::Release);
             if let Some(reply) = item.reply {
                 // The client may have given up waiting; the entry is applied
                 // regardless.

@@ -81,6 +81,20 @@ pub async fn run(
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
+        // Ready first: at start-up this hands the committed entries to be
+        // replayed to the applier before any query can overtake them.
+        let out = match core.handle_ready() {
+            Ok(out) => out,
+            Err(error) => break Err(error),
+        };
+        if !out.committed.is_empty()
+            && applier.send(ApplyJob::Apply(out.committed)).await.is_err()
+        {
+            break Err(NodeError::StateMachine("the applier stopped".into()));
+        }
+        if !out.messages.is_empty() {
+            transport.send(out.messages);
+        }
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
             // can never delay them.
@@ -101,16 +115,6 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => core.tick(),
-        }
-        let out = match core.handle_ready() {
-            Ok(out) => out,
-            Err(error) => break Err(error),
-        };
-        if !out.committed.is_empty() && applier.send(ApplyJob::Apply(out.committed)).await.is_err() {
-            break Err(NodeError::StateMachine("the applier stopped".into()));
-        }
-        if !out.messages.is_empty() {
-            transport.send(out.messages);
         }
     };
     core.abandon_pending();

@@ -83,9 +83,10 @@ impl Syncer {
     /// Makes everything sled has written so far durable. Call after `Db::flush`.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         self.sync_blobs()?;
-        self.db_file
-            .sync_data()
-            .map_err(StorageError::io("fdatasync the sled data file", &self.db_path))?;
+        self.db_file.sync_data().map_err(StorageError::io(
+            "fdatasync the sled data file",
+            &self.db_path,
+        ))?;
         self.dir.refresh()?;
         self.dir.sync_if_dirty()
     }
@@ -164,4 +165,121 @@ pub(crate) fn sync_dir(path: &Path) -> Result<(), StorageError> {
     File::open(path)
         .and_then(|dir| dir.sync_all())
         .map_err(StorageError::io("fsync a directory", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::ffi::{OsStr, OsString};
+    use std::path::Path;
+
+    use raft::prelude::Entry;
+
+    use super::{SLED_BLOB_DIR, SLED_DATA_FILE, Syncer};
+    use crate::storage::SledStorage;
+
+    /// Far above sled's ~128 KiB blob threshold.
+    fn big_entry(index: u64) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            data: vec![index as u8; 300_000].into(),
+            ..Default::default()
+        }
+    }
+
+    fn blob_names(dir: &Path) -> BTreeSet<OsString> {
+        std::fs::read_dir(dir.join(SLED_BLOB_DIR))
+            .expect("list blobs")
+            .map(|e| e.expect("dir entry").file_name())
+            .collect()
+    }
+
+    fn synced_names(storage: &SledStorage) -> BTreeSet<OsString> {
+        storage
+            .inner
+            .read()
+            .syncer
+            .synced_blobs
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn new_blob_files_are_synced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = SledStorage::open(dir.path()).expect("open");
+        assert!(synced_names(&storage).is_empty());
+        storage
+            .append_and_persist(&[big_entry(1), big_entry(2)], None)
+            .expect("append");
+        let on_disk = blob_names(dir.path());
+        assert!(!on_disk.is_empty(), "the entries should have become blobs");
+        assert_eq!(synced_names(&storage), on_disk);
+        let state = storage.inner.read();
+        assert!(
+            !state.syncer.blobs.dirty,
+            "blobs/ was synced after it changed"
+        );
+        assert!(!state.syncer.dir.dirty, "the data directory was synced");
+    }
+
+    /// The bookkeeping alone, on a directory laid out like sled's.
+    #[test]
+    fn blob_bookkeeping_follows_the_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path();
+        std::fs::write(path.join(SLED_DATA_FILE), b"").expect("db");
+        std::fs::write(path.join(super::SLED_CONF_FILE), b"").expect("conf");
+        std::fs::create_dir(path.join(SLED_BLOB_DIR)).expect("blobs/");
+        let mut syncer = Syncer::open(path).expect("open");
+        assert!(syncer.synced_blobs.is_empty());
+        assert!(!syncer.blobs.dirty && !syncer.dir.dirty);
+
+        let blob = path.join(SLED_BLOB_DIR).join("7");
+        std::fs::write(&blob, b"half").expect("write blob");
+        syncer.sync().expect("sync");
+        assert_eq!(syncer.synced_blobs.get(OsStr::new("7")), Some(&4));
+        assert!(!syncer.blobs.dirty);
+
+        // Seen mid-write: a new length means it is synced again.
+        std::fs::write(&blob, b"half and the rest").expect("finish blob");
+        syncer.sync().expect("sync");
+        assert_eq!(syncer.synced_blobs.get(OsStr::new("7")), Some(&17));
+
+        std::fs::remove_file(&blob).expect("remove blob");
+        syncer.sync().expect("sync");
+        assert!(
+            syncer.synced_blobs.is_empty(),
+            "removed blobs are forgotten"
+        );
+
+        std::fs::write(path.join("snap.0000000000000001"), b"s").expect("snap");
+        syncer.dir.refresh().expect("refresh");
+        assert!(
+            syncer.dir.dirty,
+            "a new file in the data directory needs a dir fsync"
+        );
+        syncer.sync().expect("sync");
+        assert!(!syncer.dir.dirty);
+    }
+
+    #[test]
+    fn bench_switch_skips_the_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = SledStorage::open(dir.path()).expect("open");
+        storage.set_fdatasync_for_bench(false);
+        storage
+            .append_and_persist(&[big_entry(1)], None)
+            .expect("append");
+        assert!(!blob_names(dir.path()).is_empty());
+        assert!(
+            synced_names(&storage).is_empty(),
+            "no sync while switched off"
+        );
+        storage.set_fdatasync_for_bench(true);
+        storage.put_meta("k", b"v").expect("durable write");
+        assert_eq!(synced_names(&storage), blob_names(dir.path()));
+    }
 }

@@ -21,6 +21,12 @@
 //! 4. the light ready's commit index → [`SledStorage::set_commit`] (not synced:
 //!    Raft can recompute it; the next durable write carries it to disk).
 //!
+//! Applied conf changes go to [`SledStorage::set_conf_state`]. To bound the
+//! log, the host takes a snapshot of its state machine at an applied index
+//! `i`, records it with [`SledStorage::save_snapshot`] (raft-rs then serves it
+//! to followers that fell behind), and calls [`SledStorage::compact`] with any
+//! index up to `i + 1`.
+//!
 //! ```
 //! use iroh_raft::storage::SledStorage;
 //! use raft::prelude::{ConfState, Entry, HardState};
@@ -69,26 +75,39 @@
 //! instance will become inoperable", and after a failed `fsync` the page cache
 //! can no longer be trusted. The store then refuses every further write
 //! ([`StorageError::Failed`]); the node must stop, never retry and carry on.
+//! Note that raft-rs itself panics (`fatal!`) when a read it makes through
+//! `raft::Storage` fails with anything but `Compacted`/`Unavailable`, so a
+//! corrupt entry discovered after open surfaces as a panic of the task that
+//! drives the `RawNode`.
+//!
+//! # Files
+//!
+//! `keys.rs` key layout · `codec.rs` protobuf values · `cache.rs` the in-memory
+//! mirror · `rules.rs` what a write may not do · `durability.rs` fsync beyond
+//! sled · `recovery.rs` open-time scan and validation · `raft_storage.rs` the
+//! `raft::Storage` read side · `error.rs` [`StorageError`].
 
 mod cache;
 mod codec;
 mod durability;
 mod error;
 mod keys;
+mod raft_storage;
 mod recovery;
+mod rules;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
-use raft::{GetEntriesContext, RaftState};
 
 use self::cache::{Cache, TermLookup};
-use self::codec::{decode, encode};
+use self::codec::encode;
 use self::durability::Syncer;
 pub use self::error::StorageError;
 use self::keys::entry_key;
+use self::rules::{check_append, check_hard_state};
 
 /// Durable `raft::Storage` on sled. Cheap to clone: clones share one store.
 #[derive(Clone)]
@@ -162,7 +181,9 @@ impl SledStorage {
         let db = sled::Config::new()
             .path(dir)
             .open()
-            .map_err(StorageError::sled("open the store (is another node using this directory?)"))?;
+            .map_err(StorageError::sled(
+                "open the store (is another node using this directory?)",
+            ))?;
         let recovered = recovery::load(&db, data_file_had_content)?;
         let syncer = Syncer::open(dir)?;
         let storage = SledStorage {
@@ -181,7 +202,12 @@ impl SledStorage {
             let mut batch = sled::Batch::default();
             batch.insert(keys::FORMAT, keys::FORMAT_MARKER);
             let mut state = storage.inner.write()?;
-            storage.inner.commit(&mut state, batch, Durability::Durable, "write the format marker")?;
+            storage.inner.commit(
+                &mut state,
+                batch,
+                Durability::Durable,
+                "write the format marker",
+            )?;
         }
         Ok(storage)
     }
@@ -201,7 +227,10 @@ impl SledStorage {
     /// allowed on a fresh store ([`StorageError::AlreadyInitialized`] otherwise).
     pub fn bootstrap(&self, conf_state: &ConfState) -> Result<(), StorageError> {
         if conf_state.voters.is_empty() {
-            return Err(StorageError::invalid("bootstrap", "the conf state has no voters"));
+            return Err(StorageError::invalid(
+                "bootstrap",
+                "the conf state has no voters",
+            ));
         }
         let mut state = self.inner.write()?;
         if !state.cache.is_fresh() {
@@ -209,7 +238,12 @@ impl SledStorage {
         }
         let mut batch = sled::Batch::default();
         batch.insert(keys::CONF_STATE, encode("conf state", conf_state)?);
-        self.inner.commit(&mut state, batch, Durability::Durable, "write the bootstrap conf state")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "write the bootstrap conf state",
+        )?;
         state.cache.conf_state = Some(conf_state.clone());
         Ok(())
     }
@@ -253,7 +287,12 @@ impl SledStorage {
             batch.insert(keys::HARD_STATE, encode("hard state", hard_state)?);
             next.hard_state = Some(hard_state.clone());
         }
-        self.inner.commit(&mut state, batch, Durability::Durable, "apply the append batch")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "apply the append batch",
+        )?;
         state.cache = next;
         Ok(())
     }
@@ -270,7 +309,12 @@ impl SledStorage {
         check_hard_state(&state.cache, &state.cache, &hard_state, "set_commit")?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::HARD_STATE, encode("hard state", &hard_state)?);
-        self.inner.commit(&mut state, batch, Durability::Lazy, "write the commit index")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Lazy,
+            "write the commit index",
+        )?;
         state.cache.hard_state = Some(hard_state);
         Ok(())
     }
@@ -280,7 +324,12 @@ impl SledStorage {
         let mut state = self.inner.write()?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::CONF_STATE, encode("conf state", conf_state)?);
-        self.inner.commit(&mut state, batch, Durability::Durable, "write the conf state")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "write the conf state",
+        )?;
         state.cache.conf_state = Some(conf_state.clone());
         Ok(())
     }
@@ -299,7 +348,10 @@ impl SledStorage {
         let mut state = self.inner.write()?;
         let cache = &state.cache;
         let covered_index = (cache.first_index() - 1).max(cache.snapshot_index());
-        if meta.index == 0 || meta.index < cache.first_index() || meta.index < cache.snapshot_index() {
+        if meta.index == 0
+            || meta.index < cache.first_index()
+            || meta.index < cache.snapshot_index()
+        {
             return Err(StorageError::SnapshotOutOfDate {
                 snapshot_index: meta.index,
                 covered_index,
@@ -330,14 +382,22 @@ impl SledStorage {
         hard_state.term = hard_state.term.max(meta.term);
         hard_state.commit = meta.index;
         batch.insert(keys::HARD_STATE, encode("hard state", &hard_state)?);
-        batch.insert(keys::CONF_STATE, encode("conf state", meta.get_conf_state())?);
+        batch.insert(
+            keys::CONF_STATE,
+            encode("conf state", meta.get_conf_state())?,
+        );
         batch.insert(keys::SNAPSHOT_META, encode("snapshot metadata", meta)?);
         batch.insert(keys::SNAPSHOT_DATA, &snapshot.data[..]);
         next.hard_state = Some(hard_state);
         next.conf_state = Some(meta.get_conf_state().clone());
         next.snapshot = Some(meta.clone());
 
-        self.inner.commit(&mut state, batch, Durability::Durable, "apply the snapshot batch")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "apply the snapshot batch",
+        )?;
         state.cache = next;
         Ok(())
     }
@@ -382,7 +442,12 @@ impl SledStorage {
         let mut batch = sled::Batch::default();
         batch.insert(keys::SNAPSHOT_META, encode("snapshot metadata", meta)?);
         batch.insert(keys::SNAPSHOT_DATA, &snapshot.data[..]);
-        self.inner.commit(&mut state, batch, Durability::Durable, "write the snapshot batch")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "write the snapshot batch",
+        )?;
         state.cache.snapshot = Some(meta.clone());
         Ok(())
     }
@@ -416,7 +481,12 @@ impl SledStorage {
         for index in first..compact_index {
             batch.remove(&entry_key(index));
         }
-        self.inner.commit(&mut state, batch, Durability::Durable, "apply the compaction batch")?;
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "apply the compaction batch",
+        )?;
         state.cache.log.compact_to(compact_index);
         Ok(())
     }
@@ -446,7 +516,12 @@ impl SledStorage {
         let mut state = self.inner.write()?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::user_key(key), value);
-        self.inner.commit(&mut state, batch, Durability::Durable, "write a metadata value")
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "write a metadata value",
+        )
     }
 
     /// Bytes used on disk by the store, for status and metrics.
@@ -519,206 +594,5 @@ impl Inner {
             syncer.sync()?;
         }
         Ok(())
-    }
-}
-
-/// The append rules of `MemStorage::append` (which panics) plus the Raft
-/// invariant that terms never go back, as errors.
-fn check_append(cache: &Cache, entries: &[Entry]) -> Result<(), StorageError> {
-    let invalid = |reason: String| Err(StorageError::invalid("append", reason));
-    let Some(first) = entries.first() else {
-        return Ok(());
-    };
-    for pair in entries.windows(2) {
-        if pair[1].index != pair[0].index + 1 {
-            return invalid(format!(
-                "entries are not contiguous: {} follows {}",
-                pair[1].index, pair[0].index
-            ));
-        }
-        if pair[1].term < pair[0].term {
-            return invalid(format!(
-                "term goes back from {} to {} at index {}",
-                pair[0].term, pair[1].term, pair[1].index
-            ));
-        }
-    }
-    if first.index < cache.first_index() {
-        return invalid(format!(
-            "would overwrite compacted entries: appending at {}, first index is {}",
-            first.index,
-            cache.first_index()
-        ));
-    }
-    if first.index <= cache.snapshot_index() {
-        return invalid(format!(
-            "would overwrite entries covered by the snapshot at {}: appending at {}",
-            cache.snapshot_index(),
-            first.index
-        ));
-    }
-    if first.index > cache.last_index() + 1 {
-        return invalid(format!(
-            "would leave a gap: appending at {}, last index is {}",
-            first.index,
-            cache.last_index()
-        ));
-    }
-    if let TermLookup::Found(previous) = cache.term(first.index - 1)
-        && first.term < previous
-    {
-        return invalid(format!(
-            "term goes back from {previous} to {} at index {}",
-            first.term, first.index
-        ));
-    }
-    Ok(())
-}
-
-/// Terms never go back; `commit <= last index` (raft-rs refuses to start otherwise).
-fn check_hard_state(
-    current: &Cache,
-    next: &Cache,
-    hard_state: &HardState,
-    operation: &'static str,
-) -> Result<(), StorageError> {
-    let current_term = current.hard_state.as_ref().map_or(0, |hs| hs.term);
-    if hard_state.term < current_term {
-        return Err(StorageError::invalid(
-            operation,
-            format!(
-                "hard state term goes back from {current_term} to {}",
-                hard_state.term
-            ),
-        ));
-    }
-    if hard_state.commit > next.last_index() {
-        return Err(StorageError::invalid(
-            operation,
-            format!(
-                "commit index {} is past the last index {}",
-                hard_state.commit,
-                next.last_index()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-impl raft::Storage for SledStorage {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        let state = self.inner.read();
-        Ok(RaftState::new(
-            state.cache.hard_state(),
-            state.cache.conf_state(),
-        ))
-    }
-
-    /// `[low, high)`, at least one entry when the range is not empty, then as
-    /// many as fit in `max_size` (the rule of `raft::util::limit_size`, applied
-    /// while reading so a large range is not read only to be thrown away).
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        let max_size = max_size.into().unwrap_or(raft::NO_LIMIT);
-        // Held while reading sled so no write can change the range under us.
-        let state = self.inner.read();
-        if low < state.cache.first_index() {
-            return Err(raft::Error::Store(raft::StorageError::Compacted));
-        }
-        // MemStorage panics here; a bad request must not take the node down.
-        if high > state.cache.last_index() + 1 {
-            return Err(raft::Error::Store(raft::StorageError::Unavailable));
-        }
-        if low >= high {
-            return Ok(Vec::new());
-        }
-
-        let wanted = high - low;
-        let mut entries = Vec::with_capacity(wanted.min(1024) as usize);
-        let mut size = 0u64;
-        let mut limited = false;
-        for item in self.inner.db.range(entry_key(low)..entry_key(high)) {
-            let (key, value) = item
-                .map_err(StorageError::sled("read log entries"))
-                .map_err(StorageError::into_raft)?;
-            let entry: Entry = decode(&key, &value).map_err(StorageError::into_raft)?;
-            let expected = low + entries.len() as u64;
-            if entry.index != expected {
-                return Err(StorageError::corrupt(
-                    keys::describe(&key),
-                    format!("expected log entry {expected}, found {}", entry.index),
-                )
-                .into_raft());
-            }
-            size += u64::from(protobuf::Message::compute_size(&entry));
-            if !entries.is_empty() && size > max_size {
-                limited = true;
-                break;
-            }
-            entries.push(entry);
-        }
-        if !limited && entries.len() as u64 != wanted {
-            let missing = low + entries.len() as u64;
-            return Err(StorageError::corrupt(
-                keys::describe(&entry_key(missing)),
-                format!("missing although the log spans {low}..{high}"),
-            )
-            .into_raft());
-        }
-        Ok(entries)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        match self.inner.read().cache.term(idx) {
-            TermLookup::Found(term) => Ok(term),
-            TermLookup::Compacted => Err(raft::Error::Store(raft::StorageError::Compacted)),
-            TermLookup::Unavailable => Err(raft::Error::Store(raft::StorageError::Unavailable)),
-        }
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.inner.read().cache.first_index())
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.inner.read().cache.last_index())
-    }
-
-    /// The stored snapshot if its index is at least `request_index`, otherwise
-    /// `SnapshotTemporarilyUnavailable` so raft-rs retries once the host has
-    /// taken a newer one. (Unlike `MemStorage`, which fabricates an empty
-    /// snapshot at the commit index, this serves real data and never rewrites a
-    /// snapshot's index.)
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let state = self.inner.read();
-        let Some(meta) = state
-            .cache
-            .snapshot
-            .as_ref()
-            .filter(|meta| meta.index >= request_index)
-        else {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        };
-        let data = self
-            .inner
-            .db
-            .get(keys::SNAPSHOT_DATA)
-            .map_err(StorageError::sled("read the snapshot data"))
-            .map_err(StorageError::into_raft)?
-            .ok_or_else(|| {
-                StorageError::corrupt("key m/snapshot_data", "missing next to snapshot metadata")
-                    .into_raft()
-            })?;
-        let mut snapshot = Snapshot::default();
-        snapshot.set_metadata(meta.clone());
-        snapshot.data = data.to_vec().into();
-        Ok(snapshot)
     }
 }

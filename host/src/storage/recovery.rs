@@ -75,7 +75,10 @@ pub(crate) fn load(db: &sled::Db, data_file_had_content: bool) -> Result<Recover
                  (if this directory never completed a first start, delete it)",
             ));
         }
-        return Ok(Recovered { cache, is_new: true });
+        return Ok(Recovered {
+            cache,
+            is_new: true,
+        });
     }
 
     if cache.snapshot.is_some() != has_snapshot_data {
@@ -134,7 +137,9 @@ fn check_log_against_snapshot(cache: &Cache) -> Result<(), StorageError> {
         if first != 1 {
             return Err(StorageError::corrupt(
                 "log",
-                format!("the log starts at {first} but there is no snapshot covering the entries before it"),
+                format!(
+                    "the log starts at {first} but there is no snapshot covering the entries before it"
+                ),
             ));
         }
         return Ok(());

@@ -36,9 +36,13 @@ pub struct ApplyOutcome {
 /// Counters for metrics and status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
+    /// Entries applied.
     pub applied: u64,
+    /// Entries whose result was an error (queries are not counted).
     pub failures: u64,
+    /// Instance rebuilds after a trap in any call.
     pub rebuilds: u64,
+    /// In-memory checkpoints taken (they bound the replay after a trap).
     pub checkpoints: u64,
 }
 
@@ -149,7 +153,6 @@ impl StateMachine {
     pub fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
         let (result, CallCost { fuel_used }) = self.instance.query(self.last_entry, request);
         if self.instance.is_poisoned() {
-            self.stats.failures += 1;
             self.rebuild()?;
         }
         Ok((result, fuel_used))

@@ -1,0 +1,161 @@
+//! Fixtures shared by the integration tests: guest paths, library nodes and
+//! real `raft-host` processes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use iroh_raft::api::ApiClient;
+use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle};
+use iroh_raft::wasm::GuestLimits;
+
+/// How long a test waits for a node process to print its API address.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of a guest component built from `guests/` by the build script.
+pub fn guest(name: &str) -> PathBuf {
+    let path = match name {
+        "counter" => env!("IROH_RAFT_GUEST_COUNTER"),
+        "kv" => env!("IROH_RAFT_GUEST_KV"),
+        "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
+        "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
+        "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
+        "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
+        other => panic!("unknown guest {other}"),
+    };
+    PathBuf::from(path)
+}
+
+/// Start a library node on `dir` running `guest` with `limits`.
+pub fn start_node(dir: &Path, guest_name: &str, limits: GuestLimits) -> NodeHandle {
+    let config = NodeConfig {
+        id: 1,
+        data_dir: dir.to_path_buf(),
+        guest: GuestSource::File(guest(guest_name)),
+        limits,
+    };
+    node::start(config, NoPeers).expect("node starts")
+}
+
+/// Propose text and return the result as text (panics on any error).
+pub async fn propose_ok(node: &NodeHandle, command: &str) -> String {
+    let applied = node
+        .propose(command.as_bytes().to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("propose {command:?}: {e}"));
+    let bytes = applied
+        .result
+        .unwrap_or_else(|e| panic!("propose {command:?} failed in the guest: {e}"));
+    String::from_utf8(bytes).expect("utf-8 result")
+}
+
+/// Query text and return the result as text (panics on any error).
+pub async fn query_ok(node: &NodeHandle, request: &str) -> String {
+    let answer = node
+        .query(request.as_bytes().to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("query {request:?}: {e}"));
+    let bytes = answer
+        .result
+        .unwrap_or_else(|e| panic!("query {request:?} failed in the guest: {e}"));
+    String::from_utf8(bytes).expect("utf-8 result")
+}
+
+/// The `raft-host` binary under test.
+pub fn raft_host() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_raft-host"))
+}
+
+/// A real `raft-host` node process, killed (SIGKILL) when dropped.
+pub struct NodeProcess {
+    pub child: Child,
+    pub api_url: String,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl NodeProcess {
+    /// Start `raft-host` with `args` on an ephemeral API port and wait until
+    /// it prints its API address.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = raft_host()
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--api-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn raft-host");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (url_tx, url_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("API: ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = url_tx.send(url);
+                }
+            }
+        });
+        let (err_tx, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let api_url = match url_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log: Vec<String> = stderr_lines.try_iter().collect();
+                panic!("raft-host did not start:\n{}", log.join("\n"));
+            }
+        };
+        NodeProcess {
+            child,
+            api_url,
+            stderr_lines,
+        }
+    }
+
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.api_url)
+    }
+
+    /// Run a `raft-host` client subcommand against this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let (subcommand, rest) = args.split_first().expect("a subcommand");
+        raft_host()
+            .arg(subcommand)
+            .args(["--api", &self.api_url])
+            .args(rest)
+            .output()
+            .expect("run raft-host client")
+    }
+
+    /// SIGKILL the process: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+
+    /// Everything the node logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
