@@ -141,3 +141,23 @@ fn t23_sigkill_during_writes_loses_no_acknowledged_write() {
         "acknowledged {acknowledged}, found {value}"
     );
 }
+
+#[test]
+fn t24_guest_output_goes_to_the_node_log_with_the_guest_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guest = common::guest("hostile_trap");
+    let node = NodeProcess::start(dir.path(), &["--guest", guest.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        stdout_of(&node.cli(&["propose", "print from-the-guest"])),
+        "printed"
+    );
+    let line = node
+        .wait_for_log(
+            &["hostile-trap", "stdout", "from-the-guest"],
+            std::time::Duration::from_secs(10),
+        )
+        .expect("the guest's stdout line is in the node's log");
+    assert!(line.contains("guest"), "{line}");
+    node.wait_for_log(&["hostile-trap", "stderr", "from-the-guest"], std::time::Duration::from_secs(10))
+        .expect("the guest's stderr line is in the node's log");
+}

@@ -98,6 +98,9 @@ async fn t32_trap_halfway_through_an_apply_rolls_back() {
     }
     failing_apply(&node, "trap").await;
     assert_eq!(query_ok(&node, "get").await, "103");
+    let answer = node.query(b"trap".to_vec()).await.expect("answered");
+    assert!(matches!(answer.result, Err(GuestFailure::Trapped { .. })));
+    assert_eq!(query_ok(&node, "get").await, "103");
     assert_eq!(propose_ok(&node, "print hello").await, "printed");
     node.shutdown().await;
 }

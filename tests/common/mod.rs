@@ -147,9 +147,17 @@ impl NodeProcess {
         self.child.wait().expect("reap");
     }
 
-    /// Everything the node logged so far.
-    pub fn log_lines(&self) -> Vec<String> {
-        self.stderr_lines.try_iter().collect()
+    /// Wait until the node logs a line containing every one of `needles`;
+    /// returns that line, or `None` after `timeout`.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.stderr_lines.recv_timeout(left).ok()?;
+            if needles.iter().all(|needle| line.contains(needle)) {
+                return Some(line);
+            }
+        }
     }
 }
 

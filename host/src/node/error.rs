@@ -68,6 +68,8 @@ pub enum NodeError {
     CorruptEntry { index: u64, reason: String },
     #[error("the state machine failed: {0}")]
     StateMachine(String),
+    #[error("the node task failed: {0}")]
+    TaskFailed(String),
     #[error("invalid configuration: {0}")]
     Config(String),
 }

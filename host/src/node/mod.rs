@@ -270,8 +270,14 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
         fatal: fatal_rx,
     };
     let id = config.id;
+    let driver = tokio::spawn(driver::run(core, inbox_rx, controls, applier_tx, transport));
     tokio::spawn(async move {
-        let outcome = driver::run(core, inbox_rx, controls, applier_tx, transport).await;
+        // raft-rs panics when a storage read fails after start-up; a panic
+        // must still mark the node stopped, so the driver runs as its own task.
+        let outcome = match driver.await {
+            Ok(outcome) => outcome,
+            Err(join_error) => Err(NodeError::TaskFailed(join_error.to_string())),
+        };
         // The applier drains what it was given, then exits (its sender is
         // gone); join it off the async threads.
         let _ = tokio::task::spawn_blocking(move || applier_thread.join()).await;
