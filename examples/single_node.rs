@@ -25,11 +25,19 @@ async fn main() -> anyhow::Result<()> {
     let node = node::start(NodeConfig::new(dir.path()), NoPeers)?;
     let answer = node.query(b"get".to_vec()).await?;
     let value = answer.result.map_err(anyhow::Error::msg)?;
-    println!("after a restart: get -> {}", String::from_utf8_lossy(&value));
+    println!(
+        "after a restart: get -> {}",
+        String::from_utf8_lossy(&value)
+    );
     let status = node.status().await?;
     println!(
         "node {} is {} in term {}, applied index {}, guest {} {}",
-        status.id, status.role, status.term, status.applied_index, status.guest.name, status.guest.version
+        status.id,
+        status.role,
+        status.term,
+        status.applied_index,
+        status.guest.name,
+        status.guest.version
     );
     node.shutdown().await;
     Ok(())

@@ -30,7 +30,10 @@ async fn t11_results_carry_index_and_guest_errors_change_nothing() {
     let first = node.propose(b"add 1".to_vec()).await.expect("applied");
     let rejected = node.propose(b"frobnicate".to_vec()).await.expect("applied");
     assert_eq!(rejected.index, first.index + 1);
-    assert!(matches!(rejected.result, Err(GuestFailure::Rejected { .. })));
+    assert!(matches!(
+        rejected.result,
+        Err(GuestFailure::Rejected { .. })
+    ));
     assert_eq!(query_ok(&node, "get").await, "1");
     node.shutdown().await;
 }

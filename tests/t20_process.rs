@@ -33,7 +33,7 @@ fn t20_cli_round_trip() {
     // Binary-safe input and output: base64 in, base64 out.
     assert_eq!(
         stdout_of(&node.cli(&["propose", "--base64", "YWRkIDE="])), // "add 1"
-        "OA==" // "8"
+        "OA=="                                                      // "8"
     );
 
     // A guest error: exit code 1, the code and the index on stderr.
@@ -70,7 +70,11 @@ fn t22_sigkill_keeps_every_acknowledged_write_and_applies_none_twice() {
         let client = node.client();
         // After a restart the state is exactly what was acknowledged.
         let value = client.query(b"get").expect("query").output.text;
-        assert_eq!(value, Some(acknowledged.to_string()), "after restart {round}");
+        assert_eq!(
+            value,
+            Some(acknowledged.to_string()),
+            "after restart {round}"
+        );
         // Clients write concurrently; the node is killed while writes may
         // still be in flight.
         let writers: Vec<_> = (0..4)
@@ -146,7 +150,10 @@ fn t23_sigkill_during_writes_loses_no_acknowledged_write() {
 fn t24_guest_output_goes_to_the_node_log_with_the_guest_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let guest = common::guest("hostile_trap");
-    let node = NodeProcess::start(dir.path(), &["--guest", guest.to_str().expect("utf-8 path")]);
+    let node = NodeProcess::start(
+        dir.path(),
+        &["--guest", guest.to_str().expect("utf-8 path")],
+    );
     assert_eq!(
         stdout_of(&node.cli(&["propose", "print from-the-guest"])),
         "printed"
@@ -158,6 +165,9 @@ fn t24_guest_output_goes_to_the_node_log_with_the_guest_name() {
         )
         .expect("the guest's stdout line is in the node's log");
     assert!(line.contains("guest"), "{line}");
-    node.wait_for_log(&["hostile-trap", "stderr", "from-the-guest"], std::time::Duration::from_secs(10))
-        .expect("the guest's stderr line is in the node's log");
+    node.wait_for_log(
+        &["hostile-trap", "stderr", "from-the-guest"],
+        std::time::Duration::from_secs(10),
+    )
+    .expect("the guest's stderr line is in the node's log");
 }

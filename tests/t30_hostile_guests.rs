@@ -75,7 +75,10 @@ async fn t31_memory_bomb_hits_the_cap_and_rolls_back() {
     assert_eq!(query_ok(&node, "get").await, "7");
     assert_eq!(propose_ok(&node, "add 1").await, "8");
     let answer = node.query(b"grow".to_vec()).await.expect("answered");
-    assert!(matches!(answer.result, Err(GuestFailure::MemoryLimit { .. })));
+    assert!(matches!(
+        answer.result,
+        Err(GuestFailure::MemoryLimit { .. })
+    ));
     assert_eq!(query_ok(&node, "get").await, "8");
     node.shutdown().await;
 }
@@ -122,6 +125,9 @@ async fn t33_failures_are_deterministic_across_restarts() {
     let (_, again) = failing_apply(&node, "trap").await;
     assert_eq!(again, first);
     let status = node.status().await.expect("status");
-    assert_eq!(status.guest.failed_entries, 2, "the replayed trap and the new one");
+    assert_eq!(
+        status.guest.failed_entries, 2,
+        "the replayed trap and the new one"
+    );
     node.shutdown().await;
 }

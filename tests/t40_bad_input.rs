@@ -32,9 +32,12 @@ async fn t40_bad_guest_files_are_refused_with_a_clear_error() {
 
     let text = files.path().join("text.wasm");
     std::fs::write(&text, "definitely not wasm").expect("write");
-    let err = start_with_guest(&dir.path().join("b"), GuestSource::File(text))
-        .expect_err("not wasm");
-    assert!(err.to_string().contains("not a WebAssembly component"), "{err}");
+    let err =
+        start_with_guest(&dir.path().join("b"), GuestSource::File(text)).expect_err("not wasm");
+    assert!(
+        err.to_string().contains("not a WebAssembly component"),
+        "{err}"
+    );
 
     let module = files.path().join("module.wasm");
     // The smallest valid core module: magic + version 1.
@@ -48,10 +51,16 @@ async fn t40_bad_guest_files_are_refused_with_a_clear_error() {
     std::fs::write(&truncated, &counter[..counter.len() / 2]).expect("write");
     let err = start_with_guest(&dir.path().join("d"), GuestSource::File(truncated))
         .expect_err("truncated component");
-    assert!(matches!(err, NodeError::Wasm(WasmError::NotAComponent { .. })), "{err}");
+    assert!(
+        matches!(err, NodeError::Wasm(WasmError::NotAComponent { .. })),
+        "{err}"
+    );
 
-    let err = start_with_guest(&dir.path().join("e"), GuestSource::File(guest("no_exports")))
-        .expect_err("component without the interface");
+    let err = start_with_guest(
+        &dir.path().join("e"),
+        GuestSource::File(guest("no_exports")),
+    )
+    .expect_err("component without the interface");
     assert!(
         matches!(err, NodeError::Wasm(WasmError::InterfaceMismatch { .. })),
         "{err}"
@@ -165,7 +174,10 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(dir.path(), &[]);
     let url = node.api_url.clone();
-    assert_eq!(http(&url, "POST", "/v1/propose", br#"{"command":"add 1"}"#).0, 200);
+    assert_eq!(
+        http(&url, "POST", "/v1/propose", br#"{"command":"add 1"}"#).0,
+        200
+    );
 
     let oversized = vec![b'a'; iroh_raft::api::MAX_API_BODY_BYTES + 1];
     let cases: Vec<(&[u8], u16, &str)> = vec![
@@ -173,7 +185,11 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
         (br#"{"command": 5}"#, 400, "bad_request"),
         (br#"{"command":"add 1","extra":1}"#, 400, "bad_request"),
         (br#"{}"#, 400, "bad_request"),
-        (br#"{"command":"add 1","command_base64":"YQ=="}"#, 400, "bad_request"),
+        (
+            br#"{"command":"add 1","command_base64":"YQ=="}"#,
+            400,
+            "bad_request",
+        ),
         (br#"{"command_base64":"***"}"#, 400, "bad_request"),
         (br#"{"command":""}"#, 400, "empty_command"),
         (&oversized, 413, "body_too_large"),
@@ -183,12 +199,22 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]);
         assert_eq!(got_status, status, "{shown}: {json}");
         assert_eq!(json["error"]["code"], code, "{shown}: {json}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let (status, json) = http(&url, "GET", "/v1/nope", b"");
-    assert_eq!((status, json["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, json) = http(&url, "POST", "/v1/query", br#"{"request":"nonsense"}"#);
-    assert_eq!((status, json["error"]["code"].as_str()), (422, Some("guest_rejected")));
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (422, Some("guest_rejected"))
+    );
 
     // None of it reached the log or the state.
     let (_, json) = http(&url, "POST", "/v1/query", br#"{"request":"get"}"#);

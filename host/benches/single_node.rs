@@ -158,9 +158,10 @@ fn main() {
                 .await
                 .expect("serve");
             let url = format!("http://{}", server.local_addr);
-            let mut report = tokio::task::spawn_blocking(move || http_clients(&url, clients, duration))
-                .await
-                .expect("clients");
+            let mut report =
+                tokio::task::spawn_blocking(move || http_clients(&url, clients, duration))
+                    .await
+                    .expect("clients");
             report.print(&format!("HTTP API, {clients} clients"));
             node.shutdown().await;
         }

@@ -22,11 +22,13 @@
 //!
 //! ## Running a single node from code
 //!
-//! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
 //! use iroh_raft::node::{self, NodeConfig, NoPeers};
 //!
-//! let handle = node::start(NodeConfig::new("/tmp/raft-data"), NoPeers)?;
+//! let data_dir = tempfile::tempdir()?;
+//! let handle = node::start(NodeConfig::new(data_dir.path()), NoPeers)?;
 //! let applied = handle.propose(b"add 5".to_vec()).await?;
 //! assert_eq!(applied.result.as_deref(), Ok(&b"5"[..]));
 //! handle.shutdown().await;

@@ -35,7 +35,12 @@ struct RunArgs {
     #[arg(long, value_name = "PATH")]
     guest: Option<PathBuf>,
     /// Where the node keeps its Raft log, metadata and components.
-    #[arg(long, value_name = "DIR", default_value = "raft-data", env = "RAFT_HOST_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "raft-data",
+        env = "RAFT_HOST_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// Raft id of this node (non-zero).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
@@ -253,7 +258,9 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 say!("voters:        {:?}", status.voters);
                 say!(
                     "guest:         {} {} ({})",
-                    status.guest.name, status.guest.version, status.guest.hash
+                    status.guest.name,
+                    status.guest.version,
+                    status.guest.hash
                 );
                 say!(
                     "guest stats:   {} applied, {} failed, {} instance rebuilds",
@@ -301,7 +308,9 @@ fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Resul
         }
         Err(ApiClientError::Api(info)) => {
             match info.index {
-                Some(index) => eprintln!("error [{}] at index {index}: {}", info.code, info.message),
+                Some(index) => {
+                    eprintln!("error [{}] at index {index}: {}", info.code, info.message)
+                }
                 None => eprintln!("error [{}]: {}", info.code, info.message),
             }
             Ok(ExitCode::FAILURE)

@@ -158,7 +158,7 @@ pub trait StateMachine: Default + 'static {
 ///
 /// Invoke it exactly once, at the top level of the guest crate:
 ///
-/// ```ignore
+/// ```text
 /// iroh_raft_guest::export_state_machine!(MyStateMachine);
 /// ```
 #[macro_export]

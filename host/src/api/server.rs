@@ -140,8 +140,9 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
         };
         ApiError::new(status, code, rejection.body_text())
     })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON for this call: {e}")))
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body is not valid JSON for this call: {e}"))
+    })
 }
 
 async fn within_timeout<T>(

@@ -108,7 +108,9 @@ pub(crate) fn bytes_from(
         (None, Some(encoded)) => BASE64
             .decode(encoded.as_bytes())
             .map_err(|e| format!("`{field}_base64` is not valid base64: {e}")),
-        (Some(_), Some(_)) => Err(format!("give either `{field}` or `{field}_base64`, not both")),
+        (Some(_), Some(_)) => Err(format!(
+            "give either `{field}` or `{field}_base64`, not both"
+        )),
         (None, None) => Err(format!("missing `{field}` (text) or `{field}_base64`")),
     }
 }
@@ -128,8 +130,14 @@ mod tests {
 
     #[test]
     fn bytes_from_accepts_exactly_one_form() {
-        assert_eq!(bytes_from(Some("a".into()), None, "command"), Ok(b"a".to_vec()));
-        assert_eq!(bytes_from(None, Some("YQ==".into()), "command"), Ok(b"a".to_vec()));
+        assert_eq!(
+            bytes_from(Some("a".into()), None, "command"),
+            Ok(b"a".to_vec())
+        );
+        assert_eq!(
+            bytes_from(None, Some("YQ==".into()), "command"),
+            Ok(b"a".to_vec())
+        );
         assert!(bytes_from(None, None, "command").is_err());
         assert!(bytes_from(Some("a".into()), Some("YQ==".into()), "command").is_err());
         assert!(bytes_from(None, Some("!!".into()), "command").is_err());

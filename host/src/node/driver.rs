@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::applier::ProposalReply;
 use super::applier::{ApplyJob, QueryAnswer};
 use super::core::{NodeCore, RaftView};
 use super::error::{ClientError, NodeError};
-use super::applier::ProposalReply;
 
 /// Messages the node's inbox holds before senders see `Overloaded`.
 pub const NODE_INBOX_CAPACITY: usize = 4096;
@@ -87,8 +87,7 @@ pub async fn run(
             Ok(out) => out,
             Err(error) => break Err(error),
         };
-        if !out.committed.is_empty()
-            && applier.send(ApplyJob::Apply(out.committed)).await.is_err()
+        if !out.committed.is_empty() && applier.send(ApplyJob::Apply(out.committed)).await.is_err()
         {
             break Err(NodeError::StateMachine("the applier stopped".into()));
         }
@@ -129,7 +128,11 @@ async fn handle(
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
         NodeMsg::Query { request, reply } => {
-            if applier.send(ApplyJob::Query { request, reply }).await.is_err() {
+            if applier
+                .send(ApplyJob::Query { request, reply })
+                .await
+                .is_err()
+            {
                 return Err(NodeError::StateMachine("the applier stopped".into()));
             }
         }

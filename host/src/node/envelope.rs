@@ -90,6 +90,9 @@ mod tests {
         assert_eq!(decode(&[]), Ok(Payload::Noop));
         assert_eq!(decode(&[1, 1, 0]), Err(EnvelopeError::Truncated(3)));
         assert_eq!(decode(&[9; 12]), Err(EnvelopeError::UnknownVersion(9)));
-        assert_eq!(decode(&[1, 7, 0, 0, 0, 0, 0, 0, 0, 0]), Err(EnvelopeError::UnknownKind(7)));
+        assert_eq!(
+            decode(&[1, 7, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(EnvelopeError::UnknownKind(7))
+        );
     }
 }

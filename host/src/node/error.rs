@@ -14,7 +14,10 @@ pub enum ClientError {
     #[error("the command is empty")]
     EmptyCommand,
     #[error("the command is {size_bytes} bytes; the limit is {limit_bytes} bytes")]
-    CommandTooLarge { size_bytes: usize, limit_bytes: usize },
+    CommandTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("the node is overloaded (request queue full); retry later")]
     Overloaded,
     #[error("no answer within {timeout_ms} ms; the request may or may not have taken effect")]

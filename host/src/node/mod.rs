@@ -126,7 +126,9 @@ impl NodeHandle {
     /// every entry this node acknowledged before the query arrived.
     pub async fn query(&self, request: Vec<u8>) -> Result<QueryAnswer, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.inner.inbox.try_send(NodeMsg::Query { request, reply })?;
+        self.inner
+            .inbox
+            .try_send(NodeMsg::Query { request, reply })?;
         answer.await.map_err(|_| ClientError::Stopped)
     }
 
@@ -352,10 +354,12 @@ fn load_active_guest(
             let bytes = given_bytes.unwrap_or_else(|| crate::wasm::DEFAULT_GUEST.to_vec());
             let loaded = engine.load(&bytes)?;
             let machine = StateMachine::new(loaded, config.limits)?;
-            let hash = components.put(&bytes).map_err(|source| NodeError::DataDir {
-                path: components.path_of(&ComponentHash::of(&bytes)),
-                source,
-            })?;
+            let hash = components
+                .put(&bytes)
+                .map_err(|source| NodeError::DataDir {
+                    path: components.path_of(&ComponentHash::of(&bytes)),
+                    source,
+                })?;
             storage.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())?;
             Ok(machine)
         }

@@ -188,13 +188,11 @@ impl WasmEngine {
         }
         let hash = ComponentHash::of(bytes);
         let component = self.compile_cached(hash, bytes)?;
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| WasmError::UnsupportedImport {
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            WasmError::UnsupportedImport {
                 reason: format!("{e:#}"),
-            })?;
+            }
+        })?;
         let pre = GuestPre::new(instance_pre).map_err(|e| WasmError::InterfaceMismatch {
             reason: format!("{e:#}"),
         })?;

@@ -140,7 +140,11 @@ mod tests {
             .expect_err("over the shared cap");
         assert!(err.downcast_ref::<MemoryLimitExceeded>().is_some());
         assert_eq!(limiter.used_bytes(), 60, "a refused growth is not counted");
-        assert!(limiter.memory_growing(60, 100, None).expect("exactly the cap"));
+        assert!(
+            limiter
+                .memory_growing(60, 100, None)
+                .expect("exactly the cap")
+        );
     }
 
     #[test]

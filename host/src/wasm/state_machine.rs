@@ -150,7 +150,10 @@ impl StateMachine {
     }
 
     /// Run a read-only query against the current state.
-    pub fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
+    pub fn query(
+        &mut self,
+        request: &[u8],
+    ) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
         let (result, CallCost { fuel_used }) = self.instance.query(self.last_entry, request);
         if self.instance.is_poisoned() {
             self.rebuild()?;

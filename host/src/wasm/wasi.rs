@@ -325,10 +325,7 @@ mod tests {
             EntryWallClock(inputs.clone()).now(),
             Duration::from_millis(1_700_000_000_123)
         );
-        assert_eq!(
-            EntryMonotonicClock(inputs).now(),
-            1_700_000_000_123_000_000
-        );
+        assert_eq!(EntryMonotonicClock(inputs).now(), 1_700_000_000_123_000_000);
     }
 
     #[test]
