@@ -43,7 +43,7 @@ verify: fmt clippy doc test
 ## Benchmarks (see BENCHMARKS.md).
 bench: setup
 	$(CARGO) bench --bench storage_fsync
-	$(CARGO) run --release --bin raft-host -- bench
+	$(CARGO) bench --bench single_node
 
 clean-data:
 	rm -rf data

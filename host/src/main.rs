@@ -160,6 +160,10 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..GuestLimits::default()
             },
         };
+        if !args.api_addr.ip().is_loopback() {
+            tracing::warn!(addr = %args.api_addr,
+                "the client API has no authentication and is bound beyond loopback");
+        }
         let node = node::start(config, NoPeers).context("starting the node")?;
         let server = match api::serve(node.clone(), args.api_addr).await {
             Ok(server) => server,
@@ -186,9 +190,10 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!(" --api {url}")
         };
-        println!("  raft-host propose{api_flag} 'add 5'");
-        println!("  raft-host query{api_flag} get");
-        println!("  raft-host status{api_flag}");
+        let exe = invocation_name();
+        println!("  {exe} propose{api_flag} 'add 5'");
+        println!("  {exe} query{api_flag} get");
+        println!("  {exe} status{api_flag}");
 
         let reason = tokio::select! {
             reason = node.stopped() => reason,
@@ -204,6 +209,17 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             None => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// How to call this binary from the current directory, for the hints the
+/// node prints (`./target/release/raft-host` when run through cargo).
+fn invocation_name() -> String {
+    let relative = std::env::current_exe().ok().and_then(|exe| {
+        let cwd = std::env::current_dir().ok()?;
+        let relative = exe.strip_prefix(cwd).ok()?;
+        Some(format!("./{}", relative.display()))
+    });
+    relative.unwrap_or_else(|| "raft-host".to_string())
 }
 
 async fn shutdown_signal() {

@@ -89,6 +89,7 @@ impl ApplierShared {
 /// Start the applier thread. `fatal` receives a message if the runtime fails
 /// in a way that must stop the node (a nondeterministic guest).
 pub fn spawn(
+    node_id: u64,
     machine: StateMachine,
     applied_index: u64,
     fatal: watch::Sender<Option<String>>,
@@ -108,6 +109,7 @@ pub fn spawn(
     let join = std::thread::Builder::new()
         .name("applier".into())
         .spawn(move || {
+            let _span = tracing::info_span!("applier", id = node_id).entered();
             if let Err(error) = run(machine, rx, &thread_shared) {
                 tracing::error!(%error, "the state machine failed; stopping the node");
                 let _ = fatal.send(Some(error.to_string()));

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
+use raft_proto::ConfChangeI;
 
 use super::applier::{ApplyItem, ProposalReply};
 use super::envelope::{self, Payload};
@@ -47,6 +47,7 @@ pub struct NodeCore {
     pending: BTreeMap<u64, PendingProposal>,
     last_role: StateRole,
     last_leader: u64,
+    last_term: u64,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -82,6 +83,7 @@ impl NodeCore {
             pending: BTreeMap::new(),
             last_role,
             last_leader: raft::INVALID_ID,
+            last_term: 0,
         }
     }
 
@@ -193,6 +195,14 @@ impl NodeCore {
             // strictly in this order.
             self.raw.advance_apply();
         }
+        let log = &self.raw.raft.raft_log;
+        assert!(
+            log.applied <= log.committed && log.committed <= log.last_index(),
+            "raft log invariant: applied {} <= committed {} <= last {}",
+            log.applied,
+            log.committed,
+            log.last_index()
+        );
         self.log_role_changes();
         Ok(out)
     }
@@ -213,26 +223,10 @@ impl NodeCore {
                     })?
                 }
                 EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| {
-                        NodeError::CorruptEntry {
-                            index,
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    let conf_state = self.raw.apply_conf_change(&cc)?;
-                    self.storage.set_conf_state(&conf_state)?;
-                    Payload::Noop
+                    self.apply_conf_change::<ConfChange>(index, &entry.data)?
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| {
-                        NodeError::CorruptEntry {
-                            index,
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    let conf_state = self.raw.apply_conf_change(&cc)?;
-                    self.storage.set_conf_state(&conf_state)?;
-                    Payload::Noop
+                    self.apply_conf_change::<ConfChangeV2>(index, &entry.data)?
                 }
             };
             let reply = match self.pending.remove(&index) {
@@ -261,8 +255,31 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Apply a committed membership change to Raft and persist the new
+    /// configuration; the guest sees nothing of it.
+    fn apply_conf_change<C: protobuf::Message + ConfChangeI>(
+        &mut self,
+        index: u64,
+        data: &[u8],
+    ) -> Result<Payload, NodeError> {
+        let change = C::parse_from_bytes(data).map_err(|e| NodeError::CorruptEntry {
+            index,
+            reason: e.to_string(),
+        })?;
+        let conf_state = self.raw.apply_conf_change(&change)?;
+        self.storage.set_conf_state(&conf_state)?;
+        Ok(Payload::Noop)
+    }
+
     fn log_role_changes(&mut self) {
         let raft = &self.raw.raft;
+        assert!(
+            raft.term >= self.last_term,
+            "terms never go back: {} after {}",
+            raft.term,
+            self.last_term
+        );
+        self.last_term = raft.term;
         if raft.state != self.last_role || raft.leader_id != self.last_leader {
             tracing::info!(id = raft.id, term = raft.term, role = ?raft.state,
                 leader = raft.leader_id, "raft role changed");

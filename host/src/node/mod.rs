@@ -38,6 +38,7 @@ use std::time::Duration;
 use raft::prelude::ConfState;
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument as _;
 
 pub use self::applier::{Applied, QueryAnswer};
 pub use self::core::MAX_COMMAND_BYTES;
@@ -259,8 +260,8 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
     core.campaign_if_sole_voter()?;
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
-    let (applier_tx, applier_shared, applier_thread) = applier::spawn(machine, 0, fatal_tx)
-        .map_err(|source| NodeError::DataDir {
+    let (applier_tx, applier_shared, applier_thread) =
+        applier::spawn(config.id, machine, 0, fatal_tx).map_err(|source| NodeError::DataDir {
             path: data_dir.clone(),
             source,
         })?;
@@ -272,7 +273,9 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
         fatal: fatal_rx,
     };
     let id = config.id;
-    let driver = tokio::spawn(driver::run(core, inbox_rx, controls, applier_tx, transport));
+    let span = tracing::info_span!("node", id);
+    let driver =
+        tokio::spawn(driver::run(core, inbox_rx, controls, applier_tx, transport).instrument(span));
     tokio::spawn(async move {
         // raft-rs panics when a storage read fails after start-up; a panic
         // must still mark the node stopped, so the driver runs as its own task.
