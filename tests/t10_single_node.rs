@@ -18,8 +18,9 @@ async fn t10_propose_then_query_round_trip() {
     assert_eq!(status.role, "leader");
     assert_eq!(status.guest.name, "counter");
     assert_eq!(status.commit_index, status.applied_index);
-    // The leader's no-op plus two commands.
-    assert_eq!(status.applied_index, 3);
+    // The bootstrap entry (this node joins the configuration), the
+    // leader's no-op, and two commands.
+    assert_eq!(status.applied_index, 4);
     node.shutdown().await;
 }
 

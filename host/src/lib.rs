@@ -40,4 +40,5 @@ pub mod api;
 pub mod error;
 pub mod node;
 pub mod storage;
+pub mod transport;
 pub mod wasm;

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand};
 use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
-use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig};
+use iroh_raft::node::{self, ClusterMode, GuestSource, NodeConfig};
+use iroh_raft::transport::{
+    IrohTransport, NodeTicket, PeerDirectory, RelayChoice, TransportConfig, identity,
+};
 use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
 
@@ -49,6 +52,26 @@ struct RunArgs {
     /// proxy in front of it authenticates clients.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     api_addr: SocketAddr,
+    /// UDP address for the iroh-raft protocol between nodes. Use a fixed port:
+    /// peers dial the address in this node's ticket.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7800")]
+    bind_addr: SocketAddr,
+    /// Address(es) to put in this node's ticket instead of --bind-addr
+    /// (when binding 0.0.0.0, or behind port forwarding).
+    #[arg(long, value_name = "ADDR")]
+    advertise_addr: Vec<SocketAddr>,
+    /// Join an existing cluster through this member's ticket (first add this
+    /// node on the leader with `raft-host add-node`). Ignored once the data
+    /// dir holds a log.
+    #[arg(long, value_name = "TICKET")]
+    join: Option<NodeTicket>,
+    /// Relays for clusters across NATs: `disabled` (default), `default`
+    /// (n0's public relays) or a relay URL.
+    #[arg(long, value_name = "MODE", default_value = "disabled", value_parser = parse_relay)]
+    relay: RelayChoice,
+    /// Also allow this iroh node id to connect (besides the members).
+    #[arg(long, value_name = "NODE_ID")]
+    allow: Vec<iroh::EndpointId>,
     /// Fuel budget of one `apply` call.
     #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
     apply_fuel: u64,
@@ -90,6 +113,37 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print the node's ticket (what other nodes and `add-node` need).
+    Ticket {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Add a node to the cluster as a voter (ask the leader).
+    AddNode {
+        /// The new node's ticket, as it printed at start.
+        ticket: NodeTicket,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a voter from the cluster (ask the leader).
+    RemoveNode {
+        /// Raft id of the node to remove.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn parse_relay(text: &str) -> Result<RelayChoice, String> {
+    match text {
+        "disabled" | "off" => Ok(RelayChoice::Disabled),
+        "default" => Ok(RelayChoice::Default),
+        url => url
+            .parse()
+            .map(RelayChoice::Custom)
+            .map_err(|e| format!("not `disabled`, `default` or a relay URL: {e}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +203,45 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+        let secret_key = identity::load_or_create(&args.data_dir)
+            .context("loading the node's secret key")?;
+        let directory = PeerDirectory::new();
+        for node_id in &args.allow {
+            directory.allow_extra(*node_id);
+        }
+        let transport_config = TransportConfig {
+            bind_addr: args.bind_addr,
+            advertise_addrs: args.advertise_addr.clone(),
+            relay: args.relay.clone(),
+        };
+        if args.bind_addr.ip().is_unspecified() && args.advertise_addr.is_empty() {
+            tracing::warn!("--bind-addr is unspecified: pass --advertise-addr so peers can dial this node");
+        }
+        let transport = IrohTransport::bind(args.id, secret_key, &transport_config, directory.clone())
+            .await
+            .context("starting the iroh endpoint")?;
+        let cluster = match &args.join {
+            Some(ticket) if !args.data_dir.join("raft").exists() => {
+                let members = transport
+                    .fetch_members(ticket)
+                    .await
+                    .context("joining the cluster")?;
+                if !members.contains_key(&args.id) {
+                    anyhow::bail!(
+                        "node {} is not a member of that cluster yet: run `raft-host add-node {}` \
+                         against the leader first",
+                        args.id,
+                        transport.ticket()
+                    );
+                }
+                ClusterMode::Join { members }
+            }
+            _ => ClusterMode::NewClusterAt(transport.local_addr()),
+        };
+        let ticket = transport.ticket();
+        let acceptor = transport.acceptor();
         let config = NodeConfig {
             id: args.id,
             data_dir: args.data_dir.clone(),
@@ -159,12 +252,17 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
                 memory_limit_bytes: args.memory_limit_mib * 1024 * 1024,
                 ..GuestLimits::default()
             },
+            cluster,
+            forwarder: Some(transport.forwarder()),
+            directory: Some(directory),
+            ticket: Some(ticket.to_string()),
         };
         if !args.api_addr.ip().is_loopback() {
             tracing::warn!(addr = %args.api_addr,
                 "the client API has no authentication and is bound beyond loopback");
         }
-        let node = node::start(config, NoPeers).context("starting the node")?;
+        let node = node::start(config, transport).context("starting the node")?;
+        let router = acceptor.serve(node.raft_sender());
         let server = match api::serve(node.clone(), args.api_addr).await {
             Ok(server) => server,
             Err(error) => {
@@ -173,6 +271,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let status = node.status().await?;
+        let _ = &status;
         println!(
             "raft-host: node {} is {} (term {}), guest {} {} ({}), data dir {}",
             status.id,
@@ -184,6 +283,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         );
         let url = format!("http://{}", server.local_addr);
+        println!("ticket: {ticket}");
         println!("API: {url}   try, in another terminal:");
         let api_flag = if url == api::DEFAULT_API_URL {
             String::new()
@@ -204,6 +304,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let _ = server.task.await;
+        let _ = router.shutdown().await;
         match reason {
             Some(reason) => Err(anyhow::anyhow!("the node stopped: {reason}")),
             None => Ok(ExitCode::SUCCESS),
@@ -285,8 +386,47 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     status.guest.instance_rebuilds
                 );
                 say!("data dir:      {}", status.data_dir);
+                if let Some(ticket) = &status.ticket {
+                    say!("ticket:        {ticket}");
+                }
+                say!("members:");
+                for member in &status.members {
+                    let node_id = member
+                        .node_id
+                        .as_deref()
+                        .map_or("?".to_string(), |id| id.chars().take(10).collect());
+                    let addrs: Vec<String> = member.addrs.iter().map(|a| a.to_string()).collect();
+                    let matched = member
+                        .match_index
+                        .map_or("-".to_string(), |m| m.to_string());
+                    let contact = member
+                        .last_contact_ms
+                        .map_or("-".to_string(), |ms| format!("{ms} ms ago"));
+                    say!(
+                        "  {:>3} {} node {node_id} at {} match {matched} last contact {contact}",
+                        member.id,
+                        if member.voter { "voter  " } else { "learner" },
+                        if addrs.is_empty() { "-".to_string() } else { addrs.join(",") }
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ticket { api } => {
+            let status = ApiClient::new(&api.api).status()?;
+            match status.ticket {
+                Some(ticket) => say!("{ticket}"),
+                None => anyhow::bail!("this node has no network address"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddNode { ticket, api } => {
+            let answer = ApiClient::new(&api.api).add_member(&ticket.to_string());
+            report_membership(answer, &format!("node {} added", ticket.raft_id))
+        }
+        Command::RemoveNode { id, api } => {
+            let answer = ApiClient::new(&api.api).remove_member(id);
+            report_membership(answer, &format!("node {id} removed"))
         }
         Command::Health { api } => match ApiClient::new(&api.api).health() {
             Ok(health) => {
@@ -298,6 +438,27 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+    }
+}
+
+fn report_membership(
+    answer: Result<api::types::MembershipResponse, ApiClientError>,
+    done: &str,
+) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(response) => {
+            say!("{done} (log index {})", response.index);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiClientError::Api(info)) => {
+            let hint = info
+                .leader_hint
+                .map(|id| format!(" (the leader is node {id}: ask its API)"))
+                .unwrap_or_default();
+            eprintln!("error [{}]: {}{hint}", info.code, info.message);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

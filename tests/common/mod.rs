@@ -33,10 +33,9 @@ pub fn guest(name: &str) -> PathBuf {
 /// Start a library node on `dir` running `guest` with `limits`.
 pub fn start_node(dir: &Path, guest_name: &str, limits: GuestLimits) -> NodeHandle {
     let config = NodeConfig {
-        id: 1,
-        data_dir: dir.to_path_buf(),
         guest: GuestSource::File(guest(guest_name)),
         limits,
+        ..NodeConfig::new(dir)
     };
     node::start(config, NoPeers).expect("node starts")
 }
@@ -81,10 +80,15 @@ impl NodeProcess {
     /// Start `raft-host` with `args` on an ephemeral API port and wait until
     /// it prints its API address.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
-        let mut child = raft_host()
+        let mut command = raft_host();
+        command
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"]);
+        if !args.contains(&"--bind-addr") {
+            command.args(["--bind-addr", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

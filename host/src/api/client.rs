@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::types::{
-    ErrorBody, ErrorInfo, HealthResponse, ProposeRequest, ProposeResponse, QueryRequest,
-    QueryResponse,
+    AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, ProposeRequest,
+    ProposeResponse, QueryRequest, QueryResponse,
 };
 use crate::node::NodeStatus;
 
@@ -85,6 +85,26 @@ impl ApiClient {
 
     pub fn health(&self) -> Result<HealthResponse, ApiClientError> {
         self.get("/health")
+    }
+
+    /// Add a voter (send this to the leader).
+    pub fn add_member(&self, ticket: &str) -> Result<MembershipResponse, ApiClientError> {
+        self.post(
+            "/v1/members",
+            &AddMemberRequest {
+                ticket: ticket.to_string(),
+            },
+        )
+    }
+
+    /// Remove a voter (send this to the leader).
+    pub fn remove_member(&self, id: u64) -> Result<MembershipResponse, ApiClientError> {
+        let response = self
+            .agent
+            .delete(self.url(&format!("/v1/members/{id}")))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        self.decode(response)
     }
 
     fn url(&self, path: &str) -> String {

@@ -5,6 +5,8 @@
 //! | POST   | `/v1/propose` | `ProposeRequest` | `ProposeResponse` |
 //! | POST   | `/v1/query`   | `QueryRequest`   | `QueryResponse`   |
 //! | GET    | `/v1/status`  |                  | `NodeStatus`      |
+//! | POST   | `/v1/members` | `AddMemberRequest` | `MembershipResponse` (leader only) |
+//! | DELETE | `/v1/members/{id}` |             | `MembershipResponse` (leader only) |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
@@ -18,14 +20,19 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
+use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
 use super::types::{
-    ErrorBody, ErrorInfo, HealthResponse, Output, ProposeRequest, ProposeResponse, QueryRequest,
-    QueryResponse, bytes_from,
+    AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, bytes_from,
 };
-use crate::node::{ClientError, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, NodeHandle};
+use crate::node::{
+    ClientError, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, MembershipChange, NodeHandle,
+};
+use crate::transport::NodeTicket;
 use crate::wasm::GuestFailure;
 
 /// Largest request body: a maximal command in base64 inside JSON, with room.
@@ -66,6 +73,7 @@ impl From<ClientError> for ApiError {
             ClientError::EmptyCommand => StatusCode::BAD_REQUEST,
             ClientError::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ClientError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ClientError::InvalidMembership(_) => StatusCode::CONFLICT,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {
@@ -97,6 +105,8 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/propose", post(propose))
         .route("/v1/query", post(query))
         .route("/v1/status", get(status))
+        .route("/v1/members", post(add_member))
+        .route("/v1/members/{id}", delete(remove_member))
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
@@ -213,6 +223,32 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
     Ok(axum::Json(HealthResponse {
         status: "ok".into(),
     }))
+}
+
+async fn add_member(
+    State(node): State<NodeHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<MembershipResponse>, ApiError> {
+    let request: AddMemberRequest = parse_json(body)?;
+    let ticket: NodeTicket = request
+        .ticket
+        .parse()
+        .map_err(|e: crate::transport::peer_addr::TicketError| ApiError::bad_request(e.to_string()))?;
+    let change = MembershipChange::AddVoter {
+        id: ticket.raft_id,
+        addr: ticket.addr,
+    };
+    let index = within_timeout(node.change_membership(change)).await?;
+    Ok(axum::Json(MembershipResponse { index }))
+}
+
+async fn remove_member(
+    State(node): State<NodeHandle>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<axum::Json<MembershipResponse>, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let index = within_timeout(node.change_membership(MembershipChange::RemoveVoter { id })).await?;
+    Ok(axum::Json(MembershipResponse { index }))
 }
 
 async fn not_found() -> ApiError {

@@ -71,6 +71,20 @@ pub struct QueryResponse {
     pub fuel_used: u64,
 }
 
+/// `POST /v1/members`: add a voter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// The new node's ticket, `<raft-id>:<node-id>@<ip:port>`.
+    pub ticket: String,
+}
+
+/// Answer to a membership change: the log index at which it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipResponse {
+    pub index: u64,
+}
+
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthResponse {

@@ -156,7 +156,19 @@ fn apply_one(
         item.index
     );
     match item.payload {
-        Payload::Noop => {}
+        Payload::Noop => {
+            shared.applied_index.store(item.index, Ordering::Release);
+            if let Some(reply) = item.reply {
+                // A membership change: applied once it is in the
+                // configuration; there is no guest result.
+                let _ = reply.send(Ok(Applied {
+                    index: item.index,
+                    term: item.term,
+                    result: Ok(Vec::new()),
+                    fuel_used: 0,
+                }));
+            }
+        }
         Payload::Command {
             timestamp_ms,
             command,

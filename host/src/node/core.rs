@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use raft_proto::ConfChangeI;
 
@@ -17,6 +18,7 @@ use super::applier::{ApplyItem, ProposalReply};
 use super::envelope::{self, Payload};
 use super::error::{ClientError, NodeError};
 use crate::storage::SledStorage;
+use crate::transport::PeerAddr;
 
 /// Largest command a client may propose. Larger commands are refused before
 /// they reach the log; sled keeps every entry inline below this size.
@@ -30,7 +32,22 @@ pub struct Outbound {
     pub messages: Vec<Message>,
     /// Committed entries, in log order, for the applier.
     pub committed: Vec<ApplyItem>,
+    /// The membership after a configuration change applied this round.
+    pub members: Option<BTreeMap<u64, PeerAddr>>,
 }
+
+/// A change of the voters, proposed through the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a voter; its address travels in the entry so every replica (and
+    /// every node that later replays the log) learns where to reach it.
+    AddVoter { id: u64, addr: PeerAddr },
+    RemoveVoter { id: u64 },
+}
+
+/// Metadata key of the membership (Raft id → address), kept in step with
+/// the applied configuration.
+pub const MEMBERS_META_KEY: &str = "members";
 
 /// A client waiting for its proposal to apply.
 #[derive(Debug)]
@@ -48,6 +65,10 @@ pub struct NodeCore {
     last_role: StateRole,
     last_leader: u64,
     last_term: u64,
+    /// Address of every member, from the applied configuration changes.
+    members: BTreeMap<u64, PeerAddr>,
+    /// Start an election after the first Ready if this is the sole voter.
+    campaign_on_start: bool,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -72,12 +93,30 @@ pub struct RaftView {
     pub last_index: u64,
     pub voters: Vec<u64>,
     pub pending_proposals: usize,
+    /// Every member with its address and, on the leader, its match index.
+    pub members: Vec<MemberView>,
+}
+
+/// One member as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    pub addr: Option<PeerAddr>,
+    pub voter: bool,
+    /// Highest log index known to be replicated on it (leader only).
+    pub match_index: Option<u64>,
 }
 
 impl NodeCore {
-    pub fn new(raw: RawNode<SledStorage>, storage: SledStorage) -> Self {
+    pub fn new(
+        raw: RawNode<SledStorage>,
+        storage: SledStorage,
+        members: BTreeMap<u64, PeerAddr>,
+    ) -> Self {
         let last_role = raw.raft.state;
         NodeCore {
+            members,
+            campaign_on_start: true,
             raw,
             storage,
             pending: BTreeMap::new(),
@@ -89,7 +128,7 @@ impl NodeCore {
 
     /// Start an election right away when this node is the only voter, so a
     /// single-node cluster serves without waiting for an election timeout.
-    pub fn campaign_if_sole_voter(&mut self) -> Result<(), NodeError> {
+    fn campaign_if_sole_voter(&mut self) -> Result<(), NodeError> {
         let voters = self.storage.conf_state().voters;
         if voters == [self.raw.raft.id] && self.raw.raft.state != StateRole::Leader {
             self.raw.campaign()?;
@@ -164,7 +203,99 @@ impl NodeCore {
             last_index: raft.raft_log.last_index(),
             voters: self.storage.conf_state().voters,
             pending_proposals: self.pending.len(),
+            members: self.member_views(),
         }
+    }
+
+    fn member_views(&self) -> Vec<MemberView> {
+        let conf = self.storage.conf_state();
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        let mut ids: Vec<u64> = conf.voters.iter().chain(&conf.learners).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| MemberView {
+                id,
+                addr: self.members.get(&id).cloned(),
+                voter: conf.voters.contains(&id),
+                match_index: is_leader
+                    .then(|| self.raw.raft.prs().get(id).map(|p| p.matched))
+                    .flatten(),
+            })
+            .collect()
+    }
+
+    /// Propose a membership change; the reply is answered once it applies.
+    pub fn change_membership(&mut self, change: MembershipChange, reply: ProposalReply) {
+        match self.append_membership_change(change) {
+            Ok((index, term)) => {
+                self.pending.insert(index, PendingProposal { term, reply });
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn append_membership_change(
+        &mut self,
+        change: MembershipChange,
+    ) -> Result<(u64, u64), ClientError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            });
+        }
+        let voters = self.storage.conf_state().voters;
+        let (conf_change, context) = match &change {
+            MembershipChange::AddVoter { id, addr } => {
+                if *id == 0 {
+                    return Err(ClientError::InvalidMembership("raft ids start at 1".into()));
+                }
+                if voters.contains(id) {
+                    return Err(ClientError::InvalidMembership(format!(
+                        "node {id} is already a voter"
+                    )));
+                }
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.node_id = *id;
+                let context = serde_json::to_vec(addr).map_err(|e| {
+                    ClientError::InvalidMembership(format!("encoding the address: {e}"))
+                })?;
+                (cc, context)
+            }
+            MembershipChange::RemoveVoter { id } => {
+                if !voters.contains(id) {
+                    return Err(ClientError::InvalidMembership(format!(
+                        "node {id} is not a voter"
+                    )));
+                }
+                if voters.len() == 1 {
+                    return Err(ClientError::InvalidMembership(
+                        "refusing to remove the last voter".into(),
+                    ));
+                }
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = *id;
+                (cc, Vec::new())
+            }
+        };
+        if self.raw.raft.has_pending_conf() {
+            return Err(ClientError::InvalidMembership(
+                "another membership change is still in progress".into(),
+            ));
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose_conf_change(context, conf_change)
+            .map_err(|e| ClientError::InvalidMembership(e.to_string()))?;
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(ClientError::ProposalDropped);
+        }
+        Ok((index, self.raw.raft.term))
     }
 
     /// Handle every pending `Ready`, in the order raft-rs documents:
@@ -173,6 +304,20 @@ impl NodeCore {
     /// `advance` and the light ready.
     pub fn handle_ready(&mut self) -> Result<Outbound, NodeError> {
         let mut out = Outbound::default();
+        self.drain_ready(&mut out)?;
+        if self.campaign_on_start {
+            // raft-rs refuses to campaign while committed configuration
+            // changes are unapplied, so the first election of a sole voter
+            // waits until the replayed log went out once.
+            self.campaign_on_start = false;
+            self.campaign_if_sole_voter()?;
+            self.drain_ready(&mut out)?;
+        }
+        self.log_role_changes();
+        Ok(out)
+    }
+
+    fn drain_ready(&mut self, out: &mut Outbound) -> Result<(), NodeError> {
         while self.raw.has_ready() {
             let mut ready = self.raw.ready();
             // Leader messages may go out before persisting (raft-rs allows
@@ -181,7 +326,7 @@ impl NodeCore {
             if !ready.snapshot().is_empty() {
                 self.storage.apply_snapshot(ready.snapshot())?;
             }
-            self.collect_committed(ready.take_committed_entries(), &mut out)?;
+            self.collect_committed(ready.take_committed_entries(), out)?;
             self.storage
                 .append_and_persist(ready.entries(), ready.hs())?;
             out.messages.extend(ready.take_persisted_messages());
@@ -190,7 +335,7 @@ impl NodeCore {
                 self.storage.set_commit(commit)?;
             }
             out.messages.extend(light.take_messages());
-            self.collect_committed(light.take_committed_entries(), &mut out)?;
+            self.collect_committed(light.take_committed_entries(), out)?;
             // "Applied" to raft-rs means handed to the applier, which applies
             // strictly in this order.
             self.raw.advance_apply();
@@ -203,8 +348,7 @@ impl NodeCore {
             log.committed,
             log.last_index()
         );
-        self.log_role_changes();
-        Ok(out)
+        Ok(())
     }
 
     fn collect_committed(
@@ -223,7 +367,9 @@ impl NodeCore {
                     })?
                 }
                 EntryType::EntryConfChange => {
-                    self.apply_conf_change::<ConfChange>(index, &entry.data)?
+                    let payload = self.apply_conf_change::<ConfChange>(index, &entry.data)?;
+                    self.record_member_change(index, &entry.data, out)?;
+                    payload
                 }
                 EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change::<ConfChangeV2>(index, &entry.data)?
@@ -269,6 +415,48 @@ impl NodeCore {
         let conf_state = self.raw.apply_conf_change(&change)?;
         self.storage.set_conf_state(&conf_state)?;
         Ok(Payload::Noop)
+    }
+
+    /// Keep the address book in step with an applied (v1) configuration
+    /// change: its context carries the added node's address.
+    fn record_member_change(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        out: &mut Outbound,
+    ) -> Result<(), NodeError> {
+        let change = ConfChange::parse_from_bytes(data).map_err(|e| NodeError::CorruptEntry {
+            index,
+            reason: e.to_string(),
+        })?;
+        match change.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                if change.context.is_empty() {
+                    return Ok(());
+                }
+                match serde_json::from_slice::<PeerAddr>(&change.context) {
+                    Ok(addr) => {
+                        self.members.insert(change.node_id, addr);
+                    }
+                    Err(e) => {
+                        tracing::warn!(index, node = change.node_id, error = %e,
+                            "membership entry has an unreadable address");
+                        return Ok(());
+                    }
+                }
+            }
+            ConfChangeType::RemoveNode => {
+                self.members.remove(&change.node_id);
+            }
+        }
+        let encoded = serde_json::to_vec(&self.members).map_err(|e| NodeError::CorruptEntry {
+            index,
+            reason: e.to_string(),
+        })?;
+        self.storage.put_meta(MEMBERS_META_KEY, &encoded)?;
+        tracing::info!(index, members = ?self.members.keys().collect::<Vec<_>>(), "membership changed");
+        out.members = Some(self.members.clone());
+        Ok(())
     }
 
     fn log_role_changes(&mut self) {

@@ -6,7 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::ProposalReply;
+use super::applier::{Applied, ProposalReply};
+use super::core::MembershipChange;
+use crate::transport::PeerAddr;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use super::applier::{ApplyJob, QueryAnswer};
 use super::core::{NodeCore, RaftView};
 use super::error::{ClientError, NodeError};
@@ -35,12 +40,31 @@ pub enum NodeMsg {
     Status {
         reply: oneshot::Sender<RaftView>,
     },
+    /// Add or remove a voter through a configuration change.
+    ChangeMembership {
+        change: MembershipChange,
+        reply: ProposalReply,
+    },
 }
 
 /// Where the node's outgoing Raft messages go. The seam between consensus
 /// and the network: the iroh transport, or a simulated network in tests.
 pub trait Transport: Send + 'static {
+    /// Send messages to peers (best effort: Raft retransmits).
     fn send(&mut self, messages: Vec<Message>);
+
+    /// The committed membership changed: who may connect, where to dial.
+    fn set_members(&mut self, _members: &BTreeMap<u64, PeerAddr>) {}
+}
+
+/// Sends a client's proposal to the leader (a follower's way of serving
+/// writes).
+pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
+    fn forward_propose(
+        &self,
+        leader: u64,
+        command: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Applied, ClientError>> + Send + '_>>;
 }
 
 /// The transport of a single-node cluster: Raft never addresses a peer.
@@ -90,6 +114,9 @@ pub async fn run(
         if !out.committed.is_empty() && applier.send(ApplyJob::Apply(out.committed)).await.is_err()
         {
             break Err(NodeError::StateMachine("the applier stopped".into()));
+        }
+        if let Some(members) = &out.members {
+            transport.set_members(members);
         }
         if !out.messages.is_empty() {
             transport.send(out.messages);
@@ -144,6 +171,7 @@ async fn handle(
         NodeMsg::Status { reply } => {
             let _ = reply.send(core.view());
         }
+        NodeMsg::ChangeMembership { change, reply } => core.change_membership(change, reply),
     }
     Ok(())
 }

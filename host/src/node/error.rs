@@ -24,6 +24,8 @@ pub enum ClientError {
     Timeout { timeout_ms: u64 },
     #[error("the node is stopped")]
     Stopped,
+    #[error("membership change refused: {0}")]
+    InvalidMembership(String),
 }
 
 impl ClientError {
@@ -37,6 +39,7 @@ impl ClientError {
             ClientError::Overloaded => "overloaded",
             ClientError::Timeout { .. } => "timeout",
             ClientError::Stopped => "node_stopped",
+            ClientError::InvalidMembership(_) => "invalid_membership",
         }
     }
 }

@@ -35,21 +35,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::prelude::ConfState;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 pub use self::applier::{Applied, QueryAnswer};
 pub use self::core::MAX_COMMAND_BYTES;
-pub use self::driver::{NoPeers, NodeMsg, Transport};
+pub use self::core::{MemberView, MembershipChange};
+pub use self::driver::{Forwarder, NoPeers, NodeMsg, Transport};
 pub use self::error::{ClientError, NodeError};
-pub use self::status::{GuestStatus, NodeStatus};
+pub use self::status::{GuestStatus, MemberStatus, NodeStatus};
 
 use self::applier::ApplierShared;
 use self::components::ComponentStore;
 use self::core::NodeCore;
 use crate::storage::SledStorage;
+use crate::transport::{PeerAddr, PeerDirectory};
+use std::collections::BTreeMap;
 use crate::wasm::{ComponentHash, GuestLimits, StateMachine, WasmEngine};
 
 /// Ticks without a heartbeat before a follower starts an election.
@@ -75,6 +78,22 @@ pub enum GuestSource {
     File(PathBuf),
 }
 
+/// How a node with an empty data dir enters a cluster. Ignored when the data
+/// dir already holds a log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClusterMode {
+    /// Create a new cluster with this node as its only voter. With an
+    /// address, the address is recorded in the log so that nodes added later
+    /// can reach this one.
+    #[default]
+    NewCluster,
+    /// Create a new cluster, recording this node's address.
+    NewClusterAt(PeerAddr),
+    /// Join an existing cluster whose membership is given (fetched from a
+    /// member): start empty and wait for the leader to replicate the log.
+    Join { members: BTreeMap<u64, PeerAddr> },
+}
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -83,6 +102,13 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub guest: GuestSource,
     pub limits: GuestLimits,
+    pub cluster: ClusterMode,
+    /// Sends proposals to the leader when this node is a follower.
+    pub forwarder: Option<Arc<dyn Forwarder>>,
+    /// The transport's peer directory, for last-contact times in status.
+    pub directory: Option<PeerDirectory>,
+    /// This node's ticket, shown in status.
+    pub ticket: Option<String>,
 }
 
 impl NodeConfig {
@@ -92,6 +118,10 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             guest: GuestSource::Default,
             limits: GuestLimits::default(),
+            cluster: ClusterMode::NewCluster,
+            forwarder: None,
+            directory: None,
+            ticket: None,
         }
     }
 }
@@ -107,6 +137,9 @@ pub struct NodeHandle {
 struct HandleInner {
     inbox: mpsc::Sender<NodeMsg>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    forwarder: Option<Arc<dyn Forwarder>>,
+    directory: Option<PeerDirectory>,
+    ticket: Option<String>,
     applier: Arc<ApplierShared>,
     data_dir: PathBuf,
     /// `None` while running; the reason once stopped (empty if clean).
@@ -114,13 +147,45 @@ struct HandleInner {
 }
 
 impl NodeHandle {
-    /// Propose a command; resolves once it is applied (or refused).
+    /// Propose a command; resolves once it is applied (or refused). On a
+    /// follower that knows the leader, the proposal is forwarded to it.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        let forward = self.inner.forwarder.as_ref().map(|_| command.clone());
+        match self.propose_here(command).await {
+            Err(ClientError::NotLeader {
+                leader_hint: Some(leader),
+            }) if forward.is_some() => {
+                let forwarder = self.inner.forwarder.as_ref().expect("checked above");
+                let command = forward.expect("checked above");
+                forwarder.forward_propose(leader, command).await
+            }
+            other => other,
+        }
+    }
+
+    /// Propose on this node only (no forwarding).
+    pub async fn propose_here(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .inbox
             .try_send(NodeMsg::Propose { command, reply })?;
         answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Add or remove a voter (on the leader); resolves once the change is
+    /// applied.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::ChangeMembership { change, reply })?;
+        let applied = answer.await.map_err(|_| ClientError::Stopped)??;
+        Ok(applied.index)
+    }
+
+    /// The node's inbox, for the transport's protocol handler.
+    pub fn raft_sender(&self) -> mpsc::Sender<NodeMsg> {
+        self.inner.inbox.clone()
     }
 
     /// Run a read-only query on this node's current state. Ordered after
@@ -149,6 +214,25 @@ impl NodeHandle {
             last_index: view.last_index,
             voters: view.voters,
             pending_proposals: view.pending_proposals,
+            members: view
+                .members
+                .into_iter()
+                .map(|m| MemberStatus {
+                    id: m.id,
+                    node_id: m.addr.as_ref().map(|a| a.node_id.clone()),
+                    addrs: m.addr.map(|a| a.addrs).unwrap_or_default(),
+                    voter: m.voter,
+                    match_index: m.match_index,
+                    last_contact_ms: if m.id == view.id {
+                        None
+                    } else {
+                        self.inner
+                            .directory
+                            .as_ref()
+                            .and_then(|d| d.last_contact_ms(m.id))
+                    },
+                })
+                .collect(),
             guest: GuestStatus {
                 name: applier.guest().name.clone(),
                 version: applier.guest().version.clone(),
@@ -158,6 +242,7 @@ impl NodeHandle {
                 instance_rebuilds: stats.rebuilds,
             },
             data_dir: self.inner.data_dir.display().to_string(),
+            ticket: self.inner.ticket.clone(),
         })
     }
 
@@ -207,7 +292,7 @@ fn role_name(role: StateRole) -> &'static str {
 
 /// Open the data dir, load the guest, and start the node's tasks. Must be
 /// called inside a tokio runtime.
-pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle, NodeError> {
+pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHandle, NodeError> {
     if config.id == 0 {
         return Err(NodeError::Config("the node id must be non-zero".into()));
     }
@@ -227,14 +312,11 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
     tracing::info!(id = config.id, guest = %machine.info().name,
         version = %machine.info().version, hash = %machine.component().hash, "guest loaded");
 
-    if storage.is_fresh() {
-        let conf_state = ConfState {
-            voters: vec![config.id],
-            ..Default::default()
-        };
-        storage.bootstrap(&conf_state)?;
-        tracing::info!(id = config.id, "bootstrapped a new single-node cluster");
-    }
+    let members = if storage.is_fresh() {
+        bootstrap(&config, &storage)?
+    } else {
+        load_members(&storage)?
+    };
 
     let raft_config = raft::Config {
         id: config.id,
@@ -256,8 +338,8 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
         storage.clone(),
         &logger::raft_logger(config.id),
     )?;
-    let mut core = NodeCore::new(raw, storage);
-    core.campaign_if_sole_voter()?;
+    transport.set_members(&members);
+    let core = NodeCore::new(raw, storage, members);
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
@@ -305,11 +387,76 @@ pub fn start(config: NodeConfig, transport: impl Transport) -> Result<NodeHandle
         inner: Arc::new(HandleInner {
             inbox: inbox_tx,
             shutdown: shutdown_tx,
+            forwarder: config.forwarder,
+            directory: config.directory,
+            ticket: config.ticket,
             applier: applier_shared,
             data_dir: config.data_dir,
             stopped: stopped_rx,
         }),
     })
+}
+
+/// Set up an empty data dir, returning the initial membership.
+///
+/// A new cluster's first entry is the configuration change that adds this
+/// node (with its address), written as already committed: nodes that join
+/// later replay it like any other entry and so learn the first member.
+fn bootstrap(
+    config: &NodeConfig,
+    storage: &SledStorage,
+) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {
+    let self_addr = match &config.cluster {
+        ClusterMode::Join { members } => {
+            tracing::info!(id = config.id, members = ?members.keys().collect::<Vec<_>>(),
+                "joining a cluster; waiting for the leader");
+            return Ok(members.clone());
+        }
+        ClusterMode::NewCluster => None,
+        ClusterMode::NewClusterAt(addr) => Some(addr.clone()),
+    };
+    let mut change = ConfChange::default();
+    change.set_change_type(ConfChangeType::AddNode);
+    change.node_id = config.id;
+    if let Some(addr) = &self_addr {
+        change.context = serde_json::to_vec(addr)
+            .map_err(|e| NodeError::Config(format!("encoding this node's address: {e}")))?
+            .into();
+    }
+    let data = protobuf::Message::write_to_bytes(&change)
+        .map_err(|e| NodeError::Config(format!("encoding the bootstrap entry: {e}")))?;
+    let mut entry = Entry::default();
+    entry.set_entry_type(EntryType::EntryConfChange);
+    entry.index = 1;
+    entry.term = 1;
+    entry.data = data.into();
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 1,
+        ..Default::default()
+    };
+    storage.bootstrap(&ConfState {
+        voters: vec![config.id],
+        ..Default::default()
+    })?;
+    storage.append_and_persist(&[entry], Some(&hard_state))?;
+    let members: BTreeMap<u64, PeerAddr> = self_addr.into_iter().map(|a| (config.id, a)).collect();
+    let encoded = serde_json::to_vec(&members)
+        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
+    storage.put_meta(core::MEMBERS_META_KEY, &encoded)?;
+    tracing::info!(id = config.id, "bootstrapped a new cluster");
+    Ok(members)
+}
+
+fn load_members(storage: &SledStorage) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {
+    match storage.get_meta(core::MEMBERS_META_KEY)? {
+        None => Ok(BTreeMap::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| NodeError::CorruptEntry {
+            index: 0,
+            reason: format!("stored membership: {e}"),
+        }),
+    }
 }
 
 /// Pick the component this data dir runs: the stored one if the cluster

@@ -16,8 +16,15 @@ pub struct NodeStatus {
     pub last_index: u64,
     pub voters: Vec<u64>,
     pub pending_proposals: usize,
+    /// Every member of the configuration.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
     pub guest: GuestStatus,
     pub data_dir: String,
+    /// This node's ticket (`<raft-id>:<node-id>@<addrs>`), if it has a
+    /// network endpoint.
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 /// The active guest component and its runtime counters.
@@ -34,4 +41,18 @@ pub struct GuestStatus {
     pub failed_entries: u64,
     /// Times the instance was rebuilt after a trap.
     pub instance_rebuilds: u64,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: u64,
+    /// iroh node id (hex), if known.
+    pub node_id: Option<String>,
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub voter: bool,
+    /// Highest index replicated on it (reported by the leader only).
+    pub match_index: Option<u64>,
+    /// Milliseconds since the last frame exchanged with it.
+    pub last_contact_ms: Option<u64>,
 }

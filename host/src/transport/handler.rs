@@ -1,0 +1,210 @@
+//! The accepting side of `iroh-raft/0`: [`RaftProtocolHandler`].
+//!
+//! Registered on an iroh `Router` under [`super::RAFT_ALPN`]. For each
+//! connection from an allowed peer it serves every bidirectional stream the
+//! peer opens: read a request frame, answer it, repeat. Raft messages go to
+//! the node's inbox; nothing here touches `RawNode`.
+
+use std::sync::Arc;
+
+use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{self, CodecError, MAX_FRAME_BYTES};
+use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
+use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
+use crate::node::{ClientError, NodeMsg};
+
+/// Handles incoming `iroh-raft/0` connections for one node.
+#[derive(Debug, Clone)]
+pub struct RaftProtocolHandler {
+    inner: Arc<HandlerInner>,
+}
+
+#[derive(Debug)]
+struct HandlerInner {
+    raft_id: u64,
+    raft_tx: mpsc::Sender<NodeMsg>,
+    directory: PeerDirectory,
+}
+
+impl RaftProtocolHandler {
+    /// A handler for the node with Raft id `raft_id`, delivering into its
+    /// inbox. It starts with an empty allowlist (refusing everyone); give it
+    /// the cluster's directory with [`Self::with_directory`].
+    pub fn new(raft_id: u64, raft_tx: mpsc::Sender<NodeMsg>) -> Self {
+        Self::with_directory(raft_id, raft_tx, PeerDirectory::new())
+    }
+
+    pub fn with_directory(
+        raft_id: u64,
+        raft_tx: mpsc::Sender<NodeMsg>,
+        directory: PeerDirectory,
+    ) -> Self {
+        RaftProtocolHandler {
+            inner: Arc::new(HandlerInner {
+                raft_id,
+                raft_tx,
+                directory,
+            }),
+        }
+    }
+
+    pub fn directory(&self) -> &PeerDirectory {
+        &self.inner.directory
+    }
+}
+
+impl ProtocolHandler for RaftProtocolHandler {
+    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
+        let remote = connection.remote_id();
+        // Checked again here (the endpoint hook may not be installed, e.g.
+        // in the protocol example): fail closed.
+        if !self.inner.directory.is_allowed(&remote) {
+            tracing::warn!(node_id = %remote.fmt_short(), "refusing a connection from a non-member");
+            connection.close(VarInt::from_u32(CLOSE_NOT_ALLOWED), b"not a member");
+            return Ok(());
+        }
+        loop {
+            let (send, recv) = match connection.accept_bi().await {
+                Ok(streams) => streams,
+                // The peer closed the connection or it broke: nothing to do.
+                Err(_) => return Ok(()),
+            };
+            let inner = self.inner.clone();
+            let peer_raft_id = inner.directory.raft_id_of(&remote);
+            tokio::spawn(async move {
+                if let Err(error) = inner.serve_stream(send, recv, peer_raft_id).await {
+                    tracing::debug!(%error, "closed an iroh-raft stream");
+                }
+            });
+        }
+    }
+}
+
+impl HandlerInner {
+    /// Answer every request frame on one stream, in order.
+    async fn serve_stream(
+        &self,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        peer_raft_id: Option<u64>,
+    ) -> Result<(), CodecError> {
+        loop {
+            let request = match codec::read_frame(&mut recv, MAX_FRAME_BYTES).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    // The stream cannot be resynchronized after a bad frame:
+                    // answer with the reason, then close it.
+                    let code = match error {
+                        CodecError::TooLarge { .. } => ErrorCode::TooLarge,
+                        _ => ErrorCode::Malformed,
+                    };
+                    let answer = error_frame(code, error.to_string());
+                    let _ = codec::write_frame(&mut send, &answer).await;
+                    let _ = send.finish();
+                    return Err(error);
+                }
+            };
+            if let Some(raft_id) = peer_raft_id {
+                self.directory.touch(raft_id);
+            }
+            let answer = self.answer(request, peer_raft_id).await;
+            codec::write_frame(&mut send, &answer).await?;
+        }
+        let _ = send.finish();
+        Ok(())
+    }
+
+    async fn answer(&self, request: WireMessage, peer_raft_id: Option<u64>) -> WireMessage {
+        match request {
+            WireMessage::RaftMessage(batch) => self.deliver(batch, peer_raft_id),
+            WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
+            WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
+            WireMessage::Request(Request::Members) => WireMessage::Response(Response::Members {
+                members: self.directory.members().into_iter().collect(),
+            }),
+            WireMessage::Response(_) | WireMessage::Error(_) => error_frame(
+                ErrorCode::UnexpectedFrame,
+                "expected a request, got an answer".into(),
+            ),
+        }
+    }
+
+    /// Decode and check the whole batch before delivering any of it.
+    fn deliver(&self, batch: RaftBatch, peer_raft_id: Option<u64>) -> WireMessage {
+        let Some(peer_raft_id) = peer_raft_id else {
+            return error_frame(
+                ErrorCode::WrongSender,
+                "only cluster members may send Raft messages".into(),
+            );
+        };
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for bytes in &batch.messages {
+            let message = match Message::parse_from_bytes(bytes) {
+                Ok(message) => message,
+                Err(e) => return error_frame(ErrorCode::Malformed, format!("raft message: {e}")),
+            };
+            if message.from != peer_raft_id || message.to != self.raft_id {
+                return error_frame(
+                    ErrorCode::WrongSender,
+                    format!(
+                        "message from {} to {} on the connection of node {peer_raft_id} to {}",
+                        message.from, message.to, self.raft_id
+                    ),
+                );
+            }
+            messages.push(message);
+        }
+        let count = messages.len() as u32;
+        for message in messages {
+            if self
+                .raft_tx
+                .try_send(NodeMsg::Raft(Box::new(message)))
+                .is_err()
+            {
+                // Raft retries whatever is lost; the sender counts it.
+                return error_frame(ErrorCode::Overloaded, "the node's inbox is full".into());
+            }
+        }
+        WireMessage::Response(Response::Delivered { count })
+    }
+
+    async fn propose(&self, command: Vec<u8>) -> WireMessage {
+        let (reply, answer) = oneshot::channel();
+        if let Err(error) = self.raft_tx.try_send(NodeMsg::Propose { command, reply }) {
+            return client_error_frame(ClientError::from(error));
+        }
+        match answer.await {
+            Ok(Ok(applied)) => WireMessage::Response(Response::Applied {
+                index: applied.index,
+                term: applied.term,
+                result: applied
+                    .result
+                    .map_err(|failure| serde_json::to_string(&failure).unwrap_or_default()),
+                fuel_used: applied.fuel_used,
+            }),
+            Ok(Err(error)) => client_error_frame(error),
+            Err(_) => client_error_frame(ClientError::Stopped),
+        }
+    }
+}
+
+fn error_frame(code: ErrorCode, message: String) -> WireMessage {
+    WireMessage::Error(ErrorFrame { code, message })
+}
+
+fn client_error_frame(error: ClientError) -> WireMessage {
+    let code = match &error {
+        ClientError::NotLeader { .. } => ErrorCode::NotLeader,
+        ClientError::ProposalDropped => ErrorCode::ProposalDropped,
+        ClientError::Overloaded => ErrorCode::Overloaded,
+        ClientError::Stopped => ErrorCode::Stopped,
+        _ => ErrorCode::Rejected,
+    };
+    error_frame(code, format!("{}: {error}", error.code()))
+}

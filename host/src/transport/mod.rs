@@ -1,0 +1,41 @@
+//! The `iroh-raft/0` protocol: Raft between nodes over iroh.
+//!
+//! ```text
+//!  node ──Transport::send(Vec<Message>)──► IrohTransport ──► PeerSender (one per peer)
+//!                                                           │  control lane: votes, heartbeats, ...
+//!                                                           │  bulk lane: appends, snapshots
+//!                                                           ▼  one QUIC stream per lane, frames batched
+//!                                  peer's RaftProtocolHandler ──► its node's inbox (NodeMsg::Raft)
+//! ```
+//!
+//! - Peers are iroh endpoints: a node id is an ed25519 public key, verified
+//!   in the TLS handshake. Only node ids in the cluster's membership (plus
+//!   ones an operator added) may speak the protocol; everyone else is refused
+//!   right after the handshake ([`directory::AllowlistHook`]), and a Raft
+//!   message must carry the Raft id that belongs to the connection's node id.
+//!   An empty allowlist allows nobody.
+//! - Frames are length-prefixed bincode ([`codec`]), with a hard size limit
+//!   checked before any allocation; every request frame is answered in order
+//!   (delivery confirmation); see [`message`].
+//! - The transport never touches `RawNode`: it forwards decoded messages to
+//!   the node's inbox and sends what the node hands it.
+//! - Offline by default: no relay, no discovery, no port mapping; peers are
+//!   dialed at the direct addresses in their tickets.
+
+pub mod codec;
+pub mod directory;
+pub mod handler;
+pub mod identity;
+pub mod message;
+pub mod net;
+pub mod peer_addr;
+pub mod sender;
+
+pub use directory::{AllowlistHook, PeerDirectory};
+pub use handler::RaftProtocolHandler;
+pub use net::{Acceptor, IrohTransport, RelayChoice, TransportConfig, TransportError};
+pub use peer_addr::{NodeTicket, PeerAddr};
+
+/// The ALPN of the protocol. The `/0` is its version: an incompatible change
+/// to [`message`] or [`codec`] gets a new ALPN.
+pub const RAFT_ALPN: &[u8] = b"iroh-raft/0";

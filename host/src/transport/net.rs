@@ -1,0 +1,336 @@
+//! [`IrohTransport`]: the iroh endpoint of a node and its peer senders, as
+//! the node's [`Transport`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use iroh::endpoint::presets;
+use iroh::protocol::Router;
+use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+
+use super::RAFT_ALPN;
+use super::directory::{AllowlistHook, PeerDirectory};
+use super::handler::RaftProtocolHandler;
+use super::message::{Request, Response, WireMessage};
+use super::peer_addr::{NodeTicket, PeerAddr};
+use super::sender::{self, PeerConnection, PeerSender, PeerStats};
+use crate::node::{Applied, ClientError, Forwarder, NodeMsg, Transport};
+use crate::wasm::GuestFailure;
+
+/// Whether and how the endpoint uses relays (for clusters behind NATs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RelayChoice {
+    /// Direct addresses only (the default: offline, loopback and LAN).
+    #[default]
+    Disabled,
+    /// n0's public relays.
+    Default,
+    /// A relay server of your own.
+    Custom(RelayUrl),
+}
+
+/// How to set up the node's endpoint.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// UDP address to bind (port 0 picks a free one; clusters want a fixed
+    /// port so tickets stay valid across restarts).
+    pub bind_addr: SocketAddr,
+    /// Addresses to put in this node's ticket instead of the bound socket
+    /// (needed when binding 0.0.0.0 or behind port forwarding).
+    pub advertise_addrs: Vec<SocketAddr>,
+    pub relay: RelayChoice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("binding the iroh endpoint on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("asking {peer} for the membership: {reason}")]
+    Join { peer: String, reason: String },
+}
+
+/// Connections to peers, shared by the Raft senders and the forwarder.
+#[derive(Debug, Clone)]
+struct ConnectionPool {
+    endpoint: Endpoint,
+    directory: PeerDirectory,
+    connections: Arc<Mutex<HashMap<u64, (Arc<PeerConnection>, Arc<PeerStats>)>>>,
+}
+
+impl ConnectionPool {
+    fn get(&self, raft_id: u64) -> (Arc<PeerConnection>, Arc<PeerStats>) {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(raft_id)
+            .or_insert_with(|| {
+                let stats = Arc::new(PeerStats::default());
+                let connection = Arc::new(PeerConnection::new(
+                    raft_id,
+                    self.endpoint.clone(),
+                    self.directory.clone(),
+                    stats.clone(),
+                ));
+                (connection, stats)
+            })
+            .clone()
+    }
+
+    fn forget(&self, raft_id: u64) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&raft_id);
+    }
+}
+
+/// The node's side of the network.
+#[derive(Debug)]
+pub struct IrohTransport {
+    raft_id: u64,
+    endpoint: Endpoint,
+    directory: PeerDirectory,
+    pool: ConnectionPool,
+    senders: HashMap<u64, PeerSender>,
+    unknown_peer_drops: u64,
+    advertise: Vec<SocketAddr>,
+}
+
+impl IrohTransport {
+    /// Bind the endpoint. Relay and discovery are off unless `config.relay`
+    /// says otherwise; port mapping is not compiled in.
+    pub async fn bind(
+        raft_id: u64,
+        secret_key: SecretKey,
+        config: &TransportConfig,
+        directory: PeerDirectory,
+    ) -> Result<Self, TransportError> {
+        let bind_err = |reason: String| TransportError::Bind {
+            addr: config.bind_addr,
+            reason,
+        };
+        let relay_mode = match &config.relay {
+            RelayChoice::Disabled => RelayMode::Disabled,
+            RelayChoice::Default => RelayMode::Default,
+            RelayChoice::Custom(url) => RelayMode::Custom(RelayMap::from(url.clone())),
+        };
+        let mut builder = Endpoint::builder(presets::Minimal)
+            .secret_key(secret_key)
+            .alpns(vec![RAFT_ALPN.to_vec()])
+            .relay_mode(relay_mode)
+            .hooks(AllowlistHook::new(directory.clone()))
+            .clear_ip_transports()
+            .bind_addr(config.bind_addr)
+            .map_err(|e| bind_err(e.to_string()))?;
+        if config.relay == RelayChoice::Disabled {
+            builder = builder.clear_relay_transports();
+        }
+        let endpoint = builder.bind().await.map_err(|e| bind_err(e.to_string()))?;
+        let pool = ConnectionPool {
+            endpoint: endpoint.clone(),
+            directory: directory.clone(),
+            connections: Arc::default(),
+        };
+        Ok(IrohTransport {
+            raft_id,
+            endpoint,
+            directory,
+            pool,
+            senders: HashMap::new(),
+            unknown_peer_drops: 0,
+            advertise: config.advertise_addrs.clone(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn directory(&self) -> &PeerDirectory {
+        &self.directory
+    }
+
+    /// This node's address: its node id and the addresses peers should
+    /// dial (the advertised ones, else the sockets it is bound to).
+    pub fn local_addr(&self) -> PeerAddr {
+        if self.advertise.is_empty() {
+            PeerAddr::new(self.endpoint.id(), self.endpoint.bound_sockets())
+        } else {
+            PeerAddr::new(self.endpoint.id(), self.advertise.clone())
+        }
+    }
+
+    pub fn ticket(&self) -> NodeTicket {
+        NodeTicket {
+            raft_id: self.raft_id,
+            addr: self.local_addr(),
+        }
+    }
+
+    /// A forwarder for the node handle (sends proposals to the leader).
+    pub fn forwarder(&self) -> Arc<dyn Forwarder> {
+        Arc::new(ProposalForwarder {
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// What [`serve`] needs, taken before the transport moves into the node.
+    pub fn acceptor(&self) -> Acceptor {
+        Acceptor {
+            raft_id: self.raft_id,
+            endpoint: self.endpoint.clone(),
+            directory: self.directory.clone(),
+        }
+    }
+
+    /// Ask the member in `ticket` for the cluster's membership (a joining
+    /// node does this before it starts Raft).
+    pub async fn fetch_members(
+        &self,
+        ticket: &NodeTicket,
+    ) -> Result<BTreeMap<u64, PeerAddr>, TransportError> {
+        let join_err = |reason: String| TransportError::Join {
+            peer: ticket.to_string(),
+            reason,
+        };
+        let endpoint_id = ticket
+            .addr
+            .endpoint_id()
+            .ok_or_else(|| join_err("bad node id".into()))?;
+        self.directory.allow_extra(endpoint_id);
+        let mut seed = self.directory.members();
+        seed.insert(ticket.raft_id, ticket.addr.clone());
+        self.directory.set_members(&seed);
+        let (connection, _) = self.pool.get(ticket.raft_id);
+        let (_, mut send, mut recv) = connection.open_stream().await.map_err(join_err)?;
+        let answer = sender::exchange(&mut send, &mut recv, WireMessage::Request(Request::Members))
+            .await
+            .map_err(join_err)?;
+        let _ = send.finish();
+        match answer {
+            WireMessage::Response(Response::Members { members }) => Ok(members.into_iter().collect()),
+            other => Err(join_err(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Counters of every peer, for metrics: (raft id, stats).
+    pub fn peer_stats(&self) -> Vec<(u64, Arc<PeerStats>)> {
+        self.senders
+            .iter()
+            .map(|(id, sender)| (*id, sender.stats.clone()))
+            .collect()
+    }
+
+    fn sender_for(&mut self, raft_id: u64) -> Option<&PeerSender> {
+        if !self.senders.contains_key(&raft_id) {
+            self.directory.addr_of(raft_id)?;
+            let (connection, stats) = self.pool.get(raft_id);
+            let sender = PeerSender::spawn(raft_id, connection, stats, self.directory.clone());
+            self.senders.insert(raft_id, sender);
+        }
+        self.senders.get(&raft_id)
+    }
+}
+
+impl Transport for IrohTransport {
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            match self.sender_for(to) {
+                Some(sender) => sender.send(message),
+                None => {
+                    self.unknown_peer_drops += 1;
+                    tracing::debug!(to, "no address for this peer; message dropped");
+                }
+            }
+        }
+    }
+
+    fn set_members(&mut self, members: &BTreeMap<u64, PeerAddr>) {
+        let mut members = members.clone();
+        members.remove(&self.raft_id);
+        self.directory.set_members(&members);
+        // Senders of removed members stop; their connections are dropped.
+        let removed: Vec<u64> = self
+            .senders
+            .keys()
+            .filter(|id| !members.contains_key(id))
+            .copied()
+            .collect();
+        for id in removed {
+            self.senders.remove(&id);
+            self.pool.forget(id);
+        }
+    }
+}
+
+/// The accepting side of a node's endpoint, before the node exists.
+#[derive(Debug, Clone)]
+pub struct Acceptor {
+    raft_id: u64,
+    endpoint: Endpoint,
+    directory: PeerDirectory,
+}
+
+impl Acceptor {
+    /// Serve incoming `iroh-raft/0` connections into the node whose inbox
+    /// is `raft_tx`.
+    pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
+        let handler = RaftProtocolHandler::with_directory(self.raft_id, raft_tx, self.directory);
+        Router::builder(self.endpoint)
+            .accept(RAFT_ALPN, handler)
+            .spawn()
+    }
+}
+
+/// Sends a client's proposal to the leader and brings back its result.
+#[derive(Debug)]
+struct ProposalForwarder {
+    pool: ConnectionPool,
+}
+
+impl Forwarder for ProposalForwarder {
+    fn forward_propose(
+        &self,
+        leader: u64,
+        command: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Applied, ClientError>> + Send + '_>> {
+        Box::pin(async move {
+            let (connection, _) = self.pool.get(leader);
+            // One stream per forwarded proposal: a slow apply never holds up
+            // Raft traffic or other proposals.
+            let (_, mut send, mut recv) = connection
+                .open_stream()
+                .await
+                .map_err(|_| ClientError::NotLeader {
+                    leader_hint: Some(leader),
+                })?;
+            let answer =
+                sender::exchange(&mut send, &mut recv, WireMessage::Request(Request::Propose { command }))
+                    .await
+                    .map_err(|_| ClientError::Stopped)?;
+            let _ = send.finish();
+            match answer {
+                WireMessage::Response(Response::Applied {
+                    index,
+                    term,
+                    result,
+                    fuel_used,
+                }) => Ok(Applied {
+                    index,
+                    term,
+                    result: result.map_err(|json| {
+                        serde_json::from_str::<GuestFailure>(&json)
+                            .unwrap_or(GuestFailure::Rejected { message: json })
+                    }),
+                    fuel_used,
+                }),
+                WireMessage::Error(frame) => Err(frame.into_client_error(leader)),
+                _ => Err(ClientError::Stopped),
+            }
+        })
+    }
+}
