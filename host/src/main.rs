@@ -222,25 +222,17 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         let transport = IrohTransport::bind(args.id, secret_key, &transport_config, directory.clone())
             .await
             .context("starting the iroh endpoint")?;
+        let ticket = transport.ticket();
+        // Printed first: a joining node's operator needs it for `add-node`.
+        println!("ticket: {ticket}");
         let cluster = match &args.join {
-            Some(ticket) if !args.data_dir.join("raft").exists() => {
-                let members = transport
-                    .fetch_members(ticket)
-                    .await
-                    .context("joining the cluster")?;
-                if !members.contains_key(&args.id) {
-                    anyhow::bail!(
-                        "node {} is not a member of that cluster yet: run `raft-host add-node {}` \
-                         against the leader first",
-                        args.id,
-                        transport.ticket()
-                    );
+            Some(join) if !args.data_dir.join("raft").exists() => {
+                ClusterMode::Join {
+                    members: wait_until_added(&transport, join, args.id).await?,
                 }
-                ClusterMode::Join { members }
             }
             _ => ClusterMode::NewClusterAt(transport.local_addr()),
         };
-        let ticket = transport.ticket();
         let acceptor = transport.acceptor();
         let config = NodeConfig {
             id: args.id,
@@ -283,7 +275,6 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         );
         let url = format!("http://{}", server.local_addr);
-        println!("ticket: {ticket}");
         println!("API: {url}   try, in another terminal:");
         let api_flag = if url == api::DEFAULT_API_URL {
             String::new()
@@ -310,6 +301,38 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             None => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// How long a joining node waits between asking for the membership.
+const JOIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ask the cluster for its membership until it includes this node (an
+/// operator runs `add-node` with this node's ticket meanwhile).
+async fn wait_until_added(
+    transport: &IrohTransport,
+    join: &NodeTicket,
+    id: u64,
+) -> anyhow::Result<std::collections::BTreeMap<u64, iroh_raft::transport::PeerAddr>> {
+    let mut attempts = 0u64;
+    loop {
+        match transport.fetch_members(join).await {
+            Ok(members) if members.contains_key(&id) => return Ok(members),
+            Ok(_) | Err(_) => {
+                if attempts % 10 == 0 {
+                    println!(
+                        "waiting to be added to the cluster: on the leader run `{} add-node {}`",
+                        invocation_name(),
+                        transport.ticket()
+                    );
+                }
+            }
+        }
+        attempts += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(JOIN_POLL_INTERVAL) => {}
+            _ = shutdown_signal() => anyhow::bail!("interrupted while waiting to join"),
+        }
+    }
 }
 
 /// How to call this binary from the current directory, for the hints the

@@ -73,13 +73,69 @@ pub fn raft_host() -> Command {
 pub struct NodeProcess {
     pub child: Child,
     pub api_url: String,
+    /// The node's ticket, as it printed it.
+    pub ticket: String,
     stderr_lines: mpsc::Receiver<String>,
+}
+
+/// A node process that printed its ticket but may not serve yet (a joining
+/// node waits until an operator adds it).
+pub struct StartingNode {
+    child: Option<Child>,
+    pub ticket: String,
+    api_rx: mpsc::Receiver<String>,
+    stderr_lines: Option<mpsc::Receiver<String>>,
+}
+
+impl StartingNode {
+    /// Wait until the node serves its API.
+    pub fn wait_ready(mut self) -> NodeProcess {
+        let mut child = self.child.take().expect("not yet taken");
+        let stderr_lines = self.stderr_lines.take().expect("not yet taken");
+        match self.api_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(api_url) => NodeProcess {
+                child,
+                api_url,
+                ticket: self.ticket.clone(),
+                stderr_lines,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log: Vec<String> = stderr_lines.try_iter().collect();
+                panic!("raft-host did not become ready:\n{}", log.join("\n"));
+            }
+        }
+    }
+}
+
+impl Drop for StartingNode {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A free UDP port on loopback (for nodes that must keep their address
+/// across restarts).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl NodeProcess {
     /// Start `raft-host` with `args` on an ephemeral API port and wait until
     /// it prints its API address.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(data_dir, args).wait_ready()
+    }
+
+    /// Start `raft-host` and wait only for its ticket.
+    pub fn spawn(data_dir: &Path, args: &[&str]) -> StartingNode {
         let mut command = raft_host();
         command
             .arg("--data-dir")
@@ -97,16 +153,15 @@ impl NodeProcess {
             .expect("spawn raft-host");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        let (url_tx, url_rx) = mpsc::channel();
+        let (ticket_tx, ticket_rx) = mpsc::channel();
+        let (api_tx, api_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("API: ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = url_tx.send(url);
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = api_tx.send(url);
+                } else if let Some(ticket) = line.strip_prefix("ticket: ") {
+                    let _ = ticket_tx.send(ticket.trim().to_string());
                 }
             }
         });
@@ -118,19 +173,19 @@ impl NodeProcess {
                 }
             }
         });
-        let api_url = match url_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(url) => url,
+        match ticket_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(ticket) => StartingNode {
+                child: Some(child),
+                ticket,
+                api_rx,
+                stderr_lines: Some(stderr_lines),
+            },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log: Vec<String> = stderr_lines.try_iter().collect();
                 panic!("raft-host did not start:\n{}", log.join("\n"));
             }
-        };
-        NodeProcess {
-            child,
-            api_url,
-            stderr_lines,
         }
     }
 

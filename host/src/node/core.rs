@@ -260,10 +260,14 @@ impl NodeCore {
                 let mut cc = ConfChange::default();
                 cc.set_change_type(ConfChangeType::AddNode);
                 cc.node_id = *id;
-                let context = serde_json::to_vec(addr).map_err(|e| {
-                    ClientError::InvalidMembership(format!("encoding the address: {e}"))
-                })?;
-                (cc, context)
+                // The address rides in the change itself (raft-rs puts the
+                // proposal's context elsewhere in the entry).
+                cc.context = serde_json::to_vec(addr)
+                    .map_err(|e| {
+                        ClientError::InvalidMembership(format!("encoding the address: {e}"))
+                    })?
+                    .into();
+                (cc, Vec::new())
             }
             MembershipChange::RemoveVoter { id } => {
                 if !voters.contains(id) {

@@ -250,9 +250,9 @@ impl Transport for IrohTransport {
     }
 
     fn set_members(&mut self, members: &BTreeMap<u64, PeerAddr>) {
-        let mut members = members.clone();
-        members.remove(&self.raft_id);
-        self.directory.set_members(&members);
+        // This node stays in the directory: a joining node asks any member
+        // for the whole membership, the answering node included.
+        self.directory.set_members(members);
         // Senders of removed members stop; their connections are dropped.
         let removed: Vec<u64> = self
             .senders

@@ -1,0 +1,243 @@
+//! Real three-node clusters: `raft-host` processes talking iroh-raft/0 over
+//! iroh on loopback (relay and discovery off), real sled, real guests.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{NodeProcess, free_udp_port};
+use iroh_raft::api::ApiClient;
+
+/// How long a cluster may take to agree on something (elections take 1-2 s).
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting test re-checks the cluster.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Poll `check` until it returns `Some`, or panic with `what` after the
+/// timeout. Cluster state has no event a test process could subscribe to,
+/// so tests poll the nodes' APIs.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn text(output: Option<String>) -> String {
+    output.expect("a text result")
+}
+
+/// A node of a test cluster: its process and how to restart it.
+struct Member {
+    id: u64,
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<NodeProcess>,
+}
+
+impl Member {
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--id".into(),
+            self.id.to_string(),
+            "--bind-addr".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--guest".into(),
+            common::guest("kv").display().to_string(),
+        ]
+    }
+
+    fn process(&self) -> &NodeProcess {
+        self.process.as_ref().expect("node is running")
+    }
+
+    fn client(&self) -> ApiClient {
+        self.process().client()
+    }
+
+    fn restart(&mut self) {
+        assert!(self.process.is_none(), "stop it first");
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.process = Some(NodeProcess::start(self.dir.path(), &args));
+    }
+
+    fn kill(&mut self) {
+        self.process.take().expect("running").kill();
+    }
+}
+
+/// Start node 1 as a new cluster, then add nodes 2..=n the way an operator
+/// does: start the new node with `--join`, `add-node` its ticket on the
+/// leader.
+fn start_cluster(n: u64) -> Vec<Member> {
+    let mut members: Vec<Member> = (1..=n)
+        .map(|id| Member {
+            id,
+            port: free_udp_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            process: None,
+        })
+        .collect();
+    members[0].restart();
+    let first_ticket = members[0].process().ticket.clone();
+    for i in 1..members.len() {
+        let mut args = members[i].args();
+        args.extend(["--join".to_string(), first_ticket.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let starting = NodeProcess::spawn(members[i].dir.path(), &args);
+        let added = members[0].process().cli(&["add-node", &starting.ticket]);
+        assert!(
+            added.status.success(),
+            "add-node: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        members[i].process = Some(starting.wait_ready());
+    }
+    members
+}
+
+fn leader(members: &[Member]) -> u64 {
+    wait_for("a leader", || {
+        members
+            .iter()
+            .filter(|m| m.process.is_some())
+            .filter_map(|m| m.client().status().ok())
+            .find(|s| s.role == "leader")
+            .map(|s| s.id)
+    })
+}
+
+fn wait_for_value(member: &Member, key: &str, expected: &str) {
+    let request = format!("get {key}");
+    wait_for(&format!("node {} to see {key}={expected}", member.id), || {
+        let answer = member.client().query(request.as_bytes()).ok()?;
+        (answer.output.text.as_deref() == Some(expected)).then_some(())
+    });
+}
+
+fn member_dir(member: &Member) -> &Path {
+    member.dir.path()
+}
+
+#[test]
+fn t50_three_nodes_elect_one_leader_and_replicate_in_order() {
+    let members = start_cluster(3);
+    let leader_id = leader(&members);
+    let status = members[0].client().status().expect("status");
+    assert_eq!(status.voters, vec![1, 2, 3]);
+    let leaders = members
+        .iter()
+        .filter(|m| m.client().status().expect("status").role == "leader")
+        .count();
+    assert_eq!(leaders, 1, "exactly one leader");
+
+    // Writes through every node (followers forward to the leader), all
+    // applied in one order with the same results.
+    let mut indexes = Vec::new();
+    for round in 0..5 {
+        for member in &members {
+            let command = format!("put k{round}-{} v{round}", member.id);
+            let response = member.client().propose(command.as_bytes()).expect("propose");
+            assert_eq!(text(response.output.text), "OK");
+            indexes.push(response.index);
+        }
+    }
+    let mut sorted = indexes.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), indexes.len(), "every write has its own index");
+
+    for member in &members {
+        wait_for_value(member, "k4-3", "v4");
+        let count = member.client().query(b"count").expect("count");
+        assert_eq!(text(count.output.text), "15", "node {}", member.id);
+    }
+    // Same applied index, same state on every node.
+    let last = *indexes.iter().max().expect("writes");
+    for member in &members {
+        wait_for("applied index to converge", || {
+            (member.client().status().ok()?.applied_index >= last).then_some(())
+        });
+        let keys = member.client().query(b"list").expect("list");
+        let leader_keys = members[(leader_id - 1) as usize]
+            .client()
+            .query(b"list")
+            .expect("list");
+        assert_eq!(keys.output, leader_keys.output, "node {}", member.id);
+    }
+}
+
+#[test]
+fn t51_leader_killed_new_leader_elected_and_old_one_catches_up() {
+    let mut members = start_cluster(3);
+    let first_leader = leader(&members);
+    let any = members
+        .iter()
+        .find(|m| m.id != first_leader)
+        .expect("a follower")
+        .id;
+    for i in 0..10 {
+        let command = format!("put before{i} x");
+        members[(any - 1) as usize]
+            .client()
+            .propose(command.as_bytes())
+            .expect("acknowledged write");
+    }
+    members[(first_leader - 1) as usize].kill();
+
+    let new_leader = leader(&members);
+    assert_ne!(new_leader, first_leader);
+    // Writes continue through any surviving node.
+    for member in members.iter().filter(|m| m.process.is_some()) {
+        let command = format!("put after{} y", member.id);
+        let response = wait_for("a write after failover", || {
+            member.client().propose(command.as_bytes()).ok()
+        });
+        assert_eq!(text(response.output.text), "OK");
+    }
+    // Everything acknowledged before the kill is still there.
+    for member in members.iter().filter(|m| m.process.is_some()) {
+        wait_for_value(member, "before9", "x");
+    }
+
+    // The killed node restarts from its data dir and catches up.
+    let dir_before = member_dir(&members[(first_leader - 1) as usize]).to_path_buf();
+    members[(first_leader - 1) as usize].restart();
+    assert_eq!(member_dir(&members[(first_leader - 1) as usize]), dir_before);
+    let restarted = &members[(first_leader - 1) as usize];
+    for member in members.iter().filter(|m| m.id != first_leader) {
+        wait_for_value(restarted, &format!("after{}", member.id), "y");
+    }
+    let count = restarted.client().query(b"count").expect("count");
+    assert_eq!(text(count.output.text), "12");
+}
+
+#[test]
+fn t52_a_follower_that_was_down_catches_up() {
+    let mut members = start_cluster(3);
+    let leader_id = leader(&members);
+    let follower = members
+        .iter()
+        .find(|m| m.id != leader_id)
+        .expect("a follower")
+        .id;
+    members[(follower - 1) as usize].kill();
+    let leader_client = members[(leader_id - 1) as usize].client();
+    for i in 0..50 {
+        let command = format!("put missed{i} {i}");
+        leader_client.propose(command.as_bytes()).expect("majority commits");
+    }
+    members[(follower - 1) as usize].restart();
+    wait_for_value(&members[(follower - 1) as usize], "missed49", "49");
+    let count = members[(follower - 1) as usize]
+        .client()
+        .query(b"count")
+        .expect("count");
+    assert_eq!(text(count.output.text), "50");
+}
