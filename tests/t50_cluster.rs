@@ -241,3 +241,63 @@ fn t52_a_follower_that_was_down_catches_up() {
         .expect("count");
     assert_eq!(text(count.output.text), "50");
 }
+
+#[test]
+fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
+    let mut members = start_cluster(3);
+    let leader_id = leader(&members);
+    let removed = members
+        .iter()
+        .find(|m| m.id != leader_id)
+        .expect("a follower")
+        .id;
+    let leader_process = members[(leader_id - 1) as usize].process();
+
+    // Adding a node that is already a voter is refused.
+    let again = leader_process.cli(&["add-node", &members[(removed - 1) as usize].process().ticket]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_membership"));
+
+    let output = leader_process.cli(&["remove-node", &removed.to_string()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let remaining: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
+    for member in members.iter().filter(|m| m.id != removed) {
+        wait_for("the removal to apply", || {
+            (member.client().status().ok()?.voters == remaining).then_some(())
+        });
+    }
+
+    // The two remaining voters keep committing.
+    let leader_client = members[(leader_id - 1) as usize].client();
+    leader_client.propose(b"put after-removal yes").expect("commit with 2 of 2");
+    for member in members.iter().filter(|m| m.id != removed) {
+        wait_for_value(member, "after-removal", "yes");
+    }
+    // The removed node gets nothing any more: its peers refuse it and stop
+    // sending to it.
+    let cut_off = &members[(removed - 1) as usize];
+    match cut_off.client().query(b"get after-removal") {
+        Ok(answer) => assert_ne!(answer.output.text.as_deref(), Some("yes")),
+        Err(iroh_raft::api::ApiClientError::Api(info)) => assert_eq!(info.code, "guest_rejected"),
+        Err(other) => panic!("the removed node should still answer queries: {other}"),
+    }
+    let status = leader_client.status().expect("status");
+    assert!(status.members.iter().all(|m| m.id != removed));
+
+    // Removing down to one voter is fine; removing the last one is not.
+    let other = remaining.iter().find(|id| **id != leader_id).expect("another voter");
+    let output = members[(leader_id - 1) as usize]
+        .process()
+        .cli(&["remove-node", &other.to_string()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    wait_for("a single voter", || {
+        (leader_client.status().ok()?.voters == vec![leader_id]).then_some(())
+    });
+    let last = members[(leader_id - 1) as usize]
+        .process()
+        .cli(&["remove-node", &leader_id.to_string()]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&last.stderr).contains("last voter"));
+    leader_client.propose(b"put still-serving yes").expect("the survivor serves");
+    members[(removed - 1) as usize].kill();
+}
