@@ -5,7 +5,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-wasip2
 DATA_DIR ?= data/node1
 
-.PHONY: setup guests run test verify fmt clippy doc bench clean-data
+.PHONY: setup guests run cluster test verify fmt clippy doc bench clean-data
 
 ## Install what the build needs: the guest target and protoc (raft-rs's
 ## protobuf build). Safe to run repeatedly.
@@ -20,6 +20,11 @@ guests: setup
 ## Quick start 1: a single-node cluster with the built-in counter guest.
 run: setup
 	$(CARGO) run --release --bin raft-host -- --data-dir $(DATA_DIR)
+
+## A local 3-node cluster (see examples/local_cluster.sh).
+cluster: setup
+	$(CARGO) build --release --bin raft-host
+	./examples/local_cluster.sh
 
 ## Quick start 2: the whole test suite (this is what CI runs).
 test: setup
