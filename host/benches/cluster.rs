@@ -1,0 +1,405 @@
+//! A load generator against a local three-node cluster, and leader failover.
+//!
+//! Run: `BENCH_SECONDS=5 cargo bench --bench cluster` (prints a report; see
+//! BENCHMARKS.md). `BENCH_SECONDS` sets the duration per run (default 5);
+//! `BENCH_DATA_DIR` puts the nodes' data dirs under another directory (e.g.
+//! `/dev/shm`, where fsync costs nothing, to separate the disk from the rest).
+//!
+//! Three nodes in one process, assembled as `raft-host` assembles one (see
+//! `run_node` in `src/main.rs`): a real iroh endpoint each on loopback (relay
+//! off), real sled on a temp dir (fsync on), the kv guest. Node 1 creates the
+//! cluster; nodes 2 and 3 bind, are added on the leader, fetch the membership
+//! and join. Measures:
+//! 1. `put <16-byte key> <128-byte value>` through the leader's
+//!    `NodeHandle::propose` with 1, 16, 64 and 256 clients (each waits for its
+//!    result before the next): committed-and-applied ops/s, p50/p99/p99.9;
+//! 2. the same through a follower (forwarded to the leader over iroh), 1 and
+//!    64 clients;
+//! 3. leader failover: the leader's node and endpoint go away (a crash as its
+//!    peers see it); the time until a write commits through a survivor.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use iroh::Endpoint;
+use iroh::protocol::Router;
+use iroh_raft::node::{self, ClusterMode, GuestSource, MembershipChange, NodeConfig, NodeHandle};
+use iroh_raft::transport::{
+    IrohTransport, NodeTicket, PeerDirectory, RelayChoice, TransportConfig, identity,
+};
+use iroh_raft::wasm::GuestLimits;
+
+/// Nodes in the cluster.
+const CLUSTER_SIZE: u64 = 3;
+/// Key and value sizes of every `put`.
+const KEY_BYTES: usize = 16;
+const VALUE_BYTES: usize = 128;
+/// Distinct keys written: bounds the guest's memory however long the run.
+const KEY_SPACE: u64 = 1 << 16;
+/// Client counts of the runs through the leader and through a follower.
+const LEADER_CLIENTS: [usize; 4] = [1, 16, 64, 256];
+const FOLLOWER_CLIENTS: [usize; 2] = [1, 64];
+/// How long the cluster may take to form or converge.
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting step re-checks the nodes.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// One failover probe's budget: a write forwarded to the dead leader would
+/// otherwise wait for the dial timeout (seconds).
+const FAILOVER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
+/// Pause between failover probes that failed fast (no leader known yet).
+const FAILOVER_PROBE_PAUSE: Duration = Duration::from_millis(2);
+
+fn bench_duration() -> Duration {
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    Duration::from_secs_f64(seconds)
+}
+
+/// A fresh data dir, under `BENCH_DATA_DIR` if set.
+fn data_dir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = match std::env::var_os("BENCH_DATA_DIR") {
+        Some(base) => tempfile::tempdir_in(base),
+        None => tempfile::tempdir(),
+    };
+    dir.context("creating a data dir")
+}
+
+/// One running member: its node, its endpoint and where it keeps its data.
+struct Member {
+    id: u64,
+    node: NodeHandle,
+    router: Router,
+    endpoint: Endpoint,
+    ticket: NodeTicket,
+    _dir: tempfile::TempDir,
+}
+
+/// A member whose endpoint is up but whose node is not started yet (a
+/// joining node must be added on the leader with its address first).
+struct Bound {
+    id: u64,
+    dir: tempfile::TempDir,
+    transport: IrohTransport,
+    directory: PeerDirectory,
+}
+
+async fn bind(id: u64) -> anyhow::Result<Bound> {
+    let dir = data_dir()?;
+    let secret_key = identity::load_or_create(dir.path())?;
+    let directory = PeerDirectory::new();
+    let config = TransportConfig {
+        bind_addr: "127.0.0.1:0".parse().expect("a valid address"),
+        advertise_addrs: Vec::new(),
+        relay: RelayChoice::Disabled,
+    };
+    let transport = IrohTransport::bind(id, secret_key, &config, directory.clone()).await?;
+    Ok(Bound {
+        id,
+        dir,
+        transport,
+        directory,
+    })
+}
+
+/// Start the node on a bound endpoint, as `run_node` does.
+fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
+    let Bound {
+        id,
+        dir,
+        transport,
+        directory,
+    } = bound;
+    let ticket = transport.ticket();
+    let endpoint = transport.endpoint().clone();
+    let acceptor = transport.acceptor();
+    let config = NodeConfig {
+        id,
+        data_dir: dir.path().to_path_buf(),
+        guest: GuestSource::File(PathBuf::from(env!("IROH_RAFT_GUEST_KV"))),
+        limits: GuestLimits::default(),
+        cluster,
+        forwarder: Some(transport.forwarder()),
+        directory: Some(directory),
+        ticket: Some(ticket.to_string()),
+    };
+    let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
+    let router = acceptor.serve(node.raft_sender());
+    Ok(Member {
+        id,
+        node,
+        router,
+        endpoint,
+        ticket,
+        _dir: dir,
+    })
+}
+
+/// Poll `check` until it returns `Some`, or fail with `what`.
+async fn wait_for<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Node 1 creates the cluster; every other node binds, is added on node 1
+/// (the leader), fetches the membership from it and joins.
+async fn start_cluster() -> anyhow::Result<Vec<Member>> {
+    let first = bind(1).await?;
+    let at = ClusterMode::NewClusterAt(first.transport.local_addr());
+    let first = start(first, at)?;
+    wait_for("node 1 to lead", || async {
+        let status = first.node.status().await.ok()?;
+        (status.role == "leader").then_some(())
+    })
+    .await?;
+    let mut members = vec![first];
+    for id in 2..=CLUSTER_SIZE {
+        let bound = bind(id).await?;
+        let change = MembershipChange::AddVoter {
+            id,
+            addr: bound.transport.local_addr(),
+        };
+        members[0]
+            .node
+            .change_membership(change)
+            .await
+            .with_context(|| format!("adding node {id}"))?;
+        // The leader's allowlist follows the applied configuration a moment
+        // after the change is acknowledged: ask until it lists this node.
+        let leader_ticket = members[0].ticket.clone();
+        let transport = &bound.transport;
+        let fetched = wait_for("the membership", || async {
+            let fetched = transport.fetch_members(&leader_ticket).await.ok()?;
+            fetched.contains_key(&id).then_some(fetched)
+        })
+        .await?;
+        members.push(start(bound, ClusterMode::Join { members: fetched })?);
+    }
+    converge(&members).await?;
+    Ok(members)
+}
+
+/// Wait until every member reports the same applied index; returns it.
+async fn converge(members: &[Member]) -> anyhow::Result<u64> {
+    wait_for("every node to apply the same index", || async {
+        let mut indexes = Vec::new();
+        for member in members {
+            let status = member.node.status().await.ok()?;
+            if status.voters.len() as u64 != CLUSTER_SIZE {
+                return None;
+            }
+            indexes.push(status.applied_index);
+        }
+        indexes.dedup();
+        (indexes.len() == 1).then(|| indexes[0])
+    })
+    .await
+}
+
+async fn leader_index(members: &[Member]) -> anyhow::Result<usize> {
+    wait_for("a leader", || async {
+        for (i, member) in members.iter().enumerate() {
+            if member.node.status().await.ok()?.role == "leader" {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// `put <key> <value>` with a 16-byte key (one of [`KEY_SPACE`]) and a
+/// 128-byte value.
+fn put_command(value: &str, n: u64) -> Vec<u8> {
+    let key = format!("k{:0width$}", n % KEY_SPACE, width = KEY_BYTES - 1);
+    debug_assert_eq!(key.len(), KEY_BYTES);
+    format!("put {key} {value}").into_bytes()
+}
+
+struct Report {
+    ops: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Report {
+    fn percentile_us(&self, p: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i].as_secs_f64() * 1e6
+    }
+
+    fn print(&mut self, path: &str, clients: usize) {
+        self.latencies.sort();
+        if self.latencies.is_empty() {
+            println!("{path:<10} {clients:>7}   no write succeeded ({} errors)", self.errors);
+            return;
+        }
+        println!(
+            "{path:<10} {clients:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>6}",
+            self.ops as f64 / self.elapsed.as_secs_f64(),
+            self.percentile_us(0.50),
+            self.percentile_us(0.99),
+            self.percentile_us(0.999),
+            self.ops,
+            self.errors
+        );
+    }
+}
+
+/// `clients` tasks, each proposing a put and waiting for its result before
+/// the next, for `duration`.
+async fn run_clients(node: &NodeHandle, clients: usize, duration: Duration) -> Report {
+    let value: String = "v".repeat(VALUE_BYTES);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let node = node.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = client as u64 * 7919;
+            while started.elapsed() < duration {
+                let command = put_command(&value, n);
+                n += 1;
+                let t = Instant::now();
+                match node.propose(command).await {
+                    Ok(applied) if applied.result.as_deref() == Ok(&b"OK"[..]) => {
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(applied) => panic!("the kv guest refused a put: {:?}", applied.result),
+                    Err(error) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("client {client}: {error}");
+                        }
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut report = Report {
+        ops: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, errors) = task.await.expect("a client task");
+        report.latencies.extend(latencies);
+        report.errors += errors;
+    }
+    report.elapsed = started.elapsed();
+    report.ops = report.latencies.len();
+    report
+}
+
+/// Crash the leader (node stopped, endpoint closed) and time the first write
+/// that commits through a survivor.
+async fn failover(members: &mut Vec<Member>, leader: usize) -> anyhow::Result<()> {
+    let survivor = members
+        .iter()
+        .find(|m| m.id != members[leader].id)
+        .expect("a three-node cluster has a follower")
+        .node
+        .clone();
+    let value: String = "v".repeat(VALUE_BYTES);
+    let dead = members.remove(leader);
+    let killed = Instant::now();
+    dead.node.shutdown().await;
+    dead.router
+        .shutdown()
+        .await
+        .context("stopping the router")?;
+    if !dead.endpoint.is_closed() {
+        dead.endpoint.close().await;
+    }
+    let kill_took = killed.elapsed();
+    let mut probes = 0u64;
+    let committed = loop {
+        probes += 1;
+        let command = put_command(&value, probes);
+        match tokio::time::timeout(FAILOVER_PROBE_TIMEOUT, survivor.propose(command)).await {
+            Ok(Ok(applied)) => break applied,
+            Ok(Err(_)) => tokio::time::sleep(FAILOVER_PROBE_PAUSE).await,
+            Err(_) => {}
+        }
+        anyhow::ensure!(
+            killed.elapsed() < CONVERGENCE_TIMEOUT,
+            "no write committed after the leader died"
+        );
+    };
+    let took = killed.elapsed();
+    let new_leader = members[leader_index(members).await?].id;
+    println!(
+        "failover: node {} killed (stop + endpoint close took {:.1} ms); first write \
+         committed {:.0} ms after the kill (index {}, term {}), new leader node {new_leader}, \
+         {probes} probes",
+        dead.id,
+        kill_took.as_secs_f64() * 1e3,
+        took.as_secs_f64() * 1e3,
+        committed.index,
+        committed.term,
+    );
+    Ok(())
+}
+
+async fn run(duration: Duration) -> anyhow::Result<()> {
+    let formed = Instant::now();
+    let mut members = start_cluster().await?;
+    let leader = leader_index(&members).await?;
+    let follower = (leader + 1) % members.len();
+    println!(
+        "# 3-node cluster in one process: iroh on loopback (relay off), sled with fsync, \
+         kv guest, put of a {KEY_BYTES}-byte key and {VALUE_BYTES}-byte value, {duration:?} \
+         per run"
+    );
+    println!(
+        "# formed in {:.0} ms; leader node {}, follower runs through node {}",
+        formed.elapsed().as_secs_f64() * 1e3,
+        members[leader].id,
+        members[follower].id
+    );
+    println!(
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
+        "path", "clients", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "ops", "errors"
+    );
+    let runs = LEADER_CLIENTS
+        .iter()
+        .map(|&c| (leader, "leader", c))
+        .chain(FOLLOWER_CLIENTS.iter().map(|&c| (follower, "follower", c)));
+    for (through, path, clients) in runs {
+        let mut report = run_clients(&members[through].node, clients, duration).await;
+        report.print(path, clients);
+        // Followers may trail at the end of a run; start the next one level.
+        converge(&members).await?;
+    }
+    failover(&mut members, leader).await?;
+    for member in &members {
+        member.node.shutdown().await;
+        let _ = member.router.shutdown().await;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let duration = bench_duration();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(duration))
+}
