@@ -18,7 +18,6 @@ use iroh_raft::transport::message::{
 use iroh_raft::transport::{AllowlistHook, PeerAddr, PeerDirectory, RAFT_ALPN, RaftProtocolHandler};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -123,6 +123,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         cluster,
         forwarder: Some(transport.forwarder()),
         directory: Some(directory),
+        peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;

@@ -19,6 +19,7 @@
 //! - [`storage`]: the only module that touches sled; durable `raft::Storage`.
 //! - [`wasm`]: the only module that touches wasmtime; deterministic guests.
 //! - [`api`]: the HTTP/JSON API and its client.
+//! - [`metrics`]: Prometheus metrics, served by the API at `GET /metrics`.
 //!
 //! ## Running a single node from code
 //!
@@ -38,6 +39,7 @@
 
 pub mod api;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod storage;
 pub mod transport;

@@ -247,6 +247,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             cluster,
             forwarder: Some(transport.forwarder()),
             directory: Some(directory),
+            peer_stats: Some(transport.peer_stats_registry()),
             ticket: Some(ticket.to_string()),
         };
         if !args.api_addr.ip().is_loopback() {

@@ -69,10 +69,27 @@ pub fn raft_host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_raft-host"))
 }
 
+/// `raft-host`, run inside a network namespace when one is given.
+pub fn in_netns(netns: Option<&str>) -> Command {
+    match netns {
+        None => raft_host(),
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", netns])
+                .arg(env!("CARGO_BIN_EXE_raft-host"));
+            command
+        }
+    }
+}
+
 /// A real `raft-host` node process, killed (SIGKILL) when dropped.
 pub struct NodeProcess {
     pub child: Child,
     pub api_url: String,
+    /// The network namespace the node runs in, if any (client commands then
+    /// run there too).
+    pub netns: Option<String>,
     /// The node's ticket, as it printed it.
     pub ticket: String,
     stderr_lines: mpsc::Receiver<String>,
@@ -82,6 +99,7 @@ pub struct NodeProcess {
 /// node waits until an operator adds it).
 pub struct StartingNode {
     child: Option<Child>,
+    netns: Option<String>,
     pub ticket: String,
     api_rx: mpsc::Receiver<String>,
     stderr_lines: Option<mpsc::Receiver<String>>,
@@ -96,6 +114,7 @@ impl StartingNode {
             Ok(api_url) => NodeProcess {
                 child,
                 api_url,
+                netns: self.netns.clone(),
                 ticket: self.ticket.clone(),
                 stderr_lines,
             },
@@ -136,7 +155,12 @@ impl NodeProcess {
 
     /// Start `raft-host` and wait only for its ticket.
     pub fn spawn(data_dir: &Path, args: &[&str]) -> StartingNode {
-        let mut command = raft_host();
+        Self::spawn_in(None, data_dir, args)
+    }
+
+    /// Like [`Self::spawn`], inside network namespace `netns` if given.
+    pub fn spawn_in(netns: Option<&str>, data_dir: &Path, args: &[&str]) -> StartingNode {
+        let mut command = in_netns(netns);
         command
             .arg("--data-dir")
             .arg(data_dir)
@@ -176,6 +200,7 @@ impl NodeProcess {
         match ticket_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(ticket) => StartingNode {
                 child: Some(child),
+                netns: netns.map(str::to_string),
                 ticket,
                 api_rx,
                 stderr_lines: Some(stderr_lines),
@@ -196,7 +221,7 @@ impl NodeProcess {
     /// Run a `raft-host` client subcommand against this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let (subcommand, rest) = args.split_first().expect("a subcommand");
-        raft_host()
+        in_netns(self.netns.as_deref())
             .arg(subcommand)
             .args(["--api", &self.api_url])
             .args(rest)

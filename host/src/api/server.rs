@@ -8,6 +8,7 @@
 //! | POST   | `/v1/members` | `AddMemberRequest` | `MembershipResponse` (leader only) |
 //! | DELETE | `/v1/members/{id}` |             | `MembershipResponse` (leader only) |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
+//! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
 //! reaches the node.
@@ -18,7 +19,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
@@ -108,6 +109,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/members", post(add_member))
         .route("/v1/members/{id}", delete(remove_member))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(node)
@@ -225,6 +227,11 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
     }))
 }
 
+async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
+    let text = within_timeout(node.metrics_text()).await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
 async fn add_member(
     State(node): State<NodeHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -255,6 +262,6 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /health",
+        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /health, /metrics",
     )
 }

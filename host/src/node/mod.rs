@@ -50,7 +50,9 @@ pub use self::status::{GuestStatus, MemberStatus, NodeStatus};
 use self::applier::ApplierShared;
 use self::components::ComponentStore;
 use self::core::NodeCore;
+use crate::metrics::{self, NodeMetrics};
 use crate::storage::SledStorage;
+use crate::transport::sender::PeerStatsRegistry;
 use crate::transport::{PeerAddr, PeerDirectory};
 use std::collections::BTreeMap;
 use crate::wasm::{ComponentHash, GuestLimits, StateMachine, WasmEngine};
@@ -107,6 +109,8 @@ pub struct NodeConfig {
     pub forwarder: Option<Arc<dyn Forwarder>>,
     /// The transport's peer directory, for last-contact times in status.
     pub directory: Option<PeerDirectory>,
+    /// The transport's per-peer counters, for metrics.
+    pub peer_stats: Option<PeerStatsRegistry>,
     /// This node's ticket, shown in status.
     pub ticket: Option<String>,
 }
@@ -121,6 +125,7 @@ impl NodeConfig {
             cluster: ClusterMode::NewCluster,
             forwarder: None,
             directory: None,
+            peer_stats: None,
             ticket: None,
         }
     }
@@ -141,6 +146,10 @@ struct HandleInner {
     directory: Option<PeerDirectory>,
     ticket: Option<String>,
     applier: Arc<ApplierShared>,
+    metrics: NodeMetrics,
+    peer_stats: Option<PeerStatsRegistry>,
+    /// Read only for its size on disk.
+    storage: SledStorage,
     data_dir: PathBuf,
     /// `None` while running; the reason once stopped (empty if clean).
     stopped: watch::Receiver<Option<String>>,
@@ -150,6 +159,13 @@ impl NodeHandle {
     /// Propose a command; resolves once it is applied (or refused). On a
     /// follower that knows the leader, the proposal is forwarded to it.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        let timer = self.inner.metrics.start_proposal();
+        let result = self.propose_or_forward(command).await;
+        timer.finish(&result);
+        result
+    }
+
+    async fn propose_or_forward(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let forward = self.inner.forwarder.as_ref().map(|_| command.clone());
         match self.propose_here(command).await {
             Err(ClientError::NotLeader {
@@ -246,6 +262,36 @@ impl NodeHandle {
         })
     }
 
+    /// The node's metrics in the Prometheus text format (see
+    /// [`crate::metrics`]).
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let status = self.status().await?;
+        let storage = self.inner.storage.clone();
+        // A stat and a directory listing: kept off the async threads.
+        let storage_bytes = match tokio::task::spawn_blocking(move || storage.size_on_disk()).await
+        {
+            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot measure the store for metrics");
+                None
+            }
+            Err(_) => None,
+        };
+        let peers = self
+            .inner
+            .peer_stats
+            .as_ref()
+            .map(PeerStatsRegistry::snapshot)
+            .unwrap_or_default();
+        let scrape = metrics::Scrape {
+            status: &status,
+            guest: self.inner.applier.stats(),
+            peers: &peers,
+            storage_bytes,
+        };
+        Ok(metrics::render(&self.inner.metrics, &scrape))
+    }
+
     /// Deliver a Raft message from a peer (used by the transport).
     pub fn deliver(&self, message: raft::prelude::Message) -> Result<(), ClientError> {
         self.inner
@@ -339,6 +385,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         &logger::raft_logger(config.id),
     )?;
     transport.set_members(&members);
+    let size_reader = storage.clone();
     let core = NodeCore::new(raw, storage, members);
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
@@ -391,6 +438,9 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             directory: config.directory,
             ticket: config.ticket,
             applier: applier_shared,
+            metrics: NodeMetrics::default(),
+            peer_stats: config.peer_stats,
+            storage: size_reader,
             data_dir: config.data_dir,
             stopped: stopped_rx,
         }),

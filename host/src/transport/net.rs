@@ -18,7 +18,7 @@ use super::directory::{AllowlistHook, PeerDirectory};
 use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
 use super::peer_addr::{NodeTicket, PeerAddr};
-use super::sender::{self, PeerConnection, PeerSender, PeerStats};
+use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
 use crate::node::{Applied, ClientError, Forwarder, NodeMsg, Transport};
 use crate::wasm::GuestFailure;
 
@@ -60,6 +60,8 @@ struct ConnectionPool {
     endpoint: Endpoint,
     directory: PeerDirectory,
     connections: Arc<Mutex<HashMap<u64, (Arc<PeerConnection>, Arc<PeerStats>)>>>,
+    /// The same stats, for metrics; kept in step with `connections`.
+    stats: PeerStatsRegistry,
 }
 
 impl ConnectionPool {
@@ -68,6 +70,7 @@ impl ConnectionPool {
         map.entry(raft_id)
             .or_insert_with(|| {
                 let stats = Arc::new(PeerStats::default());
+                self.stats.insert(raft_id, stats.clone());
                 let connection = Arc::new(PeerConnection::new(
                     raft_id,
                     self.endpoint.clone(),
@@ -80,10 +83,10 @@ impl ConnectionPool {
     }
 
     fn forget(&self, raft_id: u64) {
-        self.connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&raft_id);
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&raft_id);
+        // Under the same lock as `get`, so the two maps never disagree.
+        self.stats.remove(raft_id);
     }
 }
 
@@ -133,6 +136,7 @@ impl IrohTransport {
             endpoint: endpoint.clone(),
             directory: directory.clone(),
             connections: Arc::default(),
+            stats: PeerStatsRegistry::default(),
         };
         Ok(IrohTransport {
             raft_id,
@@ -214,6 +218,12 @@ impl IrohTransport {
             WireMessage::Response(Response::Members { members }) => Ok(members.into_iter().collect()),
             other => Err(join_err(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Every peer's counters, readable after the transport moved into the
+    /// node (for [`NodeConfig::peer_stats`](crate::node::NodeConfig)).
+    pub fn peer_stats_registry(&self) -> PeerStatsRegistry {
+        self.pool.stats.clone()
     }
 
     /// Counters of every peer, for metrics: (raft id, stats).

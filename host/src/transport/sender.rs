@@ -11,6 +11,7 @@
 //! Both tasks share one connection per peer, dialed on demand and redialed
 //! with exponential backoff when it breaks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -64,6 +65,38 @@ pub struct PeerStats {
     pub queue_drops: AtomicU64,
     pub reconnects: AtomicU64,
     pub send_errors: AtomicU64,
+}
+
+/// Every peer's [`PeerStats`], shared with whoever exports them (the node's
+/// `/metrics`) while the transport itself moves into the node's task. The
+/// transport adds a peer when it first talks to it and removes it when the
+/// peer leaves the membership. Cheap to clone: clones share one map.
+#[derive(Debug, Clone, Default)]
+pub struct PeerStatsRegistry {
+    peers: Arc<std::sync::Mutex<BTreeMap<u64, Arc<PeerStats>>>>,
+}
+
+impl PeerStatsRegistry {
+    pub(super) fn insert(&self, raft_id: u64, stats: Arc<PeerStats>) {
+        self.lock().insert(raft_id, stats);
+    }
+
+    pub(super) fn remove(&self, raft_id: u64) {
+        self.lock().remove(&raft_id);
+    }
+
+    /// The peers' counters, by Raft id.
+    pub fn snapshot(&self) -> Vec<(u64, Arc<PeerStats>)> {
+        self.lock()
+            .iter()
+            .map(|(id, stats)| (*id, stats.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<PeerStats>>> {
+        // The map is consistent after any panic: keep serving it.
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The connection to one peer, shared by its sender tasks.

@@ -44,6 +44,8 @@ pub struct RuntimeStats {
     pub rebuilds: u64,
     /// In-memory checkpoints taken (they bound the replay after a trap).
     pub checkpoints: u64,
+    /// Fuel consumed by `apply` calls (replays after a trap not included).
+    pub apply_fuel: u64,
 }
 
 #[derive(Debug)]
@@ -127,6 +129,7 @@ impl StateMachine {
         let (result, CallCost { fuel_used }) = self.instance.apply(entry, command);
         self.last_entry = entry;
         self.stats.applied += 1;
+        self.stats.apply_fuel += fuel_used;
         match &result {
             Err(failure) if failure.poisons_instance() => {
                 self.stats.failures += 1;
