@@ -17,9 +17,9 @@ use iroh::endpoint::presets;
 use iroh::protocol::{ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode, SecretKey};
 use iroh_raft::node::NodeMsg;
-use iroh_raft::transport::codec::{read_frame, write_frame, MAX_FRAME_BYTES};
+use iroh_raft::transport::codec::{MAX_FRAME_BYTES, read_frame, write_frame};
 use iroh_raft::transport::message::{Heartbeat, RaftBatch, WireMessage};
-use iroh_raft::transport::{PeerAddr, RaftProtocolHandler, RAFT_ALPN};
+use iroh_raft::transport::{PeerAddr, RAFT_ALPN, RaftProtocolHandler};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -92,7 +92,9 @@ async fn main() -> anyhow::Result<()> {
     let (b_tx, mut b_inbox) = mpsc::channel(64);
     let b_handler = RaftProtocolHandler::new(2, b_tx);
     b_handler.directory().set_members(&members);
-    let router = Router::builder(b.clone()).accept(RAFT_ALPN, b_handler).spawn();
+    let router = Router::builder(b.clone())
+        .accept(RAFT_ALPN, b_handler)
+        .spawn();
 
     // A: the handler driven by hand, `handler.accept(connection)`.
     let (a_tx, mut a_inbox) = mpsc::channel(64);
@@ -101,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
     let a_accept = a.clone();
     tokio::spawn(async move {
         while let Some(incoming) = a_accept.accept().await {
-            let Ok(connection) = incoming.await else { continue };
+            let Ok(connection) = incoming.await else {
+                continue;
+            };
             let handler = a_handler.clone();
             tokio::spawn(async move { handler.accept(connection).await });
         }
@@ -115,7 +119,12 @@ async fn main() -> anyhow::Result<()> {
     let answer = request(&a, &b, frame).await?;
     println!("A -> B  RaftMessage[MsgRequestVote term 5]   answer: {answer:?}");
     let got = next_raft_message(&mut b_inbox).await?;
-    println!("B's Raft inbox got {:?} from {} (term {})", got.get_msg_type(), got.from, got.term);
+    println!(
+        "B's Raft inbox got {:?} from {} (term {})",
+        got.get_msg_type(),
+        got.from,
+        got.term
+    );
 
     // B answers the vote the same way, A accepts it by hand.
     let mut granted = Message::default();
@@ -129,7 +138,12 @@ async fn main() -> anyhow::Result<()> {
     let answer = request(&b, &a, frame).await?;
     println!("B -> A  RaftMessage[MsgRequestVoteResponse]  answer: {answer:?}");
     let got = next_raft_message(&mut a_inbox).await?;
-    println!("A's Raft inbox got {:?} from {} (reject: {})", got.get_msg_type(), got.from, got.reject);
+    println!(
+        "A's Raft inbox got {:?} from {} (reject: {})",
+        got.get_msg_type(),
+        got.from,
+        got.reject
+    );
 
     // A liveness check is answered with the same sequence number.
     let answer = request(&a, &b, WireMessage::Heartbeat(Heartbeat { sequence: 42 })).await?;
@@ -145,10 +159,17 @@ async fn main() -> anyhow::Result<()> {
 
     // A stranger (not in the membership) is refused before any frame.
     let stranger = endpoint(SecretKey::generate()).await?;
-    let refused = request(&stranger, &b, WireMessage::Heartbeat(Heartbeat { sequence: 1 })).await;
+    let refused = request(
+        &stranger,
+        &b,
+        WireMessage::Heartbeat(Heartbeat { sequence: 1 }),
+    )
+    .await;
     println!(
         "stranger -> B                                 refused: {}",
-        refused.err().map_or("NO (bug!)".to_string(), |e| e.to_string())
+        refused
+            .err()
+            .map_or("NO (bug!)".to_string(), |e| e.to_string())
     );
 
     router.shutdown().await?;

@@ -115,10 +115,13 @@ fn leader(members: &[Member]) -> u64 {
 
 fn wait_for_value(member: &Member, key: &str, expected: &str) {
     let request = format!("get {key}");
-    wait_for(&format!("node {} to see {key}={expected}", member.id), || {
-        let answer = member.client().query(request.as_bytes()).ok()?;
-        (answer.output.text.as_deref() == Some(expected)).then_some(())
-    });
+    wait_for(
+        &format!("node {} to see {key}={expected}", member.id),
+        || {
+            let answer = member.client().query(request.as_bytes()).ok()?;
+            (answer.output.text.as_deref() == Some(expected)).then_some(())
+        },
+    );
 }
 
 fn member_dir(member: &Member) -> &Path {
@@ -143,7 +146,10 @@ fn t50_three_nodes_elect_one_leader_and_replicate_in_order() {
     for round in 0..5 {
         for member in &members {
             let command = format!("put k{round}-{} v{round}", member.id);
-            let response = member.client().propose(command.as_bytes()).expect("propose");
+            let response = member
+                .client()
+                .propose(command.as_bytes())
+                .expect("propose");
             assert_eq!(text(response.output.text), "OK");
             indexes.push(response.index);
         }
@@ -209,7 +215,10 @@ fn t51_leader_killed_new_leader_elected_and_old_one_catches_up() {
     // The killed node restarts from its data dir and catches up.
     let dir_before = member_dir(&members[(first_leader - 1) as usize]).to_path_buf();
     members[(first_leader - 1) as usize].restart();
-    assert_eq!(member_dir(&members[(first_leader - 1) as usize]), dir_before);
+    assert_eq!(
+        member_dir(&members[(first_leader - 1) as usize]),
+        dir_before
+    );
     let restarted = &members[(first_leader - 1) as usize];
     for member in members.iter().filter(|m| m.id != first_leader) {
         wait_for_value(restarted, &format!("after{}", member.id), "y");
@@ -231,7 +240,9 @@ fn t52_a_follower_that_was_down_catches_up() {
     let leader_client = members[(leader_id - 1) as usize].client();
     for i in 0..50 {
         let command = format!("put missed{i} {i}");
-        leader_client.propose(command.as_bytes()).expect("majority commits");
+        leader_client
+            .propose(command.as_bytes())
+            .expect("majority commits");
     }
     members[(follower - 1) as usize].restart();
     wait_for_value(&members[(follower - 1) as usize], "missed49", "49");
@@ -254,12 +265,19 @@ fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
     let leader_process = members[(leader_id - 1) as usize].process();
 
     // Adding a node that is already a voter is refused.
-    let again = leader_process.cli(&["add-node", &members[(removed - 1) as usize].process().ticket]);
+    let again = leader_process.cli(&[
+        "add-node",
+        &members[(removed - 1) as usize].process().ticket,
+    ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("invalid_membership"));
 
     let output = leader_process.cli(&["remove-node", &removed.to_string()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let remaining: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
     for member in members.iter().filter(|m| m.id != removed) {
         wait_for("the removal to apply", || {
@@ -269,7 +287,9 @@ fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
 
     // The two remaining voters keep committing.
     let leader_client = members[(leader_id - 1) as usize].client();
-    leader_client.propose(b"put after-removal yes").expect("commit with 2 of 2");
+    leader_client
+        .propose(b"put after-removal yes")
+        .expect("commit with 2 of 2");
     for member in members.iter().filter(|m| m.id != removed) {
         wait_for_value(member, "after-removal", "yes");
     }
@@ -285,11 +305,18 @@ fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
     assert!(status.members.iter().all(|m| m.id != removed));
 
     // Removing down to one voter is fine; removing the last one is not.
-    let other = remaining.iter().find(|id| **id != leader_id).expect("another voter");
+    let other = remaining
+        .iter()
+        .find(|id| **id != leader_id)
+        .expect("another voter");
     let output = members[(leader_id - 1) as usize]
         .process()
         .cli(&["remove-node", &other.to_string()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     wait_for("a single voter", || {
         (leader_client.status().ok()?.voters == vec![leader_id]).then_some(())
     });
@@ -298,6 +325,8 @@ fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
         .cli(&["remove-node", &leader_id.to_string()]);
     assert_eq!(last.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&last.stderr).contains("last voter"));
-    leader_client.propose(b"put still-serving yes").expect("the survivor serves");
+    leader_client
+        .propose(b"put still-serving yes")
+        .expect("the survivor serves");
     members[(removed - 1) as usize].kill();
 }

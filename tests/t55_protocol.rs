@@ -12,10 +12,10 @@ use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMode, SecretKey};
 use iroh_raft::node::NodeMsg;
 use iroh_raft::transport::codec::{MAX_FRAME_BYTES, encode, read_frame, write_frame};
-use iroh_raft::transport::message::{
-    ErrorCode, Heartbeat, RaftBatch, Response, WireMessage,
+use iroh_raft::transport::message::{ErrorCode, Heartbeat, RaftBatch, Response, WireMessage};
+use iroh_raft::transport::{
+    AllowlistHook, PeerAddr, PeerDirectory, RAFT_ALPN, RaftProtocolHandler,
 };
-use iroh_raft::transport::{AllowlistHook, PeerAddr, PeerDirectory, RAFT_ALPN, RaftProtocolHandler};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -107,7 +107,10 @@ impl Fixture {
         let answer = self
             .request(&WireMessage::Heartbeat(Heartbeat { sequence: 7 }))
             .await;
-        assert_eq!(answer, Some(WireMessage::Heartbeat(Heartbeat { sequence: 7 })));
+        assert_eq!(
+            answer,
+            Some(WireMessage::Heartbeat(Heartbeat { sequence: 7 }))
+        );
     }
 
     fn assert_nothing_reached_raft(&mut self) {
@@ -137,7 +140,10 @@ fn error_code(answer: Option<WireMessage>) -> Option<ErrorCode> {
 async fn t55_members_deliver_and_non_members_are_refused_before_any_frame() {
     let mut fx = fixture().await;
     let answer = fx.request(&raft_frame(1, 2)).await;
-    assert_eq!(answer, Some(WireMessage::Response(Response::Delivered { count: 1 })));
+    assert_eq!(
+        answer,
+        Some(WireMessage::Response(Response::Delivered { count: 1 }))
+    );
     match fx.inbox.try_recv() {
         Ok(NodeMsg::Raft(message)) => assert_eq!(message.from, 1),
         other => panic!("expected the raft message, got {other:?}"),
@@ -165,9 +171,15 @@ async fn t55_members_deliver_and_non_members_are_refused_before_any_frame() {
 async fn t56_forged_raft_ids_are_refused() {
     let mut fx = fixture().await;
     // Claims to be node 3 on node 1's connection.
-    assert_eq!(error_code(fx.request(&raft_frame(3, 2)).await), Some(ErrorCode::WrongSender));
+    assert_eq!(
+        error_code(fx.request(&raft_frame(3, 2)).await),
+        Some(ErrorCode::WrongSender)
+    );
     // Addressed to someone else.
-    assert_eq!(error_code(fx.request(&raft_frame(1, 9)).await), Some(ErrorCode::WrongSender));
+    assert_eq!(
+        error_code(fx.request(&raft_frame(1, 9)).await),
+        Some(ErrorCode::WrongSender)
+    );
     // One bad message poisons its whole batch: nothing is delivered.
     let (WireMessage::RaftMessage(good), WireMessage::RaftMessage(bad)) =
         (raft_frame(1, 2), raft_frame(3, 2))
@@ -177,7 +189,10 @@ async fn t56_forged_raft_ids_are_refused() {
     let mixed = WireMessage::RaftMessage(RaftBatch {
         messages: [good.messages, bad.messages].concat(),
     });
-    assert_eq!(error_code(fx.request(&mixed).await), Some(ErrorCode::WrongSender));
+    assert_eq!(
+        error_code(fx.request(&mixed).await),
+        Some(ErrorCode::WrongSender)
+    );
     fx.assert_nothing_reached_raft();
     fx.assert_still_serving().await;
 }
@@ -189,34 +204,55 @@ async fn t57_malformed_oversized_truncated_and_unexpected_frames() {
     // Garbage payload with an honest length.
     let mut garbage = 8u32.to_be_bytes().to_vec();
     garbage.extend_from_slice(&[0xff; 8]);
-    assert_eq!(error_code(fx.raw(&garbage, false).await), Some(ErrorCode::Malformed));
+    assert_eq!(
+        error_code(fx.raw(&garbage, false).await),
+        Some(ErrorCode::Malformed)
+    );
 
     // A length prefix far over the limit: refused before allocating.
     let huge = u32::MAX.to_be_bytes();
-    assert_eq!(error_code(fx.raw(&huge, false).await), Some(ErrorCode::TooLarge));
+    assert_eq!(
+        error_code(fx.raw(&huge, false).await),
+        Some(ErrorCode::TooLarge)
+    );
     let just_over = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
-    assert_eq!(error_code(fx.raw(&just_over, false).await), Some(ErrorCode::TooLarge));
+    assert_eq!(
+        error_code(fx.raw(&just_over, false).await),
+        Some(ErrorCode::TooLarge)
+    );
 
     // A stream that ends inside a frame.
     let mut truncated = 100u32.to_be_bytes().to_vec();
     truncated.extend_from_slice(&[1; 10]);
     let answer = fx.raw(&truncated, true).await;
-    assert!(matches!(answer, None | Some(WireMessage::Error(_))), "{answer:?}");
+    assert!(
+        matches!(answer, None | Some(WireMessage::Error(_))),
+        "{answer:?}"
+    );
 
     // An unknown message type (enum variant index 99).
     let mut unknown = 1u32.to_be_bytes().to_vec();
     unknown.push(99);
-    assert_eq!(error_code(fx.raw(&unknown, false).await), Some(ErrorCode::Malformed));
+    assert_eq!(
+        error_code(fx.raw(&unknown, false).await),
+        Some(ErrorCode::Malformed)
+    );
 
     // A raft payload that is not protobuf.
     let bad_raft = WireMessage::RaftMessage(RaftBatch {
         messages: vec![vec![0xff; 16]],
     });
-    assert_eq!(error_code(fx.request(&bad_raft).await), Some(ErrorCode::Malformed));
+    assert_eq!(
+        error_code(fx.request(&bad_raft).await),
+        Some(ErrorCode::Malformed)
+    );
 
     // An answer sent as if it were a request.
     let backwards = WireMessage::Response(Response::Delivered { count: 1 });
-    assert_eq!(error_code(fx.request(&backwards).await), Some(ErrorCode::UnexpectedFrame));
+    assert_eq!(
+        error_code(fx.request(&backwards).await),
+        Some(ErrorCode::UnexpectedFrame)
+    );
 
     // Sanity: the encoder refuses to build an oversized frame at all.
     let oversized = WireMessage::RaftMessage(RaftBatch {

@@ -50,12 +50,22 @@ impl TestNet {
             let (inner, outer) = (format!("{}v{i}", net.prefix), format!("{}s{i}", net.prefix));
             ip(&["netns", "add", &ns]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&["link", "add", &inner, "type", "veth", "peer", "name", &outer]);
+            ip(&[
+                "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+            ]);
             ip(&["link", "set", &inner, "netns", &ns]);
             ip(&["link", "set", &outer, "netns", &sw]);
             ip(&["-n", &sw, "link", "set", &outer, "master", "br0"]);
             ip(&["-n", &sw, "link", "set", &outer, "up"]);
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", net.addr(i)), "dev", &inner]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", net.addr(i)),
+                "dev",
+                &inner,
+            ]);
             ip(&["-n", &ns, "link", "set", &inner, "up"]);
         }
         net
@@ -75,11 +85,25 @@ impl TestNet {
 
     /// Unplug node `i` from the switch: nothing gets in or out.
     fn cut(&self, i: u8) {
-        ip(&["-n", &self.switch(), "link", "set", &format!("{}s{i}", self.prefix), "down"]);
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("{}s{i}", self.prefix),
+            "down",
+        ]);
     }
 
     fn heal(&self, i: u8) {
-        ip(&["-n", &self.switch(), "link", "set", &format!("{}s{i}", self.prefix), "up"]);
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("{}s{i}", self.prefix),
+            "up",
+        ]);
     }
 }
 
@@ -87,9 +111,13 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         // Deleting a namespace deletes its veth ends too.
         for i in 1..=self.nodes {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(i)]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.switch()]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.switch()])
+            .status();
     }
 }
 
@@ -127,7 +155,9 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         return;
     }
     let net = TestNet::create(3);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
     let kv = common::guest("kv").display().to_string();
     let args = |i: u8| -> Vec<String> {
         vec![
@@ -148,15 +178,22 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         let mut joiner = args(i);
         joiner.extend(["--join".to_string(), nodes[0].ticket.clone()]);
         let joiner: Vec<&str> = joiner.iter().map(String::as_str).collect();
-        let starting = NodeProcess::spawn_in(Some(&net.ns(i)), dirs[(i - 1) as usize].path(), &joiner);
+        let starting =
+            NodeProcess::spawn_in(Some(&net.ns(i)), dirs[(i - 1) as usize].path(), &joiner);
         let added = nodes[0].cli(&["add-node", &starting.ticket]);
-        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
         nodes.push(starting.wait_ready());
     }
     let propose = |node: &NodeProcess, command: &str| node.cli(&["propose", command]);
     assert!(propose(&nodes[1], "put a 1").status.success());
     for node in &nodes {
-        wait_for("everyone to see a=1", || (query(node, "get a")? == "1").then_some(()));
+        wait_for("everyone to see a=1", || {
+            (query(node, "get a")? == "1").then_some(())
+        });
     }
 
     // Isolate the leader.
@@ -182,10 +219,12 @@ fn t70_minority_cannot_commit_and_healing_converges() {
             .map(|s| s.id)
     });
     // The majority commits; the isolated old leader cannot.
-    let written = wait_for("a write on the majority side", || {
-        propose(majority[0], "put b 2").status.success().then_some(())
+    wait_for("a write on the majority side", || {
+        propose(majority[0], "put b 2")
+            .status
+            .success()
+            .then_some(())
     });
-    let _ = written;
     let isolated = &nodes[(old_leader - 1) as usize];
     let refused = propose(isolated, "put c 3");
     assert!(
@@ -197,8 +236,13 @@ fn t70_minority_cannot_commit_and_healing_converges() {
     // Heal: everyone converges on the majority's history.
     net.heal(old_leader);
     for node in &nodes {
-        wait_for("everyone to see b=2", || (query(node, "get b")? == "2").then_some(()));
-        assert!(query(node, "get c").is_none(), "the minority's write survived");
+        wait_for("everyone to see b=2", || {
+            (query(node, "get b")? == "2").then_some(())
+        });
+        assert!(
+            query(node, "get c").is_none(),
+            "the minority's write survived"
+        );
         assert_eq!(query(node, "get a").as_deref(), Some("1"));
     }
     let last = wait_for("the old leader to rejoin as follower", || {

@@ -244,7 +244,10 @@ impl Report {
     fn print(&mut self, path: &str, clients: usize) {
         self.latencies.sort();
         if self.latencies.is_empty() {
-            println!("{path:<10} {clients:>7}   no write succeeded ({} errors)", self.errors);
+            println!(
+                "{path:<10} {clients:>7}   no write succeeded ({} errors)",
+                self.errors
+            );
             return;
         }
         println!(

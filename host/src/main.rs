@@ -205,8 +205,8 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
-        let secret_key = identity::load_or_create(&args.data_dir)
-            .context("loading the node's secret key")?;
+        let secret_key =
+            identity::load_or_create(&args.data_dir).context("loading the node's secret key")?;
         let directory = PeerDirectory::new();
         for node_id in &args.allow {
             directory.allow_extra(*node_id);
@@ -217,20 +217,21 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             relay: args.relay.clone(),
         };
         if args.bind_addr.ip().is_unspecified() && args.advertise_addr.is_empty() {
-            tracing::warn!("--bind-addr is unspecified: pass --advertise-addr so peers can dial this node");
+            tracing::warn!(
+                "--bind-addr is unspecified: pass --advertise-addr so peers can dial this node"
+            );
         }
-        let transport = IrohTransport::bind(args.id, secret_key, &transport_config, directory.clone())
-            .await
-            .context("starting the iroh endpoint")?;
+        let transport =
+            IrohTransport::bind(args.id, secret_key, &transport_config, directory.clone())
+                .await
+                .context("starting the iroh endpoint")?;
         let ticket = transport.ticket();
         // Printed first: a joining node's operator needs it for `add-node`.
         println!("ticket: {ticket}");
         let cluster = match &args.join {
-            Some(join) if !args.data_dir.join("raft").exists() => {
-                ClusterMode::Join {
-                    members: wait_until_added(&transport, join, args.id).await?,
-                }
-            }
+            Some(join) if !args.data_dir.join("raft").exists() => ClusterMode::Join {
+                members: wait_until_added(&transport, join, args.id).await?,
+            },
             _ => ClusterMode::NewClusterAt(transport.local_addr()),
         };
         let acceptor = transport.acceptor();
@@ -319,7 +320,7 @@ async fn wait_until_added(
         match transport.fetch_members(join).await {
             Ok(members) if members.contains_key(&id) => return Ok(members),
             Ok(_) | Err(_) => {
-                if attempts % 10 == 0 {
+                if attempts.is_multiple_of(10) {
                     println!(
                         "waiting to be added to the cluster: on the leader run `{} add-node {}`",
                         invocation_name(),
@@ -430,7 +431,11 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                         "  {:>3} {} node {node_id} at {} match {matched} last contact {contact}",
                         member.id,
                         if member.voter { "voter  " } else { "learner" },
-                        if addrs.is_empty() { "-".to_string() } else { addrs.join(",") }
+                        if addrs.is_empty() {
+                            "-".to_string()
+                        } else {
+                            addrs.join(",")
+                        }
                     );
                 }
             }

@@ -610,7 +610,10 @@ mod tests {
         histogram.observe_duration(Duration::from_secs(60));
         histogram.observe(f64::NAN);
         let snapshot = histogram.snapshot();
-        assert_eq!(snapshot.cumulative.len(), PROPOSAL_SECONDS_BUCKETS.len() + 1);
+        assert_eq!(
+            snapshot.cumulative.len(),
+            PROPOSAL_SECONDS_BUCKETS.len() + 1
+        );
         assert!(snapshot.cumulative.windows(2).all(|w| w[0].1 <= w[1].1));
         assert_eq!(snapshot.cumulative[0], (0.0001, 1));
         assert_eq!(snapshot.cumulative.last(), Some(&(f64::INFINITY, 4)));
@@ -630,10 +633,14 @@ mod tests {
             result,
             fuel_used: 0,
         };
-        metrics.start_proposal().finish(&Ok(applied(Ok(Vec::new()))));
-        metrics.start_proposal().finish(&Ok(applied(Err(GuestFailure::Rejected {
-            message: "no".into(),
-        }))));
+        metrics
+            .start_proposal()
+            .finish(&Ok(applied(Ok(Vec::new()))));
+        metrics
+            .start_proposal()
+            .finish(&Ok(applied(Err(GuestFailure::Rejected {
+                message: "no".into(),
+            }))));
         metrics
             .start_proposal()
             .finish(&Err(ClientError::Overloaded));

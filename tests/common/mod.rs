@@ -182,7 +182,11 @@ impl NodeProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("API: ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let _ = api_tx.send(url);
                 } else if let Some(ticket) = line.strip_prefix("ticket: ") {
                     let _ = ticket_tx.send(ticket.trim().to_string());

@@ -17,12 +17,12 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::extract::Path;
-use axum::extract::rejection::PathRejection;
 use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
@@ -237,10 +237,13 @@ async fn add_member(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<MembershipResponse>, ApiError> {
     let request: AddMemberRequest = parse_json(body)?;
-    let ticket: NodeTicket = request
-        .ticket
-        .parse()
-        .map_err(|e: crate::transport::peer_addr::TicketError| ApiError::bad_request(e.to_string()))?;
+    let ticket: NodeTicket =
+        request
+            .ticket
+            .parse()
+            .map_err(|e: crate::transport::peer_addr::TicketError| {
+                ApiError::bad_request(e.to_string())
+            })?;
     let change = MembershipChange::AddVoter {
         id: ticket.raft_id,
         addr: ticket.addr,
@@ -254,7 +257,8 @@ async fn remove_member(
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<axum::Json<MembershipResponse>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let index = within_timeout(node.change_membership(MembershipChange::RemoveVoter { id })).await?;
+    let index =
+        within_timeout(node.change_membership(MembershipChange::RemoveVoter { id })).await?;
     Ok(axum::Json(MembershipResponse { index }))
 }
 

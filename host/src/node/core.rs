@@ -41,8 +41,13 @@ pub struct Outbound {
 pub enum MembershipChange {
     /// Add a voter; its address travels in the entry so every replica (and
     /// every node that later replays the log) learns where to reach it.
-    AddVoter { id: u64, addr: PeerAddr },
-    RemoveVoter { id: u64 },
+    AddVoter {
+        id: u64,
+        addr: PeerAddr,
+    },
+    RemoveVoter {
+        id: u64,
+    },
 }
 
 /// Metadata key of the membership (Raft id → address), kept in step with

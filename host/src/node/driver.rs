@@ -7,14 +7,14 @@ use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::applier::{Applied, ProposalReply};
+use super::applier::{ApplyJob, QueryAnswer};
 use super::core::MembershipChange;
+use super::core::{NodeCore, RaftView};
+use super::error::{ClientError, NodeError};
 use crate::transport::PeerAddr;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use super::applier::{ApplyJob, QueryAnswer};
-use super::core::{NodeCore, RaftView};
-use super::error::{ClientError, NodeError};
 
 /// Messages the node's inbox holds before senders see `Overloaded`.
 pub const NODE_INBOX_CAPACITY: usize = 4096;

@@ -54,8 +54,8 @@ use crate::metrics::{self, NodeMetrics};
 use crate::storage::SledStorage;
 use crate::transport::sender::PeerStatsRegistry;
 use crate::transport::{PeerAddr, PeerDirectory};
-use std::collections::BTreeMap;
 use crate::wasm::{ComponentHash, GuestLimits, StateMachine, WasmEngine};
+use std::collections::BTreeMap;
 
 /// Ticks without a heartbeat before a follower starts an election.
 pub const ELECTION_TICKS: usize = 10;

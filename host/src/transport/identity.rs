@@ -34,10 +34,14 @@ pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
     };
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| IdentityError::Damaged {
-                path: path.clone(),
-                found: bytes.len(),
-            })?;
+            let bytes: [u8; 32] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| IdentityError::Damaged {
+                        path: path.clone(),
+                        found: bytes.len(),
+                    })?;
             Ok(SecretKey::from_bytes(&bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

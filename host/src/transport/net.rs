@@ -54,18 +54,21 @@ pub enum TransportError {
     Join { peer: String, reason: String },
 }
 
+/// A peer's pooled connection and its counters.
+type PooledPeer = (Arc<PeerConnection>, Arc<PeerStats>);
+
 /// Connections to peers, shared by the Raft senders and the forwarder.
 #[derive(Debug, Clone)]
 struct ConnectionPool {
     endpoint: Endpoint,
     directory: PeerDirectory,
-    connections: Arc<Mutex<HashMap<u64, (Arc<PeerConnection>, Arc<PeerStats>)>>>,
+    connections: Arc<Mutex<HashMap<u64, PooledPeer>>>,
     /// The same stats, for metrics; kept in step with `connections`.
     stats: PeerStatsRegistry,
 }
 
 impl ConnectionPool {
-    fn get(&self, raft_id: u64) -> (Arc<PeerConnection>, Arc<PeerStats>) {
+    fn get(&self, raft_id: u64) -> PooledPeer {
         let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(raft_id)
             .or_insert_with(|| {
@@ -215,7 +218,9 @@ impl IrohTransport {
             .map_err(join_err)?;
         let _ = send.finish();
         match answer {
-            WireMessage::Response(Response::Members { members }) => Ok(members.into_iter().collect()),
+            WireMessage::Response(Response::Members { members }) => {
+                Ok(members.into_iter().collect())
+            }
             other => Err(join_err(format!("unexpected answer {other:?}"))),
         }
     }
@@ -312,16 +317,20 @@ impl Forwarder for ProposalForwarder {
             let (connection, _) = self.pool.get(leader);
             // One stream per forwarded proposal: a slow apply never holds up
             // Raft traffic or other proposals.
-            let (_, mut send, mut recv) = connection
-                .open_stream()
-                .await
-                .map_err(|_| ClientError::NotLeader {
-                    leader_hint: Some(leader),
-                })?;
-            let answer =
-                sender::exchange(&mut send, &mut recv, WireMessage::Request(Request::Propose { command }))
+            let (_, mut send, mut recv) =
+                connection
+                    .open_stream()
                     .await
-                    .map_err(|_| ClientError::Stopped)?;
+                    .map_err(|_| ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    })?;
+            let answer = sender::exchange(
+                &mut send,
+                &mut recv,
+                WireMessage::Request(Request::Propose { command }),
+            )
+            .await
+            .map_err(|_| ClientError::Stopped)?;
             let _ = send.finish();
             match answer {
                 WireMessage::Response(Response::Applied {

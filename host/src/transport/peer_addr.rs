@@ -81,11 +81,10 @@ impl FromStr for NodeTicket {
         let (raft_id, rest) = text
             .split_once(':')
             .ok_or_else(|| TicketError::Format("missing `<raft-id>:`".into()))?;
-        let raft_id: u64 = raft_id
-            .parse()
-            .ok()
-            .filter(|id| *id != 0)
-            .ok_or_else(|| TicketError::Format(format!("`{raft_id}` is not a raft id (> 0)")))?;
+        let raft_id: u64 =
+            raft_id.parse().ok().filter(|id| *id != 0).ok_or_else(|| {
+                TicketError::Format(format!("`{raft_id}` is not a raft id (> 0)"))
+            })?;
         let (node_id, addrs) = rest.split_once('@').unwrap_or((rest, ""));
         let node_id = EndpointId::from_str(node_id)
             .map_err(|e| TicketError::Format(format!("bad node id `{node_id}`: {e}")))?;
@@ -120,12 +119,21 @@ mod tests {
             raft_id: 3,
             addr: PeerAddr::new(
                 key.public(),
-                ["127.0.0.1:7000".parse().expect("addr"), "[::1]:7001".parse().expect("addr")],
+                [
+                    "127.0.0.1:7000".parse().expect("addr"),
+                    "[::1]:7001".parse().expect("addr"),
+                ],
             ),
         };
         let text = ticket.to_string();
         assert_eq!(text.parse::<NodeTicket>(), Ok(ticket));
-        for bad in ["", "x", "0:abc@1.2.3.4:5", "1:nothex@1.2.3.4:5", &format!("1:{}@nope", key.public())] {
+        for bad in [
+            "",
+            "x",
+            "0:abc@1.2.3.4:5",
+            "1:nothex@1.2.3.4:5",
+            &format!("1:{}@nope", key.public()),
+        ] {
             assert!(bad.parse::<NodeTicket>().is_err(), "{bad}");
         }
     }

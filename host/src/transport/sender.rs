@@ -151,7 +151,10 @@ impl PeerConnection {
     /// Forget a broken connection so the next `get` redials.
     pub async fn invalidate(&self, broken: &Connection) {
         let mut slot = self.connection.lock().await;
-        if slot.as_ref().is_some_and(|c| c.stable_id() == broken.stable_id()) {
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == broken.stable_id())
+        {
             *slot = None;
         }
     }
@@ -269,14 +272,20 @@ impl Lane {
                     self.directory.touch(self.raft_id);
                     self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
                     self.stats.messages_sent.fetch_add(count, Ordering::Relaxed);
-                    self.stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+                    self.stats
+                        .bytes_sent
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
                 }
                 Ok(answer) => {
                     // The peer refused (overloaded, wrong sender...): the
                     // stream is still in sync; Raft will retry.
                     self.directory.touch(self.raft_id);
-                    tracing::debug!(peer = self.raft_id, lane = self.name, ?answer,
-                        "peer refused a batch");
+                    tracing::debug!(
+                        peer = self.raft_id,
+                        lane = self.name,
+                        ?answer,
+                        "peer refused a batch"
+                    );
                     self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => {

@@ -1,0 +1,174 @@
+//! `GET /metrics`: a real `raft-host` serves the Prometheus text format with
+//! numbers that match what its clients did.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::NodeProcess;
+use iroh_raft::api::ApiClientError;
+
+/// Proposals the guest applies successfully.
+const OK_PROPOSALS: u64 = 4;
+
+/// `GET url` → (status, content type, body).
+fn get(url: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().expect("request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response.body_mut().read_to_string().expect("body");
+    (status, content_type, body)
+}
+
+/// Every sample, keyed by its series (`name{labels}`). Also checks the
+/// format: each sample follows the `# TYPE` line of its family.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut family = String::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            family = rest.split(' ').next().expect("a name").to_string();
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let name = series.split('{').next().expect("a name");
+        assert!(
+            name == family
+                || name
+                    .strip_prefix(family.as_str())
+                    .is_some_and(|suffix| { ["_bucket", "_sum", "_count"].contains(&suffix) }),
+            "sample {name} outside its family {family}"
+        );
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "{series} twice"
+        );
+    }
+    samples
+}
+
+#[test]
+fn t60_metrics_report_raft_state_proposals_and_guest_counters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &[]);
+    let client = node.client();
+    for n in 1..=OK_PROPOSALS {
+        client
+            .propose(format!("add {n}").as_bytes())
+            .expect("propose");
+    }
+    // Applied, with an error result from the guest.
+    match client.propose(b"bogus") {
+        Err(ApiClientError::Api(info)) => assert_eq!(info.code, "guest_rejected", "{info:?}"),
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+    // Refused by the node before the log: a client error.
+    match client.propose(b"") {
+        Err(ApiClientError::Api(info)) => assert_eq!(info.code, "empty_command", "{info:?}"),
+        other => panic!("expected empty_command, got {other:?}"),
+    }
+
+    let (status, content_type, text) = get(&format!("{}/metrics", node.api_url));
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let m = parse(&text);
+    let value = |series: &str| -> f64 {
+        *m.get(series)
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+
+    // Raft state of a single-node cluster.
+    assert_eq!(value("iroh_raft_role{role=\"leader\"}"), 1.0);
+    assert_eq!(value("iroh_raft_role{role=\"follower\"}"), 0.0);
+    assert_eq!(value("iroh_raft_leader_id"), 1.0);
+    assert_eq!(value("iroh_raft_voters"), 1.0);
+    assert!(value("iroh_raft_term") >= 1.0);
+    let applied = value("iroh_raft_applied_index");
+    let commit = value("iroh_raft_commit_index");
+    let last = value("iroh_raft_last_log_index");
+    // The guest error is a log entry too.
+    assert!(applied >= (OK_PROPOSALS + 1) as f64, "applied {applied}");
+    assert!(
+        applied <= commit && commit <= last,
+        "{applied} {commit} {last}"
+    );
+
+    // Proposals, by outcome, and the latency of the applied ones.
+    assert_eq!(
+        value("iroh_raft_proposals_total{outcome=\"ok\"}"),
+        OK_PROPOSALS as f64
+    );
+    assert_eq!(
+        value("iroh_raft_proposals_total{outcome=\"guest_error\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("iroh_raft_proposals_total{outcome=\"empty_command\"}"),
+        1.0
+    );
+    let histogram = "iroh_raft_proposal_duration_seconds";
+    let applied_proposals = (OK_PROPOSALS + 1) as f64;
+    assert_eq!(value(&format!("{histogram}_count")), applied_proposals);
+    assert_eq!(
+        value(&format!("{histogram}_bucket{{le=\"+Inf\"}}")),
+        applied_proposals
+    );
+    assert!(value(&format!("{histogram}_sum")) > 0.0);
+    // Cumulative: counts never fall as the bound grows.
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(series, count)| {
+            let le = series
+                .strip_prefix(&format!("{histogram}_bucket{{le=\""))?
+                .strip_suffix("\"}")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("a bound")
+            };
+            Some((bound, *count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(buckets.len(), 17, "16 bounds and +Inf: {buckets:?}");
+    assert_eq!(buckets[0].0, 0.0001);
+    assert_eq!(buckets[15].0, 10.0);
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+
+    // The guest's counters.
+    assert!(value("iroh_raft_guest_applied_entries_total") >= applied_proposals);
+    assert_eq!(value("iroh_raft_guest_failed_entries_total"), 1.0);
+    assert_eq!(value("iroh_raft_guest_instance_rebuilds_total"), 0.0);
+    assert!(value("iroh_raft_guest_apply_fuel_total") > 0.0);
+    assert!(value("iroh_raft_storage_size_bytes") > 0.0);
+    let info: Vec<f64> = m
+        .iter()
+        .filter(|(series, _)| series.starts_with("iroh_raft_node_info{id=\"1\",guest=\"counter\","))
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(info, [1.0], "{text}");
+
+    // A single node has no peers.
+    assert!(!text.contains("iroh_raft_peer_"), "{text}");
+}
