@@ -6,8 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use iroh::endpoint::presets;
+use iroh::endpoint::{QuicTransportConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
 use raft::prelude::Message;
@@ -21,6 +22,13 @@ use super::peer_addr::{NodeTicket, PeerAddr};
 use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
 use crate::node::{Applied, ClientError, Forwarder, NodeMsg, Transport};
 use crate::wasm::GuestFailure;
+
+/// How often an idle connection is probed, so a dead peer is noticed.
+pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A connection silent for this long is closed; the next send redials. Short,
+/// because a restarted peer must be reached again quickly (a Raft election
+/// takes about a second).
+pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether and how the endpoint uses relays (for clusters behind NATs).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -123,7 +131,15 @@ impl IrohTransport {
             RelayChoice::Default => RelayMode::Default,
             RelayChoice::Custom(url) => RelayMode::Custom(RelayMap::from(url.clone())),
         };
+        let idle_timeout = QUIC_IDLE_TIMEOUT
+            .try_into()
+            .map_err(|e| bind_err(format!("idle timeout: {e}")))?;
+        let quic = QuicTransportConfig::builder()
+            .keep_alive_interval(QUIC_KEEP_ALIVE)
+            .max_idle_timeout(Some(idle_timeout))
+            .build();
         let mut builder = Endpoint::builder(presets::Minimal)
+            .transport_config(quic)
             .secret_key(secret_key)
             .alpns(vec![RAFT_ALPN.to_vec()])
             .relay_mode(relay_mode)
@@ -213,9 +229,14 @@ impl IrohTransport {
         self.directory.set_members(&seed);
         let (connection, _) = self.pool.get(ticket.raft_id);
         let (_, mut send, mut recv) = connection.open_stream().await.map_err(join_err)?;
-        let answer = sender::exchange(&mut send, &mut recv, WireMessage::Request(Request::Members))
-            .await
-            .map_err(join_err)?;
+        let answer = sender::exchange(
+            &mut send,
+            &mut recv,
+            WireMessage::Request(Request::Members),
+            sender::ANSWER_TIMEOUT,
+        )
+        .await
+        .map_err(join_err)?;
         let _ = send.finish();
         match answer {
             WireMessage::Response(Response::Members { members }) => {
@@ -328,6 +349,7 @@ impl Forwarder for ProposalForwarder {
                 &mut send,
                 &mut recv,
                 WireMessage::Request(Request::Propose { command }),
+                crate::node::DEFAULT_REQUEST_TIMEOUT,
             )
             .await
             .map_err(|_| ClientError::Stopped)?;

@@ -34,8 +34,9 @@ pub const PEER_QUEUE_CAPACITY: usize = 4096;
 pub const MAX_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
 /// How long dialing a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a peer may take to answer a frame.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer may take to answer a Raft frame; a stream silent for
+/// longer is treated as broken (Raft heartbeats come every few hundred ms).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and longest wait before redialing a peer that failed.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -266,7 +267,7 @@ impl Lane {
             let Some((connection, send, recv)) = stream.as_mut() else {
                 continue;
             };
-            match exchange(send, recv, WireMessage::RaftMessage(batch)).await {
+            match exchange(send, recv, WireMessage::RaftMessage(batch), ANSWER_TIMEOUT).await {
                 Ok(WireMessage::Response(Response::Delivered { .. })) => {
                     backoff = RECONNECT_BACKOFF_MIN;
                     self.directory.touch(self.raft_id);
@@ -327,11 +328,12 @@ pub async fn exchange(
     send: &mut SendStream,
     recv: &mut RecvStream,
     request: WireMessage,
+    timeout: Duration,
 ) -> Result<WireMessage, String> {
     codec::write_frame(send, &request)
         .await
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(ANSWER_TIMEOUT, codec::read_frame(recv, MAX_FRAME_BYTES)).await {
+    match tokio::time::timeout(timeout, codec::read_frame(recv, MAX_FRAME_BYTES)).await {
         Err(_) => Err("no answer in time".into()),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(None)) => Err("the peer closed the stream".into()),
