@@ -476,6 +476,9 @@ impl NodeCore {
             raft.term,
             self.last_term
         );
+        if raft.term != self.last_term {
+            tracing::Span::current().record("term", raft.term);
+        }
         self.last_term = raft.term;
         if raft.state != self.last_role || raft.leader_id != self.last_leader {
             tracing::info!(id = raft.id, term = raft.term, role = ?raft.state,

@@ -402,7 +402,8 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         fatal: fatal_rx,
     };
     let id = config.id;
-    let span = tracing::info_span!("node", id);
+    // Carries the node id and, recorded as it changes, the current term.
+    let span = tracing::info_span!("node", id, term = tracing::field::Empty);
     let driver =
         tokio::spawn(driver::run(core, inbox_rx, controls, applier_tx, transport).instrument(span));
     tokio::spawn(async move {
