@@ -427,10 +427,14 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     let contact = member
                         .last_contact_ms
                         .map_or("-".to_string(), |ms| format!("{ms} ms ago"));
+                    let role = match (status.leader_id == Some(member.id), member.voter) {
+                        (true, _) => "leader ",
+                        (false, true) => "voter  ",
+                        (false, false) => "learner",
+                    };
                     say!(
-                        "  {:>3} {} node {node_id} at {} match {matched} last contact {contact}",
+                        "  {:>3} {role} node {node_id} at {} match {matched} last contact {contact}",
                         member.id,
-                        if member.voter { "voter  " } else { "learner" },
                         if addrs.is_empty() {
                             "-".to_string()
                         } else {
