@@ -7,11 +7,11 @@ DATA_DIR ?= data/node1
 
 .PHONY: setup guests run cluster test verify fmt clippy doc bench clean-data
 
-## Install what the build needs: the guest target and protoc (raft-rs's
-## protobuf build). Safe to run repeatedly.
+## Install what the build needs: the guest target, protoc (raft-rs's
+## protobuf build) and iproute2 (partition tests). Safe to run repeatedly.
 setup:
 	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
-	@command -v protoc >/dev/null 2>&1 || ./.ci/install-protoc
+	@./.ci/install-system-deps
 
 ## Build the guest components (the host's build script also does this).
 guests: setup

@@ -3,7 +3,10 @@
 //! Run: `BENCH_SECONDS=5 cargo bench --bench cluster` (prints a report; see
 //! BENCHMARKS.md). `BENCH_SECONDS` sets the duration per run (default 5);
 //! `BENCH_DATA_DIR` puts the nodes' data dirs under another directory (e.g.
-//! `/dev/shm`, where fsync costs nothing, to separate the disk from the rest).
+//! `/dev/shm`, where fsync costs nothing, to separate the disk from the rest);
+//! `BENCH_ONLY=leader-64,follower-1` runs only those cases (add `failover`
+//! for it); `BENCH_THREADS=1` prints where the process's CPU time went, by
+//! thread name, after each run.
 //!
 //! Three nodes in one process, assembled as `raft-host` assembles one (see
 //! `run_node` in `src/main.rs`): a real iroh endpoint each on loopback (relay
@@ -18,6 +21,7 @@
 //! 3. leader failover: the leader's node and endpoint go away (a crash as its
 //!    peers see it); the time until a write commits through a survivor.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -56,6 +60,49 @@ fn bench_duration() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0);
     Duration::from_secs_f64(seconds)
+}
+
+/// Whether `BENCH_ONLY` (a comma-separated list) selects this case.
+fn selected(case: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|c| c.trim() == case),
+        Err(_) => true,
+    }
+}
+
+/// Linux clock ticks per second of `/proc/*/stat` times (USER_HZ).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time (user + system) this process's threads have used, summed by
+/// thread name (tokio workers, the appliers, sled's threads...). Empty off
+/// Linux.
+fn cpu_by_thread() -> BTreeMap<String, Duration> {
+    let mut times = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: comm may hold spaces, so split at the parens.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        let ticks: f64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
+            .unwrap_or(0.0);
+        *times.entry(name).or_default() += Duration::from_secs_f64(ticks / CLOCK_TICKS_PER_SECOND);
+    }
+    times
+}
+
+fn total(times: &BTreeMap<String, Duration>) -> Duration {
+    times.values().sum()
 }
 
 /// A fresh data dir, under `BENCH_DATA_DIR` if set.
@@ -233,6 +280,8 @@ struct Report {
     errors: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU time of the whole process (three nodes and the clients).
+    cpu: Duration,
 }
 
 impl Report {
@@ -251,13 +300,15 @@ impl Report {
             return;
         }
         println!(
-            "{path:<10} {clients:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>6}",
+            "{path:<10} {clients:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>6} {:>9.0} {:>6.2}",
             self.ops as f64 / self.elapsed.as_secs_f64(),
             self.percentile_us(0.50),
             self.percentile_us(0.99),
             self.percentile_us(0.999),
             self.ops,
-            self.errors
+            self.errors,
+            self.cpu.as_secs_f64() * 1e6 / self.ops as f64,
+            self.cpu.as_secs_f64() / self.elapsed.as_secs_f64(),
         );
     }
 }
@@ -300,6 +351,7 @@ async fn run_clients(node: &NodeHandle, clients: usize, duration: Duration) -> R
         errors: 0,
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
+        cpu: Duration::ZERO,
     };
     for task in tasks {
         let (latencies, errors) = task.await.expect("a client task");
@@ -361,6 +413,28 @@ async fn failover(members: &mut Vec<Member>, leader: usize) -> anyhow::Result<()
     Ok(())
 }
 
+/// CPU time per thread name during one run: share of a core, µs per op.
+fn print_threads(
+    before: &BTreeMap<String, Duration>,
+    after: &BTreeMap<String, Duration>,
+    elapsed: Duration,
+    ops: usize,
+) {
+    let mut used: Vec<(Duration, &String)> = after
+        .iter()
+        .map(|(name, t)| (t.saturating_sub(before.get(name).copied().unwrap_or_default()), name))
+        .filter(|(t, _)| !t.is_zero())
+        .collect();
+    used.sort_by(|a, b| b.cmp(a));
+    for (time, name) in used {
+        println!(
+            "    {name:<18} {:>5.2} cores {:>7.1} µs/op",
+            time.as_secs_f64() / elapsed.as_secs_f64(),
+            time.as_secs_f64() * 1e6 / ops.max(1) as f64
+        );
+    }
+}
+
 async fn run(duration: Duration) -> anyhow::Result<()> {
     let formed = Instant::now();
     let mut members = start_cluster().await?;
@@ -378,20 +452,41 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
         members[follower].id
     );
     println!(
-        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
-        "path", "clients", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "ops", "errors"
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>6}",
+        "path",
+        "clients",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "ops",
+        "errors",
+        "CPU µs/op",
+        "cores"
     );
     let runs = LEADER_CLIENTS
         .iter()
         .map(|&c| (leader, "leader", c))
         .chain(FOLLOWER_CLIENTS.iter().map(|&c| (follower, "follower", c)));
+    let show_threads = std::env::var_os("BENCH_THREADS").is_some();
     for (through, path, clients) in runs {
+        if !selected(&format!("{path}-{clients}")) {
+            continue;
+        }
+        let before = cpu_by_thread();
         let mut report = run_clients(&members[through].node, clients, duration).await;
+        let after = cpu_by_thread();
+        report.cpu = total(&after).saturating_sub(total(&before));
         report.print(path, clients);
+        if show_threads {
+            print_threads(&before, &after, report.elapsed, report.ops);
+        }
         // Followers may trail at the end of a run; start the next one level.
         converge(&members).await?;
     }
-    failover(&mut members, leader).await?;
+    if selected("failover") {
+        failover(&mut members, leader).await?;
+    }
     for member in &members {
         member.node.shutdown().await;
         let _ = member.router.shutdown().await;
