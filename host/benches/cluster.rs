@@ -422,7 +422,12 @@ fn print_threads(
 ) {
     let mut used: Vec<(Duration, &String)> = after
         .iter()
-        .map(|(name, t)| (t.saturating_sub(before.get(name).copied().unwrap_or_default()), name))
+        .map(|(name, t)| {
+            (
+                t.saturating_sub(before.get(name).copied().unwrap_or_default()),
+                name,
+            )
+        })
         .filter(|(t, _)| !t.is_zero())
         .collect();
     used.sort_by(|a, b| b.cmp(a));

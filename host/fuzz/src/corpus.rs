@@ -66,6 +66,31 @@ impl Corpus {
         }
     }
 
+    /// Unmutated inputs for the target: a starting corpus for libFuzzer.
+    pub fn seed_inputs(target: Target) -> Vec<Vec<u8>> {
+        match target {
+            Target::FrameDecoder => {
+                let payloads = Corpus::new(target, 1).seeds;
+                let frames = payloads.iter().map(|payload| {
+                    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(payload);
+                    frame
+                });
+                payloads.iter().cloned().chain(frames).collect()
+            }
+            Target::RaftPayload => Corpus::new(target, 1)
+                .seeds
+                .into_iter()
+                .map(|message| {
+                    let batch = WireMessage::RaftMessage(RaftBatch {
+                        messages: vec![message],
+                    });
+                    codec::encode(&batch).expect("small batches encode")
+                })
+                .collect(),
+        }
+    }
+
     /// The next input.
     pub fn next_input(&mut self) -> Vec<u8> {
         match self.target {

@@ -308,6 +308,25 @@ mod smoke {
         assert!(take_largest_allocation() < 4096);
     }
 
+    /// `cargo test ... -- --ignored write_seed_corpus` writes the seeds to
+    /// `corpus/<target>/`, where `cargo fuzz run` starts from.
+    #[test]
+    #[ignore = "writes files; run on demand before fuzzing"]
+    fn write_seed_corpus() {
+        for (target, name) in [
+            (Target::FrameDecoder, "frame_decoder"),
+            (Target::RaftPayload, "raft_payload"),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("corpus")
+                .join(name);
+            std::fs::create_dir_all(&dir).expect("corpus dir is writable");
+            for (i, input) in Corpus::seed_inputs(target).iter().enumerate() {
+                std::fs::write(dir.join(format!("seed-{i:02}")), input).expect("seed is writable");
+            }
+        }
+    }
+
     #[test]
     fn the_corpus_reaches_the_interesting_paths() {
         // A corpus that never decodes anything would make the smoke tests

@@ -345,7 +345,24 @@ mod tests {
 
     /// One message of every variant (and every nested variant).
     fn every_variant() -> Vec<WireMessage> {
-        vec![
+        let error_codes = [
+            ErrorCode::Malformed,
+            ErrorCode::TooLarge,
+            ErrorCode::WrongSender,
+            ErrorCode::UnexpectedFrame,
+            ErrorCode::Overloaded,
+            ErrorCode::NotLeader,
+            ErrorCode::ProposalDropped,
+            ErrorCode::Stopped,
+            ErrorCode::Rejected,
+        ];
+        let errors = error_codes.into_iter().map(|code| {
+            WireMessage::Error(ErrorFrame {
+                code,
+                message: format!("{code:?}"),
+            })
+        });
+        let mut messages = vec![
             WireMessage::Request(Request::Propose {
                 command: b"add 5".to_vec(),
             }),
@@ -399,14 +416,12 @@ mod tests {
             WireMessage::Heartbeat(Heartbeat { sequence: 0 }),
             WireMessage::Heartbeat(Heartbeat { sequence: u64::MAX }),
             WireMessage::Error(ErrorFrame {
-                code: ErrorCode::Malformed,
-                message: "bad frame".to_string(),
-            }),
-            WireMessage::Error(ErrorFrame {
                 code: ErrorCode::Rejected,
                 message: "ünïcödé ✓".to_string(),
             }),
-        ]
+        ];
+        messages.extend(errors);
+        messages
     }
 
     fn raft_batch(message_bytes: usize) -> WireMessage {
