@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message,
+};
 use raft::{RawNode, StateRole};
 use raft_proto::ConfChangeI;
 
@@ -308,36 +310,47 @@ impl NodeCore {
     }
 
     /// Handle every pending `Ready`, in the order raft-rs documents:
-    /// committed entries out, new entries and hard state persisted (one
-    /// batch, fsynced), then the messages that depend on them, then
-    /// `advance` and the light ready.
-    pub fn handle_ready(&mut self) -> Result<Outbound, NodeError> {
+    /// messages that need nothing durable go out at once (`send_early`: a
+    /// leader's appends, so followers persist while the leader does);
+    /// committed entries out; new entries and hard state persisted (one
+    /// batch, fsynced); then the messages that depend on them (returned in
+    /// [`Outbound::messages`]), `advance` and the light ready.
+    pub fn handle_ready(
+        &mut self,
+        send_early: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<Outbound, NodeError> {
         let mut out = Outbound::default();
-        self.drain_ready(&mut out)?;
+        self.drain_ready(&mut out, send_early)?;
         if self.campaign_on_start {
             // raft-rs refuses to campaign while committed configuration
             // changes are unapplied, so the first election of a sole voter
             // waits until the replayed log went out once.
             self.campaign_on_start = false;
             self.campaign_if_sole_voter()?;
-            self.drain_ready(&mut out)?;
+            self.drain_ready(&mut out, send_early)?;
         }
         self.log_role_changes();
         Ok(out)
     }
 
-    fn drain_ready(&mut self, out: &mut Outbound) -> Result<(), NodeError> {
+    fn drain_ready(
+        &mut self,
+        out: &mut Outbound,
+        send_early: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<(), NodeError> {
         while self.raw.has_ready() {
             let mut ready = self.raw.ready();
-            // Leader messages may go out before persisting (raft-rs allows
-            // it); we hold them until after, which is simpler and also safe.
-            out.messages.extend(ready.take_messages());
+            // raft-rs: `messages` may be sent before this Ready is persisted
+            // (only `persisted_messages` depend on it).
+            let early = ready.take_messages();
+            if !early.is_empty() {
+                send_early(early);
+            }
             if !ready.snapshot().is_empty() {
                 self.storage.apply_snapshot(ready.snapshot())?;
             }
             self.collect_committed(ready.take_committed_entries(), out)?;
-            self.storage
-                .append_and_persist(ready.entries(), ready.hs())?;
+            self.persist(ready.entries(), ready.hs())?;
             out.messages.extend(ready.take_persisted_messages());
             let mut light = self.raw.advance(ready);
             if let Some(commit) = light.commit_index() {
@@ -406,6 +419,22 @@ impl NodeCore {
                 payload,
                 reply,
             });
+        }
+        Ok(())
+    }
+
+    /// Make new entries and hard state durable. As etcd's `MustSync`: a
+    /// hard state whose term and vote are unchanged (only the commit index
+    /// moved) with no new entries needs no fsync; the commit index can be
+    /// recomputed after a crash and rides along with the next durable write.
+    fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), NodeError> {
+        let persisted = self.storage.hard_state();
+        let must_sync = !entries.is_empty()
+            || hard_state.is_some_and(|hs| hs.term != persisted.term || hs.vote != persisted.vote);
+        if must_sync {
+            self.storage.append_and_persist(entries, hard_state)?;
+        } else if let Some(hard_state) = hard_state {
+            self.storage.set_commit(hard_state.commit)?;
         }
         Ok(())
     }

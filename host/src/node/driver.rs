@@ -107,7 +107,7 @@ pub async fn run(
     let result = loop {
         // Ready first: at start-up this hands the committed entries to be
         // replayed to the applier before any query can overtake them.
-        let out = match core.handle_ready() {
+        let out = match core.handle_ready(&mut |messages| transport.send(messages)) {
             Ok(out) => out,
             Err(error) => break Err(error),
         };
