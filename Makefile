@@ -49,6 +49,7 @@ verify: fmt clippy doc test
 bench: setup
 	$(CARGO) bench --bench storage_fsync
 	$(CARGO) bench --bench single_node
+	$(CARGO) bench --bench cluster
 
 clean-data:
 	rm -rf data
