@@ -5,7 +5,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-wasip2
 DATA_DIR ?= data/node1
 
-.PHONY: setup guests run cluster test verify fmt clippy doc bench clean-data
+.PHONY: setup guests run cluster test verify fmt clippy doc bench fuzz-smoke clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build) and iproute2 (partition tests). Safe to run repeatedly.
@@ -50,6 +50,12 @@ bench: setup
 	$(CARGO) bench --bench storage_fsync
 	$(CARGO) bench --bench single_node
 	$(CARGO) bench --bench cluster
+
+## The fuzz targets on stable over 100k deterministic inputs each (own
+## target dir: the first build takes a while). Coverage-guided runs:
+## host/fuzz/README.md.
+fuzz-smoke: setup
+	$(CARGO) test --manifest-path host/fuzz/Cargo.toml --target-dir target/fuzz
 
 clean-data:
 	rm -rf data

@@ -647,7 +647,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "slow (about 20 s and 650 MB unoptimized); run with --ignored"]
     fn t26_worst_case_payload_of_max_frame_bytes_decodes() {
         let message = members_of_payload_size(MAX_FRAME_BYTES);
         let payload = encode(&message).expect("encodes");

@@ -18,6 +18,10 @@ use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
 use crate::node::{ClientError, NodeMsg};
 
+/// Most Raft messages accepted in one `RaftMessage` frame (a Ready for one
+/// peer holds far fewer); checked before any of them is parsed.
+pub const MAX_BATCH_MESSAGES: usize = 65_536;
+
 /// Handles incoming `iroh-raft/0` connections for one node.
 #[derive(Debug, Clone)]
 pub struct RaftProtocolHandler {
@@ -143,7 +147,17 @@ impl HandlerInner {
                 "only cluster members may send Raft messages".into(),
             );
         };
-        let mut messages = Vec::with_capacity(batch.messages.len());
+        if batch.messages.len() > MAX_BATCH_MESSAGES {
+            return error_frame(
+                ErrorCode::TooLarge,
+                format!(
+                    "{} raft messages in one frame; the limit is {MAX_BATCH_MESSAGES}",
+                    batch.messages.len()
+                ),
+            );
+        }
+        // No preallocation from a count the peer chose.
+        let mut messages = Vec::new();
         for bytes in &batch.messages {
             let message = match Message::parse_from_bytes(bytes) {
                 Ok(message) => message,

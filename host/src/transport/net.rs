@@ -200,7 +200,8 @@ impl IrohTransport {
         })
     }
 
-    /// What [`serve`] needs, taken before the transport moves into the node.
+    /// What [`Acceptor::serve`] needs, taken before the transport moves into
+    /// the node.
     pub fn acceptor(&self) -> Acceptor {
         Acceptor {
             raft_id: self.raft_id,

@@ -29,6 +29,8 @@ use super::message::{RaftBatch, Response, WireMessage};
 
 /// Raft messages queued per peer and priority before new ones are dropped.
 pub const PEER_QUEUE_CAPACITY: usize = 4096;
+/// Most Raft messages put into one frame (the receiver refuses more).
+pub const MAX_BATCH_COUNT: usize = super::handler::MAX_BATCH_MESSAGES;
 /// Most protobuf bytes of Raft messages put into one frame (leaves room for
 /// framing under [`MAX_FRAME_BYTES`]).
 pub const MAX_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
@@ -315,7 +317,7 @@ fn take_batch(first: Message, queue: &mut mpsc::Receiver<Message>) -> RaftBatch 
             }
             Err(error) => tracing::error!(%error, "cannot encode a raft message; dropped"),
         }
-        if bytes >= MAX_BATCH_BYTES {
+        if bytes >= MAX_BATCH_BYTES || messages.len() >= MAX_BATCH_COUNT {
             break;
         }
         next = queue.try_recv().ok();
