@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{NodeProcess, free_udp_port};
 use iroh_raft::api::ApiClient;
@@ -14,18 +14,8 @@ const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a waiting test re-checks the cluster.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Poll `check` until it returns `Some`, or panic with `what` after the
-/// timeout. Cluster state has no event a test process could subscribe to,
-/// so tests poll the nodes' APIs.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(POLL_INTERVAL);
-    }
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
 }
 
 fn text(output: Option<String>) -> String {

@@ -16,6 +16,28 @@ use iroh_raft::wasm::GuestLimits;
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Poll `check` until it returns `Some`, or panic with `what` after
+/// `timeout`. Cluster state has no event a test process could subscribe to,
+/// so tests poll the nodes' APIs every `interval`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(interval);
+    }
+}
+
 /// Path of a guest component built from `guests/` by the build script.
 pub fn guest(name: &str) -> PathBuf {
     let path = match name {
