@@ -19,6 +19,8 @@ use raft_proto::ConfChangeI;
 use super::applier::{ApplyItem, ProposalReply};
 use super::envelope::{self, Payload};
 use super::error::{ClientError, NodeError};
+use tokio::sync::watch;
+
 use crate::storage::SledStorage;
 use crate::transport::PeerAddr;
 
@@ -76,6 +78,8 @@ pub struct NodeCore {
     members: BTreeMap<u64, PeerAddr>,
     /// Start an election after the first Ready if this is the sole voter.
     campaign_on_start: bool,
+    /// Publishes the known leader (followers wait on it to forward).
+    leader_tx: watch::Sender<Option<u64>>,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -119,9 +123,11 @@ impl NodeCore {
         raw: RawNode<SledStorage>,
         storage: SledStorage,
         members: BTreeMap<u64, PeerAddr>,
+        leader_tx: watch::Sender<Option<u64>>,
     ) -> Self {
         let last_role = raw.raft.state;
         NodeCore {
+            leader_tx,
             members,
             campaign_on_start: true,
             raw,
@@ -514,6 +520,8 @@ impl NodeCore {
                 leader = raft.leader_id, "raft role changed");
             self.last_role = raft.state;
             self.last_leader = raft.leader_id;
+            let leader = (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id);
+            self.leader_tx.send_replace(leader);
         }
     }
 

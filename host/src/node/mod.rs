@@ -153,6 +153,8 @@ struct HandleInner {
     data_dir: PathBuf,
     /// `None` while running; the reason once stopped (empty if clean).
     stopped: watch::Receiver<Option<String>>,
+    /// The leader this node currently knows of.
+    leader: watch::Receiver<Option<u64>>,
 }
 
 impl NodeHandle {
@@ -167,7 +169,22 @@ impl NodeHandle {
 
     async fn propose_or_forward(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let forward = self.inner.forwarder.as_ref().map(|_| command.clone());
-        match self.propose_here(command).await {
+        let mut result = self.propose_here(command.clone()).await;
+        if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) && forward.is_some()
+        {
+            // A follower that has not heard from a leader yet (just started,
+            // or an election is running): wait for one, briefly, rather than
+            // bounce the client.
+            let mut leader = self.inner.leader.clone();
+            let known = matches!(
+                tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await,
+                Ok(Ok(_))
+            );
+            if known {
+                result = self.propose_here(command).await;
+            }
+        }
+        match result {
             Err(ClientError::NotLeader {
                 leader_hint: Some(leader),
             }) if forward.is_some() => {
@@ -386,7 +403,8 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     )?;
     transport.set_members(&members);
     let size_reader = storage.clone();
-    let core = NodeCore::new(raw, storage, members);
+    let (leader_tx, leader_rx) = watch::channel(None);
+    let core = NodeCore::new(raw, storage, members, leader_tx);
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
@@ -444,6 +462,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             storage: size_reader,
             data_dir: config.data_dir,
             stopped: stopped_rx,
+            leader: leader_rx,
         }),
     })
 }
@@ -576,6 +595,10 @@ fn read_guest_file(engine: &WasmEngine, path: &Path) -> Result<Vec<u8>, NodeErro
 fn storage_meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join("raft")
 }
+
+/// How long a follower that knows no leader waits for one before it
+/// answers `not_leader` (about two election timeouts).
+pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// How long API calls wait for the node by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
