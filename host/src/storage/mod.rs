@@ -178,12 +178,9 @@ impl SledStorage {
             .open(&data_path)
             .map_err(unwritable(&data_path))?;
 
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(StorageError::sled(
-                "open the store (is another node using this directory?)",
-            ))?;
+        let db = open_sled(dir).map_err(StorageError::sled(
+            "open the store (is another node using this directory?)",
+        ))?;
         let recovered = recovery::load(&db, data_file_had_content)?;
         let syncer = Syncer::open(dir)?;
         let storage = SledStorage {
@@ -594,5 +591,28 @@ impl Inner {
             syncer.sync()?;
         }
         Ok(())
+    }
+}
+
+/// How long `open` waits for sled's file lock. A store closed in this same
+/// process releases the lock only when sled's background flusher thread
+/// exits, a moment after the last handle is dropped (an in-process restart);
+/// another process holding the lock still fails after this wait.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often the lock is tried again while waiting.
+const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
+            other => return other,
+        }
     }
 }
