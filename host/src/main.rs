@@ -265,7 +265,6 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let status = node.status().await?;
-        let _ = &status;
         println!(
             "raft-host: node {} is {} (term {}), guest {} {} ({}), data dir {}",
             status.id,

@@ -31,7 +31,7 @@ pub mod error;
 pub mod logger;
 pub mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -309,14 +309,6 @@ impl NodeHandle {
         Ok(metrics::render(&self.inner.metrics, &scrape))
     }
 
-    /// Deliver a Raft message from a peer (used by the transport).
-    pub fn deliver(&self, message: raft::prelude::Message) -> Result<(), ClientError> {
-        self.inner
-            .inbox
-            .try_send(NodeMsg::Raft(Box::new(message)))
-            .map_err(ClientError::from)
-    }
-
     /// True while the node loop runs.
     pub fn is_running(&self) -> bool {
         self.inner.stopped.borrow().is_none()
@@ -540,39 +532,48 @@ fn load_active_guest(
     let stored = storage
         .get_meta(ACTIVE_COMPONENT_KEY)?
         .map(|raw| String::from_utf8_lossy(&raw).into_owned());
-    let given_bytes = match &config.guest {
+    // Load (and so validate) a given file before anything is written: a bad
+    // file changes nothing.
+    let given = match &config.guest {
         GuestSource::Default => None,
-        GuestSource::File(path) => Some(read_guest_file(engine, path)?),
+        GuestSource::File(path) => Some(engine.load_file(path)?),
     };
     match stored {
         Some(hex) if !storage.is_fresh() => {
             let hash = ComponentHash::from_hex(&hex).ok_or_else(|| NodeError::ComponentStore {
                 hash: hex.clone(),
-                path: storage_meta_path(&config.data_dir),
+                path: config.data_dir.join("raft"),
                 reason: "not a valid hash".into(),
             })?;
-            if let Some(bytes) = &given_bytes {
-                let given = ComponentHash::of(bytes);
-                if given != hash {
+            let loaded = match given {
+                Some((loaded, _)) if loaded.hash == hash => loaded,
+                Some((loaded, _)) => {
                     return Err(NodeError::GuestMismatch {
                         stored: hash.to_hex(),
-                        given: given.to_hex(),
+                        given: loaded.hash.to_hex(),
                     });
                 }
-            }
-            let bytes = components
-                .get(&hash)
-                .map_err(|e| NodeError::ComponentStore {
-                    hash: hash.to_hex(),
-                    path: components.path_of(&hash),
-                    reason: e.to_string(),
-                })?;
-            let loaded = engine.load(&bytes)?;
+                None => {
+                    let bytes = components
+                        .get(&hash)
+                        .map_err(|e| NodeError::ComponentStore {
+                            hash: hash.to_hex(),
+                            path: components.path_of(&hash),
+                            reason: e.to_string(),
+                        })?;
+                    engine.load(&bytes)?
+                }
+            };
             Ok(StateMachine::new(loaded, config.limits)?)
         }
         _ => {
-            let bytes = given_bytes.unwrap_or_else(|| crate::wasm::DEFAULT_GUEST.to_vec());
-            let loaded = engine.load(&bytes)?;
+            let (loaded, bytes) = match given {
+                Some(given) => given,
+                None => {
+                    let bytes = crate::wasm::DEFAULT_GUEST.to_vec();
+                    (engine.load(&bytes)?, bytes)
+                }
+            };
             let machine = StateMachine::new(loaded, config.limits)?;
             let hash = components
                 .put(&bytes)
@@ -584,16 +585,6 @@ fn load_active_guest(
             Ok(machine)
         }
     }
-}
-
-fn read_guest_file(engine: &WasmEngine, path: &Path) -> Result<Vec<u8>, NodeError> {
-    // Validate before anything is written: a bad file changes nothing.
-    let (_, bytes) = engine.load_file(path)?;
-    Ok(bytes)
-}
-
-fn storage_meta_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("raft")
 }
 
 /// How long a follower that knows no leader waits for one before it

@@ -109,7 +109,6 @@ pub struct IrohTransport {
     directory: PeerDirectory,
     pool: ConnectionPool,
     senders: HashMap<u64, PeerSender>,
-    unknown_peer_drops: u64,
     advertise: Vec<SocketAddr>,
 }
 
@@ -163,7 +162,6 @@ impl IrohTransport {
             directory,
             pool,
             senders: HashMap::new(),
-            unknown_peer_drops: 0,
             advertise: config.advertise_addrs.clone(),
         })
     }
@@ -253,14 +251,6 @@ impl IrohTransport {
         self.pool.stats.clone()
     }
 
-    /// Counters of every peer, for metrics: (raft id, stats).
-    pub fn peer_stats(&self) -> Vec<(u64, Arc<PeerStats>)> {
-        self.senders
-            .iter()
-            .map(|(id, sender)| (*id, sender.stats.clone()))
-            .collect()
-    }
-
     fn sender_for(&mut self, raft_id: u64) -> Option<&PeerSender> {
         if !self.senders.contains_key(&raft_id) {
             self.directory.addr_of(raft_id)?;
@@ -278,10 +268,7 @@ impl Transport for IrohTransport {
             let to = message.to;
             match self.sender_for(to) {
                 Some(sender) => sender.send(message),
-                None => {
-                    self.unknown_peer_drops += 1;
-                    tracing::debug!(to, "no address for this peer; message dropped");
-                }
+                None => tracing::debug!(to, "no address for this peer; message dropped"),
             }
         }
     }
