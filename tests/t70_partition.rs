@@ -225,6 +225,14 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         "the minority side committed a write: {}",
         String::from_utf8_lossy(&refused.stdout)
     );
+    // Nor can it serve a linearizable read (it cannot confirm it leads); a
+    // stale read is served from its own state when asked for.
+    assert!(
+        query(isolated, "get a").is_none(),
+        "the isolated old leader served a linearizable read"
+    );
+    let stale = isolated.cli(&["query", "--consistency", "stale", "get a"]);
+    assert_eq!(String::from_utf8_lossy(&stale.stdout).trim(), "1");
 
     // Heal: everyone converges on the majority's history.
     net.heal(old_leader);

@@ -168,6 +168,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         guest: GuestSource::File(PathBuf::from(env!("IROH_RAFT_GUEST_KV"))),
         limits: GuestLimits::default(),
         cluster,
+        snapshot: node::SnapshotPolicy::default(),
         forwarder: Some(transport.forwarder()),
         directory: Some(directory),
         peer_stats: Some(transport.peer_stats_registry()),

@@ -680,6 +680,8 @@ mod tests {
             },
             data_dir: "/tmp/x".into(),
             ticket: None,
+            snapshot_index: None,
+            first_log_index: 1,
         }
     }
 

@@ -13,6 +13,8 @@ use iroh_raft::api::ApiClient;
 use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle};
 use iroh_raft::wasm::GuestLimits;
 
+pub mod cluster;
+
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 

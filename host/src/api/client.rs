@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, ProposeRequest,
-    ProposeResponse, QueryRequest, QueryResponse,
+    ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
-use crate::node::NodeStatus;
+use crate::node::snapshot::MAX_SNAPSHOT_FILE_BYTES;
+use crate::node::{Consistency, NodeStatus, SnapshotInfo};
 
 /// Default address of a node's API.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";
@@ -19,6 +20,9 @@ pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// How long the client waits for one call (the server gives up after
 /// `DEFAULT_REQUEST_TIMEOUT`, which is shorter).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client waits for calls that may take minutes (adding a
+/// voter that must catch up first, taking or downloading a snapshot).
+pub const LONG_CLIENT_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,18 +40,22 @@ pub enum ApiClientError {
 pub struct ApiClient {
     base_url: String,
     agent: ureq::Agent,
+    long_agent: ureq::Agent,
 }
 
 impl ApiClient {
     pub fn new(base_url: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(CLIENT_TIMEOUT))
-            .build()
-            .into();
+        let agent = |timeout| -> ureq::Agent {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout))
+                .build()
+                .into()
+        };
         ApiClient {
             base_url: base_url.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(CLIENT_TIMEOUT),
+            long_agent: agent(LONG_CLIENT_TIMEOUT),
         }
     }
 
@@ -65,8 +73,17 @@ impl ApiClient {
         self.post("/v1/propose", &body)
     }
 
+    /// A linearizable query.
     pub fn query(&self, request: &[u8]) -> Result<QueryResponse, ApiClientError> {
-        let body = match std::str::from_utf8(request) {
+        self.query_with(request, Consistency::Linearizable)
+    }
+
+    pub fn query_with(
+        &self,
+        request: &[u8],
+        consistency: Consistency,
+    ) -> Result<QueryResponse, ApiClientError> {
+        let mut body = match std::str::from_utf8(request) {
             Ok(text) => QueryRequest {
                 request: Some(text.to_string()),
                 ..Default::default()
@@ -76,7 +93,39 @@ impl ApiClient {
                 ..Default::default()
             },
         };
+        body.consistency = Some(consistency);
         self.post("/v1/query", &body)
+    }
+
+    /// Take a snapshot now.
+    pub fn snapshot(&self) -> Result<SnapshotInfo, ApiClientError> {
+        self.post_with(&self.long_agent, "/v1/snapshot", &serde_json::json!({}))
+    }
+
+    /// Download the latest snapshot file into `out`; returns its size.
+    pub fn download_snapshot(&self, out: &mut impl std::io::Write) -> Result<u64, ApiClientError> {
+        let mut response = self
+            .long_agent
+            .get(self.url("/v1/snapshot/latest"))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        if !response.status().is_success() {
+            return self.decode::<()>(response).map(|()| 0);
+        }
+        let mut reader = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_SNAPSHOT_FILE_BYTES)
+            .reader();
+        std::io::copy(&mut reader, out).map_err(|e| self.transport_error(e))
+    }
+
+    /// Hand leadership over (send this to the leader).
+    pub fn transfer_leader(
+        &self,
+        target: Option<u64>,
+    ) -> Result<TransferLeaderResponse, ApiClientError> {
+        self.post("/v1/leader", &TransferLeaderRequest { target })
     }
 
     pub fn status(&self) -> Result<NodeStatus, ApiClientError> {
@@ -87,17 +136,25 @@ impl ApiClient {
         self.get("/health")
     }
 
-    /// Add a voter (send this to the leader).
+    /// Add a voter (send this to the leader): it joins as a learner and is
+    /// promoted once caught up; answers then.
     pub fn add_member(&self, ticket: &str) -> Result<MembershipResponse, ApiClientError> {
-        self.post(
-            "/v1/members",
-            &AddMemberRequest {
-                ticket: ticket.to_string(),
-            },
-        )
+        self.change_members(AddMemberRequest {
+            ticket: ticket.to_string(),
+            ..Default::default()
+        })
     }
 
-    /// Remove a voter (send this to the leader).
+    /// Add a node as a learner, or to replace a voter (send this to the
+    /// leader).
+    pub fn change_members(
+        &self,
+        request: AddMemberRequest,
+    ) -> Result<MembershipResponse, ApiClientError> {
+        self.post_with(&self.long_agent, "/v1/members", &request)
+    }
+
+    /// Remove a voter or learner (send this to the leader).
     pub fn remove_member(&self, id: u64) -> Result<MembershipResponse, ApiClientError> {
         let response = self
             .agent
@@ -123,9 +180,17 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<R, ApiClientError> {
+        self.post_with(&self.agent, path, body)
+    }
+
+    fn post_with<B: Serialize, R: DeserializeOwned>(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ApiClientError> {
         let json = serde_json::to_vec(body).map_err(|e| self.transport_error(e))?;
-        let response = self
-            .agent
+        let response = agent
             .post(self.url(path))
             .header("content-type", "application/json")
             .send(&json[..])

@@ -7,6 +7,9 @@
 //! | GET    | `/v1/status`  |                  | `NodeStatus`      |
 //! | POST   | `/v1/members` | `AddMemberRequest` | `MembershipResponse` (leader only) |
 //! | DELETE | `/v1/members/{id}` |             | `MembershipResponse` (leader only) |
+//! | POST   | `/v1/leader`  | `TransferLeaderRequest` | `TransferLeaderResponse` (leader only) |
+//! | POST   | `/v1/snapshot` |                 | `SnapshotInfo` (takes one now)   |
+//! | GET    | `/v1/snapshot/latest` |          | the latest snapshot file (a backup) |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::metrics`] |
 //!
@@ -28,10 +31,13 @@ use serde::de::DeserializeOwned;
 
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
-    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, bytes_from,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
+    TransferLeaderResponse, bytes_from,
 };
+use crate::node::core::PROMOTION_TIMEOUT;
 use crate::node::{
     ClientError, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, MembershipChange, NodeHandle,
+    SnapshotInfo,
 };
 use crate::transport::NodeTicket;
 use crate::wasm::GuestFailure;
@@ -75,6 +81,7 @@ impl From<ClientError> for ApiError {
             ClientError::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ClientError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ClientError::InvalidMembership(_) => StatusCode::CONFLICT,
+            ClientError::SnapshotFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {
@@ -108,6 +115,9 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/members", post(add_member))
         .route("/v1/members/{id}", delete(remove_member))
+        .route("/v1/leader", post(transfer_leader))
+        .route("/v1/snapshot", post(take_snapshot))
+        .route("/v1/snapshot/latest", get(latest_snapshot))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -160,14 +170,26 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
 async fn within_timeout<T>(
     call: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout(DEFAULT_REQUEST_TIMEOUT, call).await {
+    within(DEFAULT_REQUEST_TIMEOUT, call).await
+}
+
+async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(timeout, call).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(_) => Err(ClientError::Timeout {
-            timeout_ms: DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
+            timeout_ms: timeout.as_millis() as u64,
         }
         .into()),
     }
 }
+
+/// How long adding a voter may take: its catch-up (snapshot install) first.
+pub const MEMBERSHIP_TIMEOUT: std::time::Duration = PROMOTION_TIMEOUT;
+/// How long taking a snapshot may take (a large guest state).
+pub const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 async fn propose(
     State(node): State<NodeHandle>,
@@ -193,6 +215,7 @@ async fn query(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<QueryResponse>, ApiError> {
     let request: QueryRequest = parse_json(body)?;
+    let consistency = request.consistency;
     let request = bytes_from(request.request, request.request_base64, "request")
         .map_err(ApiError::bad_request)?;
     if request.len() > MAX_COMMAND_BYTES {
@@ -202,7 +225,7 @@ async fn query(
         }
         .into());
     }
-    let answer = within_timeout(node.query(request)).await?;
+    let answer = within_timeout(node.query_with(request, consistency.unwrap_or_default())).await?;
     match answer.result {
         Ok(bytes) => Ok(axum::Json(QueryResponse {
             applied_index: answer.applied_index,
@@ -244,12 +267,56 @@ async fn add_member(
             .map_err(|e: crate::transport::peer_addr::TicketError| {
                 ApiError::bad_request(e.to_string())
             })?;
-    let change = MembershipChange::AddVoter {
-        id: ticket.raft_id,
-        addr: ticket.addr,
+    let (id, addr) = (ticket.raft_id, ticket.addr);
+    let change = match (request.learner, request.replaces) {
+        (true, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a replacement becomes a voter; `learner` and `replaces` exclude each other",
+            ));
+        }
+        (true, None) => MembershipChange::AddLearner { id, addr },
+        (false, Some(old)) => MembershipChange::Replace { old, id, addr },
+        (false, None) => MembershipChange::AddVoter { id, addr },
     };
-    let index = within_timeout(node.change_membership(change)).await?;
+    let index = within(MEMBERSHIP_TIMEOUT, node.change_membership(change)).await?;
     Ok(axum::Json(MembershipResponse { index }))
+}
+
+async fn transfer_leader(
+    State(node): State<NodeHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<TransferLeaderResponse>, ApiError> {
+    let request: TransferLeaderRequest = parse_json(body)?;
+    let leader_id = within_timeout(node.transfer_leader(request.target)).await?;
+    Ok(axum::Json(TransferLeaderResponse { leader_id }))
+}
+
+async fn take_snapshot(State(node): State<NodeHandle>) -> Result<axum::Json<SnapshotInfo>, ApiError> {
+    Ok(axum::Json(within(SNAPSHOT_TIMEOUT, node.snapshot()).await?))
+}
+
+/// The latest snapshot file, streamed (a consistent backup of the state).
+async fn latest_snapshot(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
+    let status = within_timeout(node.status()).await?;
+    let Some(path) = node.latest_snapshot_path() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_snapshot",
+            format!(
+                "node {} has no snapshot yet; POST /v1/snapshot takes one",
+                status.id
+            ),
+        ));
+    };
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "snapshot_unreadable",
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn remove_member(
@@ -258,7 +325,7 @@ async fn remove_member(
 ) -> Result<axum::Json<MembershipResponse>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let index =
-        within_timeout(node.change_membership(MembershipChange::RemoveVoter { id })).await?;
+        within_timeout(node.change_membership(MembershipChange::RemoveNode { id })).await?;
     Ok(axum::Json(MembershipResponse { index }))
 }
 

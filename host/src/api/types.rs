@@ -27,6 +27,9 @@ pub struct QueryRequest {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_base64: Option<String>,
+    /// `linearizable` (default), `lease` or `stale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<crate::node::Consistency>,
 }
 
 /// Bytes returned by a guest.
@@ -71,12 +74,34 @@ pub struct QueryResponse {
     pub fuel_used: u64,
 }
 
-/// `POST /v1/members`: add a voter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /v1/members`: add a node (a voter, once it caught up as a
+/// learner), or only a learner, or a node that replaces a voter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     /// The new node's ticket, `<raft-id>:<node-id>@<ip:port>`.
     pub ticket: String,
+    /// Keep it a learner (non-voting).
+    #[serde(default)]
+    pub learner: bool,
+    /// Raft id of a voter the new node replaces (joint consensus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<u64>,
+}
+
+/// `POST /v1/leader`: hand leadership over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderRequest {
+    /// The voter to lead; the most up-to-date one if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u64>,
+}
+
+/// Answer to a leadership transfer: the new leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeaderResponse {
+    pub leader_id: u64,
 }
 
 /// Answer to a membership change: the log index at which it applied.

@@ -7,19 +7,22 @@
 //! interval; a simulation can feed it from a virtual clock and a simulated
 //! network instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
 use raft::prelude::{
-    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry,
+    EntryType, HardState, Message, Snapshot,
 };
 use raft::{RawNode, StateRole};
 use raft_proto::ConfChangeI;
 
-use super::applier::{ApplyItem, ProposalReply};
+use super::applier::{ApplyItem, ApplyJob, ProposalReply, QueryReply, TakenSnapshot};
 use super::envelope::{self, Payload};
 use super::error::{ClientError, NodeError};
-use tokio::sync::watch;
+use super::snapshot::{self, SnapshotDescriptor, SnapshotPolicy};
+use tokio::sync::{oneshot, watch};
 
 use crate::storage::SledStorage;
 use crate::transport::PeerAddr;
@@ -28,41 +31,143 @@ use crate::transport::PeerAddr;
 /// they reach the log; sled keeps every entry inline below this size.
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 
+/// How long a linearizable read may wait for its read index before the
+/// client gets `timeout` (no leader, or the leader cannot reach a quorum).
+pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leader serves `lease` reads after a quorum confirmed its
+/// leadership. Followers refuse to elect anyone for one election timeout
+/// (`ELECTION_TICKS` ticks, 1 s) after they last heard from the leader, so a
+/// lease shorter than that is safe while clocks run at about the same rate
+/// (drift under 20%).
+pub const LEASE_DURATION: Duration = Duration::from_millis(800);
+/// A learner is promoted once it is within this many entries of the
+/// leader's log.
+pub const PROMOTION_LAG_ENTRIES: u64 = 100;
+/// How long a new learner may take to catch up before its promotion is
+/// abandoned (it stays a learner; `add-node` again retries).
+pub const PROMOTION_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// What one round of Ready handling produced.
 #[derive(Debug, Default)]
 pub struct Outbound {
     /// Raft messages for peers; every entry and hard state they depend on is
     /// already durable.
     pub messages: Vec<Message>,
-    /// Committed entries, in log order, for the applier.
-    pub committed: Vec<ApplyItem>,
+    /// Work for the applier, in order: committed entries, snapshots to
+    /// restore, reads whose index is known.
+    pub jobs: Vec<ApplyJob>,
     /// The membership after a configuration change applied this round.
     pub members: Option<BTreeMap<u64, PeerAddr>>,
 }
 
-/// A change of the voters, proposed through the log.
+/// A membership change, proposed through the log (raft-rs `ConfChangeV2`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipChange {
-    /// Add a voter; its address travels in the entry so every replica (and
-    /// every node that later replays the log) learns where to reach it.
-    AddVoter {
-        id: u64,
-        addr: PeerAddr,
-    },
-    RemoveVoter {
-        id: u64,
-    },
+    /// Add a voter: it joins as a learner, catches up, and is then promoted;
+    /// the change is done once it votes. Its address travels in the entry so
+    /// every replica (and every node that later replays the log) learns
+    /// where to reach it. Adding an existing learner promotes it.
+    AddVoter { id: u64, addr: PeerAddr },
+    /// Add a learner (a non-voting replica, e.g. for reads).
+    AddLearner { id: u64, addr: PeerAddr },
+    /// Remove a voter or learner (the leader included: it hands leadership
+    /// over once the change applies).
+    RemoveNode { id: u64 },
+    /// Replace voter `old` by a new node: the new node joins as a learner and
+    /// catches up, then one joint-consensus change promotes it and removes
+    /// `old`.
+    Replace { old: u64, id: u64, addr: PeerAddr },
+}
+
+/// How fresh a query's answer must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Includes every write acknowledged before the query started (ReadIndex:
+    /// the leader confirms it still leads with a heartbeat round).
+    #[default]
+    Linearizable,
+    /// Served by the leader from its lease without a round trip (see
+    /// [`LEASE_DURATION`] for the clock assumption); falls back to
+    /// `linearizable` when the lease is not fresh or on a follower.
+    Lease,
+    /// This node's current state, whatever it is: fastest, may lag.
+    Stale,
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "lease" => Ok(Consistency::Lease),
+            "stale" => Ok(Consistency::Stale),
+            other => Err(format!(
+                "unknown consistency {other:?}: use linearizable, lease or stale"
+            )),
+        }
+    }
 }
 
 /// Metadata key of the membership (Raft id → address), kept in step with
 /// the applied configuration.
 pub const MEMBERS_META_KEY: &str = "members";
+/// Metadata key of the index of the last configuration change reflected in
+/// the stored conf state (replayed changes up to it are not applied twice).
+pub const CONF_INDEX_META_KEY: &str = "conf_index";
+/// Metadata key holding the hash of the active component.
+pub const ACTIVE_COMPONENT_KEY: &str = "active_component";
 
 /// A client waiting for its proposal to apply.
 #[derive(Debug)]
 struct PendingProposal {
     term: u64,
     reply: ProposalReply,
+}
+
+/// A linearizable read waiting for its read index.
+#[derive(Debug)]
+struct PendingRead {
+    request: Vec<u8>,
+    reply: QueryReply,
+    /// When it was first sent: a confirmation proves leadership as of then.
+    issued: Instant,
+    term: u64,
+}
+
+/// A learner to promote once it has caught up.
+#[derive(Debug)]
+struct PendingPromotion {
+    /// A voter that leaves in the same (joint) change.
+    replaces: Option<u64>,
+    started: Instant,
+    reply: Option<ProposalReply>,
+    /// The promotion has been proposed (at this index).
+    proposed_at: Option<u64>,
+}
+
+/// The snapshot bookkeeping of a node.
+#[derive(Debug)]
+struct SnapshotState {
+    policy: SnapshotPolicy,
+    dir: PathBuf,
+    /// Last index handed to the applier.
+    handed_index: u64,
+    /// Entries and payload bytes handed over since the last snapshot.
+    entries_since: u64,
+    bytes_since: u64,
+    in_flight: bool,
+    /// Operators waiting for a snapshot they asked for.
+    waiting: Vec<oneshot::Sender<Result<SnapshotInfo, ClientError>>>,
+}
+
+/// A snapshot, as reported to an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    pub index: u64,
+    pub term: u64,
+    pub file_bytes: u64,
+    pub path: String,
 }
 
 /// The node's consensus state machine.
@@ -80,6 +185,14 @@ pub struct NodeCore {
     campaign_on_start: bool,
     /// Publishes the known leader (followers wait on it to forward).
     leader_tx: watch::Sender<Option<u64>>,
+    /// Index of the last conf change already in the stored conf state.
+    conf_applied_index: u64,
+    reads: HashMap<u64, PendingRead>,
+    next_read_id: u64,
+    /// The leader may serve lease reads until then (in `lease_term`).
+    lease_until: Option<(Instant, u64)>,
+    promotions: BTreeMap<u64, PendingPromotion>,
+    snapshots: SnapshotState,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -118,24 +231,46 @@ pub struct MemberView {
     pub match_index: Option<u64>,
 }
 
+/// What a node core starts from, besides the Raft node itself.
+#[derive(Debug)]
+pub struct CoreSetup {
+    pub storage: SledStorage,
+    pub members: BTreeMap<u64, PeerAddr>,
+    pub leader_tx: watch::Sender<Option<u64>>,
+    pub conf_applied_index: u64,
+    /// The index the guest's state starts at (the snapshot's, or 0).
+    pub applied_index: u64,
+    pub snapshot_policy: SnapshotPolicy,
+    pub snapshot_dir: PathBuf,
+}
+
 impl NodeCore {
-    pub fn new(
-        raw: RawNode<SledStorage>,
-        storage: SledStorage,
-        members: BTreeMap<u64, PeerAddr>,
-        leader_tx: watch::Sender<Option<u64>>,
-    ) -> Self {
+    pub fn new(raw: RawNode<SledStorage>, setup: CoreSetup) -> Self {
         let last_role = raw.raft.state;
         NodeCore {
-            leader_tx,
-            members,
+            leader_tx: setup.leader_tx,
+            members: setup.members,
             campaign_on_start: true,
             raw,
-            storage,
+            storage: setup.storage,
             pending: BTreeMap::new(),
             last_role,
             last_leader: raft::INVALID_ID,
             last_term: 0,
+            conf_applied_index: setup.conf_applied_index,
+            reads: HashMap::new(),
+            next_read_id: 1,
+            lease_until: None,
+            promotions: BTreeMap::new(),
+            snapshots: SnapshotState {
+                policy: setup.snapshot_policy,
+                dir: setup.snapshot_dir,
+                handed_index: setup.applied_index,
+                entries_since: 0,
+                bytes_since: 0,
+                in_flight: false,
+                waiting: Vec::new(),
+            },
         }
     }
 
@@ -149,8 +284,133 @@ impl NodeCore {
         Ok(())
     }
 
-    pub fn tick(&mut self) {
+    /// One Raft tick; also retries reads that got no read index yet and
+    /// drives learner promotions.
+    pub fn tick(&mut self, now: Instant) {
         self.raw.tick();
+        self.retry_reads(now);
+        self.drive_promotions(now);
+        self.leave_joint_if_stuck();
+    }
+
+    /// raft-rs leaves a joint configuration automatically only if the leader
+    /// that entered it applies it; a later leader finishes the job.
+    fn leave_joint_if_stuck(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader
+            || raft.has_pending_conf()
+            || self.storage.conf_state().voters_outgoing.is_empty()
+        {
+            return;
+        }
+        tracing::info!("leaving a joint configuration a previous leader entered");
+        if let Err(error) = self
+            .raw
+            .propose_conf_change(Vec::new(), ConfChangeV2::default())
+        {
+            tracing::warn!(%error, "proposing to leave the joint configuration");
+        }
+    }
+
+    /// Serve a query at the requested consistency. The answer comes from the
+    /// applier once its state is recent enough.
+    pub fn read(
+        &mut self,
+        request: Vec<u8>,
+        consistency: Consistency,
+        now: Instant,
+        reply: QueryReply,
+        out: &mut Vec<ApplyJob>,
+    ) {
+        match consistency {
+            Consistency::Stale => out.push(ApplyJob::Query {
+                request,
+                min_applied: 0,
+                reply,
+            }),
+            Consistency::Lease if self.lease_valid(now) => out.push(ApplyJob::Query {
+                request,
+                min_applied: self.raw.raft.raft_log.committed,
+                reply,
+            }),
+            Consistency::Lease | Consistency::Linearizable => {
+                let id = self.next_read_id;
+                self.next_read_id += 1;
+                self.reads.insert(
+                    id,
+                    PendingRead {
+                        request,
+                        reply,
+                        issued: now,
+                        term: self.raw.raft.term,
+                    },
+                );
+                self.raw.read_index(id.to_be_bytes().to_vec());
+            }
+        }
+    }
+
+    /// A leader may answer from its own state while a quorum confirmed its
+    /// leadership less than [`LEASE_DURATION`] ago, in this term, with no
+    /// leadership transfer under way.
+    fn lease_valid(&self, now: Instant) -> bool {
+        let raft = &self.raw.raft;
+        raft.state == StateRole::Leader
+            && raft.lead_transferee.is_none()
+            && raft.commit_to_current_term()
+            && self
+                .lease_until
+                .is_some_and(|(until, term)| term == raft.term && now < until)
+    }
+
+    /// raft-rs drops a read index request silently when there is no leader
+    /// or the leader has not committed in its term yet: ask again each tick,
+    /// and give up after [`READ_INDEX_TIMEOUT`].
+    fn retry_reads(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (id, read) in &self.reads {
+            if now.duration_since(read.issued) > READ_INDEX_TIMEOUT {
+                expired.push(*id);
+            }
+        }
+        for id in expired {
+            if let Some(read) = self.reads.remove(&id) {
+                let _ = read.reply.send(Err(ClientError::Timeout {
+                    timeout_ms: READ_INDEX_TIMEOUT.as_millis() as u64,
+                }));
+            }
+        }
+        let ids: Vec<u64> = self.reads.keys().copied().collect();
+        for id in ids {
+            self.raw.read_index(id.to_be_bytes().to_vec());
+        }
+    }
+
+    /// Read indexes that arrived: their queries go to the applier, to run
+    /// once the state includes the read index.
+    fn collect_read_states(&mut self, states: &[raft::ReadState], out: &mut Outbound) {
+        for state in states {
+            let Ok(bytes) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            // A retried read can be confirmed twice: the first answer wins.
+            let Some(read) = self.reads.remove(&u64::from_be_bytes(bytes)) else {
+                continue;
+            };
+            let raft = &self.raw.raft;
+            if raft.state == StateRole::Leader && raft.term == read.term {
+                // A quorum acknowledged this leader after `issued`.
+                let until = read.issued + LEASE_DURATION;
+                if self.lease_until.is_none_or(|(old, term)| term != raft.term || old < until) {
+                    self.lease_until = Some((until, raft.term));
+                }
+            }
+            out.jobs.push(ApplyJob::Query {
+                request: read.request,
+                min_applied: state.index,
+                reply: read.reply,
+            });
+        }
     }
 
     /// Feed a message from a peer.
@@ -238,11 +498,18 @@ impl NodeCore {
             .collect()
     }
 
-    /// Propose a membership change; the reply is answered once it applies.
-    pub fn change_membership(&mut self, change: MembershipChange, reply: ProposalReply) {
-        match self.append_membership_change(change) {
-            Ok((index, term)) => {
+    /// Propose a membership change; the reply is answered once it applies
+    /// (for a new voter: once it has caught up and been promoted).
+    pub fn change_membership(&mut self, change: MembershipChange, now: Instant, reply: ProposalReply) {
+        match self.start_membership_change(change, now) {
+            Ok(Some((index, term))) => {
                 self.pending.insert(index, PendingProposal { term, reply });
+            }
+            // A promotion: answered when it applies.
+            Ok(None) => {
+                if let Some(promotion) = self.promotions.values_mut().find(|p| p.reply.is_none()) {
+                    promotion.reply = Some(reply);
+                }
             }
             Err(error) => {
                 let _ = reply.send(Err(error));
@@ -250,69 +517,236 @@ impl NodeCore {
         }
     }
 
-    fn append_membership_change(
+    /// Check a change and propose its first step. `Ok(None)`: a learner
+    /// promotion was scheduled (proposed from `tick` once it caught up).
+    fn start_membership_change(
         &mut self,
         change: MembershipChange,
-    ) -> Result<(u64, u64), ClientError> {
+        now: Instant,
+    ) -> Result<Option<(u64, u64)>, ClientError> {
+        let invalid = |why: String| Err(ClientError::InvalidMembership(why));
         if self.raw.raft.state != StateRole::Leader {
             return Err(ClientError::NotLeader {
                 leader_hint: self.leader_id(),
             });
         }
-        let voters = self.storage.conf_state().voters;
-        let (conf_change, context) = match &change {
-            MembershipChange::AddVoter { id, addr } => {
-                if *id == 0 {
-                    return Err(ClientError::InvalidMembership("raft ids start at 1".into()));
-                }
-                if voters.contains(id) {
-                    return Err(ClientError::InvalidMembership(format!(
-                        "node {id} is already a voter"
-                    )));
-                }
-                let mut cc = ConfChange::default();
-                cc.set_change_type(ConfChangeType::AddNode);
-                cc.node_id = *id;
-                // The address rides in the change itself (raft-rs puts the
-                // proposal's context elsewhere in the entry).
-                cc.context = serde_json::to_vec(addr)
-                    .map_err(|e| {
-                        ClientError::InvalidMembership(format!("encoding the address: {e}"))
-                    })?
-                    .into();
-                (cc, Vec::new())
-            }
-            MembershipChange::RemoveVoter { id } => {
-                if !voters.contains(id) {
-                    return Err(ClientError::InvalidMembership(format!(
-                        "node {id} is not a voter"
-                    )));
-                }
-                if voters.len() == 1 {
-                    return Err(ClientError::InvalidMembership(
-                        "refusing to remove the last voter".into(),
-                    ));
-                }
-                let mut cc = ConfChange::default();
-                cc.set_change_type(ConfChangeType::RemoveNode);
-                cc.node_id = *id;
-                (cc, Vec::new())
-            }
-        };
-        if self.raw.raft.has_pending_conf() {
-            return Err(ClientError::InvalidMembership(
-                "another membership change is still in progress".into(),
+        let conf = self.storage.conf_state();
+        if !conf.voters_outgoing.is_empty() || self.raw.raft.has_pending_conf() {
+            return invalid("another membership change is still in progress".into());
+        }
+        if !self.promotions.is_empty() {
+            return invalid(format!(
+                "node {} is still catching up to be promoted; wait for it (or remove it)",
+                self.promotions.keys().next().copied().unwrap_or_default()
             ));
+        }
+        let is_voter = |id: &u64| conf.voters.contains(id);
+        let is_learner = |id: &u64| conf.learners.contains(id);
+        match change {
+            MembershipChange::AddVoter { id, addr } | MembershipChange::AddLearner { id, addr }
+                if id == 0 || addr.endpoint_id().is_none() =>
+            {
+                let _ = addr;
+                invalid("raft ids start at 1 and the address needs a valid node id".into())
+            }
+            MembershipChange::AddVoter { id, .. } if is_voter(&id) => {
+                invalid(format!("node {id} is already a voter"))
+            }
+            MembershipChange::AddVoter { id, .. } if is_learner(&id) => {
+                self.schedule_promotion(id, None, now);
+                Ok(None)
+            }
+            MembershipChange::AddVoter { id, addr } => {
+                let at = self.propose_changes(
+                    &[(ConfChangeType::AddLearnerNode, id)],
+                    Some((id, &addr)),
+                )?;
+                self.schedule_promotion(id, None, now);
+                // Answered when the promotion applies, not now.
+                let _ = at;
+                Ok(None)
+            }
+            MembershipChange::AddLearner { id, .. } if is_voter(&id) || is_learner(&id) => {
+                invalid(format!("node {id} is already a member"))
+            }
+            MembershipChange::AddLearner { id, addr } => self
+                .propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))
+                .map(Some),
+            MembershipChange::RemoveNode { id } => {
+                if !is_voter(&id) && !is_learner(&id) {
+                    return invalid(format!("node {id} is not a member"));
+                }
+                if is_voter(&id) && conf.voters.len() == 1 {
+                    return invalid("refusing to remove the last voter".into());
+                }
+                self.propose_changes(&[(ConfChangeType::RemoveNode, id)], None)
+                    .map(Some)
+            }
+            MembershipChange::Replace { old, id, addr } => {
+                if !is_voter(&old) {
+                    return invalid(format!("node {old} is not a voter"));
+                }
+                if is_voter(&id) || is_learner(&id) || id == 0 || old == id {
+                    return invalid(format!("node {id} is already a member (or invalid)"));
+                }
+                self.propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))?;
+                self.schedule_promotion(id, Some(old), now);
+                Ok(None)
+            }
+        }
+    }
+
+    fn schedule_promotion(&mut self, id: u64, replaces: Option<u64>, now: Instant) {
+        self.promotions.insert(
+            id,
+            PendingPromotion {
+                replaces,
+                started: now,
+                reply: None,
+                proposed_at: None,
+            },
+        );
+    }
+
+    /// Propose one `ConfChangeV2`. One change is a simple change; several
+    /// (promote + remove) go through joint consensus, left automatically.
+    fn propose_changes(
+        &mut self,
+        changes: &[(ConfChangeType, u64)],
+        address: Option<(u64, &PeerAddr)>,
+    ) -> Result<(u64, u64), ClientError> {
+        let mut cc = ConfChangeV2::default();
+        for (change_type, node_id) in changes {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(*change_type);
+            single.node_id = *node_id;
+            cc.mut_changes().push(single);
+        }
+        if changes.len() > 1 {
+            cc.set_transition(ConfChangeTransition::Implicit);
+        }
+        if let Some((id, addr)) = address {
+            // The address rides in the change itself, so every replica's
+            // address book follows the log.
+            let book: BTreeMap<u64, &PeerAddr> = [(id, addr)].into_iter().collect();
+            cc.context = serde_json::to_vec(&book)
+                .map_err(|e| ClientError::InvalidMembership(format!("encoding the address: {e}")))?
+                .into();
         }
         let before = self.raw.raft.raft_log.last_index();
         self.raw
-            .propose_conf_change(context, conf_change)
+            .propose_conf_change(Vec::new(), cc)
             .map_err(|e| ClientError::InvalidMembership(e.to_string()))?;
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
             return Err(ClientError::ProposalDropped);
         }
         Ok((index, self.raw.raft.term))
+    }
+
+    /// Promote learners that have caught up; give up on those that never do.
+    fn drive_promotions(&mut self, now: Instant) {
+        if self.promotions.is_empty() {
+            return;
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            for (id, promotion) in std::mem::take(&mut self.promotions) {
+                tracing::info!(learner = id, "leadership lost; the learner's promotion is abandoned");
+                if let Some(reply) = promotion.reply {
+                    let _ = reply.send(Err(ClientError::NotLeader {
+                        leader_hint: self.leader_id(),
+                    }));
+                }
+            }
+            return;
+        }
+        let last_index = self.raw.raft.raft_log.last_index();
+        let conf = self.storage.conf_state();
+        let ids: Vec<u64> = self.promotions.keys().copied().collect();
+        for id in ids {
+            let Some(promotion) = self.promotions.get(&id) else { continue };
+            if promotion.proposed_at.is_some() {
+                continue;
+            }
+            if now.duration_since(promotion.started) > PROMOTION_TIMEOUT {
+                if let Some(promotion) = self.promotions.remove(&id)
+                    && let Some(reply) = promotion.reply
+                {
+                    let _ = reply.send(Err(ClientError::InvalidMembership(format!(
+                        "node {id} did not catch up within {} s; it stays a learner \
+                         (add it again to retry the promotion)",
+                        PROMOTION_TIMEOUT.as_secs()
+                    ))));
+                }
+                continue;
+            }
+            // Wait until the learner is in the applied configuration and
+            // close to the leader's log.
+            if !conf.learners.contains(&id) || self.raw.raft.has_pending_conf() {
+                continue;
+            }
+            let matched = self.raw.raft.prs().get(id).map_or(0, |p| p.matched);
+            if matched + PROMOTION_LAG_ENTRIES < last_index {
+                continue;
+            }
+            let mut changes = vec![(ConfChangeType::AddNode, id)];
+            if let Some(old) = promotion.replaces {
+                changes.push((ConfChangeType::RemoveNode, old));
+            }
+            match self.propose_changes(&changes, None) {
+                Ok((index, term)) => {
+                    tracing::info!(learner = id, matched, index, "promoting a caught-up learner");
+                    let promotion = self.promotions.get_mut(&id).expect("present above");
+                    promotion.proposed_at = Some(index);
+                    if let Some(reply) = promotion.reply.take() {
+                        self.pending.insert(index, PendingProposal { term, reply });
+                    }
+                }
+                Err(error) => tracing::debug!(learner = id, %error, "promotion not proposed yet"),
+            }
+        }
+    }
+
+    /// Hand leadership to `target` (or to the most up-to-date other voter).
+    pub fn transfer_leader(&mut self, target: Option<u64>) -> Result<u64, ClientError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            });
+        }
+        let me = self.raw.raft.id;
+        let conf = self.storage.conf_state();
+        let target = match target {
+            Some(target) if target == me => {
+                return Err(ClientError::InvalidMembership(format!(
+                    "node {me} already leads"
+                )));
+            }
+            Some(target) if !conf.voters.contains(&target) => {
+                return Err(ClientError::InvalidMembership(format!(
+                    "node {target} is not a voter"
+                )));
+            }
+            Some(target) => target,
+            None => self.best_successor().ok_or_else(|| {
+                ClientError::InvalidMembership("there is no other voter to lead".into())
+            })?,
+        };
+        tracing::info!(from = me, to = target, "transferring leadership");
+        self.lease_until = None;
+        self.raw.transfer_leader(target);
+        Ok(target)
+    }
+
+    /// The other voter with the longest log.
+    fn best_successor(&self) -> Option<u64> {
+        let me = self.raw.raft.id;
+        self.storage
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|id| *id != me)
+            .max_by_key(|id| self.raw.raft.prs().get(*id).map_or(0, |p| p.matched))
     }
 
     /// Handle every pending `Ready`, in the order raft-rs documents:
@@ -353,9 +787,11 @@ impl NodeCore {
                 send_early(early);
             }
             if !ready.snapshot().is_empty() {
-                self.storage.apply_snapshot(ready.snapshot())?;
+                self.install_snapshot(ready.snapshot(), out)?;
             }
             self.collect_committed(ready.take_committed_entries(), out)?;
+            let read_states = ready.take_read_states();
+            self.collect_read_states(&read_states, out);
             self.persist(ready.entries(), ready.hs())?;
             out.messages.extend(ready.take_persisted_messages());
             let mut light = self.raw.advance(ready);
@@ -379,11 +815,59 @@ impl NodeCore {
         Ok(())
     }
 
+    /// A snapshot from the leader: make it durable, restore the guest from
+    /// its file (which the transport received and verified before handing
+    /// the message to Raft), and take its membership.
+    fn install_snapshot(&mut self, snap: &Snapshot, out: &mut Outbound) -> Result<(), NodeError> {
+        let meta = snap.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let corrupt = |reason: String| NodeError::CorruptEntry { index, reason };
+        let descriptor =
+            SnapshotDescriptor::decode(&snap.data).map_err(|e| corrupt(e.to_string()))?;
+        let path = snapshot::path_for(&self.snapshots.dir, index, term);
+        let loaded = snapshot::read(&path)
+            .map_err(|e| corrupt(format!("the received snapshot file: {e}")))?;
+        let file_len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if file_len != descriptor.file_len
+            || loaded.header.index != index
+            || loaded.header.term != term
+        {
+            return Err(corrupt(format!(
+                "snapshot file {} does not match the snapshot Raft installs",
+                path.display()
+            )));
+        }
+        self.storage.apply_snapshot(snap)?;
+        self.members = loaded.header.members.clone();
+        let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
+        self.storage.set_conf_state_with_meta(
+            meta.get_conf_state(),
+            &[
+                (MEMBERS_META_KEY, &members),
+                (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
+                (ACTIVE_COMPONENT_KEY, loaded.header.component_hash.as_bytes()),
+            ],
+        )?;
+        self.conf_applied_index = index;
+        self.snapshots.handed_index = index;
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        snapshot::prune(&self.snapshots.dir, index);
+        tracing::info!(index, term, file_bytes = file_len, "installing a snapshot from the leader");
+        out.members = Some(self.members.clone());
+        out.jobs.push(ApplyJob::Restore(Box::new(loaded)));
+        Ok(())
+    }
+
     fn collect_committed(
         &mut self,
         entries: Vec<Entry>,
         out: &mut Outbound,
     ) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
             let index = entry.index;
             let term = entry.term;
@@ -395,12 +879,10 @@ impl NodeCore {
                     })?
                 }
                 EntryType::EntryConfChange => {
-                    let payload = self.apply_conf_change::<ConfChange>(index, &entry.data)?;
-                    self.record_member_change(index, &entry.data, out)?;
-                    payload
+                    self.apply_conf_change::<ConfChange>(index, &entry.data, out)?
                 }
                 EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change::<ConfChangeV2>(index, &entry.data)?
+                    self.apply_conf_change::<ConfChangeV2>(index, &entry.data, out)?
                 }
             };
             let reply = match self.pending.remove(&index) {
@@ -419,13 +901,17 @@ impl NodeCore {
                 }
                 let _ = entry.remove().reply.send(Err(ClientError::ProposalDropped));
             }
-            out.committed.push(ApplyItem {
+            self.snapshots.handed_index = index;
+            self.snapshots.entries_since += 1;
+            self.snapshots.bytes_since += entry.data.len() as u64;
+            batch.push(ApplyItem {
                 index,
                 term,
                 payload,
                 reply,
             });
         }
+        out.jobs.push(ApplyJob::Apply(batch));
         Ok(())
     }
 
@@ -446,61 +932,63 @@ impl NodeCore {
     }
 
     /// Apply a committed membership change to Raft and persist the new
-    /// configuration; the guest sees nothing of it.
+    /// configuration with the address book, in one batch; the guest sees
+    /// nothing of it. Changes already in the stored configuration (replayed
+    /// after a restart) are not applied twice.
     fn apply_conf_change<C: protobuf::Message + ConfChangeI>(
         &mut self,
         index: u64,
         data: &[u8],
-    ) -> Result<Payload, NodeError> {
-        let change = C::parse_from_bytes(data).map_err(|e| NodeError::CorruptEntry {
-            index,
-            reason: e.to_string(),
-        })?;
-        let conf_state = self.raw.apply_conf_change(&change)?;
-        self.storage.set_conf_state(&conf_state)?;
-        Ok(Payload::Noop)
-    }
-
-    /// Keep the address book in step with an applied (v1) configuration
-    /// change: its context carries the added node's address.
-    fn record_member_change(
-        &mut self,
-        index: u64,
-        data: &[u8],
         out: &mut Outbound,
-    ) -> Result<(), NodeError> {
-        let change = ConfChange::parse_from_bytes(data).map_err(|e| NodeError::CorruptEntry {
-            index,
-            reason: e.to_string(),
-        })?;
-        match change.get_change_type() {
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                if change.context.is_empty() {
-                    return Ok(());
-                }
-                match serde_json::from_slice::<PeerAddr>(&change.context) {
-                    Ok(addr) => {
-                        self.members.insert(change.node_id, addr);
-                    }
-                    Err(e) => {
-                        tracing::warn!(index, node = change.node_id, error = %e,
-                            "membership entry has an unreadable address");
-                        return Ok(());
+    ) -> Result<Payload, NodeError> {
+        if index <= self.conf_applied_index {
+            return Ok(Payload::Noop);
+        }
+        let corrupt = |reason: String| NodeError::CorruptEntry { index, reason };
+        let change = C::parse_from_bytes(data).map_err(|e| corrupt(e.to_string()))?;
+        let change = change.as_v2().into_owned();
+        let conf_state = self.raw.apply_conf_change(&change)?;
+        for single in change.get_changes() {
+            match single.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if let Some(addr) = address_in(index, single.node_id, &change.context) {
+                        self.members.insert(single.node_id, addr);
                     }
                 }
-            }
-            ConfChangeType::RemoveNode => {
-                self.members.remove(&change.node_id);
+                ConfChangeType::RemoveNode => {
+                    self.members.remove(&single.node_id);
+                    self.promotions.remove(&single.node_id);
+                }
             }
         }
-        let encoded = serde_json::to_vec(&self.members).map_err(|e| NodeError::CorruptEntry {
-            index,
-            reason: e.to_string(),
-        })?;
-        self.storage.put_meta(MEMBERS_META_KEY, &encoded)?;
-        tracing::info!(index, members = ?self.members.keys().collect::<Vec<_>>(), "membership changed");
+        let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
+        self.storage.set_conf_state_with_meta(
+            &conf_state,
+            &[
+                (MEMBERS_META_KEY, &members),
+                (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
+            ],
+        )?;
+        self.conf_applied_index = index;
+        // A finished promotion is no longer pending.
+        self.promotions
+            .retain(|_, p| p.proposed_at.is_none_or(|at| at > index));
+        tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners,
+            outgoing = ?conf_state.voters_outgoing, "membership changed");
         out.members = Some(self.members.clone());
-        Ok(())
+        let me = self.raw.raft.id;
+        let removed_self = !conf_state.voters.contains(&me)
+            && !conf_state.voters_outgoing.contains(&me)
+            && !conf_state.learners.contains(&me);
+        if removed_self && self.raw.raft.state == StateRole::Leader {
+            // A removed leader hands over at once instead of leaving the
+            // cluster leaderless for an election timeout.
+            if let Some(next) = self.best_successor() {
+                tracing::info!(to = next, "this leader was removed; handing leadership over");
+                self.raw.transfer_leader(next);
+            }
+        }
+        Ok(Payload::Noop)
     }
 
     fn log_role_changes(&mut self) {
@@ -525,8 +1013,141 @@ impl NodeCore {
         }
     }
 
+    /// Ask for a snapshot now (an operator's request); answered when it is
+    /// written.
+    pub fn request_snapshot(&mut self, reply: oneshot::Sender<Result<SnapshotInfo, ClientError>>) {
+        self.snapshots.waiting.push(reply);
+    }
+
+    /// The snapshot job to hand the applier, if one is due: after the
+    /// policy's count of entries or bytes, or when an operator asked. The
+    /// applier answers on the returned receiver; pass the answer to
+    /// [`Self::snapshot_done`].
+    pub fn snapshot_job(
+        &mut self,
+    ) -> Option<(ApplyJob, oneshot::Receiver<Result<TakenSnapshot, String>>)> {
+        let state = &mut self.snapshots;
+        if state.in_flight {
+            return None;
+        }
+        let asked = !state.waiting.is_empty();
+        if !asked && !state.policy.due(state.entries_since, state.bytes_since) {
+            return None;
+        }
+        let index = state.handed_index;
+        let covered = self.storage.snapshot_position().map_or(0, |(i, _)| i);
+        if index == 0 || index <= covered {
+            // Nothing new since the last snapshot: it is the answer.
+            if let Some((index, term)) = self.storage.snapshot_position() {
+                let info = self.snapshot_info(index, term);
+                for waiter in self.snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Ok(info.clone()));
+                }
+            }
+            self.snapshots.entries_since = 0;
+            self.snapshots.bytes_since = 0;
+            return None;
+        }
+        let term = self.raw.raft.raft_log.term(index).ok()?;
+        let (reply, answer) = oneshot::channel();
+        let state = &mut self.snapshots;
+        state.in_flight = true;
+        state.entries_since = 0;
+        state.bytes_since = 0;
+        let job = ApplyJob::Snapshot {
+            index,
+            term,
+            conf: self.storage.conf_state(),
+            members: self.members.clone(),
+            reply,
+        };
+        Some((job, answer))
+    }
+
+    fn snapshot_info(&self, index: u64, term: u64) -> SnapshotInfo {
+        let path = snapshot::path_for(&self.snapshots.dir, index, term);
+        SnapshotInfo {
+            index,
+            term,
+            file_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            path: path.display().to_string(),
+        }
+    }
+
+    /// The applier wrote a snapshot: record it (so Raft can send it to
+    /// followers), compact the log behind it and delete older files.
+    pub fn snapshot_done(&mut self, result: Result<TakenSnapshot, String>) -> Result<(), NodeError> {
+        self.snapshots.in_flight = false;
+        let taken = match result {
+            Ok(taken) => taken,
+            Err(error) => {
+                for waiter in self.snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Err(ClientError::SnapshotFailed(error.clone())));
+                }
+                return Ok(());
+            }
+        };
+        let meta = taken.snapshot.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let covered = self.storage.snapshot_position().map_or(0, |(i, _)| i);
+        if index > covered {
+            self.storage.save_snapshot(&taken.snapshot)?;
+            let keep = self.snapshots.policy.keep_entries;
+            let compact_to = (index + 1).saturating_sub(keep).min(index + 1);
+            self.storage.compact(compact_to)?;
+            snapshot::prune(&self.snapshots.dir, index);
+            tracing::info!(index, term, file_bytes = taken.file_len,
+                first_log_index = self.storage.first_log_index(), "snapshot recorded; log compacted");
+        }
+        let (index, term) = self.storage.snapshot_position().unwrap_or((index, term));
+        let info = self.snapshot_info(index, term);
+        for waiter in self.snapshots.waiting.drain(..) {
+            let _ = waiter.send(Ok(info.clone()));
+        }
+        Ok(())
+    }
+
+    /// A snapshot transfer to `to` ended (the transport reports it).
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(to, status);
+    }
+
+    /// A peer could not be reached: Raft probes it again instead of
+    /// streaming appends into the void.
+    pub fn report_unreachable(&mut self, to: u64) {
+        self.raw.report_unreachable(to);
+    }
+
     /// Fail every waiting client (the node is stopping).
     pub fn abandon_pending(&mut self) {
         self.pending.clear();
+        self.reads.clear();
+        self.promotions.clear();
+        self.snapshots.waiting.clear();
+    }
+}
+
+/// The address of `node_id` in a configuration change's context: a map of
+/// Raft id to address (this version), or one bare address (entries written
+/// by the first version, with v1 changes).
+fn address_in(index: u64, node_id: u64, context: &[u8]) -> Option<PeerAddr> {
+    if context.is_empty() {
+        return None;
+    }
+    if let Ok(mut book) = serde_json::from_slice::<BTreeMap<u64, PeerAddr>>(context) {
+        return book.remove(&node_id);
+    }
+    match serde_json::from_slice::<PeerAddr>(context) {
+        Ok(addr) => Some(addr),
+        Err(error) => {
+            tracing::warn!(index, node = node_id, %error,
+                "membership entry has an unreadable address");
+            None
+        }
     }
 }

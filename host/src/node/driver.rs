@@ -1,20 +1,19 @@
 //! The async loop that drives [`NodeCore`]: it owns the node's inbox, the
 //! tick interval and the hand-off to the applier and the transport.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::{Applied, ProposalReply};
-use super::applier::{ApplyJob, QueryAnswer};
-use super::core::MembershipChange;
-use super::core::{NodeCore, RaftView};
+use super::applier::{Applied, ApplyJob, ProposalReply, QueryReply, TakenSnapshot};
+use super::core::{Consistency, MembershipChange, NodeCore, RaftView, SnapshotInfo};
 use super::error::{ClientError, NodeError};
 use crate::transport::PeerAddr;
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 
 /// Messages the node's inbox holds before senders see `Overloaded`.
 pub const NODE_INBOX_CAPACITY: usize = 4096;
@@ -33,18 +32,39 @@ pub enum NodeMsg {
     },
     Query {
         request: Vec<u8>,
-        reply: oneshot::Sender<QueryAnswer>,
+        consistency: Consistency,
+        reply: QueryReply,
     },
     /// A Raft message from a peer.
     Raft(Box<Message>),
     Status {
         reply: oneshot::Sender<RaftView>,
     },
-    /// Add or remove a voter through a configuration change.
+    /// Change the membership through a configuration change.
     ChangeMembership {
         change: MembershipChange,
         reply: ProposalReply,
     },
+    /// Hand leadership to a voter (the most up-to-date one if `None`);
+    /// answers with the target once the transfer started.
+    TransferLeader {
+        target: Option<u64>,
+        reply: oneshot::Sender<Result<u64, ClientError>>,
+    },
+    /// Take a snapshot now.
+    Snapshot {
+        reply: oneshot::Sender<Result<SnapshotInfo, ClientError>>,
+    },
+    /// The transport finished (or gave up) streaming a snapshot to `to`.
+    SnapshotReport { to: u64, delivered: bool },
+}
+
+/// What the transport needs from the node it serves: its inbox (for
+/// snapshot reports and received snapshots) and where snapshot files live.
+#[derive(Debug, Clone)]
+pub struct NodeLink {
+    pub inbox: mpsc::Sender<NodeMsg>,
+    pub snapshot_dir: PathBuf,
 }
 
 /// Where the node's outgoing Raft messages go. The seam between consensus
@@ -55,6 +75,9 @@ pub trait Transport: Send + 'static {
 
     /// The committed membership changed: who may connect, where to dial.
     fn set_members(&mut self, _members: &BTreeMap<u64, PeerAddr>) {}
+
+    /// Called once before the node runs.
+    fn attach(&mut self, _link: NodeLink) {}
 }
 
 /// Sends a client's proposal to the leader (a follower's way of serving
@@ -104,6 +127,7 @@ pub async fn run(
 ) -> Result<Option<oneshot::Sender<()>>, NodeError> {
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut snapshot_answer: Option<oneshot::Receiver<Result<TakenSnapshot, String>>> = None;
     let result = loop {
         // Ready first: at start-up this hands the committed entries to be
         // replayed to the applier before any query can overtake them.
@@ -111,15 +135,22 @@ pub async fn run(
             Ok(out) => out,
             Err(error) => break Err(error),
         };
-        if !out.committed.is_empty() && applier.send(ApplyJob::Apply(out.committed)).await.is_err()
-        {
-            break Err(NodeError::StateMachine("the applier stopped".into()));
+        if let Err(error) = hand_over(&applier, out.jobs).await {
+            break Err(error);
         }
         if let Some(members) = &out.members {
             transport.set_members(members);
         }
         if !out.messages.is_empty() {
             transport.send(out.messages);
+        }
+        if snapshot_answer.is_none()
+            && let Some((job, answer)) = core.snapshot_job()
+        {
+            if let Err(error) = hand_over(&applier, vec![job]).await {
+                break Err(error);
+            }
+            snapshot_answer = Some(answer);
         }
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
@@ -129,6 +160,13 @@ pub async fn run(
             _ = controls.fatal.changed() => {
                 let reason = controls.fatal.borrow().clone().unwrap_or_default();
                 break Err(NodeError::StateMachine(reason));
+            }
+            taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
+                snapshot_answer = None;
+                let taken = taken.unwrap_or_else(|_| Err("the applier stopped".into()));
+                if let Err(error) = core.snapshot_done(taken) {
+                    break Err(error);
+                }
             }
             message = inbox.recv() => {
                 let Some(message) = message else { break Ok(None) };
@@ -140,11 +178,20 @@ pub async fn run(
                     }
                 }
             }
-            _ = ticker.tick() => core.tick(),
+            _ = ticker.tick() => core.tick(Instant::now()),
         }
     };
     core.abandon_pending();
     result
+}
+
+async fn hand_over(applier: &mpsc::Sender<ApplyJob>, jobs: Vec<ApplyJob>) -> Result<(), NodeError> {
+    for job in jobs {
+        if applier.send(job).await.is_err() {
+            return Err(NodeError::StateMachine("the applier stopped".into()));
+        }
+    }
+    Ok(())
 }
 
 async fn handle(
@@ -154,14 +201,14 @@ async fn handle(
 ) -> Result<(), NodeError> {
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
-        NodeMsg::Query { request, reply } => {
-            if applier
-                .send(ApplyJob::Query { request, reply })
-                .await
-                .is_err()
-            {
-                return Err(NodeError::StateMachine("the applier stopped".into()));
-            }
+        NodeMsg::Query {
+            request,
+            consistency,
+            reply,
+        } => {
+            let mut jobs = Vec::new();
+            core.read(request, consistency, Instant::now(), reply, &mut jobs);
+            hand_over(applier, jobs).await?;
         }
         NodeMsg::Raft(message) => {
             if let Err(error) = core.step(*message) {
@@ -171,7 +218,14 @@ async fn handle(
         NodeMsg::Status { reply } => {
             let _ = reply.send(core.view());
         }
-        NodeMsg::ChangeMembership { change, reply } => core.change_membership(change, reply),
+        NodeMsg::ChangeMembership { change, reply } => {
+            core.change_membership(change, Instant::now(), reply)
+        }
+        NodeMsg::TransferLeader { target, reply } => {
+            let _ = reply.send(core.transfer_leader(target));
+        }
+        NodeMsg::Snapshot { reply } => core.request_snapshot(reply),
+        NodeMsg::SnapshotReport { to, delivered } => core.report_snapshot(to, delivered),
     }
     Ok(())
 }

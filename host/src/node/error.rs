@@ -26,6 +26,8 @@ pub enum ClientError {
     Stopped,
     #[error("membership change refused: {0}")]
     InvalidMembership(String),
+    #[error("taking a snapshot failed: {0}")]
+    SnapshotFailed(String),
 }
 
 impl ClientError {
@@ -40,6 +42,7 @@ impl ClientError {
             ClientError::Timeout { .. } => "timeout",
             ClientError::Stopped => "node_stopped",
             ClientError::InvalidMembership(_) => "invalid_membership",
+            ClientError::SnapshotFailed(_) => "snapshot_failed",
         }
     }
 }

@@ -17,10 +17,17 @@
 //! loop around it; [`applier`] runs the guest on its own thread. A client is
 //! answered only after its entry is durable (fsynced), committed and applied.
 //!
-//! **Restart.** The guest's state lives in memory. On start the node tells
-//! raft-rs that nothing is applied beyond the last snapshot, so raft-rs hands
-//! every committed entry to the applier again, in order, into a fresh
-//! instance: each entry is applied exactly once to the state being rebuilt.
+//! **Restart.** The guest's state lives in memory. On start the node
+//! restores the latest snapshot file into a fresh instance (see
+//! [`snapshot`]) and tells raft-rs that nothing beyond the snapshot is
+//! applied, so raft-rs hands every later committed entry to the applier
+//! again, in order: each entry is applied exactly once to the state being
+//! rebuilt.
+//!
+//! **Snapshots.** Every [`SnapshotPolicy`] entries or bytes the applier writes
+//! a snapshot file; the node records it in storage and compacts the log
+//! behind it. A follower too far behind receives the file from the leader,
+//! streamed in chunks by the transport.
 
 pub mod applier;
 pub mod components;
@@ -29,6 +36,7 @@ pub mod driver;
 pub mod envelope;
 pub mod error;
 pub mod logger;
+pub mod snapshot;
 pub mod status;
 
 use std::path::PathBuf;
@@ -42,14 +50,16 @@ use tracing::Instrument as _;
 
 pub use self::applier::{Applied, QueryAnswer};
 pub use self::core::MAX_COMMAND_BYTES;
-pub use self::core::{MemberView, MembershipChange};
-pub use self::driver::{Forwarder, NoPeers, NodeMsg, Transport};
+pub use self::core::{Consistency, MemberView, MembershipChange, SnapshotInfo};
+pub use self::driver::{Forwarder, NoPeers, NodeLink, NodeMsg, Transport};
+pub use self::snapshot::SnapshotPolicy;
 pub use self::error::{ClientError, NodeError};
 pub use self::status::{GuestStatus, MemberStatus, NodeStatus};
 
-use self::applier::ApplierShared;
+use self::applier::{ApplierEnv, ApplierShared};
 use self::components::ComponentStore;
-use self::core::NodeCore;
+use self::core::{ACTIVE_COMPONENT_KEY, CONF_INDEX_META_KEY, CoreSetup, NodeCore};
+use self::snapshot::{LoadedSnapshot, SNAPSHOT_DIR};
 use crate::metrics::{self, NodeMetrics};
 use crate::storage::SledStorage;
 use crate::transport::sender::PeerStatsRegistry;
@@ -67,9 +77,6 @@ pub const MAX_RAFT_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_INFLIGHT_MESSAGES: usize = 256;
 /// Committed entries handed out per Ready, so replay after a restart streams.
 pub const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
-
-/// Metadata key holding the hash of the active component.
-const ACTIVE_COMPONENT_KEY: &str = "active_component";
 
 /// Which guest a node runs when it creates a new cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +101,12 @@ pub enum ClusterMode {
     /// Join an existing cluster whose membership is given (fetched from a
     /// member): start empty and wait for the leader to replicate the log.
     Join { members: BTreeMap<u64, PeerAddr> },
+    /// Create a new single-node cluster whose state (and guest) is a backup
+    /// snapshot file's, this node (at the optional address) its only voter.
+    Restore {
+        backup: PathBuf,
+        addr: Option<PeerAddr>,
+    },
 }
 
 /// How to start a node.
@@ -105,6 +118,8 @@ pub struct NodeConfig {
     pub guest: GuestSource,
     pub limits: GuestLimits,
     pub cluster: ClusterMode,
+    /// When to snapshot and compact.
+    pub snapshot: SnapshotPolicy,
     /// Sends proposals to the leader when this node is a follower.
     pub forwarder: Option<Arc<dyn Forwarder>>,
     /// The transport's peer directory, for last-contact times in status.
@@ -123,6 +138,7 @@ impl NodeConfig {
             guest: GuestSource::Default,
             limits: GuestLimits::default(),
             cluster: ClusterMode::NewCluster,
+            snapshot: SnapshotPolicy::default(),
             forwarder: None,
             directory: None,
             peer_stats: None,
@@ -205,8 +221,8 @@ impl NodeHandle {
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 
-    /// Add or remove a voter (on the leader); resolves once the change is
-    /// applied.
+    /// Change the membership (on the leader); resolves once the change is
+    /// applied (a new voter: once it caught up and was promoted).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.inner
@@ -216,19 +232,64 @@ impl NodeHandle {
         Ok(applied.index)
     }
 
+    /// Hand leadership to `target` (or the most up-to-date other voter);
+    /// resolves with the new leader once it leads, or `Timeout`.
+    pub async fn transfer_leader(&self, target: Option<u64>) -> Result<u64, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::TransferLeader { target, reply })?;
+        let target = answer.await.map_err(|_| ClientError::Stopped)??;
+        let mut leader = self.inner.leader.clone();
+        match tokio::time::timeout(LEADER_WAIT, leader.wait_for(|l| *l == Some(target))).await {
+            Ok(Ok(_)) => Ok(target),
+            Ok(Err(_)) => Err(ClientError::Stopped),
+            Err(_) => Err(ClientError::Timeout {
+                timeout_ms: LEADER_WAIT.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// The file of the latest snapshot, if there is one.
+    pub fn latest_snapshot_path(&self) -> Option<PathBuf> {
+        let (index, term) = self.inner.storage.snapshot_position()?;
+        Some(snapshot::path_for(
+            &self.inner.data_dir.join(SNAPSHOT_DIR),
+            index,
+            term,
+        ))
+    }
+
+    /// Take a snapshot now and compact the log behind it.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Snapshot { reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
     /// The node's inbox, for the transport's protocol handler.
     pub fn raft_sender(&self) -> mpsc::Sender<NodeMsg> {
         self.inner.inbox.clone()
     }
 
-    /// Run a read-only query on this node's current state. Ordered after
-    /// every entry this node acknowledged before the query arrived.
+    /// Run a read-only query, linearizable (see [`Consistency`]).
     pub async fn query(&self, request: Vec<u8>) -> Result<QueryAnswer, ClientError> {
+        self.query_with(request, Consistency::Linearizable).await
+    }
+
+    /// Run a read-only query at the given consistency.
+    pub async fn query_with(
+        &self,
+        request: Vec<u8>,
+        consistency: Consistency,
+    ) -> Result<QueryAnswer, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .inbox
-            .try_send(NodeMsg::Query { request, reply })?;
-        answer.await.map_err(|_| ClientError::Stopped)
+        self.inner.inbox.try_send(NodeMsg::Query {
+            request,
+            consistency,
+            reply,
+        })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 
     pub async fn status(&self) -> Result<NodeStatus, ClientError> {
@@ -237,6 +298,9 @@ impl NodeHandle {
         let view = answer.await.map_err(|_| ClientError::Stopped)?;
         let applier = &self.inner.applier;
         let stats = applier.stats();
+        let (guest, hash) = applier.guest();
+        let snapshot_index = self.inner.storage.snapshot_position().map(|(index, _)| index);
+        let first_log_index = self.inner.storage.first_log_index();
         Ok(NodeStatus {
             id: view.id,
             role: role_name(view.role).to_string(),
@@ -267,15 +331,17 @@ impl NodeHandle {
                 })
                 .collect(),
             guest: GuestStatus {
-                name: applier.guest().name.clone(),
-                version: applier.guest().version.clone(),
-                hash: applier.component_hash().to_string(),
+                name: guest.name,
+                version: guest.version,
+                hash,
                 applied_entries: stats.applied,
                 failed_entries: stats.failures,
                 instance_rebuilds: stats.rebuilds,
             },
             data_dir: self.inner.data_dir.display().to_string(),
             ticket: self.inner.ticket.clone(),
+            snapshot_index,
+            first_log_index,
         })
     }
 
@@ -363,23 +429,48 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             path: data_dir.join("components"),
             source,
         })?;
-    let machine = load_active_guest(&config, &storage, &engine, &components)?;
+    let env = ApplierEnv {
+        node_id: config.id,
+        engine: engine.clone(),
+        limits: config.limits,
+        components: components.clone(),
+        snapshot_dir: data_dir.join(SNAPSHOT_DIR),
+    };
+    if let ClusterMode::Restore { backup, addr } = &config.cluster
+        && storage.is_fresh()
+    {
+        bootstrap_from_backup(&config, &env, &storage, backup, addr.clone())?;
+    }
+    let (machine, applied_index) = match storage.snapshot_position() {
+        Some((index, term)) => (restore_latest_snapshot(&config, &env, index, term)?, index),
+        None => (load_active_guest(&config, &storage, &engine, &components)?, 0),
+    };
     tracing::info!(id = config.id, guest = %machine.info().name,
-        version = %machine.info().version, hash = %machine.component().hash, "guest loaded");
+        version = %machine.info().version, hash = %machine.component().hash,
+        applied_index, "guest loaded");
 
     let members = if storage.is_fresh() {
         bootstrap(&config, &storage)?
     } else {
         load_members(&storage)?
     };
+    let conf_applied_index = match storage.get_meta(CONF_INDEX_META_KEY)? {
+        None => 0,
+        Some(raw) => String::from_utf8_lossy(&raw)
+            .parse::<u64>()
+            .map_err(|e| NodeError::CorruptEntry {
+                index: 0,
+                reason: format!("stored conf index: {e}"),
+            })?,
+    };
 
     let raft_config = raft::Config {
         id: config.id,
         election_tick: ELECTION_TICKS,
         heartbeat_tick: HEARTBEAT_TICKS,
-        // The guest starts empty: have raft-rs hand out every committed entry
-        // again (see the module docs).
-        applied: 0,
+        // The guest starts from the snapshot: have raft-rs hand out every
+        // committed entry after it again (see the module docs).
+        applied: applied_index,
         max_size_per_msg: MAX_RAFT_MESSAGE_BYTES,
         max_inflight_msgs: MAX_INFLIGHT_MESSAGES,
         max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
@@ -396,15 +487,32 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     transport.set_members(&members);
     let size_reader = storage.clone();
     let (leader_tx, leader_rx) = watch::channel(None);
-    let core = NodeCore::new(raw, storage, members, leader_tx);
+    let core = NodeCore::new(
+        raw,
+        CoreSetup {
+            storage,
+            members,
+            leader_tx,
+            conf_applied_index,
+            applied_index,
+            snapshot_policy: config.snapshot,
+            snapshot_dir: env.snapshot_dir.clone(),
+        },
+    );
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
-        applier::spawn(config.id, machine, 0, fatal_tx).map_err(|source| NodeError::DataDir {
-            path: data_dir.clone(),
-            source,
+        applier::spawn(env.clone(), machine, applied_index, fatal_tx).map_err(|source| {
+            NodeError::DataDir {
+                path: data_dir.clone(),
+                source,
+            }
         })?;
     let (inbox_tx, inbox_rx) = mpsc::channel(driver::NODE_INBOX_CAPACITY);
+    transport.attach(driver::NodeLink {
+        inbox: inbox_tx.clone(),
+        snapshot_dir: env.snapshot_dir.clone(),
+    });
     let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
     let (stopped_tx, stopped_rx) = watch::channel(None);
     let controls = driver::Controls {
@@ -476,6 +584,11 @@ fn bootstrap(
         }
         ClusterMode::NewCluster => None,
         ClusterMode::NewClusterAt(addr) => Some(addr.clone()),
+        ClusterMode::Restore { .. } => {
+            return Err(NodeError::Config(
+                "restoring a backup left the data dir empty".into(),
+            ));
+        }
     };
     let mut change = ConfChange::default();
     change.set_change_type(ConfChangeType::AddNode);
@@ -509,6 +622,84 @@ fn bootstrap(
     storage.put_meta(core::MEMBERS_META_KEY, &encoded)?;
     tracing::info!(id = config.id, "bootstrapped a new cluster");
     Ok(members)
+}
+
+/// Start a new single-node cluster from a backup snapshot: the backup is
+/// read and its guest restored first (a bad file changes nothing), then the
+/// snapshot is rewritten with this node as the only member and installed.
+fn bootstrap_from_backup(
+    config: &NodeConfig,
+    env: &ApplierEnv,
+    storage: &SledStorage,
+    backup: &std::path::Path,
+    addr: Option<PeerAddr>,
+) -> Result<(), NodeError> {
+    let bad = |reason: String| NodeError::Config(format!("backup {}: {reason}", backup.display()));
+    let loaded = snapshot::read(backup).map_err(|e| bad(e.to_string()))?;
+    let mut machine = applier::build_machine(env, &loaded)?;
+    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
+    let mut header = loaded.header.clone();
+    header.conf = snapshot::ConfStateRecord {
+        voters: vec![config.id],
+        ..Default::default()
+    };
+    header.members = addr.into_iter().map(|a| (config.id, a)).collect();
+    let descriptor = snapshot::write(&env.snapshot_dir, &header, loaded.component(), loaded.state())
+        .map_err(|e| bad(e.to_string()))?;
+    let raft_snapshot = applier::raft_snapshot(&header, &descriptor);
+    storage.bootstrap(&ConfState {
+        voters: vec![config.id],
+        ..Default::default()
+    })?;
+    storage.apply_snapshot(&raft_snapshot)?;
+    let members = serde_json::to_vec(&header.members)
+        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
+    storage.set_conf_state_with_meta(
+        &ConfState {
+            voters: vec![config.id],
+            ..Default::default()
+        },
+        &[
+            (core::MEMBERS_META_KEY, &members),
+            (CONF_INDEX_META_KEY, header.index.to_string().as_bytes()),
+            (ACTIVE_COMPONENT_KEY, header.component_hash.as_bytes()),
+        ],
+    )?;
+    tracing::info!(id = config.id, index = header.index, guest = %machine.info().name,
+        "started a new cluster from a backup");
+    Ok(())
+}
+
+/// Instantiate the guest from the latest snapshot file (its component and
+/// its state). A missing or damaged file stops the node with the reason: the
+/// log before it is gone, so only a backup can help.
+fn restore_latest_snapshot(
+    config: &NodeConfig,
+    env: &ApplierEnv,
+    index: u64,
+    term: u64,
+) -> Result<StateMachine, NodeError> {
+    let path = snapshot::path_for(&env.snapshot_dir, index, term);
+    let loaded: LoadedSnapshot = snapshot::read(&path).map_err(|e| NodeError::CorruptEntry {
+        index,
+        reason: format!("the latest snapshot ({}): {e}", path.display()),
+    })?;
+    if let GuestSource::File(given) = &config.guest {
+        let bytes = std::fs::read(given).map_err(|source| NodeError::DataDir {
+            path: given.clone(),
+            source,
+        })?;
+        let given_hash = ComponentHash::of(&bytes);
+        if given_hash.to_hex() != loaded.header.component_hash {
+            return Err(NodeError::GuestMismatch {
+                stored: loaded.header.component_hash.clone(),
+                given: given_hash.to_hex(),
+            });
+        }
+    }
+    let mut machine = applier::build_machine(env, &loaded)?;
+    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
+    Ok(machine)
 }
 
 fn load_members(storage: &SledStorage) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {

@@ -25,6 +25,12 @@ pub struct NodeStatus {
     /// network endpoint.
     #[serde(default)]
     pub ticket: Option<String>,
+    /// Index of the latest snapshot (the log before it may be compacted).
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// First index still in the log.
+    #[serde(default)]
+    pub first_log_index: u64,
 }
 
 /// The active guest component and its runtime counters.

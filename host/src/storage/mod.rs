@@ -488,6 +488,17 @@ impl SledStorage {
         Ok(())
     }
 
+    /// Index and term of the stored snapshot, if there is one.
+    pub fn snapshot_position(&self) -> Option<(u64, u64)> {
+        let state = self.inner.read();
+        state.cache.snapshot.as_ref().map(|meta| (meta.index, meta.term))
+    }
+
+    /// The first index still in the log (entries before it are compacted).
+    pub fn first_log_index(&self) -> u64 {
+        self.inner.read().cache.first_index()
+    }
+
     /// The stored hard state (default when none was persisted).
     pub fn hard_state(&self) -> HardState {
         self.inner.read().cache.hard_state()
@@ -496,6 +507,30 @@ impl SledStorage {
     /// The stored conf state (default when none was persisted).
     pub fn conf_state(&self) -> ConfState {
         self.inner.read().cache.conf_state()
+    }
+
+    /// Persists a new `ConfState` together with host metadata values that
+    /// must change with it (which entry it reflects, the members' addresses),
+    /// in one durable batch: a crash leaves either all or none of them.
+    pub fn set_conf_state_with_meta(
+        &self,
+        conf_state: &ConfState,
+        meta: &[(&str, &[u8])],
+    ) -> Result<(), StorageError> {
+        let mut state = self.inner.write()?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::CONF_STATE, encode("conf state", conf_state)?);
+        for (key, value) in meta {
+            batch.insert(keys::user_key(key), *value);
+        }
+        self.inner.commit(
+            &mut state,
+            batch,
+            Durability::Durable,
+            "write the conf state",
+        )?;
+        state.cache.conf_state = Some(conf_state.clone());
+        Ok(())
     }
 
     /// Reads a host metadata value (node identity, component registry, ...).

@@ -5,7 +5,8 @@
 //! peer opens: read a request frame, answer it, repeat. Raft messages go to
 //! the node's inbox; nothing here touches `RawNode`.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
+use super::snapshot::SnapshotReceiver;
 use crate::node::{ClientError, NodeMsg};
 
 /// Most Raft messages accepted in one `RaftMessage` frame (a Ready for one
@@ -33,6 +35,8 @@ struct HandlerInner {
     raft_id: u64,
     raft_tx: mpsc::Sender<NodeMsg>,
     directory: PeerDirectory,
+    /// Where received snapshot files go; snapshots are refused until set.
+    snapshot_dir: Arc<OnceLock<PathBuf>>,
 }
 
 impl RaftProtocolHandler {
@@ -48,11 +52,23 @@ impl RaftProtocolHandler {
         raft_tx: mpsc::Sender<NodeMsg>,
         directory: PeerDirectory,
     ) -> Self {
+        Self::with_snapshot_dir(raft_id, raft_tx, directory, Arc::default())
+    }
+
+    /// As [`Self::with_directory`], receiving snapshot files into the
+    /// directory set in `snapshot_dir` (set once the node runs).
+    pub fn with_snapshot_dir(
+        raft_id: u64,
+        raft_tx: mpsc::Sender<NodeMsg>,
+        directory: PeerDirectory,
+        snapshot_dir: Arc<OnceLock<PathBuf>>,
+    ) -> Self {
         RaftProtocolHandler {
             inner: Arc::new(HandlerInner {
                 raft_id,
                 raft_tx,
                 directory,
+                snapshot_dir,
             }),
         }
     }
@@ -117,6 +133,34 @@ impl HandlerInner {
             if let Some(raft_id) = peer_raft_id {
                 self.directory.touch(raft_id);
             }
+            if let WireMessage::Request(Request::InstallSnapshot(offer)) = request {
+                match (peer_raft_id, self.snapshot_dir.get()) {
+                    (Some(peer_raft_id), Some(dir)) => {
+                        let receiver = SnapshotReceiver {
+                            raft_id: self.raft_id,
+                            peer_raft_id,
+                            dir,
+                            raft_tx: &self.raft_tx,
+                        };
+                        receiver.serve(&mut send, &mut recv, offer).await?;
+                    }
+                    (None, _) => {
+                        let answer = error_frame(
+                            ErrorCode::WrongSender,
+                            "only cluster members may send snapshots".into(),
+                        );
+                        codec::write_frame(&mut send, &answer).await?;
+                    }
+                    (_, None) => {
+                        let answer = error_frame(
+                            ErrorCode::Rejected,
+                            "this node does not accept snapshots yet".into(),
+                        );
+                        codec::write_frame(&mut send, &answer).await?;
+                    }
+                }
+                continue;
+            }
             let answer = self.answer(request, peer_raft_id).await;
             codec::write_frame(&mut send, &answer).await?;
         }
@@ -132,6 +176,14 @@ impl HandlerInner {
             WireMessage::Request(Request::Members) => WireMessage::Response(Response::Members {
                 members: self.directory.members().into_iter().collect(),
             }),
+            WireMessage::Request(Request::InstallSnapshot(_)) => error_frame(
+                ErrorCode::UnexpectedFrame,
+                "a snapshot offer is served on its own".into(),
+            ),
+            WireMessage::Request(Request::SnapshotChunk { .. }) => error_frame(
+                ErrorCode::UnexpectedFrame,
+                "a snapshot chunk without an offer".into(),
+            ),
             WireMessage::Response(_) | WireMessage::Error(_) => error_frame(
                 ErrorCode::UnexpectedFrame,
                 "expected a request, got an answer".into(),

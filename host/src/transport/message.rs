@@ -39,6 +39,11 @@ pub enum Request {
     Propose { command: Vec<u8> },
     /// A joining node asks a member for the cluster's membership.
     Members,
+    /// The leader offers a snapshot file (answered with `SnapshotResume` or,
+    /// if the peer already has it, `Delivered`). See [`super::snapshot`].
+    InstallSnapshot(super::snapshot::SnapshotOffer),
+    /// A piece of the offered snapshot file, at `offset`.
+    SnapshotChunk { offset: u64, data: Vec<u8> },
 }
 
 /// Answers.
@@ -59,6 +64,10 @@ pub enum Response {
     /// The membership as the answering node knows it: Raft id and address
     /// of every member.
     Members { members: Vec<(u64, PeerAddr)> },
+    /// Send the snapshot file from this offset (what the peer already holds).
+    SnapshotResume { offset: u64 },
+    /// Chunks received so far (bytes).
+    SnapshotChunkAck { received: u64 },
 }
 
 /// Raft messages for one peer.

@@ -8,6 +8,10 @@
 //!                                  peer's RaftProtocolHandler ──► its node's inbox (NodeMsg::Raft)
 //! ```
 //!
+//! A `MsgSnapshot` does not go through the lanes: its file is streamed in
+//! chunks on a stream of its own ([`snapshot`]), then the message is handed
+//! to the peer's Raft.
+//!
 //! - Peers are iroh endpoints: a node id is an ed25519 public key, verified
 //!   in the TLS handshake. Only node ids in the cluster's membership (plus
 //!   ones an operator added) may speak the protocol; everyone else is refused
@@ -30,6 +34,7 @@ pub mod message;
 pub mod net;
 pub mod peer_addr;
 pub mod sender;
+pub mod snapshot;
 
 pub use directory::{AllowlistHook, PeerDirectory};
 pub use handler::RaftProtocolHandler;

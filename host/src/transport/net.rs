@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use iroh::endpoint::{QuicTransportConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::RAFT_ALPN;
@@ -20,7 +21,7 @@ use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
 use super::peer_addr::{NodeTicket, PeerAddr};
 use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
-use crate::node::{Applied, ClientError, Forwarder, NodeMsg, Transport};
+use crate::node::{Applied, ClientError, Forwarder, NodeLink, NodeMsg, Transport};
 use crate::wasm::GuestFailure;
 
 /// How often an idle connection is probed, so a dead peer is noticed.
@@ -110,6 +111,20 @@ pub struct IrohTransport {
     pool: ConnectionPool,
     senders: HashMap<u64, PeerSender>,
     advertise: Vec<SocketAddr>,
+    /// Set when the node attaches: its inbox and snapshot directory.
+    link: Option<NodeLink>,
+    /// Shared with the protocol handler, which stores received snapshots there.
+    snapshot_dir: Arc<OnceLock<PathBuf>>,
+    /// The snapshot transfer running to each peer (one at a time).
+    snapshot_tasks: HashMap<u64, tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for IrohTransport {
+    fn drop(&mut self) {
+        for task in self.snapshot_tasks.values() {
+            task.abort();
+        }
+    }
 }
 
 impl IrohTransport {
@@ -163,6 +178,9 @@ impl IrohTransport {
             pool,
             senders: HashMap::new(),
             advertise: config.advertise_addrs.clone(),
+            link: None,
+            snapshot_dir: Arc::default(),
+            snapshot_tasks: HashMap::new(),
         })
     }
 
@@ -205,6 +223,7 @@ impl IrohTransport {
             raft_id: self.raft_id,
             endpoint: self.endpoint.clone(),
             directory: self.directory.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
         }
     }
 
@@ -260,11 +279,60 @@ impl IrohTransport {
         }
         self.senders.get(&raft_id)
     }
+
+    /// Stream a snapshot to its peer in the background and report the
+    /// outcome to Raft. raft-rs sends no other snapshot to that peer until
+    /// the report, so one transfer per peer runs at a time.
+    fn send_snapshot(&mut self, message: Message) {
+        let to = message.to;
+        let Some(link) = self.link.clone() else {
+            tracing::warn!(to, "no node attached; cannot send a snapshot");
+            return;
+        };
+        if self
+            .snapshot_tasks
+            .get(&to)
+            .is_some_and(|task| !task.is_finished())
+        {
+            tracing::debug!(to, "a snapshot transfer to this peer is still running");
+            return;
+        }
+        if self.directory.addr_of(to).is_none() {
+            tracing::debug!(to, "no address for this peer; snapshot dropped");
+            return;
+        }
+        let (connection, stats) = self.pool.get(to);
+        let index = message.get_snapshot().get_metadata().index;
+        tracing::info!(to, index, "sending a snapshot");
+        let task = tokio::spawn(async move {
+            let result = super::snapshot::send_snapshot(&connection, &message, &link.snapshot_dir).await;
+            let delivered = match result {
+                Ok(()) => {
+                    tracing::info!(to, index, "snapshot delivered");
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(to, index, %error, "snapshot transfer failed; Raft retries");
+                    stats.send_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    false
+                }
+            };
+            let _ = link
+                .inbox
+                .send(NodeMsg::SnapshotReport { to, delivered })
+                .await;
+        });
+        self.snapshot_tasks.insert(to, task);
+    }
 }
 
 impl Transport for IrohTransport {
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(message);
+                continue;
+            }
             let to = message.to;
             match self.sender_for(to) {
                 Some(sender) => sender.send(message),
@@ -286,8 +354,16 @@ impl Transport for IrohTransport {
             .collect();
         for id in removed {
             self.senders.remove(&id);
+            if let Some(task) = self.snapshot_tasks.remove(&id) {
+                task.abort();
+            }
             self.pool.forget(id);
         }
+    }
+
+    fn attach(&mut self, link: NodeLink) {
+        let _ = self.snapshot_dir.set(link.snapshot_dir.clone());
+        self.link = Some(link);
     }
 }
 
@@ -297,13 +373,19 @@ pub struct Acceptor {
     raft_id: u64,
     endpoint: Endpoint,
     directory: PeerDirectory,
+    snapshot_dir: Arc<OnceLock<PathBuf>>,
 }
 
 impl Acceptor {
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox
     /// is `raft_tx`.
     pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
-        let handler = RaftProtocolHandler::with_directory(self.raft_id, raft_tx, self.directory);
+        let handler = RaftProtocolHandler::with_snapshot_dir(
+            self.raft_id,
+            raft_tx,
+            self.directory,
+            self.snapshot_dir,
+        );
         Router::builder(self.endpoint)
             .accept(RAFT_ALPN, handler)
             .spawn()

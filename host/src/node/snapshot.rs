@@ -1,0 +1,467 @@
+//! Snapshot files: the guest's state at one log index, with everything a
+//! node needs to continue from there.
+//!
+//! A snapshot is a plain, self-contained file, so the same file is what the
+//! leader streams to a lagging follower, what a restarted node recovers
+//! from, and what an operator backs up:
+//!
+//! ```text
+//! "IRSNAP01"                     magic + format version
+//! u32 big-endian                 header length
+//! header (JSON)                  index, term, conf state, members, component hash and sizes
+//! component bytes                the active component (.wasm)
+//! guest state bytes              what the guest's `snapshot()` returned
+//! 32 bytes                       BLAKE3 of everything above
+//! ```
+//!
+//! Raft itself only sees a small [`SnapshotDescriptor`] (file length and
+//! checksum) as the snapshot's `data`; the bytes travel beside Raft, in
+//! chunks (see `transport::snapshot`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use raft::prelude::ConfState;
+use serde::{Deserialize, Serialize};
+
+use crate::transport::PeerAddr;
+
+/// First bytes of every snapshot file (the last two digits are the format).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"IRSNAP01";
+/// Largest header accepted when reading a file (it holds the membership).
+pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
+/// Largest snapshot file a node accepts from a peer or a backup.
+pub const MAX_SNAPSHOT_FILE_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// Directory (under the data dir) holding snapshot files.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+const CHECKSUM_BYTES: usize = 32;
+
+/// Take a snapshot after this many applied entries by default.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Or after this many bytes of log by default, whichever comes first.
+pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// Entries kept in the log behind a snapshot by default, so a follower that
+/// is only a little behind catches up from the log, not a snapshot.
+pub const DEFAULT_COMPACTION_KEEP_ENTRIES: u64 = 1_000;
+
+/// When to take snapshots and how much log to keep behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Snapshot after this many entries since the last snapshot (0 = never
+    /// by count).
+    pub every_entries: u64,
+    /// Snapshot after this many bytes of entry payload since the last one
+    /// (0 = never by size).
+    pub every_log_bytes: u64,
+    /// Entries kept in the log behind the snapshot.
+    pub keep_entries: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            every_log_bytes: DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
+            keep_entries: DEFAULT_COMPACTION_KEEP_ENTRIES,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// Is a snapshot due after `entries` entries and `bytes` bytes?
+    pub fn due(&self, entries: u64, bytes: u64) -> bool {
+        (self.every_entries > 0 && entries >= self.every_entries)
+            || (self.every_log_bytes > 0 && bytes >= self.every_log_bytes)
+    }
+}
+
+/// Everything about a snapshot except the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// Last log index the state includes.
+    pub index: u64,
+    pub term: u64,
+    pub conf: ConfStateRecord,
+    /// Address of every member at `index`.
+    pub members: BTreeMap<u64, PeerAddr>,
+    /// BLAKE3 (hex) of the component that produced the state.
+    pub component_hash: String,
+    pub component_len: u64,
+    pub state_len: u64,
+    /// Leader timestamp of the last entry the state includes (the clock the
+    /// guest sees while restoring).
+    pub last_entry_timestamp_ms: u64,
+    /// Raft id of the node that took it, and when (informational).
+    pub taken_by: u64,
+    pub taken_at_ms: u64,
+}
+
+/// raft-rs's `ConfState`, in a form serde can write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfStateRecord {
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub voters_outgoing: Vec<u64>,
+    pub learners_next: Vec<u64>,
+    pub auto_leave: bool,
+}
+
+impl From<&ConfState> for ConfStateRecord {
+    fn from(conf: &ConfState) -> Self {
+        ConfStateRecord {
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            voters_outgoing: conf.voters_outgoing.clone(),
+            learners_next: conf.learners_next.clone(),
+            auto_leave: conf.auto_leave,
+        }
+    }
+}
+
+impl From<&ConfStateRecord> for ConfState {
+    fn from(record: &ConfStateRecord) -> Self {
+        ConfState {
+            voters: record.voters.clone(),
+            learners: record.learners.clone(),
+            voters_outgoing: record.voters_outgoing.clone(),
+            learners_next: record.learners_next.clone(),
+            auto_leave: record.auto_leave,
+            ..Default::default()
+        }
+    }
+}
+
+/// What Raft carries as the snapshot's `data`: enough to find and verify
+/// the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDescriptor {
+    pub file_len: u64,
+    /// BLAKE3 (hex) of the whole file.
+    pub file_hash: String,
+}
+
+impl SnapshotDescriptor {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        serde_json::from_slice(bytes).map_err(|e| SnapshotError::Invalid(format!("descriptor: {e}")))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not a valid snapshot: {0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the snapshot at (`index`, `term`) lives.
+pub fn path_for(dir: &Path, index: u64, term: u64) -> PathBuf {
+    dir.join(format!("snap-{index:020}-{term:020}.snap"))
+}
+
+/// Where a partly received snapshot is kept until it is complete.
+pub fn partial_path_for(dir: &Path, index: u64, term: u64, file_hash: &str) -> PathBuf {
+    let short = file_hash.get(..16).unwrap_or(file_hash);
+    dir.join(format!("incoming-{index:020}-{term:020}-{short}.part"))
+}
+
+/// Write a snapshot file durably (temp file, fsync, rename, fsync the
+/// directory); returns its descriptor.
+pub fn write(
+    dir: &Path,
+    header: &SnapshotHeader,
+    component: &[u8],
+    state: &[u8],
+) -> Result<SnapshotDescriptor, SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = path_for(dir, header.index, header.term);
+    let tmp = path.with_extension("snap.tmp");
+    let header_bytes = serde_json::to_vec(header)
+        .map_err(|e| SnapshotError::Invalid(format!("encoding the header: {e}")))?;
+    let header_len = u32::try_from(header_bytes.len())
+        .ok()
+        .filter(|len| *len <= MAX_SNAPSHOT_HEADER_BYTES)
+        .ok_or_else(|| SnapshotError::Invalid("the header is too large".into()))?;
+    // `hasher` covers the body (the trailer checks it); `file_hasher` the
+    // whole file (the descriptor names it), so the file is never re-read.
+    let mut hasher = blake3::Hasher::new();
+    let mut file_hasher = blake3::Hasher::new();
+    let mut file = std::io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
+    let mut file_len = 0u64;
+    for part in [
+        &SNAPSHOT_MAGIC[..],
+        &header_len.to_be_bytes()[..],
+        &header_bytes,
+        component,
+        state,
+    ] {
+        hasher.update(part);
+        file_hasher.update(part);
+        file.write_all(part).map_err(io_err(&tmp))?;
+        file_len += part.len() as u64;
+    }
+    let checksum = hasher.finalize();
+    file.write_all(checksum.as_bytes()).map_err(io_err(&tmp))?;
+    file_hasher.update(checksum.as_bytes());
+    file_len += CHECKSUM_BYTES as u64;
+    let file = file
+        .into_inner()
+        .map_err(|e| SnapshotError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(SnapshotDescriptor {
+        file_len,
+        file_hash: file_hasher.finalize().to_hex().to_string(),
+    })
+}
+
+/// BLAKE3 (hex) of a whole file, read in pieces.
+pub fn hash_file(path: &Path) -> Result<String, SnapshotError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let read = file.read(&mut buf).map_err(io_err(path))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buf[..read]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// A snapshot file read into memory once; the parts are views into it.
+#[derive(Clone)]
+pub struct LoadedSnapshot {
+    pub header: SnapshotHeader,
+    bytes: Vec<u8>,
+    component_start: usize,
+    state_start: usize,
+    state_end: usize,
+}
+
+impl std::fmt::Debug for LoadedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedSnapshot")
+            .field("header", &self.header)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl LoadedSnapshot {
+    pub fn component(&self) -> &[u8] {
+        &self.bytes[self.component_start..self.state_start]
+    }
+
+    pub fn state(&self) -> &[u8] {
+        &self.bytes[self.state_start..self.state_end]
+    }
+}
+
+/// Read and fully verify a snapshot file (magic, sizes, checksum).
+pub fn read(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
+    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+    if len > MAX_SNAPSHOT_FILE_BYTES {
+        return Err(SnapshotError::Invalid(format!(
+            "{len} bytes; the limit is {MAX_SNAPSHOT_FILE_BYTES}"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    parse(bytes)
+}
+
+/// Verify and split the bytes of a snapshot file.
+pub fn parse(bytes: Vec<u8>) -> Result<LoadedSnapshot, SnapshotError> {
+    let invalid = |why: &str| SnapshotError::Invalid(why.to_string());
+    let fixed = SNAPSHOT_MAGIC.len() + 4;
+    if bytes.len() < fixed + CHECKSUM_BYTES {
+        return Err(invalid("too short"));
+    }
+    if &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(invalid("wrong magic bytes (not a snapshot, or an unknown format)"));
+    }
+    let body_end = bytes.len() - CHECKSUM_BYTES;
+    let expected = blake3::hash(&bytes[..body_end]);
+    if expected.as_bytes() != &bytes[body_end..] {
+        return Err(invalid("checksum mismatch (damaged or truncated)"));
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&bytes[SNAPSHOT_MAGIC.len()..fixed]);
+    let header_len = u32::from_be_bytes(len_bytes);
+    if header_len > MAX_SNAPSHOT_HEADER_BYTES {
+        return Err(invalid("header too large"));
+    }
+    let header_end = fixed
+        .checked_add(header_len as usize)
+        .filter(|end| *end <= body_end)
+        .ok_or_else(|| invalid("header runs past the end"))?;
+    let header: SnapshotHeader = serde_json::from_slice(&bytes[fixed..header_end])
+        .map_err(|e| SnapshotError::Invalid(format!("header: {e}")))?;
+    let component_start = header_end;
+    let state_start = usize::try_from(header.component_len)
+        .ok()
+        .and_then(|len| component_start.checked_add(len))
+        .ok_or_else(|| invalid("component length out of range"))?;
+    let state_end = usize::try_from(header.state_len)
+        .ok()
+        .and_then(|len| state_start.checked_add(len))
+        .filter(|end| *end == body_end)
+        .ok_or_else(|| invalid("section lengths do not add up to the file size"))?;
+    Ok(LoadedSnapshot {
+        header,
+        bytes,
+        component_start,
+        state_start,
+        state_end,
+    })
+}
+
+/// Delete snapshot files older than `keep_index` and abandoned partial
+/// transfers of older snapshots. Errors are logged: stale files only cost
+/// disk space.
+pub fn prune(dir: &Path, keep_index: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let index = name
+            .strip_prefix("snap-")
+            .or_else(|| name.strip_prefix("incoming-"))
+            .and_then(|rest| rest.get(..20))
+            .and_then(|digits| digits.parse::<u64>().ok());
+        let stale_tmp = name.ends_with(".tmp");
+        if stale_tmp || index.is_some_and(|index| index < keep_index) {
+            if let Err(error) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = name, %error, "cannot delete an old snapshot file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(index: u64, component: &[u8], state: &[u8]) -> SnapshotHeader {
+        SnapshotHeader {
+            index,
+            term: 2,
+            conf: ConfStateRecord {
+                voters: vec![1, 2, 3],
+                ..Default::default()
+            },
+            members: BTreeMap::new(),
+            component_hash: "00".into(),
+            component_len: component.len() as u64,
+            state_len: state.len() as u64,
+            last_entry_timestamp_ms: 0,
+            taken_by: 1,
+            taken_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_descriptor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let head = header(7, b"wasm", b"state");
+        let descriptor = write(dir.path(), &head, b"wasm", b"state").expect("write");
+        let path = path_for(dir.path(), 7, 2);
+        assert_eq!(descriptor.file_len, std::fs::metadata(&path).expect("stat").len());
+        assert_eq!(descriptor.file_hash, hash_file(&path).expect("hash"));
+        let loaded = read(&path).expect("read");
+        assert_eq!(loaded.header, head);
+        assert_eq!(loaded.component(), b"wasm");
+        assert_eq!(loaded.state(), b"state");
+        let decoded = SnapshotDescriptor::decode(&descriptor.encode()).expect("decode");
+        assert_eq!(decoded, descriptor);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &header(3, b"c", b"s"), b"c", b"s").expect("write");
+        let path = path_for(dir.path(), 3, 2);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        assert!(matches!(parse(bytes.clone()), Err(SnapshotError::Invalid(_))));
+        bytes.truncate(10);
+        assert!(parse(bytes).is_err());
+        assert!(parse(b"IRSNAP99aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec()).is_err());
+    }
+
+    #[test]
+    fn lying_lengths_are_refused() {
+        // A header whose lengths do not add up, with a valid checksum.
+        let mut head = header(3, b"c", b"s");
+        head.state_len = 1 << 40;
+        let header_bytes = serde_json::to_vec(&head).expect("json");
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        bytes.extend((header_bytes.len() as u32).to_be_bytes());
+        bytes.extend(&header_bytes);
+        bytes.extend(b"cs");
+        let sum = blake3::hash(&bytes);
+        bytes.extend(sum.as_bytes());
+        let err = parse(bytes).expect_err("lengths");
+        assert!(err.to_string().contains("do not add up"), "{err}");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &header(3, b"c", b"s"), b"c", b"s").expect("write");
+        write(dir.path(), &header(9, b"c", b"s"), b"c", b"s").expect("write");
+        std::fs::write(partial_path_for(dir.path(), 4, 1, "abcdef"), b"x").expect("part");
+        prune(dir.path(), 9);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![path_for(dir.path(), 9, 2).file_name().expect("name").to_string_lossy().into_owned()]);
+    }
+
+    #[test]
+    fn policy() {
+        let policy = SnapshotPolicy {
+            every_entries: 10,
+            every_log_bytes: 100,
+            keep_entries: 0,
+        };
+        assert!(!policy.due(9, 99));
+        assert!(policy.due(10, 0));
+        assert!(policy.due(0, 100));
+        let never = SnapshotPolicy {
+            every_entries: 0,
+            every_log_bytes: 0,
+            keep_entries: 0,
+        };
+        assert!(!never.due(u64::MAX, u64::MAX));
+    }
+}

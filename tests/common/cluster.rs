@@ -1,0 +1,193 @@
+//! Real clusters of `raft-host` processes on loopback, grown the way an
+//! operator grows them: start a node with `--join`, `add-node` its ticket on
+//! the leader.
+
+use std::time::Duration;
+
+use iroh_raft::api::ApiClient;
+use iroh_raft::node::{Consistency, NodeStatus};
+
+use super::{NodeProcess, free_udp_port};
+
+/// How long a cluster may take to agree on something (elections take 1-2 s).
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a waiting test re-checks the cluster.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    super::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
+}
+
+/// One node of a test cluster: its process and how to restart it.
+pub struct Member {
+    pub id: u64,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub process: Option<NodeProcess>,
+    /// Arguments besides the data dir and API address.
+    pub args: Vec<String>,
+}
+
+impl Member {
+    pub fn new(id: u64, guest: &str, extra: &[&str]) -> Self {
+        let port = free_udp_port();
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--bind-addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--guest".into(),
+            super::guest(guest).display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Member {
+            id,
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            process: None,
+            args,
+        }
+    }
+
+    pub fn process(&self) -> &NodeProcess {
+        self.process.as_ref().expect("node is running")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    pub fn client(&self) -> ApiClient {
+        self.process().client()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.client().status().expect("status")
+    }
+
+    /// Start (or restart) the node with its arguments.
+    pub fn start(&mut self) {
+        assert!(self.process.is_none(), "stop it first");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.process = Some(NodeProcess::start(self.dir.path(), &args));
+    }
+
+    /// SIGKILL the node.
+    pub fn kill(&mut self) {
+        self.process.take().expect("running").kill();
+    }
+
+    /// A text query at the given consistency; `None` on any error.
+    pub fn query(&self, request: &str, consistency: Consistency) -> Option<String> {
+        let answer = self
+            .client()
+            .query_with(request.as_bytes(), consistency)
+            .ok()?;
+        answer.output.text
+    }
+}
+
+/// A cluster of members; node ids are 1, 2, ... in order of creation.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    guest: String,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Start node 1 as a new cluster and grow it to `n` voters.
+    pub fn start(n: u64, guest: &str, extra: &[&str]) -> Self {
+        let mut cluster = Cluster {
+            members: Vec::new(),
+            guest: guest.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        let mut first = cluster.new_member();
+        first.start();
+        cluster.members.push(first);
+        for _ in 1..n {
+            cluster.add_node(&[]);
+        }
+        cluster
+    }
+
+    fn new_member(&self) -> Member {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        Member::new(self.members.len() as u64 + 1, &self.guest, &extra)
+    }
+
+    /// Start a new node with `--join` and add it through the leader with
+    /// `add-node <ticket> <add_args>`; returns its index in `members`.
+    pub fn add_node(&mut self, add_args: &[&str]) -> usize {
+        let mut member = self.new_member();
+        let join = self.member(self.leader()).process().ticket.clone();
+        member.args.extend(["--join".to_string(), join]);
+        let args: Vec<&str> = member.args.iter().map(String::as_str).collect();
+        let starting = NodeProcess::spawn(member.dir.path(), &args);
+        let mut cli = vec!["add-node", starting.ticket.as_str()];
+        cli.extend(add_args);
+        let added = self.member(self.leader()).process().cli(&cli);
+        assert!(
+            added.status.success(),
+            "add-node: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        member.process = Some(starting.wait_ready());
+        self.members.push(member);
+        self.members.len() - 1
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .expect("a member with this id")
+    }
+
+    pub fn member_mut(&mut self, id: u64) -> &mut Member {
+        self.members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .expect("a member with this id")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.is_running())
+    }
+
+    /// The id of the leader the running nodes agree on.
+    pub fn leader(&self) -> u64 {
+        wait_for("a leader", || {
+            let statuses: Vec<NodeStatus> = self
+                .running()
+                .filter_map(|m| m.client().status().ok())
+                .collect();
+            statuses
+                .iter()
+                .find(|s| s.role == "leader")
+                .map(|s| s.id)
+        })
+    }
+
+    /// Run a CLI command against the leader; panics unless it succeeds.
+    pub fn cli_on_leader(&self, args: &[&str]) -> String {
+        let out = self.member(self.leader()).process().cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait until every running member answers `request` (stale, from its
+    /// own state) with `expected`.
+    pub fn wait_all_see(&self, request: &str, expected: &str) {
+        for member in self.running() {
+            wait_for(
+                &format!("node {} to answer {request:?} with {expected:?}", member.id),
+                || (member.query(request, Consistency::Stale)? == expected).then_some(()),
+            );
+        }
+    }
+}
