@@ -5,7 +5,10 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-wasip2
 DATA_DIR ?= data/node1
 
-.PHONY: setup guests run cluster test verify fmt clippy doc bench fuzz-smoke clean-data
+# Where cargo builds (the host's build script exports guest paths under it).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build) and iproute2 (partition tests). Safe to run repeatedly.
@@ -17,6 +20,43 @@ setup:
 guests: setup
 	$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --release --target-dir target/guests
 
+## The guests in Python and JavaScript (guests/kv-python, guests/kv-js).
+## Their toolchains are pinned and project-local: componentize-py in a venv
+## under target/, componentize-js in guests/kv-js/node_modules (npm ci from
+## the committed lock file). Each component is rebuilt only when its
+## sources, the WIT or the toolchain change.
+POLYGLOT_DIR := $(TARGET_DIR)/guests/polyglot
+PY_VENV := $(TARGET_DIR)/guest-toolchains/python
+PY_TOOLCHAIN := $(PY_VENV)/.installed
+JS_TOOLCHAIN := guests/kv-js/node_modules/.installed
+KV_PYTHON_WASM := $(POLYGLOT_DIR)/kv_python.wasm
+KV_JS_WASM := $(POLYGLOT_DIR)/kv_js.wasm
+
+guests-polyglot: $(KV_PYTHON_WASM) $(KV_JS_WASM)
+
+$(PY_TOOLCHAIN): guests/kv-python/requirements.txt
+	python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(KV_PYTHON_WASM): $(PY_TOOLCHAIN) wit/state-machine.wit $(filter-out %/test_kv.py,$(wildcard guests/kv-python/*.py))
+	@mkdir -p $(@D)
+	PYTHONDONTWRITEBYTECODE=1 $(PY_VENV)/bin/componentize-py -d wit -w guest componentize -p guests/kv-python app -o $@.tmp
+	mv $@.tmp $@
+
+$(JS_TOOLCHAIN): guests/kv-js/package.json guests/kv-js/package-lock.json
+	cd guests/kv-js && npm ci --no-audit --no-fund
+	touch $@
+
+$(KV_JS_WASM): $(JS_TOOLCHAIN) wit/state-machine.wit guests/kv-js/build.mjs $(wildcard guests/kv-js/src/*.js)
+	@mkdir -p $(@D)
+	node guests/kv-js/build.mjs $(abspath $@)
+
+## Their logic's unit tests, natively (no WebAssembly).
+test-polyglot:
+	cd guests/kv-python && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest --quiet
+	cd guests/kv-js && node --test test/
+
 ## Quick start 1: a single-node cluster with the built-in counter guest.
 run: setup
 	$(CARGO) run --release --bin raft-host -- --data-dir $(DATA_DIR)
@@ -27,7 +67,7 @@ cluster: setup
 	./examples/local_cluster.sh
 
 ## Quick start 2: the whole test suite (this is what CI runs).
-test: setup
+test: setup guests-polyglot test-polyglot
 	$(CARGO) test --manifest-path guests/Cargo.toml --target-dir target/guests-native
 	$(CARGO) test --workspace
 
@@ -46,10 +86,11 @@ doc: setup
 verify: fmt clippy doc test
 
 ## Benchmarks (see BENCHMARKS.md).
-bench: setup
+bench: setup guests-polyglot
 	$(CARGO) bench --bench storage_fsync
 	$(CARGO) bench --bench single_node
 	$(CARGO) bench --bench cluster
+	$(CARGO) bench --bench guests
 
 ## The fuzz targets on stable over 100k deterministic inputs each (own
 ## target dir: the first build takes a while). Coverage-guided runs:

@@ -6,7 +6,10 @@
 //! As wasmtime's own `test-programs` do, we run a nested `cargo build` for
 //! `wasm32-wasip2` into a separate target dir (so it never waits on the lock
 //! of the outer build) and export each artifact's path as
-//! `IROH_RAFT_GUEST_<NAME>` (e.g. `IROH_RAFT_GUEST_COUNTER`).
+//! `IROH_RAFT_GUEST_<NAME>` (e.g. `IROH_RAFT_GUEST_COUNTER`). The Python and
+//! JavaScript guests' paths are exported the same way
+//! (`IROH_RAFT_GUEST_KV_PYTHON`, `IROH_RAFT_GUEST_KV_JS`), but `make
+//! guests-polyglot` builds them.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,13 @@ const GUESTS: &[&str] = &[
     "no_exports",
 ];
 
+/// Where `make guests-polyglot` puts the guests written in other languages,
+/// under the guests' target dir.
+const POLYGLOT_DIR: &str = "polyglot";
+
+/// The guests built by the Makefile rather than cargo, by artifact name.
+const POLYGLOT_GUESTS: &[&str] = &["kv_python", "kv_js"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
@@ -34,11 +44,16 @@ fn main() {
         .to_path_buf();
     let guests_dir = root.join("guests");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    // Every crate of the guests workspace (cargo scans directories
-    // recursively); `guests/target` is never used, builds go to target/guests.
+    // The workspace manifest and every crate of the guests workspace (cargo
+    // scans directories recursively). Only cargo crates: the Python and
+    // JavaScript guests are built by the Makefile, and watching their
+    // node_modules would make every build walk thousands of files.
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", guests_dir.join(file).display());
+    }
     for entry in std::fs::read_dir(&guests_dir).expect("guests/ exists") {
         let path = entry.expect("readable guests/ entry").path();
-        if path.file_name().is_some_and(|name| name != "target") {
+        if path.join("Cargo.toml").exists() {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }
@@ -48,6 +63,18 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("guests");
     build_guests(&guests_dir, &target_dir);
+
+    // The Python and JavaScript guests are built by `make guests-polyglot`
+    // (their toolchains come from PyPI and npm, not cargo); the tests find
+    // them here and say how to build them when they are missing.
+    let polyglot = target_dir.join(POLYGLOT_DIR);
+    for name in POLYGLOT_GUESTS {
+        println!(
+            "cargo:rustc-env=IROH_RAFT_GUEST_{}={}",
+            name.to_uppercase(),
+            polyglot.join(format!("{name}.wasm")).display()
+        );
+    }
 
     let artifacts = target_dir.join(GUEST_TARGET).join("release");
     for name in GUESTS {

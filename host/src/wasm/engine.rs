@@ -100,6 +100,47 @@ impl std::fmt::Debug for LoadedComponent {
     }
 }
 
+/// A component that is compiled (or was fetched from the cache) but not yet
+/// linked: what [`WasmEngine::compile`] returns, so that its imports and
+/// exports can be listed even when linking it would fail.
+#[derive(Clone)]
+pub struct CompiledComponent {
+    pub hash: ComponentHash,
+    pub size_bytes: u64,
+    /// Whether the compiled code came from the cache (no compilation).
+    pub from_cache: bool,
+    component: Component,
+}
+
+impl std::fmt::Debug for CompiledComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledComponent")
+            .field("hash", &self.hash)
+            .field("size_bytes", &self.size_bytes)
+            .field("from_cache", &self.from_cache)
+            .finish()
+    }
+}
+
+impl CompiledComponent {
+    /// The names of the component's imports (e.g. `wasi:io/poll@0.2.9`), in
+    /// the order the component declares them.
+    pub fn import_names(&self, engine: &WasmEngine) -> Vec<String> {
+        let ty = self.component.component_type();
+        ty.imports(engine.engine())
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// The names of the component's exports.
+    pub fn export_names(&self, engine: &WasmEngine) -> Vec<String> {
+        let ty = self.component.component_type();
+        ty.exports(engine.engine())
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+}
+
 /// Adapts `std::hash::Hasher` (which wasmtime's compatibility hash feeds) to
 /// BLAKE3, whose output is stable across Rust versions.
 struct StableHasher(blake3::Hasher);
@@ -161,6 +202,14 @@ impl WasmEngine {
 
     /// Read a component file and load it (see [`Self::load`]).
     pub fn load_file(&self, path: &Path) -> Result<(LoadedComponent, Vec<u8>), WasmError> {
+        let bytes = Self::read_component_file(path)?;
+        let loaded = self.load(&bytes)?;
+        Ok((loaded, bytes))
+    }
+
+    /// Read a component file, refusing one over [`MAX_COMPONENT_BYTES`]
+    /// before reading it.
+    pub fn read_component_file(path: &Path) -> Result<Vec<u8>, WasmError> {
         let read_err = |source| WasmError::ReadFile {
             path: path.to_path_buf(),
             source,
@@ -172,13 +221,19 @@ impl WasmEngine {
                 limit_bytes: MAX_COMPONENT_BYTES,
             });
         }
-        let bytes = std::fs::read(path).map_err(read_err)?;
-        let loaded = self.load(&bytes)?;
-        Ok((loaded, bytes))
+        std::fs::read(path).map_err(read_err)
     }
 
-    /// Validate and compile (or fetch from the cache) a component.
+    /// Validate and compile (or fetch from the cache) a component, then link
+    /// it: [`Self::compile`] followed by [`Self::link`].
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, WasmError> {
+        let compiled = self.compile(bytes)?;
+        self.link(&compiled)
+    }
+
+    /// Check that `bytes` is a component within the size limit and compile
+    /// it (or fetch the compiled code from the cache).
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, WasmError> {
         check_component_header(bytes)?;
         if bytes.len() as u64 > MAX_COMPONENT_BYTES {
             return Err(WasmError::TooLarge {
@@ -187,18 +242,31 @@ impl WasmEngine {
             });
         }
         let hash = ComponentHash::of(bytes);
-        let component = self.compile_cached(hash, bytes)?;
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            WasmError::UnsupportedImport {
+        let (component, from_cache) = self.compile_cached(hash, bytes)?;
+        Ok(CompiledComponent {
+            hash,
+            size_bytes: bytes.len() as u64,
+            from_cache,
+            component,
+        })
+    }
+
+    /// Resolve a compiled component's imports against the deterministic WASI
+    /// and check that it exports the `state-machine` interface.
+    pub fn link(&self, compiled: &CompiledComponent) -> Result<LoadedComponent, WasmError> {
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&compiled.component)
+            .map_err(|e| WasmError::UnsupportedImport {
                 reason: format!("{e:#}"),
-            }
-        })?;
+            })?;
         let pre = GuestPre::new(instance_pre).map_err(|e| WasmError::InterfaceMismatch {
             reason: format!("{e:#}"),
         })?;
         Ok(LoadedComponent {
-            hash,
-            size_bytes: bytes.len() as u64,
+            hash: compiled.hash,
+            size_bytes: compiled.size_bytes,
             pre,
         })
     }
@@ -208,12 +276,17 @@ impl WasmEngine {
         Some(dir.join(format!("{}-{}.cwasm", hash.to_hex(), self.inner.config_tag)))
     }
 
-    fn compile_cached(&self, hash: ComponentHash, bytes: &[u8]) -> Result<Component, WasmError> {
+    /// The compiled component, and whether it came from the cache.
+    fn compile_cached(
+        &self,
+        hash: ComponentHash,
+        bytes: &[u8],
+    ) -> Result<(Component, bool), WasmError> {
         if let Some(path) = self.cache_path(hash)
             && path.exists()
         {
             match deserialize_cached(&self.inner.engine, &path) {
-                Ok(component) => return Ok(component),
+                Ok(component) => return Ok((component, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e,
                         "ignoring unusable cached component; recompiling");
@@ -229,7 +302,7 @@ impl WasmEngine {
         if let Some(path) = self.cache_path(hash) {
             self.store_cached(&component, &path)?;
         }
-        Ok(component)
+        Ok((component, false))
     }
 
     fn store_cached(&self, component: &Component, path: &Path) -> Result<(), WasmError> {
@@ -241,8 +314,12 @@ impl WasmEngine {
             reason: format!("serializing compiled component: {e:#}"),
         })?;
         // Write to a temporary name and rename, so a crash never leaves a
-        // truncated artifact under the real name.
-        let tmp = path.with_extension("cwasm.tmp");
+        // truncated artifact under the real name. The name is unique per
+        // process and call, so two engines filling one cache dir (the
+        // checker and tests share one) never write the same file.
+        static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("cwasm.{}-{unique}.tmp", std::process::id()));
         std::fs::write(&tmp, &serialized).map_err(cache_err)?;
         std::fs::rename(&tmp, path).map_err(cache_err)?;
         Ok(())

@@ -52,6 +52,9 @@ pub struct GuestInstance {
     inputs: DeterministicInputs,
     limits: GuestLimits,
     poisoned: bool,
+    /// Fuel the component's start-up code (its core start functions and
+    /// initializers) used.
+    startup_fuel_used: u64,
 }
 
 impl std::fmt::Debug for GuestInstance {
@@ -91,13 +94,22 @@ impl GuestInstance {
                 .map_err(|e| WasmError::Instantiate {
                     reason: classify(e, limits.maintenance_fuel).to_string(),
                 })?;
+        let startup_fuel_used = limits
+            .maintenance_fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
         Ok(GuestInstance {
             store,
             bindings,
             inputs,
             limits,
             poisoned: false,
+            startup_fuel_used,
         })
+    }
+
+    /// Fuel the instantiation used (out of the maintenance budget).
+    pub fn startup_fuel_used(&self) -> u64 {
+        self.startup_fuel_used
     }
 
     pub fn is_poisoned(&self) -> bool {

@@ -15,6 +15,7 @@
 //! rule and [`wasi`] for what "deterministic WASI" means here.
 
 mod bindings;
+pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod instance;
@@ -23,7 +24,7 @@ pub mod state_machine;
 pub mod wasi;
 
 pub use bindings::{EntryMeta, GuestInfo};
-pub use engine::{ComponentHash, LoadedComponent, WasmEngine};
+pub use engine::{CompiledComponent, ComponentHash, LoadedComponent, WasmEngine};
 pub use error::{GuestFailure, WasmError};
 pub use limits::GuestLimits;
 pub use state_machine::{ApplyOutcome, RuntimeStats, StateMachine};
