@@ -8,7 +8,8 @@
 //!    (what a node restart pays);
 //! 3. one instantiation (what every restore and rebuild after a trap pays);
 //! 4. time and fuel per `apply` of a kv put, over `PUTS` distinct keys;
-//! 5. snapshot and restore of a store of `SNAPSHOT_KEYS` keys.
+//! 5. the linear memory, and snapshot and restore times, of a store of
+//!    `SNAPSHOT_KEYS` keys.
 //!
 //! Wall-clock numbers are from one machine and vary run to run; fuel is
 //! deterministic.
@@ -124,6 +125,7 @@ fn bench(label: &str, path: &str) {
         let outcome = machine.apply(entry(i as u64 + 1), &put(i)).expect("apply");
         assert!(outcome.result.is_ok(), "{label}");
     }
+    let memory_bytes = machine.memory_bytes();
     let mut snapshot = Vec::new();
     let snapshot_time = median(
         (0..REPEATS)
@@ -148,7 +150,7 @@ fn bench(label: &str, path: &str) {
     );
 
     println!(
-        "| {label} | {:.1} MiB | {:.0} ms | {:.1} ms | {:.2} ms | {:.1} µs / {:.1} µs | {} | {:.0} KiB | {:.1} ms | {:.1} ms |",
+        "| {label} | {:.1} MiB | {:.0} ms | {:.1} ms | {:.2} ms | {:.1} µs / {:.1} µs | {} | {:.1} MiB | {:.0} KiB | {:.1} ms | {:.1} ms |",
         bytes.len() as f64 / (1024.0 * 1024.0),
         ms(cold),
         ms(cached),
@@ -156,6 +158,7 @@ fn bench(label: &str, path: &str) {
         put_p50.as_secs_f64() * 1e6,
         put_p99.as_secs_f64() * 1e6,
         fuel[fuel.len() / 2],
+        memory_bytes as f64 / (1024.0 * 1024.0),
         snapshot.len() as f64 / 1024.0,
         ms(snapshot_time),
         ms(restore_time),
@@ -168,9 +171,9 @@ fn main() {
     );
     println!();
     println!(
-        "| guest | size | compile (cold) | load from cache | start-up | put p50 / p99 | fuel per put | snapshot size | snapshot | restore |"
+        "| guest | size | compile (cold) | load from cache | start-up | put p50 / p99 | fuel per put (median) | memory with 10k keys | snapshot size | snapshot | restore |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, path) in GUESTS {
         bench(label, path);
     }

@@ -12,7 +12,9 @@
 //! This module owns wasmtime: the [`WasmEngine`], compiled components and the
 //! one long-lived `Store` per state machine. It knows nothing about Raft; the
 //! node hands it entries in log order. See [`state_machine`] for the rollback
-//! rule and [`wasi`] for what "deterministic WASI" means here.
+//! rule and [`wasi`] for what "deterministic WASI" means here;
+//! [`conformance`] checks a component against the contract from outside
+//! (`raft-host guest check`).
 
 mod bindings;
 pub mod conformance;

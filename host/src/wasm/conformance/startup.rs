@@ -1,0 +1,208 @@
+//! The checks up to a running instance: `component`, `imports`, `exports`
+//! (compile and link, as [`WasmEngine::load`] does), `start-up` and `info`
+//! (instantiate, as [`StateMachine::new`] does).
+
+use std::time::Instant;
+
+use super::imports::{self, ImportVerdict};
+use super::report::{self, Check, Outcome, Report};
+use super::{CheckOptions, STATE_MACHINE_EXPORT, list, mib, millis};
+use crate::wasm::engine::{LoadedComponent, WasmEngine};
+use crate::wasm::error::WasmError;
+use crate::wasm::instance::GuestInstance;
+use crate::wasm::limits::{GuestLimits, MAX_COMPONENT_BYTES};
+use crate::wasm::state_machine::StateMachine;
+
+/// Compile and link: the `component`, `imports` and `exports` checks.
+pub(super) fn load(
+    report: &mut Report,
+    bytes: &[u8],
+    options: &CheckOptions,
+) -> Option<LoadedComponent> {
+    let engine = match WasmEngine::new(options.cache_dir.clone()) {
+        Ok(engine) => engine,
+        Err(error) => {
+            report.push(Check::fail("component", error.to_string()));
+            return None;
+        }
+    };
+    let started = Instant::now();
+    let compiled = match engine.compile(bytes) {
+        Ok(compiled) => compiled,
+        Err(error) => {
+            report.push(Check::fail("component", error.to_string()));
+            return None;
+        }
+    };
+    let m = &mut report.measurements;
+    m.size_bytes = Some(compiled.size_bytes);
+    m.hash = Some(compiled.hash.to_hex());
+    m.compile_ms = Some(millis(started));
+    m.compiled_from_cache = Some(compiled.from_cache);
+    report.push(Check::pass(
+        "component",
+        format!(
+            "a WebAssembly component of {} (the limit is {}), {} in {:.0} ms",
+            mib(compiled.size_bytes),
+            mib(MAX_COMPONENT_BYTES),
+            if compiled.from_cache {
+                "loaded from the compile cache"
+            } else {
+                "compiled"
+            },
+            millis(started)
+        ),
+    ));
+
+    report.imports = compiled
+        .import_names(&engine)
+        .iter()
+        .map(|name| imports::review(name))
+        .collect();
+    report.exports = compiled.export_names(&engine);
+    let started = Instant::now();
+    let linked = engine.link(&compiled);
+    report.measurements.link_ms = Some(millis(started));
+
+    let unserved: Vec<&ImportVerdict> = report.imports.iter().filter(|i| !i.served).collect();
+    let imports_check = match (&linked, unserved.is_empty()) {
+        (Err(WasmError::UnsupportedImport { reason }), _) => Check::fail(
+            "imports",
+            format!("the host cannot link the component: {reason}"),
+        ),
+        (_, false) => Check::fail(
+            "imports",
+            format!(
+                "{} of {} imports are not served deterministically: {}",
+                unserved.len(),
+                report.imports.len(),
+                list(unserved.iter().map(|i| format!("{} ({})", i.name, i.how)))
+            ),
+        ),
+        (_, true) if report.imports.is_empty() => Check::pass(
+            "imports",
+            "none: the guest needs nothing from the host".into(),
+        ),
+        (_, true) => Check::pass(
+            "imports",
+            format!(
+                "{} imports, all served deterministically by the host (listed below)",
+                report.imports.len()
+            ),
+        ),
+    };
+    let imports_failed = imports_check.outcome == Outcome::Fail;
+    report.push(imports_check);
+
+    let exports_check = if !report.exports.iter().any(|e| e == STATE_MACHINE_EXPORT) {
+        Check::fail(
+            "exports",
+            format!(
+                "does not export {STATE_MACHINE_EXPORT} (exports: {})",
+                if report.exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    report.exports.join(", ")
+                }
+            ),
+        )
+    } else {
+        match &linked {
+            Err(WasmError::InterfaceMismatch { reason }) => Check::fail(
+                "exports",
+                format!("exports {STATE_MACHINE_EXPORT} with the wrong shape: {reason}"),
+            ),
+            Err(_) => Check::skip("exports", "not checked: the component could not be linked"),
+            Ok(_) => Check::pass(
+                "exports",
+                format!("exports {STATE_MACHINE_EXPORT} with the expected functions"),
+            ),
+        }
+    };
+    report.push(exports_check);
+    match linked {
+        Ok(loaded) if !imports_failed => Some(loaded),
+        Ok(_) => None,
+        Err(error) => {
+            if !matches!(
+                error,
+                WasmError::UnsupportedImport { .. } | WasmError::InterfaceMismatch { .. }
+            ) {
+                report.push(Check::fail("link", error.to_string()));
+            }
+            None
+        }
+    }
+}
+
+/// Instantiate as a node does: the `start-up` and `info` checks.
+pub(super) fn start(
+    report: &mut Report,
+    loaded: &LoadedComponent,
+    limits: GuestLimits,
+) -> Option<StateMachine> {
+    let started = Instant::now();
+    let machine = match StateMachine::new(loaded.clone(), limits) {
+        Ok(machine) => machine,
+        Err(error) => {
+            report.push(Check::fail("start-up", error.to_string()));
+            return None;
+        }
+    };
+    report.measurements.startup_ms = Some(millis(started));
+    let info = machine.info().clone();
+    report.guest = Some(report::GuestIdentity {
+        name: info.name.clone(),
+        version: info.version.clone(),
+    });
+    // One more instance, alone, for the cost of one instantiation (what a
+    // rebuild after a trap and every restore pay).
+    let started = Instant::now();
+    let mut instance = match GuestInstance::new(loaded, &info.name, limits) {
+        Ok(instance) => instance,
+        Err(error) => {
+            report.push(Check::fail("start-up", error.to_string()));
+            return None;
+        }
+    };
+    let m = &mut report.measurements;
+    m.instantiate_ms = Some(millis(started));
+    m.startup_fuel = Some(instance.startup_fuel_used());
+    m.memory_after_startup_bytes = Some(instance.memory_bytes());
+    report.push(Check::pass(
+        "start-up",
+        format!(
+            "instantiates in {:.1} ms using {} fuel and {} of linear memory",
+            millis(started),
+            instance.startup_fuel_used(),
+            mib(instance.memory_bytes())
+        ),
+    ));
+
+    let info_check = match instance.info() {
+        _ if info.name.is_empty() || info.version.is_empty() => Check::fail(
+            "info",
+            format!(
+                "name {:?} and version {:?} must both be non-empty",
+                info.name, info.version
+            ),
+        ),
+        Ok(again) if again.name == info.name && again.version == info.version => Check::pass(
+            "info",
+            format!(
+                "{} {}, the same from every instance",
+                info.name, info.version
+            ),
+        ),
+        Ok(again) => Check::fail(
+            "info",
+            format!(
+                "differs between instances: {} {} vs {} {}",
+                info.name, info.version, again.name, again.version
+            ),
+        ),
+        Err(failure) => Check::fail("info", format!("a second instance failed: {failure}")),
+    };
+    report.push(info_check);
+    Some(machine)
+}
