@@ -102,6 +102,18 @@ fn tricky_commands() -> Vec<Vec<u8>> {
     ] {
         commands.push(invalid.to_vec());
     }
+    // Invalid sequences deep inside long commands, around the JavaScript
+    // guest's 64 KiB scan chunks, and at the end of the largest command.
+    for at in [65_535, 65_536, 200_000] {
+        let mut command = b"put k ".to_vec();
+        command.resize(300_000, b'v');
+        command[at - 1..at + 2].copy_from_slice(b"\xe2\x82\x28");
+        commands.push(command);
+    }
+    let mut largest = b"put k ".to_vec();
+    largest.resize(1024 * 1024 - 1, b'v');
+    largest.push(0xc3);
+    commands.push(largest);
     commands
 }
 

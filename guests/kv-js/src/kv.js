@@ -101,32 +101,53 @@ function decodesAsPrefix(bytes) {
   }
 }
 
+/** Bytes the invalid-UTF-8 scan decodes at a time (see `utf8Error`). */
+const UTF8_SCAN_CHUNK_BYTES = 64 * 1024;
+
 /** Describe the first invalid UTF-8 sequence as Rust's Utf8Error does.
  *
  * A byte loop in interpreted JavaScript costs about 2,000 fuel per byte, so
- * the native decoder finds the spot: the longest prefix that decodes in
- * streaming mode ends inside the first invalid sequence (a binary search,
- * about 20 native decodes for 1 MiB). Only that sequence is then examined
- * byte by byte. */
+ * the native decoder finds the spot: one streaming pass finds the chunk
+ * where decoding fails, then a binary search over prefixes of that chunk
+ * (the longest prefix that decodes in streaming mode ends inside the first
+ * invalid sequence). About two native decodes of the input in all; only the
+ * invalid sequence itself is examined byte by byte. */
 export function utf8Error(bytes) {
+  const scanner = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  for (let base = 0; base < bytes.length; base += UTF8_SCAN_CHUNK_BYTES) {
+    const end = Math.min(bytes.length, base + UTF8_SCAN_CHUNK_BYTES);
+    try {
+      scanner.decode(bytes.subarray(base, end), { stream: true });
+    } catch {
+      const from = pendingStart(bytes, base);
+      return sequenceError(bytes, from + invalidStart(bytes.subarray(from, end)));
+    }
+  }
+  // Every chunk decoded: the input ends inside a character.
+  return sequenceError(bytes, pendingStart(bytes, bytes.length));
+}
+
+/** Where the character left unfinished at `end` starts (`end` if none). */
+function pendingStart(bytes, end) {
+  for (let back = 1; back <= 3 && end - back >= 0; back++) {
+    const byte = bytes[end - back];
+    if (byte >= 0xc0) return charWidth(byte) > back ? end - back : end;
+    if (byte < 0x80) return end;
+  }
+  return end;
+}
+
+/** Where the first invalid sequence of `window` starts; `window` starts on a
+ * character boundary and holds one. */
+function invalidStart(window) {
   let low = 0;
-  let high = bytes.length;
+  let high = window.length;
   while (low < high) {
     const middle = Math.ceil((low + high) / 2);
-    if (decodesAsPrefix(bytes.subarray(0, middle))) low = middle;
+    if (decodesAsPrefix(window.subarray(0, middle))) low = middle;
     else high = middle - 1;
   }
-  // The prefix may end with the valid start of the invalid sequence.
-  let start = low;
-  for (let back = 1; back <= 3 && low - back >= 0; back++) {
-    const byte = bytes[low - back];
-    if (byte >= 0xc0) {
-      if (charWidth(byte) > back) start = low - back;
-      break;
-    }
-    if (byte < 0x80) break;
-  }
-  return sequenceError(bytes, start);
+  return pendingStart(window, low);
 }
 
 /** The error of the invalid sequence starting at `start`. */

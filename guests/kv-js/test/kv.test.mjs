@@ -60,6 +60,15 @@ test('invalid UTF-8 is described as Rust describes it', () => {
   const long = new Uint8Array(1 << 20).fill(0x61);
   long[long.length - 1] = 0xc3;
   assert.equal(utf8Error(long), `incomplete utf-8 byte sequence from index ${long.length - 1}`);
+  // Errors at and around the scan's chunk boundaries (64 KiB).
+  for (const at of [65535, 65536, 65537, 131071, 200000]) {
+    const bytes = new Uint8Array(300000).fill(0x61);
+    bytes.set([0xe2, 0x82, 0x28], at - 1);
+    assert.equal(utf8Error(bytes), `invalid utf-8 sequence of 2 bytes from index ${at - 1}`, `at ${at}`);
+    const lone = new Uint8Array(300000).fill(0x61);
+    lone[at] = 0xff;
+    assert.equal(utf8Error(lone), `invalid utf-8 sequence of 1 bytes from index ${at}`, `at ${at}`);
+  }
 });
 
 test('keys order and measure as UTF-8', () => {
