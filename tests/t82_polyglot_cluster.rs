@@ -1,7 +1,9 @@
 //! The Python and JavaScript kv guests in real three-node clusters:
 //! `raft-host` processes over iroh on loopback, writes through the leader
-//! and through a follower, a guest error replicated as a result, and a
-//! follower killed and restarted that rebuilds its guest from the log.
+//! and through a follower, a guest error replicated as a result, snapshots
+//! taken by the guests, and a follower killed while the others compact
+//! their logs, which can then only catch up by restoring a snapshot into
+//! its guest.
 
 mod common;
 mod polyglot;
@@ -15,6 +17,11 @@ use iroh_raft::api::ApiClient;
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a waiting test re-checks the cluster.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Small snapshot intervals, so the guests' `snapshot` and `restore` run
+/// inside the nodes within a few dozen entries.
+const SNAPSHOT_ARGS: &[&str] = &["--snapshot-every", "10", "--snapshot-keep-entries", "2"];
+/// Entries written while a follower is down: several snapshot intervals.
+const WRITES_WHILE_DOWN: usize = 40;
 
 fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     common::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
@@ -44,6 +51,8 @@ impl Member {
             "--guest".into(),
             polyglot::guest_path(guest).display().to_string(),
         ];
+        let mut args = args;
+        args.extend(SNAPSHOT_ARGS.iter().map(|a| a.to_string()));
         Member {
             id,
             args,
@@ -147,24 +156,41 @@ fn exercise(guest: &str, expected_name: &str) {
         assert_eq!(status.guest.name, expected_name);
     }
 
-    // A follower goes down, misses writes, and comes back: it replays the
-    // log into a fresh instance of the guest and catches up.
+    // A follower goes down and misses several snapshot intervals while the
+    // others compact their logs: it can only catch up by installing a
+    // snapshot, which its node hands to the guest's `restore`.
     let down = members
         .iter()
         .position(|m| m.id != leader_id)
         .expect("a follower");
     members[down].process.take().expect("running").kill();
-    for i in 0..20 {
+    for i in 0..WRITES_WHILE_DOWN {
         assert_eq!(
             propose(leader_of(&members), &format!("put n{i} {i}")),
             Ok("OK".into())
         );
     }
+    let leader_snapshot = leader_of(&members)
+        .client()
+        .status()
+        .expect("status")
+        .snapshot_index
+        .expect("the leader's guest took a snapshot");
     let args = members[down].args.clone();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     members[down].process = Some(NodeProcess::start(members[down].dir.path(), &args));
-    wait_all_see(&members, "n19", "19");
+    let last = format!("n{}", WRITES_WHILE_DOWN - 1);
+    wait_all_see(&members, &last, &(WRITES_WHILE_DOWN - 1).to_string());
     wait_all_see(&members, "greeting", "hello, cluster");
+    let restored = members[down].client().status().expect("status");
+    assert!(
+        restored
+            .snapshot_index
+            .is_some_and(|index| index >= leader_snapshot),
+        "node {} caught up through a snapshot at or after {leader_snapshot}: {:?}",
+        restored.id,
+        restored.snapshot_index
+    );
     let counts: Vec<String> = members
         .iter()
         .map(|m| {
@@ -176,7 +202,8 @@ fn exercise(guest: &str, expected_name: &str) {
                 .expect("text")
         })
         .collect();
-    assert!(counts.iter().all(|c| c == "22"), "{counts:?}");
+    let expected = (WRITES_WHILE_DOWN + 2).to_string();
+    assert!(counts.iter().all(|c| *c == expected), "{counts:?}");
 }
 
 fn leader_of(members: &[Member]) -> &Member {
