@@ -18,7 +18,13 @@
 //!    result before the next): committed-and-applied ops/s, p50/p99/p99.9;
 //! 2. the same through a follower (forwarded to the leader over iroh), 1 and
 //!    64 clients;
-//! 3. leader failover: the leader's node and endpoint go away (a crash as its
+//! 3. reads (`reads`): `get` through the leader and a follower at each
+//!    consistency level (linearizable, lease, stale), 16 clients;
+//! 4. a node added to a cluster holding 100,000 keys (`add-node`): the
+//!    snapshot's size and the time to take it, the time to restore it into a
+//!    fresh guest, and the time until `add-node` returns (the new node caught
+//!    up through the snapshot and was promoted);
+//! 5. leader failover: the leader's node and endpoint go away (a crash as its
 //!    peers see it); the time until a write commits through a survivor.
 
 use std::collections::BTreeMap;
@@ -28,7 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use iroh::Endpoint;
 use iroh::protocol::Router;
-use iroh_raft::node::{self, ClusterMode, GuestSource, MembershipChange, NodeConfig, NodeHandle};
+use iroh_raft::node::{
+    self, ClusterMode, Consistency, GuestSource, MembershipChange, NodeConfig, NodeHandle,
+};
 use iroh_raft::transport::{
     IrohTransport, NodeTicket, PeerDirectory, RelayChoice, TransportConfig, identity,
 };
@@ -44,6 +52,12 @@ const KEY_SPACE: u64 = 1 << 16;
 /// Client counts of the runs through the leader and through a follower.
 const LEADER_CLIENTS: [usize; 4] = [1, 16, 64, 256];
 const FOLLOWER_CLIENTS: [usize; 2] = [1, 64];
+/// Keys the cluster holds before a node is added (`add-node`).
+const ADD_NODE_KEYS: u64 = 100_000;
+/// Clients of the read runs.
+const READ_CLIENTS: usize = 16;
+/// How long adding a node holding [`ADD_NODE_KEYS`] keys may take.
+const ADD_NODE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the cluster may take to form or converge.
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a waiting step re-checks the nodes.
@@ -214,29 +228,42 @@ async fn start_cluster() -> anyhow::Result<Vec<Member>> {
     .await?;
     let mut members = vec![first];
     for id in 2..=CLUSTER_SIZE {
-        let bound = bind(id).await?;
-        let change = MembershipChange::AddVoter {
-            id,
-            addr: bound.transport.local_addr(),
-        };
-        members[0]
-            .node
-            .change_membership(change)
-            .await
-            .with_context(|| format!("adding node {id}"))?;
-        // The leader's allowlist follows the applied configuration a moment
-        // after the change is acknowledged: ask until it lists this node.
-        let leader_ticket = members[0].ticket.clone();
-        let transport = &bound.transport;
-        let fetched = wait_for("the membership", || async {
-            let fetched = transport.fetch_members(&leader_ticket).await.ok()?;
-            fetched.contains_key(&id).then_some(fetched)
-        })
-        .await?;
-        members.push(start(bound, ClusterMode::Join { members: fetched })?);
+        let (member, _) = add_member(&members[0], id).await?;
+        members.push(member);
     }
     converge(&members).await?;
     Ok(members)
+}
+
+/// Add node `id` through `leader` the way an operator does: ask for the
+/// change (it joins as a learner and is promoted once caught up), start the
+/// node once the membership lists it, wait until the change is done.
+/// Returns the node and the time `add-node` took.
+async fn add_member(leader: &Member, id: u64) -> anyhow::Result<(Member, Duration)> {
+    let bound = bind(id).await?;
+    let change = MembershipChange::AddVoter {
+        id,
+        addr: bound.transport.local_addr(),
+    };
+    let started = Instant::now();
+    let node = leader.node.clone();
+    let added = tokio::spawn(async move { node.change_membership(change).await });
+    // The leader's allowlist follows the applied configuration: ask until it
+    // lists this node.
+    let leader_ticket = leader.ticket.clone();
+    let transport = &bound.transport;
+    let fetched = wait_for("the membership", || async {
+        let fetched = transport.fetch_members(&leader_ticket).await.ok()?;
+        fetched.contains_key(&id).then_some(fetched)
+    })
+    .await?;
+    let member = start(bound, ClusterMode::Join { members: fetched })?;
+    tokio::time::timeout(ADD_NODE_TIMEOUT, added)
+        .await
+        .context("adding the node timed out")?
+        .context("the add task")?
+        .with_context(|| format!("adding node {id}"))?;
+    Ok((member, started.elapsed()))
 }
 
 /// Wait until every member reports the same applied index; returns it.
@@ -245,7 +272,7 @@ async fn converge(members: &[Member]) -> anyhow::Result<u64> {
         let mut indexes = Vec::new();
         for member in members {
             let status = member.node.status().await.ok()?;
-            if status.voters.len() as u64 != CLUSTER_SIZE {
+            if (status.voters.len() as u64) < CLUSTER_SIZE {
                 return None;
             }
             indexes.push(status.applied_index);
@@ -295,13 +322,13 @@ impl Report {
         self.latencies.sort();
         if self.latencies.is_empty() {
             println!(
-                "{path:<10} {clients:>7}   no write succeeded ({} errors)",
+                "{path:<22} {clients:>7}   no write succeeded ({} errors)",
                 self.errors
             );
             return;
         }
         println!(
-            "{path:<10} {clients:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>6} {:>9.0} {:>6.2}",
+            "{path:<22} {clients:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>6} {:>9.0} {:>6.2}",
             self.ops as f64 / self.elapsed.as_secs_f64(),
             self.percentile_us(0.50),
             self.percentile_us(0.99),
@@ -362,6 +389,114 @@ async fn run_clients(node: &NodeHandle, clients: usize, duration: Duration) -> R
     report.elapsed = started.elapsed();
     report.ops = report.latencies.len();
     report
+}
+
+/// `clients` tasks reading `get <key>` at `consistency` for `duration`.
+async fn run_readers(
+    node: &NodeHandle,
+    clients: usize,
+    duration: Duration,
+    consistency: Consistency,
+) -> Report {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = client as u64 * 7919;
+            while started.elapsed() < duration {
+                let key = format!("k{:0width$}", n % KEY_SPACE, width = KEY_BYTES - 1);
+                n += 1;
+                let t = Instant::now();
+                match node.query_with(format!("get {key}").into_bytes(), consistency).await {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut report = Report {
+        ops: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        cpu: Duration::ZERO,
+    };
+    for task in tasks {
+        let (latencies, errors) = task.await.expect("a reader task");
+        report.latencies.extend(latencies);
+        report.errors += errors;
+    }
+    report.elapsed = started.elapsed();
+    report.ops = report.latencies.len();
+    report
+}
+
+/// Fill the cluster with [`ADD_NODE_KEYS`] distinct keys, snapshot it, time
+/// restoring that snapshot into a fresh guest, then add a fourth node.
+async fn add_node_with_state(members: &mut Vec<Member>, leader: usize) -> anyhow::Result<()> {
+    let value: String = "v".repeat(VALUE_BYTES);
+    let loading = Instant::now();
+    let mut tasks = Vec::new();
+    const LOADERS: u64 = 64;
+    for client in 0..LOADERS {
+        let node = members[leader].node.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = client;
+            while n < ADD_NODE_KEYS {
+                let command = format!("put n{n:0width$} {value}", width = KEY_BYTES - 1);
+                if node.propose(command.into_bytes()).await.is_ok() {
+                    n += LOADERS;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a loader task")?;
+    }
+    let loaded = loading.elapsed();
+    let taking = Instant::now();
+    let info = members[leader].node.snapshot().await?;
+    let took = taking.elapsed();
+
+    // What a follower does with the file: read and verify it, instantiate
+    // its component, restore the guest state.
+    let restoring = Instant::now();
+    let loaded_snapshot = node::snapshot::read(std::path::Path::new(&info.path))?;
+    let engine = iroh_raft::wasm::WasmEngine::new(None)?;
+    let component = engine.load(loaded_snapshot.component())?;
+    let mut machine = iroh_raft::wasm::StateMachine::new(component, GuestLimits::default())?;
+    let entry = iroh_raft::wasm::EntryContext {
+        index: loaded_snapshot.header.index,
+        term: loaded_snapshot.header.term,
+        timestamp_ms: loaded_snapshot.header.last_entry_timestamp_ms,
+    };
+    machine.restore(entry, loaded_snapshot.state())?;
+    let restore_took = restoring.elapsed();
+
+    let (member, add_took) = add_member(&members[leader], CLUSTER_SIZE + 1).await?;
+    let status = member.node.status().await?;
+    println!(
+        "add-node: {ADD_NODE_KEYS} keys ({KEY_BYTES}-byte keys, {VALUE_BYTES}-byte values) \
+         loaded in {:.1} s; snapshot at index {}: {:.1} MiB file ({:.1} MiB guest state), \
+         taken in {:.0} ms; read + verify + instantiate + restore {:.0} ms; add-node \
+         (learner, snapshot over iroh, install, catch-up, promotion) {:.0} ms; \
+         the new node installed the snapshot at {:?}",
+        loaded.as_secs_f64(),
+        info.index,
+        info.file_bytes as f64 / (1024.0 * 1024.0),
+        loaded_snapshot.header.state_len as f64 / (1024.0 * 1024.0),
+        took.as_secs_f64() * 1e3,
+        restore_took.as_secs_f64() * 1e3,
+        add_took.as_secs_f64() * 1e3,
+        status.snapshot_index,
+    );
+    members.push(member);
+    Ok(())
 }
 
 /// Crash the leader (node stopped, endpoint closed) and time the first write
@@ -458,7 +593,7 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
         members[follower].id
     );
     println!(
-        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>6}",
+        "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>6}",
         "path",
         "clients",
         "ops/s",
@@ -489,6 +624,23 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
         }
         // Followers may trail at the end of a run; start the next one level.
         converge(&members).await?;
+    }
+    if selected("reads") {
+        for (through, path) in [(leader, "leader"), (follower, "follower")] {
+            for consistency in [
+                Consistency::Linearizable,
+                Consistency::Lease,
+                Consistency::Stale,
+            ] {
+                let mut report =
+                    run_readers(&members[through].node, READ_CLIENTS, duration, consistency)
+                        .await;
+                report.print(&format!("{path}-{consistency:?}").to_lowercase(), READ_CLIENTS);
+            }
+        }
+    }
+    if selected("add-node") {
+        add_node_with_state(&mut members, leader).await?;
     }
     if selected("failover") {
         failover(&mut members, leader).await?;

@@ -281,5 +281,17 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows what the node logged last.
+            let lines: Vec<String> = self.stderr_lines.try_iter().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..];
+            eprintln!("--- last log lines of the node at {} ---", self.api_url);
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
     }
 }
+
+/// Log lines of each node printed when a test fails.
+pub const LOG_LINES_ON_FAILURE: usize = 40;

@@ -144,6 +144,10 @@ struct PendingPromotion {
     reply: Option<ProposalReply>,
     /// The promotion has been proposed (at this index).
     proposed_at: Option<u64>,
+    /// The learner must hold the log at least up to here (the entry that
+    /// made it a learner) before it can be promoted: proof it is alive and
+    /// replicating, not merely close to a short log.
+    min_match: u64,
 }
 
 /// The snapshot bookkeeping of a node.
@@ -293,14 +297,36 @@ impl NodeCore {
         self.leave_joint_if_stuck();
     }
 
+    /// A leader that is leaving (in the outgoing half of a joint
+    /// configuration only) hands leadership to the best incoming voter.
+    fn hand_over_if_leaving(&mut self) {
+        let me = self.raw.raft.id;
+        let leaving = !self.storage.conf_state().voters.contains(&me);
+        if leaving
+            && self.raw.raft.state == StateRole::Leader
+            && self.raw.raft.lead_transferee.is_none()
+            && let Some(next) = self.best_successor()
+        {
+            tracing::info!(to = next, "this leader is leaving the cluster; handing leadership over");
+            self.lease_until = None;
+            self.raw.transfer_leader(next);
+        }
+    }
+
     /// raft-rs leaves a joint configuration automatically only if the leader
-    /// that entered it applies it; a later leader finishes the job.
+    /// that entered it applies it (and never for an explicit one); a leader
+    /// in the incoming configuration finishes the job.
     fn leave_joint_if_stuck(&mut self) {
         let raft = &self.raw.raft;
+        let conf = self.storage.conf_state();
         if raft.state != StateRole::Leader
             || raft.has_pending_conf()
-            || self.storage.conf_state().voters_outgoing.is_empty()
+            || conf.voters_outgoing.is_empty()
         {
+            return;
+        }
+        if !conf.voters.contains(&raft.id) {
+            self.hand_over_if_leaving();
             return;
         }
         tracing::info!("leaving a joint configuration a previous leader entered");
@@ -467,6 +493,8 @@ impl NodeCore {
 
     pub fn view(&self) -> RaftView {
         let raft = &self.raw.raft;
+        let mut voters = self.storage.conf_state().voters;
+        voters.sort_unstable();
         RaftView {
             id: raft.id,
             role: raft.state,
@@ -474,7 +502,7 @@ impl NodeCore {
             leader_id: self.leader_id(),
             commit_index: raft.raft_log.committed,
             last_index: raft.raft_log.last_index(),
-            voters: self.storage.conf_state().voters,
+            voters,
             pending_proposals: self.pending.len(),
             members: self.member_views(),
         }
@@ -557,13 +585,9 @@ impl NodeCore {
                 Ok(None)
             }
             MembershipChange::AddVoter { id, addr } => {
-                let at = self.propose_changes(
-                    &[(ConfChangeType::AddLearnerNode, id)],
-                    Some((id, &addr)),
-                )?;
-                self.schedule_promotion(id, None, now);
+                self.propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))?;
                 // Answered when the promotion applies, not now.
-                let _ = at;
+                self.schedule_promotion(id, None, now);
                 Ok(None)
             }
             MembershipChange::AddLearner { id, .. } if is_voter(&id) || is_learner(&id) => {
@@ -578,6 +602,19 @@ impl NodeCore {
                 }
                 if is_voter(&id) && conf.voters.len() == 1 {
                     return invalid("refusing to remove the last voter".into());
+                }
+                if id == self.raw.raft.id {
+                    // raft-rs cannot run a leader outside the configuration:
+                    // enter a joint configuration without this node (it
+                    // still counts in the outgoing half), hand leadership
+                    // over, and let the next leader leave the joint state.
+                    return self
+                        .propose_changes_with(
+                            &[(ConfChangeType::RemoveNode, id)],
+                            None,
+                            Some(ConfChangeTransition::Explicit),
+                        )
+                        .map(Some);
                 }
                 self.propose_changes(&[(ConfChangeType::RemoveNode, id)], None)
                     .map(Some)
@@ -604,6 +641,7 @@ impl NodeCore {
                 started: now,
                 reply: None,
                 proposed_at: None,
+                min_match: self.raw.raft.raft_log.last_index(),
             },
         );
     }
@@ -615,6 +653,19 @@ impl NodeCore {
         changes: &[(ConfChangeType, u64)],
         address: Option<(u64, &PeerAddr)>,
     ) -> Result<(u64, u64), ClientError> {
+        let transition = (changes.len() > 1).then_some(ConfChangeTransition::Implicit);
+        self.propose_changes_with(changes, address, transition)
+    }
+
+    /// As [`Self::propose_changes`], through a joint configuration when
+    /// `transition` is given (`Implicit`: left automatically; `Explicit`:
+    /// left by a later empty change).
+    fn propose_changes_with(
+        &mut self,
+        changes: &[(ConfChangeType, u64)],
+        address: Option<(u64, &PeerAddr)>,
+        transition: Option<ConfChangeTransition>,
+    ) -> Result<(u64, u64), ClientError> {
         let mut cc = ConfChangeV2::default();
         for (change_type, node_id) in changes {
             let mut single = ConfChangeSingle::default();
@@ -622,8 +673,8 @@ impl NodeCore {
             single.node_id = *node_id;
             cc.mut_changes().push(single);
         }
-        if changes.len() > 1 {
-            cc.set_transition(ConfChangeTransition::Implicit);
+        if let Some(transition) = transition {
+            cc.set_transition(transition);
         }
         if let Some((id, addr)) = address {
             // The address rides in the change itself, so every replica's
@@ -686,7 +737,7 @@ impl NodeCore {
                 continue;
             }
             let matched = self.raw.raft.prs().get(id).map_or(0, |p| p.matched);
-            if matched + PROMOTION_LAG_ENTRIES < last_index {
+            if matched < promotion.min_match || matched + PROMOTION_LAG_ENTRIES < last_index {
                 continue;
             }
             let mut changes = vec![(ConfChangeType::AddNode, id)];
@@ -976,18 +1027,7 @@ impl NodeCore {
         tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners,
             outgoing = ?conf_state.voters_outgoing, "membership changed");
         out.members = Some(self.members.clone());
-        let me = self.raw.raft.id;
-        let removed_self = !conf_state.voters.contains(&me)
-            && !conf_state.voters_outgoing.contains(&me)
-            && !conf_state.learners.contains(&me);
-        if removed_self && self.raw.raft.state == StateRole::Leader {
-            // A removed leader hands over at once instead of leaving the
-            // cluster leaderless for an election timeout.
-            if let Some(next) = self.best_successor() {
-                tracing::info!(to = next, "this leader was removed; handing leadership over");
-                self.raw.transfer_leader(next);
-            }
-        }
+        self.hand_over_if_leaving();
         Ok(Payload::Noop)
     }
 
@@ -1030,7 +1070,7 @@ impl NodeCore {
         if state.in_flight {
             return None;
         }
-        let asked = !state.waiting.is_empty();
+        let asked = !state.waiting.is_empty() || self.storage.take_snapshot_wanted();
         if !asked && !state.policy.due(state.entries_since, state.bytes_since) {
             return None;
         }

@@ -125,6 +125,9 @@ struct Inner {
     failure: OnceLock<String>,
     /// Bench-only switch, see [`SledStorage::set_fdatasync_for_bench`].
     fdatasync: AtomicBool,
+    /// Raft asked for a snapshot the stored one cannot serve (too old, or
+    /// from before the receiving peer joined); the node takes a new one.
+    snapshot_wanted: AtomicBool,
 }
 
 struct State {
@@ -193,6 +196,7 @@ impl SledStorage {
                 }),
                 failure: OnceLock::new(),
                 fdatasync: AtomicBool::new(true),
+                snapshot_wanted: AtomicBool::new(false),
             }),
         };
         if recovered.is_new {
@@ -486,6 +490,12 @@ impl SledStorage {
         )?;
         state.cache.log.compact_to(compact_index);
         Ok(())
+    }
+
+    /// Whether Raft needed a newer snapshot than the stored one since the
+    /// last call (clears the flag).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.inner.snapshot_wanted.swap(false, Ordering::Relaxed)
     }
 
     /// Index and term of the stored snapshot, if there is one.

@@ -93,19 +93,33 @@ impl raft::Storage for SledStorage {
         Ok(self.inner.read().cache.last_index())
     }
 
-    /// The stored snapshot if its index is at least `request_index`, otherwise
-    /// `SnapshotTemporarilyUnavailable` so raft-rs retries once the host has
-    /// taken a newer one. (Unlike `MemStorage`, which fabricates an empty
+    /// The stored snapshot if its index is at least `request_index` and its
+    /// configuration includes `to`, otherwise `SnapshotTemporarilyUnavailable`
+    /// (and a flag, see `take_snapshot_wanted`) so raft-rs retries once the
+    /// host has taken a newer one. (Unlike `MemStorage`, which fabricates an empty
     /// snapshot at the commit index, this serves real data and never rewrites a
     /// snapshot's index.)
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let state = self.inner.read();
+        // A peer restores only a snapshot whose configuration includes it
+        // (raft-rs refuses others), so a node added after the stored
+        // snapshot needs a newer one.
+        let includes = |meta: &raft::prelude::SnapshotMetadata| {
+            let conf = meta.get_conf_state();
+            conf.voters.contains(&to)
+                || conf.learners.contains(&to)
+                || conf.voters_outgoing.contains(&to)
+                || conf.learners_next.contains(&to)
+        };
         let Some(meta) = state
             .cache
             .snapshot
             .as_ref()
-            .filter(|meta| meta.index >= request_index)
+            .filter(|meta| meta.index >= request_index && includes(meta))
         else {
+            self.inner
+                .snapshot_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(raft::Error::Store(
                 raft::StorageError::SnapshotTemporarilyUnavailable,
             ));
