@@ -100,6 +100,7 @@ pub(super) fn run_script_observed(
     let mut apply_us = Vec::new();
     let mut query_fuel = Vec::new();
     let mut peak_memory = machine.memory_bytes();
+    let mut max_growth = 0u64;
     for (position, step) in script.iter().enumerate() {
         let before = match machine.snapshot() {
             Ok(bytes) => bytes,
@@ -111,6 +112,7 @@ pub(super) fn run_script_observed(
                 return None;
             }
         };
+        let memory_before = machine.memory_bytes();
         let started = Instant::now();
         let outcome = execute(&mut machine, position, step);
         let elapsed_us = started.elapsed().as_secs_f64() * 1e6;
@@ -125,6 +127,8 @@ pub(super) fn run_script_observed(
             }
         };
         peak_memory = peak_memory.max(machine.memory_bytes());
+        // After a trap the instance is a rebuilt one; growth is then 0.
+        max_growth = max_growth.max(machine.memory_bytes().saturating_sub(memory_before));
         let after = match machine.snapshot() {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -170,6 +174,7 @@ pub(super) fn run_script_observed(
     m.apply_us = Spread::of(&apply_us);
     m.query_fuel = Spread::of(&query_fuel);
     m.peak_memory_bytes = Some(peak_memory);
+    m.max_step_memory_growth_bytes = Some(max_growth);
 
     let ok = results.iter().filter(|r| r.result.is_ok()).count();
     let rejected = results

@@ -121,6 +121,8 @@ pub struct Measurements {
     pub apply_us: Option<Spread>,
     pub query_fuel: Option<Spread>,
     pub peak_memory_bytes: Option<u64>,
+    /// The most linear memory one step of the script added.
+    pub max_step_memory_growth_bytes: Option<u64>,
     /// The snapshot after the script.
     pub snapshot_bytes: Option<u64>,
     pub snapshot_ms: Option<f64>,
@@ -248,9 +250,10 @@ impl Report {
                 fuel.median, fuel.max
             ));
         }
-        if let Some(peak) = m.peak_memory_bytes {
+        if let (Some(peak), Some(growth)) = (m.peak_memory_bytes, m.max_step_memory_growth_bytes) {
             lines.push(format!(
-                "peak linear memory during the script: {peak} bytes"
+                "linear memory: peak {peak} bytes during the script, at most {growth} bytes \
+                 added by one step"
             ));
         }
         if let (Some(bytes), Some(snapshot), Some(restore)) =

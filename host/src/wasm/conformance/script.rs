@@ -28,6 +28,9 @@ pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
 /// since a guest never sees a larger command.
 pub const MAX_SCRIPT_COMMAND_BYTES: usize = 1024 * 1024;
 
+/// Longest command, or unknown verb, quoted in a report line or an error.
+const MAX_QUOTED_CHARS: usize = 60;
+
 /// One call of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -58,8 +61,6 @@ impl Step {
 /// `verb text` for short text, `verb-base64 ...` otherwise, cut to a
 /// readable length.
 pub(crate) fn describe_bytes(verb: &str, bytes: &[u8]) -> String {
-    /// Longest command quoted in a report line.
-    const MAX_QUOTED_CHARS: usize = 60;
     let (verb, text) = match std::str::from_utf8(bytes) {
         Ok(text) if !text.chars().any(char::is_control) => (verb.to_string(), text.to_string()),
         _ => (format!("{verb}-base64"), BASE64.encode(bytes)),
@@ -139,7 +140,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, ScriptError> {
             other => {
                 return Err(ScriptError::UnknownVerb {
                     line: line_no,
-                    got: other.chars().take(40).collect(),
+                    got: other.chars().take(MAX_QUOTED_CHARS).collect(),
                 });
             }
         };
