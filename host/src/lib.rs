@@ -20,6 +20,7 @@
 //! - [`wasm`]: the only module that touches wasmtime; deterministic guests.
 //! - [`api`]: the HTTP/JSON API and its client.
 //! - [`metrics`]: Prometheus metrics, served by the API at `GET /metrics`.
+//! - [`linearizability`]: checks recorded client histories (tests, simulator).
 //!
 //! ## Running a single node from code
 //!
@@ -39,6 +40,7 @@
 
 pub mod api;
 pub mod error;
+pub mod linearizability;
 pub mod metrics;
 pub mod node;
 pub mod storage;
