@@ -45,6 +45,13 @@ fn t56_restart_after_compaction_recovers_from_snapshot_and_tail() {
         "the log was compacted: first index {}",
         status.first_log_index
     );
+    // Disk use stays bounded: one snapshot file, and a log no longer than
+    // the snapshot interval plus the entries kept behind it.
+    let files: Vec<_> = std::fs::read_dir(node.dir.path().join("snapshots"))
+        .expect("snapshot dir")
+        .collect();
+    assert_eq!(files.len(), 1, "older snapshot files are deleted");
+    assert!(status.last_index - status.first_log_index < 25 + 5 + 1);
     // A write after the last snapshot lives only in the log tail.
     put(&client, "tail", "yes");
 
@@ -57,14 +64,30 @@ fn t56_restart_after_compaction_recovers_from_snapshot_and_tail() {
         "recovered from the snapshot, not a full replay ({} entries applied)",
         status.guest.applied_entries
     );
-    assert_eq!(node.query("count", Consistency::Linearizable).as_deref(), Some("111"));
-    assert_eq!(node.query("get k0", Consistency::Linearizable).as_deref(), Some("v0"));
-    assert_eq!(node.query("get k109", Consistency::Linearizable).as_deref(), Some("v109"));
-    assert_eq!(node.query("get tail", Consistency::Linearizable).as_deref(), Some("yes"));
+    assert_eq!(
+        node.query("count", Consistency::Linearizable).as_deref(),
+        Some("111")
+    );
+    assert_eq!(
+        node.query("get k0", Consistency::Linearizable).as_deref(),
+        Some("v0")
+    );
+    assert_eq!(
+        node.query("get k109", Consistency::Linearizable).as_deref(),
+        Some("v109")
+    );
+    assert_eq!(
+        node.query("get tail", Consistency::Linearizable).as_deref(),
+        Some("yes")
+    );
 
     // `raft-host snapshot` takes one on demand; the log shrinks behind it.
     let out = node.process().cli(&["snapshot"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = node.status();
     assert_eq!(status.snapshot_index, Some(status.applied_index));
 }
@@ -195,7 +218,10 @@ fn t56_grow_shrink_replace_and_remove_the_leader_while_writing() {
 
     // Unsafe changes are refused with a clear error.
     let leader = cluster.leader();
-    let refused = cluster.member(leader).process().cli(&["add-node", &cluster.member(2).process().ticket]);
+    let refused = cluster
+        .member(leader)
+        .process()
+        .cli(&["add-node", &cluster.member(2).process().ticket]);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("already a voter"),
@@ -237,7 +263,10 @@ fn t56_grow_shrink_replace_and_remove_the_leader_while_writing() {
         .expect("another voter")
         .to_string();
     wait_for("the joint configuration to be left", || {
-        let out = cluster.member(new_leader).process().cli(&["remove-node", &other]);
+        let out = cluster
+            .member(new_leader)
+            .process()
+            .cli(&["remove-node", &other]);
         out.status.success().then_some(())
     });
     let refused = cluster
@@ -250,7 +279,11 @@ fn t56_grow_shrink_replace_and_remove_the_leader_while_writing() {
     // A few more writes after all of it, then: nothing acknowledged is lost.
     std::thread::sleep(Duration::from_millis(300));
     let acknowledged = writer.finish();
-    assert!(acknowledged.len() > 20, "writes went on: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 20,
+        "writes went on: {}",
+        acknowledged.len()
+    );
     let survivor = cluster.member(new_leader);
     for key in &acknowledged {
         assert!(
@@ -312,13 +345,19 @@ fn t56_an_isolated_leader_serves_no_linearizable_read() {
     let refused = isolated
         .client()
         .query_with(b"get k", Consistency::Linearizable);
-    assert!(refused.is_err(), "a linearizable read needs a quorum: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a linearizable read needs a quorum: {refused:?}"
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
     // Once the lease ran out, lease reads are refused too; stale reads are
     // served from local state when asked for.
     let lease = isolated.client().query_with(b"get k", Consistency::Lease);
     assert!(lease.is_err(), "an expired lease serves nothing: {lease:?}");
-    assert_eq!(isolated.query("get k", Consistency::Stale).as_deref(), Some("1"));
+    assert_eq!(
+        isolated.query("get k", Consistency::Stale).as_deref(),
+        Some("1")
+    );
     for id in &followers {
         signal(cluster.member(*id), "CONT");
     }
@@ -357,21 +396,37 @@ fn t56_backup_and_restore_into_a_new_cluster() {
     let out = follower
         .process()
         .cli(&["backup", backup.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut restored = Member::new(1, "kv", &[]);
     // The backup carries the guest: no --guest.
     restored.args.truncate(4);
-    restored.args.extend([
-        "--restore-from".to_string(),
-        backup.display().to_string(),
-    ]);
+    restored
+        .args
+        .extend(["--restore-from".to_string(), backup.display().to_string()]);
     restored.start();
-    assert_eq!(restored.query("count", Consistency::Linearizable).as_deref(), Some("30"));
-    assert_eq!(restored.query("get b29", Consistency::Linearizable).as_deref(), Some("29"));
+    assert_eq!(
+        restored
+            .query("count", Consistency::Linearizable)
+            .as_deref(),
+        Some("30")
+    );
+    assert_eq!(
+        restored
+            .query("get b29", Consistency::Linearizable)
+            .as_deref(),
+        Some("29")
+    );
     put(&restored.client(), "new", "cluster");
     assert_eq!(restored.status().voters, vec![1]);
-    assert_eq!(state_of(&restored).expect("state").split(':').next(), Some("31"));
+    assert_eq!(
+        state_of(&restored).expect("state").split(':').next(),
+        Some("31")
+    );
 
     // A damaged backup is refused and changes nothing.
     let mut bytes = std::fs::read(&backup).expect("read backup");

@@ -410,7 +410,10 @@ async fn run_readers(
                 let key = format!("k{:0width$}", n % KEY_SPACE, width = KEY_BYTES - 1);
                 n += 1;
                 let t = Instant::now();
-                match node.query_with(format!("get {key}").into_bytes(), consistency).await {
+                match node
+                    .query_with(format!("get {key}").into_bytes(), consistency)
+                    .await
+                {
                     Ok(_) => latencies.push(t.elapsed()),
                     Err(_) => errors += 1,
                 }
@@ -633,9 +636,11 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
                 Consistency::Stale,
             ] {
                 let mut report =
-                    run_readers(&members[through].node, READ_CLIENTS, duration, consistency)
-                        .await;
-                report.print(&format!("{path}-{consistency:?}").to_lowercase(), READ_CLIENTS);
+                    run_readers(&members[through].node, READ_CLIENTS, duration, consistency).await;
+                report.print(
+                    &format!("{path}-{consistency:?}").to_lowercase(),
+                    READ_CLIENTS,
+                );
             }
         }
     }

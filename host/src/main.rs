@@ -11,13 +11,26 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand};
 use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
-use iroh_raft::node::{self, ClusterMode, GuestSource, NodeConfig};
+use iroh_raft::node::snapshot::{
+    DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+    DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
+};
+use iroh_raft::node::{self, ClusterMode, Consistency, GuestSource, NodeConfig, SnapshotPolicy};
 use iroh_raft::transport::{
     IrohTransport, NodeTicket, PeerDirectory, RelayChoice, TransportConfig, identity,
 };
 use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::conformance;
 use iroh_raft::wasm::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
+
+/// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
+/// not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 /// A replicated state machine host: Raft consensus, a sled log, and your
 /// logic as a WebAssembly component.
@@ -83,6 +96,22 @@ struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     memory_limit_mib: u64,
+    /// Take a snapshot (and compact the log) after this many entries
+    /// (0: never by count).
+    #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
+    snapshot_every: u64,
+    /// ... or after this many MiB of log, whichever comes first (0: never
+    /// by size).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_SNAPSHOT_EVERY_LOG_BYTES / (1024 * 1024))]
+    snapshot_every_mib: u64,
+    /// Entries kept in the log behind a snapshot (a follower that is only a
+    /// little behind catches up from them instead of a snapshot).
+    #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_COMPACTION_KEEP_ENTRIES)]
+    snapshot_keep_entries: u64,
+    /// Start a new single-node cluster from a backup file (made with
+    /// `raft-host backup`); the data dir must be empty.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
+    restore_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +127,10 @@ enum Command {
     Query {
         /// The request (text, or base64 with --base64).
         request: String,
+        /// `linearizable` (sees every write acknowledged before it), `lease`
+        /// (leader lease, no round trip) or `stale` (this node's state).
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
         #[command(flatten)]
         io: IoArgs,
     },
@@ -119,18 +152,49 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Add a node to the cluster as a voter (ask the leader).
+    /// Add a node to the cluster (ask the leader): it joins as a learner,
+    /// catches up, and is promoted to voter; returns once it votes.
     AddNode {
         /// The new node's ticket, as it printed at start.
         ticket: NodeTicket,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+        /// Replace this voter: once the new node caught up, one joint
+        /// consensus change promotes it and removes the old one.
+        #[arg(long, value_name = "ID", conflicts_with = "learner",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        replaces: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Remove a voter from the cluster (ask the leader).
+    /// Remove a voter or learner from the cluster (ask the leader; removing
+    /// the leader itself hands leadership over first).
     RemoveNode {
         /// Raft id of the node to remove.
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Hand leadership to another voter (ask the leader).
+    TransferLeader {
+        /// Raft id of the new leader [default: the most up-to-date voter].
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        target: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Take a snapshot now and compact the log behind it.
+    Snapshot {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Take a snapshot and download it to FILE: a backup that
+    /// `raft-host --restore-from FILE` starts a new cluster from.
+    Backup {
+        /// Where to write the snapshot file.
+        out: PathBuf,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -200,15 +264,6 @@ struct IoArgs {
     api: ApiArgs,
 }
 
-/// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
-/// not an error worth a panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -266,10 +321,19 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         let ticket = transport.ticket();
         // Printed first: a joining node's operator needs it for `add-node`.
         println!("ticket: {ticket}");
-        let cluster = match &args.join {
-            Some(join) if !args.data_dir.join("raft").exists() => ClusterMode::Join {
+        let fresh = !args.data_dir.join("raft").exists();
+        let cluster = match (&args.join, &args.restore_from) {
+            (Some(join), _) if fresh => ClusterMode::Join {
                 members: wait_until_added(&transport, join, args.id).await?,
             },
+            (_, Some(backup)) if fresh => ClusterMode::Restore {
+                backup: backup.clone(),
+                addr: Some(transport.local_addr()),
+            },
+            (_, Some(_)) => anyhow::bail!(
+                "--restore-from needs an empty data dir; {} already holds a cluster",
+                args.data_dir.display()
+            ),
             _ => ClusterMode::NewClusterAt(transport.local_addr()),
         };
         let acceptor = transport.acceptor();
@@ -284,6 +348,11 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..GuestLimits::default()
             },
             cluster,
+            snapshot: SnapshotPolicy {
+                every_entries: args.snapshot_every,
+                every_log_bytes: args.snapshot_every_mib.saturating_mul(1024 * 1024),
+                keep_entries: args.snapshot_keep_entries,
+            },
             forwarder: Some(transport.forwarder()),
             directory: Some(directory),
             peer_stats: Some(transport.peer_stats_registry()),
@@ -415,10 +484,17 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             let bytes = input_bytes(&command, io.base64)?;
             report(client.propose(&bytes).map(|r| r.output), io.base64)
         }
-        Command::Query { request, io } => {
+        Command::Query {
+            request,
+            consistency,
+            io,
+        } => {
             let client = ApiClient::new(&io.api.api);
             let bytes = input_bytes(&request, io.base64)?;
-            report(client.query(&bytes).map(|r| r.output), io.base64)
+            report(
+                client.query_with(&bytes, consistency).map(|r| r.output),
+                io.base64,
+            )
         }
         Command::Status { json, api } => {
             let status = ApiClient::new(&api.api).status()?;
@@ -435,6 +511,13 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 say!("applied index: {}", status.applied_index);
                 say!("last index:    {}", status.last_index);
                 say!("voters:        {:?}", status.voters);
+                say!(
+                    "snapshot:      {}   first log index: {}",
+                    status
+                        .snapshot_index
+                        .map_or("none".to_string(), |i| format!("at index {i}")),
+                    status.first_log_index
+                );
                 say!(
                     "guest:         {} {} ({})",
                     status.guest.name,
@@ -490,9 +573,61 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::AddNode { ticket, api } => {
-            let answer = ApiClient::new(&api.api).add_member(&ticket.to_string());
-            report_membership(answer, &format!("node {} added", ticket.raft_id))
+        Command::AddNode {
+            ticket,
+            learner,
+            replaces,
+            api,
+        } => {
+            let request = api::AddMemberRequest {
+                ticket: ticket.to_string(),
+                learner,
+                replaces,
+            };
+            let what = match (learner, replaces) {
+                (true, _) => format!("node {} added as a learner", ticket.raft_id),
+                (false, Some(old)) => format!("node {} replaced node {old}", ticket.raft_id),
+                (false, None) => format!("node {} added as a voter", ticket.raft_id),
+            };
+            report_membership(ApiClient::new(&api.api).change_members(request), &what)
+        }
+        Command::TransferLeader { target, api } => {
+            let answer = ApiClient::new(&api.api).transfer_leader(target)?;
+            say!("node {} leads", answer.leader_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Snapshot { api } => {
+            let info = ApiClient::new(&api.api).snapshot()?;
+            say!(
+                "snapshot at index {} (term {}), {} bytes: {}",
+                info.index,
+                info.term,
+                info.file_bytes,
+                info.path
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { out, api } => {
+            let client = ApiClient::new(&api.api);
+            let info = client.snapshot()?;
+            let partial = out.with_extension("partial");
+            let mut file = std::fs::File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let bytes = client.download_snapshot(&mut file)?;
+            file.sync_all()?;
+            drop(file);
+            // Check the whole file before calling it a backup.
+            let loaded = iroh_raft::node::snapshot::read(&partial)
+                .with_context(|| format!("the downloaded snapshot {}", partial.display()))?;
+            std::fs::rename(&partial, &out)?;
+            say!(
+                "backup of index {} (term {}, snapshot taken at {}), {bytes} bytes: {}",
+                loaded.header.index,
+                loaded.header.term,
+                info.index,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::RemoveNode { id, api } => {
             let answer = ApiClient::new(&api.api).remove_member(id);

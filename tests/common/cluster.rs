@@ -162,10 +162,7 @@ impl Cluster {
                 .running()
                 .filter_map(|m| m.client().status().ok())
                 .collect();
-            statuses
-                .iter()
-                .find(|s| s.role == "leader")
-                .map(|s| s.id)
+            statuses.iter().find(|s| s.role == "leader").map(|s| s.id)
         })
     }
 

@@ -291,7 +291,9 @@ async fn transfer_leader(
     Ok(axum::Json(TransferLeaderResponse { leader_id }))
 }
 
-async fn take_snapshot(State(node): State<NodeHandle>) -> Result<axum::Json<SnapshotInfo>, ApiError> {
+async fn take_snapshot(
+    State(node): State<NodeHandle>,
+) -> Result<axum::Json<SnapshotInfo>, ApiError> {
     Ok(axum::Json(within(SNAPSHOT_TIMEOUT, node.snapshot()).await?))
 }
 
@@ -324,8 +326,7 @@ async fn remove_member(
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<axum::Json<MembershipResponse>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let index =
-        within_timeout(node.change_membership(MembershipChange::RemoveNode { id })).await?;
+    let index = within_timeout(node.change_membership(MembershipChange::RemoveNode { id })).await?;
     Ok(axum::Json(MembershipResponse { index }))
 }
 

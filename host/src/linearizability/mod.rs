@@ -53,8 +53,8 @@
 //! history.write_jsonl(&mut file).expect("write to memory");
 //! ```
 //!
-//! A recorded file is checked again with the ignored test `t90_check_file`:
-//! `HISTORY=path MODEL=kv cargo test -p iroh-raft --lib t90_check_file -- --ignored --nocapture`.
+//! A recorded file is checked again with
+//! `cargo run --example check_history -- path [kv|counter]`.
 
 mod check;
 mod counter;

@@ -410,20 +410,3 @@ fn t70_recorded_history_survives_a_file() {
     assert_linearizable(&report);
     assert_eq!((report.operations, report.partitions), (200, 4));
 }
-
-/// Check a recorded history file:
-/// `HISTORY=path MODEL=kv|counter cargo test -p iroh-raft --lib t90_check_file -- --ignored --nocapture`.
-#[test]
-#[ignore = "needs HISTORY=<file>"]
-fn t90_check_file() {
-    let path = std::env::var("HISTORY").expect("HISTORY=<a JSON-lines history>");
-    let history = History::load(&path).expect("a readable history");
-    let report = match std::env::var("MODEL").as_deref() {
-        Ok("counter") => check(&CounterModel, &history),
-        Ok("kv") | Err(_) => check(&KvModel, &history),
-        Ok(other) => panic!("MODEL={other}: expected kv or counter"),
-    }
-    .expect("a checkable history");
-    println!("{report}");
-    assert!(report.verdict.is_linearizable());
-}

@@ -226,11 +226,7 @@ impl Applier {
         Ok(())
     }
 
-    fn query(
-        &mut self,
-        request: &[u8],
-        reply: QueryReply,
-    ) -> Result<(), WasmError> {
+    fn query(&mut self, request: &[u8], reply: QueryReply) -> Result<(), WasmError> {
         let (result, fuel_used) = self.machine.query(request)?;
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
         let _ = reply.send(Ok(QueryAnswer {
@@ -291,8 +287,13 @@ impl Applier {
         };
         let descriptor = snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
             .map_err(|e| e.to_string())?;
-        tracing::info!(index, term, state_bytes = state.len(), file_bytes = descriptor.file_len,
-            "took a snapshot");
+        tracing::info!(
+            index,
+            term,
+            state_bytes = state.len(),
+            file_bytes = descriptor.file_len,
+            "took a snapshot"
+        );
         Ok(TakenSnapshot {
             snapshot: raft_snapshot(&header, &descriptor),
             file_len: descriptor.file_len,
@@ -307,7 +308,8 @@ impl Applier {
         if header.component_hash != self.machine.component().hash.to_hex() {
             self.machine = build_machine(&self.env, loaded)?;
         }
-        self.machine.restore(snapshot_entry(header), loaded.state())?;
+        self.machine
+            .restore(snapshot_entry(header), loaded.state())?;
         self.shared.set_guest(&self.machine);
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
         self.shared

@@ -307,7 +307,10 @@ impl NodeCore {
             && self.raw.raft.lead_transferee.is_none()
             && let Some(next) = self.best_successor()
         {
-            tracing::info!(to = next, "this leader is leaving the cluster; handing leadership over");
+            tracing::info!(
+                to = next,
+                "this leader is leaving the cluster; handing leadership over"
+            );
             self.lease_until = None;
             self.raw.transfer_leader(next);
         }
@@ -427,7 +430,10 @@ impl NodeCore {
             if raft.state == StateRole::Leader && raft.term == read.term {
                 // A quorum acknowledged this leader after `issued`.
                 let until = read.issued + LEASE_DURATION;
-                if self.lease_until.is_none_or(|(old, term)| term != raft.term || old < until) {
+                if self
+                    .lease_until
+                    .is_none_or(|(old, term)| term != raft.term || old < until)
+                {
                     self.lease_until = Some((until, raft.term));
                 }
             }
@@ -528,7 +534,12 @@ impl NodeCore {
 
     /// Propose a membership change; the reply is answered once it applies
     /// (for a new voter: once it has caught up and been promoted).
-    pub fn change_membership(&mut self, change: MembershipChange, now: Instant, reply: ProposalReply) {
+    pub fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        now: Instant,
+        reply: ProposalReply,
+    ) {
         match self.start_membership_change(change, now) {
             Ok(Some((index, term))) => {
                 self.pending.insert(index, PendingProposal { term, reply });
@@ -702,7 +713,10 @@ impl NodeCore {
         }
         if self.raw.raft.state != StateRole::Leader {
             for (id, promotion) in std::mem::take(&mut self.promotions) {
-                tracing::info!(learner = id, "leadership lost; the learner's promotion is abandoned");
+                tracing::info!(
+                    learner = id,
+                    "leadership lost; the learner's promotion is abandoned"
+                );
                 if let Some(reply) = promotion.reply {
                     let _ = reply.send(Err(ClientError::NotLeader {
                         leader_hint: self.leader_id(),
@@ -715,7 +729,9 @@ impl NodeCore {
         let conf = self.storage.conf_state();
         let ids: Vec<u64> = self.promotions.keys().copied().collect();
         for id in ids {
-            let Some(promotion) = self.promotions.get(&id) else { continue };
+            let Some(promotion) = self.promotions.get(&id) else {
+                continue;
+            };
             if promotion.proposed_at.is_some() {
                 continue;
             }
@@ -746,7 +762,12 @@ impl NodeCore {
             }
             match self.propose_changes(&changes, None) {
                 Ok((index, term)) => {
-                    tracing::info!(learner = id, matched, index, "promoting a caught-up learner");
+                    tracing::info!(
+                        learner = id,
+                        matched,
+                        index,
+                        "promoting a caught-up learner"
+                    );
                     let promotion = self.promotions.get_mut(&id).expect("present above");
                     promotion.proposed_at = Some(index);
                     if let Some(reply) = promotion.reply.take() {
@@ -896,7 +917,10 @@ impl NodeCore {
             &[
                 (MEMBERS_META_KEY, &members),
                 (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
-                (ACTIVE_COMPONENT_KEY, loaded.header.component_hash.as_bytes()),
+                (
+                    ACTIVE_COMPONENT_KEY,
+                    loaded.header.component_hash.as_bytes(),
+                ),
             ],
         )?;
         self.conf_applied_index = index;
@@ -904,7 +928,12 @@ impl NodeCore {
         self.snapshots.entries_since = 0;
         self.snapshots.bytes_since = 0;
         snapshot::prune(&self.snapshots.dir, index);
-        tracing::info!(index, term, file_bytes = file_len, "installing a snapshot from the leader");
+        tracing::info!(
+            index,
+            term,
+            file_bytes = file_len,
+            "installing a snapshot from the leader"
+        );
         out.members = Some(self.members.clone());
         out.jobs.push(ApplyJob::Restore(Box::new(loaded)));
         Ok(())
@@ -1116,7 +1145,10 @@ impl NodeCore {
 
     /// The applier wrote a snapshot: record it (so Raft can send it to
     /// followers), compact the log behind it and delete older files.
-    pub fn snapshot_done(&mut self, result: Result<TakenSnapshot, String>) -> Result<(), NodeError> {
+    pub fn snapshot_done(
+        &mut self,
+        result: Result<TakenSnapshot, String>,
+    ) -> Result<(), NodeError> {
         self.snapshots.in_flight = false;
         let taken = match result {
             Ok(taken) => taken,
@@ -1136,8 +1168,13 @@ impl NodeCore {
             let compact_to = (index + 1).saturating_sub(keep).min(index + 1);
             self.storage.compact(compact_to)?;
             snapshot::prune(&self.snapshots.dir, index);
-            tracing::info!(index, term, file_bytes = taken.file_len,
-                first_log_index = self.storage.first_log_index(), "snapshot recorded; log compacted");
+            tracing::info!(
+                index,
+                term,
+                file_bytes = taken.file_len,
+                first_log_index = self.storage.first_log_index(),
+                "snapshot recorded; log compacted"
+            );
         }
         let (index, term) = self.storage.snapshot_position().unwrap_or((index, term));
         let info = self.snapshot_info(index, term);

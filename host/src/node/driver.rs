@@ -56,7 +56,10 @@ pub enum NodeMsg {
         reply: oneshot::Sender<Result<SnapshotInfo, ClientError>>,
     },
     /// The transport finished (or gave up) streaming a snapshot to `to`.
-    SnapshotReport { to: u64, delivered: bool },
+    SnapshotReport {
+        to: u64,
+        delivered: bool,
+    },
 }
 
 /// What the transport needs from the node it serves: its inbox (for

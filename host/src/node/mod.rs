@@ -52,8 +52,8 @@ pub use self::applier::{Applied, QueryAnswer};
 pub use self::core::MAX_COMMAND_BYTES;
 pub use self::core::{Consistency, MemberView, MembershipChange, SnapshotInfo};
 pub use self::driver::{Forwarder, NoPeers, NodeLink, NodeMsg, Transport};
-pub use self::snapshot::SnapshotPolicy;
 pub use self::error::{ClientError, NodeError};
+pub use self::snapshot::SnapshotPolicy;
 pub use self::status::{GuestStatus, MemberStatus, NodeStatus};
 
 use self::applier::{ApplierEnv, ApplierShared};
@@ -299,7 +299,11 @@ impl NodeHandle {
         let applier = &self.inner.applier;
         let stats = applier.stats();
         let (guest, hash) = applier.guest();
-        let snapshot_index = self.inner.storage.snapshot_position().map(|(index, _)| index);
+        let snapshot_index = self
+            .inner
+            .storage
+            .snapshot_position()
+            .map(|(index, _)| index);
         let first_log_index = self.inner.storage.first_log_index();
         Ok(NodeStatus {
             id: view.id,
@@ -443,7 +447,10 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     }
     let (machine, applied_index) = match storage.snapshot_position() {
         Some((index, term)) => (restore_latest_snapshot(&config, &env, index, term)?, index),
-        None => (load_active_guest(&config, &storage, &engine, &components)?, 0),
+        None => (
+            load_active_guest(&config, &storage, &engine, &components)?,
+            0,
+        ),
     };
     tracing::info!(id = config.id, guest = %machine.info().name,
         version = %machine.info().version, hash = %machine.component().hash,
@@ -454,15 +461,16 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     } else {
         load_members(&storage)?
     };
-    let conf_applied_index = match storage.get_meta(CONF_INDEX_META_KEY)? {
-        None => 0,
-        Some(raw) => String::from_utf8_lossy(&raw)
-            .parse::<u64>()
-            .map_err(|e| NodeError::CorruptEntry {
-                index: 0,
-                reason: format!("stored conf index: {e}"),
+    let conf_applied_index =
+        match storage.get_meta(CONF_INDEX_META_KEY)? {
+            None => 0,
+            Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().map_err(|e| {
+                NodeError::CorruptEntry {
+                    index: 0,
+                    reason: format!("stored conf index: {e}"),
+                }
             })?,
-    };
+        };
 
     let raft_config = raft::Config {
         id: config.id,
@@ -644,8 +652,13 @@ fn bootstrap_from_backup(
         ..Default::default()
     };
     header.members = addr.into_iter().map(|a| (config.id, a)).collect();
-    let descriptor = snapshot::write(&env.snapshot_dir, &header, loaded.component(), loaded.state())
-        .map_err(|e| bad(e.to_string()))?;
+    let descriptor = snapshot::write(
+        &env.snapshot_dir,
+        &header,
+        loaded.component(),
+        loaded.state(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
     let raft_snapshot = applier::raft_snapshot(&header, &descriptor);
     storage.bootstrap(&ConfState {
         voters: vec![config.id],

@@ -149,7 +149,8 @@ impl SnapshotDescriptor {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        serde_json::from_slice(bytes).map_err(|e| SnapshotError::Invalid(format!("descriptor: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| SnapshotError::Invalid(format!("descriptor: {e}")))
     }
 }
 
@@ -221,12 +222,10 @@ pub fn write(
     file.write_all(checksum.as_bytes()).map_err(io_err(&tmp))?;
     file_hasher.update(checksum.as_bytes());
     file_len += CHECKSUM_BYTES as u64;
-    let file = file
-        .into_inner()
-        .map_err(|e| SnapshotError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
+    let file = file.into_inner().map_err(|e| SnapshotError::Io {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_err(&tmp))?;
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -303,7 +302,9 @@ pub fn parse(bytes: Vec<u8>) -> Result<LoadedSnapshot, SnapshotError> {
         return Err(invalid("too short"));
     }
     if &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
-        return Err(invalid("wrong magic bytes (not a snapshot, or an unknown format)"));
+        return Err(invalid(
+            "wrong magic bytes (not a snapshot, or an unknown format)",
+        ));
     }
     let body_end = bytes.len() - CHECKSUM_BYTES;
     let expected = blake3::hash(&bytes[..body_end]);
@@ -357,10 +358,10 @@ pub fn prune(dir: &Path, keep_index: u64) {
             .and_then(|rest| rest.get(..20))
             .and_then(|digits| digits.parse::<u64>().ok());
         let stale_tmp = name.ends_with(".tmp");
-        if stale_tmp || index.is_some_and(|index| index < keep_index) {
-            if let Err(error) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(file = name, %error, "cannot delete an old snapshot file");
-            }
+        if (stale_tmp || index.is_some_and(|index| index < keep_index))
+            && let Err(error) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(file = name, %error, "cannot delete an old snapshot file");
         }
     }
 }
@@ -393,7 +394,10 @@ mod tests {
         let head = header(7, b"wasm", b"state");
         let descriptor = write(dir.path(), &head, b"wasm", b"state").expect("write");
         let path = path_for(dir.path(), 7, 2);
-        assert_eq!(descriptor.file_len, std::fs::metadata(&path).expect("stat").len());
+        assert_eq!(
+            descriptor.file_len,
+            std::fs::metadata(&path).expect("stat").len()
+        );
         assert_eq!(descriptor.file_hash, hash_file(&path).expect("hash"));
         let loaded = read(&path).expect("read");
         assert_eq!(loaded.header, head);
@@ -411,7 +415,10 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("read");
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
-        assert!(matches!(parse(bytes.clone()), Err(SnapshotError::Invalid(_))));
+        assert!(matches!(
+            parse(bytes.clone()),
+            Err(SnapshotError::Invalid(_))
+        ));
         bytes.truncate(10);
         assert!(parse(bytes).is_err());
         assert!(parse(b"IRSNAP99aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec()).is_err());
@@ -444,7 +451,16 @@ mod tests {
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec![path_for(dir.path(), 9, 2).file_name().expect("name").to_string_lossy().into_owned()]);
+        assert_eq!(
+            names,
+            vec![
+                path_for(dir.path(), 9, 2)
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            ]
+        );
     }
 
     #[test]

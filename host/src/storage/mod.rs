@@ -501,7 +501,11 @@ impl SledStorage {
     /// Index and term of the stored snapshot, if there is one.
     pub fn snapshot_position(&self) -> Option<(u64, u64)> {
         let state = self.inner.read();
-        state.cache.snapshot.as_ref().map(|meta| (meta.index, meta.term))
+        state
+            .cache
+            .snapshot
+            .as_ref()
+            .map(|meta| (meta.index, meta.term))
     }
 
     /// The first index still in the log (entries before it are compacted).

@@ -793,11 +793,11 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 2, Response 3, ErrorCode 9.
+        // WireMessage has 5 variants, Request 4, Response 5, ErrorCode 9.
         for payload in [
             &[5u8][..],
-            &[0, 2, 0],
-            &[1, 3, 0],
+            &[0, 4, 0],
+            &[1, 5, 0],
             &[4, 9, 0],
             // A Result (in Response::Applied) has variants 0 and 1 only.
             &[1, 1, 0, 0, 2, 0, 0],

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -305,7 +305,8 @@ impl IrohTransport {
         let index = message.get_snapshot().get_metadata().index;
         tracing::info!(to, index, "sending a snapshot");
         let task = tokio::spawn(async move {
-            let result = super::snapshot::send_snapshot(&connection, &message, &link.snapshot_dir).await;
+            let result =
+                super::snapshot::send_snapshot(&connection, &message, &link.snapshot_dir).await;
             let delivered = match result {
                 Ok(()) => {
                     tracing::info!(to, index, "snapshot delivered");
@@ -313,7 +314,9 @@ impl IrohTransport {
                 }
                 Err(error) => {
                     tracing::warn!(to, index, %error, "snapshot transfer failed; Raft retries");
-                    stats.send_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .send_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     false
                 }
             };

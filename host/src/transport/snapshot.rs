@@ -32,9 +32,7 @@ use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::message::{ErrorCode, ErrorFrame, Request, Response, WireMessage};
 use super::sender::{PeerConnection, exchange};
 use crate::node::NodeMsg;
-use crate::node::snapshot::{
-    self as snapshot_file, MAX_SNAPSHOT_FILE_BYTES, SnapshotDescriptor,
-};
+use crate::node::snapshot::{self as snapshot_file, MAX_SNAPSHOT_FILE_BYTES, SnapshotDescriptor};
 
 /// Bytes of snapshot file per chunk frame (well under the frame limit).
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -108,7 +106,8 @@ pub async fn send_snapshot(
         };
         offset += want as u64;
         match ask(chunk).await? {
-            WireMessage::Response(Response::SnapshotChunkAck { received }) if received == offset => {}
+            WireMessage::Response(Response::SnapshotChunkAck { received })
+                if received == offset => {}
             WireMessage::Response(Response::Delivered { .. }) if offset == len => return Ok(()),
             other => return Err(format!("the peer refused a chunk at {offset}: {other:?}")),
         }
@@ -164,12 +163,18 @@ impl SnapshotReceiver<'_> {
         let mut file = match file {
             Ok(file) => file,
             Err(e) => {
-                let frame = refuse(ErrorCode::Rejected, format!("cannot store the snapshot: {e}"));
+                let frame = refuse(
+                    ErrorCode::Rejected,
+                    format!("cannot store the snapshot: {e}"),
+                );
                 return codec::write_frame(send, &frame).await;
             }
         };
         if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-            let frame = refuse(ErrorCode::Rejected, format!("cannot store the snapshot: {e}"));
+            let frame = refuse(
+                ErrorCode::Rejected,
+                format!("cannot store the snapshot: {e}"),
+            );
             return codec::write_frame(send, &frame).await;
         }
         codec::write_frame(
@@ -184,14 +189,14 @@ impl SnapshotReceiver<'_> {
             )
             .await
             .map_err(|_| CodecError::Io(std::io::ErrorKind::TimedOut.into()))??;
-            let Some(WireMessage::Request(Request::SnapshotChunk {
-                offset: at,
-                data,
-            })) = frame
+            let Some(WireMessage::Request(Request::SnapshotChunk { offset: at, data })) = frame
             else {
                 // Anything else ends the transfer; the partial file stays
                 // for a resume.
-                let frame = refuse(ErrorCode::UnexpectedFrame, "expected a snapshot chunk".into());
+                let frame = refuse(
+                    ErrorCode::UnexpectedFrame,
+                    "expected a snapshot chunk".into(),
+                );
                 return codec::write_frame(send, &frame).await;
             };
             if at != offset
@@ -209,7 +214,10 @@ impl SnapshotReceiver<'_> {
                 return codec::write_frame(send, &frame).await;
             }
             if let Err(e) = file.write_all(&data) {
-                let frame = refuse(ErrorCode::Rejected, format!("cannot store the snapshot: {e}"));
+                let frame = refuse(
+                    ErrorCode::Rejected,
+                    format!("cannot store the snapshot: {e}"),
+                );
                 return codec::write_frame(send, &frame).await;
             }
             offset += data.len() as u64;
@@ -218,7 +226,10 @@ impl SnapshotReceiver<'_> {
                 drop(file);
                 let answer = match synced {
                     Ok(()) => self.finish(&partial, &final_path, &offer, message).await,
-                    Err(e) => refuse(ErrorCode::Rejected, format!("cannot sync the snapshot: {e}")),
+                    Err(e) => refuse(
+                        ErrorCode::Rejected,
+                        format!("cannot sync the snapshot: {e}"),
+                    ),
                 };
                 return codec::write_frame(send, &answer).await;
             }
@@ -255,15 +266,14 @@ impl SnapshotReceiver<'_> {
                 ),
             });
         }
-        let descriptor = SnapshotDescriptor::decode(&message.get_snapshot().data).map_err(|e| {
-            ErrorFrame {
+        let descriptor =
+            SnapshotDescriptor::decode(&message.get_snapshot().data).map_err(|e| ErrorFrame {
                 code: ErrorCode::Malformed,
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let meta = message.get_snapshot().get_metadata();
-        let hash_ok = offer.file_hash.len() == 64
-            && offer.file_hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let hash_ok =
+            offer.file_hash.len() == 64 && offer.file_hash.bytes().all(|b| b.is_ascii_hexdigit());
         if descriptor.file_len != offer.file_len
             || descriptor.file_hash != offer.file_hash
             || !hash_ok
@@ -313,10 +323,17 @@ impl SnapshotReceiver<'_> {
         let moved = std::fs::rename(partial, final_path)
             .and_then(|()| File::open(self.dir).and_then(|d| d.sync_all()));
         if let Err(e) = moved {
-            return refuse(ErrorCode::Rejected, format!("cannot store the snapshot: {e}"));
+            return refuse(
+                ErrorCode::Rejected,
+                format!("cannot store the snapshot: {e}"),
+            );
         }
-        tracing::info!(from = self.peer_raft_id, bytes = offer.file_len,
-            index = message.get_snapshot().get_metadata().index, "received a snapshot");
+        tracing::info!(
+            from = self.peer_raft_id,
+            bytes = offer.file_len,
+            index = message.get_snapshot().get_metadata().index,
+            "received a snapshot"
+        );
         self.deliver(message)
     }
 
