@@ -6,8 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{NodeProcess, free_udp_port};
-use iroh_raft::api::ApiClient;
+use common::cluster::{Cluster, Member};
 
 /// How long a cluster may take to agree on something (elections take 1-2 s).
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,74 +21,10 @@ fn text(output: Option<String>) -> String {
     output.expect("a text result")
 }
 
-/// A node of a test cluster: its process and how to restart it.
-struct Member {
-    id: u64,
-    port: u16,
-    dir: tempfile::TempDir,
-    process: Option<NodeProcess>,
-}
-
-impl Member {
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--id".into(),
-            self.id.to_string(),
-            "--bind-addr".into(),
-            format!("127.0.0.1:{}", self.port),
-            "--guest".into(),
-            common::guest("kv").display().to_string(),
-        ]
-    }
-
-    fn process(&self) -> &NodeProcess {
-        self.process.as_ref().expect("node is running")
-    }
-
-    fn client(&self) -> ApiClient {
-        self.process().client()
-    }
-
-    fn restart(&mut self) {
-        assert!(self.process.is_none(), "stop it first");
-        let args = self.args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.process = Some(NodeProcess::start(self.dir.path(), &args));
-    }
-
-    fn kill(&mut self) {
-        self.process.take().expect("running").kill();
-    }
-}
-
 /// Start node 1 as a new cluster, then add nodes 2..=n the way an operator
-/// does: start the new node with `--join`, `add-node` its ticket on the
-/// leader.
+/// does (see `common::cluster`).
 fn start_cluster(n: u64) -> Vec<Member> {
-    let mut members: Vec<Member> = (1..=n)
-        .map(|id| Member {
-            id,
-            port: free_udp_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            process: None,
-        })
-        .collect();
-    members[0].restart();
-    let first_ticket = members[0].process().ticket.clone();
-    for i in 1..members.len() {
-        let mut args = members[i].args();
-        args.extend(["--join".to_string(), first_ticket.clone()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let starting = NodeProcess::spawn(members[i].dir.path(), &args);
-        let added = members[0].process().cli(&["add-node", &starting.ticket]);
-        assert!(
-            added.status.success(),
-            "add-node: {}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-        members[i].process = Some(starting.wait_ready());
-    }
-    members
+    Cluster::start(n, "kv", &[]).members
 }
 
 fn leader(members: &[Member]) -> u64 {
@@ -204,7 +139,7 @@ fn t51_leader_killed_new_leader_elected_and_old_one_catches_up() {
 
     // The killed node restarts from its data dir and catches up.
     let dir_before = member_dir(&members[(first_leader - 1) as usize]).to_path_buf();
-    members[(first_leader - 1) as usize].restart();
+    members[(first_leader - 1) as usize].start();
     assert_eq!(
         member_dir(&members[(first_leader - 1) as usize]),
         dir_before
@@ -234,7 +169,7 @@ fn t52_a_follower_that_was_down_catches_up() {
             .propose(command.as_bytes())
             .expect("majority commits");
     }
-    members[(follower - 1) as usize].restart();
+    members[(follower - 1) as usize].start();
     wait_for_value(&members[(follower - 1) as usize], "missed49", "49");
     let count = members[(follower - 1) as usize]
         .client()

@@ -1,6 +1,7 @@
 //! `raft-host guest check` on every guest in `guests/`: the well-behaved
 //! ones pass, each hostile one fails the way it was written to fail.
 
+mod common;
 mod polyglot;
 
 use std::process::Output;

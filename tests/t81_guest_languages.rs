@@ -2,6 +2,7 @@
 //! same results, byte for byte, and the same snapshots (all three write the
 //! Rust guest's snapshot format, so each restores the others' snapshots).
 
+mod common;
 mod polyglot;
 
 use iroh_raft::wasm::conformance::{self, Step, StepResult};

@@ -374,6 +374,14 @@ async fn run_clients(node: &NodeHandle, clients: usize, duration: Duration) -> R
             (latencies, errors)
         }));
     }
+    gather(tasks, started).await
+}
+
+/// What a client task returns: its latencies and its error count.
+type ClientResult = (Vec<Duration>, usize);
+
+/// Wait for every client task and add up their results.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<ClientResult>>, started: Instant) -> Report {
     let mut report = Report {
         ops: 0,
         errors: 0,
@@ -421,21 +429,7 @@ async fn run_readers(
             (latencies, errors)
         }));
     }
-    let mut report = Report {
-        ops: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        cpu: Duration::ZERO,
-    };
-    for task in tasks {
-        let (latencies, errors) = task.await.expect("a reader task");
-        report.latencies.extend(latencies);
-        report.errors += errors;
-    }
-    report.elapsed = started.elapsed();
-    report.ops = report.latencies.len();
-    report
+    gather(tasks, started).await
 }
 
 /// Fill the cluster with [`ADD_NODE_KEYS`] distinct keys, snapshot it, time

@@ -49,9 +49,18 @@ pub fn guest(name: &str) -> PathBuf {
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
         "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
         "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
+        "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
+        "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),
         other => panic!("unknown guest {other}"),
     };
-    PathBuf::from(path)
+    let path = PathBuf::from(path);
+    assert!(
+        path.exists(),
+        "{} is missing: build the Python and JavaScript guests with `make guests-polyglot` \
+         (`make test` does)",
+        path.display()
+    );
+    path
 }
 
 /// Start a library node on `dir` running `guest` with `limits`.

@@ -18,26 +18,10 @@ use iroh_raft::wasm::{LoadedComponent, WasmEngine};
 /// The kv guest in each language, by the name the tests use.
 pub const KV_GUESTS: &[&str] = &["kv", "kv_python", "kv_js"];
 
-/// Path of a guest component, failing with how to build it when missing.
+/// Path of a guest component, failing with how to build it when missing
+/// (the one list of guests is in `tests/common`).
 pub fn guest_path(name: &str) -> PathBuf {
-    let path = PathBuf::from(match name {
-        "counter" => env!("IROH_RAFT_GUEST_COUNTER"),
-        "kv" => env!("IROH_RAFT_GUEST_KV"),
-        "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
-        "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
-        "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
-        "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
-        "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
-        "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),
-        other => panic!("unknown guest {other}"),
-    });
-    assert!(
-        path.exists(),
-        "{} is missing: build the Python and JavaScript guests with `make guests-polyglot` \
-         (`make test` does)",
-        path.display()
-    );
-    path
+    crate::common::guest(name)
 }
 
 /// The compile cache the tests share (next to the polyglot components).

@@ -135,6 +135,21 @@ struct PendingRead {
     term: u64,
 }
 
+/// How a membership change started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Proposed at this index: answered when it applies.
+    Proposed { index: u64, term: u64 },
+    /// A learner's promotion, proposed once it caught up.
+    Promotion { learner: u64 },
+}
+
+impl Started {
+    fn proposed((index, term): (u64, u64)) -> Self {
+        Started::Proposed { index, term }
+    }
+}
+
 /// A learner to promote once it has caught up.
 #[derive(Debug)]
 struct PendingPromotion {
@@ -541,12 +556,12 @@ impl NodeCore {
         reply: ProposalReply,
     ) {
         match self.start_membership_change(change, now) {
-            Ok(Some((index, term))) => {
+            Ok(Started::Proposed { index, term }) => {
                 self.pending.insert(index, PendingProposal { term, reply });
             }
             // A promotion: answered when it applies.
-            Ok(None) => {
-                if let Some(promotion) = self.promotions.values_mut().find(|p| p.reply.is_none()) {
+            Ok(Started::Promotion { learner }) => {
+                if let Some(promotion) = self.promotions.get_mut(&learner) {
                     promotion.reply = Some(reply);
                 }
             }
@@ -556,13 +571,12 @@ impl NodeCore {
         }
     }
 
-    /// Check a change and propose its first step. `Ok(None)`: a learner
-    /// promotion was scheduled (proposed from `tick` once it caught up).
+    /// Check a change and propose its first step.
     fn start_membership_change(
         &mut self,
         change: MembershipChange,
         now: Instant,
-    ) -> Result<Option<(u64, u64)>, ClientError> {
+    ) -> Result<Started, ClientError> {
         let invalid = |why: String| Err(ClientError::InvalidMembership(why));
         if self.raw.raft.state != StateRole::Leader {
             return Err(ClientError::NotLeader {
@@ -582,31 +596,29 @@ impl NodeCore {
         let is_voter = |id: &u64| conf.voters.contains(id);
         let is_learner = |id: &u64| conf.learners.contains(id);
         match change {
-            MembershipChange::AddVoter { id, addr } | MembershipChange::AddLearner { id, addr }
+            MembershipChange::AddVoter { id, ref addr }
+            | MembershipChange::AddLearner { id, ref addr }
                 if id == 0 || addr.endpoint_id().is_none() =>
             {
-                let _ = addr;
                 invalid("raft ids start at 1 and the address needs a valid node id".into())
             }
             MembershipChange::AddVoter { id, .. } if is_voter(&id) => {
                 invalid(format!("node {id} is already a voter"))
             }
             MembershipChange::AddVoter { id, .. } if is_learner(&id) => {
-                self.schedule_promotion(id, None, now);
-                Ok(None)
+                Ok(self.schedule_promotion(id, None, now))
             }
             MembershipChange::AddVoter { id, addr } => {
                 self.propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))?;
                 // Answered when the promotion applies, not now.
-                self.schedule_promotion(id, None, now);
-                Ok(None)
+                Ok(self.schedule_promotion(id, None, now))
             }
             MembershipChange::AddLearner { id, .. } if is_voter(&id) || is_learner(&id) => {
                 invalid(format!("node {id} is already a member"))
             }
             MembershipChange::AddLearner { id, addr } => self
                 .propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))
-                .map(Some),
+                .map(Started::proposed),
             MembershipChange::RemoveNode { id } => {
                 if !is_voter(&id) && !is_learner(&id) {
                     return invalid(format!("node {id} is not a member"));
@@ -625,10 +637,10 @@ impl NodeCore {
                             None,
                             Some(ConfChangeTransition::Explicit),
                         )
-                        .map(Some);
+                        .map(Started::proposed);
                 }
                 self.propose_changes(&[(ConfChangeType::RemoveNode, id)], None)
-                    .map(Some)
+                    .map(Started::proposed)
             }
             MembershipChange::Replace { old, id, addr } => {
                 if !is_voter(&old) {
@@ -638,13 +650,12 @@ impl NodeCore {
                     return invalid(format!("node {id} is already a member (or invalid)"));
                 }
                 self.propose_changes(&[(ConfChangeType::AddLearnerNode, id)], Some((id, &addr)))?;
-                self.schedule_promotion(id, Some(old), now);
-                Ok(None)
+                Ok(self.schedule_promotion(id, Some(old), now))
             }
         }
     }
 
-    fn schedule_promotion(&mut self, id: u64, replaces: Option<u64>, now: Instant) {
+    fn schedule_promotion(&mut self, id: u64, replaces: Option<u64>, now: Instant) -> Started {
         self.promotions.insert(
             id,
             PendingPromotion {
@@ -655,6 +666,7 @@ impl NodeCore {
                 min_match: self.raw.raft.raft_log.last_index(),
             },
         );
+        Started::Promotion { learner: id }
     }
 
     /// Propose one `ConfChangeV2`. One change is a simple change; several

@@ -322,17 +322,7 @@ impl SledStorage {
 
     /// Persists a new `ConfState` (after a conf change was applied), durably.
     pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), StorageError> {
-        let mut state = self.inner.write()?;
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::CONF_STATE, encode("conf state", conf_state)?);
-        self.inner.commit(
-            &mut state,
-            batch,
-            Durability::Durable,
-            "write the conf state",
-        )?;
-        state.cache.conf_state = Some(conf_state.clone());
-        Ok(())
+        self.set_conf_state_with_meta(conf_state, &[])
     }
 
     /// Installs a snapshot received from the leader (raft-rs `Ready::snapshot`),
