@@ -22,6 +22,9 @@ const GUEST_TARGET: &str = "wasm32-wasip2";
 /// by artifact name.
 const GUESTS: &[&str] = &[
     "counter",
+    "counter_v2",
+    "counter_v2_reject",
+    "counter_v2_trap",
     "kv",
     "hostile_loop",
     "hostile_memory",

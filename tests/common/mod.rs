@@ -44,6 +44,9 @@ pub fn wait_for<T>(
 pub fn guest(name: &str) -> PathBuf {
     let path = match name {
         "counter" => env!("IROH_RAFT_GUEST_COUNTER"),
+        "counter_v2" => env!("IROH_RAFT_GUEST_COUNTER_V2"),
+        "counter_v2_reject" => env!("IROH_RAFT_GUEST_COUNTER_V2_REJECT"),
+        "counter_v2_trap" => env!("IROH_RAFT_GUEST_COUNTER_V2_TRAP"),
         "kv" => env!("IROH_RAFT_GUEST_KV"),
         "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
