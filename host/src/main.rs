@@ -2,6 +2,8 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library.
 
+mod upgrades;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +110,10 @@ struct RunArgs {
     /// little behind catches up from them instead of a snapshot).
     #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_COMPACTION_KEEP_ENTRIES)]
     snapshot_keep_entries: u64,
+    /// Longest a component may take to compile when this node validates an
+    /// upgrade (checked before proposing, never at apply time).
+    #[arg(long, value_name = "SECONDS", default_value_t = node::upgrade::DEFAULT_COMPILE_BUDGET.as_secs())]
+    compile_budget_secs: u64,
     /// Start a new single-node cluster from a backup file (made with
     /// `raft-host backup`); the data dir must be empty.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
@@ -195,6 +201,52 @@ enum Command {
     Backup {
         /// Where to write the snapshot file.
         out: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Upgrade the cluster's guest to another component, through the log:
+    /// every replica switches at the same index, the state migrating
+    /// through the old `snapshot()` and the new `restore()`. The component
+    /// is validated here first, then by the node.
+    Upgrade {
+        /// The new component (.wasm).
+        #[arg(long, value_name = "PATH")]
+        guest: PathBuf,
+        /// Change nothing: run the candidate against the node's current
+        /// state and its most recent entries, next to the active component,
+        /// and report what differs.
+        #[arg(long)]
+        dry_run: bool,
+        /// How many recent entries the dry run compares.
+        #[arg(long, value_name = "N", default_value_t = node::upgrade::DEFAULT_DRY_RUN_ENTRIES)]
+        entries: usize,
+        /// Fuel budget of one `apply` of the new component [default: the nodes'].
+        #[arg(long)]
+        apply_fuel: Option<u64>,
+        /// Fuel budget of one `query` of the new component [default: the nodes'].
+        #[arg(long)]
+        query_fuel: Option<u64>,
+        /// Memory cap of the new component, in MiB [default: the nodes'].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        memory_limit_mib: Option<u64>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Go back to the component that was active before the current one
+    /// (the same mechanism as an upgrade).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The component history: every activation, its index, hash, name,
+    /// version and outcome.
+    Components {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -357,6 +409,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             directory: Some(directory),
             peer_stats: Some(transport.peer_stats_registry()),
             ticket: Some(ticket.to_string()),
+            compile_budget: std::time::Duration::from_secs(args.compile_budget_secs),
         };
         if !args.api_addr.ip().is_loopback() {
             tracing::warn!(addr = %args.api_addr,
@@ -519,10 +572,11 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     status.first_log_index
                 );
                 say!(
-                    "guest:         {} {} ({})",
+                    "guest:         {} {} ({}), active since index {}",
                     status.guest.name,
                     status.guest.version,
-                    status.guest.hash
+                    status.guest.hash,
+                    status.guest.since_index
                 );
                 say!(
                     "guest stats:   {} applied, {} failed, {} instance rebuilds",
@@ -634,6 +688,34 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             report_membership(answer, &format!("node {id} removed"))
         }
         Command::Guest { command } => run_guest(command),
+        Command::Upgrade {
+            guest,
+            dry_run,
+            entries,
+            apply_fuel,
+            query_fuel,
+            memory_limit_mib,
+            json,
+            api,
+        } => {
+            let limits = node::upgrade::LimitOverrides {
+                apply_fuel,
+                query_fuel,
+                memory_limit_bytes: memory_limit_mib.map(|mib| mib * 1024 * 1024),
+            };
+            let upgrade = upgrades::UpgradeCommand {
+                guest,
+                dry_run,
+                entries,
+                limits,
+                json,
+            };
+            upgrades::run_upgrade(&ApiClient::new(&api.api), &upgrade)
+        }
+        Command::Rollback { api } => upgrades::run_rollback(&ApiClient::new(&api.api)),
+        Command::Components { json, api } => {
+            upgrades::run_components(&ApiClient::new(&api.api), json)
+        }
         Command::Health { api } => match ApiClient::new(&api.api).health() {
             Ok(health) => {
                 say!("{}", health.status);

@@ -674,6 +674,7 @@ mod tests {
                 name: "counter".into(),
                 version: "0.1.0".into(),
                 hash: "ab".into(),
+                since_index: 0,
                 applied_entries: 0,
                 failed_entries: 0,
                 instance_rebuilds: 0,

@@ -10,7 +10,10 @@ use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, ProposeRequest,
     ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
+use super::types::UpgradeResponse;
+use crate::node::applier::AppliedRecord;
 use crate::node::snapshot::MAX_SNAPSHOT_FILE_BYTES;
+use crate::node::upgrade::{ComponentHistory, DryRunReport};
 use crate::node::{Consistency, NodeStatus, SnapshotInfo};
 
 /// Default address of a node's API.
@@ -160,6 +163,59 @@ impl ApiClient {
             .agent
             .delete(self.url(&format!("/v1/members/{id}")))
             .call()
+            .map_err(|e| self.transport_error(e))?;
+        self.decode(response)
+    }
+
+    /// Upgrade the cluster to `component` (validated and stored by the
+    /// node, then activated through the log). `params` are the optional
+    /// limits, e.g. `[("apply_fuel", "1000000")]`.
+    pub fn upgrade(
+        &self,
+        component: &[u8],
+        params: &[(&str, String)],
+    ) -> Result<UpgradeResponse, ApiClientError> {
+        self.post_component(component, params)
+    }
+
+    /// Run `component` side by side with the active one; changes nothing.
+    pub fn dry_run(
+        &self,
+        component: &[u8],
+        params: &[(&str, String)],
+    ) -> Result<DryRunReport, ApiClientError> {
+        let mut params = params.to_vec();
+        params.push(("dry_run", "true".into()));
+        self.post_component(component, &params)
+    }
+
+    /// Go back to the previous component.
+    pub fn rollback(&self) -> Result<UpgradeResponse, ApiClientError> {
+        self.post_with(&self.long_agent, "/v1/rollback", &serde_json::json!({}))
+    }
+
+    /// The active component and the history of activations.
+    pub fn components(&self) -> Result<ComponentHistory, ApiClientError> {
+        self.get("/v1/components")
+    }
+
+    /// Which component applied each recent entry from `since` on.
+    pub fn results(&self, since: u64) -> Result<Vec<AppliedRecord>, ApiClientError> {
+        self.get(&format!("/v1/results?since={since}"))
+    }
+
+    fn post_component<R: DeserializeOwned>(
+        &self,
+        component: &[u8],
+        params: &[(&str, String)],
+    ) -> Result<R, ApiClientError> {
+        let mut request = self.long_agent.post(self.url("/v1/upgrade"));
+        for (name, value) in params {
+            request = request.query(*name, value);
+        }
+        let response = request
+            .header("content-type", "application/wasm")
+            .send(component)
             .map_err(|e| self.transport_error(e))?;
         self.decode(response)
     }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod server;
 pub mod types;
+pub mod upgrades;
 
 pub use client::{ApiClient, ApiClientError, DEFAULT_API_URL};
 pub use server::{MAX_API_BODY_BYTES, ServeHandle, router, serve};

@@ -10,6 +10,7 @@
 //! | POST   | `/v1/leader`  | `TransferLeaderRequest` | `TransferLeaderResponse` (leader only) |
 //! | POST   | `/v1/snapshot` |                 | `SnapshotInfo` (takes one now)   |
 //! | GET    | `/v1/snapshot/latest` |          | the latest snapshot file (a backup) |
+//! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::metrics`] |
 //!
@@ -53,7 +54,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             info: ErrorInfo {
@@ -65,7 +66,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }
@@ -82,6 +83,8 @@ impl From<ClientError> for ApiError {
             ClientError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ClientError::InvalidMembership(_) => StatusCode::CONFLICT,
             ClientError::SnapshotFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ClientError::InvalidComponent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ClientError::UpgradeRefused(_) => StatusCode::CONFLICT,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {
@@ -91,7 +94,7 @@ impl From<ClientError> for ApiError {
     }
 }
 
-fn guest_error(failure: GuestFailure, index: Option<u64>) -> ApiError {
+pub(super) fn guest_error(failure: GuestFailure, index: Option<u64>) -> ApiError {
     let mut api = ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         failure.code(),
@@ -120,6 +123,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/snapshot/latest", get(latest_snapshot))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(super::upgrades::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(node)
@@ -173,7 +177,7 @@ async fn within_timeout<T>(
     within(DEFAULT_REQUEST_TIMEOUT, call).await
 }
 
-async fn within<T>(
+pub(super) async fn within<T>(
     timeout: std::time::Duration,
     call: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ApiError> {

@@ -182,3 +182,11 @@ mod tests {
         assert!(bytes_from(None, Some("!!".into()), "command").is_err());
     }
 }
+
+/// The answer to an upgrade or a rollback: the activation's index and its
+/// history record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeResponse {
+    pub index: u64,
+    pub record: crate::node::upgrade::ComponentRecord,
+}

@@ -7,7 +7,7 @@
 //! The node hands over batches through a bounded channel (backpressure) and
 //! the applier answers waiting clients itself once their entry is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,18 +16,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use raft::prelude::{ConfState, Snapshot};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::canary::{self, CanaryInput, Side};
+use super::component_fetch::{self, PeerFetch};
 use super::components::ComponentStore;
 use super::envelope::Payload;
 use super::error::ClientError;
 use super::snapshot::{self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader};
+use super::upgrade::{
+    Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord,
+    DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES,
+};
 use crate::transport::PeerAddr;
 use crate::wasm::{
-    EntryContext, GuestFailure, GuestInfo, GuestLimits, RuntimeStats, StateMachine, WasmEngine,
-    WasmError,
+    EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, RuntimeStats,
+    StateMachine, WasmEngine, WasmError,
 };
 
 /// Batches of committed entries that may wait for the applier.
 pub const APPLY_QUEUE_CAPACITY: usize = 256;
+/// Results of the most recent entries kept for `GET /v1/results` (which
+/// component applied each entry, and a hash of its result).
+pub const RECENT_RESULTS_CAPACITY: usize = 10_000;
 
 /// The result of one applied client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +96,36 @@ pub enum ApplyJob {
     },
     /// Replace the state with a snapshot received from the leader.
     Restore(Box<LoadedSnapshot>),
+    /// Compare a candidate component with the active one (an upgrade's dry
+    /// run). The applier copies what the comparison needs and runs it on
+    /// another thread, so applying goes on meanwhile.
+    DryRun {
+        candidate: Box<Candidate>,
+        reply: oneshot::Sender<Result<DryRunReport, String>>,
+    },
+}
+
+/// A validated candidate component for a dry run.
+#[derive(Debug)]
+pub struct Candidate {
+    pub component: LoadedComponent,
+    pub info: GuestInfo,
+    pub limits: LimitOverrides,
+    pub compile_ms: u64,
+    /// How many recent entries to compare.
+    pub entries: usize,
+}
+
+/// Which component applied an entry, and what came out (for comparing
+/// replicas: every replica must show the same records).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedRecord {
+    pub index: u64,
+    /// BLAKE3 (hex) of the component that applied it.
+    pub component: String,
+    pub ok: bool,
+    /// BLAKE3 (hex) of the result bytes, or of the failure's JSON.
+    pub result_hash: String,
 }
 
 /// A snapshot the applier wrote: the Raft view of it (metadata plus the
@@ -103,6 +142,8 @@ pub struct ApplierShared {
     applied_index: AtomicU64,
     guest: Mutex<(GuestInfo, String)>,
     stats: Mutex<RuntimeStats>,
+    history: Mutex<ComponentHistory>,
+    recent: Mutex<VecDeque<AppliedRecord>>,
 }
 
 impl ApplierShared {
@@ -116,9 +157,37 @@ impl ApplierShared {
     pub fn stats(&self) -> RuntimeStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
+    /// The component history (the active component and every activation).
+    pub fn history(&self) -> ComponentHistory {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// Results of the applied entries with index ≥ `since` still kept.
+    pub fn recent_results(&self, since: u64, limit: usize) -> Vec<AppliedRecord> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let start = recent.partition_point(|r| r.index < since);
+        recent.iter().skip(start).take(limit).cloned().collect()
+    }
     fn set_guest(&self, machine: &StateMachine) {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
             (machine.info().clone(), machine.component().hash.to_hex());
+    }
+    fn set_history(&self, history: &ComponentHistory) {
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history.clone();
+    }
+    fn push_result(&self, record: AppliedRecord) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // A restore moves the applied index back (restart replays): keep the
+        // list ordered by index.
+        while recent.back().is_some_and(|last| last.index >= record.index) {
+            recent.pop_back();
+        }
+        if recent.len() == RECENT_RESULTS_CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(record);
     }
 }
 
@@ -132,6 +201,9 @@ pub struct ApplierEnv {
     pub limits: GuestLimits,
     pub components: ComponentStore,
     pub snapshot_dir: PathBuf,
+    /// Downloads components from peers; `None` for a node without a
+    /// network.
+    pub fetch: Option<PeerFetch>,
 }
 
 /// Start the applier thread. `fatal` receives a message if the runtime fails
@@ -140,6 +212,7 @@ pub fn spawn(
     env: ApplierEnv,
     machine: StateMachine,
     applied_index: u64,
+    history: ComponentHistory,
     fatal: watch::Sender<Option<String>>,
 ) -> std::io::Result<(
     mpsc::Sender<ApplyJob>,
@@ -151,6 +224,8 @@ pub fn spawn(
         applied_index: AtomicU64::new(applied_index),
         guest: Mutex::new((machine.info().clone(), machine.component().hash.to_hex())),
         stats: Mutex::new(machine.stats()),
+        history: Mutex::new(history.clone()),
+        recent: Mutex::new(VecDeque::new()),
     });
     let thread_shared = shared.clone();
     let join = std::thread::Builder::new()
@@ -160,6 +235,7 @@ pub fn spawn(
             let mut applier = Applier {
                 env,
                 machine,
+                history,
                 shared: thread_shared,
                 waiting_queries: BTreeMap::new(),
             };
@@ -175,6 +251,7 @@ pub fn spawn(
 struct Applier {
     env: ApplierEnv,
     machine: StateMachine,
+    history: ComponentHistory,
     shared: Arc<ApplierShared>,
     /// Queries waiting for the applied index to reach their read index.
     waiting_queries: BTreeMap<u64, Vec<(Vec<u8>, QueryReply)>>,
@@ -186,10 +263,11 @@ impl Applier {
             match job {
                 ApplyJob::Apply(items) => {
                     for item in items {
-                        apply_one(&mut self.machine, item, &self.shared)?;
+                        self.apply_one(item, &rx)?;
                     }
                     self.run_ready_queries()?;
                 }
+                ApplyJob::DryRun { candidate, reply } => self.dry_run(*candidate, reply),
                 ApplyJob::Query {
                     request,
                     min_applied,
@@ -284,6 +362,7 @@ impl Applier {
             taken_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            history: Some(self.history.clone()),
         };
         let descriptor = snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
             .map_err(|e| e.to_string())?;
@@ -305,11 +384,16 @@ impl Applier {
     /// the node: every replica must hold the leader's state.
     fn restore(&mut self, loaded: &LoadedSnapshot) -> Result<(), WasmError> {
         let header = &loaded.header;
-        if header.component_hash != self.machine.component().hash.to_hex() {
+        let limits = header.limit_overrides().resolve(self.env.limits);
+        if header.component_hash != self.machine.component().hash.to_hex()
+            || limits != self.machine.limits()
+        {
             self.machine = build_machine(&self.env, loaded)?;
         }
         self.machine
             .restore(snapshot_entry(header), loaded.state())?;
+        self.history = header.component_history(self.machine.info());
+        self.shared.set_history(&self.history);
         self.shared.set_guest(&self.machine);
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
         self.shared
@@ -349,7 +433,10 @@ pub fn build_machine(env: &ApplierEnv, loaded: &LoadedSnapshot) -> Result<StateM
         });
     }
     let component = env.engine.load(loaded.component())?;
-    StateMachine::new(component, env.limits)
+    StateMachine::new(
+        component,
+        loaded.header.limit_overrides().resolve(env.limits),
+    )
 }
 
 /// Raft's view of a snapshot file: metadata plus the descriptor as data.
@@ -363,57 +450,226 @@ pub fn raft_snapshot(header: &SnapshotHeader, descriptor: &SnapshotDescriptor) -
     snapshot
 }
 
-fn apply_one(
-    machine: &mut StateMachine,
-    item: ApplyItem,
-    shared: &ApplierShared,
-) -> Result<(), WasmError> {
-    let previous = shared.applied_index();
-    assert!(
-        item.index > previous,
-        "entries are applied in log order: {} after {previous}",
-        item.index
-    );
-    match item.payload {
-        Payload::Noop => {
-            shared.applied_index.store(item.index, Ordering::Release);
-            if let Some(reply) = item.reply {
-                // A membership change: applied once it is in the
-                // configuration; there is no guest result.
-                let _ = reply.send(Ok(Applied {
+impl Applier {
+    /// Apply one committed entry and answer its client, if it waits here.
+    fn apply_one(
+        &mut self,
+        item: ApplyItem,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<(), WasmError> {
+        let previous = self.shared.applied_index();
+        assert!(
+            item.index > previous,
+            "entries are applied in log order: {} after {previous}",
+            item.index
+        );
+        let (result, fuel_used) = match item.payload {
+            // A leader's no-op or a membership change: applied once it is
+            // in the configuration; there is no guest result.
+            Payload::Noop => (Ok(Vec::new()), 0),
+            Payload::Command {
+                timestamp_ms,
+                command,
+            } => {
+                let entry = EntryContext {
                     index: item.index,
                     term: item.term,
-                    result: Ok(Vec::new()),
-                    fuel_used: 0,
-                }));
+                    timestamp_ms,
+                };
+                let outcome = self.machine.apply(entry, &command)?;
+                self.record_result(item.index, &outcome.result);
+                (outcome.result, outcome.fuel_used)
             }
-        }
-        Payload::Command {
-            timestamp_ms,
-            command,
-        } => {
-            let entry = EntryContext {
+            Payload::Activate {
+                timestamp_ms,
+                activation,
+            } => {
+                let entry = EntryContext {
+                    index: item.index,
+                    term: item.term,
+                    timestamp_ms,
+                };
+                let result = self.activate(entry, &activation, rx)?;
+                self.record_result(item.index, &result);
+                (result, 0)
+            }
+        };
+        // Published before the client hears back, so a status read after
+        // the answer includes this entry.
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.shared
+            .applied_index
+            .store(item.index, Ordering::Release);
+        if let Some(reply) = item.reply {
+            // The client may have given up waiting; the entry is applied
+            // regardless.
+            let _ = reply.send(Ok(Applied {
                 index: item.index,
                 term: item.term,
-                timestamp_ms,
-            };
-            let outcome = machine.apply(entry, &command)?;
-            // Published before the client hears back, so a status read after
-            // the answer includes this entry.
-            *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = machine.stats();
-            shared.applied_index.store(item.index, Ordering::Release);
-            if let Some(reply) = item.reply {
-                // The client may have given up waiting; the entry is applied
-                // regardless.
-                let _ = reply.send(Ok(Applied {
-                    index: item.index,
-                    term: item.term,
-                    result: outcome.result,
-                    fuel_used: outcome.fuel_used,
-                }));
+                result,
+                fuel_used,
+            }));
+        }
+        Ok(())
+    }
+
+    fn record_result(&self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
+        let result_hash = match result {
+            Ok(bytes) => blake3::hash(bytes),
+            Err(failure) => blake3::hash(serde_json::to_string(failure).unwrap_or_default().as_bytes()),
+        };
+        self.shared.push_result(AppliedRecord {
+            index,
+            component: self.machine.component().hash.to_hex(),
+            ok: result.is_ok(),
+            result_hash: result_hash.to_hex().to_string(),
+        });
+    }
+
+    /// Apply an activation entry: switch to the named component, migrating
+    /// the state through `snapshot()` → `restore()`, or stay on the current
+    /// one if anything fails. The result is the new history record (JSON)
+    /// or the reason, identical on every replica. Only the node stopping
+    /// while it fetches the component is an `Err` (the entry is then not
+    /// applied, and is again after a restart).
+    fn activate(
+        &mut self,
+        entry: EntryContext,
+        activation: &Activation,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<Result<Vec<u8>, GuestFailure>, WasmError> {
+        let mut record = ComponentRecord {
+            index: entry.index,
+            kind: activation.kind,
+            hash: activation.hash.clone(),
+            size_bytes: activation.size_bytes,
+            name: String::new(),
+            version: String::new(),
+            timestamp_ms: entry.timestamp_ms,
+            limits: activation.limits,
+            outcome: ActivationOutcome::Activated,
+        };
+        let result = match self.migrate(entry, activation, rx)? {
+            Ok(next) => {
+                record.name = next.info().name.clone();
+                record.version = next.info().version.clone();
+                tracing::info!(index = entry.index, kind = ?activation.kind,
+                    from = %self.machine.component().hash, to = %activation.hash,
+                    name = %record.name, version = %record.version, "activated a component");
+                self.machine = next;
+                self.shared.set_guest(&self.machine);
+                Ok(serde_json::to_vec(&record).unwrap_or_default())
             }
+            Err(reason) => {
+                tracing::warn!(index = entry.index, hash = %activation.hash, %reason,
+                    "component activation failed; the previous component stays active");
+                record.outcome = ActivationOutcome::Failed {
+                    reason: reason.clone(),
+                };
+                Err(GuestFailure::UpgradeFailed { reason })
+            }
+        };
+        self.history.record(record);
+        self.shared.set_history(&self.history);
+        Ok(result)
+    }
+
+    /// Build the next state machine: the new component holding the current
+    /// state. `Ok(Err(reason))` is a deterministic failure.
+    fn migrate(
+        &mut self,
+        entry: EntryContext,
+        activation: &Activation,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<Result<StateMachine, String>, WasmError> {
+        let Some(hash) = activation.component_hash() else {
+            return Ok(Err(format!("`{}` is not a component hash", activation.hash)));
+        };
+        if activation.size_bytes > MAX_COMPONENT_BYTES {
+            return Ok(Err(format!(
+                "the component is {} bytes, over the limit of {MAX_COMPONENT_BYTES}",
+                activation.size_bytes
+            )));
+        }
+        let bytes = component_fetch::obtain(
+            &self.env.components,
+            self.env.fetch.as_ref(),
+            hash,
+            activation,
+            &|| rx.is_closed(),
+        )
+        .map_err(|error| WasmError::Instantiate {
+            reason: format!("cannot apply the activation at index {}: {error}", entry.index),
+        })?;
+        let limits = activation.limits.resolve(self.env.limits);
+        let next = self
+            .env
+            .engine
+            .load(&bytes)
+            .and_then(|component| StateMachine::new(component, limits));
+        let mut next = match next {
+            Ok(next) => next,
+            Err(error) => return Ok(Err(format!("the new component does not load: {error}"))),
+        };
+        let state = match self.machine.snapshot() {
+            Ok(state) => state,
+            Err(error) => {
+                return Ok(Err(format!(
+                    "the active component's snapshot failed: {error}"
+                )));
+            }
+        };
+        Ok(match next.restore(entry, &state) {
+            Ok(()) => Ok(next),
+            Err(error) => Err(format!(
+                "the new component's restore of the current state failed: {error}"
+            )),
+        })
+    }
+
+    /// Start a dry run: copy the current state and the replay window, and
+    /// compare on a thread of its own.
+    fn dry_run(&mut self, candidate: Candidate, reply: oneshot::Sender<Result<DryRunReport, String>>) {
+        let input = CanaryInput {
+            active: Side {
+                component: self.machine.component().clone(),
+                limits: self.machine.limits(),
+                info: self.machine.info().clone(),
+            },
+            candidate: Side {
+                component: candidate.component,
+                limits: candidate.limits.resolve(self.env.limits),
+                info: candidate.info,
+            },
+            compile_ms: candidate.compile_ms,
+            applied_index: self.shared.applied_index(),
+            current_state: self.machine.snapshot().map_err(|e| e.to_string()),
+            current_entry: self.machine.last_entry(),
+            window: self.machine.replay_window(),
+            entries: candidate.entries,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("dry-run".into())
+            .spawn(move || {
+                let _ = reply.send(Ok(canary::run(input)));
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start a dry run thread");
         }
     }
-    shared.applied_index.store(item.index, Ordering::Release);
-    Ok(())
+}
+
+/// The history of a node that starts from scratch: the genesis component.
+pub fn genesis_history(machine: &StateMachine) -> ComponentHistory {
+    ComponentHistory::new(ComponentRecord {
+        index: 0,
+        kind: ActivationKind::Genesis,
+        hash: machine.component().hash.to_hex(),
+        size_bytes: machine.component().size_bytes,
+        name: machine.info().name.clone(),
+        version: machine.info().version.clone(),
+        timestamp_ms: 0,
+        limits: LimitOverrides::default(),
+        outcome: ActivationOutcome::Activated,
+    })
 }

@@ -20,6 +20,7 @@ use raft_proto::ConfChangeI;
 
 use super::applier::{ApplyItem, ApplyJob, ProposalReply, QueryReply, TakenSnapshot};
 use super::envelope::{self, Payload};
+use super::upgrade::Activation;
 use super::error::{ClientError, NodeError};
 use super::snapshot::{self, SnapshotDescriptor, SnapshotPolicy};
 use tokio::sync::{oneshot, watch};
@@ -115,7 +116,9 @@ pub const MEMBERS_META_KEY: &str = "members";
 /// Metadata key of the index of the last configuration change reflected in
 /// the stored conf state (replayed changes up to it are not applied twice).
 pub const CONF_INDEX_META_KEY: &str = "conf_index";
-/// Metadata key holding the hash of the active component.
+/// Metadata key holding the hash of the component the stored log starts
+/// from (the cluster's first component, or that of an installed snapshot).
+/// Upgrades after it are activation entries in the log, replayed on start.
 pub const ACTIVE_COMPONENT_KEY: &str = "active_component";
 
 /// A client waiting for its proposal to apply.
@@ -468,7 +471,26 @@ impl NodeCore {
     /// Propose a client command, stamped with the leader's clock. The reply
     /// is answered once the entry applies, or right away if it is refused.
     pub fn propose(&mut self, command: Vec<u8>, timestamp_ms: u64, reply: ProposalReply) {
-        match self.append_proposal(command, timestamp_ms) {
+        let checked = Self::check_command(&command)
+            .map(|()| envelope::encode_command(timestamp_ms, &command));
+        self.propose_data(checked, reply);
+    }
+
+    /// Propose switching the guest to another component (see
+    /// [`super::upgrade`]). Answered once the activation applies, with its
+    /// outcome.
+    pub fn propose_activation(
+        &mut self,
+        activation: &Activation,
+        timestamp_ms: u64,
+        reply: ProposalReply,
+    ) {
+        let data = envelope::encode_activation(timestamp_ms, activation);
+        self.propose_data(Ok(data), reply);
+    }
+
+    fn propose_data(&mut self, data: Result<Vec<u8>, ClientError>, reply: ProposalReply) {
+        match data.and_then(|data| self.append_proposal(data)) {
             Ok((index, term)) => {
                 self.pending.insert(index, PendingProposal { term, reply });
             }
@@ -478,11 +500,7 @@ impl NodeCore {
         }
     }
 
-    fn append_proposal(
-        &mut self,
-        command: Vec<u8>,
-        timestamp_ms: u64,
-    ) -> Result<(u64, u64), ClientError> {
+    fn check_command(command: &[u8]) -> Result<(), ClientError> {
         if command.is_empty() {
             return Err(ClientError::EmptyCommand);
         }
@@ -492,12 +510,16 @@ impl NodeCore {
                 limit_bytes: MAX_COMMAND_BYTES,
             });
         }
+        Ok(())
+    }
+
+    /// Append an encoded entry payload on the leader.
+    fn append_proposal(&mut self, data: Vec<u8>) -> Result<(u64, u64), ClientError> {
         if self.raw.raft.state != StateRole::Leader {
             return Err(ClientError::NotLeader {
                 leader_hint: self.leader_id(),
             });
         }
-        let data = envelope::encode_command(timestamp_ms, &command);
         let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose(Vec::new(), data)

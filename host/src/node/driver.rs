@@ -10,10 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::{Applied, ApplyJob, ProposalReply, QueryReply, TakenSnapshot};
+use super::applier::{Applied, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot};
+use super::upgrade::{Activation, DryRunReport};
 use super::core::{Consistency, MembershipChange, NodeCore, RaftView, SnapshotInfo};
 use super::error::{ClientError, NodeError};
 use crate::transport::PeerAddr;
+use crate::wasm::ComponentHash;
 
 /// Messages the node's inbox holds before senders see `Overloaded`.
 pub const NODE_INBOX_CAPACITY: usize = 4096;
@@ -30,10 +32,21 @@ pub enum NodeMsg {
         command: Vec<u8>,
         reply: ProposalReply,
     },
+    /// Switch the guest to another component (leader only).
+    ProposeActivation {
+        activation: Activation,
+        reply: ProposalReply,
+    },
     Query {
         request: Vec<u8>,
         consistency: Consistency,
         reply: QueryReply,
+    },
+    /// Run a candidate component side by side with the active one (a dry
+    /// run of an upgrade); handed to the applier.
+    DryRun {
+        candidate: Box<Candidate>,
+        reply: oneshot::Sender<Result<DryRunReport, String>>,
     },
     /// A Raft message from a peer.
     Raft(Box<Message>),
@@ -63,11 +76,13 @@ pub enum NodeMsg {
 }
 
 /// What the transport needs from the node it serves: its inbox (for
-/// snapshot reports and received snapshots) and where snapshot files live.
+/// snapshot reports and received snapshots), where snapshot files live and
+/// where its components live (peers fetch them by hash).
 #[derive(Debug, Clone)]
 pub struct NodeLink {
     pub inbox: mpsc::Sender<NodeMsg>,
     pub snapshot_dir: PathBuf,
+    pub components_dir: PathBuf,
 }
 
 /// Where the node's outgoing Raft messages go. The seam between consensus
@@ -83,14 +98,34 @@ pub trait Transport: Send + 'static {
     fn attach(&mut self, _link: NodeLink) {}
 }
 
-/// Sends a client's proposal to the leader (a follower's way of serving
-/// writes).
+/// A boxed future, as the [`Forwarder`] methods return.
+pub type PeerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Requests a node makes to its peers on its own behalf: forwarding a
+/// client's proposal to the leader (a follower's way of serving writes) and
+/// fetching a component it must activate but does not hold.
 pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
     fn forward_propose(
         &self,
         leader: u64,
         command: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<Applied, ClientError>> + Send + '_>>;
+    ) -> PeerFuture<'_, Result<Applied, ClientError>>;
+
+    /// Forward a component activation to the leader.
+    fn forward_activation(
+        &self,
+        leader: u64,
+        activation: Activation,
+    ) -> PeerFuture<'_, Result<Applied, ClientError>>;
+
+    /// Download the component `hash` (`size_bytes` long) from `peer`. The
+    /// caller verifies the bytes against the hash.
+    fn fetch_component(
+        &self,
+        peer: u64,
+        hash: ComponentHash,
+        size_bytes: u64,
+    ) -> PeerFuture<'_, Result<Vec<u8>, String>>;
 }
 
 /// The transport of a single-node cluster: Raft never addresses a peer.
@@ -204,6 +239,12 @@ async fn handle(
 ) -> Result<(), NodeError> {
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
+        NodeMsg::ProposeActivation { activation, reply } => {
+            core.propose_activation(&activation, now_ms(), reply)
+        }
+        NodeMsg::DryRun { candidate, reply } => {
+            hand_over(applier, vec![ApplyJob::DryRun { candidate, reply }]).await?;
+        }
         NodeMsg::Query {
             request,
             consistency,

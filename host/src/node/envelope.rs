@@ -6,16 +6,20 @@
 //!
 //! ```text
 //! [0]      format version = 1
-//! [1]      kind: 1 = guest command
+//! [1]      kind: 1 = guest command, 2 = component activation
 //! [2..10]  leader timestamp, ms since the Unix epoch, u64 little-endian
-//! [10..]   the command bytes, as the client sent them
+//! [10..]   kind 1: the command bytes, as the client sent them
+//!          kind 2: the `Activation`, as JSON (see `super::upgrade`)
 //! ```
 //!
 //! An entry with empty data is the no-op a new leader appends; it is never
 //! handed to the guest.
 
+use super::upgrade::Activation;
+
 const VERSION: u8 = 1;
 const KIND_COMMAND: u8 = 1;
+const KIND_ACTIVATE: u8 = 2;
 const HEADER_BYTES: usize = 10;
 
 /// A decoded entry payload.
@@ -25,6 +29,11 @@ pub enum Payload {
     Noop,
     /// A client command for the guest.
     Command { timestamp_ms: u64, command: Vec<u8> },
+    /// Switch the guest to another component.
+    Activate {
+        timestamp_ms: u64,
+        activation: Activation,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +44,8 @@ pub enum EnvelopeError {
     UnknownVersion(u8),
     #[error("entry payload has unknown kind {0}")]
     UnknownKind(u8),
+    #[error("activation entry: {0}")]
+    BadActivation(String),
 }
 
 /// Encode a command stamped with the leader's time.
@@ -44,6 +55,17 @@ pub fn encode_command(timestamp_ms: u64, command: &[u8]) -> Vec<u8> {
     out.push(KIND_COMMAND);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(command);
+    out
+}
+
+/// Encode a component activation stamped with the leader's time.
+pub fn encode_activation(timestamp_ms: u64, activation: &Activation) -> Vec<u8> {
+    let body = serde_json::to_vec(activation).expect("an activation always serializes");
+    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+    out.push(VERSION);
+    out.push(KIND_ACTIVATE);
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&body);
     out
 }
 
@@ -58,15 +80,25 @@ pub fn decode(data: &[u8]) -> Result<Payload, EnvelopeError> {
     if data[0] != VERSION {
         return Err(EnvelopeError::UnknownVersion(data[0]));
     }
-    if data[1] != KIND_COMMAND {
-        return Err(EnvelopeError::UnknownKind(data[1]));
-    }
     let mut stamp = [0u8; 8];
     stamp.copy_from_slice(&data[2..HEADER_BYTES]);
-    Ok(Payload::Command {
-        timestamp_ms: u64::from_le_bytes(stamp),
-        command: data[HEADER_BYTES..].to_vec(),
-    })
+    let timestamp_ms = u64::from_le_bytes(stamp);
+    let body = &data[HEADER_BYTES..];
+    match data[1] {
+        KIND_COMMAND => Ok(Payload::Command {
+            timestamp_ms,
+            command: body.to_vec(),
+        }),
+        KIND_ACTIVATE => {
+            let activation: Activation = serde_json::from_slice(body)
+                .map_err(|e| EnvelopeError::BadActivation(e.to_string()))?;
+            Ok(Payload::Activate {
+                timestamp_ms,
+                activation,
+            })
+        }
+        kind => Err(EnvelopeError::UnknownKind(kind)),
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +115,28 @@ mod tests {
                 command: b"add 5".to_vec()
             })
         );
+    }
+
+    #[test]
+    fn activation_round_trip() {
+        let activation = Activation {
+            hash: "ab".repeat(32),
+            size_bytes: 1234,
+            kind: super::super::upgrade::ActivationKind::Upgrade,
+            limits: Default::default(),
+            source: 2,
+        };
+        let data = encode_activation(99, &activation);
+        assert_eq!(
+            decode(&data),
+            Ok(Payload::Activate {
+                timestamp_ms: 99,
+                activation
+            })
+        );
+        let mut bad = data[..HEADER_BYTES].to_vec();
+        bad.extend_from_slice(b"{not json");
+        assert!(matches!(decode(&bad), Err(EnvelopeError::BadActivation(_))));
     }
 
     #[test]

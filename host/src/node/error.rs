@@ -28,6 +28,10 @@ pub enum ClientError {
     InvalidMembership(String),
     #[error("taking a snapshot failed: {0}")]
     SnapshotFailed(String),
+    #[error("not a usable component: {0}")]
+    InvalidComponent(String),
+    #[error("upgrade refused: {0}")]
+    UpgradeRefused(String),
 }
 
 impl ClientError {
@@ -43,6 +47,8 @@ impl ClientError {
             ClientError::Stopped => "node_stopped",
             ClientError::InvalidMembership(_) => "invalid_membership",
             ClientError::SnapshotFailed(_) => "snapshot_failed",
+            ClientError::InvalidComponent(_) => "invalid_component",
+            ClientError::UpgradeRefused(_) => "upgrade_refused",
         }
     }
 }

@@ -30,6 +30,8 @@
 //! streamed in chunks by the transport.
 
 pub mod applier;
+pub mod canary;
+pub mod component_fetch;
 pub mod components;
 pub mod core;
 pub mod driver;
@@ -38,6 +40,8 @@ pub mod error;
 pub mod logger;
 pub mod snapshot;
 pub mod status;
+pub mod upgrade;
+pub mod upgrade_handle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +132,8 @@ pub struct NodeConfig {
     pub peer_stats: Option<PeerStatsRegistry>,
     /// This node's ticket, shown in status.
     pub ticket: Option<String>,
+    /// How long validating an upgrade's component may take here.
+    pub compile_budget: Duration,
 }
 
 impl NodeConfig {
@@ -143,6 +149,7 @@ impl NodeConfig {
             directory: None,
             peer_stats: None,
             ticket: None,
+            compile_budget: upgrade::DEFAULT_COMPILE_BUDGET,
         }
     }
 }
@@ -156,7 +163,9 @@ pub struct NodeHandle {
 
 #[derive(Debug)]
 struct HandleInner {
+    id: u64,
     inbox: mpsc::Sender<NodeMsg>,
+    upgrades: upgrade_handle::UpgradeEnv,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     forwarder: Option<Arc<dyn Forwarder>>,
     directory: Option<PeerDirectory>,
@@ -338,6 +347,7 @@ impl NodeHandle {
                 name: guest.name,
                 version: guest.version,
                 hash,
+                since_index: applier.history().active.index,
                 applied_entries: stats.applied,
                 failed_entries: stats.failures,
                 instance_rebuilds: stats.rebuilds,
@@ -439,18 +449,31 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         limits: config.limits,
         components: components.clone(),
         snapshot_dir: data_dir.join(SNAPSHOT_DIR),
+        fetch: config
+            .forwarder
+            .clone()
+            .map(|peers| component_fetch::PeerFetch {
+                runtime: tokio::runtime::Handle::current(),
+                peers,
+                directory: config.directory.clone(),
+                self_id: config.id,
+            }),
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()
     {
         bootstrap_from_backup(&config, &env, &storage, backup, addr.clone())?;
     }
-    let (machine, applied_index) = match storage.snapshot_position() {
-        Some((index, term)) => (restore_latest_snapshot(&config, &env, index, term)?, index),
-        None => (
-            load_active_guest(&config, &storage, &engine, &components)?,
-            0,
-        ),
+    let (machine, history, applied_index) = match storage.snapshot_position() {
+        Some((index, term)) => {
+            let (machine, history) = restore_latest_snapshot(&config, &env, &storage, index, term)?;
+            (machine, history, index)
+        }
+        None => {
+            let machine = load_active_guest(&config, &storage, &engine, &components)?;
+            let history = applier::genesis_history(&machine);
+            (machine, history, 0)
+        }
     };
     tracing::info!(id = config.id, guest = %machine.info().name,
         version = %machine.info().version, hash = %machine.component().hash,
@@ -510,7 +533,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
-        applier::spawn(env.clone(), machine, applied_index, fatal_tx).map_err(|source| {
+        applier::spawn(env.clone(), machine, applied_index, history, fatal_tx).map_err(|source| {
             NodeError::DataDir {
                 path: data_dir.clone(),
                 source,
@@ -520,6 +543,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     transport.attach(driver::NodeLink {
         inbox: inbox_tx.clone(),
         snapshot_dir: env.snapshot_dir.clone(),
+        components_dir: data_dir.join("components"),
     });
     let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
     let (stopped_tx, stopped_rx) = watch::channel(None);
@@ -559,7 +583,14 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     });
     Ok(NodeHandle {
         inner: Arc::new(HandleInner {
+            id,
             inbox: inbox_tx,
+            upgrades: upgrade_handle::UpgradeEnv {
+                engine: env.engine.clone(),
+                components: env.components.clone(),
+                limits: env.limits,
+                compile_budget: config.compile_budget,
+            },
             shutdown: shutdown_tx,
             forwarder: config.forwarder,
             directory: config.directory,
@@ -689,9 +720,10 @@ fn bootstrap_from_backup(
 fn restore_latest_snapshot(
     config: &NodeConfig,
     env: &ApplierEnv,
+    storage: &SledStorage,
     index: u64,
     term: u64,
-) -> Result<StateMachine, NodeError> {
+) -> Result<(StateMachine, upgrade::ComponentHistory), NodeError> {
     let path = snapshot::path_for(&env.snapshot_dir, index, term);
     let loaded: LoadedSnapshot = snapshot::read(&path).map_err(|e| NodeError::CorruptEntry {
         index,
@@ -702,8 +734,20 @@ fn restore_latest_snapshot(
             path: given.clone(),
             source,
         })?;
+        // The cluster may have upgraded since it was created with this
+        // file: any component it has run (or started with) is accepted.
         let given_hash = ComponentHash::of(&bytes);
-        if given_hash.to_hex() != loaded.header.component_hash {
+        let genesis = storage
+            .get_meta(ACTIVE_COMPONENT_KEY)?
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+        let known = given_hash.to_hex() == loaded.header.component_hash
+            || genesis.as_deref() == Some(given_hash.to_hex().as_str())
+            || loaded
+                .header
+                .history
+                .as_ref()
+                .is_some_and(|h| upgrade_handle::in_history(h, &given_hash));
+        if !known {
             return Err(NodeError::GuestMismatch {
                 stored: loaded.header.component_hash.clone(),
                 given: given_hash.to_hex(),
@@ -712,7 +756,8 @@ fn restore_latest_snapshot(
     }
     let mut machine = applier::build_machine(env, &loaded)?;
     machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
-    Ok(machine)
+    let history = loaded.header.component_history(machine.info());
+    Ok((machine, history))
 }
 
 fn load_members(storage: &SledStorage) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {

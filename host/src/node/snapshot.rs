@@ -27,6 +27,10 @@ use raft::prelude::ConfState;
 use serde::{Deserialize, Serialize};
 
 use crate::transport::PeerAddr;
+use super::upgrade::{
+    ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, LimitOverrides,
+};
+use crate::wasm::GuestInfo;
 
 /// First bytes of every snapshot file (the last two digits are the format).
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"IRSNAP01";
@@ -97,6 +101,38 @@ pub struct SnapshotHeader {
     /// Raft id of the node that took it, and when (informational).
     pub taken_by: u64,
     pub taken_at_ms: u64,
+    /// The component history at `index` (the active component's limits
+    /// included). Absent in files written before upgrades existed.
+    #[serde(default)]
+    pub history: Option<ComponentHistory>,
+}
+
+impl SnapshotHeader {
+    /// The history this snapshot carries, or, for an older file, one that
+    /// starts with its component.
+    pub fn component_history(&self, info: &GuestInfo) -> ComponentHistory {
+        self.history.clone().unwrap_or_else(|| {
+            ComponentHistory::new(ComponentRecord {
+                index: self.index,
+                kind: ActivationKind::Genesis,
+                hash: self.component_hash.clone(),
+                size_bytes: self.component_len,
+                name: info.name.clone(),
+                version: info.version.clone(),
+                timestamp_ms: 0,
+                limits: LimitOverrides::default(),
+                outcome: ActivationOutcome::Activated,
+            })
+        })
+    }
+
+    /// The limits the snapshot's component runs with.
+    pub fn limit_overrides(&self) -> LimitOverrides {
+        self.history
+            .as_ref()
+            .map(|h| h.active.limits)
+            .unwrap_or_default()
+    }
 }
 
 /// raft-rs's `ConfState`, in a form serde can write.
@@ -384,6 +420,7 @@ mod tests {
             state_len: state.len() as u64,
             last_entry_timestamp_ms: 0,
             taken_by: 1,
+            history: None,
             taken_at_ms: 0,
         }
     }

@@ -40,6 +40,10 @@ pub struct GuestStatus {
     pub version: String,
     /// BLAKE3 hash of the component bytes, hex.
     pub hash: String,
+    /// Log index of the activation that made it active (0: the cluster's
+    /// first component).
+    #[serde(default)]
+    pub since_index: u64,
     /// Entries applied by this process (replays after a restart included).
     pub applied_entries: u64,
     /// Entries whose result was an error (rejected, trapped, out of fuel or

@@ -5,7 +5,6 @@
 //! peer opens: read a request frame, answer it, repeat. Raft messages go to
 //! the node's inbox; nothing here touches `RawNode`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
@@ -18,7 +17,13 @@ use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
 use super::snapshot::SnapshotReceiver;
-use crate::node::{ClientError, NodeMsg};
+use crate::node::upgrade::Activation;
+use crate::node::{ClientError, NodeLink, NodeMsg};
+use crate::wasm::ComponentHash;
+
+/// Largest piece of a component sent in one `ComponentChunk` frame (well
+/// under the frame limit).
+pub const COMPONENT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Most Raft messages accepted in one `RaftMessage` frame (a Ready for one
 /// peer holds far fewer); checked before any of them is parsed.
@@ -35,8 +40,10 @@ struct HandlerInner {
     raft_id: u64,
     raft_tx: mpsc::Sender<NodeMsg>,
     directory: PeerDirectory,
-    /// Where received snapshot files go; snapshots are refused until set.
-    snapshot_dir: Arc<OnceLock<PathBuf>>,
+    /// The node served, once it runs: where received snapshot files go and
+    /// where its components are. Snapshots and component fetches are
+    /// refused until it is set.
+    link: Arc<OnceLock<NodeLink>>,
 }
 
 impl RaftProtocolHandler {
@@ -52,23 +59,24 @@ impl RaftProtocolHandler {
         raft_tx: mpsc::Sender<NodeMsg>,
         directory: PeerDirectory,
     ) -> Self {
-        Self::with_snapshot_dir(raft_id, raft_tx, directory, Arc::default())
+        Self::with_node_link(raft_id, raft_tx, directory, Arc::default())
     }
 
-    /// As [`Self::with_directory`], receiving snapshot files into the
-    /// directory set in `snapshot_dir` (set once the node runs).
-    pub fn with_snapshot_dir(
+    /// As [`Self::with_directory`], receiving snapshot files into and
+    /// serving components from the directories of `link` (set once the
+    /// node runs).
+    pub fn with_node_link(
         raft_id: u64,
         raft_tx: mpsc::Sender<NodeMsg>,
         directory: PeerDirectory,
-        snapshot_dir: Arc<OnceLock<PathBuf>>,
+        link: Arc<OnceLock<NodeLink>>,
     ) -> Self {
         RaftProtocolHandler {
             inner: Arc::new(HandlerInner {
                 raft_id,
                 raft_tx,
                 directory,
-                snapshot_dir,
+                link,
             }),
         }
     }
@@ -134,12 +142,12 @@ impl HandlerInner {
                 self.directory.touch(raft_id);
             }
             if let WireMessage::Request(Request::InstallSnapshot(offer)) = request {
-                match (peer_raft_id, self.snapshot_dir.get()) {
-                    (Some(peer_raft_id), Some(dir)) => {
+                match (peer_raft_id, self.link.get()) {
+                    (Some(peer_raft_id), Some(link)) => {
                         let receiver = SnapshotReceiver {
                             raft_id: self.raft_id,
                             peer_raft_id,
-                            dir,
+                            dir: &link.snapshot_dir,
                             raft_tx: &self.raft_tx,
                         };
                         receiver.serve(&mut send, &mut recv, offer).await?;
@@ -173,6 +181,12 @@ impl HandlerInner {
             WireMessage::RaftMessage(batch) => self.deliver(batch, peer_raft_id),
             WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
             WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
+            WireMessage::Request(Request::ProposeActivation { activation }) => {
+                self.propose_activation(&activation).await
+            }
+            WireMessage::Request(Request::FetchComponent { hash, offset }) => {
+                self.component_chunk(&hash, offset, peer_raft_id).await
+            }
             WireMessage::Request(Request::Members) => WireMessage::Response(Response::Members {
                 members: self.directory.members().into_iter().collect(),
             }),
@@ -242,7 +256,56 @@ impl HandlerInner {
 
     async fn propose(&self, command: Vec<u8>) -> WireMessage {
         let (reply, answer) = oneshot::channel();
-        if let Err(error) = self.raft_tx.try_send(NodeMsg::Propose { command, reply }) {
+        self.proposal_answer(NodeMsg::Propose { command, reply }, answer)
+            .await
+    }
+
+    async fn propose_activation(&self, activation: &[u8]) -> WireMessage {
+        let activation: Activation = match serde_json::from_slice(activation) {
+            Ok(activation) => activation,
+            Err(e) => return error_frame(ErrorCode::Malformed, format!("activation: {e}")),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.proposal_answer(NodeMsg::ProposeActivation { activation, reply }, answer)
+            .await
+    }
+
+    /// Serve a piece of a component this node holds, to a member.
+    async fn component_chunk(
+        &self,
+        hash: &str,
+        offset: u64,
+        peer_raft_id: Option<u64>,
+    ) -> WireMessage {
+        if peer_raft_id.is_none() {
+            return error_frame(
+                ErrorCode::WrongSender,
+                "only cluster members may fetch components".into(),
+            );
+        }
+        let Some(link) = self.link.get() else {
+            return error_frame(ErrorCode::Rejected, "this node is not running yet".into());
+        };
+        let Some(hash) = ComponentHash::from_hex(hash) else {
+            return error_frame(ErrorCode::Malformed, "not a component hash".into());
+        };
+        let path = link.components_dir.join(format!("{}.wasm", hash.to_hex()));
+        let read = tokio::task::spawn_blocking(move || read_chunk(&path, offset)).await;
+        match read {
+            Ok(Ok((total_len, data))) => {
+                WireMessage::Response(Response::ComponentChunk { total_len, data })
+            }
+            Ok(Err(error)) => error_frame(ErrorCode::Rejected, format!("component {hash}: {error}")),
+            Err(error) => error_frame(ErrorCode::Rejected, error.to_string()),
+        }
+    }
+
+    async fn proposal_answer(
+        &self,
+        message: NodeMsg,
+        answer: oneshot::Receiver<Result<crate::node::Applied, ClientError>>,
+    ) -> WireMessage {
+        if let Err(error) = self.raft_tx.try_send(message) {
             return client_error_frame(ClientError::from(error));
         }
         match answer.await {
@@ -258,6 +321,25 @@ impl HandlerInner {
             Err(_) => client_error_frame(ClientError::Stopped),
         }
     }
+}
+
+/// Up to [`COMPONENT_CHUNK_BYTES`] of the file at `path` from `offset`, and
+/// the file's length.
+fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(u64, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let total_len = file.metadata()?.len();
+    if offset > total_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("offset {offset} is beyond the end ({total_len} bytes)"),
+        ));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::new();
+    file.take(COMPONENT_CHUNK_BYTES as u64)
+        .read_to_end(&mut data)?;
+    Ok((total_len, data))
 }
 
 fn error_frame(code: ErrorCode, message: String) -> WireMessage {

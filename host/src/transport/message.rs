@@ -44,6 +44,12 @@ pub enum Request {
     InstallSnapshot(super::snapshot::SnapshotOffer),
     /// A piece of the offered snapshot file, at `offset`.
     SnapshotChunk { offset: u64, data: Vec<u8> },
+    /// A follower forwards a component activation (JSON of
+    /// `node::upgrade::Activation`) to the leader; answered like `Propose`.
+    ProposeActivation { activation: Vec<u8> },
+    /// Send a piece of the component with this hash (BLAKE3, hex), from
+    /// `offset`: answered with `ComponentChunk`.
+    FetchComponent { hash: String, offset: u64 },
 }
 
 /// Answers.
@@ -68,6 +74,9 @@ pub enum Response {
     SnapshotResume { offset: u64 },
     /// Chunks received so far (bytes).
     SnapshotChunkAck { received: u64 },
+    /// A piece of a component: `data` starts at the requested offset; the
+    /// whole file is `total_len` bytes.
+    ComponentChunk { total_len: u64, data: Vec<u8> },
 }
 
 /// Raft messages for one peer.

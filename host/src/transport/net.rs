@@ -2,10 +2,7 @@
 //! the node's [`Transport`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,8 +18,10 @@ use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
 use super::peer_addr::{NodeTicket, PeerAddr};
 use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
+use crate::node::driver::PeerFuture;
+use crate::node::upgrade::{Activation, MAX_COMPONENT_BYTES};
 use crate::node::{Applied, ClientError, Forwarder, NodeLink, NodeMsg, Transport};
-use crate::wasm::GuestFailure;
+use crate::wasm::{ComponentHash, GuestFailure};
 
 /// How often an idle connection is probed, so a dead peer is noticed.
 pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -102,6 +101,9 @@ impl ConnectionPool {
     }
 }
 
+/// How long a peer may take to answer one piece of a component fetch.
+pub const COMPONENT_FETCH_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The node's side of the network.
 #[derive(Debug)]
 pub struct IrohTransport {
@@ -113,8 +115,9 @@ pub struct IrohTransport {
     advertise: Vec<SocketAddr>,
     /// Set when the node attaches: its inbox and snapshot directory.
     link: Option<NodeLink>,
-    /// Shared with the protocol handler, which stores received snapshots there.
-    snapshot_dir: Arc<OnceLock<PathBuf>>,
+    /// Shared with the protocol handler, which stores received snapshots in
+    /// its snapshot dir and serves components from its components dir.
+    shared_link: Arc<OnceLock<NodeLink>>,
     /// The snapshot transfer running to each peer (one at a time).
     snapshot_tasks: HashMap<u64, tokio::task::JoinHandle<()>>,
 }
@@ -179,7 +182,7 @@ impl IrohTransport {
             senders: HashMap::new(),
             advertise: config.advertise_addrs.clone(),
             link: None,
-            snapshot_dir: Arc::default(),
+            shared_link: Arc::default(),
             snapshot_tasks: HashMap::new(),
         })
     }
@@ -223,7 +226,7 @@ impl IrohTransport {
             raft_id: self.raft_id,
             endpoint: self.endpoint.clone(),
             directory: self.directory.clone(),
-            snapshot_dir: self.snapshot_dir.clone(),
+            link: self.shared_link.clone(),
         }
     }
 
@@ -365,7 +368,7 @@ impl Transport for IrohTransport {
     }
 
     fn attach(&mut self, link: NodeLink) {
-        let _ = self.snapshot_dir.set(link.snapshot_dir.clone());
+        let _ = self.shared_link.set(link.clone());
         self.link = Some(link);
     }
 }
@@ -376,18 +379,18 @@ pub struct Acceptor {
     raft_id: u64,
     endpoint: Endpoint,
     directory: PeerDirectory,
-    snapshot_dir: Arc<OnceLock<PathBuf>>,
+    link: Arc<OnceLock<NodeLink>>,
 }
 
 impl Acceptor {
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox
     /// is `raft_tx`.
     pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
-        let handler = RaftProtocolHandler::with_snapshot_dir(
+        let handler = RaftProtocolHandler::with_node_link(
             self.raft_id,
             raft_tx,
             self.directory,
-            self.snapshot_dir,
+            self.link,
         );
         Router::builder(self.endpoint)
             .accept(RAFT_ALPN, handler)
@@ -402,49 +405,108 @@ struct ProposalForwarder {
 }
 
 impl Forwarder for ProposalForwarder {
-    fn forward_propose(
+    fn forward_propose(&self, leader: u64, command: Vec<u8>) -> PeerFuture<'_, Result<Applied, ClientError>> {
+        Box::pin(self.forward(leader, Request::Propose { command }))
+    }
+
+    fn forward_activation(
         &self,
         leader: u64,
-        command: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<Applied, ClientError>> + Send + '_>> {
+        activation: Activation,
+    ) -> PeerFuture<'_, Result<Applied, ClientError>> {
+        let activation = serde_json::to_vec(&activation).expect("an activation always serializes");
+        Box::pin(self.forward(leader, Request::ProposeActivation { activation }))
+    }
+
+    fn fetch_component(
+        &self,
+        peer: u64,
+        hash: ComponentHash,
+        size_bytes: u64,
+    ) -> PeerFuture<'_, Result<Vec<u8>, String>> {
         Box::pin(async move {
-            let (connection, _) = self.pool.get(leader);
-            // One stream per forwarded proposal: a slow apply never holds up
-            // Raft traffic or other proposals.
-            let (_, mut send, mut recv) =
-                connection
-                    .open_stream()
-                    .await
-                    .map_err(|_| ClientError::NotLeader {
-                        leader_hint: Some(leader),
-                    })?;
-            let answer = sender::exchange(
-                &mut send,
-                &mut recv,
-                WireMessage::Request(Request::Propose { command }),
-                crate::node::DEFAULT_REQUEST_TIMEOUT,
-            )
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-            let _ = send.finish();
-            match answer {
-                WireMessage::Response(Response::Applied {
-                    index,
-                    term,
-                    result,
-                    fuel_used,
-                }) => Ok(Applied {
-                    index,
-                    term,
-                    result: result.map_err(|json| {
-                        serde_json::from_str::<GuestFailure>(&json)
-                            .unwrap_or(GuestFailure::Rejected { message: json })
-                    }),
-                    fuel_used,
-                }),
-                WireMessage::Error(frame) => Err(frame.into_client_error(leader)),
-                _ => Err(ClientError::Stopped),
+            if size_bytes > MAX_COMPONENT_BYTES {
+                return Err(format!(
+                    "{size_bytes} bytes is over the component limit of {MAX_COMPONENT_BYTES}"
+                ));
             }
+            let (connection, _) = self.pool.get(peer);
+            let (_, mut send, mut recv) = connection.open_stream().await?;
+            let mut bytes = Vec::new();
+            while (bytes.len() as u64) < size_bytes {
+                let request = Request::FetchComponent {
+                    hash: hash.to_hex(),
+                    offset: bytes.len() as u64,
+                };
+                let answer = sender::exchange(
+                    &mut send,
+                    &mut recv,
+                    WireMessage::Request(request),
+                    COMPONENT_FETCH_CHUNK_TIMEOUT,
+                )
+                .await?;
+                match answer {
+                    WireMessage::Response(Response::ComponentChunk { total_len, data }) => {
+                        if total_len != size_bytes {
+                            return Err(format!(
+                                "peer {peer} holds {total_len} bytes, the activation says {size_bytes}"
+                            ));
+                        }
+                        if data.is_empty() {
+                            return Err(format!("peer {peer} sent an empty chunk"));
+                        }
+                        let room = (size_bytes - bytes.len() as u64) as usize;
+                        bytes.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                    WireMessage::Error(frame) => return Err(frame.message),
+                    other => return Err(format!("unexpected answer {other:?}")),
+                }
+            }
+            let _ = send.finish();
+            Ok(bytes)
         })
+    }
+}
+
+impl ProposalForwarder {
+    /// Send a proposal to the leader and bring back its applied result.
+    async fn forward(&self, leader: u64, request: Request) -> Result<Applied, ClientError> {
+        let (connection, _) = self.pool.get(leader);
+        // One stream per forwarded proposal: a slow apply never holds up
+        // Raft traffic or other proposals.
+        let (_, mut send, mut recv) =
+            connection
+                .open_stream()
+                .await
+                .map_err(|_| ClientError::NotLeader {
+                    leader_hint: Some(leader),
+                })?;
+        let answer = sender::exchange(
+            &mut send,
+            &mut recv,
+            WireMessage::Request(request),
+            crate::node::DEFAULT_REQUEST_TIMEOUT,
+        )
+        .await
+        .map_err(|_| ClientError::Stopped)?;
+        let _ = send.finish();
+        match answer {
+            WireMessage::Response(Response::Applied {
+                index,
+                term,
+                result,
+                fuel_used,
+            }) => Ok(Applied {
+                index,
+                term,
+                result: result.map_err(|json| {
+                    serde_json::from_str::<GuestFailure>(&json)
+                        .unwrap_or(GuestFailure::Rejected { message: json })
+                }),
+                fuel_used,
+            }),
+            WireMessage::Error(frame) => Err(frame.into_client_error(leader)),
+            _ => Err(ClientError::Stopped),
+        }
     }
 }

@@ -66,6 +66,10 @@ pub enum GuestFailure {
     /// trap.
     #[error("guest exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimit { limit_bytes: u64 },
+    /// A component activation (upgrade or rollback) failed; the previous
+    /// component and its state stay active.
+    #[error("upgrade failed: {reason}")]
+    UpgradeFailed { reason: String },
 }
 
 impl GuestFailure {
@@ -76,12 +80,16 @@ impl GuestFailure {
             GuestFailure::Trapped { .. } => "guest_trapped",
             GuestFailure::OutOfFuel { .. } => "guest_out_of_fuel",
             GuestFailure::MemoryLimit { .. } => "guest_memory_limit",
+            GuestFailure::UpgradeFailed { .. } => "upgrade_failed",
         }
     }
 
     /// True when the call did not complete and the instance had to be
     /// discarded (everything but a plain `err` result).
     pub fn poisons_instance(&self) -> bool {
-        !matches!(self, GuestFailure::Rejected { .. })
+        !matches!(
+            self,
+            GuestFailure::Rejected { .. } | GuestFailure::UpgradeFailed { .. }
+        )
     }
 }

@@ -28,8 +28,8 @@ pub mod wasi;
 pub use bindings::{EntryMeta, GuestInfo};
 pub use engine::{CompiledComponent, ComponentHash, LoadedComponent, WasmEngine};
 pub use error::{GuestFailure, WasmError};
-pub use limits::GuestLimits;
-pub use state_machine::{ApplyOutcome, RuntimeStats, StateMachine};
+pub use limits::{GuestLimits, MAX_COMPONENT_BYTES};
+pub use state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
 pub use wasi::EntryContext;
 
 /// The built-in default guest (the counter), compiled from `guests/counter`

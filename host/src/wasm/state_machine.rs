@@ -48,10 +48,29 @@ pub struct RuntimeStats {
     pub apply_fuel: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TailEntry {
     entry: EntryContext,
     command: Vec<u8>,
+}
+
+/// A checkpoint and the entries applied after it.
+#[derive(Debug)]
+struct Generation {
+    checkpoint: Option<Vec<u8>>,
+    checkpoint_entry: EntryContext,
+    tail: Vec<TailEntry>,
+}
+
+/// The recent history of a state machine: a state and the entries applied
+/// after it, in order. Replaying `entries` on `base` gives the current state.
+/// What an upgrade's dry run replays side by side.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayWindow {
+    /// `snapshot()` bytes of the base state; `None` is a fresh instance.
+    pub base: Option<Vec<u8>>,
+    pub base_entry: EntryContext,
+    pub entries: Vec<(EntryContext, Vec<u8>)>,
 }
 
 /// A guest component running as a state machine.
@@ -68,6 +87,9 @@ pub struct StateMachine {
     /// Entries applied since the checkpoint, for replay after a rebuild.
     tail: Vec<TailEntry>,
     tail_bytes: usize,
+    /// The checkpoint before the current one and its tail, so the replay
+    /// window never starts empty right after a checkpoint.
+    previous: Option<Generation>,
     /// The last entry applied (clock and random context for queries).
     last_entry: EntryContext,
     stats: RuntimeStats,
@@ -92,6 +114,7 @@ impl StateMachine {
             checkpoint_entry: EntryContext::default(),
             tail: Vec::new(),
             tail_bytes: 0,
+            previous: None,
             last_entry: EntryContext::default(),
             stats: RuntimeStats::default(),
         })
@@ -107,6 +130,33 @@ impl StateMachine {
 
     pub fn stats(&self) -> RuntimeStats {
         self.stats
+    }
+
+    pub fn limits(&self) -> GuestLimits {
+        self.limits
+    }
+
+    /// The entries applied since the previous checkpoint, with the state
+    /// before them (entries that trapped are not included: they had no
+    /// effect).
+    pub fn replay_window(&self) -> ReplayWindow {
+        let (base, base_entry, older) = match &self.previous {
+            Some(previous) => (
+                previous.checkpoint.clone(),
+                previous.checkpoint_entry,
+                previous.tail.as_slice(),
+            ),
+            None => (self.checkpoint.clone(), self.checkpoint_entry, &[][..]),
+        };
+        ReplayWindow {
+            base,
+            base_entry,
+            entries: older
+                .iter()
+                .chain(&self.tail)
+                .map(|t| (t.entry, t.command.clone()))
+                .collect(),
+        }
     }
 
     pub fn last_entry(&self) -> EntryContext {
@@ -187,6 +237,7 @@ impl StateMachine {
         self.checkpoint_entry = entry;
         self.tail.clear();
         self.tail_bytes = 0;
+        self.previous = None;
         self.last_entry = entry;
         Ok(())
     }
@@ -199,9 +250,12 @@ impl StateMachine {
         }
         match self.instance.snapshot(self.last_entry) {
             Ok(bytes) => {
-                self.checkpoint = Some(bytes);
+                self.previous = Some(Generation {
+                    checkpoint: self.checkpoint.replace(bytes),
+                    checkpoint_entry: self.checkpoint_entry,
+                    tail: std::mem::take(&mut self.tail),
+                });
                 self.checkpoint_entry = self.last_entry;
-                self.tail.clear();
                 self.tail_bytes = 0;
                 self.stats.checkpoints += 1;
             }

@@ -1,0 +1,157 @@
+//! The upgrade endpoints of the API.
+//!
+//! | method | path              | body                  | answer            |
+//! |--------|-------------------|-----------------------|-------------------|
+//! | POST   | `/v1/upgrade`     | the component (.wasm) | `UpgradeResponse`, or with `?dry_run=true` a `DryRunReport` |
+//! | POST   | `/v1/rollback`    |                       | `UpgradeResponse` |
+//! | GET    | `/v1/components`  |                       | `ComponentHistory` |
+//! | GET    | `/v1/results`     |                       | `[AppliedRecord]` (`?since=INDEX&limit=N`) |
+//!
+//! `/v1/upgrade` takes the raw component bytes (up to
+//! [`MAX_COMPONENT_BYTES`]) and optional query parameters: `dry_run`,
+//! `entries` (how many recent entries a dry run compares), `apply_fuel`,
+//! `query_fuel`, `memory_limit_mib` (the new component's limits, replicated
+//! with its activation).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::server::{ApiError, within};
+use super::types::UpgradeResponse;
+use crate::node::applier::AppliedRecord;
+use crate::node::upgrade::{
+    ComponentHistory, DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
+};
+use crate::node::upgrade_handle::activated_record;
+use crate::node::{Applied, NodeHandle};
+
+/// How long an upgrade may take: every replica may fetch and compile the
+/// component before the activation applies.
+pub const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most records `/v1/results` returns at once.
+pub const MAX_RESULTS_PER_CALL: usize = 10_000;
+
+/// The upgrade routes, merged into the API router.
+pub fn routes() -> Router<NodeHandle> {
+    Router::new()
+        .route(
+            "/v1/upgrade",
+            post(upgrade).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES as usize)),
+        )
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/components", get(components))
+        .route("/v1/results", get(results))
+}
+
+/// Query parameters of `/v1/upgrade`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeParams {
+    #[serde(default)]
+    pub dry_run: bool,
+    pub entries: Option<usize>,
+    pub apply_fuel: Option<u64>,
+    pub query_fuel: Option<u64>,
+    pub memory_limit_mib: Option<u64>,
+}
+
+impl UpgradeParams {
+    fn options(&self) -> Result<UpgradeOptions, ApiError> {
+        let memory_limit_bytes = match self.memory_limit_mib {
+            Some(mib) => Some(mib.checked_mul(1024 * 1024).ok_or_else(|| {
+                ApiError::bad_request(format!("memory_limit_mib {mib} is too large"))
+            })?),
+            None => None,
+        };
+        Ok(UpgradeOptions {
+            limits: LimitOverrides {
+                apply_fuel: self.apply_fuel,
+                query_fuel: self.query_fuel,
+                memory_limit_bytes,
+            },
+            dry_run_entries: self.entries,
+        })
+    }
+}
+
+/// `/v1/results` parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsParams {
+    #[serde(default)]
+    pub since: u64,
+    pub limit: Option<usize>,
+}
+
+async fn upgrade(
+    State(node): State<NodeHandle>,
+    params: Result<Query<UpgradeParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body must be the component file (.wasm)",
+        ));
+    }
+    let options = params.options()?;
+    if params.dry_run {
+        let report: DryRunReport =
+            within(UPGRADE_TIMEOUT, node.dry_run(body.to_vec(), options)).await?;
+        return Ok(axum::Json(report).into_response());
+    }
+    let applied = within(UPGRADE_TIMEOUT, node.upgrade(body.to_vec(), options)).await?;
+    Ok(axum::Json(upgrade_response(applied)?).into_response())
+}
+
+async fn rollback(State(node): State<NodeHandle>) -> Result<axum::Json<UpgradeResponse>, ApiError> {
+    let applied = within(UPGRADE_TIMEOUT, node.rollback()).await?;
+    Ok(axum::Json(upgrade_response(applied)?))
+}
+
+fn upgrade_response(applied: Applied) -> Result<UpgradeResponse, ApiError> {
+    let record = activated_record(&applied);
+    match (applied.result, record) {
+        (Ok(_), Some(record)) => Ok(UpgradeResponse {
+            index: applied.index,
+            record,
+        }),
+        (Ok(_), None) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the activation applied without a record",
+        )),
+        (Err(failure), _) => Err(super::server::guest_error(failure, Some(applied.index))),
+    }
+}
+
+async fn components(State(node): State<NodeHandle>) -> axum::Json<ComponentHistory> {
+    axum::Json(node.components())
+}
+
+async fn results(
+    State(node): State<NodeHandle>,
+    params: Result<Query<ResultsParams>, QueryRejection>,
+) -> Result<axum::Json<Vec<AppliedRecord>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = params
+        .limit
+        .unwrap_or(MAX_RESULTS_PER_CALL)
+        .min(MAX_RESULTS_PER_CALL);
+    Ok(axum::Json(node.recent_results(params.since, limit)))
+}

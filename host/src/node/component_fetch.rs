@@ -1,0 +1,119 @@
+//! Getting the bytes of a component that an activation entry names.
+//!
+//! The node that proposed an upgrade stored the component before proposing.
+//! Any other replica may not hold it (it was down, it joined later, it
+//! restored a snapshot taken before the upgrade): before it applies the
+//! activation it downloads the file from a peer, by hash, and verifies it.
+//! It never applies the entry without the verified bytes: it keeps asking
+//! (the proposer first, then every member) until one answers, or until the
+//! node stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::components::ComponentStore;
+use super::driver::Forwarder;
+use super::upgrade::Activation;
+use crate::transport::PeerDirectory;
+use crate::wasm::ComponentHash;
+
+/// Pause between rounds of asking every peer.
+pub const FETCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest one download from one peer may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the applier needs to download components from peers.
+#[derive(Debug, Clone)]
+pub struct PeerFetch {
+    pub runtime: tokio::runtime::Handle,
+    pub peers: Arc<dyn Forwarder>,
+    /// Who the members are (the proposer may be gone).
+    pub directory: Option<PeerDirectory>,
+    pub self_id: u64,
+}
+
+/// Why no bytes came back.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the node is stopping")]
+    Stopping,
+    #[error("component {hash} is not stored here and this node has no peers to ask")]
+    NoPeers { hash: ComponentHash },
+    #[error("storing component {hash}: {source}")]
+    Store {
+        hash: ComponentHash,
+        source: std::io::Error,
+    },
+}
+
+/// The verified bytes of `hash`, from the local store or, failing that,
+/// from a peer (then stored). Blocks the calling (non-async) thread.
+pub fn obtain(
+    store: &ComponentStore,
+    fetch: Option<&PeerFetch>,
+    hash: ComponentHash,
+    activation: &Activation,
+    stopping: &dyn Fn() -> bool,
+) -> Result<Vec<u8>, FetchError> {
+    if let Ok(bytes) = store.get(&hash) {
+        return Ok(bytes);
+    }
+    let Some(fetch) = fetch else {
+        return Err(FetchError::NoPeers { hash });
+    };
+    let mut round = 0u64;
+    loop {
+        for peer in candidates(fetch, activation.source) {
+            let download = fetch.runtime.block_on(async {
+                tokio::time::timeout(
+                    FETCH_TIMEOUT,
+                    fetch
+                        .peers
+                        .fetch_component(peer, hash, activation.size_bytes),
+                )
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()))
+            });
+            match download {
+                Ok(bytes) if ComponentHash::of(&bytes) == hash => {
+                    store
+                        .put(&bytes)
+                        .map_err(|source| FetchError::Store { hash, source })?;
+                    tracing::info!(%hash, peer, bytes = bytes.len(), "fetched a component");
+                    return Ok(bytes);
+                }
+                Ok(_) => tracing::warn!(%hash, peer, "a peer sent a component with the wrong hash"),
+                Err(error) => tracing::debug!(%hash, peer, %error, "fetching a component failed"),
+            }
+            if stopping() {
+                return Err(FetchError::Stopping);
+            }
+        }
+        round += 1;
+        if round == 1 || round.is_multiple_of(30) {
+            tracing::warn!(%hash, round,
+                "no peer could provide the component to activate; applying waits until one does");
+        }
+        std::thread::sleep(FETCH_RETRY_INTERVAL);
+        if stopping() {
+            return Err(FetchError::Stopping);
+        }
+    }
+}
+
+/// The proposer first, then every other member.
+fn candidates(fetch: &PeerFetch, source: u64) -> Vec<u64> {
+    let mut peers = Vec::new();
+    if source != fetch.self_id {
+        peers.push(source);
+    }
+    if let Some(directory) = &fetch.directory {
+        peers.extend(
+            directory
+                .members()
+                .into_keys()
+                .filter(|id| *id != fetch.self_id && *id != source),
+        );
+    }
+    peers
+}

@@ -1,0 +1,240 @@
+//! What a [`NodeHandle`] does for an operator who upgrades: validate a
+//! candidate, store it, propose its activation (or a rollback), run a dry
+//! run, and read the history.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::applier::{AppliedRecord, Candidate};
+use super::components::ComponentStore;
+use super::upgrade::{
+    Activation, ActivationKind, ComponentHistory, ComponentRecord, DEFAULT_DRY_RUN_ENTRIES,
+    DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
+};
+use super::{Applied, ClientError, LEADER_WAIT, NodeHandle, NodeMsg};
+use crate::wasm::{ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine};
+
+/// What a node needs to validate and store candidate components.
+#[derive(Debug, Clone)]
+pub struct UpgradeEnv {
+    pub engine: WasmEngine,
+    pub components: ComponentStore,
+    /// The node's default guest limits.
+    pub limits: GuestLimits,
+    /// See [`super::upgrade::DEFAULT_COMPILE_BUDGET`].
+    pub compile_budget: Duration,
+}
+
+/// A candidate that loads: compiled, linked against the deterministic WASI,
+/// exporting `state-machine`, and instantiable with an `info()` answer.
+#[derive(Debug)]
+pub struct ValidatedComponent {
+    pub component: LoadedComponent,
+    pub info: GuestInfo,
+    pub compile_ms: u64,
+}
+
+/// Check a candidate before anything is proposed. Blocking (compiles).
+pub fn validate_component(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    limits: GuestLimits,
+    compile_budget: Duration,
+) -> Result<ValidatedComponent, ClientError> {
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(ClientError::InvalidComponent(format!(
+            "{} bytes is over the component limit of {MAX_COMPONENT_BYTES} bytes",
+            bytes.len()
+        )));
+    }
+    let started = Instant::now();
+    let component = engine
+        .load(bytes)
+        .map_err(|e| ClientError::InvalidComponent(e.to_string()))?;
+    let elapsed = started.elapsed();
+    if elapsed > compile_budget {
+        return Err(ClientError::InvalidComponent(format!(
+            "compiling took {} ms, over the budget of {} ms",
+            elapsed.as_millis(),
+            compile_budget.as_millis()
+        )));
+    }
+    let machine = StateMachine::new(component.clone(), limits)
+        .map_err(|e| ClientError::InvalidComponent(e.to_string()))?;
+    Ok(ValidatedComponent {
+        component,
+        info: machine.info().clone(),
+        compile_ms: elapsed.as_millis() as u64,
+    })
+}
+
+impl NodeHandle {
+    /// Upgrade the cluster to the component `bytes`: validate it here,
+    /// store it, and propose its activation (through the leader). Resolves
+    /// with the activation's applied result: the new history record, or
+    /// `UpgradeFailed` with the reason the cluster stayed where it was.
+    pub async fn upgrade(
+        &self,
+        bytes: Vec<u8>,
+        options: UpgradeOptions,
+    ) -> Result<Applied, ClientError> {
+        check_overrides(&options.limits)?;
+        let env = self.inner.upgrades.clone();
+        let limits = options.limits;
+        let (hash, size_bytes) = tokio::task::spawn_blocking(move || {
+            validate_component(
+                &env.engine,
+                &bytes,
+                limits.resolve(env.limits),
+                env.compile_budget,
+            )?;
+            let hash = env
+                .components
+                .put(&bytes)
+                .map_err(|e| ClientError::UpgradeRefused(format!("storing the component: {e}")))?;
+            Ok::<_, ClientError>((hash, bytes.len() as u64))
+        })
+        .await
+        .map_err(|_| ClientError::Stopped)??;
+        if self.inner.applier.history().active.hash == hash.to_hex() && limits.is_empty() {
+            return Err(ClientError::UpgradeRefused(format!(
+                "component {hash} is already active"
+            )));
+        }
+        self.activate(Activation {
+            hash: hash.to_hex(),
+            size_bytes,
+            kind: ActivationKind::Upgrade,
+            limits,
+            source: self.inner.id,
+        })
+        .await
+    }
+
+    /// Go back to the component that was active before the current one,
+    /// through the same activation entry (its state migrates the same way).
+    pub async fn rollback(&self) -> Result<Applied, ClientError> {
+        let history = self.inner.applier.history();
+        let previous = history.previous().ok_or_else(|| {
+            ClientError::UpgradeRefused("there is no earlier component to roll back to".into())
+        })?;
+        self.activate(Activation {
+            hash: previous.hash.clone(),
+            size_bytes: previous.size_bytes,
+            kind: ActivationKind::Rollback,
+            limits: previous.limits,
+            source: self.inner.id,
+        })
+        .await
+    }
+
+    /// Propose an activation here, or on the leader.
+    async fn activate(&self, activation: Activation) -> Result<Applied, ClientError> {
+        let mut result = self.activate_here(activation.clone()).await;
+        if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) {
+            let mut leader = self.inner.leader.clone();
+            let known = matches!(
+                tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await,
+                Ok(Ok(_))
+            );
+            if known {
+                result = self.activate_here(activation.clone()).await;
+            }
+        }
+        match (result, &self.inner.forwarder) {
+            (
+                Err(ClientError::NotLeader {
+                    leader_hint: Some(leader),
+                }),
+                Some(forwarder),
+            ) => forwarder.forward_activation(leader, activation).await,
+            (other, _) => other,
+        }
+    }
+
+    async fn activate_here(&self, activation: Activation) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::ProposeActivation { activation, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Run `bytes` as a candidate against this node's current state and its
+    /// most recent entries, next to the active component. Changes nothing.
+    pub async fn dry_run(
+        &self,
+        bytes: Vec<u8>,
+        options: UpgradeOptions,
+    ) -> Result<DryRunReport, ClientError> {
+        check_overrides(&options.limits)?;
+        let env = self.inner.upgrades.clone();
+        let limits = options.limits;
+        let validated = tokio::task::spawn_blocking(move || {
+            validate_component(
+                &env.engine,
+                &bytes,
+                limits.resolve(env.limits),
+                env.compile_budget,
+            )
+        })
+        .await
+        .map_err(|_| ClientError::Stopped)??;
+        let candidate = Candidate {
+            component: validated.component,
+            info: validated.info,
+            limits,
+            compile_ms: validated.compile_ms,
+            entries: options.dry_run_entries.unwrap_or(DEFAULT_DRY_RUN_ENTRIES),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::DryRun {
+            candidate: Box::new(candidate),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| ClientError::Stopped)?
+            .map_err(ClientError::UpgradeRefused)
+    }
+
+    /// The active component and every activation this node has applied.
+    pub fn components(&self) -> ComponentHistory {
+        self.inner.applier.history()
+    }
+
+    /// Which component applied each of the recent entries from `since` on,
+    /// and a hash of each result (at most `limit`).
+    pub fn recent_results(&self, since: u64, limit: usize) -> Vec<AppliedRecord> {
+        self.inner.applier.recent_results(since, limit)
+    }
+}
+
+/// The history record an activation's successful result carries.
+pub fn activated_record(applied: &Applied) -> Option<ComponentRecord> {
+    applied
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+}
+
+/// Whether `hash` is one of the components in `history`.
+pub fn in_history(history: &ComponentHistory, hash: &ComponentHash) -> bool {
+    let hex = hash.to_hex();
+    history.records.iter().any(|r| r.hash == hex) || history.active.hash == hex
+}
+
+/// Overrides are replicated; a node refuses values that make no sense.
+pub fn check_overrides(limits: &LimitOverrides) -> Result<(), ClientError> {
+    let zero = [limits.apply_fuel, limits.query_fuel, limits.memory_limit_bytes]
+        .into_iter()
+        .any(|v| v == Some(0));
+    if zero {
+        return Err(ClientError::UpgradeRefused(
+            "fuel and memory limits must be positive".into(),
+        ));
+    }
+    Ok(())
+}
