@@ -187,6 +187,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         directory: Some(directory),
         peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
+        compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
     let router = acceptor.serve(node.raft_sender());

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::upgrade::{
-    ActivationOutcome, CheckOutcome, DryRunReport, LimitOverrides, DEFAULT_COMPILE_BUDGET,
+    ActivationOutcome, CheckOutcome, DEFAULT_COMPILE_BUDGET, DryRunReport, LimitOverrides,
 };
 use iroh_raft::node::upgrade_handle::validate_component;
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
@@ -114,7 +114,10 @@ fn print_dry_run(report: &DryRunReport) {
         short(&report.active_hash),
         report.applied_index
     );
-    say!("  loads:                 yes (compiled in {} ms)", report.compile_ms);
+    say!(
+        "  loads:                 yes (compiled in {} ms)",
+        report.compile_ms
+    );
     match &report.restore {
         CheckOutcome::Ok => say!(
             "  restores current state: yes{}",

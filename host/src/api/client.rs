@@ -6,11 +6,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::types::UpgradeResponse;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, ProposeRequest,
     ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
-use super::types::UpgradeResponse;
 use crate::node::applier::AppliedRecord;
 use crate::node::snapshot::MAX_SNAPSHOT_FILE_BYTES;
 use crate::node::upgrade::{ComponentHistory, DryRunReport};

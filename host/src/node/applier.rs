@@ -23,8 +23,8 @@ use super::envelope::Payload;
 use super::error::ClientError;
 use super::snapshot::{self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader};
 use super::upgrade::{
-    Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord,
-    DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES,
+    Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, DryRunReport,
+    LimitOverrides, MAX_COMPONENT_BYTES,
 };
 use crate::transport::PeerAddr;
 use crate::wasm::{
@@ -516,7 +516,11 @@ impl Applier {
     fn record_result(&self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
         let result_hash = match result {
             Ok(bytes) => blake3::hash(bytes),
-            Err(failure) => blake3::hash(serde_json::to_string(failure).unwrap_or_default().as_bytes()),
+            Err(failure) => blake3::hash(
+                serde_json::to_string(failure)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ),
         };
         self.shared.push_result(AppliedRecord {
             index,
@@ -550,7 +554,8 @@ impl Applier {
             outcome: ActivationOutcome::Activated,
         };
         let result = match self.migrate(entry, activation, rx)? {
-            Ok(next) => {
+            Ok(mut next) => {
+                next.continue_stats(&self.machine);
                 record.name = next.info().name.clone();
                 record.version = next.info().version.clone();
                 tracing::info!(index = entry.index, kind = ?activation.kind,
@@ -560,7 +565,11 @@ impl Applier {
                 self.shared.set_guest(&self.machine);
                 Ok(serde_json::to_vec(&record).unwrap_or_default())
             }
-            Err(reason) => {
+            Err((reason, info)) => {
+                if let Some(info) = info {
+                    record.name = info.name;
+                    record.version = info.version;
+                }
                 tracing::warn!(index = entry.index, hash = %activation.hash, %reason,
                     "component activation failed; the previous component stays active");
                 record.outcome = ActivationOutcome::Failed {
@@ -575,20 +584,27 @@ impl Applier {
     }
 
     /// Build the next state machine: the new component holding the current
-    /// state. `Ok(Err(reason))` is a deterministic failure.
+    /// state. `Ok(Err((reason, info)))` is a deterministic failure (with
+    /// the new component's `info()` if it got that far).
     fn migrate(
         &mut self,
         entry: EntryContext,
         activation: &Activation,
         rx: &mpsc::Receiver<ApplyJob>,
-    ) -> Result<Result<StateMachine, String>, WasmError> {
+    ) -> Result<Result<StateMachine, (String, Option<GuestInfo>)>, WasmError> {
         let Some(hash) = activation.component_hash() else {
-            return Ok(Err(format!("`{}` is not a component hash", activation.hash)));
+            return Ok(Err((
+                format!("`{}` is not a component hash", activation.hash),
+                None,
+            )));
         };
         if activation.size_bytes > MAX_COMPONENT_BYTES {
-            return Ok(Err(format!(
-                "the component is {} bytes, over the limit of {MAX_COMPONENT_BYTES}",
-                activation.size_bytes
+            return Ok(Err((
+                format!(
+                    "the component is {} bytes, over the limit of {MAX_COMPONENT_BYTES}",
+                    activation.size_bytes
+                ),
+                None,
             )));
         }
         let bytes = component_fetch::obtain(
@@ -599,7 +615,10 @@ impl Applier {
             &|| rx.is_closed(),
         )
         .map_err(|error| WasmError::Instantiate {
-            reason: format!("cannot apply the activation at index {}: {error}", entry.index),
+            reason: format!(
+                "cannot apply the activation at index {}: {error}",
+                entry.index
+            ),
         })?;
         let limits = activation.limits.resolve(self.env.limits);
         let next = self
@@ -609,27 +628,39 @@ impl Applier {
             .and_then(|component| StateMachine::new(component, limits));
         let mut next = match next {
             Ok(next) => next,
-            Err(error) => return Ok(Err(format!("the new component does not load: {error}"))),
+            Err(error) => {
+                return Ok(Err((
+                    format!("the new component does not load: {error}"),
+                    None,
+                )));
+            }
         };
+        let info = Some(next.info().clone());
         let state = match self.machine.snapshot() {
             Ok(state) => state,
             Err(error) => {
-                return Ok(Err(format!(
-                    "the active component's snapshot failed: {error}"
+                return Ok(Err((
+                    format!("the active component's snapshot failed: {error}"),
+                    info,
                 )));
             }
         };
         Ok(match next.restore(entry, &state) {
             Ok(()) => Ok(next),
-            Err(error) => Err(format!(
-                "the new component's restore of the current state failed: {error}"
+            Err(error) => Err((
+                format!("the new component's restore of the current state failed: {error}"),
+                info,
             )),
         })
     }
 
     /// Start a dry run: copy the current state and the replay window, and
     /// compare on a thread of its own.
-    fn dry_run(&mut self, candidate: Candidate, reply: oneshot::Sender<Result<DryRunReport, String>>) {
+    fn dry_run(
+        &mut self,
+        candidate: Candidate,
+        reply: oneshot::Sender<Result<DryRunReport, String>>,
+    ) {
         let input = CanaryInput {
             active: Side {
                 component: self.machine.component().clone(),

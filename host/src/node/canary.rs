@@ -5,8 +5,7 @@
 
 use super::upgrade::{CheckOutcome, DryRunReport, MAX_DRY_RUN_DIFFERENCES, ResultDifference};
 use crate::wasm::{
-    EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, ReplayWindow,
-    StateMachine,
+    EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, ReplayWindow, StateMachine,
 };
 
 /// Longest command text shown in a difference.

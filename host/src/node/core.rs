@@ -20,9 +20,9 @@ use raft_proto::ConfChangeI;
 
 use super::applier::{ApplyItem, ApplyJob, ProposalReply, QueryReply, TakenSnapshot};
 use super::envelope::{self, Payload};
-use super::upgrade::Activation;
 use super::error::{ClientError, NodeError};
 use super::snapshot::{self, SnapshotDescriptor, SnapshotPolicy};
+use super::upgrade::Activation;
 use tokio::sync::{oneshot, watch};
 
 use crate::storage::SledStorage;

@@ -11,9 +11,9 @@ use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::applier::{Applied, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot};
-use super::upgrade::{Activation, DryRunReport};
 use super::core::{Consistency, MembershipChange, NodeCore, RaftView, SnapshotInfo};
 use super::error::{ClientError, NodeError};
+use super::upgrade::{Activation, DryRunReport};
 use crate::transport::PeerAddr;
 use crate::wasm::ComponentHash;
 

@@ -533,12 +533,12 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
 
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
-        applier::spawn(env.clone(), machine, applied_index, history, fatal_tx).map_err(|source| {
-            NodeError::DataDir {
+        applier::spawn(env.clone(), machine, applied_index, history, fatal_tx).map_err(
+            |source| NodeError::DataDir {
                 path: data_dir.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
     let (inbox_tx, inbox_rx) = mpsc::channel(driver::NODE_INBOX_CAPACITY);
     transport.attach(driver::NodeLink {
         inbox: inbox_tx.clone(),

@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 use raft::prelude::ConfState;
 use serde::{Deserialize, Serialize};
 
-use crate::transport::PeerAddr;
 use super::upgrade::{
     ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, LimitOverrides,
 };
+use crate::transport::PeerAddr;
 use crate::wasm::GuestInfo;
 
 /// First bytes of every snapshot file (the last two digits are the format).

@@ -13,7 +13,9 @@ use super::upgrade::{
     DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
 };
 use super::{Applied, ClientError, LEADER_WAIT, NodeHandle, NodeMsg};
-use crate::wasm::{ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine};
+use crate::wasm::{
+    ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
+};
 
 /// What a node needs to validate and store candidate components.
 #[derive(Debug, Clone)]
@@ -228,9 +230,13 @@ pub fn in_history(history: &ComponentHistory, hash: &ComponentHash) -> bool {
 
 /// Overrides are replicated; a node refuses values that make no sense.
 pub fn check_overrides(limits: &LimitOverrides) -> Result<(), ClientError> {
-    let zero = [limits.apply_fuel, limits.query_fuel, limits.memory_limit_bytes]
-        .into_iter()
-        .any(|v| v == Some(0));
+    let zero = [
+        limits.apply_fuel,
+        limits.query_fuel,
+        limits.memory_limit_bytes,
+    ]
+    .into_iter()
+    .any(|v| v == Some(0));
     if zero {
         return Err(ClientError::UpgradeRefused(
             "fuel and memory limits must be positive".into(),

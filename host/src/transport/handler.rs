@@ -295,7 +295,9 @@ impl HandlerInner {
             Ok(Ok((total_len, data))) => {
                 WireMessage::Response(Response::ComponentChunk { total_len, data })
             }
-            Ok(Err(error)) => error_frame(ErrorCode::Rejected, format!("component {hash}: {error}")),
+            Ok(Err(error)) => {
+                error_frame(ErrorCode::Rejected, format!("component {hash}: {error}"))
+            }
             Err(error) => error_frame(ErrorCode::Rejected, error.to_string()),
         }
     }

@@ -386,12 +386,8 @@ impl Acceptor {
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox
     /// is `raft_tx`.
     pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
-        let handler = RaftProtocolHandler::with_node_link(
-            self.raft_id,
-            raft_tx,
-            self.directory,
-            self.link,
-        );
+        let handler =
+            RaftProtocolHandler::with_node_link(self.raft_id, raft_tx, self.directory, self.link);
         Router::builder(self.endpoint)
             .accept(RAFT_ALPN, handler)
             .spawn()
@@ -405,7 +401,11 @@ struct ProposalForwarder {
 }
 
 impl Forwarder for ProposalForwarder {
-    fn forward_propose(&self, leader: u64, command: Vec<u8>) -> PeerFuture<'_, Result<Applied, ClientError>> {
+    fn forward_propose(
+        &self,
+        leader: u64,
+        command: Vec<u8>,
+    ) -> PeerFuture<'_, Result<Applied, ClientError>> {
         Box::pin(self.forward(leader, Request::Propose { command }))
     }
 

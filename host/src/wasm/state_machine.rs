@@ -132,6 +132,12 @@ impl StateMachine {
         self.stats
     }
 
+    /// Continue counting where `previous` (the component this one replaces)
+    /// left off, so status counters span upgrades.
+    pub fn continue_stats(&mut self, previous: &StateMachine) {
+        self.stats = previous.stats;
+    }
+
     pub fn limits(&self) -> GuestLimits {
         self.limits
     }
