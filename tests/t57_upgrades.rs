@@ -398,3 +398,86 @@ fn t57_failed_upgrades_restart_rollback_and_dry_run() {
 fn history_of_leader(cluster: &Cluster) -> ComponentHistory {
     history_of(cluster.member(cluster.leader()))
 }
+
+/// Activations that get past a proposer's validation but cannot load (a
+/// file in the store that is not a component, a limit the component
+/// cannot start under) fail at apply time like any other failed upgrade:
+/// an error result, the previous component and its state kept, the node
+/// serving. Driven through the node's inbox, as a forwarded proposal is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t57_activations_that_cannot_load_fail_and_keep_the_state() {
+    use iroh_raft::node::NodeMsg;
+    use iroh_raft::node::upgrade::{Activation, LimitOverrides};
+    use iroh_raft::wasm::GuestFailure;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = common::start_node(dir.path(), "counter", Default::default());
+    assert_eq!(common::propose_ok(&node, "add 4").await, "4");
+
+    let junk = b"not a component, but stored under its hash".to_vec();
+    let junk_hash = ComponentHash::of(&junk);
+    std::fs::write(
+        dir.path()
+            .join("components")
+            .join(format!("{}.wasm", junk_hash.to_hex())),
+        &junk,
+    )
+    .expect("store junk");
+    let v2 = std::fs::read(common::guest("counter_v2")).expect("read");
+    let v2_hash = ComponentHash::of(&v2);
+    std::fs::write(
+        dir.path()
+            .join("components")
+            .join(format!("{}.wasm", v2_hash.to_hex())),
+        &v2,
+    )
+    .expect("store v2");
+
+    let attempts = [
+        (
+            junk_hash,
+            junk.len(),
+            LimitOverrides::default(),
+            "does not load",
+        ),
+        (
+            v2_hash,
+            v2.len(),
+            // Too little memory to even instantiate.
+            LimitOverrides {
+                memory_limit_bytes: Some(1),
+                ..Default::default()
+            },
+            "does not load",
+        ),
+    ];
+    for (hash, len, limits, reason) in attempts {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        node.raft_sender()
+            .send(NodeMsg::ProposeActivation {
+                activation: Activation {
+                    hash: hash.to_hex(),
+                    size_bytes: len as u64,
+                    kind: ActivationKind::Upgrade,
+                    limits,
+                    source: 1,
+                },
+                reply,
+            })
+            .await
+            .expect("send");
+        let applied = answer.await.expect("answered").expect("applied");
+        match applied.result {
+            Err(GuestFailure::UpgradeFailed { reason: why }) => {
+                assert!(why.contains(reason), "{why}")
+            }
+            other => panic!("expected a failed upgrade, got {other:?}"),
+        }
+    }
+    assert_eq!(common::query_ok(&node, "get").await, "4");
+    assert_eq!(common::propose_ok(&node, "add 1").await, "5");
+    let history = node.components();
+    assert_eq!(history.active.hash, hash_of("counter"));
+    assert_eq!(history.records.len(), 3, "{history:?}");
+    node.shutdown().await;
+}

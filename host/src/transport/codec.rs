@@ -370,6 +370,17 @@ mod tests {
                 command: Vec::new(),
             }),
             WireMessage::Request(Request::Members),
+            WireMessage::Request(Request::ProposeActivation {
+                activation: b"{}".to_vec(),
+            }),
+            WireMessage::Request(Request::FetchComponent {
+                hash: "cd".repeat(32),
+                offset: u64::MAX,
+            }),
+            WireMessage::Response(Response::ComponentChunk {
+                total_len: 3,
+                data: vec![0, 1, 2],
+            }),
             WireMessage::Response(Response::Delivered { count: 3 }),
             WireMessage::Response(Response::Applied {
                 index: 42,
@@ -793,11 +804,11 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 4, Response 5, ErrorCode 9.
+        // WireMessage has 5 variants, Request 6, Response 6, ErrorCode 9.
         for payload in [
             &[5u8][..],
-            &[0, 4, 0],
-            &[1, 5, 0],
+            &[0, 6, 0],
+            &[1, 6, 0],
             &[4, 9, 0],
             // A Result (in Response::Applied) has variants 0 and 1 only.
             &[1, 1, 0, 0, 2, 0, 0],
