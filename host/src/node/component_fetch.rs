@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::applier::ApplierEnv;
 use super::components::ComponentStore;
 use super::driver::Forwarder;
 use super::upgrade::Activation;
@@ -99,6 +100,38 @@ pub fn obtain(
             return Err(FetchError::Stopping);
         }
     }
+}
+
+/// Get an activation's component ready before it is proposed: held (fetched
+/// from the proposer if needed) and compiled into the node's compile cache,
+/// so applying the activation later neither waits for the network nor for
+/// the compiler. Returns the compile time in ms (0 when cached).
+pub fn prepare(env: &ApplierEnv, activation: &Activation) -> Result<u64, String> {
+    let hash = activation
+        .component_hash()
+        .ok_or_else(|| format!("`{}` is not a component hash", activation.hash))?;
+    // Stop asking after one round: the proposer is waiting for the answer.
+    let bytes = obtain(
+        &env.components,
+        env.fetch.as_ref(),
+        hash,
+        activation,
+        &|| true,
+    )
+    .map_err(|e| match e {
+        FetchError::Stopping => format!(
+            "could not fetch component {hash} from node {}",
+            activation.source
+        ),
+        other => other.to_string(),
+    })?;
+    let started = std::time::Instant::now();
+    let compiled = env.engine.compile(&bytes).map_err(|e| e.to_string())?;
+    Ok(if compiled.from_cache {
+        0
+    } else {
+        started.elapsed().as_millis() as u64
+    })
 }
 
 /// The proposer first, then every other member.

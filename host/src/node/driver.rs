@@ -10,7 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::{Applied, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot};
+use super::applier::{
+    Applied, ApplierEnv, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot,
+};
+use super::component_fetch;
 use super::core::{Consistency, MembershipChange, NodeCore, RaftView, SnapshotInfo};
 use super::error::{ClientError, NodeError};
 use super::upgrade::{Activation, DryRunReport};
@@ -41,6 +44,12 @@ pub enum NodeMsg {
         request: Vec<u8>,
         consistency: Consistency,
         reply: QueryReply,
+    },
+    /// Fetch (if needed), store and compile a component an upgrade is about
+    /// to activate; answers the compile time.
+    PrepareComponent {
+        activation: Activation,
+        reply: oneshot::Sender<Result<u64, String>>,
     },
     /// Run a candidate component side by side with the active one (a dry
     /// run of an upgrade); handed to the applier.
@@ -118,6 +127,14 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
         activation: Activation,
     ) -> PeerFuture<'_, Result<Applied, ClientError>>;
 
+    /// Ask `peer` to get the activation's component ready (fetched from
+    /// the activation's source, stored, compiled); answers its compile time.
+    fn prepare_component(
+        &self,
+        peer: u64,
+        activation: Activation,
+    ) -> PeerFuture<'_, Result<u64, String>>;
+
     /// Download the component `hash` (`size_bytes` long) from `peer`. The
     /// caller verifies the bytes against the hash.
     fn fetch_component(
@@ -161,6 +178,7 @@ pub async fn run(
     mut inbox: mpsc::Receiver<NodeMsg>,
     mut controls: Controls,
     applier: mpsc::Sender<ApplyJob>,
+    prepare_env: ApplierEnv,
     mut transport: impl Transport,
 ) -> Result<Option<oneshot::Sender<()>>, NodeError> {
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
@@ -208,10 +226,10 @@ pub async fn run(
             }
             message = inbox.recv() => {
                 let Some(message) = message else { break Ok(None) };
-                handle(&mut core, message, &applier).await?;
+                handle(&mut core, message, &applier, &prepare_env).await?;
                 for _ in 1..MAX_MESSAGES_PER_ROUND {
                     match inbox.try_recv() {
-                        Ok(message) => handle(&mut core, message, &applier).await?,
+                        Ok(message) => handle(&mut core, message, &applier, &prepare_env).await?,
                         Err(_) => break,
                     }
                 }
@@ -236,11 +254,18 @@ async fn handle(
     core: &mut NodeCore,
     message: NodeMsg,
     applier: &mpsc::Sender<ApplyJob>,
+    prepare_env: &ApplierEnv,
 ) -> Result<(), NodeError> {
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
         NodeMsg::ProposeActivation { activation, reply } => {
             core.propose_activation(&activation, now_ms(), reply)
+        }
+        NodeMsg::PrepareComponent { activation, reply } => {
+            let env = prepare_env.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = reply.send(component_fetch::prepare(&env, &activation));
+            });
         }
         NodeMsg::DryRun { candidate, reply } => {
             hand_over(applier, vec![ApplyJob::DryRun { candidate, reply }]).await?;

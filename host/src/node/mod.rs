@@ -554,8 +554,9 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     let id = config.id;
     // Carries the node id and, recorded as it changes, the current term.
     let span = tracing::info_span!("node", id, term = tracing::field::Empty);
-    let driver =
-        tokio::spawn(driver::run(core, inbox_rx, controls, applier_tx, transport).instrument(span));
+    let driver = tokio::spawn(
+        driver::run(core, inbox_rx, controls, applier_tx, env.clone(), transport).instrument(span),
+    );
     tokio::spawn(async move {
         // raft-rs panics when a storage read fails after start-up; a panic
         // must still mark the node stopped, so the driver runs as its own task.

@@ -131,8 +131,49 @@ impl NodeHandle {
         .await
     }
 
+    /// Have every other member fetch and compile the component before the
+    /// activation exists, so it applies without stalling anywhere. Best
+    /// effort: a member that cannot (it is down) fetches the component
+    /// when it applies the activation.
+    async fn prepare_members(&self, activation: &Activation) {
+        let (Some(forwarder), Some(directory)) = (&self.inner.forwarder, &self.inner.directory)
+        else {
+            return;
+        };
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for peer in directory
+            .members()
+            .into_keys()
+            .filter(|id| *id != self.inner.id)
+        {
+            let forwarder = forwarder.clone();
+            let activation = activation.clone();
+            tasks.spawn(async move {
+                let outcome = forwarder.prepare_component(peer, activation).await;
+                (peer, outcome)
+            });
+        }
+        let mut ready = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((peer, Ok(compile_ms))) => {
+                    tracing::debug!(peer, compile_ms, "a member prepared the component");
+                    ready.push(peer);
+                }
+                Ok((peer, Err(reason))) => tracing::warn!(peer, %reason,
+                    "a member could not prepare the component; it will fetch it when it applies"),
+                Err(_) => {}
+            }
+        }
+        tracing::info!(hash = %activation.hash, ready = ?ready,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "members prepared the component");
+    }
+
     /// Propose an activation here, or on the leader.
     async fn activate(&self, activation: Activation) -> Result<Applied, ClientError> {
+        self.prepare_members(&activation).await;
         let mut result = self.activate_here(activation.clone()).await;
         if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) {
             let mut leader = self.inner.leader.clone();

@@ -381,6 +381,12 @@ mod tests {
                 total_len: 3,
                 data: vec![0, 1, 2],
             }),
+            WireMessage::Request(Request::PrepareComponent {
+                hash: "ef".repeat(32),
+                size_bytes: 17,
+                source: 2,
+            }),
+            WireMessage::Response(Response::ComponentPrepared { compile_ms: 12 }),
             WireMessage::Response(Response::Delivered { count: 3 }),
             WireMessage::Response(Response::Applied {
                 index: 42,
@@ -804,11 +810,11 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 6, Response 6, ErrorCode 9.
+        // WireMessage has 5 variants, Request 7, Response 7, ErrorCode 9.
         for payload in [
             &[5u8][..],
-            &[0, 6, 0],
-            &[1, 6, 0],
+            &[0, 7, 0],
+            &[1, 7, 0],
             &[4, 9, 0],
             // A Result (in Response::Applied) has variants 0 and 1 only.
             &[1, 1, 0, 0, 2, 0, 0],

@@ -17,7 +17,7 @@ use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
 use super::snapshot::SnapshotReceiver;
-use crate::node::upgrade::Activation;
+use crate::node::upgrade::{Activation, ActivationKind};
 use crate::node::{ClientError, NodeLink, NodeMsg};
 use crate::wasm::ComponentHash;
 
@@ -187,6 +187,14 @@ impl HandlerInner {
             WireMessage::Request(Request::FetchComponent { hash, offset }) => {
                 self.component_chunk(&hash, offset, peer_raft_id).await
             }
+            WireMessage::Request(Request::PrepareComponent {
+                hash,
+                size_bytes,
+                source,
+            }) => {
+                self.prepare_component(hash, size_bytes, source, peer_raft_id)
+                    .await
+            }
             WireMessage::Request(Request::Members) => WireMessage::Response(Response::Members {
                 members: self.directory.members().into_iter().collect(),
             }),
@@ -268,6 +276,41 @@ impl HandlerInner {
         let (reply, answer) = oneshot::channel();
         self.proposal_answer(NodeMsg::ProposeActivation { activation, reply }, answer)
             .await
+    }
+
+    /// Get a component ready for an upcoming activation (for a member).
+    async fn prepare_component(
+        &self,
+        hash: String,
+        size_bytes: u64,
+        source: u64,
+        peer_raft_id: Option<u64>,
+    ) -> WireMessage {
+        if peer_raft_id.is_none() {
+            return error_frame(
+                ErrorCode::WrongSender,
+                "only cluster members may prepare components".into(),
+            );
+        }
+        let activation = Activation {
+            hash,
+            size_bytes,
+            kind: ActivationKind::Upgrade,
+            limits: Default::default(),
+            source,
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(error) = self
+            .raft_tx
+            .try_send(NodeMsg::PrepareComponent { activation, reply })
+        {
+            return client_error_frame(ClientError::from(error));
+        }
+        match answer.await {
+            Ok(Ok(compile_ms)) => WireMessage::Response(Response::ComponentPrepared { compile_ms }),
+            Ok(Err(reason)) => error_frame(ErrorCode::Rejected, reason),
+            Err(_) => client_error_frame(ClientError::Stopped),
+        }
     }
 
     /// Serve a piece of a component this node holds, to a member.

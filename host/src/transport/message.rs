@@ -50,6 +50,14 @@ pub enum Request {
     /// Send a piece of the component with this hash (BLAKE3, hex), from
     /// `offset`: answered with `ComponentChunk`.
     FetchComponent { hash: String, offset: u64 },
+    /// Before an upgrade is proposed: fetch this component from `source`
+    /// (unless held), store and compile it, so the activation applies
+    /// without delay. Answered with `ComponentPrepared` once done.
+    PrepareComponent {
+        hash: String,
+        size_bytes: u64,
+        source: u64,
+    },
 }
 
 /// Answers.
@@ -77,6 +85,9 @@ pub enum Response {
     /// A piece of a component: `data` starts at the requested offset; the
     /// whole file is `total_len` bytes.
     ComponentChunk { total_len: u64, data: Vec<u8> },
+    /// The component is stored and compiled (`compile_ms` 0 if it came
+    /// from the compile cache).
+    ComponentPrepared { compile_ms: u64 },
 }
 
 /// Raft messages for one peer.

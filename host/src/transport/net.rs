@@ -104,6 +104,10 @@ impl ConnectionPool {
 /// How long a peer may take to answer one piece of a component fetch.
 pub const COMPONENT_FETCH_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a peer may take to fetch and compile a component before an
+/// upgrade (a large guest compiles for tens of seconds on a small machine).
+pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The node's side of the network.
 #[derive(Debug)]
 pub struct IrohTransport {
@@ -416,6 +420,35 @@ impl Forwarder for ProposalForwarder {
     ) -> PeerFuture<'_, Result<Applied, ClientError>> {
         let activation = serde_json::to_vec(&activation).expect("an activation always serializes");
         Box::pin(self.forward(leader, Request::ProposeActivation { activation }))
+    }
+
+    fn prepare_component(
+        &self,
+        peer: u64,
+        activation: Activation,
+    ) -> PeerFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let (connection, _) = self.pool.get(peer);
+            let (_, mut send, mut recv) = connection.open_stream().await?;
+            let request = Request::PrepareComponent {
+                hash: activation.hash,
+                size_bytes: activation.size_bytes,
+                source: activation.source,
+            };
+            let answer = sender::exchange(
+                &mut send,
+                &mut recv,
+                WireMessage::Request(request),
+                COMPONENT_PREPARE_TIMEOUT,
+            )
+            .await?;
+            let _ = send.finish();
+            match answer {
+                WireMessage::Response(Response::ComponentPrepared { compile_ms }) => Ok(compile_ms),
+                WireMessage::Error(frame) => Err(frame.message),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
     }
 
     fn fetch_component(
