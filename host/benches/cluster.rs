@@ -24,7 +24,12 @@
 //!    snapshot's size and the time to take it, the time to restore it into a
 //!    fresh guest, and the time until `add-node` returns (the new node caught
 //!    up through the snapshot and was promoted);
-//! 5. leader failover: the leader's node and endpoint go away (a crash as its
+//! 5. a live upgrade (`upgrade`) from the Rust kv guest to the Python one
+//!    (17 MiB, same snapshot format) through a follower, with 10,000 keys
+//!    and one client writing throughout: the time until the activation
+//!    applied (prepare round included) and the client's worst latency; then
+//!    the rollback to the Rust guest;
+//! 6. leader failover: the leader's node and endpoint go away (a crash as its
 //!    peers see it); the time until a write commits through a survivor.
 
 use std::collections::BTreeMap;
@@ -435,6 +440,83 @@ async fn run_readers(
 
 /// Fill the cluster with [`ADD_NODE_KEYS`] distinct keys, snapshot it, time
 /// restoring that snapshot into a fresh guest, then add a fourth node.
+/// Keys written before the upgrade case (if no earlier case wrote more).
+const UPGRADE_KEYS: u64 = 10_000;
+
+/// Upgrade kv → kv-python through a follower while one client writes; then
+/// roll back. Prints the times and the writer's latencies meanwhile.
+async fn upgrade_under_load(
+    members: &[Member],
+    leader: usize,
+    follower: usize,
+) -> anyhow::Result<()> {
+    let python_path = PathBuf::from(env!("IROH_RAFT_GUEST_KV_PYTHON"));
+    let python = std::fs::read(&python_path).with_context(|| {
+        format!(
+            "{} (build it with `make guests-polyglot`)",
+            python_path.display()
+        )
+    })?;
+    let value: String = "v".repeat(VALUE_BYTES);
+    for n in 0..UPGRADE_KEYS {
+        members[leader].node.propose(put_command(&value, n)).await?;
+    }
+    converge(members).await?;
+    for (what, step) in [("upgrade to kv-python", 0), ("rollback to kv (Rust)", 1)] {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let node = members[leader].node.clone();
+            let stop = stop.clone();
+            let value = value.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    if node.propose(put_command(&value, n)).await.is_ok() {
+                        latencies.push(started.elapsed());
+                    }
+                    n += 1;
+                }
+                latencies
+            })
+        };
+        let started = Instant::now();
+        let applied = if step == 0 {
+            members[follower]
+                .node
+                .upgrade(python.clone(), Default::default())
+                .await?
+        } else {
+            members[follower].node.rollback().await?
+        };
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut latencies = writer.await.context("writer task")?;
+        anyhow::ensure!(
+            applied.result.is_ok(),
+            "{what} failed: {:?}",
+            applied.result
+        );
+        latencies.sort();
+        let worst = latencies.last().copied().unwrap_or_default();
+        let p50 = latencies
+            .get(latencies.len() / 2)
+            .copied()
+            .unwrap_or_default();
+        println!(
+            "{what}: applied at index {} after {:.2} s; the writer meanwhile: {} writes, \
+             p50 {:.1} ms, worst {:.1} ms",
+            applied.index,
+            took.as_secs_f64(),
+            latencies.len(),
+            p50.as_secs_f64() * 1e3,
+            worst.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
 async fn add_node_with_state(members: &mut Vec<Member>, leader: usize) -> anyhow::Result<()> {
     let value: String = "v".repeat(VALUE_BYTES);
     let loading = Instant::now();
@@ -641,6 +723,9 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
     }
     if selected("add-node") {
         add_node_with_state(&mut members, leader).await?;
+    }
+    if selected("upgrade") {
+        upgrade_under_load(&members, leader, follower).await?;
     }
     if selected("failover") {
         failover(&mut members, leader).await?;
