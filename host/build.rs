@@ -29,6 +29,7 @@ const GUESTS: &[&str] = &[
     "hostile_loop",
     "hostile_memory",
     "hostile_trap",
+    "hostile_query_state",
     "no_exports",
 ];
 

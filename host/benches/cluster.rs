@@ -193,6 +193,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
         compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,
+        state_check_every: node::divergence::DEFAULT_STATE_CHECK_EVERY,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
     let router = acceptor.serve(node.raft_sender());
@@ -473,8 +474,10 @@ async fn upgrade_under_load(
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let started = Instant::now();
-                    if node.propose(put_command(&value, n)).await.is_ok() {
-                        latencies.push(started.elapsed());
+                    match node.propose(put_command(&value, n)).await {
+                        Ok(_) => latencies.push(started.elapsed()),
+                        // Refused at once (e.g. overloaded): do not spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
                     n += 1;
                 }
@@ -738,6 +741,13 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=iroh_raft=info` shows what the nodes do.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let duration = bench_duration();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

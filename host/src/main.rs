@@ -114,6 +114,10 @@ struct RunArgs {
     /// upgrade (checked before proposing, never at apply time).
     #[arg(long, value_name = "SECONDS", default_value_t = node::upgrade::DEFAULT_COMPILE_BUDGET.as_secs())]
     compile_budget_secs: u64,
+    /// Compare state hashes with the other replicas every this many
+    /// committed entries (divergence detection; 0: never).
+    #[arg(long, value_name = "ENTRIES", default_value_t = node::divergence::DEFAULT_STATE_CHECK_EVERY)]
+    state_check_every: u64,
     /// Start a new single-node cluster from a backup file (made with
     /// `raft-host backup`); the data dir must be empty.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
@@ -410,6 +414,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             peer_stats: Some(transport.peer_stats_registry()),
             ticket: Some(ticket.to_string()),
             compile_budget: std::time::Duration::from_secs(args.compile_budget_secs),
+            state_check_every: args.state_check_every,
         };
         if !args.api_addr.ip().is_loopback() {
             tracing::warn!(addr = %args.api_addr,
@@ -584,6 +589,24 @@ fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     status.guest.failed_entries,
                     status.guest.instance_rebuilds
                 );
+                match &status.diverged {
+                    Some(d) => say!(
+                        "state check:   DIVERGED at index {} (own state {}, majority {:?} {}): \
+                         this node stopped applying; wipe it and add it again",
+                        d.index,
+                        &d.own_hash[..16],
+                        d.majority,
+                        &d.majority_hash[..16]
+                    ),
+                    None => say!(
+                        "state check:   {}",
+                        status
+                            .last_verified_state_check
+                            .map_or("none verified yet".to_string(), |i| format!(
+                                "agreed with the majority at index {i}"
+                            ))
+                    ),
+                }
                 say!("data dir:      {}", status.data_dir);
                 if let Some(ticket) = &status.ticket {
                     say!("ticket:        {ticket}");

@@ -365,6 +365,12 @@ pub fn render(recorded: &NodeMetrics, scrape: &Scrape<'_>) -> String {
         enc.sample("iroh_raft_role", &[("role", role)], value);
     }
     enc.single(
+        "iroh_raft_diverged",
+        Kind::Gauge,
+        "1 if this node's state disagreed with the majority's at a state check (it stopped applying).",
+        u64::from(status.diverged.is_some()),
+    );
+    enc.single(
         "iroh_raft_leader_id",
         Kind::Gauge,
         "Raft id of the leader this node knows of; 0 if none.",
@@ -683,6 +689,8 @@ mod tests {
             ticket: None,
             snapshot_index: None,
             first_log_index: 1,
+            diverged: None,
+            last_verified_state_check: None,
         }
     }
 

@@ -34,7 +34,9 @@ impl CounterV2 {
                 .counter
                 .execute(Command::Set(product))
                 .map(|v| v.to_string().into_bytes()),
-            None => Err(format!("`mul {factor}` overflows the counter (value {value})")),
+            None => Err(format!(
+                "`mul {factor}` overflows the counter (value {value})"
+            )),
         })
     }
 }
@@ -84,8 +86,14 @@ mod tests {
         assert_eq!(slot.apply(META, b"mul 7"), Ok(b"42".to_vec()));
         assert_eq!(slot.apply(META, b"add 1"), Ok(b"43".to_vec()));
         assert!(slot.apply(META, b"mul x").is_err());
-        assert!(slot.apply(META, &format!("mul {}", i64::MAX).into_bytes()).is_err());
+        assert!(
+            slot.apply(META, &format!("mul {}", i64::MAX).into_bytes())
+                .is_err()
+        );
         assert_eq!(slot.query(b"get"), Ok(b"43".to_vec()));
-        assert_eq!(slot.snapshot().expect("snapshot"), Counter::new(43).snapshot());
+        assert_eq!(
+            slot.snapshot().expect("snapshot"),
+            Counter::new(43).snapshot()
+        );
     }
 }

@@ -85,6 +85,7 @@ impl From<ClientError> for ApiError {
             ClientError::SnapshotFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ClientError::InvalidComponent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::UpgradeRefused(_) => StatusCode::CONFLICT,
+            ClientError::Diverged { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::canary::{self, CanaryInput, Side};
 use super::component_fetch::{self, PeerFetch};
 use super::components::ComponentStore;
+use super::divergence::{Divergence, DivergenceMonitor};
 use super::envelope::Payload;
 use super::error::ClientError;
 use super::snapshot::{self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader};
@@ -103,6 +104,14 @@ pub enum ApplyJob {
         candidate: Box<Candidate>,
         reply: oneshot::Sender<Result<DryRunReport, String>>,
     },
+    /// A peer's state hash at a state check; `voters` is the configuration
+    /// now.
+    PeerStateHash {
+        from: u64,
+        index: u64,
+        hash: [u8; 32],
+        voters: Vec<u64>,
+    },
 }
 
 /// A validated candidate component for a dry run.
@@ -144,6 +153,8 @@ pub struct ApplierShared {
     stats: Mutex<RuntimeStats>,
     history: Mutex<ComponentHistory>,
     recent: Mutex<VecDeque<AppliedRecord>>,
+    /// The divergence verdict and the last verified state check.
+    divergence: Mutex<(Option<Divergence>, Option<u64>)>,
 }
 
 impl ApplierShared {
@@ -156,6 +167,18 @@ impl ApplierShared {
     }
     pub fn stats(&self) -> RuntimeStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Set once this node's state disagreed with the majority's.
+    pub fn diverged(&self) -> Option<Divergence> {
+        self.divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+    /// The latest state check a majority agreed with this node on.
+    pub fn last_verified_state_check(&self) -> Option<u64> {
+        self.divergence.lock().unwrap_or_else(|p| p.into_inner()).1
     }
     /// The component history (the active component and every activation).
     pub fn history(&self) -> ComponentHistory {
@@ -204,6 +227,9 @@ pub struct ApplierEnv {
     /// Downloads components from peers; `None` for a node without a
     /// network.
     pub fetch: Option<PeerFetch>,
+    /// Where this node's state hashes go (to its peers); `None` for a node
+    /// without a network.
+    pub state_hashes: Option<mpsc::UnboundedSender<(u64, [u8; 32])>>,
 }
 
 /// Start the applier thread. `fatal` receives a message if the runtime fails
@@ -226,6 +252,7 @@ pub fn spawn(
         stats: Mutex::new(machine.stats()),
         history: Mutex::new(history.clone()),
         recent: Mutex::new(VecDeque::new()),
+        divergence: Mutex::new((None, None)),
     });
     let thread_shared = shared.clone();
     let join = std::thread::Builder::new()
@@ -233,6 +260,7 @@ pub fn spawn(
         .spawn(move || {
             let _span = tracing::info_span!("applier", id = env.node_id).entered();
             let mut applier = Applier {
+                monitor: DivergenceMonitor::new(env.node_id),
                 env,
                 machine,
                 history,
@@ -252,6 +280,9 @@ struct Applier {
     env: ApplierEnv,
     machine: StateMachine,
     history: ComponentHistory,
+    /// State hashes of recent checks; once it finds this node outvoted,
+    /// nothing is applied or answered any more.
+    monitor: DivergenceMonitor,
     shared: Arc<ApplierShared>,
     /// Queries waiting for the applied index to reach their read index.
     waiting_queries: BTreeMap<u64, Vec<(Vec<u8>, QueryReply)>>,
@@ -263,9 +294,22 @@ impl Applier {
             match job {
                 ApplyJob::Apply(items) => {
                     for item in items {
+                        if let Some(divergence) = self.monitor.diverged() {
+                            refuse(item.reply, divergence.index);
+                            continue;
+                        }
                         self.apply_one(item, &rx)?;
                     }
                     self.run_ready_queries()?;
+                }
+                ApplyJob::PeerStateHash {
+                    from,
+                    index,
+                    hash,
+                    voters,
+                } => {
+                    let found = self.monitor.record(from, index, hash, &voters);
+                    self.publish_divergence(found);
                 }
                 ApplyJob::DryRun { candidate, reply } => self.dry_run(*candidate, reply),
                 ApplyJob::Query {
@@ -273,7 +317,11 @@ impl Applier {
                     min_applied,
                     reply,
                 } => {
-                    if min_applied <= self.shared.applied_index() {
+                    if let Some(divergence) = self.monitor.diverged() {
+                        let _ = reply.send(Err(ClientError::Diverged {
+                            index: divergence.index,
+                        }));
+                    } else if min_applied <= self.shared.applied_index() {
                         self.query(&request, reply)?;
                     } else {
                         self.waiting_queries
@@ -480,6 +528,10 @@ impl Applier {
                 self.record_result(item.index, &outcome.result);
                 (outcome.result, outcome.fuel_used)
             }
+            Payload::StateCheck => {
+                self.check_state(item.index);
+                (Ok(Vec::new()), 0)
+            }
             Payload::Activate {
                 timestamp_ms,
                 activation,
@@ -511,6 +563,39 @@ impl Applier {
             }));
         }
         Ok(())
+    }
+
+    /// Hash the state at a state check, tell the peers, and compare.
+    fn check_state(&mut self, index: u64) {
+        // A snapshot that fails does so alike everywhere: its error is the
+        // state's fingerprint then.
+        let hash = match self.machine.snapshot() {
+            Ok(state) => blake3::hash(&state),
+            Err(error) => blake3::hash(error.to_string().as_bytes()),
+        };
+        let hash = *hash.as_bytes();
+        if let Some(peers) = &self.env.state_hashes {
+            let _ = peers.send((index, hash));
+        }
+        let found = self.monitor.record(self.env.node_id, index, hash, &[]);
+        self.publish_divergence(found);
+    }
+
+    fn publish_divergence(&self, found: Option<Divergence>) {
+        if let Some(divergence) = &found {
+            tracing::error!(index = divergence.index, own = %divergence.own_hash,
+                majority = %divergence.majority_hash, agreeing = ?divergence.majority,
+                "THIS NODE'S STATE DIVERGED from the majority's at a state check; \
+                 it stops applying and answering. Wipe its data dir and add it again.");
+        }
+        *self
+            .shared
+            .divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (
+            self.monitor.diverged().cloned(),
+            self.monitor.last_verified(),
+        );
     }
 
     fn record_result(&self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
@@ -687,6 +772,13 @@ impl Applier {
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start a dry run thread");
         }
+    }
+}
+
+/// Answer a client whose entry this diverged node will not apply.
+fn refuse(reply: Option<ProposalReply>, index: u64) {
+    if let Some(reply) = reply {
+        let _ = reply.send(Err(ClientError::Diverged { index }));
     }
 }
 

@@ -215,6 +215,18 @@ pub struct NodeCore {
     lease_until: Option<(Instant, u64)>,
     promotions: BTreeMap<u64, PendingPromotion>,
     snapshots: SnapshotState,
+    checks: StateChecks,
+}
+
+/// When the leader appends the next state check (see [`super::divergence`]).
+#[derive(Debug)]
+struct StateChecks {
+    /// Committed entries between checks (0: never).
+    every: u64,
+    /// Committed entries since the last check entry.
+    entries_since: u64,
+    /// A check this node proposed that has not committed yet.
+    proposed_at: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -264,6 +276,8 @@ pub struct CoreSetup {
     pub applied_index: u64,
     pub snapshot_policy: SnapshotPolicy,
     pub snapshot_dir: PathBuf,
+    /// Committed entries between state checks (0: never).
+    pub state_check_every: u64,
 }
 
 impl NodeCore {
@@ -293,6 +307,11 @@ impl NodeCore {
                 in_flight: false,
                 waiting: Vec::new(),
             },
+            checks: StateChecks {
+                every: setup.state_check_every,
+                entries_since: 0,
+                proposed_at: None,
+            },
         }
     }
 
@@ -313,6 +332,30 @@ impl NodeCore {
         self.retry_reads(now);
         self.drive_promotions(now);
         self.leave_joint_if_stuck();
+        self.propose_state_check_if_due();
+    }
+
+    /// On the leader, append a state check every `every` committed entries.
+    fn propose_state_check_if_due(&mut self) {
+        let checks = &self.checks;
+        if checks.every == 0
+            || checks.entries_since < checks.every
+            || self.raw.raft.state != StateRole::Leader
+        {
+            return;
+        }
+        // A check proposed in an earlier term may never commit.
+        if let Some(at) = checks.proposed_at
+            && at > self.raw.raft.raft_log.committed
+        {
+            return;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Ok((index, _)) = self.append_proposal(envelope::encode_state_check(now_ms)) {
+            self.checks.proposed_at = Some(index);
+        }
     }
 
     /// A leader that is leaving (in the outgoing half of a joint
@@ -1014,6 +1057,12 @@ impl NodeCore {
                     break;
                 }
                 let _ = entry.remove().reply.send(Err(ClientError::ProposalDropped));
+            }
+            if matches!(payload, Payload::StateCheck) {
+                self.checks.entries_since = 0;
+                self.checks.proposed_at = None;
+            } else {
+                self.checks.entries_since += 1;
             }
             self.snapshots.handed_index = index;
             self.snapshots.entries_since += 1;

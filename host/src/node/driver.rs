@@ -45,6 +45,12 @@ pub enum NodeMsg {
         consistency: Consistency,
         reply: QueryReply,
     },
+    /// A peer's state hash at a state check.
+    StateHash {
+        from: u64,
+        index: u64,
+        hash: [u8; 32],
+    },
     /// Fetch (if needed), store and compile a component an upgrade is about
     /// to activate; answers the compile time.
     PrepareComponent {
@@ -134,6 +140,14 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
         peer: u64,
         activation: Activation,
     ) -> PeerFuture<'_, Result<u64, String>>;
+
+    /// Send this node's state hash at the state check `index` to `peer`.
+    fn report_state_hash(
+        &self,
+        peer: u64,
+        index: u64,
+        hash: [u8; 32],
+    ) -> PeerFuture<'_, Result<(), String>>;
 
     /// Download the component `hash` (`size_bytes` long) from `peer`. The
     /// caller verifies the bytes against the hash.
@@ -260,6 +274,16 @@ async fn handle(
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
         NodeMsg::ProposeActivation { activation, reply } => {
             core.propose_activation(&activation, now_ms(), reply)
+        }
+        NodeMsg::StateHash { from, index, hash } => {
+            let voters = core.view().voters;
+            let job = ApplyJob::PeerStateHash {
+                from,
+                index,
+                hash,
+                voters,
+            };
+            hand_over(applier, vec![job]).await?;
         }
         NodeMsg::PrepareComponent { activation, reply } => {
             let env = prepare_env.clone();

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! [0]      format version = 1
-//! [1]      kind: 1 = guest command, 2 = component activation
+//! [1]      kind: 1 = guest command, 2 = component activation,
+//!          3 = state check (no body; see `super::divergence`)
 //! [2..10]  leader timestamp, ms since the Unix epoch, u64 little-endian
 //! [10..]   kind 1: the command bytes, as the client sent them
 //!          kind 2: the `Activation`, as JSON (see `super::upgrade`)
@@ -20,6 +21,7 @@ use super::upgrade::Activation;
 const VERSION: u8 = 1;
 const KIND_COMMAND: u8 = 1;
 const KIND_ACTIVATE: u8 = 2;
+const KIND_STATE_CHECK: u8 = 3;
 const HEADER_BYTES: usize = 10;
 
 /// A decoded entry payload.
@@ -34,6 +36,8 @@ pub enum Payload {
         timestamp_ms: u64,
         activation: Activation,
     },
+    /// Every replica hashes its state here and compares with its peers.
+    StateCheck,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,6 +73,15 @@ pub fn encode_activation(timestamp_ms: u64, activation: &Activation) -> Vec<u8> 
     out
 }
 
+/// Encode a state check entry.
+pub fn encode_state_check(timestamp_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES);
+    out.push(VERSION);
+    out.push(KIND_STATE_CHECK);
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    out
+}
+
 /// Decode an entry's data.
 pub fn decode(data: &[u8]) -> Result<Payload, EnvelopeError> {
     if data.is_empty() {
@@ -97,6 +110,7 @@ pub fn decode(data: &[u8]) -> Result<Payload, EnvelopeError> {
                 activation,
             })
         }
+        KIND_STATE_CHECK => Ok(Payload::StateCheck),
         kind => Err(EnvelopeError::UnknownKind(kind)),
     }
 }
@@ -137,6 +151,11 @@ mod tests {
         let mut bad = data[..HEADER_BYTES].to_vec();
         bad.extend_from_slice(b"{not json");
         assert!(matches!(decode(&bad), Err(EnvelopeError::BadActivation(_))));
+    }
+
+    #[test]
+    fn state_check_round_trip() {
+        assert_eq!(decode(&encode_state_check(5)), Ok(Payload::StateCheck));
     }
 
     #[test]

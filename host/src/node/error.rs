@@ -32,6 +32,10 @@ pub enum ClientError {
     InvalidComponent(String),
     #[error("upgrade refused: {0}")]
     UpgradeRefused(String),
+    #[error(
+        "this node's state diverged from the cluster's at index {index}; it no longer applies or answers (wipe it and add it again)"
+    )]
+    Diverged { index: u64 },
 }
 
 impl ClientError {
@@ -49,6 +53,7 @@ impl ClientError {
             ClientError::SnapshotFailed(_) => "snapshot_failed",
             ClientError::InvalidComponent(_) => "invalid_component",
             ClientError::UpgradeRefused(_) => "upgrade_refused",
+            ClientError::Diverged { .. } => "diverged",
         }
     }
 }

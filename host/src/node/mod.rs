@@ -34,6 +34,7 @@ pub mod canary;
 pub mod component_fetch;
 pub mod components;
 pub mod core;
+pub mod divergence;
 pub mod driver;
 pub mod envelope;
 pub mod error;
@@ -134,6 +135,8 @@ pub struct NodeConfig {
     pub ticket: Option<String>,
     /// How long validating an upgrade's component may take here.
     pub compile_budget: Duration,
+    /// Committed entries between state checks (see [`divergence`]; 0: off).
+    pub state_check_every: u64,
 }
 
 impl NodeConfig {
@@ -150,6 +153,7 @@ impl NodeConfig {
             peer_stats: None,
             ticket: None,
             compile_budget: upgrade::DEFAULT_COMPILE_BUDGET,
+            state_check_every: divergence::DEFAULT_STATE_CHECK_EVERY,
         }
     }
 }
@@ -356,6 +360,8 @@ impl NodeHandle {
             ticket: self.inner.ticket.clone(),
             snapshot_index,
             first_log_index,
+            diverged: applier.diverged(),
+            last_verified_state_check: applier.last_verified_state_check(),
         })
     }
 
@@ -437,6 +443,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         source,
     })?;
     let storage = SledStorage::open(&data_dir.join("raft"))?;
+    let state_hash_tx = broadcast_state_hashes(&config);
     let engine = WasmEngine::new(Some(data_dir.join("component-cache")))?;
     let components =
         ComponentStore::open(data_dir.join("components")).map_err(|source| NodeError::DataDir {
@@ -458,6 +465,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
                 directory: config.directory.clone(),
                 self_id: config.id,
             }),
+        state_hashes: state_hash_tx,
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()
@@ -528,6 +536,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             applied_index,
             snapshot_policy: config.snapshot,
             snapshot_dir: env.snapshot_dir.clone(),
+            state_check_every: config.state_check_every,
         },
     );
 
@@ -605,6 +614,27 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             leader: leader_rx,
         }),
     })
+}
+
+/// Send this node's state hashes to every other member (the divergence
+/// check); `None` for a node without peers.
+fn broadcast_state_hashes(config: &NodeConfig) -> Option<mpsc::UnboundedSender<(u64, [u8; 32])>> {
+    let (forwarder, directory) = (config.forwarder.clone()?, config.directory.clone()?);
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, [u8; 32])>();
+    let id = config.id;
+    tokio::spawn(async move {
+        while let Some((index, hash)) = rx.recv().await {
+            for peer in directory.members().into_keys().filter(|p| *p != id) {
+                let forwarder = forwarder.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = forwarder.report_state_hash(peer, index, hash).await {
+                        tracing::debug!(peer, index, %error, "could not send a state hash");
+                    }
+                });
+            }
+        }
+    });
+    Some(tx)
 }
 
 /// Set up an empty data dir, returning the initial membership.

@@ -31,6 +31,13 @@ pub struct NodeStatus {
     /// First index still in the log.
     #[serde(default)]
     pub first_log_index: u64,
+    /// Set when this node's state disagreed with the majority's at a state
+    /// check: it stopped applying (see `node::divergence`).
+    #[serde(default)]
+    pub diverged: Option<super::divergence::Divergence>,
+    /// The latest state check at which a majority agreed with this node.
+    #[serde(default)]
+    pub last_verified_state_check: Option<u64>,
 }
 
 /// The active guest component and its runtime counters.

@@ -117,6 +117,11 @@ impl NodeHandle {
     /// Go back to the component that was active before the current one,
     /// through the same activation entry (its state migrates the same way).
     pub async fn rollback(&self) -> Result<Applied, ClientError> {
+        // Read the history as of everything committed (an upgrade just
+        // proposed through another node included): a linearizable read is
+        // that barrier; the guest's answer to the empty query is not used.
+        self.query_with(Vec::new(), super::Consistency::Linearizable)
+            .await?;
         let history = self.inner.applier.history();
         let previous = history.previous().ok_or_else(|| {
             ClientError::UpgradeRefused("there is no earlier component to roll back to".into())

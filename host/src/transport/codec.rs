@@ -387,6 +387,10 @@ mod tests {
                 source: 2,
             }),
             WireMessage::Response(Response::ComponentPrepared { compile_ms: 12 }),
+            WireMessage::Request(Request::StateHash {
+                index: 77,
+                hash: [7; 32],
+            }),
             WireMessage::Response(Response::Delivered { count: 3 }),
             WireMessage::Response(Response::Applied {
                 index: 42,
@@ -810,10 +814,10 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 7, Response 7, ErrorCode 9.
+        // WireMessage has 5 variants, Request 8, Response 7, ErrorCode 9.
         for payload in [
             &[5u8][..],
-            &[0, 7, 0],
+            &[0, 8, 0],
             &[1, 7, 0],
             &[4, 9, 0],
             // A Result (in Response::Applied) has variants 0 and 1 only.

@@ -187,6 +187,9 @@ impl HandlerInner {
             WireMessage::Request(Request::FetchComponent { hash, offset }) => {
                 self.component_chunk(&hash, offset, peer_raft_id).await
             }
+            WireMessage::Request(Request::StateHash { index, hash }) => {
+                self.state_hash(index, hash, peer_raft_id)
+            }
             WireMessage::Request(Request::PrepareComponent {
                 hash,
                 size_bytes,
@@ -276,6 +279,23 @@ impl HandlerInner {
         let (reply, answer) = oneshot::channel();
         self.proposal_answer(NodeMsg::ProposeActivation { activation, reply }, answer)
             .await
+    }
+
+    /// A member's state hash at a state check, for the node to compare.
+    fn state_hash(&self, index: u64, hash: [u8; 32], peer_raft_id: Option<u64>) -> WireMessage {
+        let Some(from) = peer_raft_id else {
+            return error_frame(
+                ErrorCode::WrongSender,
+                "only cluster members may report state hashes".into(),
+            );
+        };
+        match self
+            .raft_tx
+            .try_send(NodeMsg::StateHash { from, index, hash })
+        {
+            Ok(()) => WireMessage::Response(Response::Delivered { count: 1 }),
+            Err(error) => client_error_frame(ClientError::from(error)),
+        }
     }
 
     /// Get a component ready for an upcoming activation (for a member).

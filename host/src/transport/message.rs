@@ -58,6 +58,9 @@ pub enum Request {
         size_bytes: u64,
         source: u64,
     },
+    /// The sender's state hash at the state check entry `index` (see
+    /// `node::divergence`); answered with `Delivered`.
+    StateHash { index: u64, hash: [u8; 32] },
 }
 
 /// Answers.

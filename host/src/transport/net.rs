@@ -422,6 +422,31 @@ impl Forwarder for ProposalForwarder {
         Box::pin(self.forward(leader, Request::ProposeActivation { activation }))
     }
 
+    fn report_state_hash(
+        &self,
+        peer: u64,
+        index: u64,
+        hash: [u8; 32],
+    ) -> PeerFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let (connection, _) = self.pool.get(peer);
+            let (_, mut send, mut recv) = connection.open_stream().await?;
+            let answer = sender::exchange(
+                &mut send,
+                &mut recv,
+                WireMessage::Request(Request::StateHash { index, hash }),
+                sender::ANSWER_TIMEOUT,
+            )
+            .await?;
+            let _ = send.finish();
+            match answer {
+                WireMessage::Response(Response::Delivered { .. }) => Ok(()),
+                WireMessage::Error(frame) => Err(frame.message),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
+    }
+
     fn prepare_component(
         &self,
         peer: u64,
