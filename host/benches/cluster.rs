@@ -194,6 +194,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         ticket: Some(ticket.to_string()),
         compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,
         state_check_every: node::divergence::DEFAULT_STATE_CHECK_EVERY,
+        unsafe_local_reads: false,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
     let router = acceptor.serve(node.raft_sender());

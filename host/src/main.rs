@@ -118,6 +118,11 @@ struct RunArgs {
     /// committed entries (divergence detection; 0: never).
     #[arg(long, value_name = "ENTRIES", default_value_t = node::divergence::DEFAULT_STATE_CHECK_EVERY)]
     state_check_every: u64,
+    /// TESTS ONLY: serve every read from local state, skipping ReadIndex.
+    /// This breaks linearizability on purpose, so the test suites can show
+    /// that their checker catches it. Never use it in production.
+    #[arg(long, hide = true)]
+    unsafe_local_reads: bool,
     /// Start a new single-node cluster from a backup file (made with
     /// `raft-host backup`); the data dir must be empty.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
@@ -415,7 +420,11 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             ticket: Some(ticket.to_string()),
             compile_budget: std::time::Duration::from_secs(args.compile_budget_secs),
             state_check_every: args.state_check_every,
+            unsafe_local_reads: args.unsafe_local_reads,
         };
+        if args.unsafe_local_reads {
+            tracing::warn!("--unsafe-local-reads: reads are NOT linearizable (a test switch)");
+        }
         if !args.api_addr.ip().is_loopback() {
             tracing::warn!(addr = %args.api_addr,
                 "the client API has no authentication and is bound beyond loopback");

@@ -216,6 +216,9 @@ pub struct NodeCore {
     promotions: BTreeMap<u64, PendingPromotion>,
     snapshots: SnapshotState,
     checks: StateChecks,
+    /// Test only: serve every read from local state (see
+    /// [`CoreSetup::unsafe_local_reads`]).
+    unsafe_local_reads: bool,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -278,6 +281,11 @@ pub struct CoreSetup {
     pub snapshot_dir: PathBuf,
     /// Committed entries between state checks (0: never).
     pub state_check_every: u64,
+    /// **Breaks linearizability, for tests only**: answer every read from
+    /// this node's state without ReadIndex, as a stale read. The test
+    /// suites switch it on to prove their linearizability checker catches
+    /// the stale answers.
+    pub unsafe_local_reads: bool,
 }
 
 impl NodeCore {
@@ -312,6 +320,7 @@ impl NodeCore {
                 entries_since: 0,
                 proposed_at: None,
             },
+            unsafe_local_reads: setup.unsafe_local_reads,
         }
     }
 
@@ -412,6 +421,11 @@ impl NodeCore {
         reply: QueryReply,
         out: &mut Vec<ApplyJob>,
     ) {
+        let consistency = if self.unsafe_local_reads {
+            Consistency::Stale
+        } else {
+            consistency
+        };
         match consistency {
             Consistency::Stale => out.push(ApplyJob::Query {
                 request,

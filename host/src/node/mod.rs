@@ -137,6 +137,9 @@ pub struct NodeConfig {
     pub compile_budget: Duration,
     /// Committed entries between state checks (see [`divergence`]; 0: off).
     pub state_check_every: u64,
+    /// Tests only: break linearizable reads (see
+    /// [`core::CoreSetup::unsafe_local_reads`]).
+    pub unsafe_local_reads: bool,
 }
 
 impl NodeConfig {
@@ -154,6 +157,7 @@ impl NodeConfig {
             ticket: None,
             compile_budget: upgrade::DEFAULT_COMPILE_BUDGET,
             state_check_every: divergence::DEFAULT_STATE_CHECK_EVERY,
+            unsafe_local_reads: false,
         }
     }
 }
@@ -537,6 +541,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             snapshot_policy: config.snapshot,
             snapshot_dir: env.snapshot_dir.clone(),
             state_check_every: config.state_check_every,
+            unsafe_local_reads: config.unsafe_local_reads,
         },
     );
 
