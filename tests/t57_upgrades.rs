@@ -393,6 +393,23 @@ fn t57_failed_upgrades_restart_rollback_and_dry_run() {
         ok && out.contains("rollback") && out.contains("failed:"),
         "{out}"
     );
+
+    // A component's own limits travel with its activation: with 1,000 fuel
+    // per apply, `add` (about 1,800) runs out on every node, and the state
+    // stays.
+    let path = common::guest("counter_v2").display().to_string();
+    let (ok, out, err) = cli(
+        leader,
+        &["upgrade", "--guest", &path, "--apply-fuel", "1000"],
+    );
+    assert!(ok, "{out} {err}");
+    let limited = converged_history(&cluster);
+    assert_eq!(limited.active.limits.apply_fuel, Some(1000));
+    match leader.client().propose(b"add 1") {
+        Err(ApiClientError::Api(info)) => assert_eq!(info.code, "guest_out_of_fuel"),
+        other => panic!("expected guest_out_of_fuel, got {other:?}"),
+    }
+    cluster.wait_all_see("get", "16");
 }
 
 fn history_of_leader(cluster: &Cluster) -> ComponentHistory {
