@@ -26,6 +26,7 @@ const GUESTS: &[&str] = &[
     "hostile_loop",
     "hostile_memory",
     "hostile_trap",
+    "hostile_mix",
     "no_exports",
 ];
 

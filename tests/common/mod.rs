@@ -48,6 +48,7 @@ pub fn guest(name: &str) -> PathBuf {
         "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
         "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
+        "hostile_mix" => env!("IROH_RAFT_GUEST_HOSTILE_MIX"),
         "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
         "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
         "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),

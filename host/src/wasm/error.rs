@@ -66,6 +66,11 @@ pub enum GuestFailure {
     /// trap.
     #[error("guest exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimit { limit_bytes: u64 },
+    /// The guest's result (or error message) is larger than
+    /// [`super::limits::MAX_RESULT_BYTES`]. Rolled back like a trap, so the
+    /// state is the same whether or not the oversized result was wanted.
+    #[error("guest result of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    ResultTooLarge { size_bytes: u64, limit_bytes: u64 },
 }
 
 impl GuestFailure {
@@ -76,6 +81,7 @@ impl GuestFailure {
             GuestFailure::Trapped { .. } => "guest_trapped",
             GuestFailure::OutOfFuel { .. } => "guest_out_of_fuel",
             GuestFailure::MemoryLimit { .. } => "guest_memory_limit",
+            GuestFailure::ResultTooLarge { .. } => "guest_result_too_large",
         }
     }
 
