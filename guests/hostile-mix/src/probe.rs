@@ -71,14 +71,13 @@ pub fn recurse(depth: u64) -> u64 {
 /// NaN with a payload plus one, and an `f32` division. With NaN
 /// canonicalization every one is the canonical quiet NaN.
 pub fn nan_bits() -> String {
-    let zero = black_box(0.0_f64);
-    let infinity = black_box(f64::INFINITY);
-    let payload = f64::from_bits(black_box(0x7ff0_0000_0000_0001));
+    // Two black boxes per operation (not `x / x`): the optimizer must not
+    // see the operands, and the operations are NaN-making on purpose.
     let f64s = [
-        zero / zero,
+        black_box(0.0_f64) / black_box(0.0_f64),
         black_box(-1.0_f64).sqrt(),
-        infinity - infinity,
-        payload + black_box(1.0),
+        black_box(f64::INFINITY) - black_box(f64::INFINITY),
+        f64::from_bits(black_box(0x7ff0_0000_0000_0001)) + black_box(1.0),
     ];
     let f32_nan = black_box(0.0_f32) / black_box(0.0_f32);
     let mut out = String::new();
