@@ -1,8 +1,8 @@
 //! Hostile guests on a real cluster: three `raft-host` processes over iroh
 //! on loopback running `guests/hostile-mix`, whose commands each misbehave
 //! in one way (infinite loop, unbounded memory, deep recursion, NaNs, huge
-//! results, a trap after a write, and reading the clocks, random numbers,
-//! the environment and files through WASI).
+//! results and error messages, a trap after a write, and reading the
+//! clocks, random numbers, the environment and files through WASI).
 //!
 //! Each misbehaviour must end the same way whichever node the client asks
 //! (a follower forwards to the leader), and as a query on every node; the
@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::cluster::{Cluster, Member, wait_for};
 use iroh_raft::api::{ApiClientError, Output};
 use iroh_raft::node::{Consistency, NodeStatus};
-use iroh_raft::wasm::limits::MAX_RESULT_BYTES;
+use iroh_raft::wasm::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 
 /// Fuel per `apply` and per `query`: small, so the runaway guests stop fast.
 const FUEL: u64 = 50_000_000;
@@ -210,7 +210,31 @@ fn t90_hostile_guests_end_the_same_on_every_replica() {
             MAX_RESULT_BYTES + 1
         ),
     );
+    failing(
+        &format!("fail {}", MAX_ERROR_MESSAGE_BYTES + 1),
+        "guest_result_too_large",
+        &format!(
+            "guest result of {} bytes exceeds the limit of {MAX_ERROR_MESSAGE_BYTES} bytes",
+            MAX_ERROR_MESSAGE_BYTES + 1
+        ),
+    );
     let failed_indexes = failed_indexes;
+
+    // The longest error message allowed, all control characters (the
+    // worst case for JSON), makes it back through a follower too. An `err`
+    // is a result, not a trap: no rebuild.
+    let (rejected, rejected_indexes) =
+        through_every_node(&cluster, &format!("fail {MAX_ERROR_MESSAGE_BYTES}"));
+    assert_eq!(
+        rejected,
+        Outcome::Failed {
+            code: "guest_rejected".into(),
+            message: format!(
+                "guest returned an error: {}",
+                "\u{1}".repeat(MAX_ERROR_MESSAGE_BYTES)
+            ),
+        }
+    );
 
     let (recursed, _) = through_every_node(&cluster, "recurse 1000");
     assert_eq!(recursed.text(), "1000");
@@ -335,13 +359,13 @@ fn t90_hostile_guests_end_the_same_on_every_replica() {
         );
     }
 
-    // Every failed entry failed on every replica, and was rolled back by a
-    // rebuild there.
+    // Every failed entry failed on every replica, and the traps were rolled
+    // back by a rebuild there.
     let after: Vec<NodeStatus> = cluster.members.iter().map(status).collect();
     for (before, after) in before.iter().zip(&after) {
         assert_eq!(
             after.guest.failed_entries - before.guest.failed_entries,
-            failed_indexes.len() as u64,
+            (failed_indexes.len() + rejected_indexes.len()) as u64,
             "node {}",
             after.id
         );
@@ -362,6 +386,7 @@ fn t90_hostile_guests_end_the_same_on_every_replica() {
         format!("recurse {TOO_DEEP}"),
         "trap".into(),
         format!("huge {}", MAX_RESULT_BYTES + 1),
+        format!("fail {}", MAX_ERROR_MESSAGE_BYTES + 1),
         "nan".into(),
         "time".into(),
         "random".into(),
@@ -377,7 +402,7 @@ fn t90_hostile_guests_end_the_same_on_every_replica() {
     for (member, answer) in cluster.members.iter().zip(&answers) {
         assert_eq!(answer, &answers[0], "node {} answered otherwise", member.id);
     }
-    let codes: Vec<&str> = answers[0][..5].iter().map(Outcome::code).collect();
+    let codes: Vec<&str> = answers[0][..6].iter().map(Outcome::code).collect();
     assert_eq!(
         codes,
         [
@@ -385,12 +410,13 @@ fn t90_hostile_guests_end_the_same_on_every_replica() {
             "guest_memory_limit",
             "guest_trapped",
             "guest_trapped",
-            "guest_result_too_large"
+            "guest_result_too_large",
+            "guest_result_too_large",
         ]
     );
-    assert_eq!(answers[0][5].text(), CANONICAL_NANS);
+    assert_eq!(answers[0][6].text(), CANONICAL_NANS);
     assert_eq!(
-        answers[0][10], dumps[0],
+        answers[0][11], dumps[0],
         "the failed queries changed nothing"
     );
 

@@ -18,6 +18,7 @@
 //! | `recurse N` | recursion N calls deep, records `recurse@I` | `N`, or a trap when too deep |
 //! | `nan` | NaN from division, `sqrt`, `inf - inf`, a payload NaN, `f32`; records `nan@I` | the bit patterns, hex |
 //! | `huge N` | records `huge@I`, returns N bytes | the bytes (`huge_byte(i)`) |
+//! | `fail N` | returns an error of N control characters (U+0001) | `err`, or too large |
 //! | `time` | reads the wall and monotonic clocks; records `time@I` | `wall_ms mono_ns elapsed_ns meta_ms` |
 //! | `random` | reads WASI random, insecure random and the insecure seed; records `random@I` | hex |
 //! | `env` | reads environment, arguments and working directory; records `env@I` | a summary |
@@ -25,7 +26,8 @@
 //!
 //! (`I` is the entry's index.) Queries: `get K`, `dump` (every pair,
 //! `K=V` per line, in key order), and the probes `loop`, `grow`,
-//! `recurse N`, `nan`, `huge N`, `trap`, `time`, `random`, `env`, `file`,
+//! `recurse N`, `nan`, `huge N`, `fail N`, `trap`, `time`, `random`, `env`,
+//! `file`,
 //! which answer like the commands without recording anything.
 
 mod probe;
@@ -59,6 +61,7 @@ enum Command<'a> {
     Recurse(u64),
     Nan,
     Huge(usize),
+    Fail(usize),
     Time,
     Random,
     Env,
@@ -104,6 +107,13 @@ impl<'a> Command<'a> {
                     return Err(format!("`huge` is capped at {MAX_HUGE_BYTES} bytes"));
                 }
                 Command::Huge(len)
+            }
+            "fail" => {
+                let len = usize::try_from(number()?).unwrap_or(usize::MAX);
+                if len > MAX_HUGE_BYTES {
+                    return Err(format!("`fail` is capped at {MAX_HUGE_BYTES} bytes"));
+                }
+                Command::Fail(len)
             }
             "time" => Command::Time,
             "random" => Command::Random,
@@ -152,6 +162,8 @@ impl StateMachine for HostileMix {
                 record("huge", &len.to_string());
                 return Ok(probe::huge(len));
             }
+            // No record: an `err` must leave the state as it was.
+            Command::Fail(len) => return Err(probe::failure_message(len)),
             Command::Get(_) | Command::Dump | Command::Trap => {
                 return Err("a query, not a command".to_string());
             }
@@ -176,6 +188,7 @@ impl StateMachine for HostileMix {
             Command::Grow => probe::exhaust_memory(),
             Command::Trap => panic!("hostile-mix: deliberate panic in `query`"),
             Command::Huge(len) => return Ok(probe::huge(len)),
+            Command::Fail(len) => return Err(probe::failure_message(len)),
             Command::Put(..) | Command::TrapAfterWrite(..) => {
                 return Err("a command, not a query".to_string());
             }
@@ -232,6 +245,7 @@ mod tests {
         assert_eq!(Command::parse(b" recurse 12 "), Ok(Command::Recurse(12)));
         assert_eq!(Command::parse(b"huge 3"), Ok(Command::Huge(3)));
         assert!(Command::parse(b"huge 999999999999").is_err());
+        assert_eq!(Command::parse(b"fail 2"), Ok(Command::Fail(2)));
         assert!(Command::parse(b"put a").is_err());
         assert!(Command::parse(b"get").is_err());
         assert!(Command::parse(b"recurse x").is_err());
@@ -252,6 +266,7 @@ mod tests {
             text(guest.query(b"dump")),
             "huge@7=28\nk=v\nrecurse@7=100\n"
         );
+        assert_eq!(guest.apply(META, b"fail 2"), Err("\u{1}\u{1}".to_string()));
         assert!(guest.apply(META, b"dump").is_err());
         assert!(guest.query(b"put a b").is_err());
     }

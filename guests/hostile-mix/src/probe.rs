@@ -54,6 +54,12 @@ pub fn huge(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// An error message of `len` U+0001 characters: the worst case for JSON,
+/// which escapes each as six bytes (`\u0001`).
+pub fn failure_message(len: usize) -> String {
+    "\u{1}".repeat(len)
+}
+
 /// Recurse `depth` calls deep and return the depth counted on the way back.
 /// Not a tail call, so every level holds a frame: deep enough, this
 /// overflows a stack and traps.

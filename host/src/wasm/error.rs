@@ -66,9 +66,10 @@ pub enum GuestFailure {
     /// trap.
     #[error("guest exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimit { limit_bytes: u64 },
-    /// The guest's result (or error message) is larger than
-    /// [`super::limits::MAX_RESULT_BYTES`]. Rolled back like a trap, so the
-    /// state is the same whether or not the oversized result was wanted.
+    /// The guest's result is larger than [`super::limits::MAX_RESULT_BYTES`],
+    /// or its error message than [`super::limits::MAX_ERROR_MESSAGE_BYTES`].
+    /// Rolled back like a trap, so the state is the same whether or not the
+    /// oversized result was wanted.
     #[error("guest result of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     ResultTooLarge { size_bytes: u64, limit_bytes: u64 },
 }
