@@ -39,9 +39,11 @@ pub const MAX_GUEST_LOG_LINE_BYTES: usize = 4 * 1024;
 /// (text and base64) and escapes a control character in six bytes.
 pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest message of an `err` from `apply` or `query`; a longer one is
-/// [`super::GuestFailure::ResultTooLarge`] too. Messages are for people, and
-/// a forwarded failure travels as escaped JSON inside one frame.
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 64 * 1024;
+/// [`super::GuestFailure::ResultTooLarge`] too. Smaller than results
+/// because a forwarded failure travels as JSON, each byte escaped in up to
+/// six, inside one frame; twice the largest command, so a message that
+/// quotes the command it refuses still fits.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
 // The answer carrying a result or a message fits a frame and a client
 // response, however its bytes escape in JSON (see `MAX_RESULT_BYTES`).
