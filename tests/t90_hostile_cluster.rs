@@ -39,7 +39,7 @@ const CANONICAL_NANS: &str =
 /// same machine's clock, read a few milliseconds apart).
 const CLOCK_SLACK_MS: u64 = 1_000;
 
-/// What one call came to, with what may differ between entries stripped.
+/// What one call came to, comparable across nodes (no index, no fuel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     /// The result's bytes.
