@@ -14,6 +14,8 @@ use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle};
 use iroh_raft::wasm::GuestLimits;
 
 pub mod cluster;
+pub mod jepsen;
+pub mod netns;
 
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -271,6 +273,12 @@ impl NodeProcess {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// The log lines the node wrote since the last call (or since it
+    /// started), for a test that keeps them.
+    pub fn take_log(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
     }
 
     /// Wait until the node logs a line containing every one of `needles`;
