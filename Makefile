@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build) and iproute2 (partition tests). Safe to run repeatedly.
@@ -92,11 +92,24 @@ bench: setup guests-polyglot
 	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench guests
 
-## The fuzz targets on stable over 100k deterministic inputs each (own
-## target dir: the first build takes a while). Coverage-guided runs:
-## host/fuzz/README.md.
+## Every fuzz target (frames, raft messages, snapshot transfers and files,
+## API bodies, entry payloads) on stable over 100k deterministic inputs
+## each; about 10 seconds once built (own target dir: the first build
+## takes ~15 minutes). host/fuzz/README.md.
 fuzz-smoke: setup
 	$(CARGO) test --manifest-path host/fuzz/Cargo.toml --target-dir target/fuzz
+
+## Coverage-guided fuzzing with cargo-fuzz (`cargo install cargo-fuzz`),
+## FUZZ_SECONDS per target, starting from the seed corpus. Stable works
+## (libFuzzer without a sanitizer); the instrumented first build is slow.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame_decoder raft_payload snapshot_offer snapshot_file api_request entry_payload
+fuzz: setup
+	cd host/fuzz && $(CARGO) test --target-dir ../../target/fuzz -- --ignored write_seed_corpus
+	cd host/fuzz && for target in $(FUZZ_TARGETS); do \
+		$(CARGO) fuzz run $$target --sanitizer none --codegen-units 16 --target-dir ../../target/fuzz -- \
+			-max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=16 -rss_limit_mb=2048 || exit 1; \
+	done
 
 clean-data:
 	rm -rf data

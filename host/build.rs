@@ -30,6 +30,7 @@ const GUESTS: &[&str] = &[
     "hostile_memory",
     "hostile_trap",
     "hostile_query_state",
+    "hostile_mix",
     "no_exports",
 ];
 

@@ -1,125 +1,20 @@
 //! Real network partitions: three `raft-host` processes, each in its own
 //! network namespace, joined by veth pairs to a bridge in a "switch"
-//! namespace. Cutting a node's link on the switch partitions it for real
-//! (the processes keep running). The test sets the network up and tears it
-//! down itself; it needs root (CI runs as root). Set
+//! namespace (`common::netns`). Cutting a node's link on the switch
+//! partitions it for real (the processes keep running). The test sets the
+//! network up and tears it down itself; it needs root (CI runs as root). Set
 //! `IROH_RAFT_SKIP_NETNS=1` to skip it knowingly on a machine without.
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::NodeProcess;
+use common::netns::{self, TestNet};
 use iroh_raft::node::NodeStatus;
 
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(40);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Namespaces `<p>sw` (the switch) and `<p>n1..`, addresses 10.231.<k>.<i>.
-struct TestNet {
-    prefix: String,
-    subnet: u8,
-    nodes: u8,
-}
-
-impl TestNet {
-    fn create(nodes: u8) -> Self {
-        let pid = std::process::id();
-        let net = TestNet {
-            prefix: format!("irt{}", pid % 10_000),
-            subnet: (pid % 250) as u8,
-            nodes,
-        };
-        let sw = net.switch();
-        ip(&["netns", "add", &sw]);
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &sw, "link", "set", "br0", "up"]);
-        for i in 1..=nodes {
-            let ns = net.ns(i);
-            let (inner, outer) = (format!("{}v{i}", net.prefix), format!("{}s{i}", net.prefix));
-            ip(&["netns", "add", &ns]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&[
-                "link", "add", &inner, "type", "veth", "peer", "name", &outer,
-            ]);
-            ip(&["link", "set", &inner, "netns", &ns]);
-            ip(&["link", "set", &outer, "netns", &sw]);
-            ip(&["-n", &sw, "link", "set", &outer, "master", "br0"]);
-            ip(&["-n", &sw, "link", "set", &outer, "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/24", net.addr(i)),
-                "dev",
-                &inner,
-            ]);
-            ip(&["-n", &ns, "link", "set", &inner, "up"]);
-        }
-        net
-    }
-
-    fn switch(&self) -> String {
-        format!("{}sw", self.prefix)
-    }
-
-    fn ns(&self, i: u8) -> String {
-        format!("{}n{i}", self.prefix)
-    }
-
-    fn addr(&self, i: u8) -> String {
-        format!("10.231.{}.{i}", self.subnet)
-    }
-
-    /// Unplug node `i` from the switch: nothing gets in or out.
-    fn cut(&self, i: u8) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "down",
-        ]);
-    }
-
-    fn heal(&self, i: u8) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "up",
-        ]);
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its veth ends too.
-        for i in 1..=self.nodes {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(i)])
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.switch()])
-            .status();
-    }
-}
 
 fn status(node: &NodeProcess) -> Option<NodeStatus> {
     let output = node.cli(&["status", "--json"]);
@@ -143,11 +38,11 @@ fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn t70_minority_cannot_commit_and_healing_converges() {
-    if std::env::var_os("IROH_RAFT_SKIP_NETNS").is_some() {
-        eprintln!("IROH_RAFT_SKIP_NETNS is set: skipping the network-namespace partition test");
+    if let Some(reason) = netns::skip_reason() {
+        eprintln!("{reason}");
         return;
     }
-    let net = TestNet::create(3);
+    let net = TestNet::create("p", 3);
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();

@@ -14,6 +14,8 @@ use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle};
 use iroh_raft::wasm::GuestLimits;
 
 pub mod cluster;
+pub mod jepsen;
+pub mod netns;
 
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,6 +54,7 @@ pub fn guest(name: &str) -> PathBuf {
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
         "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
         "hostile_query_state" => env!("IROH_RAFT_GUEST_HOSTILE_QUERY_STATE"),
+        "hostile_mix" => env!("IROH_RAFT_GUEST_HOSTILE_MIX"),
         "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
         "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
         "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),
@@ -274,6 +277,12 @@ impl NodeProcess {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// The log lines the node wrote since the last call (or since it
+    /// started), for a test that keeps them.
+    pub fn take_log(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
     }
 
     /// Wait until the node logs a line containing every one of `needles`;

@@ -4,6 +4,8 @@
 //! together), plus pure noise. Reproducible from its seed.
 
 use iroh_raft::transport::codec;
+
+use crate::seeds;
 use iroh_raft::transport::message::{
     ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireMessage,
 };
@@ -20,6 +22,27 @@ pub enum Target {
     FrameDecoder,
     /// `RaftMessage` payloads whose inner protobuf bytes are mutated.
     RaftPayload,
+    /// Snapshot transfers: an offer frame and chunk frames.
+    SnapshotOffer,
+    /// Snapshot files without their checksum.
+    SnapshotFile,
+    /// JSON bodies of the client API.
+    ApiRequest,
+    /// Raft entry payloads.
+    EntryPayload,
+}
+
+impl Target {
+    /// Every target, with its name (the `cargo fuzz` binary and the corpus
+    /// directory).
+    pub const ALL: [(Target, &'static str); 6] = [
+        (Target::FrameDecoder, "frame_decoder"),
+        (Target::RaftPayload, "raft_payload"),
+        (Target::SnapshotOffer, "snapshot_offer"),
+        (Target::SnapshotFile, "snapshot_file"),
+        (Target::ApiRequest, "api_request"),
+        (Target::EntryPayload, "entry_payload"),
+    ];
 }
 
 /// Varints bincode would read as lengths or integers, chosen to hit the
@@ -57,6 +80,10 @@ impl Corpus {
                 .iter()
                 .map(|message| message.write_to_bytes().expect("seed raft messages encode"))
                 .collect(),
+            Target::SnapshotOffer => seeds::snapshot_transfers(),
+            Target::SnapshotFile => seeds::snapshot_file_bodies(),
+            Target::ApiRequest => seeds::api_requests(),
+            Target::EntryPayload => seeds::entry_payloads(),
         };
         Corpus {
             target,
@@ -88,6 +115,7 @@ impl Corpus {
                     codec::encode(&batch).expect("small batches encode")
                 })
                 .collect(),
+            _ => Corpus::new(target, 1).seeds,
         }
     }
 
@@ -115,6 +143,11 @@ impl Corpus {
                 }
                 payload
             }
+            // Mostly valid inputs, a few mutations deep; sometimes noise.
+            _ => match self.rng.below(8) {
+                0 => self.noise(),
+                _ => self.mutated_seed(),
+            },
         }
     }
 

@@ -1,7 +1,8 @@
-//! Fuzz targets for the `iroh-raft/0` frame codec
-//! (`iroh_raft::transport::codec`).
+//! Fuzz targets for everything a node decodes from outside: `iroh-raft/0`
+//! frames and the raft messages in them, snapshot transfers and files, the
+//! client API's bodies, and Raft entry payloads.
 //!
-//! Each target is a plain function here, so that both libFuzzer (the
+//! Each target is a plain function of this crate, so that both libFuzzer (the
 //! `fuzz_targets/*.rs` binaries, built by `cargo fuzz`) and the stable smoke
 //! test below (`cargo test`, a deterministic corpus from [`corpus`]) run the
 //! same body. A target panics on a broken invariant; on hostile input the
@@ -13,6 +14,18 @@
 //! - [`raft_payload`]: the raft-rs messages inside a decoded `RaftMessage`
 //!   frame go through protobuf's parser, as the transport does with them,
 //!   and through [`parse_raft_message_bounded`], which must agree with it.
+//! - [`snapshot_offer`]: a snapshot stream (offer, chunks) served by the real
+//!   `SnapshotReceiver` into a real directory.
+//! - [`snapshot_file`]: `node::snapshot::parse`, with and without a correct
+//!   checksum.
+//! - [`api_request`]: every API request body, and the bytes and tickets the
+//!   server takes out of them.
+//! - [`entry_payload`]: `node::envelope::decode` and raft-rs's configuration
+//!   change parsers.
+//!
+//! The protobuf finding below applies to `snapshot_offer` (the offer's raft
+//! message) and `entry_payload` (configuration changes) too: both go
+//! through `parse_from_bytes`.
 //!
 //! ## A finding: protobuf 2 preallocates what a length claims
 //!
@@ -36,7 +49,15 @@ use iroh_raft::transport::message::WireMessage;
 use protobuf::{CodedInputStream, Message as _, ProtobufResult};
 use raft::prelude::Message as RaftMessage;
 
+mod client_api;
 pub mod corpus;
+mod entry;
+pub mod seeds;
+mod snapshot;
+
+pub use client_api::api_request;
+pub use entry::entry_payload;
+pub use snapshot::{snapshot_file, snapshot_offer};
 
 /// The `max_bytes` limits [`frame_decoder`] reads with: the hard maximum,
 /// and a small one so that both sides of the length-prefix check are
@@ -277,6 +298,69 @@ mod smoke {
     }
 
     #[test]
+    fn snapshot_offer_survives_the_smoke_corpus() {
+        // The offer's raft message goes through protobuf's parser (see the
+        // crate doc), hence its bound.
+        smoke(
+            Target::SnapshotOffer,
+            snapshot_offer,
+            0x5eed_5a0f_0000_0004,
+            PROTOBUF_MAX_PREALLOC_BYTES,
+        );
+    }
+
+    #[test]
+    fn snapshot_file_survives_the_smoke_corpus() {
+        smoke(
+            Target::SnapshotFile,
+            snapshot_file,
+            0x5eed_5f11_0000_0005,
+            MAX_SINGLE_ALLOCATION_BYTES,
+        );
+    }
+
+    #[test]
+    fn api_request_survives_the_smoke_corpus() {
+        smoke(
+            Target::ApiRequest,
+            api_request,
+            0x5eed_a919_0000_0006,
+            MAX_SINGLE_ALLOCATION_BYTES,
+        );
+    }
+
+    #[test]
+    fn entry_payload_survives_the_smoke_corpus() {
+        // Configuration changes go through protobuf's parser too.
+        smoke(
+            Target::EntryPayload,
+            entry_payload,
+            0x5eed_e417_0000_0007,
+            PROTOBUF_MAX_PREALLOC_BYTES,
+        );
+    }
+
+    #[test]
+    fn snapshot_seeds_are_delivered_exactly_when_flawless() {
+        // Without this the transfer target could pass by never getting a
+        // file through.
+        let outcomes: Vec<Option<bool>> = crate::seeds::snapshot_transfers()
+            .iter()
+            .map(|transfer| snapshot::serve_transfer(transfer))
+            .collect();
+        // The first four are flawless (see `seeds::snapshot_transfers`).
+        let flawless = 4;
+        assert!(
+            outcomes[..flawless].iter().all(|o| *o == Some(true)),
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes[flawless..].iter().all(|o| *o == Some(false)),
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
     fn the_bounded_raft_parser_allocates_little() {
         fn parse_batch(data: &[u8]) {
             let _ = parse_raft_message_bounded(Bytes::copy_from_slice(data));
@@ -313,10 +397,7 @@ mod smoke {
     #[test]
     #[ignore = "writes files; run on demand before fuzzing"]
     fn write_seed_corpus() {
-        for (target, name) in [
-            (Target::FrameDecoder, "frame_decoder"),
-            (Target::RaftPayload, "raft_payload"),
-        ] {
+        for (target, name) in Target::ALL {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("corpus")
                 .join(name);
@@ -357,5 +438,50 @@ mod smoke {
             .filter(|bytes| RaftMessage::parse_from_bytes(bytes).is_ok())
             .count();
         assert!(parsed > 500, "only {parsed} raft messages parse");
+
+        let reached = |target: Target, reaches: fn(&[u8]) -> bool| {
+            let mut corpus = Corpus::new(target, 3);
+            (0..2_000).filter(|_| reaches(&corpus.next_input())).count()
+        };
+        let offers = reached(Target::SnapshotOffer, |input| {
+            matches!(
+                block_on(codec::read_frame(&mut &input[..], MAX_FRAME_BYTES)),
+                Ok(Some(WireMessage::Request(
+                    iroh_raft::transport::message::Request::InstallSnapshot(_)
+                )))
+            )
+        });
+        assert!(
+            offers > 1_000,
+            "only {offers} of 2000 inputs start with an offer"
+        );
+        let files = reached(Target::SnapshotFile, |input| {
+            let mut fixed = input.to_vec();
+            fixed.extend_from_slice(blake3::hash(input).as_bytes());
+            iroh_raft::node::snapshot::parse(fixed).is_ok()
+        });
+        assert!(
+            files > 200,
+            "only {files} of 2000 inputs parse as snapshot files"
+        );
+        let bodies = reached(Target::ApiRequest, |input| {
+            serde_json::from_slice::<iroh_raft::api::types::ProposeRequest>(input).is_ok()
+                || serde_json::from_slice::<iroh_raft::api::types::QueryRequest>(input).is_ok()
+                || serde_json::from_slice::<iroh_raft::api::types::AddMemberRequest>(input).is_ok()
+        });
+        assert!(
+            bodies > 200,
+            "only {bodies} of 2000 inputs parse as API bodies"
+        );
+        let commands = reached(Target::EntryPayload, |input| {
+            matches!(
+                iroh_raft::node::envelope::decode(input),
+                Ok(iroh_raft::node::envelope::Payload::Command { .. })
+            )
+        });
+        assert!(
+            commands > 200,
+            "only {commands} of 2000 inputs decode as commands"
+        );
     }
 }

@@ -48,6 +48,13 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base_url: &str) -> Self {
+        Self::with_timeout(base_url, CLIENT_TIMEOUT)
+    }
+
+    /// A client that gives up on a call after `timeout` (calls that may
+    /// take minutes still get [`LONG_CLIENT_TIMEOUT`]). A call that timed
+    /// out may still take effect on the node.
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Self {
         let agent = |timeout| -> ureq::Agent {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -57,7 +64,7 @@ impl ApiClient {
         };
         ApiClient {
             base_url: base_url.trim_end_matches('/').to_string(),
-            agent: agent(CLIENT_TIMEOUT),
+            agent: agent(timeout),
             long_agent: agent(LONG_CLIENT_TIMEOUT),
         }
     }

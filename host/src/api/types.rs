@@ -136,8 +136,9 @@ pub struct ErrorInfo {
     pub leader_hint: Option<u64>,
 }
 
-/// Pick the bytes out of a text-or-base64 pair.
-pub(crate) fn bytes_from(
+/// Pick the bytes out of a text-or-base64 pair (what the server does with
+/// the `command`/`request` fields; public for the fuzz targets).
+pub fn bytes_from(
     text: Option<String>,
     base64: Option<String>,
     field: &str,

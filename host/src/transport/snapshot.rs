@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use iroh::endpoint::{RecvStream, SendStream};
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
@@ -131,12 +131,19 @@ impl SnapshotReceiver<'_> {
     /// Serve one transfer: answer the offer, take chunks until the file is
     /// complete, verify it, and deliver the message. Protocol errors are
     /// answered with an Error frame; only stream failures are `Err`.
-    pub async fn serve(
+    ///
+    /// Generic over the streams (an iroh stream pair in the node) so the
+    /// fuzz targets in `host/fuzz` can feed it bytes from memory.
+    pub async fn serve<S, R>(
         &self,
-        send: &mut SendStream,
-        recv: &mut RecvStream,
+        send: &mut S,
+        recv: &mut R,
         offer: SnapshotOffer,
-    ) -> Result<(), CodecError> {
+    ) -> Result<(), CodecError>
+    where
+        S: AsyncWrite + Unpin,
+        R: AsyncRead + Unpin,
+    {
         let accepted = match self.check_offer(&offer) {
             Ok(accepted) => accepted,
             Err(frame) => return codec::write_frame(send, &WireMessage::Error(frame)).await,

@@ -70,6 +70,12 @@ pub enum GuestFailure {
     /// component and its state stay active.
     #[error("upgrade failed: {reason}")]
     UpgradeFailed { reason: String },
+    /// The guest's result is larger than [`super::limits::MAX_RESULT_BYTES`],
+    /// or its error message than [`super::limits::MAX_ERROR_MESSAGE_BYTES`].
+    /// Rolled back like a trap, so the state is the same whether or not the
+    /// oversized result was wanted.
+    #[error("guest result of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    ResultTooLarge { size_bytes: u64, limit_bytes: u64 },
 }
 
 impl GuestFailure {
@@ -81,6 +87,7 @@ impl GuestFailure {
             GuestFailure::OutOfFuel { .. } => "guest_out_of_fuel",
             GuestFailure::MemoryLimit { .. } => "guest_memory_limit",
             GuestFailure::UpgradeFailed { .. } => "upgrade_failed",
+            GuestFailure::ResultTooLarge { .. } => "guest_result_too_large",
         }
     }
 

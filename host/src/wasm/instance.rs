@@ -12,7 +12,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{EntryMeta, Guest, GuestInfo};
 use super::engine::LoadedComponent;
 use super::error::{GuestFailure, WasmError};
-use super::limits::{GuestLimits, MemoryLimitExceeded, MemoryLimiter};
+use super::limits::{
+    GuestLimits, MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES, MemoryLimitExceeded, MemoryLimiter,
+};
 use super::wasi::{DeterministicInputs, EntryContext, deterministic_wasi};
 
 /// Everything a guest's `Store` holds.
@@ -143,11 +145,12 @@ impl GuestInstance {
             timestamp_ms: entry.timestamp_ms,
         };
         let budget = self.limits.apply_fuel;
-        self.call_with_cost(entry, budget, |bindings, store| {
+        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| {
             bindings
                 .iroh_raft_state_machine_state_machine()
                 .call_apply(store, meta, command)
-        })
+        });
+        (self.bound_result(result), cost)
     }
 
     /// Run a read-only query. `entry` is the last applied entry, so that a
@@ -158,10 +161,35 @@ impl GuestInstance {
         request: &[u8],
     ) -> (Result<Vec<u8>, GuestFailure>, CallCost) {
         let budget = self.limits.query_fuel;
-        self.call_with_cost(entry, budget, |bindings, store| {
+        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| {
             bindings
                 .iroh_raft_state_machine_state_machine()
                 .call_query(store, request)
+        });
+        (self.bound_result(result), cost)
+    }
+
+    /// Enforce [`MAX_RESULT_BYTES`] on a result and
+    /// [`MAX_ERROR_MESSAGE_BYTES`] on an error message. The guest may have
+    /// changed its state before returning, so an oversized one poisons the
+    /// instance and is rolled back like a trap. (The bytes were already
+    /// copied out; the memory cap bounds that copy.)
+    fn bound_result(
+        &mut self,
+        result: Result<Vec<u8>, GuestFailure>,
+    ) -> Result<Vec<u8>, GuestFailure> {
+        let (size_bytes, limit_bytes) = match &result {
+            Ok(bytes) => (bytes.len(), MAX_RESULT_BYTES),
+            Err(GuestFailure::Rejected { message }) => (message.len(), MAX_ERROR_MESSAGE_BYTES),
+            Err(_) => return result,
+        };
+        if size_bytes <= limit_bytes {
+            return result;
+        }
+        self.poisoned = true;
+        Err(GuestFailure::ResultTooLarge {
+            size_bytes: size_bytes as u64,
+            limit_bytes: limit_bytes as u64,
         })
     }
 

@@ -30,6 +30,26 @@ pub const MAX_COMPONENT_BYTES: u64 = 128 * 1024 * 1024;
 /// Longest line of guest stdout/stderr forwarded to the log; longer lines are
 /// truncated so one write cannot make the host buffer without bound.
 pub const MAX_GUEST_LOG_LINE_BYTES: usize = 4 * 1024;
+/// Largest result of one `apply` or `query` (the bytes of an `ok`). A
+/// larger one is the failure [`super::GuestFailure::ResultTooLarge`] on
+/// every replica, rolled back like a trap. Without it a result's fate
+/// depended on the path it took: a follower forwarding a proposal gets the
+/// leader's answer in one frame of at most `MAX_FRAME_BYTES`, and a client
+/// reads at most `MAX_RESPONSE_BYTES` of JSON, which holds a result twice
+/// (text and base64) and escapes a control character in six bytes.
+pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest message of an `err` from `apply` or `query`; a longer one is
+/// [`super::GuestFailure::ResultTooLarge`] too. Smaller than results
+/// because a forwarded failure travels as JSON, each byte escaped in up to
+/// six, inside one frame; twice the largest command, so a message that
+/// quotes the command it refuses still fits.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+// The answer carrying a result or a message fits a frame and a client
+// response, however its bytes escape in JSON (see `MAX_RESULT_BYTES`).
+const _: () = assert!(MAX_RESULT_BYTES * 2 <= crate::transport::codec::MAX_FRAME_BYTES);
+const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= crate::api::client::MAX_RESPONSE_BYTES);
+const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= crate::transport::codec::MAX_FRAME_BYTES);
 
 /// Per-guest resource settings. Every replica of a cluster must use the same
 /// values, or a guest may succeed on one node and fail on another.
