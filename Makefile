@@ -8,10 +8,11 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
-## protobuf build) and iproute2 (partition tests). Safe to run repeatedly.
+## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
+## to run repeatedly.
 setup:
 	@rustup target list --installed | grep -qx $(GUEST_TARGET) || rustup target add $(GUEST_TARGET)
 	@./.ci/install-system-deps
@@ -110,6 +111,15 @@ fuzz: setup
 		$(CARGO) fuzz run $$target --sanitizer none --codegen-units 16 --target-dir ../../target/fuzz -- \
 			-max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=16 -rss_limit_mb=2048 || exit 1; \
 	done
+
+## The Jepsen-style test (tests/t92_jepsen.rs, a short run of which is in
+## `make test`) as a soak: the same test, its nemesis running for
+## JEPSEN_SECONDS (default an hour) against JEPSEN_NODES nodes (default 5).
+## SEED=... replays a schedule; JEPSEN_KEEP=1 keeps the history and logs.
+JEPSEN_SECONDS ?= 3600
+JEPSEN_NODES ?= 5
+jepsen-soak: setup
+	JEPSEN_SECONDS=$(JEPSEN_SECONDS) JEPSEN_NODES=$(JEPSEN_NODES) $(CARGO) test --test t92_jepsen -- --nocapture
 
 clean-data:
 	rm -rf data

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use iroh_raft::api::ApiClient;
-use iroh_raft::linearizability::{ClientId, History, Operation, Outcome, Recorder};
+use iroh_raft::linearizability::{ClientId, History, Operation, Outcome};
 use iroh_raft::node::{Consistency, NodeStatus};
 
-use super::client::{Answer, CLIENT_TIMEOUT, Request, send};
+use super::client::{Answer, CLIENT_TIMEOUT, Journal, Request, send};
 use super::db::{Db, POLL_INTERVAL};
 use crate::common::netns::in_netns;
 
@@ -50,7 +50,7 @@ fn api(db: &Db, id: u8) -> (String, ApiClient) {
 
 /// Write through every node until each has accepted one write; returns how
 /// long that took. Panics after [`RECOVERY_TIMEOUT`].
-pub fn progress_after_heal(db: &Db, recorder: &Recorder) -> Duration {
+pub fn progress_after_heal(db: &Db, journal: &Journal) -> Duration {
     let start = Instant::now();
     for id in db.ids() {
         let (ns, api) = api(db, id);
@@ -60,7 +60,7 @@ pub fn progress_after_heal(db: &Db, recorder: &Recorder) -> Duration {
                 read: None,
             };
             let client = ClientId(PROBE_CLIENTS + u64::from(id));
-            if let Answer::Reply(Ok(_)) = send(recorder, client, &api, &ns, &request) {
+            if let Answer::Reply(Ok(_)) = send(journal, client, id, (&ns, &api), &request) {
                 break;
             }
             assert!(
@@ -160,7 +160,7 @@ pub fn converged_states(db: &Db) -> (u64, Vec<State>) {
 /// node's answers (`None`: not found).
 pub fn final_reads(
     db: &Db,
-    recorder: &Recorder,
+    journal: &Journal,
     keys: &[String],
 ) -> Vec<BTreeMap<String, Option<String>>> {
     let start = Instant::now();
@@ -176,7 +176,7 @@ pub fn final_reads(
                     };
                     let client = ClientId(FINAL_READERS + u64::from(id));
                     let value = loop {
-                        match send(recorder, client, &api, &ns, &request) {
+                        match send(journal, client, id, (&ns, &api), &request) {
                             Answer::Reply(Ok(value)) => break Some(value),
                             Answer::Reply(Err(message)) => {
                                 assert_eq!(

@@ -16,13 +16,15 @@
 //! test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::io::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use iroh_raft::api::{ApiClient, ApiClientError};
-use iroh_raft::linearizability::{ClientId, Recorder, Reply};
+use iroh_raft::linearizability::{ClientId, History, OpId, Recorder, Reply};
 use iroh_raft::node::Consistency;
 
 use super::db::Endpoints;
@@ -60,12 +62,47 @@ impl Answer {
     }
 }
 
-/// Record `answer` for `op`.
-pub fn record(recorder: &Recorder, op: iroh_raft::linearizability::OpId, answer: &Answer) {
-    match answer {
-        Answer::Reply(reply) => recorder.complete(op, reply.clone()),
-        Answer::Failed(_) => recorder.fail(op),
-        Answer::Unknown(_) => recorder.timeout(op),
+/// The history being recorded, plus what the history does not keep: which
+/// node served each request and why one that got no reply got none (for
+/// whoever reads a failing run).
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    pub recorder: Recorder,
+    /// Op id, node id, and `reply` or the reason.
+    requests: Arc<Mutex<Vec<(u64, u8, String)>>>,
+}
+
+impl Journal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn history(&self) -> History {
+        self.recorder.history()
+    }
+
+    /// Write one line per request: `op <id> node <id> <reply | why not>`.
+    pub fn save_requests(&self, path: &Path) -> std::io::Result<()> {
+        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (op, node, what) in requests.iter() {
+            writeln!(file, "op {op} node {node} {what}")?;
+        }
+        file.flush()
+    }
+
+    /// Record `answer` for `op`, served by node `node`.
+    fn record(&self, op: OpId, node: u8, answer: &Answer) {
+        match answer {
+            Answer::Reply(reply) => self.recorder.complete(op, reply.clone()),
+            Answer::Failed(_) => self.recorder.fail(op),
+            Answer::Unknown(_) => self.recorder.timeout(op),
+        }
+        let what = answer.reason().unwrap_or_else(|| "reply".to_owned());
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((op.0, node, what));
     }
 }
 
@@ -201,21 +238,21 @@ fn next_request(rng: &mut Rng, keys: &Keys, client: u64, seq: u64) -> Request {
     }
 }
 
-/// Send `request` to the node at `url` in namespace `ns`, recording it as
-/// client `client`.
+/// Send `request` to node `node` (`api` talks to it, from inside its
+/// namespace `ns`), recording it as client `client`.
 pub fn send(
-    recorder: &Recorder,
+    journal: &Journal,
     client: ClientId,
-    api: &ApiClient,
-    ns: &str,
+    node: u8,
+    (ns, api): (&str, &ApiClient),
     request: &Request,
 ) -> Answer {
-    let op = recorder.invoke(client, request.text.clone());
+    let op = journal.recorder.invoke(client, request.text.clone());
     let answer = in_netns(ns, || match request.read {
         None => propose_answer(api.propose(request.text.as_bytes())),
         Some(consistency) => query_answer(api.query_with(request.text.as_bytes(), consistency)),
     });
-    record(recorder, op, &answer);
+    journal.record(op, node, &answer);
     answer
 }
 
@@ -240,18 +277,18 @@ impl Clients {
         rng: &mut Rng,
         keys: Keys,
         endpoints: &Arc<Endpoints>,
-        recorder: &Recorder,
+        journal: &Journal,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (1..=count)
             .map(|client| {
                 let mut rng = rng.fork(client);
                 let endpoints = Arc::clone(endpoints);
-                let recorder = recorder.clone();
+                let journal = journal.clone();
                 let stop = Arc::clone(&stop);
                 std::thread::Builder::new()
                     .name(format!("client-{client}"))
-                    .spawn(move || run_client(client, &mut rng, keys, &endpoints, &recorder, &stop))
+                    .spawn(move || run_client(client, &mut rng, keys, &endpoints, &journal, &stop))
                     .expect("spawn a client thread")
             })
             .collect();
@@ -293,7 +330,7 @@ fn run_client(
     rng: &mut Rng,
     keys: Keys,
     endpoints: &Endpoints,
-    recorder: &Recorder,
+    journal: &Journal,
     stop: &AtomicBool,
 ) -> Tally {
     let nodes = endpoints.len();
@@ -313,7 +350,13 @@ fn run_client(
         let api = apis
             .entry(url.clone())
             .or_insert_with(|| ApiClient::with_timeout(&url, CLIENT_TIMEOUT));
-        let answer = send(recorder, ClientId(client), api, ns, &request);
+        let answer = send(
+            journal,
+            ClientId(client),
+            node as u8 + 1,
+            (ns, api),
+            &request,
+        );
         if let Some(why) = answer.reason() {
             *tally.entry(why).or_default() += 1;
             node = rng.below(nodes as u64) as usize;

@@ -116,19 +116,51 @@ pub struct Step {
     pub rng: Rng,
 }
 
+impl Fault {
+    /// The kinds named in `list` (comma-separated, as printed, e.g.
+    /// `kill-leader,bridge`).
+    pub fn parse_list(list: &str) -> Vec<Fault> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                *Fault::ALL
+                    .iter()
+                    .find(|fault| fault.to_string() == name)
+                    .unwrap_or_else(|| {
+                        let known: Vec<String> = Fault::ALL.iter().map(Fault::to_string).collect();
+                        panic!("unknown fault {name:?}; known: {}", known.join(","))
+                    })
+            })
+            .collect()
+    }
+}
+
 /// The seeded, endless list of steps.
 #[derive(Debug)]
 pub struct Schedule {
     rng: Rng,
+    kinds: Vec<Fault>,
     first_round: Vec<Fault>,
 }
 
 impl Schedule {
-    pub fn new(mut rng: Rng) -> Self {
-        let mut first_round = Fault::ALL.to_vec();
+    /// Steps of the given kinds (all of them once first).
+    pub fn new(mut rng: Rng, kinds: &[Fault]) -> Self {
+        assert!(!kinds.is_empty(), "no fault kinds to schedule");
+        let mut first_round = kinds.to_vec();
         rng.shuffle(&mut first_round);
         first_round.reverse(); // popped from the back
-        Schedule { rng, first_round }
+        Schedule {
+            rng,
+            kinds: kinds.to_vec(),
+            first_round,
+        }
+    }
+
+    /// How many kinds it draws from.
+    pub fn kinds(&self) -> usize {
+        self.kinds.len()
     }
 }
 
@@ -138,7 +170,7 @@ impl Iterator for Schedule {
     fn next(&mut self) -> Option<Step> {
         let fault = match self.first_round.pop() {
             Some(fault) => fault,
-            None => *self.rng.pick(&Fault::ALL),
+            None => *self.rng.pick(&self.kinds),
         };
         Some(Step {
             fault,
@@ -171,8 +203,9 @@ enum Undo {
 pub fn run(db: &mut Db, schedule: Schedule, duration: Duration) -> NemesisReport {
     let start = Instant::now();
     let mut report = NemesisReport::default();
+    let kinds = schedule.kinds();
     for mut step in schedule {
-        let every_kind_ran = report.counts.len() == Fault::ALL.len();
+        let every_kind_ran = report.counts.len() == kinds;
         if every_kind_ran && start.elapsed() >= duration {
             break;
         }
