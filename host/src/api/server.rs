@@ -86,6 +86,7 @@ impl From<ClientError> for ApiError {
             ClientError::InvalidComponent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ClientError::UpgradeRefused(_) => StatusCode::CONFLICT,
             ClientError::Diverged { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {

@@ -1001,6 +1001,13 @@ impl NodeCore {
             )));
         }
         self.storage.apply_snapshot(snap)?;
+        // Proposals this node made at indexes the snapshot covers: they may
+        // have committed under another leader (and be in the snapshot) or
+        // been replaced; this node cannot tell which, so it must not say.
+        let later = self.pending.split_off(&(index + 1));
+        for (_, proposal) in std::mem::replace(&mut self.pending, later) {
+            let _ = proposal.reply.send(Err(ClientError::OutcomeUnknown));
+        }
         self.members = loaded.header.members.clone();
         let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
         self.storage.set_conf_state_with_meta(
@@ -1065,12 +1072,14 @@ impl NodeCore {
                 }
                 None => None,
             };
-            // Proposals at lower indexes can never commit any more.
+            // A proposal at a lower index that is still waiting was not
+            // handed over entry by entry (nothing does that but a snapshot,
+            // which answers them itself): its fate is unknown here.
             while let Some(entry) = self.pending.first_entry() {
                 if *entry.key() >= index {
                     break;
                 }
-                let _ = entry.remove().reply.send(Err(ClientError::ProposalDropped));
+                let _ = entry.remove().reply.send(Err(ClientError::OutcomeUnknown));
             }
             if matches!(payload, Payload::StateCheck) {
                 self.checks.entries_since = 0;

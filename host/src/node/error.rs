@@ -36,6 +36,10 @@ pub enum ClientError {
         "this node's state diverged from the cluster's at index {index}; it no longer applies or answers (wipe it and add it again)"
     )]
     Diverged { index: u64 },
+    #[error(
+        "this node lost track of the proposal (it caught up from a snapshot); it may or may not have applied"
+    )]
+    OutcomeUnknown,
 }
 
 impl ClientError {
@@ -54,6 +58,7 @@ impl ClientError {
             ClientError::InvalidComponent(_) => "invalid_component",
             ClientError::UpgradeRefused(_) => "upgrade_refused",
             ClientError::Diverged { .. } => "diverged",
+            ClientError::OutcomeUnknown => "outcome_unknown",
         }
     }
 }

@@ -355,6 +355,7 @@ mod tests {
             ErrorCode::ProposalDropped,
             ErrorCode::Stopped,
             ErrorCode::Rejected,
+            ErrorCode::OutcomeUnknown,
         ];
         let errors = error_codes.into_iter().map(|code| {
             WireMessage::Error(ErrorFrame {
@@ -814,12 +815,12 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 8, Response 7, ErrorCode 9.
+        // WireMessage has 5 variants, Request 8, Response 7, ErrorCode 10.
         for payload in [
             &[5u8][..],
             &[0, 8, 0],
             &[1, 7, 0],
-            &[4, 9, 0],
+            &[4, 10, 0],
             // A Result (in Response::Applied) has variants 0 and 1 only.
             &[1, 1, 0, 0, 2, 0, 0],
         ] {

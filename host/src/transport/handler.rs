@@ -417,6 +417,7 @@ fn client_error_frame(error: ClientError) -> WireMessage {
         ClientError::ProposalDropped => ErrorCode::ProposalDropped,
         ClientError::Overloaded => ErrorCode::Overloaded,
         ClientError::Stopped => ErrorCode::Stopped,
+        ClientError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
         _ => ErrorCode::Rejected,
     };
     error_frame(code, format!("{}: {error}", error.code()))

@@ -135,6 +135,9 @@ pub enum ErrorCode {
     Stopped,
     /// Any other client error, with its code in the message.
     Rejected,
+    /// The proposal may or may not have applied (the leader caught up from
+    /// a snapshot and lost track of it).
+    OutcomeUnknown,
 }
 
 impl ErrorFrame {
@@ -147,6 +150,7 @@ impl ErrorFrame {
             ErrorCode::ProposalDropped => ClientError::ProposalDropped,
             ErrorCode::Overloaded => ClientError::Overloaded,
             ErrorCode::Stopped => ClientError::Stopped,
+            ErrorCode::OutcomeUnknown => ClientError::OutcomeUnknown,
             _ => {
                 tracing::warn!(peer, code = ?self.code, message = %self.message,
                     "a peer refused a forwarded request");
