@@ -26,6 +26,7 @@ const GUESTS: &[&str] = &[
     "counter_v2_reject",
     "counter_v2_trap",
     "kv",
+    "kv_v2",
     "hostile_loop",
     "hostile_memory",
     "hostile_trap",

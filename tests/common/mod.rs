@@ -50,6 +50,7 @@ pub fn guest(name: &str) -> PathBuf {
         "counter_v2_reject" => env!("IROH_RAFT_GUEST_COUNTER_V2_REJECT"),
         "counter_v2_trap" => env!("IROH_RAFT_GUEST_COUNTER_V2_TRAP"),
         "kv" => env!("IROH_RAFT_GUEST_KV"),
+        "kv_v2" => env!("IROH_RAFT_GUEST_KV_V2"),
         "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
         "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),

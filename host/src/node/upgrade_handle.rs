@@ -17,6 +17,14 @@ use crate::wasm::{
     ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
 };
 
+/// Longest the prepare round before an upgrade waits for a majority of the
+/// members to fetch and compile the component (a large guest compiles for
+/// tens of seconds on a small machine).
+pub const PREPARE_ROUND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the prepare round still waits for the other members once a
+/// majority is ready.
+pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
+
 /// What a node needs to validate and store candidate components.
 #[derive(Debug, Clone)]
 pub struct UpgradeEnv {
@@ -137,21 +145,20 @@ impl NodeHandle {
     }
 
     /// Have every other member fetch and compile the component before the
-    /// activation exists, so it applies without stalling anywhere. Best
-    /// effort: a member that cannot (it is down) fetches the component
-    /// when it applies the activation.
+    /// activation exists, so it applies without stalling anywhere. Waits
+    /// until a majority holds it (so the bytes survive the proposer), then
+    /// at most [`PREPARE_STRAGGLER_GRACE`] for the rest: a member that is
+    /// down or cut off fetches the component when it applies the activation.
     async fn prepare_members(&self, activation: &Activation) {
         let (Some(forwarder), Some(directory)) = (&self.inner.forwarder, &self.inner.directory)
         else {
             return;
         };
         let started = Instant::now();
+        let members = directory.members();
+        let needed = members.len() / 2 + 1;
         let mut tasks = tokio::task::JoinSet::new();
-        for peer in directory
-            .members()
-            .into_keys()
-            .filter(|id| *id != self.inner.id)
-        {
+        for peer in members.into_keys().filter(|id| *id != self.inner.id) {
             let forwarder = forwarder.clone();
             let activation = activation.clone();
             tasks.spawn(async move {
@@ -159,8 +166,17 @@ impl NodeHandle {
                 (peer, outcome)
             });
         }
-        let mut ready = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
+        let deadline = tokio::time::Instant::now() + PREPARE_ROUND_TIMEOUT;
+        let mut majority_at: Option<tokio::time::Instant> = None;
+        let mut ready = vec![self.inner.id];
+        loop {
+            let until =
+                majority_at.map_or(deadline, |at| (at + PREPARE_STRAGGLER_GRACE).min(deadline));
+            let joined = match tokio::time::timeout_at(until, tasks.join_next()).await {
+                Ok(Some(joined)) => joined,
+                // Everyone answered, or the time is up.
+                Ok(None) | Err(_) => break,
+            };
             match joined {
                 Ok((peer, Ok(compile_ms))) => {
                     tracing::debug!(peer, compile_ms, "a member prepared the component");
@@ -169,6 +185,9 @@ impl NodeHandle {
                 Ok((peer, Err(reason))) => tracing::warn!(peer, %reason,
                     "a member could not prepare the component; it will fetch it when it applies"),
                 Err(_) => {}
+            }
+            if ready.len() >= needed && majority_at.is_none() {
+                majority_at = Some(tokio::time::Instant::now());
             }
         }
         tracing::info!(hash = %activation.hash, ready = ?ready,

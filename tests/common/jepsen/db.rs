@@ -209,7 +209,7 @@ impl Db {
     }
 
     /// Call node `id`'s API from inside its namespace.
-    fn with_api<T>(&self, id: u8, timeout: Duration, call: impl FnOnce(&ApiClient) -> T) -> T {
+    pub fn with_api<T>(&self, id: u8, timeout: Duration, call: impl FnOnce(&ApiClient) -> T) -> T {
         let node = self.node(id);
         let url = &node.process.as_ref().expect("running").api_url;
         in_netns(&node.ns, || call(&ApiClient::with_timeout(url, timeout)))

@@ -223,6 +223,9 @@ impl fmt::Display for Summary {
         for (fault, count) in &self.nemesis.counts {
             writeln!(f, "  {fault:<20} x{count}")?;
         }
+        for upgrade in &self.nemesis.upgrades {
+            writeln!(f, "  upgrade: {upgrade}")?;
+        }
         if self.nemesis.forced_stops > 0 {
             writeln!(
                 f,
@@ -330,6 +333,22 @@ pub fn run(config: &Config) -> Summary {
         assert_eq!(
             state, &states[0],
             "node {id}'s state differs from node 1's at applied index {applied_index}"
+        );
+    }
+    // Upgrades during partitions: every replica runs the same component,
+    // active since the same index.
+    let components: Vec<_> = db
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let status = db.status(id).expect("a converged node answers");
+            (status.guest.hash, status.guest.since_index)
+        })
+        .collect();
+    for (id, component) in db.ids().into_iter().zip(&components) {
+        assert_eq!(
+            component, &components[0],
+            "node {id} runs another component (or since another index) than node 1"
         );
     }
     let mut all_keys = keys.all();

@@ -63,14 +63,14 @@ pub enum Fault {
     /// Stop (SIGTERM) and restart every node, one after the other, each
     /// caught up before the next goes.
     RollingRestart,
-    // Later: an upgrade of the guest component proposed through the log
-    // while a minority is partitioned away (every replica must switch at
-    // the same index after healing). Add it here, to `ALL`, and to
-    // `Nemesis::inject`.
+    /// Split a minority away, then upgrade the guest through a majority
+    /// node (kv 1.0.0 and kv 2.0.0 alternate: the same behaviour in
+    /// different components). The minority switches when it catches up.
+    UpgradeDuringPartition,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::PauseLeader,
@@ -83,6 +83,7 @@ impl Fault {
         Fault::SlowNetwork,
         Fault::LossyNetwork,
         Fault::RollingRestart,
+        Fault::UpgradeDuringPartition,
     ];
 }
 
@@ -101,6 +102,7 @@ impl fmt::Display for Fault {
             Fault::SlowNetwork => "slow-network",
             Fault::LossyNetwork => "lossy-network",
             Fault::RollingRestart => "rolling-restart",
+            Fault::UpgradeDuringPartition => "upgrade-during-partition",
         })
     }
 }
@@ -188,6 +190,8 @@ pub struct NemesisReport {
     pub counts: BTreeMap<Fault, u32>,
     /// Nodes that did not stop within the grace period after SIGTERM.
     pub forced_stops: u32,
+    /// What each upgrade attempt answered.
+    pub upgrades: Vec<String>,
 }
 
 /// What an injected fault needs undone.
@@ -348,6 +352,20 @@ fn inject(db: &mut Db, step: &mut Step, report: &mut NemesisReport) -> (String, 
                 Undo::Network,
             )
         }
+        Fault::UpgradeDuringPartition => {
+            let mut ids = db.ids();
+            rng.shuffle(&mut ids);
+            let majority = ids.split_off((ids.len() - 1) / 2);
+            let minority = ids;
+            db.net.partition(&[minority.clone(), majority.clone()]);
+            let through = *rng.pick(&majority);
+            let outcome = upgrade_through(db, through);
+            report.upgrades.push(outcome.clone());
+            (
+                format!("minority {minority:?} cut off; upgrade through node {through}: {outcome}"),
+                Undo::Network,
+            )
+        }
         Fault::RollingRestart => {
             let mut ids = db.ids();
             rng.shuffle(&mut ids);
@@ -362,6 +380,29 @@ fn inject(db: &mut Db, step: &mut Step, report: &mut NemesisReport) -> (String, 
             (format!("restarted in order {ids:?}"), Undo::Nothing)
         }
     }
+}
+
+/// How long an upgrade through the API may take (validation, the prepare
+/// round, the activation).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Switch the cluster between kv 1.0.0 and kv 2.0.0 through node `id`;
+/// says what happened.
+fn upgrade_through(db: &Db, id: u8) -> String {
+    let active = db.status(id).map(|status| status.guest.version);
+    let target = if active.as_deref() == Some("1.0.0") {
+        "kv_v2"
+    } else {
+        "kv"
+    };
+    let bytes = std::fs::read(crate::common::guest(target)).expect("read the guest");
+    db.with_api(id, UPGRADE_TIMEOUT, |api| match api.upgrade(&bytes, &[]) {
+        Ok(answer) => format!(
+            "activated {} {} at index {}",
+            answer.record.name, answer.record.version, answer.index
+        ),
+        Err(error) => format!("not activated ({error})"),
+    })
 }
 
 /// Wait until node `id` applied what the leader had committed when it came
