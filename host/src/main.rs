@@ -2,8 +2,6 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library.
 
-mod upgrades;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +32,7 @@ macro_rules! say {
     }};
 }
 
+mod upgrades;
 /// A replicated state machine host: Raft consensus, a sled log, and your
 /// logic as a WebAssembly component.
 ///

@@ -5,20 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use iroh_raft::api::types::UpgradeResponse;
 use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::upgrade::{
     ActivationOutcome, CheckOutcome, DEFAULT_COMPILE_BUDGET, DryRunReport, LimitOverrides,
 };
 use iroh_raft::node::upgrade_handle::validate_component;
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
-
-/// Print a line to stdout, ignoring a closed pipe.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
 
 /// What `raft-host upgrade` was asked.
 #[derive(Debug)]
@@ -76,24 +69,43 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
             ExitCode::from(2)
         });
     }
-    match client.upgrade(&bytes, &params) {
+    let answer = client.upgrade(&bytes, &params);
+    report_activation(
+        answer,
+        command.json,
+        "upgraded to",
+        "the upgrade",
+        "previous",
+    )
+}
+
+/// Print the outcome of an upgrade or a rollback: the new component, or
+/// why every replica stayed on the `stayed` one.
+fn report_activation(
+    answer: Result<UpgradeResponse, ApiClientError>,
+    json: bool,
+    done: &str,
+    what: &str,
+    stayed: &str,
+) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(answer) if json => {
+            say!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(answer) => {
-            if command.json {
-                say!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                say!(
-                    "upgraded to {} {} ({}) at log index {}",
-                    answer.record.name,
-                    answer.record.version,
-                    answer.record.hash,
-                    answer.index
-                );
-            }
+            say!(
+                "{done} {} {} ({}) at log index {}",
+                answer.record.name,
+                answer.record.version,
+                answer.record.hash,
+                answer.index
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(ApiClientError::Api(info)) if info.code == "upgrade_failed" => {
             eprintln!(
-                "the upgrade failed at log index {} and every replica stays on the previous component: {}",
+                "{what} failed at log index {} and every replica stays on the {stayed} component: {}",
                 info.index.unwrap_or_default(),
                 info.message
             );
@@ -176,27 +188,13 @@ fn print_dry_run(report: &DryRunReport) {
 
 /// Roll back to the previous component.
 pub fn run_rollback(client: &ApiClient) -> anyhow::Result<ExitCode> {
-    match client.rollback() {
-        Ok(answer) => {
-            say!(
-                "rolled back to {} {} ({}) at log index {}",
-                answer.record.name,
-                answer.record.version,
-                answer.record.hash,
-                answer.index
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(ApiClientError::Api(info)) if info.code == "upgrade_failed" => {
-            eprintln!(
-                "the rollback failed at log index {} and every replica stays on the current component: {}",
-                info.index.unwrap_or_default(),
-                info.message
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        Err(error) => Err(error.into()),
-    }
+    report_activation(
+        client.rollback(),
+        false,
+        "rolled back to",
+        "the rollback",
+        "current",
+    )
 }
 
 /// Print the component history.

@@ -158,8 +158,9 @@ pub struct ServeHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
+/// The request body, or why it could not be read (too large, ...).
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"
@@ -167,7 +168,11 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             "bad_request"
         };
         ApiError::new(status, code, rejection.body_text())
-    })?;
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body_bytes(body)?;
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the body is not valid JSON for this call: {e}"))
     })

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::server::{ApiError, within};
+use super::server::{ApiError, body_bytes, within};
 use super::types::UpgradeResponse;
 use crate::node::applier::AppliedRecord;
 use crate::node::upgrade::{
@@ -95,15 +95,7 @@ async fn upgrade(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(status, code, rejection.body_text())
-    })?;
+    let body = body_bytes(body)?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the body must be the component file (.wasm)",

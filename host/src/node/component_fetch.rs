@@ -48,7 +48,8 @@ pub enum FetchError {
 }
 
 /// The verified bytes of `hash`, from the local store or, failing that,
-/// from a peer (then stored). Blocks the calling (non-async) thread.
+/// from a peer (then stored), asking every round until one answers or the
+/// node stops. Blocks the calling (non-async) thread.
 pub fn obtain(
     store: &ComponentStore,
     fetch: Option<&PeerFetch>,
@@ -64,31 +65,8 @@ pub fn obtain(
     };
     let mut round = 0u64;
     loop {
-        for peer in candidates(fetch, activation.source) {
-            let download = fetch.runtime.block_on(async {
-                tokio::time::timeout(
-                    FETCH_TIMEOUT,
-                    fetch
-                        .peers
-                        .fetch_component(peer, hash, activation.size_bytes),
-                )
-                .await
-                .unwrap_or_else(|_| Err("timed out".into()))
-            });
-            match download {
-                Ok(bytes) if ComponentHash::of(&bytes) == hash => {
-                    store
-                        .put(&bytes)
-                        .map_err(|source| FetchError::Store { hash, source })?;
-                    tracing::info!(%hash, peer, bytes = bytes.len(), "fetched a component");
-                    return Ok(bytes);
-                }
-                Ok(_) => tracing::warn!(%hash, peer, "a peer sent a component with the wrong hash"),
-                Err(error) => tracing::debug!(%hash, peer, %error, "fetching a component failed"),
-            }
-            if stopping() {
-                return Err(FetchError::Stopping);
-            }
+        if let Some(bytes) = fetch_round(store, fetch, hash, activation, stopping)? {
+            return Ok(bytes);
         }
         round += 1;
         if round == 1 || round.is_multiple_of(30) {
@@ -102,29 +80,66 @@ pub fn obtain(
     }
 }
 
+/// Ask each candidate peer once; the verified, stored bytes of the first
+/// that provides them.
+fn fetch_round(
+    store: &ComponentStore,
+    fetch: &PeerFetch,
+    hash: ComponentHash,
+    activation: &Activation,
+    stopping: &dyn Fn() -> bool,
+) -> Result<Option<Vec<u8>>, FetchError> {
+    for peer in candidates(fetch, activation.source) {
+        let download = fetch.runtime.block_on(async {
+            tokio::time::timeout(
+                FETCH_TIMEOUT,
+                fetch
+                    .peers
+                    .fetch_component(peer, hash, activation.size_bytes),
+            )
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+        });
+        match download {
+            Ok(bytes) if ComponentHash::of(&bytes) == hash => {
+                store
+                    .put(&bytes)
+                    .map_err(|source| FetchError::Store { hash, source })?;
+                tracing::info!(%hash, peer, bytes = bytes.len(), "fetched a component");
+                return Ok(Some(bytes));
+            }
+            Ok(_) => tracing::warn!(%hash, peer, "a peer sent a component with the wrong hash"),
+            Err(error) => tracing::debug!(%hash, peer, %error, "fetching a component failed"),
+        }
+        if stopping() {
+            return Err(FetchError::Stopping);
+        }
+    }
+    Ok(None)
+}
+
 /// Get an activation's component ready before it is proposed: held (fetched
-/// from the proposer if needed) and compiled into the node's compile cache,
-/// so applying the activation later neither waits for the network nor for
-/// the compiler. Returns the compile time in ms (0 when cached).
+/// if needed, one round over the peers: the proposer waits for the answer)
+/// and compiled into the node's compile cache, so applying the activation
+/// later neither waits for the network nor for the compiler. Returns the
+/// compile time in ms (0 when cached).
 pub fn prepare(env: &ApplierEnv, activation: &Activation) -> Result<u64, String> {
     let hash = activation
         .component_hash()
         .ok_or_else(|| format!("`{}` is not a component hash", activation.hash))?;
-    // Stop asking after one round: the proposer is waiting for the answer.
-    let bytes = obtain(
-        &env.components,
-        env.fetch.as_ref(),
-        hash,
-        activation,
-        &|| true,
-    )
-    .map_err(|e| match e {
-        FetchError::Stopping => format!(
-            "could not fetch component {hash} from node {}",
-            activation.source
-        ),
-        other => other.to_string(),
-    })?;
+    let bytes = match env.components.get(&hash) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let fetch = env
+                .fetch
+                .as_ref()
+                .ok_or(FetchError::NoPeers { hash })
+                .map_err(|e| e.to_string())?;
+            fetch_round(&env.components, fetch, hash, activation, &|| false)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no peer could provide component {hash}"))?
+        }
+    };
     let started = std::time::Instant::now();
     let compiled = env.engine.compile(&bytes).map_err(|e| e.to_string())?;
     Ok(if compiled.from_cache {

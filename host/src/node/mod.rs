@@ -162,6 +162,13 @@ impl NodeConfig {
     }
 }
 
+/// What a client proposes: a guest command or a component activation.
+#[derive(Debug, Clone)]
+enum Proposal {
+    Command(Vec<u8>),
+    Activation(upgrade::Activation),
+}
+
 /// A cheap, cloneable handle to a running node. The node stops when
 /// [`NodeHandle::shutdown`] is called or every handle is dropped.
 #[derive(Debug, Clone)]
@@ -195,14 +202,16 @@ impl NodeHandle {
     /// follower that knows the leader, the proposal is forwarded to it.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let timer = self.inner.metrics.start_proposal();
-        let result = self.propose_or_forward(command).await;
+        let result = self.propose_or_forward(Proposal::Command(command)).await;
         timer.finish(&result);
         result
     }
 
-    async fn propose_or_forward(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
-        let forward = self.inner.forwarder.as_ref().map(|_| command.clone());
-        let mut result = self.propose_here(command.clone()).await;
+    /// Propose here; on a follower, forward to the leader (waiting briefly
+    /// for one to be known).
+    async fn propose_or_forward(&self, proposal: Proposal) -> Result<Applied, ClientError> {
+        let forward = self.inner.forwarder.as_ref().map(|_| proposal.clone());
+        let mut result = self.propose_here_as(proposal.clone()).await;
         if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) && forward.is_some()
         {
             // A follower that has not heard from a leader yet (just started,
@@ -214,27 +223,38 @@ impl NodeHandle {
                 Ok(Ok(_))
             );
             if known {
-                result = self.propose_here(command).await;
+                result = self.propose_here_as(proposal).await;
             }
         }
-        match result {
-            Err(ClientError::NotLeader {
-                leader_hint: Some(leader),
-            }) if forward.is_some() => {
-                let forwarder = self.inner.forwarder.as_ref().expect("checked above");
-                let command = forward.expect("checked above");
-                forwarder.forward_propose(leader, command).await
-            }
-            other => other,
+        match (result, &self.inner.forwarder, forward) {
+            (
+                Err(ClientError::NotLeader {
+                    leader_hint: Some(leader),
+                }),
+                Some(forwarder),
+                Some(proposal),
+            ) => match proposal {
+                Proposal::Command(command) => forwarder.forward_propose(leader, command).await,
+                Proposal::Activation(activation) => {
+                    forwarder.forward_activation(leader, activation).await
+                }
+            },
+            (other, _, _) => other,
         }
     }
 
-    /// Propose on this node only (no forwarding).
+    /// Propose a command on this node only (no forwarding).
     pub async fn propose_here(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        self.propose_here_as(Proposal::Command(command)).await
+    }
+
+    async fn propose_here_as(&self, proposal: Proposal) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .inbox
-            .try_send(NodeMsg::Propose { command, reply })?;
+        let message = match proposal {
+            Proposal::Command(command) => NodeMsg::Propose { command, reply },
+            Proposal::Activation(activation) => NodeMsg::ProposeActivation { activation, reply },
+        };
+        self.inner.inbox.try_send(message)?;
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 

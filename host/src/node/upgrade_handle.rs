@@ -12,7 +12,7 @@ use super::upgrade::{
     Activation, ActivationKind, ComponentHistory, ComponentRecord, DEFAULT_DRY_RUN_ENTRIES,
     DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
 };
-use super::{Applied, ClientError, LEADER_WAIT, NodeHandle, NodeMsg};
+use super::{Applied, ClientError, NodeHandle, NodeMsg};
 use crate::wasm::{
     ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
 };
@@ -89,24 +89,14 @@ impl NodeHandle {
         bytes: Vec<u8>,
         options: UpgradeOptions,
     ) -> Result<Applied, ClientError> {
-        check_overrides(&options.limits)?;
-        let env = self.inner.upgrades.clone();
         let limits = options.limits;
-        let (hash, size_bytes) = tokio::task::spawn_blocking(move || {
-            validate_component(
-                &env.engine,
-                &bytes,
-                limits.resolve(env.limits),
-                env.compile_budget,
-            )?;
-            let hash = env
-                .components
-                .put(&bytes)
-                .map_err(|e| ClientError::UpgradeRefused(format!("storing the component: {e}")))?;
-            Ok::<_, ClientError>((hash, bytes.len() as u64))
-        })
-        .await
-        .map_err(|_| ClientError::Stopped)??;
+        let store = self.inner.upgrades.components.clone();
+        let (_, bytes) = self.validate(bytes, limits).await?;
+        let size_bytes = bytes.len() as u64;
+        let hash = tokio::task::spawn_blocking(move || store.put(&bytes))
+            .await
+            .map_err(|_| ClientError::Stopped)?
+            .map_err(|e| ClientError::UpgradeRefused(format!("storing the component: {e}")))?;
         if self.inner.applier.history().active.hash == hash.to_hex() && limits.is_empty() {
             return Err(ClientError::UpgradeRefused(format!(
                 "component {hash} is already active"
@@ -195,37 +185,12 @@ impl NodeHandle {
             "members prepared the component");
     }
 
-    /// Propose an activation here, or on the leader.
+    /// Get the members ready, then propose the activation here or on the
+    /// leader.
     async fn activate(&self, activation: Activation) -> Result<Applied, ClientError> {
         self.prepare_members(&activation).await;
-        let mut result = self.activate_here(activation.clone()).await;
-        if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) {
-            let mut leader = self.inner.leader.clone();
-            let known = matches!(
-                tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await,
-                Ok(Ok(_))
-            );
-            if known {
-                result = self.activate_here(activation.clone()).await;
-            }
-        }
-        match (result, &self.inner.forwarder) {
-            (
-                Err(ClientError::NotLeader {
-                    leader_hint: Some(leader),
-                }),
-                Some(forwarder),
-            ) => forwarder.forward_activation(leader, activation).await,
-            (other, _) => other,
-        }
-    }
-
-    async fn activate_here(&self, activation: Activation) -> Result<Applied, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .inbox
-            .try_send(NodeMsg::ProposeActivation { activation, reply })?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.propose_or_forward(super::Proposal::Activation(activation))
+            .await
     }
 
     /// Run `bytes` as a candidate against this node's current state and its
@@ -235,19 +200,8 @@ impl NodeHandle {
         bytes: Vec<u8>,
         options: UpgradeOptions,
     ) -> Result<DryRunReport, ClientError> {
-        check_overrides(&options.limits)?;
-        let env = self.inner.upgrades.clone();
         let limits = options.limits;
-        let validated = tokio::task::spawn_blocking(move || {
-            validate_component(
-                &env.engine,
-                &bytes,
-                limits.resolve(env.limits),
-                env.compile_budget,
-            )
-        })
-        .await
-        .map_err(|_| ClientError::Stopped)??;
+        let (validated, _) = self.validate(bytes, limits).await?;
         let candidate = Candidate {
             component: validated.component,
             info: validated.info,
@@ -264,6 +218,28 @@ impl NodeHandle {
             .await
             .map_err(|_| ClientError::Stopped)?
             .map_err(ClientError::UpgradeRefused)
+    }
+
+    /// Check `limits` and validate the component off the async threads
+    /// (it compiles); hands the bytes back.
+    async fn validate(
+        &self,
+        bytes: Vec<u8>,
+        limits: LimitOverrides,
+    ) -> Result<(ValidatedComponent, Vec<u8>), ClientError> {
+        check_overrides(&limits)?;
+        let env = self.inner.upgrades.clone();
+        tokio::task::spawn_blocking(move || {
+            let validated = validate_component(
+                &env.engine,
+                &bytes,
+                limits.resolve(env.limits),
+                env.compile_budget,
+            )?;
+            Ok((validated, bytes))
+        })
+        .await
+        .map_err(|_| ClientError::Stopped)?
     }
 
     /// The active component and every activation this node has applied.

@@ -429,19 +429,9 @@ impl Forwarder for ProposalForwarder {
         hash: [u8; 32],
     ) -> PeerFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let (connection, _) = self.pool.get(peer);
-            let (_, mut send, mut recv) = connection.open_stream().await?;
-            let answer = sender::exchange(
-                &mut send,
-                &mut recv,
-                WireMessage::Request(Request::StateHash { index, hash }),
-                sender::ANSWER_TIMEOUT,
-            )
-            .await?;
-            let _ = send.finish();
-            match answer {
-                WireMessage::Response(Response::Delivered { .. }) => Ok(()),
-                WireMessage::Error(frame) => Err(frame.message),
+            let request = Request::StateHash { index, hash };
+            match self.ask(peer, request, sender::ANSWER_TIMEOUT).await? {
+                Response::Delivered { .. } => Ok(()),
                 other => Err(format!("unexpected answer {other:?}")),
             }
         })
@@ -453,24 +443,13 @@ impl Forwarder for ProposalForwarder {
         activation: Activation,
     ) -> PeerFuture<'_, Result<u64, String>> {
         Box::pin(async move {
-            let (connection, _) = self.pool.get(peer);
-            let (_, mut send, mut recv) = connection.open_stream().await?;
             let request = Request::PrepareComponent {
                 hash: activation.hash,
                 size_bytes: activation.size_bytes,
                 source: activation.source,
             };
-            let answer = sender::exchange(
-                &mut send,
-                &mut recv,
-                WireMessage::Request(request),
-                COMPONENT_PREPARE_TIMEOUT,
-            )
-            .await?;
-            let _ = send.finish();
-            match answer {
-                WireMessage::Response(Response::ComponentPrepared { compile_ms }) => Ok(compile_ms),
-                WireMessage::Error(frame) => Err(frame.message),
+            match self.ask(peer, request, COMPONENT_PREPARE_TIMEOUT).await? {
+                Response::ComponentPrepared { compile_ms } => Ok(compile_ms),
                 other => Err(format!("unexpected answer {other:?}")),
             }
         })
@@ -527,6 +506,26 @@ impl Forwarder for ProposalForwarder {
 }
 
 impl ProposalForwarder {
+    /// One request to `peer` on a stream of its own; an error frame is its
+    /// message.
+    async fn ask(
+        &self,
+        peer: u64,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, String> {
+        let (connection, _) = self.pool.get(peer);
+        let (_, mut send, mut recv) = connection.open_stream().await?;
+        let answer =
+            sender::exchange(&mut send, &mut recv, WireMessage::Request(request), timeout).await?;
+        let _ = send.finish();
+        match answer {
+            WireMessage::Response(response) => Ok(response),
+            WireMessage::Error(frame) => Err(frame.message),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
     /// Send a proposal to the leader and bring back its applied result.
     async fn forward(&self, leader: u64, request: Request) -> Result<Applied, ClientError> {
         let (connection, _) = self.pool.get(leader);
