@@ -104,6 +104,9 @@ pub enum ApplyJob {
         candidate: Box<Candidate>,
         reply: oneshot::Sender<Result<DryRunReport, String>>,
     },
+    /// Answered once every job before it is done (a simulation steps the
+    /// applier in lock step with the node this way).
+    Barrier(oneshot::Sender<()>),
     /// A peer's state hash at a state check; `voters` is the configuration
     /// now.
     PeerStateHash {
@@ -135,6 +138,11 @@ pub struct AppliedRecord {
     pub ok: bool,
     /// BLAKE3 (hex) of the result bytes, or of the failure's JSON.
     pub result_hash: String,
+    /// BLAKE3 (hex) of the guest's `snapshot()` right after this entry;
+    /// only recorded when [`ApplierEnv::hash_states`] is on (a simulation's
+    /// check that replicas agree at every index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_hash: Option<String>,
 }
 
 /// A snapshot the applier wrote: the Raft view of it (metadata plus the
@@ -230,6 +238,43 @@ pub struct ApplierEnv {
     /// Where this node's state hashes go (to its peers); `None` for a node
     /// without a network.
     pub state_hashes: Option<mpsc::UnboundedSender<(u64, [u8; 32])>>,
+    /// The clock snapshot headers are stamped with.
+    pub wall_clock: WallClock,
+    /// Hash the whole state after every applied entry (see
+    /// [`AppliedRecord::state_hash`]). Costs a `snapshot()` per entry: for
+    /// simulations, off in production.
+    pub hash_states: bool,
+}
+
+/// Where the applier reads the wall clock: the system's, or a
+/// simulation's virtual one (so a seeded run writes the same bytes twice).
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl WallClock {
+    /// Milliseconds since the Unix epoch, from the system clock.
+    pub fn system() -> Self {
+        WallClock(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        }))
+    }
+
+    /// A clock that reads `now_ms`.
+    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        WallClock(Arc::new(now_ms))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
 }
 
 /// Start the applier thread. `fatal` receives a message if the runtime fails
@@ -312,6 +357,9 @@ impl Applier {
                     self.publish_divergence(found);
                 }
                 ApplyJob::DryRun { candidate, reply } => self.dry_run(*candidate, reply),
+                ApplyJob::Barrier(reply) => {
+                    let _ = reply.send(());
+                }
                 ApplyJob::Query {
                     request,
                     min_applied,
@@ -407,9 +455,7 @@ impl Applier {
             state_len: state.len() as u64,
             last_entry_timestamp_ms: self.machine.last_entry().timestamp_ms,
             taken_by: self.env.node_id,
-            taken_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            taken_at_ms: self.env.wall_clock.now_ms(),
             history: Some(self.history.clone()),
         };
         let descriptor = snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
@@ -565,15 +611,22 @@ impl Applier {
         Ok(())
     }
 
-    /// Hash the state at a state check, tell the peers, and compare.
-    fn check_state(&mut self, index: u64) {
-        // A snapshot that fails does so alike everywhere: its error is the
-        // state's fingerprint then.
-        let hash = match self.machine.snapshot() {
+    /// BLAKE3 of the guest's whole state. A snapshot that fails does so
+    /// alike everywhere: its error is the state's fingerprint then.
+    fn state_hash(&mut self) -> String {
+        self.state_digest().to_hex().to_string()
+    }
+
+    fn state_digest(&mut self) -> blake3::Hash {
+        match self.machine.snapshot() {
             Ok(state) => blake3::hash(&state),
             Err(error) => blake3::hash(error.to_string().as_bytes()),
-        };
-        let hash = *hash.as_bytes();
+        }
+    }
+
+    /// Hash the state at a state check, tell the peers, and compare.
+    fn check_state(&mut self, index: u64) {
+        let hash = *self.state_digest().as_bytes();
         if let Some(peers) = &self.env.state_hashes {
             let _ = peers.send((index, hash));
         }
@@ -598,7 +651,7 @@ impl Applier {
         );
     }
 
-    fn record_result(&self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
+    fn record_result(&mut self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
         let result_hash = match result {
             Ok(bytes) => blake3::hash(bytes),
             Err(failure) => blake3::hash(
@@ -607,11 +660,13 @@ impl Applier {
                     .as_bytes(),
             ),
         };
+        let state_hash = self.env.hash_states.then(|| self.state_hash());
         self.shared.push_result(AppliedRecord {
             index,
             component: self.machine.component().hash.to_hex(),
             ok: result.is_ok(),
             result_hash: result_hash.to_hex().to_string(),
+            state_hash,
         });
     }
 

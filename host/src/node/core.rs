@@ -7,7 +7,7 @@
 //! interval; a simulation can feed it from a virtual clock and a simulated
 //! network instead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -209,7 +209,8 @@ pub struct NodeCore {
     leader_tx: watch::Sender<Option<u64>>,
     /// Index of the last conf change already in the stored conf state.
     conf_applied_index: u64,
-    reads: HashMap<u64, PendingRead>,
+    /// By id: retried in id order, so a simulation replays identically.
+    reads: BTreeMap<u64, PendingRead>,
     next_read_id: u64,
     /// The leader may serve lease reads until then (in `lease_term`).
     lease_until: Option<(Instant, u64)>,
@@ -302,7 +303,7 @@ impl NodeCore {
             last_leader: raft::INVALID_ID,
             last_term: 0,
             conf_applied_index: setup.conf_applied_index,
-            reads: HashMap::new(),
+            reads: BTreeMap::new(),
             next_read_id: 1,
             lease_until: None,
             promotions: BTreeMap::new(),
@@ -334,18 +335,19 @@ impl NodeCore {
         Ok(())
     }
 
-    /// One Raft tick; also retries reads that got no read index yet and
+    /// One Raft tick at `now` (`now_ms`: the wall clock, for the entries a
+    /// tick may append); also retries reads that got no read index yet and
     /// drives learner promotions.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Instant, now_ms: u64) {
         self.raw.tick();
         self.retry_reads(now);
         self.drive_promotions(now);
         self.leave_joint_if_stuck();
-        self.propose_state_check_if_due();
+        self.propose_state_check_if_due(now_ms);
     }
 
     /// On the leader, append a state check every `every` committed entries.
-    fn propose_state_check_if_due(&mut self) {
+    fn propose_state_check_if_due(&mut self, now_ms: u64) {
         let checks = &self.checks;
         if checks.every == 0
             || checks.entries_since < checks.every
@@ -359,9 +361,6 @@ impl NodeCore {
         {
             return;
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         if let Ok((index, _)) = self.append_proposal(envelope::encode_state_check(now_ms)) {
             self.checks.proposed_at = Some(index);
         }

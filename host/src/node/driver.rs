@@ -248,7 +248,7 @@ pub async fn run(
                     }
                 }
             }
-            _ = ticker.tick() => core.tick(Instant::now()),
+            _ = ticker.tick() => core.tick(Instant::now(), now_ms()),
         }
     };
     core.abandon_pending();

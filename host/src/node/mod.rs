@@ -455,9 +455,40 @@ fn role_name(role: StateRole) -> &'static str {
     }
 }
 
-/// Open the data dir, load the guest, and start the node's tasks. Must be
-/// called inside a tokio runtime.
-pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHandle, NodeError> {
+/// A node's parts before anything runs: the Raft core over its opened
+/// storage, and the guest restored to where the log resumes. [`start`] runs
+/// them on a tokio task and the applier thread; the deterministic
+/// simulation ([`crate::simulation`]) steps them by hand.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub core: NodeCore,
+    pub env: ApplierEnv,
+    pub machine: StateMachine,
+    pub history: upgrade::ComponentHistory,
+    pub applied_index: u64,
+    pub members: BTreeMap<u64, PeerAddr>,
+    /// Another handle on the core's store (for its size on disk).
+    pub storage: SledStorage,
+    /// The leader the core currently knows of.
+    pub leader: watch::Receiver<Option<u64>>,
+}
+
+/// Where a simulated node differs from a production one.
+#[derive(Debug, Default)]
+pub struct PartsOverrides {
+    /// Share one engine (and its compiled components) between nodes.
+    pub engine: Option<WasmEngine>,
+    /// A fixed election timeout in ticks instead of raft-rs's random one
+    /// (which reads the thread's RNG, so no seed could replay it).
+    pub election_timeout_ticks: Option<usize>,
+    pub wall_clock: Option<applier::WallClock>,
+    /// See [`ApplierEnv::hash_states`].
+    pub hash_states: bool,
+}
+
+/// Open the data dir (bootstrapping it if empty), load the guest from the
+/// latest snapshot or the configured file, and build the Raft core.
+pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodeParts, NodeError> {
     if config.id == 0 {
         return Err(NodeError::Config("the node id must be non-zero".into()));
     }
@@ -467,8 +498,11 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         source,
     })?;
     let storage = SledStorage::open(&data_dir.join("raft"))?;
-    let state_hash_tx = broadcast_state_hashes(&config);
-    let engine = WasmEngine::new(Some(data_dir.join("component-cache")))?;
+    let state_hash_tx = broadcast_state_hashes(config);
+    let engine = match overrides.engine {
+        Some(engine) => engine,
+        None => WasmEngine::new(Some(data_dir.join("component-cache")))?,
+    };
     let components =
         ComponentStore::open(data_dir.join("components")).map_err(|source| NodeError::DataDir {
             path: data_dir.join("components"),
@@ -490,19 +524,23 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
                 self_id: config.id,
             }),
         state_hashes: state_hash_tx,
+        wall_clock: overrides
+            .wall_clock
+            .unwrap_or_else(applier::WallClock::system),
+        hash_states: overrides.hash_states,
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()
     {
-        bootstrap_from_backup(&config, &env, &storage, backup, addr.clone())?;
+        bootstrap_from_backup(config, &env, &storage, backup, addr.clone())?;
     }
     let (machine, history, applied_index) = match storage.snapshot_position() {
         Some((index, term)) => {
-            let (machine, history) = restore_latest_snapshot(&config, &env, &storage, index, term)?;
+            let (machine, history) = restore_latest_snapshot(config, &env, &storage, index, term)?;
             (machine, history, index)
         }
         None => {
-            let machine = load_active_guest(&config, &storage, &engine, &components)?;
+            let machine = load_active_guest(config, &storage, &engine, &components)?;
             let history = applier::genesis_history(&machine);
             (machine, history, 0)
         }
@@ -512,7 +550,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         applied_index, "guest loaded");
 
     let members = if storage.is_fresh() {
-        bootstrap(&config, &storage)?
+        bootstrap(config, &storage)?
     } else {
         load_members(&storage)?
     };
@@ -527,7 +565,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             })?,
         };
 
-    let raft_config = raft::Config {
+    let mut raft_config = raft::Config {
         id: config.id,
         election_tick: ELECTION_TICKS,
         heartbeat_tick: HEARTBEAT_TICKS,
@@ -541,20 +579,23 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         pre_vote: true,
         ..Default::default()
     };
+    if let Some(ticks) = overrides.election_timeout_ticks {
+        // raft-rs draws from [min, max): a range of one is fixed.
+        raft_config.min_election_tick = ticks;
+        raft_config.max_election_tick = ticks + 1;
+    }
     raft_config.validate()?;
     let raw = RawNode::new(
         &raft_config,
         storage.clone(),
         &logger::raft_logger(config.id),
     )?;
-    transport.set_members(&members);
-    let size_reader = storage.clone();
     let (leader_tx, leader_rx) = watch::channel(None);
     let core = NodeCore::new(
         raw,
         CoreSetup {
-            storage,
-            members,
+            storage: storage.clone(),
+            members: members.clone(),
             leader_tx,
             conf_applied_index,
             applied_index,
@@ -564,7 +605,33 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             unsafe_local_reads: config.unsafe_local_reads,
         },
     );
+    Ok(NodeParts {
+        core,
+        env,
+        machine,
+        history,
+        applied_index,
+        members,
+        storage,
+        leader: leader_rx,
+    })
+}
 
+/// Open the data dir, load the guest, and start the node's tasks. Must be
+/// called inside a tokio runtime.
+pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHandle, NodeError> {
+    let NodeParts {
+        core,
+        env,
+        machine,
+        history,
+        applied_index,
+        members,
+        storage: size_reader,
+        leader: leader_rx,
+    } = assemble(&config, PartsOverrides::default())?;
+    let data_dir = &config.data_dir;
+    transport.set_members(&members);
     let (fatal_tx, fatal_rx) = watch::channel(None);
     let (applier_tx, applier_shared, applier_thread) =
         applier::spawn(env.clone(), machine, applied_index, history, fatal_tx).map_err(
