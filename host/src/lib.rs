@@ -43,6 +43,7 @@ pub mod error;
 pub mod linearizability;
 pub mod metrics;
 pub mod node;
+pub mod simulation;
 pub mod storage;
 pub mod transport;
 pub mod wasm;

@@ -519,6 +519,11 @@ impl NodeCore {
         }
     }
 
+    /// Whether Raft has work for [`Self::handle_ready`].
+    pub fn has_ready(&mut self) -> bool {
+        self.raw.has_ready()
+    }
+
     /// Feed a message from a peer.
     pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
         self.raw.step(message)

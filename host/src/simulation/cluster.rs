@@ -1,0 +1,1009 @@
+//! The event loop of a simulated cluster: a virtual clock, one queue of
+//! timed events (ticks, message deliveries, client requests, faults), and
+//! the nodes. Events at the same virtual time run in the order they were
+//! scheduled, and every random choice comes from the run's one generator,
+//! so a seed replays the same run event for event.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use raft::StateRole;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::oneshot;
+
+use super::invariants::Invariants;
+use super::network::{SimNetwork, Weather};
+use super::node::{Live, SimNode};
+use super::rng::SimRng;
+use super::workload::{self, Answer, Outstanding, Waiting, Workload};
+use super::{FaultCounts, SimConfig};
+use crate::linearizability::OpId;
+use crate::node::applier::{ApplyJob, WallClock};
+use crate::node::components::ComponentStore;
+use crate::node::core::MembershipChange;
+use crate::node::snapshot::{self as snapshot_file, SNAPSHOT_DIR};
+use crate::node::upgrade::{Activation, ActivationKind, LimitOverrides};
+use crate::node::{Applied, ClientError, ClusterMode, GuestSource, NodeConfig, SnapshotPolicy};
+use crate::transport::PeerAddr;
+use crate::wasm::ComponentHash;
+
+/// One Raft tick, as in production.
+const TICK: Duration = crate::node::driver::TICK_INTERVAL;
+/// How long a failed snapshot transfer takes to be reported to the leader.
+const SNAPSHOT_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// The virtual wall clock starts here (2026-01-01, in Unix milliseconds).
+const WALL_CLOCK_START_MS: u64 = 1_767_225_600_000;
+/// Trace lines kept for a failure report.
+const TRACE_TAIL_LINES: usize = 400;
+/// Most voters the nemesis grows the cluster to, fewest it shrinks it to.
+const MAX_VOTERS: usize = 5;
+const MIN_VOTERS: usize = 3;
+
+/// Something that happens at a virtual time.
+#[derive(Debug)]
+enum Event {
+    Tick { node: u64, life: u64 },
+    Deliver { from: u64, to: u64, message: Box<Message> },
+    SnapshotReport { leader: u64, life: u64, to: u64, delivered: bool },
+    StateHash { from: u64, to: u64, index: u64, hash: [u8; 32] },
+    ClientNext { client: usize },
+    ClientDeadline { client: usize, op: OpId },
+    Nemesis,
+    Restart { node: u64 },
+    Heal,
+    Calm,
+}
+
+/// An operator request waiting for its answer.
+#[derive(Debug)]
+enum AdminKind {
+    Add,
+    Remove(u64),
+    Upgrade,
+}
+
+/// A failed run: why, when, and the last events before it.
+#[derive(Debug)]
+pub struct Stop {
+    pub at: Duration,
+    pub reason: String,
+    pub trace_tail: Vec<String>,
+}
+
+/// The running hash of every event, and the last lines of it.
+struct Trace {
+    hasher: blake3::Hasher,
+    tail: VecDeque<String>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    lines: u64,
+}
+
+impl Trace {
+    fn line(&mut self, now: Duration, text: String) {
+        let line = format!("{:>8} {text}", now.as_millis());
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        self.lines += 1;
+        if let Some(file) = &mut self.file {
+            let _ = writeln!(file, "{line}");
+        }
+        if self.tail.len() == TRACE_TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+}
+
+pub(super) struct World<'a> {
+    cfg: &'a SimConfig,
+    rng: SimRng,
+    now: Duration,
+    base: Instant,
+    wall_ms: Arc<AtomicU64>,
+    queue: BTreeMap<(Duration, u64), Event>,
+    seq: u64,
+    pub nodes: BTreeMap<u64, SimNode>,
+    next_node_id: u64,
+    pub net: SimNetwork,
+    pub invariants: Invariants,
+    pub workload: Workload,
+    trace: Trace,
+    pub faults: FaultCounts,
+    admin: Vec<(AdminKind, oneshot::Receiver<Result<Applied, ClientError>>)>,
+    /// Component bytes the cluster switches between, and which is active.
+    components: Vec<Vec<u8>>,
+    upgrade_to: usize,
+    snapshot_policy: SnapshotPolicy,
+    state_check_every: u64,
+    clients_running: bool,
+    faults_until: Duration,
+    pub events: u64,
+}
+
+type Step<T> = Result<T, Stop>;
+
+/// A node's address: a key derived from its id (nothing dials it).
+fn addr_of(id: u64) -> PeerAddr {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&id.to_le_bytes());
+    PeerAddr::new(iroh::SecretKey::from_bytes(&secret).public(), [])
+}
+
+impl<'a> World<'a> {
+    pub fn new(cfg: &'a SimConfig) -> Result<Self, String> {
+        let mut rng = SimRng::new(cfg.seed);
+        let snapshot_policy = SnapshotPolicy {
+            every_entries: rng.range(30, 150),
+            every_log_bytes: 0,
+            keep_entries: rng.range(5, 40),
+        };
+        let state_check_every = rng.range(20, 60);
+        let mut components = vec![cfg.guest.clone()];
+        components.extend(cfg.upgrade_guest.clone());
+        let file = match &cfg.trace_file {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            )),
+            None => None,
+        };
+        Ok(World {
+            cfg,
+            rng,
+            now: Duration::ZERO,
+            base: Instant::now(),
+            wall_ms: Arc::new(AtomicU64::new(WALL_CLOCK_START_MS)),
+            queue: BTreeMap::new(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            next_node_id: 1,
+            net: SimNetwork::new(),
+            invariants: Invariants::new(),
+            workload: Workload::new(cfg.clients),
+            trace: Trace {
+                hasher: blake3::Hasher::new(),
+                tail: VecDeque::new(),
+                file,
+                lines: 0,
+            },
+            faults: FaultCounts::default(),
+            admin: Vec::new(),
+            components,
+            upgrade_to: 1,
+            snapshot_policy,
+            state_check_every,
+            clients_running: false,
+            faults_until: Duration::ZERO,
+            events: 0,
+        })
+    }
+
+    pub fn trace_hash(&self) -> String {
+        self.trace.hasher.finalize().to_hex().to_string()
+    }
+
+    pub fn trace_lines(&self) -> u64 {
+        self.trace.lines
+    }
+
+    fn stop(&self, reason: impl Into<String>) -> Stop {
+        Stop {
+            at: self.now,
+            reason: reason.into(),
+            trace_tail: self.trace.tail.iter().cloned().collect(),
+        }
+    }
+
+    fn note(&mut self, text: String) {
+        self.trace.line(self.now, text);
+    }
+
+    fn schedule(&mut self, after: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), event);
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + self.now
+    }
+
+    fn wall_now(&self) -> u64 {
+        WALL_CLOCK_START_MS + self.now.as_millis() as u64
+    }
+
+    // ---- the cluster's life ----
+
+    /// Node 1 creates the cluster; the others join one by one, as an
+    /// operator would add them.
+    pub fn form_cluster(&mut self) -> Step<()> {
+        let first = self.new_node(ClusterMode::NewClusterAt(addr_of(1)))?;
+        self.run_until(Duration::from_secs(10), |w| w.leader() == Some(first))?;
+        for _ in 1..self.cfg.nodes {
+            self.add_node()?;
+            self.run_until(Duration::from_secs(30), |w| w.admin.is_empty())?;
+        }
+        let voters = self.leader_view().map(|v| v.voters.len()).unwrap_or(0);
+        if voters != self.cfg.nodes {
+            return Err(self.stop(format!(
+                "forming the cluster: {voters} voters, wanted {}",
+                self.cfg.nodes
+            )));
+        }
+        self.note(format!("cluster formed with {voters} voters"));
+        Ok(())
+    }
+
+    /// Clients run and faults strike for `duration`.
+    pub fn run_faults(&mut self, duration: Duration) -> Step<()> {
+        self.clients_running = true;
+        for client in 0..self.workload.clients.len() {
+            let think = Duration::from_millis(self.rng.range(0, workload::MAX_THINK_TIME_MS));
+            self.schedule(think, Event::ClientNext { client });
+        }
+        self.faults_until = self.now + duration;
+        if self.cfg.faults {
+            let first = Duration::from_millis(self.rng.range(200, 1500));
+            self.schedule(first, Event::Nemesis);
+        }
+        let end = self.now + duration;
+        self.run_until(duration, |w| w.now >= end)
+    }
+
+    /// Heal everything, restart every node that is down, and require the
+    /// cluster to serve again and its replicas to converge.
+    pub fn heal_and_converge(&mut self, within: Duration) -> Step<()> {
+        self.faults_until = self.now;
+        self.net.heal();
+        self.net.weather = Weather::CALM;
+        let down: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| !n.is_live() && !n.retired)
+            .map(|n| n.id)
+            .collect();
+        for id in down {
+            self.restart(id)?;
+        }
+        self.note("healed; every node up".into());
+        // Progress: a write acknowledged after healing.
+        let acked_before = self.workload.answers.ok;
+        let healed_at = self.now;
+        self.run_until(within, |w| w.workload.answers.ok > acked_before + 2)
+            .map_err(|mut stop| {
+                stop.reason = format!("no progress after healing: {}", stop.reason);
+                stop
+            })?;
+        self.faults.recovery_ms = (self.now - healed_at).as_millis() as u64;
+        self.clients_running = false;
+        self.run_until(workload::CLIENT_TIMEOUT * 2, |w| {
+            w.workload.clients.iter().all(|c| c.outstanding.is_none())
+        })?;
+        self.run_until(within, |w| w.converged())
+            .map_err(|mut stop| {
+                stop.reason = format!("replicas did not converge: {}", stop.reason);
+                stop
+            })
+    }
+
+    /// Every member of the final configuration is up and has applied
+    /// everything its leader committed.
+    fn converged(&self) -> bool {
+        let Some(view) = self.leader_view() else {
+            return false;
+        };
+        view.members.iter().all(|member| {
+            self.nodes
+                .get(&member.id)
+                .and_then(|n| n.live.as_ref())
+                .is_some_and(|live| live.shared.applied_index() >= view.commit_index)
+        })
+    }
+
+    /// Read every key through the leader (recorded in the history), and
+    /// every member's own state directly: all must agree.
+    pub fn final_reads(&mut self) -> Step<BTreeMap<String, String>> {
+        let Some(leader) = self.leader() else {
+            return Err(self.stop("no leader for the final reads"));
+        };
+        let members: Vec<u64> = self
+            .leader_view()
+            .map(|v| v.members.iter().map(|m| m.id).collect())
+            .unwrap_or_default();
+        let mut answers = BTreeMap::new();
+        for key in 0..workload::KEYS {
+            let text = format!("get k{key}");
+            let request = workload::Request {
+                text: text.clone(),
+                read: Some(crate::node::Consistency::Linearizable),
+            };
+            self.send_request(0, leader, &request)?;
+            self.run_until(workload::CLIENT_TIMEOUT * 2, |w| {
+                w.workload.clients[0].outstanding.is_none()
+            })?;
+            let mut seen = BTreeMap::new();
+            for &member in &members {
+                let (tx, rx) = oneshot::channel();
+                let now = self.instant();
+                let bytes = text.clone().into_bytes();
+                self.drive(member, |live, jobs| {
+                    live.core
+                        .read(bytes, crate::node::Consistency::Stale, now, tx, jobs)
+                })?;
+                let answer = match workload::poll(&mut Waiting::Read(rx)) {
+                    Some((Answer::Reply(reply), _)) => format!("{reply:?}"),
+                    other => format!("no answer: {other:?}"),
+                };
+                seen.insert(member, answer);
+            }
+            let distinct: std::collections::BTreeSet<&String> = seen.values().collect();
+            if distinct.len() != 1 {
+                return Err(self.stop(format!(
+                    "replicas disagree on `{text}` after converging: {seen:?}"
+                )));
+            }
+            answers.insert(text, seen.into_values().next().unwrap_or_default());
+        }
+        let applied: BTreeMap<u64, u64> = members
+            .iter()
+            .filter_map(|id| {
+                let live = self.nodes.get(id)?.live.as_ref()?;
+                Some((*id, live.shared.applied_index()))
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<&u64> = applied.values().collect();
+        if distinct.len() != 1 {
+            return Err(self.stop(format!("applied indexes differ at the end: {applied:?}")));
+        }
+        Ok(answers)
+    }
+
+    pub fn shut_down(&mut self) {
+        for node in self.nodes.values_mut() {
+            node.crash();
+        }
+    }
+
+    // ---- the event loop ----
+
+    /// Process events until `done` holds (checked after each event); a
+    /// failure if `limit` of virtual time passes first.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> Step<()> {
+        let deadline = self.now + limit;
+        while !done(self) {
+            let Some(((at, _), event)) = self.queue.pop_first() else {
+                return Err(self.stop("nothing left to happen"));
+            };
+            if at > deadline {
+                self.seq += 1;
+                self.queue.insert((at, self.seq), event);
+                return Err(self.stop(format!(
+                    "not done within {} ms of virtual time",
+                    limit.as_millis()
+                )));
+            }
+            self.now = at;
+            self.wall_ms.store(self.wall_now(), Ordering::Relaxed);
+            self.events += 1;
+            self.handle(event)?;
+            self.poll_answers()?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) -> Step<()> {
+        match event {
+            Event::Tick { node, life } => {
+                if self.nodes.get(&node).is_some_and(|n| n.life == life && n.is_live()) {
+                    let (now, now_ms) = (self.instant(), self.wall_now());
+                    self.drive(node, |live, _| live.core.tick(now, now_ms))?;
+                    self.schedule(TICK, Event::Tick { node, life });
+                }
+            }
+            Event::Deliver { from, to, message } => self.deliver(from, to, *message)?,
+            Event::SnapshotReport {
+                leader,
+                life,
+                to,
+                delivered,
+            } => {
+                if self.nodes.get(&leader).is_some_and(|n| n.life == life) {
+                    self.note(format!("snapshot report {leader}->{to} delivered={delivered}"));
+                    self.drive(leader, |live, _| live.core.report_snapshot(to, delivered))?;
+                }
+            }
+            Event::StateHash {
+                from,
+                to,
+                index,
+                hash,
+            } => {
+                self.note(format!("state hash {from}->{to} at {index}"));
+                self.drive(to, |live, jobs| {
+                    let voters = live.core.view().voters;
+                    jobs.push(ApplyJob::PeerStateHash {
+                        from,
+                        index,
+                        hash,
+                        voters,
+                    });
+                })?;
+            }
+            Event::ClientNext { client } => self.client_next(client)?,
+            Event::ClientDeadline { client, op } => {
+                let waiting = &self.workload.clients[client].outstanding;
+                if let Some(outstanding) = waiting
+                    && outstanding.op == op
+                {
+                    let answer = match outstanding.waiting {
+                        Waiting::Write(_) => Answer::Unknown,
+                        Waiting::Read(_) => Answer::Failed,
+                    };
+                    self.finish_client(client, answer, None);
+                }
+            }
+            Event::Nemesis => {
+                if self.now < self.faults_until {
+                    self.nemesis()?;
+                    let next = Duration::from_millis(self.rng.range(300, 2500));
+                    self.schedule(next, Event::Nemesis);
+                }
+            }
+            Event::Restart { node } => {
+                if self.now < self.faults_until
+                    && self.nodes.get(&node).is_some_and(|n| !n.is_live() && !n.retired)
+                {
+                    self.restart(node)?;
+                }
+            }
+            Event::Heal => {
+                self.note("heal the network".into());
+                self.net.heal();
+            }
+            Event::Calm => {
+                self.note("weather calm".into());
+                self.net.weather = Weather::CALM;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one input on a live node, settle it, send what it emitted and
+    /// check every invariant. Nothing happens if the node is down.
+    fn drive(&mut self, id: u64, input: impl FnOnce(&mut Live, &mut Vec<ApplyJob>)) -> Step<()> {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return Ok(());
+        };
+        let life = node.life;
+        let Some(live) = node.live.as_mut() else {
+            return Ok(());
+        };
+        let mut jobs = Vec::new();
+        input(live, &mut jobs);
+        let settled = live.hand_over(jobs).and_then(|()| live.settle());
+        let output = match settled {
+            Ok(output) => output,
+            Err(reason) => return Err(self.stop(format!("node {id}: {reason}"))),
+        };
+        let view = live.core.view();
+        let checked =
+            self.invariants
+                .after_step(id, life, &view, &live.storage, &live.shared);
+        if let Err(violation) = checked {
+            return Err(self.stop(format!("invariant violated: {violation}")));
+        }
+        for message in output.messages {
+            self.send(id, message);
+        }
+        for (index, hash) in output.state_hashes {
+            let peers: Vec<u64> = view.members.iter().map(|m| m.id).filter(|p| *p != id).collect();
+            for peer in peers {
+                for delay in self.net.delays(&mut self.rng, id, peer) {
+                    self.schedule(
+                        delay,
+                        Event::StateHash {
+                            from: id,
+                            to: peer,
+                            index,
+                            hash,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, from: u64, message: Message) {
+        let to = message.to;
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            // A snapshot travels as a file transfer: it arrives once or
+            // fails, and the leader hears which.
+            let delays = self.net.delays(&mut self.rng, from, to);
+            let life = self.nodes.get(&from).map_or(0, |n| n.life);
+            match delays.first() {
+                Some(&delay) => self.schedule(
+                    delay,
+                    Event::Deliver {
+                        from,
+                        to,
+                        message: Box::new(message),
+                    },
+                ),
+                None => self.schedule(
+                    SNAPSHOT_FAILURE_DELAY,
+                    Event::SnapshotReport {
+                        leader: from,
+                        life,
+                        to,
+                        delivered: false,
+                    },
+                ),
+            }
+            return;
+        }
+        for delay in self.net.delays(&mut self.rng, from, to) {
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    from,
+                    to,
+                    message: Box::new(message.clone()),
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, from: u64, to: u64, message: Message) -> Step<()> {
+        if !self.nodes.get(&to).is_some_and(SimNode::is_live) {
+            return Ok(());
+        }
+        self.note(format!(
+            "{from}->{to} {:?} term {} log_term {} index {} commit {} entries {} reject {}",
+            message.get_msg_type(),
+            message.term,
+            message.log_term,
+            message.index,
+            message.commit,
+            message.entries.len(),
+            message.reject
+        ));
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            let delivered = self.copy_snapshot_file(from, to, &message);
+            let life = self.nodes.get(&from).map_or(0, |n| n.life);
+            let delay = Duration::from_millis(self.rng.range(1, 20));
+            self.schedule(
+                delay,
+                Event::SnapshotReport {
+                    leader: from,
+                    life,
+                    to,
+                    delivered,
+                },
+            );
+            if !delivered {
+                return Ok(());
+            }
+            self.faults.snapshots_sent += 1;
+        }
+        self.drive(to, |live, _| {
+            // A message Raft refuses is dropped, as the driver does.
+            let _ = live.core.step(message);
+        })
+    }
+
+    /// What the transport does for a snapshot: the file, from the
+    /// leader's snapshot directory into the follower's (written aside,
+    /// then renamed). Fails if the leader has pruned it meanwhile.
+    fn copy_snapshot_file(&self, from: u64, to: u64, message: &Message) -> bool {
+        let meta = message.get_snapshot().get_metadata();
+        let (Some(source), Some(target)) = (self.nodes.get(&from), self.nodes.get(&to)) else {
+            return false;
+        };
+        let source = snapshot_file::path_for(
+            &source.data_dir().join(SNAPSHOT_DIR),
+            meta.index,
+            meta.term,
+        );
+        let target_dir = target.data_dir().join(SNAPSHOT_DIR);
+        let target = snapshot_file::path_for(&target_dir, meta.index, meta.term);
+        let partial = target.with_extension("partial");
+        std::fs::create_dir_all(&target_dir).is_ok()
+            && std::fs::copy(&source, &partial).is_ok()
+            && std::fs::rename(&partial, &target).is_ok()
+    }
+
+    // ---- nodes ----
+
+    fn new_node(&mut self, cluster: ClusterMode) -> Step<u64> {
+        let id = self.next_node_id;
+        self.next_node_id += 1;
+        let dir = self.cfg.work_dir.join(format!("node{id}"));
+        let mut config = NodeConfig::new(&dir);
+        config.id = id;
+        config.guest = GuestSource::File(self.cfg.work_dir.join("guest.wasm"));
+        config.cluster = cluster;
+        config.snapshot = self.snapshot_policy;
+        config.state_check_every = self.state_check_every;
+        config.unsafe_local_reads = self.cfg.unsafe_local_reads;
+        // Every node holds every component an upgrade may switch to, as
+        // after the upgrade's prepare round.
+        let store = ComponentStore::open(dir.join("components"))
+            .map_err(|e| self.stop(format!("component store of node {id}: {e}")))?;
+        for bytes in &self.components {
+            store
+                .put(bytes)
+                .map_err(|e| self.stop(format!("component store of node {id}: {e}")))?;
+        }
+        self.nodes.insert(id, SimNode::new(id, config));
+        self.restart(id)?;
+        Ok(id)
+    }
+
+    fn restart(&mut self, id: u64) -> Step<()> {
+        let ticks = self.rng.range(10, 20) as usize;
+        let clock = {
+            let wall = self.wall_ms.clone();
+            WallClock::new(move || wall.load(Ordering::Relaxed))
+        };
+        let node = self.nodes.get_mut(&id).expect("restart of a known node");
+        if let Err(error) = node.start(&self.cfg.engine, clock, ticks) {
+            return Err(self.stop(format!("node {id} failed to start: {error}")));
+        }
+        let life = node.life;
+        self.note(format!("start node {id} (life {life}, election timeout {ticks} ticks)"));
+        let phase = Duration::from_millis(self.rng.range(0, TICK.as_millis() as u64));
+        self.schedule(phase, Event::Tick { node: id, life });
+        // The first Ready hands the replayed log to the applier.
+        self.drive(id, |_, _| {})
+    }
+
+    fn crash(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.crash();
+            self.faults.crashes += 1;
+            self.note(format!("crash node {id}"));
+        }
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.view())
+            .filter(|v| v.role == StateRole::Leader)
+            .max_by_key(|v| v.term)
+            .map(|v| v.id)
+    }
+
+    fn leader_view(&self) -> Option<crate::node::core::RaftView> {
+        self.nodes.get(&self.leader()?)?.view()
+    }
+
+    fn live_ids(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.is_live())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Voters of the leader's configuration (or every non-retired node if
+    /// there is no leader).
+    fn voters(&self) -> Vec<u64> {
+        match self.leader_view() {
+            Some(view) => view.voters,
+            None => self
+                .nodes
+                .values()
+                .filter(|n| !n.retired)
+                .map(|n| n.id)
+                .collect(),
+        }
+    }
+
+    // ---- clients ----
+
+    fn client_next(&mut self, client: usize) -> Step<()> {
+        if !self.clients_running || self.workload.clients[client].outstanding.is_some() {
+            return Ok(());
+        }
+        let live = self.live_ids();
+        let target = self.workload.clients[client]
+            .target
+            .filter(|t| live.contains(t))
+            .or_else(|| self.rng.pick(&live));
+        let Some(node) = target else {
+            self.schedule(TICK, Event::ClientNext { client });
+            return Ok(());
+        };
+        let request = self.workload.next_request(&mut self.rng);
+        self.send_request(client, node, &request)
+    }
+
+    fn send_request(&mut self, client: usize, node: u64, request: &workload::Request) -> Step<()> {
+        let op = self.workload.invoke(client, request);
+        self.note(format!("client {client} -> node {node}: {}", request.text));
+        let bytes = request.text.clone().into_bytes();
+        let waiting = match request.read {
+            None => {
+                let (tx, rx) = oneshot::channel();
+                let now_ms = self.wall_now();
+                self.drive(node, |live, _| live.core.propose(bytes, now_ms, tx))?;
+                Waiting::Write(rx)
+            }
+            Some(consistency) => {
+                let (tx, rx) = oneshot::channel();
+                let now = self.instant();
+                self.drive(node, |live, jobs| {
+                    live.core.read(bytes, consistency, now, tx, jobs)
+                })?;
+                Waiting::Read(rx)
+            }
+        };
+        self.workload.clients[client].outstanding = Some(Outstanding { op, node, waiting });
+        self.schedule(workload::CLIENT_TIMEOUT, Event::ClientDeadline { client, op });
+        Ok(())
+    }
+
+    fn finish_client(&mut self, client: usize, answer: Answer, hint: Option<u64>) {
+        let node = self.workload.clients[client]
+            .outstanding
+            .as_ref()
+            .map_or(0, |o| o.node);
+        self.note(format!("client {client} <- node {node}: {answer:?}"));
+        self.workload.finish(client, &answer);
+        self.workload.clients[client].target = match answer {
+            Answer::Reply(_) => Some(node),
+            _ => hint,
+        };
+        let think = Duration::from_millis(self.rng.range(1, workload::MAX_THINK_TIME_MS));
+        self.schedule(think, Event::ClientNext { client });
+    }
+
+    /// Collect every answer that arrived, in client order, and the
+    /// operators' answers.
+    fn poll_answers(&mut self) -> Step<()> {
+        for client in 0..self.workload.clients.len() {
+            let polled = self.workload.clients[client]
+                .outstanding
+                .as_mut()
+                .and_then(|o| workload::poll(&mut o.waiting));
+            if let Some((answer, hint)) = polled {
+                self.finish_client(client, answer, hint);
+            }
+        }
+        let mut index = 0;
+        while index < self.admin.len() {
+            let answer = match self.admin[index].1.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    index += 1;
+                    continue;
+                }
+                Ok(answer) => Some(answer),
+                Err(oneshot::error::TryRecvError::Closed) => None,
+            };
+            let (kind, _) = self.admin.remove(index);
+            self.note(format!("operator: {kind:?} -> {answer:?}"));
+            match (kind, answer) {
+                (AdminKind::Remove(id), Some(Ok(_))) => {
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.crash();
+                        node.retired = true;
+                    }
+                    self.faults.members_removed += 1;
+                }
+                (AdminKind::Add, Some(Ok(_))) => self.faults.members_added += 1,
+                (AdminKind::Upgrade, Some(Ok(applied))) => {
+                    if applied.result.is_ok() {
+                        self.faults.upgrades += 1;
+                    } else {
+                        return Err(self.stop(format!(
+                            "an upgrade between kv components failed: {:?}",
+                            applied.result
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    // ---- faults ----
+
+    fn nemesis(&mut self) -> Step<()> {
+        let live = self.live_ids();
+        let voters = self.voters();
+        let down = voters.iter().filter(|v| !live.contains(v)).count();
+        // Keep a majority of voters able to run most of the time; a
+        // partition may still cut it off.
+        let may_crash = down + 1 < voters.len().div_ceil(2);
+        match self.rng.range(0, 100) {
+            0..=19 if may_crash => {
+                let victim = if self.rng.chance(0.5) {
+                    self.leader()
+                } else {
+                    self.rng.pick(&live)
+                };
+                if let Some(victim) = victim {
+                    self.crash(victim);
+                    let after = Duration::from_millis(self.rng.range(100, 4000));
+                    self.schedule(after, Event::Restart { node: victim });
+                }
+            }
+            0..=39 => self.partition(&live),
+            40..=54 => {
+                let weather = Weather::stormy(&mut self.rng);
+                self.note(format!("weather {weather:?}"));
+                self.net.weather = weather;
+                self.faults.weather_changes += 1;
+                let after = Duration::from_millis(self.rng.range(500, 5000));
+                self.schedule(after, Event::Calm);
+            }
+            55..=66 => self.change_membership(&voters)?,
+            67..=76 => {
+                if let Some(node) = self.rng.pick(&live) {
+                    self.note(format!("snapshot on node {node}"));
+                    let (tx, _rx) = oneshot::channel();
+                    self.drive(node, |live, _| live.core.request_snapshot(tx))?;
+                }
+            }
+            77..=86 if self.components.len() > 1 => self.upgrade()?,
+            _ => {
+                if let Some(leader) = self.leader() {
+                    self.note(format!("transfer leadership away from {leader}"));
+                    self.faults.transfers += 1;
+                    self.drive(leader, |live, _| {
+                        let _ = live.core.transfer_leader(None);
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn partition(&mut self, live: &[u64]) {
+        let all: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| !n.retired)
+            .map(|n| n.id)
+            .collect();
+        if all.len() < 2 {
+            return;
+        }
+        let kind = self.rng.range(0, 4);
+        match kind {
+            0 => {
+                // Isolate the leader (or anyone).
+                let Some(victim) = self.leader().or_else(|| self.rng.pick(live)) else {
+                    return;
+                };
+                let rest: Vec<u64> = all.iter().copied().filter(|n| *n != victim).collect();
+                self.note(format!("partition: isolate {victim}"));
+                self.net.split(&[victim], &rest);
+            }
+            1 => {
+                let mut shuffled = all.clone();
+                for i in (1..shuffled.len()).rev() {
+                    let j = self.rng.range(0, i as u64 + 1) as usize;
+                    shuffled.swap(i, j);
+                }
+                let cut = self.rng.range(1, shuffled.len() as u64) as usize;
+                let (a, b) = shuffled.split_at(cut);
+                self.note(format!("partition: {a:?} | {b:?}"));
+                self.net.split(a, b);
+            }
+            2 => {
+                let from = self.rng.pick(&all).unwrap_or(1);
+                let to = self.rng.pick(&all).unwrap_or(1);
+                if from != to {
+                    self.note(format!("partition: one way {from} -/-> {to}"));
+                    self.net.cut_one_way(from, to);
+                }
+            }
+            _ => {
+                // Bridge: two sides that only one node hears both of.
+                let mut others: Vec<u64> = all.clone();
+                let bridge = others.remove(self.rng.range(0, others.len() as u64) as usize);
+                let half = others.len() / 2;
+                let (a, b) = others.split_at(half);
+                self.note(format!("partition: bridge {bridge} between {a:?} and {b:?}"));
+                self.net.split(a, b);
+            }
+        }
+        self.faults.partitions += 1;
+        let after = Duration::from_millis(self.rng.range(300, 5000));
+        self.schedule(after, Event::Heal);
+    }
+
+    fn change_membership(&mut self, voters: &[u64]) -> Step<()> {
+        if !self.admin.iter().all(|(k, _)| matches!(k, AdminKind::Upgrade)) {
+            return Ok(());
+        }
+        if voters.len() < MAX_VOTERS && (voters.len() <= MIN_VOTERS || self.rng.chance(0.5)) {
+            self.add_node()
+        } else if voters.len() > MIN_VOTERS {
+            let Some(victim) = self.rng.pick(voters) else {
+                return Ok(());
+            };
+            let Some(leader) = self.leader() else {
+                return Ok(());
+            };
+            self.note(format!("remove node {victim} via {leader}"));
+            let (tx, rx) = oneshot::channel();
+            let now = self.instant();
+            self.drive(leader, |live, _| {
+                live.core
+                    .change_membership(MembershipChange::RemoveNode { id: victim }, now, tx)
+            })?;
+            self.admin.push((AdminKind::Remove(victim), rx));
+            Ok(())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Start a new node that joins, and ask the leader to add it.
+    fn add_node(&mut self) -> Step<()> {
+        let Some(view) = self.leader_view() else {
+            return Ok(());
+        };
+        let leader = view.id;
+        let members: BTreeMap<u64, PeerAddr> = view
+            .members
+            .iter()
+            .map(|m| (m.id, m.addr.clone().unwrap_or_else(|| addr_of(m.id))))
+            .collect();
+        let id = self.new_node(ClusterMode::Join { members })?;
+        self.note(format!("add node {id} via {leader}"));
+        let (tx, rx) = oneshot::channel();
+        let now = self.instant();
+        self.drive(leader, |live, _| {
+            live.core.change_membership(
+                MembershipChange::AddVoter {
+                    id,
+                    addr: addr_of(id),
+                },
+                now,
+                tx,
+            )
+        })?;
+        self.admin.push((AdminKind::Add, rx));
+        Ok(())
+    }
+
+    /// Switch the cluster to the other kv component through the log.
+    fn upgrade(&mut self) -> Step<()> {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let bytes = &self.components[self.upgrade_to];
+        let activation = Activation {
+            hash: ComponentHash::of(bytes).to_hex(),
+            size_bytes: bytes.len() as u64,
+            kind: ActivationKind::Upgrade,
+            limits: LimitOverrides::default(),
+            source: leader,
+        };
+        self.upgrade_to = (self.upgrade_to + 1) % self.components.len();
+        self.note(format!("upgrade to {} via {leader}", activation.hash));
+        let (tx, rx) = oneshot::channel();
+        let now_ms = self.wall_now();
+        self.drive(leader, |live, _| {
+            live.core.propose_activation(&activation, now_ms, tx)
+        })?;
+        self.admin.push((AdminKind::Upgrade, rx));
+        Ok(())
+    }
+}
+
+/// Write the genesis guest where every node's config points.
+pub(super) fn write_guest(work_dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(work_dir)?;
+    let path = work_dir.join("guest.wasm");
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}

@@ -1,0 +1,220 @@
+//! One simulated node: the real [`NodeCore`] over real sled storage and the
+//! real applier thread with a real guest, stepped by hand.
+//!
+//! The only differences from a production node are at the edges: inputs
+//! come from the simulation's event loop instead of the driver's channels,
+//! outgoing messages go to the simulated network, and after each step the
+//! node waits for its applier (an [`ApplyJob::Barrier`]) so that what the
+//! guest did is part of the step. A crash drops everything in memory
+//! (unsent messages, waiting clients, the guest) and keeps exactly what the
+//! storage made durable: every storage write is fsynced before it returns,
+//! except the commit index, which Raft recomputes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use raft::prelude::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::node::applier::{self, ApplierShared, ApplyJob, TakenSnapshot, WallClock};
+use crate::node::core::{NodeCore, RaftView};
+use crate::node::{NodeConfig, NodeError, NodeParts, PartsOverrides, assemble};
+use crate::storage::SledStorage;
+use crate::wasm::WasmEngine;
+
+/// What a node emitted during one step.
+#[derive(Debug, Default)]
+pub struct StepOutput {
+    /// Raft messages for peers, in the order the node sent them.
+    pub messages: Vec<Message>,
+    /// `(index, hash)` of the state checks the node applied, for its peers.
+    pub state_hashes: Vec<(u64, [u8; 32])>,
+}
+
+/// A running incarnation of a node.
+pub struct Live {
+    pub core: NodeCore,
+    pub storage: SledStorage,
+    pub shared: Arc<ApplierShared>,
+    applier: mpsc::Sender<ApplyJob>,
+    thread: Option<JoinHandle<()>>,
+    fatal: watch::Receiver<Option<String>>,
+    snapshot_answer: Option<oneshot::Receiver<Result<TakenSnapshot, String>>>,
+    state_hashes: mpsc::UnboundedReceiver<(u64, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("core", &self.core).finish()
+    }
+}
+
+/// A node of the simulated cluster, running or crashed.
+#[derive(Debug)]
+pub struct SimNode {
+    pub id: u64,
+    pub config: NodeConfig,
+    /// Counts starts: events addressed to an earlier incarnation are void.
+    pub life: u64,
+    pub live: Option<Live>,
+    /// Removed from the cluster: never started again.
+    pub retired: bool,
+}
+
+impl SimNode {
+    pub fn new(id: u64, config: NodeConfig) -> Self {
+        SimNode {
+            id,
+            config,
+            life: 0,
+            live: None,
+            retired: false,
+        }
+    }
+
+    pub fn data_dir(&self) -> &PathBuf {
+        &self.config.data_dir
+    }
+
+    /// Open the data dir and start the node (its applier thread included).
+    pub fn start(
+        &mut self,
+        engine: &WasmEngine,
+        clock: WallClock,
+        election_timeout_ticks: usize,
+    ) -> Result<(), NodeError> {
+        let NodeParts {
+            core,
+            mut env,
+            machine,
+            history,
+            applied_index,
+            storage,
+            ..
+        } = assemble(
+            &self.config,
+            PartsOverrides {
+                engine: Some(engine.clone()),
+                election_timeout_ticks: Some(election_timeout_ticks),
+                wall_clock: Some(clock),
+                hash_states: true,
+            },
+        )?;
+        let (hash_tx, hash_rx) = mpsc::unbounded_channel();
+        env.state_hashes = Some(hash_tx);
+        let (fatal_tx, fatal_rx) = watch::channel(None);
+        let (applier, shared, thread) =
+            applier::spawn(env, machine, applied_index, history, fatal_tx).map_err(|source| {
+                NodeError::DataDir {
+                    path: self.config.data_dir.clone(),
+                    source,
+                }
+            })?;
+        self.life += 1;
+        self.live = Some(Live {
+            core,
+            storage,
+            shared,
+            applier,
+            thread: Some(thread),
+            fatal: fatal_rx,
+            snapshot_answer: None,
+            state_hashes: hash_rx,
+        });
+        Ok(())
+    }
+
+    /// Lose everything in memory; keep what storage made durable.
+    pub fn crash(&mut self) {
+        if let Some(mut live) = self.live.take() {
+            let thread = live.thread.take();
+            // Dropping the core drops every waiting client's reply and the
+            // store's handles; dropping the sender ends the applier.
+            drop(live);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    pub fn view(&self) -> Option<RaftView> {
+        self.live.as_ref().map(|live| live.core.view())
+    }
+}
+
+impl Live {
+    /// Hand jobs to the applier.
+    pub fn hand_over(&mut self, jobs: Vec<ApplyJob>) -> Result<(), String> {
+        for job in jobs {
+            self.applier
+                .blocking_send(job)
+                .map_err(|_| "the applier stopped".to_owned())?;
+        }
+        Ok(())
+    }
+
+    /// Run the Ready handling to completion, as the driver does after every
+    /// input, and wait until the applier has done everything handed to it.
+    pub fn settle(&mut self) -> Result<StepOutput, String> {
+        let mut output = StepOutput::default();
+        loop {
+            let mut early = Vec::new();
+            let out = self
+                .core
+                .handle_ready(&mut |messages| early.extend(messages))
+                .map_err(|e| format!("node error: {e}"))?;
+            output.messages.extend(early);
+            self.hand_over(out.jobs)?;
+            output.messages.extend(out.messages);
+            if self.snapshot_answer.is_none()
+                && let Some((job, answer)) = self.core.snapshot_job()
+            {
+                self.hand_over(vec![job])?;
+                self.snapshot_answer = Some(answer);
+            }
+            self.barrier()?;
+            match self.snapshot_answer.as_mut().map(|answer| answer.try_recv()) {
+                Some(Ok(taken)) => {
+                    self.snapshot_answer = None;
+                    self.core
+                        .snapshot_done(taken)
+                        .map_err(|e| format!("recording a snapshot: {e}"))?;
+                    // Recording may have compacted the log: handle what
+                    // that made ready.
+                    continue;
+                }
+                Some(Err(oneshot::error::TryRecvError::Closed)) => {
+                    return Err("the applier dropped a snapshot job".into());
+                }
+                Some(Err(oneshot::error::TryRecvError::Empty)) | None => {}
+            }
+            if !self.core_has_ready() {
+                break;
+            }
+        }
+        while let Ok(hash) = self.state_hashes.try_recv() {
+            output.state_hashes.push(hash);
+        }
+        if let Some(reason) = self.fatal.borrow().clone() {
+            return Err(format!("the state machine failed: {reason}"));
+        }
+        Ok(output)
+    }
+
+    fn core_has_ready(&mut self) -> bool {
+        self.core.has_ready()
+    }
+
+    /// Wait until the applier finished every job handed to it.
+    fn barrier(&mut self) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.hand_over(vec![ApplyJob::Barrier(done)])?;
+        wait.blocking_recv()
+            .map_err(|_| "the applier stopped".to_owned())
+    }
+}

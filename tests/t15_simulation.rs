@@ -1,0 +1,184 @@
+//! The deterministic cluster simulation ([`iroh_raft::simulation`]): many
+//! seeded runs of 3- and 5-node clusters with the real node logic, sled and
+//! the kv guest under crashes, partitions, lossy and duplicating links,
+//! membership changes, snapshots and upgrades; Raft's invariants after
+//! every step, a linearizable history at the end.
+//!
+//! - `SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from
+//!   `SIM_FIRST_SEED` (default 1); `SIM_THREADS` runs (default 2).
+//! - `SEED=S` runs only seed S; with `SIM_TRACE=FILE` it writes its trace.
+//!
+//! Thousands of seeds: `SIM_SEEDS=5000 cargo test --release --test
+//! t15_simulation -- --nocapture` (see TESTING.md).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use iroh_raft::simulation::{self, SimConfig, SimFailure, SimReport};
+use iroh_raft::wasm::WasmEngine;
+
+/// Seeds `cargo test` runs by default.
+const DEFAULT_SEEDS: u64 = 200;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// A scratch directory, in memory when the machine has tmpfs (the nodes
+/// fsync constantly).
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let shm = PathBuf::from("/dev/shm");
+        let root = if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = root.join(format!("iroh-raft-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    })
+}
+
+fn engine() -> WasmEngine {
+    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| WasmEngine::new(Some(scratch().join("component-cache"))).expect("engine"))
+        .clone()
+}
+
+fn config(seed: u64, run: &str) -> SimConfig {
+    let guest = std::fs::read(common::guest("kv")).expect("kv guest");
+    let mut config = SimConfig::new(
+        seed,
+        guest,
+        engine(),
+        scratch().join(format!("{run}-seed-{seed}")),
+    );
+    config.upgrade_guest = Some(std::fs::read(common::guest("kv_v2")).expect("kv-v2 guest"));
+    config
+}
+
+/// Removes the scratch dir when the test ends, however it ends.
+struct CleanUp;
+impl Drop for CleanUp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(scratch());
+    }
+}
+
+#[test]
+fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
+    let _clean = CleanUp;
+    if let Some(seed) = env_u64("SEED") {
+        let mut config = config(seed, "one");
+        config.trace_file = std::env::var("SIM_TRACE").ok().map(PathBuf::from);
+        match simulation::run(&config) {
+            Ok(report) => println!("{report}"),
+            Err(failure) => panic!("{failure}"),
+        }
+        return;
+    }
+    let first = env_u64("SIM_FIRST_SEED").unwrap_or(1);
+    let count = env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let threads = env_u64("SIM_THREADS").unwrap_or(2).max(1);
+    let next = Arc::new(AtomicU64::new(first));
+    let reports: Arc<Mutex<Vec<SimReport>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<SimFailure>>> = Arc::default();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, reports, failures) = (next.clone(), reports.clone(), failures.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= first + count {
+                        break;
+                    }
+                    match simulation::run(&config(seed, "many")) {
+                        Ok(report) => {
+                            println!("{report}");
+                            reports.lock().unwrap().push(report);
+                        }
+                        Err(failure) => {
+                            eprintln!("{failure}");
+                            failures.lock().unwrap().push(failure);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a simulation thread panicked");
+    }
+    let reports = reports.lock().unwrap();
+    let failures = failures.lock().unwrap();
+    let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
+    println!(
+        "{} seeds in {:.1} s: {} passed, {} failed; {} operations, {} crashes, {} partitions, \
+         {} weather changes, {} members added, {} removed, {} upgrades, {} snapshots sent, \
+         {} messages ({} dropped, {} duplicated), {} invariant checks",
+        count,
+        started.elapsed().as_secs_f64(),
+        reports.len(),
+        failures.len(),
+        total(|r| r.operations as u64),
+        total(|r| r.faults.crashes),
+        total(|r| r.faults.partitions),
+        total(|r| r.faults.weather_changes),
+        total(|r| r.faults.members_added),
+        total(|r| r.faults.members_removed),
+        total(|r| r.faults.upgrades),
+        total(|r| r.faults.snapshots_sent),
+        total(|r| r.network.sent),
+        total(|r| r.network.dropped),
+        total(|r| r.network.duplicated),
+        total(|r| r.invariant_checks),
+    );
+    let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+    assert!(failures.is_empty(), "failing seeds: {seeds:?} (rerun one with SEED=...)");
+    // The faults really happened across the runs.
+    assert!(total(|r| r.faults.crashes) > 0 && total(|r| r.faults.partitions) > 0);
+    assert!(total(|r| r.faults.upgrades) > 0 && total(|r| r.faults.snapshots_sent) > 0);
+    assert!(total(|r| r.faults.members_added + r.faults.members_removed) > 0);
+}
+
+#[test]
+fn t15_the_same_seed_gives_the_same_trace() {
+    let _clean = CleanUp;
+    let seed = env_u64("SEED").unwrap_or(4242);
+    let first = simulation::run(&config(seed, "twice-a")).unwrap_or_else(|f| panic!("{f}"));
+    let second = simulation::run(&config(seed, "twice-b")).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(first, second, "seed {seed} ran differently twice");
+    let other = simulation::run(&config(seed + 1, "twice-c")).unwrap_or_else(|f| panic!("{f}"));
+    assert_ne!(first.trace_hash, other.trace_hash, "different seeds, same trace");
+}
+
+#[test]
+fn t15_the_checker_catches_reads_served_without_read_index() {
+    let _clean = CleanUp;
+    let mut caught = None;
+    for seed in 1..=20 {
+        let mut config = config(seed, "unsafe");
+        config.unsafe_local_reads = true;
+        match simulation::run(&config) {
+            Ok(_) => continue,
+            Err(failure) => {
+                assert!(
+                    failure.reason.contains("not linearizable"),
+                    "seed {seed} failed for another reason: {failure}"
+                );
+                caught = Some(seed);
+                break;
+            }
+        }
+    }
+    let seed = caught.expect("20 runs with unsafe local reads all passed: the checker is blind");
+    println!("seed {seed}: stale reads caught");
+}
