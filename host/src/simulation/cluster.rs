@@ -4,7 +4,7 @@
 //! scheduled, and every random choice comes from the run's one generator,
 //! so a seed replays the same run event for event.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::network::{SimNetwork, Weather};
 use super::node::{Live, SimNode};
 use super::rng::SimRng;
 use super::workload::{self, Answer, Outstanding, Waiting, Workload};
-use super::{FaultCounts, SimConfig};
+use super::{FaultCounts, RECOVERY_BOUND, SimConfig};
 use crate::linearizability::OpId;
 use crate::node::applier::{ApplyJob, WallClock};
 use crate::node::components::ComponentStore;
@@ -185,6 +185,11 @@ impl<'a> World<'a> {
         self.trace.hasher.finalize().to_hex().to_string()
     }
 
+    /// Virtual time since the run started.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
     pub fn trace_lines(&self) -> u64 {
         self.trace.lines
     }
@@ -248,8 +253,17 @@ impl<'a> World<'a> {
             let first = Duration::from_millis(self.rng.range(200, 1500));
             self.schedule(first, Event::Nemesis);
         }
+        self.run_for(duration)
+    }
+
+    /// Process every event of the next `duration` of virtual time.
+    fn run_for(&mut self, duration: Duration) -> Step<()> {
         let end = self.now + duration;
-        self.run_until(duration, |w| w.now >= end)
+        while self.queue.first_key_value().is_some_and(|((at, _), _)| *at <= end) {
+            self.next_event()?;
+        }
+        self.now = end;
+        Ok(())
     }
 
     /// Heal everything, restart every node that is down, and require the
@@ -302,19 +316,15 @@ impl<'a> World<'a> {
         })
     }
 
-    /// Read every key through the leader (recorded in the history), and
-    /// every member's own state directly: all must agree.
+    /// Read every key through the leader (recorded in the history); then,
+    /// once every member applied the same index, read every member's own
+    /// state directly: all must agree.
     pub fn final_reads(&mut self) -> Step<BTreeMap<String, String>> {
         let Some(leader) = self.leader() else {
             return Err(self.stop("no leader for the final reads"));
         };
-        let members: Vec<u64> = self
-            .leader_view()
-            .map(|v| v.members.iter().map(|m| m.id).collect())
-            .unwrap_or_default();
-        let mut answers = BTreeMap::new();
-        for key in 0..workload::KEYS {
-            let text = format!("get k{key}");
+        let keys: Vec<String> = (0..workload::KEYS).map(|k| format!("get k{k}")).collect();
+        for text in &keys {
             let request = workload::Request {
                 text: text.clone(),
                 read: Some(crate::node::Consistency::Linearizable),
@@ -323,6 +333,21 @@ impl<'a> World<'a> {
             self.run_until(workload::CLIENT_TIMEOUT * 2, |w| {
                 w.workload.clients[0].outstanding.is_none()
             })?;
+        }
+        self.run_until(RECOVERY_BOUND, |w| {
+            w.converged() && w.applied_indexes().into_values().collect::<BTreeSet<_>>().len() == 1
+        })
+        .map_err(|mut stop| {
+            stop.reason = format!(
+                "members did not reach the same applied index: {:?} ({})",
+                self.applied_indexes(),
+                stop.reason
+            );
+            stop
+        })?;
+        let members: Vec<u64> = self.applied_indexes().into_keys().collect();
+        let mut answers = BTreeMap::new();
+        for text in keys {
             let mut seen = BTreeMap::new();
             for &member in &members {
                 let (tx, rx) = oneshot::channel();
@@ -338,26 +363,29 @@ impl<'a> World<'a> {
                 };
                 seen.insert(member, answer);
             }
-            let distinct: std::collections::BTreeSet<&String> = seen.values().collect();
-            if distinct.len() != 1 {
+            if seen.values().collect::<BTreeSet<_>>().len() != 1 {
                 return Err(self.stop(format!(
                     "replicas disagree on `{text}` after converging: {seen:?}"
                 )));
             }
             answers.insert(text, seen.into_values().next().unwrap_or_default());
         }
-        let applied: BTreeMap<u64, u64> = members
-            .iter()
-            .filter_map(|id| {
-                let live = self.nodes.get(id)?.live.as_ref()?;
-                Some((*id, live.shared.applied_index()))
-            })
-            .collect();
-        let distinct: std::collections::BTreeSet<&u64> = applied.values().collect();
-        if distinct.len() != 1 {
-            return Err(self.stop(format!("applied indexes differ at the end: {applied:?}")));
-        }
         Ok(answers)
+    }
+
+    /// The applied index of every member of the leader's configuration
+    /// that is up.
+    fn applied_indexes(&self) -> BTreeMap<u64, u64> {
+        let Some(view) = self.leader_view() else {
+            return BTreeMap::new();
+        };
+        view.members
+            .iter()
+            .filter_map(|m| {
+                let live = self.nodes.get(&m.id)?.live.as_ref()?;
+                Some((m.id, live.shared.applied_index()))
+            })
+            .collect()
     }
 
     pub fn shut_down(&mut self) {
@@ -373,24 +401,30 @@ impl<'a> World<'a> {
     fn run_until(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> Step<()> {
         let deadline = self.now + limit;
         while !done(self) {
-            let Some(((at, _), event)) = self.queue.pop_first() else {
+            let Some(((at, _), _)) = self.queue.first_key_value() else {
                 return Err(self.stop("nothing left to happen"));
             };
-            if at > deadline {
-                self.seq += 1;
-                self.queue.insert((at, self.seq), event);
+            if *at > deadline {
                 return Err(self.stop(format!(
                     "not done within {} ms of virtual time",
                     limit.as_millis()
                 )));
             }
-            self.now = at;
-            self.wall_ms.store(self.wall_now(), Ordering::Relaxed);
-            self.events += 1;
-            self.handle(event)?;
-            self.poll_answers()?;
+            self.next_event()?;
         }
         Ok(())
+    }
+
+    /// Process the earliest event.
+    fn next_event(&mut self) -> Step<()> {
+        let Some(((at, _), event)) = self.queue.pop_first() else {
+            return Ok(());
+        };
+        self.now = at;
+        self.wall_ms.store(self.wall_now(), Ordering::Relaxed);
+        self.events += 1;
+        self.handle(event)?;
+        self.poll_answers()
     }
 
     fn handle(&mut self, event: Event) -> Step<()> {

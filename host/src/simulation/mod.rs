@@ -263,7 +263,7 @@ fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
         trace_hash: world.trace_hash(),
         trace_lines: world.trace_lines(),
         events: world.events,
-        virtual_ms: 0,
+        virtual_ms: world.now().as_millis() as u64,
         network: world.net.stats,
         faults: world.faults,
         answers: world.workload.answers,
