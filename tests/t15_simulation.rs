@@ -15,7 +15,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use iroh_raft::simulation::{self, SimConfig, SimFailure, SimReport};
@@ -28,55 +28,52 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// A scratch directory, in memory when the machine has tmpfs (the nodes
-/// fsync constantly).
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// A test's scratch directory, in memory when the machine has tmpfs (the
+/// nodes fsync constantly), with an engine whose compiled components are
+/// cached in it. Removed when the test ends, however it ends.
+struct Scratch {
+    dir: PathBuf,
+    engine: WasmEngine,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Self {
         let shm = PathBuf::from("/dev/shm");
         let root = if shm.is_dir() {
             shm
         } else {
             std::env::temp_dir()
         };
-        let dir = root.join(format!("iroh-raft-sim-{}", std::process::id()));
+        let dir = root.join(format!("iroh-raft-sim-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
-    })
+        let engine = WasmEngine::new(Some(dir.join("component-cache"))).expect("engine");
+        Scratch { dir, engine }
+    }
+
+    fn config(&self, seed: u64, run: &str) -> SimConfig {
+        let guest = std::fs::read(common::guest("kv")).expect("kv guest");
+        let mut config = SimConfig::new(
+            seed,
+            guest,
+            self.engine.clone(),
+            self.dir.join(format!("{run}-seed-{seed}")),
+        );
+        config.upgrade_guest = Some(std::fs::read(common::guest("kv_v2")).expect("kv-v2 guest"));
+        config
+    }
 }
 
-fn engine() -> WasmEngine {
-    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| WasmEngine::new(Some(scratch().join("component-cache"))).expect("engine"))
-        .clone()
-}
-
-fn config(seed: u64, run: &str) -> SimConfig {
-    let guest = std::fs::read(common::guest("kv")).expect("kv guest");
-    let mut config = SimConfig::new(
-        seed,
-        guest,
-        engine(),
-        scratch().join(format!("{run}-seed-{seed}")),
-    );
-    config.upgrade_guest = Some(std::fs::read(common::guest("kv_v2")).expect("kv-v2 guest"));
-    config
-}
-
-/// Removes the scratch dir when the test ends, however it ends.
-struct CleanUp;
-impl Drop for CleanUp {
+impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(scratch());
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 #[test]
 fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
-    let _clean = CleanUp;
+    let scratch = Arc::new(Scratch::new("seeds"));
     if let Some(seed) = env_u64("SEED") {
-        let mut config = config(seed, "one");
+        let mut config = scratch.config(seed, "one");
         config.trace_file = std::env::var("SIM_TRACE").ok().map(PathBuf::from);
         match simulation::run(&config) {
             Ok(report) => println!("{report}"),
@@ -94,13 +91,14 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (next, reports, failures) = (next.clone(), reports.clone(), failures.clone());
+            let scratch = scratch.clone();
             std::thread::spawn(move || {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
                     if seed >= first + count {
                         break;
                     }
-                    match simulation::run(&config(seed, "many")) {
+                    match simulation::run(&scratch.config(seed, "many")) {
                         Ok(report) => {
                             println!("{report}");
                             reports.lock().unwrap().push(report);
@@ -151,21 +149,21 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
 
 #[test]
 fn t15_the_same_seed_gives_the_same_trace() {
-    let _clean = CleanUp;
+    let scratch = Scratch::new("twice");
     let seed = env_u64("SEED").unwrap_or(4242);
-    let first = simulation::run(&config(seed, "twice-a")).unwrap_or_else(|f| panic!("{f}"));
-    let second = simulation::run(&config(seed, "twice-b")).unwrap_or_else(|f| panic!("{f}"));
+    let first = simulation::run(&scratch.config(seed, "a")).unwrap_or_else(|f| panic!("{f}"));
+    let second = simulation::run(&scratch.config(seed, "b")).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(first, second, "seed {seed} ran differently twice");
-    let other = simulation::run(&config(seed + 1, "twice-c")).unwrap_or_else(|f| panic!("{f}"));
+    let other = simulation::run(&scratch.config(seed + 1, "c")).unwrap_or_else(|f| panic!("{f}"));
     assert_ne!(first.trace_hash, other.trace_hash, "different seeds, same trace");
 }
 
 #[test]
 fn t15_the_checker_catches_reads_served_without_read_index() {
-    let _clean = CleanUp;
+    let scratch = Scratch::new("unsafe");
     let mut caught = None;
     for seed in 1..=20 {
-        let mut config = config(seed, "unsafe");
+        let mut config = scratch.config(seed, "run");
         config.unsafe_local_reads = true;
         match simulation::run(&config) {
             Ok(_) => continue,
