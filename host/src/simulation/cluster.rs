@@ -514,9 +514,14 @@ impl<'a> World<'a> {
         let Some(live) = node.live.as_mut() else {
             return Ok(());
         };
-        let mut jobs = Vec::new();
-        input(live, &mut jobs);
-        let settled = live.hand_over(jobs).and_then(|()| live.settle());
+        // raft-rs panics when it finds its own invariants broken: that is a
+        // failed run with a seed, not a crashed test.
+        let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut jobs = Vec::new();
+            input(live, &mut jobs);
+            live.hand_over(jobs).and_then(|()| live.settle())
+        }))
+        .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(panic.as_ref()))));
         let output = match settled {
             Ok(output) => output,
             Err(reason) => return Err(self.stop(format!("node {id}: {reason}"))),
@@ -697,6 +702,9 @@ impl<'a> World<'a> {
     fn crash(&mut self, id: u64) {
         if let Some(node) = self.nodes.get_mut(&id) {
             node.crash();
+            if self.cfg.amnesia {
+                let _ = std::fs::remove_dir_all(node.data_dir().join("raft"));
+            }
             self.faults.crashes += 1;
             self.note(format!("crash node {id}"));
         }
@@ -1032,6 +1040,14 @@ impl<'a> World<'a> {
         self.admin.push((AdminKind::Upgrade, rx));
         Ok(())
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Write the genesis guest where every node's config points.

@@ -75,6 +75,11 @@ pub struct SimConfig {
     /// **Breaks linearizability**: the test switch that serves reads
     /// without ReadIndex, to prove the checker catches it.
     pub unsafe_local_reads: bool,
+    /// **Breaks durability**: a crash also wipes the node's log store,
+    /// as a disk that acknowledged writes it never made durable would.
+    /// The test suite switches it on to prove the invariant checks catch
+    /// what follows.
+    pub amnesia: bool,
     /// Write every trace line here.
     pub trace_file: Option<PathBuf>,
 }
@@ -98,6 +103,7 @@ impl SimConfig {
             engine,
             work_dir,
             unsafe_local_reads: false,
+            amnesia: false,
             trace_file: None,
         }
     }
