@@ -42,6 +42,9 @@ pub struct Live {
     fatal: watch::Receiver<Option<String>>,
     snapshot_answer: Option<oneshot::Receiver<Result<TakenSnapshot, String>>>,
     state_hashes: mpsc::UnboundedReceiver<(u64, [u8; 32])>,
+    /// Jobs were handed over since the last barrier (most steps hand
+    /// none, and skip the round trip to the applier thread).
+    unsettled: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -121,6 +124,7 @@ impl SimNode {
             fatal: fatal_rx,
             snapshot_answer: None,
             state_hashes: hash_rx,
+            unsettled: false,
         });
         Ok(())
     }
@@ -151,6 +155,7 @@ impl Live {
     /// Hand jobs to the applier.
     pub fn hand_over(&mut self, jobs: Vec<ApplyJob>) -> Result<(), String> {
         for job in jobs {
+            self.unsettled = true;
             self.applier
                 .blocking_send(job)
                 .map_err(|_| "the applier stopped".to_owned())?;
@@ -212,9 +217,16 @@ impl Live {
 
     /// Wait until the applier finished every job handed to it.
     fn barrier(&mut self) -> Result<(), String> {
+        if !self.unsettled {
+            return Ok(());
+        }
         let (done, wait) = oneshot::channel();
-        self.hand_over(vec![ApplyJob::Barrier(done)])?;
+        self.applier
+            .blocking_send(ApplyJob::Barrier(done))
+            .map_err(|_| "the applier stopped".to_owned())?;
         wait.blocking_recv()
-            .map_err(|_| "the applier stopped".to_owned())
+            .map_err(|_| "the applier stopped".to_owned())?;
+        self.unsettled = false;
+        Ok(())
     }
 }
