@@ -101,11 +101,11 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
                     match simulation::run(&scratch.config(seed, "many")) {
                         Ok(report) => {
                             println!("{report}");
-                            reports.lock().unwrap().push(report);
+                            reports.lock().expect("reports").push(report);
                         }
                         Err(failure) => {
                             eprintln!("{failure}");
-                            failures.lock().unwrap().push(failure);
+                            failures.lock().expect("failures").push(failure);
                         }
                     }
                 }
@@ -115,8 +115,8 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
     for worker in workers {
         worker.join().expect("a simulation thread panicked");
     }
-    let reports = reports.lock().unwrap();
-    let failures = failures.lock().unwrap();
+    let reports = reports.lock().expect("reports");
+    let failures = failures.lock().expect("failures");
     let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
     println!(
         "{} seeds in {:.1} s: {} passed, {} failed; {} operations, {} crashes, {} partitions, \
@@ -140,7 +140,10 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
         total(|r| r.invariant_checks),
     );
     let seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
-    assert!(failures.is_empty(), "failing seeds: {seeds:?} (rerun one with SEED=...)");
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {seeds:?} (rerun one with SEED=...)"
+    );
     // The faults really happened across the runs.
     assert!(total(|r| r.faults.crashes) > 0 && total(|r| r.faults.partitions) > 0);
     assert!(total(|r| r.faults.upgrades) > 0 && total(|r| r.faults.snapshots_sent) > 0);
@@ -155,7 +158,10 @@ fn t15_the_same_seed_gives_the_same_trace() {
     let second = simulation::run(&scratch.config(seed, "b")).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(first, second, "seed {seed} ran differently twice");
     let other = simulation::run(&scratch.config(seed + 1, "c")).unwrap_or_else(|f| panic!("{f}"));
-    assert_ne!(first.trace_hash, other.trace_hash, "different seeds, same trace");
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "different seeds, same trace"
+    );
 }
 
 #[test]

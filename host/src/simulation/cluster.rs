@@ -46,14 +46,38 @@ const MIN_VOTERS: usize = 3;
 /// Something that happens at a virtual time.
 #[derive(Debug)]
 enum Event {
-    Tick { node: u64, life: u64 },
-    Deliver { from: u64, to: u64, message: Box<Message> },
-    SnapshotReport { leader: u64, life: u64, to: u64, delivered: bool },
-    StateHash { from: u64, to: u64, index: u64, hash: [u8; 32] },
-    ClientNext { client: usize },
-    ClientDeadline { client: usize, op: OpId },
+    Tick {
+        node: u64,
+        life: u64,
+    },
+    Deliver {
+        from: u64,
+        to: u64,
+        message: Box<Message>,
+    },
+    SnapshotReport {
+        leader: u64,
+        life: u64,
+        to: u64,
+        delivered: bool,
+    },
+    StateHash {
+        from: u64,
+        to: u64,
+        index: u64,
+        hash: [u8; 32],
+    },
+    ClientNext {
+        client: usize,
+    },
+    ClientDeadline {
+        client: usize,
+        op: OpId,
+    },
     Nemesis,
-    Restart { node: u64 },
+    Restart {
+        node: u64,
+    },
     Heal,
     Calm,
 }
@@ -259,7 +283,11 @@ impl<'a> World<'a> {
     /// Process every event of the next `duration` of virtual time.
     fn run_for(&mut self, duration: Duration) -> Step<()> {
         let end = self.now + duration;
-        while self.queue.first_key_value().is_some_and(|((at, _), _)| *at <= end) {
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= end)
+        {
             self.next_event()?;
         }
         self.now = end;
@@ -335,7 +363,12 @@ impl<'a> World<'a> {
             })?;
         }
         self.run_until(RECOVERY_BOUND, |w| {
-            w.converged() && w.applied_indexes().into_values().collect::<BTreeSet<_>>().len() == 1
+            w.converged()
+                && w.applied_indexes()
+                    .into_values()
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    == 1
         })
         .map_err(|mut stop| {
             stop.reason = format!(
@@ -430,7 +463,11 @@ impl<'a> World<'a> {
     fn handle(&mut self, event: Event) -> Step<()> {
         match event {
             Event::Tick { node, life } => {
-                if self.nodes.get(&node).is_some_and(|n| n.life == life && n.is_live()) {
+                if self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.life == life && n.is_live())
+                {
                     let (now, now_ms) = (self.instant(), self.wall_now());
                     self.drive(node, |live, _| live.core.tick(now, now_ms))?;
                     self.schedule(TICK, Event::Tick { node, life });
@@ -444,7 +481,9 @@ impl<'a> World<'a> {
                 delivered,
             } => {
                 if self.nodes.get(&leader).is_some_and(|n| n.life == life) {
-                    self.note(format!("snapshot report {leader}->{to} delivered={delivered}"));
+                    self.note(format!(
+                        "snapshot report {leader}->{to} delivered={delivered}"
+                    ));
                     self.drive(leader, |live, _| live.core.report_snapshot(to, delivered))?;
                 }
             }
@@ -487,7 +526,10 @@ impl<'a> World<'a> {
             }
             Event::Restart { node } => {
                 if self.now < self.faults_until
-                    && self.nodes.get(&node).is_some_and(|n| !n.is_live() && !n.retired)
+                    && self
+                        .nodes
+                        .get(&node)
+                        .is_some_and(|n| !n.is_live() && !n.retired)
                 {
                     self.restart(node)?;
                 }
@@ -527,9 +569,9 @@ impl<'a> World<'a> {
             Err(reason) => return Err(self.stop(format!("node {id}: {reason}"))),
         };
         let view = live.core.view();
-        let checked =
-            self.invariants
-                .after_step(id, life, &view, &live.storage, &live.shared);
+        let checked = self
+            .invariants
+            .after_step(id, life, &view, &live.storage, &live.shared);
         if let Err(violation) = checked {
             return Err(self.stop(format!("invariant violated: {violation}")));
         }
@@ -537,7 +579,12 @@ impl<'a> World<'a> {
             self.send(id, message);
         }
         for (index, hash) in output.state_hashes {
-            let peers: Vec<u64> = view.members.iter().map(|m| m.id).filter(|p| *p != id).collect();
+            let peers: Vec<u64> = view
+                .members
+                .iter()
+                .map(|m| m.id)
+                .filter(|p| *p != id)
+                .collect();
             for peer in peers {
                 for delay in self.net.delays(&mut self.rng, id, peer) {
                     self.schedule(
@@ -641,11 +688,8 @@ impl<'a> World<'a> {
         let (Some(source), Some(target)) = (self.nodes.get(&from), self.nodes.get(&to)) else {
             return false;
         };
-        let source = snapshot_file::path_for(
-            &source.data_dir().join(SNAPSHOT_DIR),
-            meta.index,
-            meta.term,
-        );
+        let source =
+            snapshot_file::path_for(&source.data_dir().join(SNAPSHOT_DIR), meta.index, meta.term);
         let target_dir = target.data_dir().join(SNAPSHOT_DIR);
         let target = snapshot_file::path_for(&target_dir, meta.index, meta.term);
         let partial = target.with_extension("partial");
@@ -692,7 +736,9 @@ impl<'a> World<'a> {
             return Err(self.stop(format!("node {id} failed to start: {error}")));
         }
         let life = node.life;
-        self.note(format!("start node {id} (life {life}, election timeout {ticks} ticks)"));
+        self.note(format!(
+            "start node {id} (life {life}, election timeout {ticks} ticks)"
+        ));
         let phase = Duration::from_millis(self.rng.range(0, TICK.as_millis() as u64));
         self.schedule(phase, Event::Tick { node: id, life });
         // The first Ready hands the replayed log to the applier.
@@ -785,7 +831,10 @@ impl<'a> World<'a> {
             }
         };
         self.workload.clients[client].outstanding = Some(Outstanding { op, node, waiting });
-        self.schedule(workload::CLIENT_TIMEOUT, Event::ClientDeadline { client, op });
+        self.schedule(
+            workload::CLIENT_TIMEOUT,
+            Event::ClientDeadline { client, op },
+        );
         Ok(())
     }
 
@@ -952,7 +1001,9 @@ impl<'a> World<'a> {
                 let bridge = others.remove(self.rng.range(0, others.len() as u64) as usize);
                 let half = others.len() / 2;
                 let (a, b) = others.split_at(half);
-                self.note(format!("partition: bridge {bridge} between {a:?} and {b:?}"));
+                self.note(format!(
+                    "partition: bridge {bridge} between {a:?} and {b:?}"
+                ));
                 self.net.split(a, b);
             }
         }
@@ -962,7 +1013,11 @@ impl<'a> World<'a> {
     }
 
     fn change_membership(&mut self, voters: &[u64]) -> Step<()> {
-        if !self.admin.iter().all(|(k, _)| matches!(k, AdminKind::Upgrade)) {
+        if !self
+            .admin
+            .iter()
+            .all(|(k, _)| matches!(k, AdminKind::Upgrade))
+        {
             return Ok(());
         }
         if voters.len() < MAX_VOTERS && (voters.len() <= MIN_VOTERS || self.rng.chance(0.5)) {

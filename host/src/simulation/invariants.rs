@@ -171,8 +171,10 @@ impl Invariants {
         for entry in &entries {
             let at = (entry.index, entry.term);
             let found = EntryMark {
-                digest: *blake3::hash(&protobuf::Message::write_to_bytes(entry).unwrap_or_default())
-                    .as_bytes(),
+                digest: *blake3::hash(
+                    &protobuf::Message::write_to_bytes(entry).unwrap_or_default(),
+                )
+                .as_bytes(),
                 previous_term,
             };
             self.checks += 1;

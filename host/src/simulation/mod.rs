@@ -237,8 +237,13 @@ fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
         reason,
         trace_tail,
     };
-    cluster::write_guest(&config.work_dir, &config.guest)
-        .map_err(|e| failure(Duration::ZERO, format!("writing the guest: {e}"), Vec::new()))?;
+    cluster::write_guest(&config.work_dir, &config.guest).map_err(|e| {
+        failure(
+            Duration::ZERO,
+            format!("writing the guest: {e}"),
+            Vec::new(),
+        )
+    })?;
     let mut world = World::new(config).map_err(|e| failure(Duration::ZERO, e, Vec::new()))?;
     let outcome = world
         .form_cluster()
@@ -250,7 +255,11 @@ fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
     let history = world.workload.history();
     let started = Instant::now();
     let report = linearizability::check(&KvModel, &history).map_err(|e| {
-        failure(Duration::ZERO, format!("the history is malformed: {e}"), Vec::new())
+        failure(
+            Duration::ZERO,
+            format!("the history is malformed: {e}"),
+            Vec::new(),
+        )
     })?;
     if !report.verdict.is_linearizable() {
         return Err(failure(

@@ -163,8 +163,16 @@ mod tests {
                 latencies.insert(delay);
             }
         }
-        assert!((1_700..2_300).contains(&net.stats.dropped), "{:?}", net.stats);
-        assert!((600..1_000).contains(&net.stats.duplicated), "{:?}", net.stats);
+        assert!(
+            (1_700..2_300).contains(&net.stats.dropped),
+            "{:?}",
+            net.stats
+        );
+        assert!(
+            (600..1_000).contains(&net.stats.duplicated),
+            "{:?}",
+            net.stats
+        );
         // Jitter: messages overtake each other.
         assert!(latencies.len() > 50);
     }

@@ -183,7 +183,11 @@ impl Live {
                 self.snapshot_answer = Some(answer);
             }
             self.barrier()?;
-            match self.snapshot_answer.as_mut().map(|answer| answer.try_recv()) {
+            match self
+                .snapshot_answer
+                .as_mut()
+                .map(|answer| answer.try_recv())
+            {
                 Some(Ok(taken)) => {
                     self.snapshot_answer = None;
                     self.core
