@@ -119,7 +119,7 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
     let failures = failures.lock().expect("failures");
     let total = |f: fn(&SimReport) -> u64| reports.iter().map(f).sum::<u64>();
     println!(
-        "{} seeds in {:.1} s: {} passed, {} failed; {} operations, {} crashes, {} partitions, \
+        "{} seeds in {:.1} s: {} passed, {} failed; {} operations, {} crashes, {} pauses, {} partitions, \
          {} weather changes, {} members added, {} removed, {} upgrades, {} snapshots sent, \
          {} messages ({} dropped, {} duplicated), {} invariant checks",
         count,
@@ -128,6 +128,7 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
         failures.len(),
         total(|r| r.operations as u64),
         total(|r| r.faults.crashes),
+        total(|r| r.faults.pauses),
         total(|r| r.faults.partitions),
         total(|r| r.faults.weather_changes),
         total(|r| r.faults.members_added),
@@ -146,6 +147,7 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
     );
     // The faults really happened across the runs.
     assert!(total(|r| r.faults.crashes) > 0 && total(|r| r.faults.partitions) > 0);
+    assert!(total(|r| r.faults.pauses) > 0 && total(|r| r.network.duplicated) > 0);
     assert!(total(|r| r.faults.upgrades) > 0 && total(|r| r.faults.snapshots_sent) > 0);
     assert!(total(|r| r.faults.members_added + r.faults.members_removed) > 0);
 }

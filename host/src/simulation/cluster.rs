@@ -300,6 +300,9 @@ impl<'a> World<'a> {
         self.faults_until = self.now;
         self.net.heal();
         self.net.weather = Weather::CALM;
+        for node in self.nodes.values_mut() {
+            node.paused_until = Duration::ZERO;
+        }
         let down: Vec<u64> = self
             .nodes
             .values()
@@ -461,6 +464,21 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, event: Event) -> Step<()> {
+        // A frozen node's input waits for it, in order.
+        let addressee = match &event {
+            Event::Tick { node, .. } => Some(*node),
+            Event::Deliver { to, .. } | Event::StateHash { to, .. } => Some(*to),
+            Event::SnapshotReport { leader, .. } => Some(*leader),
+            _ => None,
+        };
+        if let Some(until) = addressee
+            .and_then(|id| self.nodes.get(&id))
+            .map(|n| n.paused_until)
+            .filter(|until| *until > self.now)
+        {
+            self.schedule(until - self.now, event);
+            return Ok(());
+        }
         match event {
             Event::Tick { node, life } => {
                 if self
@@ -756,9 +774,11 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The leader of the highest term among running, unfrozen nodes.
     pub fn leader(&self) -> Option<u64> {
         self.nodes
             .values()
+            .filter(|n| n.paused_until <= self.now)
             .filter_map(|n| n.view())
             .filter(|v| v.role == StateRole::Leader)
             .max_by_key(|v| v.term)
@@ -769,10 +789,11 @@ impl<'a> World<'a> {
         self.nodes.get(&self.leader()?)?.view()
     }
 
+    /// Nodes that run and are not frozen.
     fn live_ids(&self) -> Vec<u64> {
         self.nodes
             .values()
-            .filter(|n| n.is_live())
+            .filter(|n| n.is_live() && n.paused_until <= self.now)
             .map(|n| n.id)
             .collect()
     }
@@ -924,8 +945,23 @@ impl<'a> World<'a> {
                     self.schedule(after, Event::Restart { node: victim });
                 }
             }
-            0..=39 => self.partition(&live),
-            40..=54 => {
+            0..=29 => {
+                let victim = if self.rng.chance(0.5) {
+                    self.leader()
+                } else {
+                    self.rng.pick(&live)
+                };
+                if let Some(victim) = victim {
+                    let pause = Duration::from_millis(self.rng.range(200, 4000));
+                    self.note(format!("pause node {victim} for {} ms", pause.as_millis()));
+                    if let Some(node) = self.nodes.get_mut(&victim) {
+                        node.paused_until = self.now + pause;
+                    }
+                    self.faults.pauses += 1;
+                }
+            }
+            0..=44 => self.partition(&live),
+            45..=56 => {
                 let weather = Weather::stormy(&mut self.rng);
                 self.note(format!("weather {weather:?}"));
                 self.net.weather = weather;
@@ -933,8 +969,8 @@ impl<'a> World<'a> {
                 let after = Duration::from_millis(self.rng.range(500, 5000));
                 self.schedule(after, Event::Calm);
             }
-            55..=66 => self.change_membership(&voters)?,
-            67..=76 => {
+            57..=67 => self.change_membership(&voters)?,
+            68..=76 => {
                 if let Some(node) = self.rng.pick(&live) {
                     self.note(format!("snapshot on node {node}"));
                     let (tx, _rx) = oneshot::channel();

@@ -113,6 +113,8 @@ impl SimConfig {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct FaultCounts {
     pub crashes: u64,
+    /// Nodes frozen for a while (as by SIGSTOP).
+    pub pauses: u64,
     pub partitions: u64,
     pub weather_changes: u64,
     pub members_added: u64,
@@ -151,6 +153,7 @@ impl std::fmt::Display for SimReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let FaultCounts {
             crashes,
+            pauses,
             partitions,
             weather_changes,
             members_added,
@@ -163,7 +166,7 @@ impl std::fmt::Display for SimReport {
         write!(
             f,
             "seed {} ({} nodes): {} ops (ok {}, failed {}, unknown {}), {} committed, \
-             {} leaders (max term {}), faults: {crashes} crashes, {partitions} partitions, \
+             {} leaders (max term {}), faults: {crashes} crashes, {pauses} pauses, {partitions} partitions, \
              {weather_changes} weather, +{members_added}/-{members_removed} members, \
              {upgrades} upgrades, {transfers} transfers, {snapshots_sent} snapshots sent; \
              network {} sent, {} dropped, {} duplicated, {} cut; recovery {recovery_ms} ms; \

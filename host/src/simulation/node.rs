@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -63,6 +64,9 @@ pub struct SimNode {
     pub live: Option<Live>,
     /// Removed from the cluster: never started again.
     pub retired: bool,
+    /// Frozen (as by SIGSTOP) until this virtual time: it neither ticks
+    /// nor reads its messages, which wait for it.
+    pub paused_until: Duration,
 }
 
 impl SimNode {
@@ -73,6 +77,7 @@ impl SimNode {
             life: 0,
             live: None,
             retired: false,
+            paused_until: Duration::ZERO,
         }
     }
 
