@@ -932,8 +932,13 @@ impl<'a> World<'a> {
         // Keep a majority of voters able to run most of the time; a
         // partition may still cut it off.
         let may_crash = down + 1 < voters.len().div_ceil(2);
-        match self.rng.range(0, 100) {
-            0..=19 if may_crash => {
+        let mut roll = self.rng.range(0, 100);
+        if roll < 20 && !may_crash {
+            // A pause or a partition instead.
+            roll += 20;
+        }
+        match roll {
+            0..=19 => {
                 let victim = if self.rng.chance(0.5) {
                     self.leader()
                 } else {
@@ -945,7 +950,7 @@ impl<'a> World<'a> {
                     self.schedule(after, Event::Restart { node: victim });
                 }
             }
-            0..=29 => {
+            20..=29 => {
                 let victim = if self.rng.chance(0.5) {
                     self.leader()
                 } else {
@@ -960,7 +965,7 @@ impl<'a> World<'a> {
                     self.faults.pauses += 1;
                 }
             }
-            0..=44 => self.partition(&live),
+            30..=44 => self.partition(&live),
             45..=56 => {
                 let weather = Weather::stormy(&mut self.rng);
                 self.note(format!("weather {weather:?}"));
