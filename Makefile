@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -120,6 +120,15 @@ JEPSEN_SECONDS ?= 3600
 JEPSEN_NODES ?= 5
 jepsen-soak: setup
 	JEPSEN_SECONDS=$(JEPSEN_SECONDS) JEPSEN_NODES=$(JEPSEN_NODES) $(CARGO) test --test t92_jepsen -- --nocapture
+
+## Many seeds of the deterministic simulation, optimized build:
+## SIM_SEEDS (default 5000) from SIM_FIRST_SEED (default 1), SIM_THREADS
+## at a time (default 2). A failing seed prints how to replay it.
+SIM_SEEDS ?= 5000
+SIM_FIRST_SEED ?= 1
+SIM_THREADS ?= 2
+simulate: setup
+	SIM_SEEDS=$(SIM_SEEDS) SIM_FIRST_SEED=$(SIM_FIRST_SEED) SIM_THREADS=$(SIM_THREADS) $(CARGO) test --release --test t15_simulation t15_seeded -- --nocapture
 
 clean-data:
 	rm -rf data
