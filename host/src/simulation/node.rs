@@ -207,7 +207,7 @@ impl Live {
                 }
                 Some(Err(oneshot::error::TryRecvError::Empty)) | None => {}
             }
-            if !self.core_has_ready() {
+            if !self.core.has_ready() {
                 break;
             }
         }
@@ -218,10 +218,6 @@ impl Live {
             return Err(format!("the state machine failed: {reason}"));
         }
         Ok(output)
-    }
-
-    fn core_has_ready(&mut self) -> bool {
-        self.core.has_ready()
     }
 
     /// Wait until the applier finished every job handed to it.
