@@ -10,12 +10,13 @@
 //! - the network at the transport seam ([`network`]): latency with jitter
 //!   (so messages overtake each other), loss, duplication, symmetric,
 //!   one-way and "bridge" partitions; snapshots travel as files;
-//! - faults ([`cluster`]'s nemesis): crash and restart (a crash loses
-//!   everything in memory, unsent messages and waiting clients included,
-//!   and keeps what storage made durable), partitions, bad weather,
-//!   membership changes (add, remove — the leader too), forced snapshots,
-//!   leadership transfers, and component upgrades through the log, all
-//!   while clients keep writing and reading, and overlapping each other;
+//! - faults (the nemesis, `cluster/nemesis.rs`): crash and restart (a
+//!   crash loses everything in memory, unsent messages and waiting clients
+//!   included, and keeps what storage made durable), frozen nodes,
+//!   partitions, bad weather, membership changes (add, remove — the leader
+//!   too), forced snapshots, leadership transfers, and component upgrades
+//!   through the log, all while clients keep writing and reading, and
+//!   overlapping each other;
 //! - clients ([`workload`]) that record a history of kv requests.
 //!
 //! After **every** step of any node [`invariants`] checks election safety,
