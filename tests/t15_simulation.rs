@@ -145,11 +145,14 @@ fn t15_seeded_runs_keep_every_invariant_and_stay_linearizable() {
         failures.is_empty(),
         "failing seeds: {seeds:?} (rerun one with SEED=...)"
     );
-    // The faults really happened across the runs.
-    assert!(total(|r| r.faults.crashes) > 0 && total(|r| r.faults.partitions) > 0);
-    assert!(total(|r| r.faults.pauses) > 0 && total(|r| r.network.duplicated) > 0);
-    assert!(total(|r| r.faults.upgrades) > 0 && total(|r| r.faults.snapshots_sent) > 0);
-    assert!(total(|r| r.faults.members_added + r.faults.members_removed) > 0);
+    if count >= 50 {
+        // The faults really happened across the runs (a handful of seeds
+        // asked for by hand may miss some kind).
+        assert!(total(|r| r.faults.crashes) > 0 && total(|r| r.faults.partitions) > 0);
+        assert!(total(|r| r.faults.pauses) > 0 && total(|r| r.network.duplicated) > 0);
+        assert!(total(|r| r.faults.upgrades) > 0 && total(|r| r.faults.snapshots_sent) > 0);
+        assert!(total(|r| r.faults.members_removed) > 0);
+    }
 }
 
 #[test]
