@@ -254,11 +254,7 @@ pub struct WallClock(Arc<dyn Fn() -> u64 + Send + Sync>);
 impl WallClock {
     /// Milliseconds since the Unix epoch, from the system clock.
     pub fn system() -> Self {
-        WallClock(Arc::new(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        }))
+        WallClock(Arc::new(unix_now_ms))
     }
 
     /// A clock that reads `now_ms`.
@@ -269,6 +265,13 @@ impl WallClock {
     pub fn now_ms(&self) -> u64 {
         (self.0)()
     }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock (0 before it).
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl std::fmt::Debug for WallClock {
@@ -613,10 +616,6 @@ impl Applier {
 
     /// BLAKE3 of the guest's whole state. A snapshot that fails does so
     /// alike everywhere: its error is the state's fingerprint then.
-    fn state_hash(&mut self) -> String {
-        self.state_digest().to_hex().to_string()
-    }
-
     fn state_digest(&mut self) -> blake3::Hash {
         match self.machine.snapshot() {
             Ok(state) => blake3::hash(&state),
@@ -660,7 +659,10 @@ impl Applier {
                     .as_bytes(),
             ),
         };
-        let state_hash = self.env.hash_states.then(|| self.state_hash());
+        let state_hash = self
+            .env
+            .hash_states
+            .then(|| self.state_digest().to_hex().to_string());
         self.shared.push_result(AppliedRecord {
             index,
             component: self.machine.component().hash.to_hex(),

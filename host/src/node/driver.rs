@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::applier::{
-    Applied, ApplierEnv, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot,
+    Applied, ApplierEnv, ApplyJob, Candidate, ProposalReply, QueryReply, TakenSnapshot, unix_now_ms,
 };
 use super::component_fetch;
 use super::core::{Consistency, MembershipChange, NodeCore, RaftView, SnapshotInfo};
@@ -179,12 +179,6 @@ pub struct Controls {
     pub fatal: watch::Receiver<Option<String>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Run the node until shutdown, until every handle is dropped, or until a
 /// fatal error.
 pub async fn run(
@@ -248,7 +242,7 @@ pub async fn run(
                     }
                 }
             }
-            _ = ticker.tick() => core.tick(Instant::now(), now_ms()),
+            _ = ticker.tick() => core.tick(Instant::now(), unix_now_ms()),
         }
     };
     core.abandon_pending();
@@ -271,9 +265,9 @@ async fn handle(
     prepare_env: &ApplierEnv,
 ) -> Result<(), NodeError> {
     match message {
-        NodeMsg::Propose { command, reply } => core.propose(command, now_ms(), reply),
+        NodeMsg::Propose { command, reply } => core.propose(command, unix_now_ms(), reply),
         NodeMsg::ProposeActivation { activation, reply } => {
-            core.propose_activation(&activation, now_ms(), reply)
+            core.propose_activation(&activation, unix_now_ms(), reply)
         }
         NodeMsg::StateHash { from, index, hash } => {
             let voters = core.view().voters;
