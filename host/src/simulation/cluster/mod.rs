@@ -118,6 +118,8 @@ impl Trace {
     }
 }
 
+/// One run's whole world: the nodes, the network, the clients, the clock
+/// and the queue of what happens next.
 pub(super) struct World<'a> {
     cfg: &'a SimConfig,
     rng: SimRng,
@@ -134,8 +136,9 @@ pub(super) struct World<'a> {
     trace: Trace,
     pub faults: FaultCounts,
     admin: Vec<(AdminKind, oneshot::Receiver<Result<Applied, ClientError>>)>,
-    /// Component bytes the cluster switches between, and which is active.
+    /// Component bytes the cluster switches between.
     components: Vec<Vec<u8>>,
+    /// The one the next upgrade switches to.
     upgrade_to: usize,
     snapshot_policy: SnapshotPolicy,
     state_check_every: u64,
