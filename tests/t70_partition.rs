@@ -47,16 +47,7 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     let kv = common::guest("kv").display().to_string();
-    let args = |i: u8| -> Vec<String> {
-        vec![
-            "--id".into(),
-            i.to_string(),
-            "--bind-addr".into(),
-            format!("{}:7800", net.addr(i)),
-            "--guest".into(),
-            kv.clone(),
-        ]
-    };
+    let args = |i: u8| net.node_args(i, &kv);
 
     let first_args = args(1);
     let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();

@@ -170,25 +170,28 @@ impl TestNet {
 
     /// Unplug node `i` from the switch: nothing gets in or out.
     pub fn cut(&self, i: u8) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "down",
-        ]);
+        self.set_switch_port(i, "down");
     }
 
     pub fn heal(&self, i: u8) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "up",
-        ]);
+        self.set_switch_port(i, "up");
+    }
+
+    fn set_switch_port(&self, i: u8, state: &str) {
+        let port = format!("{}s{i}", self.prefix);
+        ip(&["-n", &self.switch(), "link", "set", &port, state]);
+    }
+
+    /// `raft-host` arguments for node `i` in this network running `guest`.
+    pub fn node_args(&self, i: u8, guest: &str) -> Vec<String> {
+        vec![
+            "--id".into(),
+            i.to_string(),
+            "--bind-addr".into(),
+            format!("{}:7800", self.addr(i)),
+            "--guest".into(),
+            guest.to_owned(),
+        ]
     }
 
     /// Give every node namespace an nftables table for [`Self::block`] and

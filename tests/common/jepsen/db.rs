@@ -127,14 +127,7 @@ impl Db {
         let kv = crate::common::guest("kv").display().to_string();
         let nodes = (1..=n)
             .map(|i| {
-                let mut args: Vec<String> = vec![
-                    "--id".into(),
-                    i.to_string(),
-                    "--bind-addr".into(),
-                    format!("{}:7800", net.addr(i)),
-                    "--guest".into(),
-                    kv.clone(),
-                ];
+                let mut args = net.node_args(i, &kv);
                 args.extend(NODE_ARGS.iter().map(|a| a.to_string()));
                 let log = File::create(log_dir.join(format!("node-{i}.log"))).expect("log file");
                 Node {

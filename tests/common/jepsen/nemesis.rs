@@ -291,11 +291,7 @@ fn inject(db: &mut Db, step: &mut Step, report: &mut NemesisReport) -> (String, 
             (format!("node {leader} cut off"), Undo::Network)
         }
         Fault::SplitMajority => {
-            let mut ids = db.ids();
-            rng.shuffle(&mut ids);
-            let majority = ids.split_off((ids.len() - 1) / 2);
-            let minority = ids;
-            db.net.partition(&[minority.clone(), majority.clone()]);
+            let (minority, majority) = split_minority(db, rng);
             (
                 format!("minority {minority:?} | majority {majority:?}"),
                 Undo::Network,
@@ -353,11 +349,7 @@ fn inject(db: &mut Db, step: &mut Step, report: &mut NemesisReport) -> (String, 
             )
         }
         Fault::UpgradeDuringPartition => {
-            let mut ids = db.ids();
-            rng.shuffle(&mut ids);
-            let majority = ids.split_off((ids.len() - 1) / 2);
-            let minority = ids;
-            db.net.partition(&[minority.clone(), majority.clone()]);
+            let (minority, majority) = split_minority(db, rng);
             let through = *rng.pick(&majority);
             let outcome = upgrade_through(db, through);
             report.upgrades.push(outcome.clone());
@@ -429,4 +421,14 @@ fn wait_caught_up(db: &Db, id: u8) {
         );
         std::thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Cut a random minority off from the majority; returns both sides.
+fn split_minority(db: &Db, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    let mut ids = db.ids();
+    rng.shuffle(&mut ids);
+    let majority = ids.split_off((ids.len() - 1) / 2);
+    let minority = ids;
+    db.net.partition(&[minority.clone(), majority.clone()]);
+    (minority, majority)
 }

@@ -35,24 +35,14 @@ impl World<'_> {
         }
         match roll {
             0..=19 => {
-                let victim = if self.rng.chance(0.5) {
-                    self.leader()
-                } else {
-                    self.rng.pick(&live)
-                };
-                if let Some(victim) = victim {
+                if let Some(victim) = self.leader_or_any(&live) {
                     self.crash(victim);
                     let after = Duration::from_millis(self.rng.range(100, 4000));
                     self.schedule(after, Event::Restart { node: victim });
                 }
             }
             20..=29 => {
-                let victim = if self.rng.chance(0.5) {
-                    self.leader()
-                } else {
-                    self.rng.pick(&live)
-                };
-                if let Some(victim) = victim {
+                if let Some(victim) = self.leader_or_any(&live) {
                     let pause = Duration::from_millis(self.rng.range(200, 4000));
                     self.note(format!("pause node {victim} for {} ms", pause.as_millis()));
                     if let Some(node) = self.nodes.get_mut(&victim) {
@@ -90,6 +80,15 @@ impl World<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The leader half the time, else any of `live`.
+    fn leader_or_any(&mut self, live: &[u64]) -> Option<u64> {
+        if self.rng.chance(0.5) {
+            self.leader()
+        } else {
+            self.rng.pick(live)
+        }
     }
 
     fn partition(&mut self, live: &[u64]) {
