@@ -193,7 +193,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
         compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,
-        state_check_every: node::divergence::DEFAULT_STATE_CHECK_EVERY,
+        state_check_every: node::DEFAULT_STATE_CHECK_EVERY,
         unsafe_local_reads: false,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;

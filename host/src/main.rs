@@ -115,7 +115,7 @@ struct RunArgs {
     compile_budget_secs: u64,
     /// Compare state hashes with the other replicas every this many
     /// committed entries (divergence detection; 0: never).
-    #[arg(long, value_name = "ENTRIES", default_value_t = node::divergence::DEFAULT_STATE_CHECK_EVERY)]
+    #[arg(long, value_name = "ENTRIES", default_value_t = node::DEFAULT_STATE_CHECK_EVERY)]
     state_check_every: u64,
     /// TESTS ONLY: serve every read from local state, skipping ReadIndex.
     /// This breaks linearizability on purpose, so the test suites can show

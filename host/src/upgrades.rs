@@ -10,7 +10,7 @@ use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::upgrade::{
     ActivationOutcome, CheckOutcome, DEFAULT_COMPILE_BUDGET, DryRunReport, LimitOverrides,
 };
-use iroh_raft::node::upgrade_handle::validate_component;
+use iroh_raft::node::upgrade::handle::validate_component;
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
 
 /// What `raft-host upgrade` was asked.

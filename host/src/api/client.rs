@@ -11,7 +11,7 @@ use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, ProposeRequest,
     ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
-use crate::node::applier::AppliedRecord;
+use crate::node::AppliedRecord;
 use crate::node::snapshot::MAX_SNAPSHOT_FILE_BYTES;
 use crate::node::upgrade::{ComponentHistory, DryRunReport};
 use crate::node::{Consistency, NodeStatus, SnapshotInfo};

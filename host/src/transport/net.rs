@@ -18,7 +18,7 @@ use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
 use super::peer_addr::{NodeTicket, PeerAddr};
 use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
-use crate::node::driver::PeerFuture;
+use crate::node::PeerFuture;
 use crate::node::upgrade::{Activation, MAX_COMPONENT_BYTES};
 use crate::node::{Applied, ClientError, Forwarder, NodeLink, NodeMsg, Transport};
 use crate::wasm::{ComponentHash, GuestFailure};

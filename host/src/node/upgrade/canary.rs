@@ -3,7 +3,7 @@
 //! active component, on private instances. The node's real state is never
 //! touched: everything here works on copies (snapshot bytes and commands).
 
-use super::upgrade::{CheckOutcome, DryRunReport, MAX_DRY_RUN_DIFFERENCES, ResultDifference};
+use super::{CheckOutcome, DryRunReport, MAX_DRY_RUN_DIFFERENCES, ResultDifference};
 use crate::wasm::{
     EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, ReplayWindow, StateMachine,
 };

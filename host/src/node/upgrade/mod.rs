@@ -20,6 +20,13 @@
 //! same on every replica, survives restarts (replay and snapshots rebuild
 //! it) and travels with snapshots.
 
+mod activate;
+pub mod canary;
+pub mod fetch;
+pub mod handle;
+
+pub use self::activate::genesis_history;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

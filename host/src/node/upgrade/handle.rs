@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::applier::{AppliedRecord, Candidate};
-use super::components::ComponentStore;
-use super::upgrade::{
+use crate::node::applier::{AppliedRecord, Candidate};
+use crate::node::components::ComponentStore;
+use super::{
     Activation, ActivationKind, ComponentHistory, ComponentRecord, DEFAULT_DRY_RUN_ENTRIES,
     DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
 };
-use super::{Applied, ClientError, NodeHandle, NodeMsg};
+use crate::node::{Applied, ClientError, NodeHandle, NodeMsg};
 use crate::wasm::{
     ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
 };
@@ -118,7 +118,7 @@ impl NodeHandle {
         // Read the history as of everything committed (an upgrade just
         // proposed through another node included): a linearizable read is
         // that barrier; the guest's answer to the empty query is not used.
-        self.query_with(Vec::new(), super::Consistency::Linearizable)
+        self.query_with(Vec::new(), crate::node::Consistency::Linearizable)
             .await?;
         let history = self.inner.applier.history();
         let previous = history.previous().ok_or_else(|| {
@@ -189,7 +189,7 @@ impl NodeHandle {
     /// leader.
     async fn activate(&self, activation: Activation) -> Result<Applied, ClientError> {
         self.prepare_members(&activation).await;
-        self.propose_or_forward(super::Proposal::Activation(activation))
+        self.propose_or_forward(crate::node::handle::Proposal::Activation(activation))
             .await
     }
 

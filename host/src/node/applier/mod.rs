@@ -1,0 +1,320 @@
+//! The applier: a dedicated thread that owns the guest [`StateMachine`] and
+//! applies committed entries in log order.
+//!
+//! Guest calls are synchronous CPU work (wasmtime without async), so they run
+//! on their own OS thread instead of blocking the node's tokio task: the node
+//! keeps persisting and replicating the next batch while this one applies.
+//! The node hands over batches through a bounded channel (backpressure) and
+//! the applier answers waiting clients itself once their entry is applied.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
+
+use super::divergence::{Divergence, DivergenceMonitor};
+use super::envelope::Payload;
+use super::error::ClientError;
+use super::upgrade::ComponentHistory;
+use crate::wasm::{EntryContext, GuestFailure, StateMachine, WasmError};
+
+mod env;
+mod jobs;
+mod shared;
+mod snapshots;
+
+pub use self::env::{ApplierEnv, WallClock, unix_now_ms};
+pub use self::jobs::{
+    Applied, AppliedRecord, ApplyItem, ApplyJob, Candidate, ProposalReply, QueryAnswer,
+    QueryReply, TakenSnapshot,
+};
+pub use self::shared::ApplierShared;
+pub use self::snapshots::{build_machine, raft_snapshot, snapshot_entry};
+
+/// Batches of committed entries that may wait for the applier.
+pub const APPLY_QUEUE_CAPACITY: usize = 256;
+/// Results of the most recent entries kept for `GET /v1/results` (which
+/// component applied each entry, and a hash of its result).
+pub const RECENT_RESULTS_CAPACITY: usize = 10_000;
+
+/// Start the applier thread. `fatal` receives a message if the runtime fails
+/// in a way that must stop the node (a nondeterministic guest).
+pub fn spawn(
+    env: ApplierEnv,
+    machine: StateMachine,
+    applied_index: u64,
+    history: ComponentHistory,
+    fatal: watch::Sender<Option<String>>,
+) -> std::io::Result<(
+    mpsc::Sender<ApplyJob>,
+    Arc<ApplierShared>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (tx, rx) = mpsc::channel(APPLY_QUEUE_CAPACITY);
+    let shared = Arc::new(ApplierShared {
+        applied_index: AtomicU64::new(applied_index),
+        guest: Mutex::new((machine.info().clone(), machine.component().hash.to_hex())),
+        stats: Mutex::new(machine.stats()),
+        history: Mutex::new(history.clone()),
+        recent: Mutex::new(VecDeque::new()),
+        divergence: Mutex::new((None, None)),
+    });
+    let thread_shared = shared.clone();
+    let join = std::thread::Builder::new()
+        .name("applier".into())
+        .spawn(move || {
+            let _span = tracing::info_span!("applier", id = env.node_id).entered();
+            let mut applier = Applier {
+                monitor: DivergenceMonitor::new(env.node_id),
+                env,
+                machine,
+                history,
+                shared: thread_shared,
+                waiting_queries: BTreeMap::new(),
+            };
+            if let Err(error) = applier.run(rx) {
+                tracing::error!(%error, "the state machine failed; stopping the node");
+                let _ = fatal.send(Some(error.to_string()));
+            }
+        })?;
+    Ok((tx, shared, join))
+}
+
+/// The applier thread's state.
+pub(in crate::node) struct Applier {
+    pub(in crate::node) env: ApplierEnv,
+    pub(in crate::node) machine: StateMachine,
+    pub(in crate::node) history: ComponentHistory,
+    /// State hashes of recent checks; once it finds this node outvoted,
+    /// nothing is applied or answered any more.
+    monitor: DivergenceMonitor,
+    pub(in crate::node) shared: Arc<ApplierShared>,
+    /// Queries waiting for the applied index to reach their read index.
+    waiting_queries: BTreeMap<u64, Vec<(Vec<u8>, QueryReply)>>,
+}
+
+impl Applier {
+    fn run(&mut self, mut rx: mpsc::Receiver<ApplyJob>) -> Result<(), WasmError> {
+        while let Some(job) = rx.blocking_recv() {
+            match job {
+                ApplyJob::Apply(items) => {
+                    for item in items {
+                        if let Some(divergence) = self.monitor.diverged() {
+                            refuse(item.reply, divergence.index);
+                            continue;
+                        }
+                        self.apply_one(item, &rx)?;
+                    }
+                    self.run_ready_queries()?;
+                }
+                ApplyJob::PeerStateHash {
+                    from,
+                    index,
+                    hash,
+                    voters,
+                } => {
+                    let found = self.monitor.record(from, index, hash, &voters);
+                    self.publish_divergence(found);
+                }
+                ApplyJob::DryRun { candidate, reply } => self.dry_run(*candidate, reply),
+                ApplyJob::Barrier(reply) => {
+                    let _ = reply.send(());
+                }
+                ApplyJob::Query {
+                    request,
+                    min_applied,
+                    reply,
+                } => {
+                    if let Some(divergence) = self.monitor.diverged() {
+                        let _ = reply.send(Err(ClientError::Diverged {
+                            index: divergence.index,
+                        }));
+                    } else if min_applied <= self.shared.applied_index() {
+                        self.query(&request, reply)?;
+                    } else {
+                        self.waiting_queries
+                            .entry(min_applied)
+                            .or_default()
+                            .push((request, reply));
+                    }
+                }
+                ApplyJob::Snapshot {
+                    index,
+                    term,
+                    conf,
+                    members,
+                    reply,
+                } => {
+                    let taken = self.take_snapshot(index, term, &conf, members);
+                    if let Err(error) = &taken {
+                        tracing::warn!(index, %error, "taking a snapshot failed; will retry later");
+                    }
+                    let _ = reply.send(taken);
+                }
+                ApplyJob::Restore(loaded) => {
+                    self.restore(&loaded)?;
+                    self.run_ready_queries()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn query(&mut self, request: &[u8], reply: QueryReply) -> Result<(), WasmError> {
+        let (result, fuel_used) = self.machine.query(request)?;
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        let _ = reply.send(Ok(QueryAnswer {
+            applied_index: self.shared.applied_index(),
+            result,
+            fuel_used,
+        }));
+        Ok(())
+    }
+
+    fn run_ready_queries(&mut self) -> Result<(), WasmError> {
+        let applied = self.shared.applied_index();
+        while let Some(entry) = self.waiting_queries.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for (request, reply) in entry.remove() {
+                self.query(&request, reply)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Applier {
+    /// Apply one committed entry and answer its client, if it waits here.
+    fn apply_one(
+        &mut self,
+        item: ApplyItem,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<(), WasmError> {
+        let previous = self.shared.applied_index();
+        assert!(
+            item.index > previous,
+            "entries are applied in log order: {} after {previous}",
+            item.index
+        );
+        let (result, fuel_used) = match item.payload {
+            // A leader's no-op or a membership change: applied once it is
+            // in the configuration; there is no guest result.
+            Payload::Noop => (Ok(Vec::new()), 0),
+            Payload::Command {
+                timestamp_ms,
+                command,
+            } => {
+                let entry = EntryContext {
+                    index: item.index,
+                    term: item.term,
+                    timestamp_ms,
+                };
+                let outcome = self.machine.apply(entry, &command)?;
+                self.record_result(item.index, &outcome.result);
+                (outcome.result, outcome.fuel_used)
+            }
+            Payload::StateCheck => {
+                self.check_state(item.index);
+                (Ok(Vec::new()), 0)
+            }
+            Payload::Activate {
+                timestamp_ms,
+                activation,
+            } => {
+                let entry = EntryContext {
+                    index: item.index,
+                    term: item.term,
+                    timestamp_ms,
+                };
+                let result = self.activate(entry, &activation, rx)?;
+                self.record_result(item.index, &result);
+                (result, 0)
+            }
+        };
+        // Published before the client hears back, so a status read after
+        // the answer includes this entry.
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.shared
+            .applied_index
+            .store(item.index, Ordering::Release);
+        if let Some(reply) = item.reply {
+            // The client may have given up waiting; the entry is applied
+            // regardless.
+            let _ = reply.send(Ok(Applied {
+                index: item.index,
+                term: item.term,
+                result,
+                fuel_used,
+            }));
+        }
+        Ok(())
+    }
+
+    /// BLAKE3 of the guest's whole state. A snapshot that fails does so
+    /// alike everywhere: its error is the state's fingerprint then.
+    fn state_digest(&mut self) -> blake3::Hash {
+        match self.machine.snapshot() {
+            Ok(state) => blake3::hash(&state),
+            Err(error) => blake3::hash(error.to_string().as_bytes()),
+        }
+    }
+
+    /// Hash the state at a state check, tell the peers, and compare.
+    fn check_state(&mut self, index: u64) {
+        let hash = *self.state_digest().as_bytes();
+        if let Some(peers) = &self.env.state_hashes {
+            let _ = peers.send((index, hash));
+        }
+        let found = self.monitor.record(self.env.node_id, index, hash, &[]);
+        self.publish_divergence(found);
+    }
+
+    fn publish_divergence(&self, found: Option<Divergence>) {
+        if let Some(divergence) = &found {
+            tracing::error!(index = divergence.index, own = %divergence.own_hash,
+                majority = %divergence.majority_hash, agreeing = ?divergence.majority,
+                "THIS NODE'S STATE DIVERGED from the majority's at a state check; \
+                 it stops applying and answering. Wipe its data dir and add it again.");
+        }
+        *self
+            .shared
+            .divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (
+            self.monitor.diverged().cloned(),
+            self.monitor.last_verified(),
+        );
+    }
+
+    fn record_result(&mut self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
+        let result_hash = match result {
+            Ok(bytes) => blake3::hash(bytes),
+            Err(failure) => blake3::hash(
+                serde_json::to_string(failure)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ),
+        };
+        let state_hash = self
+            .env
+            .hash_states
+            .then(|| self.state_digest().to_hex().to_string());
+        self.shared.push_result(AppliedRecord {
+            index,
+            component: self.machine.component().hash.to_hex(),
+            ok: result.is_ok(),
+            result_hash: result_hash.to_hex().to_string(),
+            state_hash,
+        });
+    }
+}
+
+/// Answer a client whose entry this diverged node will not apply.
+fn refuse(reply: Option<ProposalReply>, index: u64) {
+    if let Some(reply) = reply {
+        let _ = reply.send(Err(ClientError::Diverged { index }));
+    }
+}

@@ -1,0 +1,79 @@
+//! What the applier publishes for status pages, readable from any thread.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{AppliedRecord, RECENT_RESULTS_CAPACITY};
+use crate::node::divergence::Divergence;
+use crate::node::upgrade::ComponentHistory;
+use crate::wasm::{GuestInfo, RuntimeStats, StateMachine};
+
+/// What the applier publishes for status pages, readable from any thread.
+#[derive(Debug)]
+pub struct ApplierShared {
+    pub(super) applied_index: AtomicU64,
+    pub(super) guest: Mutex<(GuestInfo, String)>,
+    pub(super) stats: Mutex<RuntimeStats>,
+    pub(super) history: Mutex<ComponentHistory>,
+    pub(super) recent: Mutex<VecDeque<AppliedRecord>>,
+    /// The divergence verdict and the last verified state check.
+    pub(super) divergence: Mutex<(Option<Divergence>, Option<u64>)>,
+}
+
+impl ApplierShared {
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+    /// The running guest's name/version and component hash.
+    pub fn guest(&self) -> (GuestInfo, String) {
+        self.guest.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn stats(&self) -> RuntimeStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Set once this node's state disagreed with the majority's.
+    pub fn diverged(&self) -> Option<Divergence> {
+        self.divergence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+    /// The latest state check a majority agreed with this node on.
+    pub fn last_verified_state_check(&self) -> Option<u64> {
+        self.divergence.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+    /// The component history (the active component and every activation).
+    pub fn history(&self) -> ComponentHistory {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// Results of the applied entries with index ≥ `since` still kept.
+    pub fn recent_results(&self, since: u64, limit: usize) -> Vec<AppliedRecord> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let start = recent.partition_point(|r| r.index < since);
+        recent.iter().skip(start).take(limit).cloned().collect()
+    }
+    pub(in crate::node) fn set_guest(&self, machine: &StateMachine) {
+        *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
+            (machine.info().clone(), machine.component().hash.to_hex());
+    }
+    pub(in crate::node) fn set_history(&self, history: &ComponentHistory) {
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history.clone();
+    }
+    pub(in crate::node) fn push_result(&self, record: AppliedRecord) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // A restore moves the applied index back (restart replays): keep the
+        // list ordered by index.
+        while recent.back().is_some_and(|last| last.index >= record.index) {
+            recent.pop_back();
+        }
+        if recent.len() == RECENT_RESULTS_CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(record);
+    }
+}

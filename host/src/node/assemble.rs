@@ -1,0 +1,439 @@
+//! Assembling a node before it runs: open (or bootstrap) the data dir,
+//! load the guest from the latest snapshot or the configured source, and
+//! build the Raft core over the opened storage.
+
+use std::collections::BTreeMap;
+
+use raft::RawNode;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
+use tokio::sync::{mpsc, watch};
+
+use super::applier::{self, ApplierEnv};
+use super::components::ComponentStore;
+use super::config::{
+    ClusterMode, ELECTION_TICKS, GuestSource, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY,
+    MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES, NodeConfig,
+};
+use super::core::{
+    self, ACTIVE_COMPONENT_KEY, CONF_INDEX_META_KEY, CoreSetup, NodeCore,
+};
+use super::error::NodeError;
+use super::logger;
+use super::snapshot::{self, LoadedSnapshot, SNAPSHOT_DIR};
+use super::upgrade;
+use crate::storage::SledStorage;
+use crate::transport::PeerAddr;
+use crate::wasm::{ComponentHash, StateMachine, WasmEngine};
+
+/// A node's parts before anything runs: the Raft core over its opened
+/// storage, and the guest restored to where the log resumes. [`start`] runs
+/// them on a tokio task and the applier thread; the deterministic
+/// simulation ([`crate::simulation`]) steps them by hand.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub core: NodeCore,
+    pub env: ApplierEnv,
+    pub machine: StateMachine,
+    pub history: upgrade::ComponentHistory,
+    pub applied_index: u64,
+    pub members: BTreeMap<u64, PeerAddr>,
+    /// Another handle on the core's store (for its size on disk).
+    pub storage: SledStorage,
+    /// The leader the core currently knows of.
+    pub leader: watch::Receiver<Option<u64>>,
+}
+
+/// Where a simulated node differs from a production one.
+#[derive(Debug, Default)]
+pub struct PartsOverrides {
+    /// Share one engine (and its compiled components) between nodes.
+    pub engine: Option<WasmEngine>,
+    /// A fixed election timeout in ticks instead of raft-rs's random one
+    /// (which reads the thread's RNG, so no seed could replay it).
+    pub election_timeout_ticks: Option<usize>,
+    pub wall_clock: Option<applier::WallClock>,
+    /// See [`ApplierEnv::hash_states`].
+    pub hash_states: bool,
+}
+
+/// Open the data dir (bootstrapping it if empty), load the guest from the
+/// latest snapshot or the configured file, and build the Raft core.
+pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodeParts, NodeError> {
+    if config.id == 0 {
+        return Err(NodeError::Config("the node id must be non-zero".into()));
+    }
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let storage = SledStorage::open(&data_dir.join("raft"))?;
+    let state_hash_tx = broadcast_state_hashes(config);
+    let engine = match overrides.engine {
+        Some(engine) => engine,
+        None => WasmEngine::new(Some(data_dir.join("component-cache")))?,
+    };
+    let components =
+        ComponentStore::open(data_dir.join("components")).map_err(|source| NodeError::DataDir {
+            path: data_dir.join("components"),
+            source,
+        })?;
+    let env = ApplierEnv {
+        node_id: config.id,
+        engine: engine.clone(),
+        limits: config.limits,
+        components: components.clone(),
+        snapshot_dir: data_dir.join(SNAPSHOT_DIR),
+        fetch: config
+            .forwarder
+            .clone()
+            .map(|peers| upgrade::fetch::PeerFetch {
+                runtime: tokio::runtime::Handle::current(),
+                peers,
+                directory: config.directory.clone(),
+                self_id: config.id,
+            }),
+        state_hashes: state_hash_tx,
+        wall_clock: overrides
+            .wall_clock
+            .unwrap_or_else(applier::WallClock::system),
+        hash_states: overrides.hash_states,
+    };
+    if let ClusterMode::Restore { backup, addr } = &config.cluster
+        && storage.is_fresh()
+    {
+        bootstrap_from_backup(config, &env, &storage, backup, addr.clone())?;
+    }
+    let (machine, history, applied_index) = match storage.snapshot_position() {
+        Some((index, term)) => {
+            let (machine, history) = restore_latest_snapshot(config, &env, &storage, index, term)?;
+            (machine, history, index)
+        }
+        None => {
+            let machine = load_active_guest(config, &storage, &engine, &components)?;
+            let history = upgrade::genesis_history(&machine);
+            (machine, history, 0)
+        }
+    };
+    tracing::info!(id = config.id, guest = %machine.info().name,
+        version = %machine.info().version, hash = %machine.component().hash,
+        applied_index, "guest loaded");
+
+    let members = if storage.is_fresh() {
+        bootstrap(config, &storage)?
+    } else {
+        load_members(&storage)?
+    };
+    let conf_applied_index =
+        match storage.get_meta(CONF_INDEX_META_KEY)? {
+            None => 0,
+            Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().map_err(|e| {
+                NodeError::CorruptEntry {
+                    index: 0,
+                    reason: format!("stored conf index: {e}"),
+                }
+            })?,
+        };
+
+    let mut raft_config = raft::Config {
+        id: config.id,
+        election_tick: ELECTION_TICKS,
+        heartbeat_tick: HEARTBEAT_TICKS,
+        // The guest starts from the snapshot: have raft-rs hand out every
+        // committed entry after it again (see the module docs).
+        applied: applied_index,
+        max_size_per_msg: MAX_RAFT_MESSAGE_BYTES,
+        max_inflight_msgs: MAX_INFLIGHT_MESSAGES,
+        max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    if let Some(ticks) = overrides.election_timeout_ticks {
+        // raft-rs draws from [min, max): a range of one is fixed.
+        raft_config.min_election_tick = ticks;
+        raft_config.max_election_tick = ticks + 1;
+    }
+    raft_config.validate()?;
+    let raw = RawNode::new(
+        &raft_config,
+        storage.clone(),
+        &logger::raft_logger(config.id),
+    )?;
+    let (leader_tx, leader_rx) = watch::channel(None);
+    let core = NodeCore::new(
+        raw,
+        CoreSetup {
+            storage: storage.clone(),
+            members: members.clone(),
+            leader_tx,
+            conf_applied_index,
+            applied_index,
+            snapshot_policy: config.snapshot,
+            snapshot_dir: env.snapshot_dir.clone(),
+            state_check_every: config.state_check_every,
+            unsafe_local_reads: config.unsafe_local_reads,
+        },
+    );
+    Ok(NodeParts {
+        core,
+        env,
+        machine,
+        history,
+        applied_index,
+        members,
+        storage,
+        leader: leader_rx,
+    })
+}
+
+/// Set up an empty data dir, returning the initial membership.
+///
+/// A new cluster's first entry is the configuration change that adds this
+/// node (with its address), written as already committed: nodes that join
+/// later replay it like any other entry and so learn the first member.
+fn bootstrap(
+    config: &NodeConfig,
+    storage: &SledStorage,
+) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {
+    let self_addr = match &config.cluster {
+        ClusterMode::Join { members } => {
+            tracing::info!(id = config.id, members = ?members.keys().collect::<Vec<_>>(),
+                "joining a cluster; waiting for the leader");
+            return Ok(members.clone());
+        }
+        ClusterMode::NewCluster => None,
+        ClusterMode::NewClusterAt(addr) => Some(addr.clone()),
+        ClusterMode::Restore { .. } => {
+            return Err(NodeError::Config(
+                "restoring a backup left the data dir empty".into(),
+            ));
+        }
+    };
+    let mut change = ConfChange::default();
+    change.set_change_type(ConfChangeType::AddNode);
+    change.node_id = config.id;
+    if let Some(addr) = &self_addr {
+        change.context = serde_json::to_vec(addr)
+            .map_err(|e| NodeError::Config(format!("encoding this node's address: {e}")))?
+            .into();
+    }
+    let data = protobuf::Message::write_to_bytes(&change)
+        .map_err(|e| NodeError::Config(format!("encoding the bootstrap entry: {e}")))?;
+    let mut entry = Entry::default();
+    entry.set_entry_type(EntryType::EntryConfChange);
+    entry.index = 1;
+    entry.term = 1;
+    entry.data = data.into();
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 1,
+        ..Default::default()
+    };
+    storage.bootstrap(&ConfState {
+        voters: vec![config.id],
+        ..Default::default()
+    })?;
+    storage.append_and_persist(&[entry], Some(&hard_state))?;
+    let members: BTreeMap<u64, PeerAddr> = self_addr.into_iter().map(|a| (config.id, a)).collect();
+    let encoded = serde_json::to_vec(&members)
+        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
+    storage.put_meta(core::MEMBERS_META_KEY, &encoded)?;
+    tracing::info!(id = config.id, "bootstrapped a new cluster");
+    Ok(members)
+}
+
+/// Start a new single-node cluster from a backup snapshot: the backup is
+/// read and its guest restored first (a bad file changes nothing), then the
+/// snapshot is rewritten with this node as the only member and installed.
+fn bootstrap_from_backup(
+    config: &NodeConfig,
+    env: &ApplierEnv,
+    storage: &SledStorage,
+    backup: &std::path::Path,
+    addr: Option<PeerAddr>,
+) -> Result<(), NodeError> {
+    let bad = |reason: String| NodeError::Config(format!("backup {}: {reason}", backup.display()));
+    let loaded = snapshot::read(backup).map_err(|e| bad(e.to_string()))?;
+    let mut machine = applier::build_machine(env, &loaded)?;
+    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
+    let mut header = loaded.header.clone();
+    header.conf = snapshot::ConfStateRecord {
+        voters: vec![config.id],
+        ..Default::default()
+    };
+    header.members = addr.into_iter().map(|a| (config.id, a)).collect();
+    let descriptor = snapshot::write(
+        &env.snapshot_dir,
+        &header,
+        loaded.component(),
+        loaded.state(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let raft_snapshot = applier::raft_snapshot(&header, &descriptor);
+    storage.bootstrap(&ConfState {
+        voters: vec![config.id],
+        ..Default::default()
+    })?;
+    storage.apply_snapshot(&raft_snapshot)?;
+    let members = serde_json::to_vec(&header.members)
+        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
+    storage.set_conf_state_with_meta(
+        &ConfState {
+            voters: vec![config.id],
+            ..Default::default()
+        },
+        &[
+            (core::MEMBERS_META_KEY, &members),
+            (CONF_INDEX_META_KEY, header.index.to_string().as_bytes()),
+            (ACTIVE_COMPONENT_KEY, header.component_hash.as_bytes()),
+        ],
+    )?;
+    tracing::info!(id = config.id, index = header.index, guest = %machine.info().name,
+        "started a new cluster from a backup");
+    Ok(())
+}
+
+/// Instantiate the guest from the latest snapshot file (its component and
+/// its state). A missing or damaged file stops the node with the reason: the
+/// log before it is gone, so only a backup can help.
+fn restore_latest_snapshot(
+    config: &NodeConfig,
+    env: &ApplierEnv,
+    storage: &SledStorage,
+    index: u64,
+    term: u64,
+) -> Result<(StateMachine, upgrade::ComponentHistory), NodeError> {
+    let path = snapshot::path_for(&env.snapshot_dir, index, term);
+    let loaded: LoadedSnapshot = snapshot::read(&path).map_err(|e| NodeError::CorruptEntry {
+        index,
+        reason: format!("the latest snapshot ({}): {e}", path.display()),
+    })?;
+    if let GuestSource::File(given) = &config.guest {
+        let bytes = std::fs::read(given).map_err(|source| NodeError::DataDir {
+            path: given.clone(),
+            source,
+        })?;
+        // The cluster may have upgraded since it was created with this
+        // file: any component it has run (or started with) is accepted.
+        let given_hash = ComponentHash::of(&bytes);
+        let genesis = storage
+            .get_meta(ACTIVE_COMPONENT_KEY)?
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+        let known = given_hash.to_hex() == loaded.header.component_hash
+            || genesis.as_deref() == Some(given_hash.to_hex().as_str())
+            || loaded
+                .header
+                .history
+                .as_ref()
+                .is_some_and(|h| upgrade::handle::in_history(h, &given_hash));
+        if !known {
+            return Err(NodeError::GuestMismatch {
+                stored: loaded.header.component_hash.clone(),
+                given: given_hash.to_hex(),
+            });
+        }
+    }
+    let mut machine = applier::build_machine(env, &loaded)?;
+    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
+    let history = loaded.header.component_history(machine.info());
+    Ok((machine, history))
+}
+
+fn load_members(storage: &SledStorage) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {
+    match storage.get_meta(core::MEMBERS_META_KEY)? {
+        None => Ok(BTreeMap::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| NodeError::CorruptEntry {
+            index: 0,
+            reason: format!("stored membership: {e}"),
+        }),
+    }
+}
+
+/// Pick the component this data dir runs: the stored one if the cluster
+/// exists, else the configured one (which is then stored).
+fn load_active_guest(
+    config: &NodeConfig,
+    storage: &SledStorage,
+    engine: &WasmEngine,
+    components: &ComponentStore,
+) -> Result<StateMachine, NodeError> {
+    let stored = storage
+        .get_meta(ACTIVE_COMPONENT_KEY)?
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+    // Load (and so validate) a given file before anything is written: a bad
+    // file changes nothing.
+    let given = match &config.guest {
+        GuestSource::Default => None,
+        GuestSource::File(path) => Some(engine.load_file(path)?),
+    };
+    match stored {
+        Some(hex) if !storage.is_fresh() => {
+            let hash = ComponentHash::from_hex(&hex).ok_or_else(|| NodeError::ComponentStore {
+                hash: hex.clone(),
+                path: config.data_dir.join("raft"),
+                reason: "not a valid hash".into(),
+            })?;
+            let loaded = match given {
+                Some((loaded, _)) if loaded.hash == hash => loaded,
+                Some((loaded, _)) => {
+                    return Err(NodeError::GuestMismatch {
+                        stored: hash.to_hex(),
+                        given: loaded.hash.to_hex(),
+                    });
+                }
+                None => {
+                    let bytes = components
+                        .get(&hash)
+                        .map_err(|e| NodeError::ComponentStore {
+                            hash: hash.to_hex(),
+                            path: components.path_of(&hash),
+                            reason: e.to_string(),
+                        })?;
+                    engine.load(&bytes)?
+                }
+            };
+            Ok(StateMachine::new(loaded, config.limits)?)
+        }
+        _ => {
+            let (loaded, bytes) = match given {
+                Some(given) => given,
+                None => {
+                    let bytes = crate::wasm::DEFAULT_GUEST.to_vec();
+                    (engine.load(&bytes)?, bytes)
+                }
+            };
+            let machine = StateMachine::new(loaded, config.limits)?;
+            let hash = components
+                .put(&bytes)
+                .map_err(|source| NodeError::DataDir {
+                    path: components.path_of(&ComponentHash::of(&bytes)),
+                    source,
+                })?;
+            storage.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())?;
+            Ok(machine)
+        }
+    }
+}
+
+/// Send this node's state hashes to every other member (the divergence
+/// check); `None` for a node without peers.
+fn broadcast_state_hashes(config: &NodeConfig) -> Option<mpsc::UnboundedSender<(u64, [u8; 32])>> {
+    let (forwarder, directory) = (config.forwarder.clone()?, config.directory.clone()?);
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, [u8; 32])>();
+    let id = config.id;
+    tokio::spawn(async move {
+        while let Some((index, hash)) = rx.recv().await {
+            for peer in directory.members().into_keys().filter(|p| *p != id) {
+                let forwarder = forwarder.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = forwarder.report_state_hash(peer, index, hash).await {
+                        tracing::debug!(peer, index, %error, "could not send a state hash");
+                    }
+                });
+            }
+        }
+    });
+    Some(tx)
+}

@@ -1,0 +1,411 @@
+//! The synchronous heart of a node: the raft-rs `RawNode` and the Ready
+//! handling, with no I/O of its own besides storage.
+//!
+//! Inputs are method calls (`tick`, `step`, `propose`); outputs are returned
+//! as [`Outbound`] (messages for peers, committed entries for the applier).
+//! The async driver in [`super::driver`] feeds it from channels and a tokio
+//! interval; a simulation can feed it from a virtual clock and a simulated
+//! network instead.
+//!
+//! The core is one type split by concern, as openraft splits its engine
+//! into handlers: [`reads`], [`proposals`], [`membership`], [`ready`]
+//! (persistence order) and [`snapshots`] each add methods to [`NodeCore`];
+//! the state they share is defined here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use raft::prelude::Message;
+use raft::{RawNode, StateRole};
+
+use super::applier::{ApplyJob, ProposalReply, QueryReply};
+use super::error::{ClientError, NodeError};
+use super::snapshot::SnapshotPolicy;
+use tokio::sync::{oneshot, watch};
+
+use crate::storage::SledStorage;
+use crate::transport::PeerAddr;
+
+mod membership;
+mod proposals;
+mod reads;
+mod ready;
+mod snapshots;
+
+/// Largest command a client may propose. Larger commands are refused before
+/// they reach the log; sled keeps every entry inline below this size.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+
+/// How long a linearizable read may wait for its read index before the
+/// client gets `timeout` (no leader, or the leader cannot reach a quorum).
+pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leader serves `lease` reads after a quorum confirmed its
+/// leadership. Followers refuse to elect anyone for one election timeout
+/// (`ELECTION_TICKS` ticks, 1 s) after they last heard from the leader, so a
+/// lease shorter than that is safe while clocks run at about the same rate
+/// (drift under 20%).
+pub const LEASE_DURATION: Duration = Duration::from_millis(800);
+/// A learner is promoted once it is within this many entries of the
+/// leader's log.
+pub const PROMOTION_LAG_ENTRIES: u64 = 100;
+/// How long a new learner may take to catch up before its promotion is
+/// abandoned (it stays a learner; `add-node` again retries).
+pub const PROMOTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What one round of Ready handling produced.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    /// Raft messages for peers; every entry and hard state they depend on is
+    /// already durable.
+    pub messages: Vec<Message>,
+    /// Work for the applier, in order: committed entries, snapshots to
+    /// restore, reads whose index is known.
+    pub jobs: Vec<ApplyJob>,
+    /// The membership after a configuration change applied this round.
+    pub members: Option<BTreeMap<u64, PeerAddr>>,
+}
+
+/// A membership change, proposed through the log (raft-rs `ConfChangeV2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a voter: it joins as a learner, catches up, and is then promoted;
+    /// the change is done once it votes. Its address travels in the entry so
+    /// every replica (and every node that later replays the log) learns
+    /// where to reach it. Adding an existing learner promotes it.
+    AddVoter { id: u64, addr: PeerAddr },
+    /// Add a learner (a non-voting replica, e.g. for reads).
+    AddLearner { id: u64, addr: PeerAddr },
+    /// Remove a voter or learner (the leader included: it hands leadership
+    /// over once the change applies).
+    RemoveNode { id: u64 },
+    /// Replace voter `old` by a new node: the new node joins as a learner and
+    /// catches up, then one joint-consensus change promotes it and removes
+    /// `old`.
+    Replace { old: u64, id: u64, addr: PeerAddr },
+}
+
+/// How fresh a query's answer must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Includes every write acknowledged before the query started (ReadIndex:
+    /// the leader confirms it still leads with a heartbeat round).
+    #[default]
+    Linearizable,
+    /// Served by the leader from its lease without a round trip (see
+    /// [`LEASE_DURATION`] for the clock assumption); falls back to
+    /// `linearizable` when the lease is not fresh or on a follower.
+    Lease,
+    /// This node's current state, whatever it is: fastest, may lag.
+    Stale,
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "lease" => Ok(Consistency::Lease),
+            "stale" => Ok(Consistency::Stale),
+            other => Err(format!(
+                "unknown consistency {other:?}: use linearizable, lease or stale"
+            )),
+        }
+    }
+}
+
+/// Metadata key of the membership (Raft id → address), kept in step with
+/// the applied configuration.
+pub const MEMBERS_META_KEY: &str = "members";
+/// Metadata key of the index of the last configuration change reflected in
+/// the stored conf state (replayed changes up to it are not applied twice).
+pub const CONF_INDEX_META_KEY: &str = "conf_index";
+/// Metadata key holding the hash of the component the stored log starts
+/// from (the cluster's first component, or that of an installed snapshot).
+/// Upgrades after it are activation entries in the log, replayed on start.
+pub const ACTIVE_COMPONENT_KEY: &str = "active_component";
+
+/// A client waiting for its proposal to apply.
+#[derive(Debug)]
+struct PendingProposal {
+    term: u64,
+    reply: ProposalReply,
+}
+
+/// A linearizable read waiting for its read index.
+#[derive(Debug)]
+struct PendingRead {
+    request: Vec<u8>,
+    reply: QueryReply,
+    /// When it was first sent: a confirmation proves leadership as of then.
+    issued: Instant,
+    term: u64,
+}
+
+/// How a membership change started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Proposed at this index: answered when it applies.
+    Proposed { index: u64, term: u64 },
+    /// A learner's promotion, proposed once it caught up.
+    Promotion { learner: u64 },
+}
+
+impl Started {
+    fn proposed((index, term): (u64, u64)) -> Self {
+        Started::Proposed { index, term }
+    }
+}
+
+/// A learner to promote once it has caught up.
+#[derive(Debug)]
+struct PendingPromotion {
+    /// A voter that leaves in the same (joint) change.
+    replaces: Option<u64>,
+    started: Instant,
+    reply: Option<ProposalReply>,
+    /// The promotion has been proposed (at this index).
+    proposed_at: Option<u64>,
+    /// The learner must hold the log at least up to here (the entry that
+    /// made it a learner) before it can be promoted: proof it is alive and
+    /// replicating, not merely close to a short log.
+    min_match: u64,
+}
+
+/// The snapshot bookkeeping of a node.
+#[derive(Debug)]
+struct SnapshotState {
+    policy: SnapshotPolicy,
+    dir: PathBuf,
+    /// Last index handed to the applier.
+    handed_index: u64,
+    /// Entries and payload bytes handed over since the last snapshot.
+    entries_since: u64,
+    bytes_since: u64,
+    in_flight: bool,
+    /// Operators waiting for a snapshot they asked for.
+    waiting: Vec<oneshot::Sender<Result<SnapshotInfo, ClientError>>>,
+}
+
+/// A snapshot, as reported to an operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    pub index: u64,
+    pub term: u64,
+    pub file_bytes: u64,
+    pub path: String,
+}
+
+/// The node's consensus state machine.
+pub struct NodeCore {
+    raw: RawNode<SledStorage>,
+    storage: SledStorage,
+    /// Proposals made on this node, by log index, until that index commits.
+    pending: BTreeMap<u64, PendingProposal>,
+    last_role: StateRole,
+    last_leader: u64,
+    last_term: u64,
+    /// Address of every member, from the applied configuration changes.
+    members: BTreeMap<u64, PeerAddr>,
+    /// Start an election after the first Ready if this is the sole voter.
+    campaign_on_start: bool,
+    /// Publishes the known leader (followers wait on it to forward).
+    leader_tx: watch::Sender<Option<u64>>,
+    /// Index of the last conf change already in the stored conf state.
+    conf_applied_index: u64,
+    /// By id: retried in id order, so a simulation replays identically.
+    reads: BTreeMap<u64, PendingRead>,
+    next_read_id: u64,
+    /// The leader may serve lease reads until then (in `lease_term`).
+    lease_until: Option<(Instant, u64)>,
+    promotions: BTreeMap<u64, PendingPromotion>,
+    snapshots: SnapshotState,
+    checks: StateChecks,
+    /// Test only: serve every read from local state (see
+    /// [`CoreSetup::unsafe_local_reads`]).
+    unsafe_local_reads: bool,
+}
+
+/// When the leader appends the next state check (see [`super::divergence`]).
+#[derive(Debug)]
+struct StateChecks {
+    /// Committed entries between checks (0: never).
+    every: u64,
+    /// Committed entries since the last check entry.
+    entries_since: u64,
+    /// A check this node proposed that has not committed yet.
+    proposed_at: Option<u64>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("id", &self.raw.raft.id)
+            .field("term", &self.raw.raft.term)
+            .field("role", &self.raw.raft.state)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// A point-in-time view of the consensus state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftView {
+    pub id: u64,
+    pub role: StateRole,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<u64>,
+    pub pending_proposals: usize,
+    /// Every member with its address and, on the leader, its match index.
+    pub members: Vec<MemberView>,
+}
+
+/// One member as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    pub addr: Option<PeerAddr>,
+    pub voter: bool,
+    /// Highest log index known to be replicated on it (leader only).
+    pub match_index: Option<u64>,
+}
+
+/// What a node core starts from, besides the Raft node itself.
+#[derive(Debug)]
+pub struct CoreSetup {
+    pub storage: SledStorage,
+    pub members: BTreeMap<u64, PeerAddr>,
+    pub leader_tx: watch::Sender<Option<u64>>,
+    pub conf_applied_index: u64,
+    /// The index the guest's state starts at (the snapshot's, or 0).
+    pub applied_index: u64,
+    pub snapshot_policy: SnapshotPolicy,
+    pub snapshot_dir: PathBuf,
+    /// Committed entries between state checks (0: never).
+    pub state_check_every: u64,
+    /// **Breaks linearizability, for tests only**: answer every read from
+    /// this node's state without ReadIndex, as a stale read. The test
+    /// suites switch it on to prove their linearizability checker catches
+    /// the stale answers.
+    pub unsafe_local_reads: bool,
+}
+
+impl NodeCore {
+    pub fn new(raw: RawNode<SledStorage>, setup: CoreSetup) -> Self {
+        let last_role = raw.raft.state;
+        NodeCore {
+            leader_tx: setup.leader_tx,
+            members: setup.members,
+            campaign_on_start: true,
+            raw,
+            storage: setup.storage,
+            pending: BTreeMap::new(),
+            last_role,
+            last_leader: raft::INVALID_ID,
+            last_term: 0,
+            conf_applied_index: setup.conf_applied_index,
+            reads: BTreeMap::new(),
+            next_read_id: 1,
+            lease_until: None,
+            promotions: BTreeMap::new(),
+            snapshots: SnapshotState {
+                policy: setup.snapshot_policy,
+                dir: setup.snapshot_dir,
+                handed_index: setup.applied_index,
+                entries_since: 0,
+                bytes_since: 0,
+                in_flight: false,
+                waiting: Vec::new(),
+            },
+            checks: StateChecks {
+                every: setup.state_check_every,
+                entries_since: 0,
+                proposed_at: None,
+            },
+            unsafe_local_reads: setup.unsafe_local_reads,
+        }
+    }
+
+    /// Start an election right away when this node is the only voter, so a
+    /// single-node cluster serves without waiting for an election timeout.
+    fn campaign_if_sole_voter(&mut self) -> Result<(), NodeError> {
+        let voters = self.storage.conf_state().voters;
+        if voters == [self.raw.raft.id] && self.raw.raft.state != StateRole::Leader {
+            self.raw.campaign()?;
+        }
+        Ok(())
+    }
+
+    /// One Raft tick at `now` (`now_ms`: the wall clock, for the entries a
+    /// tick may append); also retries reads that got no read index yet and
+    /// drives learner promotions.
+    pub fn tick(&mut self, now: Instant, now_ms: u64) {
+        self.raw.tick();
+        self.retry_reads(now);
+        self.drive_promotions(now);
+        self.leave_joint_if_stuck();
+        self.propose_state_check_if_due(now_ms);
+    }
+
+    /// Whether Raft has work for [`Self::handle_ready`].
+    pub fn has_ready(&mut self) -> bool {
+        self.raw.has_ready()
+    }
+
+    /// Feed a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
+        self.raw.step(message)
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        let leader = self.raw.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
+    }
+
+    pub fn view(&self) -> RaftView {
+        let raft = &self.raw.raft;
+        let mut voters = self.storage.conf_state().voters;
+        voters.sort_unstable();
+        RaftView {
+            id: raft.id,
+            role: raft.state,
+            term: raft.term,
+            leader_id: self.leader_id(),
+            commit_index: raft.raft_log.committed,
+            last_index: raft.raft_log.last_index(),
+            voters,
+            pending_proposals: self.pending.len(),
+            members: self.member_views(),
+        }
+    }
+
+    fn member_views(&self) -> Vec<MemberView> {
+        let conf = self.storage.conf_state();
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        let mut ids: Vec<u64> = conf.voters.iter().chain(&conf.learners).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| MemberView {
+                id,
+                addr: self.members.get(&id).cloned(),
+                voter: conf.voters.contains(&id),
+                match_index: is_leader
+                    .then(|| self.raw.raft.prs().get(id).map(|p| p.matched))
+                    .flatten(),
+            })
+            .collect()
+    }
+
+    /// Fail every waiting client (the node is stopping).
+    pub fn abandon_pending(&mut self) {
+        self.pending.clear();
+        self.reads.clear();
+        self.promotions.clear();
+        self.snapshots.waiting.clear();
+    }
+}

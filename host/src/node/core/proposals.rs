@@ -1,0 +1,93 @@
+//! Proposals: client commands, component activations and state checks,
+//! checked and appended on the leader.
+
+use raft::StateRole;
+
+use super::{MAX_COMMAND_BYTES, NodeCore, PendingProposal};
+use crate::node::applier::ProposalReply;
+use crate::node::envelope;
+use crate::node::error::ClientError;
+use crate::node::upgrade::Activation;
+
+impl NodeCore {
+    /// On the leader, append a state check every `every` committed entries.
+    pub(super) fn propose_state_check_if_due(&mut self, now_ms: u64) {
+        let checks = &self.checks;
+        if checks.every == 0
+            || checks.entries_since < checks.every
+            || self.raw.raft.state != StateRole::Leader
+        {
+            return;
+        }
+        // A check proposed in an earlier term may never commit.
+        if let Some(at) = checks.proposed_at
+            && at > self.raw.raft.raft_log.committed
+        {
+            return;
+        }
+        if let Ok((index, _)) = self.append_proposal(envelope::encode_state_check(now_ms)) {
+            self.checks.proposed_at = Some(index);
+        }
+    }
+
+    /// Propose a client command, stamped with the leader's clock. The reply
+    /// is answered once the entry applies, or right away if it is refused.
+    pub fn propose(&mut self, command: Vec<u8>, timestamp_ms: u64, reply: ProposalReply) {
+        let checked = Self::check_command(&command)
+            .map(|()| envelope::encode_command(timestamp_ms, &command));
+        self.propose_data(checked, reply);
+    }
+
+    /// Propose switching the guest to another component (see
+    /// [`super::upgrade`]). Answered once the activation applies, with its
+    /// outcome.
+    pub fn propose_activation(
+        &mut self,
+        activation: &Activation,
+        timestamp_ms: u64,
+        reply: ProposalReply,
+    ) {
+        let data = envelope::encode_activation(timestamp_ms, activation);
+        self.propose_data(Ok(data), reply);
+    }
+
+    pub(super) fn propose_data(&mut self, data: Result<Vec<u8>, ClientError>, reply: ProposalReply) {
+        match data.and_then(|data| self.append_proposal(data)) {
+            Ok((index, term)) => {
+                self.pending.insert(index, PendingProposal { term, reply });
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    pub(super) fn check_command(command: &[u8]) -> Result<(), ClientError> {
+        if command.is_empty() {
+            return Err(ClientError::EmptyCommand);
+        }
+        if command.len() > MAX_COMMAND_BYTES {
+            return Err(ClientError::CommandTooLarge {
+                size_bytes: command.len(),
+                limit_bytes: MAX_COMMAND_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Append an encoded entry payload on the leader.
+    pub(super) fn append_proposal(&mut self, data: Vec<u8>) -> Result<(u64, u64), ClientError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            });
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose(Vec::new(), data)
+            .map_err(|_| ClientError::ProposalDropped)?;
+        let index = self.raw.raft.raft_log.last_index();
+        debug_assert_eq!(index, before + 1, "one proposal appends one entry");
+        Ok((index, self.raw.raft.term))
+    }
+}

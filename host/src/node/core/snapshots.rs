@@ -1,0 +1,191 @@
+//! Snapshot bookkeeping: when to take one, installing one from the leader,
+//! compacting the log behind it, and reporting transfers to raft-rs.
+
+use raft::prelude::Snapshot;
+use tokio::sync::oneshot;
+
+use super::{
+    ACTIVE_COMPONENT_KEY, CONF_INDEX_META_KEY, MEMBERS_META_KEY, NodeCore, Outbound, SnapshotInfo,
+};
+use crate::node::applier::{ApplyJob, TakenSnapshot};
+use crate::node::error::{ClientError, NodeError};
+use crate::node::snapshot::{self, SnapshotDescriptor};
+
+impl NodeCore {
+    /// A snapshot from the leader: make it durable, restore the guest from
+    /// its file (which the transport received and verified before handing
+    /// the message to Raft), and take its membership.
+    pub(super) fn install_snapshot(&mut self, snap: &Snapshot, out: &mut Outbound) -> Result<(), NodeError> {
+        let meta = snap.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let corrupt = |reason: String| NodeError::CorruptEntry { index, reason };
+        let descriptor =
+            SnapshotDescriptor::decode(&snap.data).map_err(|e| corrupt(e.to_string()))?;
+        let path = snapshot::path_for(&self.snapshots.dir, index, term);
+        let loaded = snapshot::read(&path)
+            .map_err(|e| corrupt(format!("the received snapshot file: {e}")))?;
+        let file_len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if file_len != descriptor.file_len
+            || loaded.header.index != index
+            || loaded.header.term != term
+        {
+            return Err(corrupt(format!(
+                "snapshot file {} does not match the snapshot Raft installs",
+                path.display()
+            )));
+        }
+        self.storage.apply_snapshot(snap)?;
+        // Proposals this node made at indexes the snapshot covers: they may
+        // have committed under another leader (and be in the snapshot) or
+        // been replaced; this node cannot tell which, so it must not say.
+        let later = self.pending.split_off(&(index + 1));
+        for (_, proposal) in std::mem::replace(&mut self.pending, later) {
+            let _ = proposal.reply.send(Err(ClientError::OutcomeUnknown));
+        }
+        self.members = loaded.header.members.clone();
+        let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
+        self.storage.set_conf_state_with_meta(
+            meta.get_conf_state(),
+            &[
+                (MEMBERS_META_KEY, &members),
+                (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
+                (
+                    ACTIVE_COMPONENT_KEY,
+                    loaded.header.component_hash.as_bytes(),
+                ),
+            ],
+        )?;
+        self.conf_applied_index = index;
+        self.snapshots.handed_index = index;
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        snapshot::prune(&self.snapshots.dir, index);
+        tracing::info!(
+            index,
+            term,
+            file_bytes = file_len,
+            "installing a snapshot from the leader"
+        );
+        out.members = Some(self.members.clone());
+        out.jobs.push(ApplyJob::Restore(Box::new(loaded)));
+        Ok(())
+    }
+
+    /// Ask for a snapshot now (an operator's request); answered when it is
+    /// written.
+    pub fn request_snapshot(&mut self, reply: oneshot::Sender<Result<SnapshotInfo, ClientError>>) {
+        self.snapshots.waiting.push(reply);
+    }
+
+    /// The snapshot job to hand the applier, if one is due: after the
+    /// policy's count of entries or bytes, or when an operator asked. The
+    /// applier answers on the returned receiver; pass the answer to
+    /// [`Self::snapshot_done`].
+    pub fn snapshot_job(
+        &mut self,
+    ) -> Option<(ApplyJob, oneshot::Receiver<Result<TakenSnapshot, String>>)> {
+        let state = &mut self.snapshots;
+        if state.in_flight {
+            return None;
+        }
+        let asked = !state.waiting.is_empty() || self.storage.take_snapshot_wanted();
+        if !asked && !state.policy.due(state.entries_since, state.bytes_since) {
+            return None;
+        }
+        let index = state.handed_index;
+        let covered = self.storage.snapshot_position().map_or(0, |(i, _)| i);
+        if index == 0 || index <= covered {
+            // Nothing new since the last snapshot: it is the answer.
+            if let Some((index, term)) = self.storage.snapshot_position() {
+                let info = self.snapshot_info(index, term);
+                for waiter in self.snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Ok(info.clone()));
+                }
+            }
+            self.snapshots.entries_since = 0;
+            self.snapshots.bytes_since = 0;
+            return None;
+        }
+        let term = self.raw.raft.raft_log.term(index).ok()?;
+        let (reply, answer) = oneshot::channel();
+        let state = &mut self.snapshots;
+        state.in_flight = true;
+        state.entries_since = 0;
+        state.bytes_since = 0;
+        let job = ApplyJob::Snapshot {
+            index,
+            term,
+            conf: self.storage.conf_state(),
+            members: self.members.clone(),
+            reply,
+        };
+        Some((job, answer))
+    }
+
+    pub(super) fn snapshot_info(&self, index: u64, term: u64) -> SnapshotInfo {
+        let path = snapshot::path_for(&self.snapshots.dir, index, term);
+        SnapshotInfo {
+            index,
+            term,
+            file_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            path: path.display().to_string(),
+        }
+    }
+
+    /// The applier wrote a snapshot: record it (so Raft can send it to
+    /// followers), compact the log behind it and delete older files.
+    pub fn snapshot_done(
+        &mut self,
+        result: Result<TakenSnapshot, String>,
+    ) -> Result<(), NodeError> {
+        self.snapshots.in_flight = false;
+        let taken = match result {
+            Ok(taken) => taken,
+            Err(error) => {
+                for waiter in self.snapshots.waiting.drain(..) {
+                    let _ = waiter.send(Err(ClientError::SnapshotFailed(error.clone())));
+                }
+                return Ok(());
+            }
+        };
+        let meta = taken.snapshot.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let covered = self.storage.snapshot_position().map_or(0, |(i, _)| i);
+        if index > covered {
+            self.storage.save_snapshot(&taken.snapshot)?;
+            let keep = self.snapshots.policy.keep_entries;
+            let compact_to = (index + 1).saturating_sub(keep).min(index + 1);
+            self.storage.compact(compact_to)?;
+            snapshot::prune(&self.snapshots.dir, index);
+            tracing::info!(
+                index,
+                term,
+                file_bytes = taken.file_len,
+                first_log_index = self.storage.first_log_index(),
+                "snapshot recorded; log compacted"
+            );
+        }
+        let (index, term) = self.storage.snapshot_position().unwrap_or((index, term));
+        let info = self.snapshot_info(index, term);
+        for waiter in self.snapshots.waiting.drain(..) {
+            let _ = waiter.send(Ok(info.clone()));
+        }
+        Ok(())
+    }
+
+    /// A snapshot transfer to `to` ended (the transport reports it).
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(to, status);
+    }
+
+    /// A peer could not be reached: Raft probes it again instead of
+    /// streaming appends into the void.
+    pub fn report_unreachable(&mut self, to: u64) {
+        self.raw.report_unreachable(to);
+    }
+}

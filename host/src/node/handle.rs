@@ -1,0 +1,314 @@
+//! [`NodeHandle`]: the cheap, cloneable front door to a running node.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use raft::StateRole;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::applier::{Applied, ApplierShared, QueryAnswer};
+use super::config::LEADER_WAIT;
+use super::core::{Consistency, MembershipChange, SnapshotInfo};
+use super::error::ClientError;
+use super::inbox::NodeMsg;
+use super::ports::Forwarder;
+use super::snapshot::{self, SNAPSHOT_DIR};
+use super::status::{GuestStatus, MemberStatus, NodeStatus};
+use super::upgrade;
+use crate::metrics::{self, NodeMetrics};
+use crate::storage::SledStorage;
+use crate::transport::PeerDirectory;
+use crate::transport::sender::PeerStatsRegistry;
+
+/// What a client proposes: a guest command or a component activation.
+#[derive(Debug, Clone)]
+pub(super) enum Proposal {
+    Command(Vec<u8>),
+    Activation(upgrade::Activation),
+}
+
+/// A cheap, cloneable handle to a running node. The node stops when
+/// [`NodeHandle::shutdown`] is called or every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    pub(super) inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+pub(super) struct HandleInner {
+    pub(super) id: u64,
+    pub(super) inbox: mpsc::Sender<NodeMsg>,
+    pub(super) upgrades: upgrade::handle::UpgradeEnv,
+    pub(super) shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    pub(super) forwarder: Option<Arc<dyn Forwarder>>,
+    pub(super) directory: Option<PeerDirectory>,
+    pub(super) ticket: Option<String>,
+    pub(super) applier: Arc<ApplierShared>,
+    pub(super) metrics: NodeMetrics,
+    pub(super) peer_stats: Option<PeerStatsRegistry>,
+    /// Read only for its size on disk.
+    pub(super) storage: SledStorage,
+    pub(super) data_dir: PathBuf,
+    /// `None` while running; the reason once stopped (empty if clean).
+    pub(super) stopped: watch::Receiver<Option<String>>,
+    /// The leader this node currently knows of.
+    pub(super) leader: watch::Receiver<Option<u64>>,
+}
+
+impl NodeHandle {
+    /// Propose a command; resolves once it is applied (or refused). On a
+    /// follower that knows the leader, the proposal is forwarded to it.
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        let timer = self.inner.metrics.start_proposal();
+        let result = self.propose_or_forward(Proposal::Command(command)).await;
+        timer.finish(&result);
+        result
+    }
+
+    /// Propose here; on a follower, forward to the leader (waiting briefly
+    /// for one to be known).
+    pub(super) async fn propose_or_forward(&self, proposal: Proposal) -> Result<Applied, ClientError> {
+        let forward = self.inner.forwarder.as_ref().map(|_| proposal.clone());
+        let mut result = self.propose_here_as(proposal.clone()).await;
+        if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) && forward.is_some()
+        {
+            // A follower that has not heard from a leader yet (just started,
+            // or an election is running): wait for one, briefly, rather than
+            // bounce the client.
+            let mut leader = self.inner.leader.clone();
+            let known = matches!(
+                tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await,
+                Ok(Ok(_))
+            );
+            if known {
+                result = self.propose_here_as(proposal).await;
+            }
+        }
+        match (result, &self.inner.forwarder, forward) {
+            (
+                Err(ClientError::NotLeader {
+                    leader_hint: Some(leader),
+                }),
+                Some(forwarder),
+                Some(proposal),
+            ) => match proposal {
+                Proposal::Command(command) => forwarder.forward_propose(leader, command).await,
+                Proposal::Activation(activation) => {
+                    forwarder.forward_activation(leader, activation).await
+                }
+            },
+            (other, _, _) => other,
+        }
+    }
+
+    /// Propose a command on this node only (no forwarding).
+    pub async fn propose_here(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        self.propose_here_as(Proposal::Command(command)).await
+    }
+
+    async fn propose_here_as(&self, proposal: Proposal) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let message = match proposal {
+            Proposal::Command(command) => NodeMsg::Propose { command, reply },
+            Proposal::Activation(activation) => NodeMsg::ProposeActivation { activation, reply },
+        };
+        self.inner.inbox.try_send(message)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Change the membership (on the leader); resolves once the change is
+    /// applied (a new voter: once it caught up and was promoted).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<u64, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::ChangeMembership { change, reply })?;
+        let applied = answer.await.map_err(|_| ClientError::Stopped)??;
+        Ok(applied.index)
+    }
+
+    /// Hand leadership to `target` (or the most up-to-date other voter);
+    /// resolves with the new leader once it leads, or `Timeout`.
+    pub async fn transfer_leader(&self, target: Option<u64>) -> Result<u64, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(NodeMsg::TransferLeader { target, reply })?;
+        let target = answer.await.map_err(|_| ClientError::Stopped)??;
+        let mut leader = self.inner.leader.clone();
+        match tokio::time::timeout(LEADER_WAIT, leader.wait_for(|l| *l == Some(target))).await {
+            Ok(Ok(_)) => Ok(target),
+            Ok(Err(_)) => Err(ClientError::Stopped),
+            Err(_) => Err(ClientError::Timeout {
+                timeout_ms: LEADER_WAIT.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// The file of the latest snapshot, if there is one.
+    pub fn latest_snapshot_path(&self) -> Option<PathBuf> {
+        let (index, term) = self.inner.storage.snapshot_position()?;
+        Some(snapshot::path_for(
+            &self.inner.data_dir.join(SNAPSHOT_DIR),
+            index,
+            term,
+        ))
+    }
+
+    /// Take a snapshot now and compact the log behind it.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Snapshot { reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// The node's inbox, for the transport's protocol handler.
+    pub fn raft_sender(&self) -> mpsc::Sender<NodeMsg> {
+        self.inner.inbox.clone()
+    }
+
+    /// Run a read-only query, linearizable (see [`Consistency`]).
+    pub async fn query(&self, request: Vec<u8>) -> Result<QueryAnswer, ClientError> {
+        self.query_with(request, Consistency::Linearizable).await
+    }
+
+    /// Run a read-only query at the given consistency.
+    pub async fn query_with(
+        &self,
+        request: Vec<u8>,
+        consistency: Consistency,
+    ) -> Result<QueryAnswer, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Query {
+            request,
+            consistency,
+            reply,
+        })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::Status { reply })?;
+        let view = answer.await.map_err(|_| ClientError::Stopped)?;
+        let applier = &self.inner.applier;
+        let stats = applier.stats();
+        let (guest, hash) = applier.guest();
+        let snapshot_index = self
+            .inner
+            .storage
+            .snapshot_position()
+            .map(|(index, _)| index);
+        let first_log_index = self.inner.storage.first_log_index();
+        Ok(NodeStatus {
+            id: view.id,
+            role: role_name(view.role).to_string(),
+            term: view.term,
+            leader_id: view.leader_id,
+            commit_index: view.commit_index,
+            applied_index: applier.applied_index(),
+            last_index: view.last_index,
+            voters: view.voters,
+            pending_proposals: view.pending_proposals,
+            members: view
+                .members
+                .into_iter()
+                .map(|m| MemberStatus {
+                    id: m.id,
+                    node_id: m.addr.as_ref().map(|a| a.node_id.clone()),
+                    addrs: m.addr.map(|a| a.addrs).unwrap_or_default(),
+                    voter: m.voter,
+                    match_index: m.match_index,
+                    last_contact_ms: if m.id == view.id {
+                        None
+                    } else {
+                        self.inner
+                            .directory
+                            .as_ref()
+                            .and_then(|d| d.last_contact_ms(m.id))
+                    },
+                })
+                .collect(),
+            guest: GuestStatus {
+                name: guest.name,
+                version: guest.version,
+                hash,
+                since_index: applier.history().active.index,
+                applied_entries: stats.applied,
+                failed_entries: stats.failures,
+                instance_rebuilds: stats.rebuilds,
+            },
+            data_dir: self.inner.data_dir.display().to_string(),
+            ticket: self.inner.ticket.clone(),
+            snapshot_index,
+            first_log_index,
+            diverged: applier.diverged(),
+            last_verified_state_check: applier.last_verified_state_check(),
+        })
+    }
+
+    /// The node's metrics in the Prometheus text format (see
+    /// [`crate::metrics`]).
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let status = self.status().await?;
+        let storage = self.inner.storage.clone();
+        // A stat and a directory listing: kept off the async threads.
+        let storage_bytes = match tokio::task::spawn_blocking(move || storage.size_on_disk()).await
+        {
+            Ok(Ok(bytes)) => Some(bytes),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot measure the store for metrics");
+                None
+            }
+            Err(_) => None,
+        };
+        let peers = self
+            .inner
+            .peer_stats
+            .as_ref()
+            .map(PeerStatsRegistry::snapshot)
+            .unwrap_or_default();
+        let scrape = metrics::Scrape {
+            status: &status,
+            guest: self.inner.applier.stats(),
+            peers: &peers,
+            storage_bytes,
+        };
+        Ok(metrics::render(&self.inner.metrics, &scrape))
+    }
+
+    /// True while the node loop runs.
+    pub fn is_running(&self) -> bool {
+        self.inner.stopped.borrow().is_none()
+    }
+
+    /// Wait until the node stops; returns the fatal error, if any.
+    pub async fn stopped(&self) -> Option<String> {
+        let mut stopped = self.inner.stopped.clone();
+        let reason = stopped
+            .wait_for(Option::is_some)
+            .await
+            .map(|r| r.clone().unwrap_or_default())
+            .unwrap_or_default();
+        (!reason.is_empty()).then_some(reason)
+    }
+
+    /// Stop the node: pending clients get `Stopped`, queued entries finish
+    /// applying, and everything acknowledged is already durable.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.shutdown.send(reply).await.is_ok() {
+            let _ = done.await;
+        }
+        self.stopped().await;
+    }
+}
+
+fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre_candidate",
+    }
+}

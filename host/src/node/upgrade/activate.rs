@@ -1,0 +1,189 @@
+//! Applying an upgrade: the applier switches components at an activation
+//! entry (migrating the state), and runs dry runs beside the active one.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::canary::{self, CanaryInput, Side};
+use super::fetch;
+use super::{
+    Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, DryRunReport,
+    LimitOverrides, MAX_COMPONENT_BYTES,
+};
+use crate::node::applier::{Applier, ApplyJob, Candidate};
+use crate::wasm::{EntryContext, GuestFailure, GuestInfo, StateMachine, WasmError};
+
+impl Applier {
+    /// Apply an activation entry: switch to the named component, migrating
+    /// the state through `snapshot()` → `restore()`, or stay on the current
+    /// one if anything fails. The result is the new history record (JSON)
+    /// or the reason, identical on every replica. Only the node stopping
+    /// while it fetches the component is an `Err` (the entry is then not
+    /// applied, and is again after a restart).
+    pub(in crate::node) fn activate(
+        &mut self,
+        entry: EntryContext,
+        activation: &Activation,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<Result<Vec<u8>, GuestFailure>, WasmError> {
+        let mut record = ComponentRecord {
+            index: entry.index,
+            kind: activation.kind,
+            hash: activation.hash.clone(),
+            size_bytes: activation.size_bytes,
+            name: String::new(),
+            version: String::new(),
+            timestamp_ms: entry.timestamp_ms,
+            limits: activation.limits,
+            outcome: ActivationOutcome::Activated,
+        };
+        let result = match self.migrate(entry, activation, rx)? {
+            Ok(mut next) => {
+                next.continue_stats(&self.machine);
+                record.name = next.info().name.clone();
+                record.version = next.info().version.clone();
+                tracing::info!(index = entry.index, kind = ?activation.kind,
+                    from = %self.machine.component().hash, to = %activation.hash,
+                    name = %record.name, version = %record.version, "activated a component");
+                self.machine = next;
+                self.shared.set_guest(&self.machine);
+                Ok(serde_json::to_vec(&record).unwrap_or_default())
+            }
+            Err((reason, info)) => {
+                if let Some(info) = info {
+                    record.name = info.name;
+                    record.version = info.version;
+                }
+                tracing::warn!(index = entry.index, hash = %activation.hash, %reason,
+                    "component activation failed; the previous component stays active");
+                record.outcome = ActivationOutcome::Failed {
+                    reason: reason.clone(),
+                };
+                Err(GuestFailure::UpgradeFailed { reason })
+            }
+        };
+        self.history.record(record);
+        self.shared.set_history(&self.history);
+        Ok(result)
+    }
+
+    /// Build the next state machine: the new component holding the current
+    /// state. `Ok(Err((reason, info)))` is a deterministic failure (with
+    /// the new component's `info()` if it got that far).
+    pub(in crate::node) fn migrate(
+        &mut self,
+        entry: EntryContext,
+        activation: &Activation,
+        rx: &mpsc::Receiver<ApplyJob>,
+    ) -> Result<Result<StateMachine, (String, Option<GuestInfo>)>, WasmError> {
+        let Some(hash) = activation.component_hash() else {
+            return Ok(Err((
+                format!("`{}` is not a component hash", activation.hash),
+                None,
+            )));
+        };
+        if activation.size_bytes > MAX_COMPONENT_BYTES {
+            return Ok(Err((
+                format!(
+                    "the component is {} bytes, over the limit of {MAX_COMPONENT_BYTES}",
+                    activation.size_bytes
+                ),
+                None,
+            )));
+        }
+        let bytes = fetch::obtain(
+            &self.env.components,
+            self.env.fetch.as_ref(),
+            hash,
+            activation,
+            &|| rx.is_closed(),
+        )
+        .map_err(|error| WasmError::Instantiate {
+            reason: format!(
+                "cannot apply the activation at index {}: {error}",
+                entry.index
+            ),
+        })?;
+        let limits = activation.limits.resolve(self.env.limits);
+        let next = self
+            .env
+            .engine
+            .load(&bytes)
+            .and_then(|component| StateMachine::new(component, limits));
+        let mut next = match next {
+            Ok(next) => next,
+            Err(error) => {
+                return Ok(Err((
+                    format!("the new component does not load: {error}"),
+                    None,
+                )));
+            }
+        };
+        let info = Some(next.info().clone());
+        let state = match self.machine.snapshot() {
+            Ok(state) => state,
+            Err(error) => {
+                return Ok(Err((
+                    format!("the active component's snapshot failed: {error}"),
+                    info,
+                )));
+            }
+        };
+        Ok(match next.restore(entry, &state) {
+            Ok(()) => Ok(next),
+            Err(error) => Err((
+                format!("the new component's restore of the current state failed: {error}"),
+                info,
+            )),
+        })
+    }
+
+    /// Start a dry run: copy the current state and the replay window, and
+    /// compare on a thread of its own.
+    pub(in crate::node) fn dry_run(
+        &mut self,
+        candidate: Candidate,
+        reply: oneshot::Sender<Result<DryRunReport, String>>,
+    ) {
+        let input = CanaryInput {
+            active: Side {
+                component: self.machine.component().clone(),
+                limits: self.machine.limits(),
+                info: self.machine.info().clone(),
+            },
+            candidate: Side {
+                component: candidate.component,
+                limits: candidate.limits.resolve(self.env.limits),
+                info: candidate.info,
+            },
+            compile_ms: candidate.compile_ms,
+            applied_index: self.shared.applied_index(),
+            current_state: self.machine.snapshot().map_err(|e| e.to_string()),
+            current_entry: self.machine.last_entry(),
+            window: self.machine.replay_window(),
+            entries: candidate.entries,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("dry-run".into())
+            .spawn(move || {
+                let _ = reply.send(Ok(canary::run(input)));
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start a dry run thread");
+        }
+    }
+}
+
+/// The history of a node that starts from scratch: the genesis component.
+pub fn genesis_history(machine: &StateMachine) -> ComponentHistory {
+    ComponentHistory::new(ComponentRecord {
+        index: 0,
+        kind: ActivationKind::Genesis,
+        hash: machine.component().hash.to_hex(),
+        size_bytes: machine.component().size_bytes,
+        name: machine.info().name.clone(),
+        version: machine.info().version.clone(),
+        timestamp_ms: 0,
+        limits: LimitOverrides::default(),
+        outcome: ActivationOutcome::Activated,
+    })
+}
