@@ -8,7 +8,9 @@
 
 use std::path::Path;
 
-use iroh_raft::storage::{SledStorage, StorageError};
+use iroh_raft::membership::{Members, PeerAddr};
+use iroh_raft::storage::{MetaUpdate, SledStorage, StorageError};
+use iroh_raft::wasm::ComponentHash;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::{Error as RaftError, GetEntriesContext, Storage, StorageError as RaftStorageError};
 use tempfile::TempDir;
@@ -425,7 +427,7 @@ fn t20_fresh_store_and_bootstrap() {
     assert_eq!(s.term(0), Ok(0));
 
     // Host metadata does not make the Raft state non-fresh.
-    s.put_meta("node_id", b"1").expect("put meta");
+    s.set_members(&Members::new()).expect("put meta");
     assert!(s.is_fresh());
 
     let empty = s.bootstrap(&ConfState::default()).expect_err("no voters");
@@ -512,11 +514,12 @@ fn t20_restart_recovers_everything() {
     s.compact(5).expect("compact");
     let conf2 = ConfState::from((vec![1, 2, 3, 4], vec![]));
     s.set_conf_state(&conf2).expect("conf state");
-    s.put_meta("applied_index", &7u64.to_be_bytes())
-        .expect("meta");
+    let component = ComponentHash::of(b"component bytes");
+    s.set_active_component(&component).expect("meta");
     s.set_commit(9).expect("commit");
     // The commit is not synced by itself; the next durable write carries it.
-    s.put_meta("node_id", b"n1").expect("meta");
+    let members = one_member();
+    s.set_members(&members).expect("meta");
 
     let s = fixture.reopen();
     assert_eq!(s.hard_state(), hard_state(3, 2, 9));
@@ -527,29 +530,34 @@ fn t20_restart_recovers_everything() {
     assert_eq!(s.term(6), Ok(2));
     assert_eq!(s.term(10), Ok(3));
     assert_eq!(s.snapshot(0, 2), Ok(snap));
-    assert_eq!(
-        s.get_meta("applied_index").expect("meta"),
-        Some(7u64.to_be_bytes().to_vec())
-    );
-    assert_eq!(s.get_meta("node_id").expect("meta"), Some(b"n1".to_vec()));
+    assert_eq!(s.active_component().expect("meta"), Some(component));
+    assert_eq!(s.members().expect("meta"), members);
 }
 
 #[test]
 fn t20_meta_survives_reopen() {
     let mut fixture = Fixture::new();
     let s = fixture.storage();
-    assert_eq!(s.get_meta("component/active").expect("get"), None);
-    s.put_meta("component/active", b"blake3:abc").expect("put");
-    s.put_meta("component/active", b"blake3:def")
-        .expect("overwrite");
-    s.put_meta("", b"empty name").expect("empty name");
+    assert_eq!(s.active_component().expect("get"), None);
+    assert_eq!(s.members().expect("get"), Members::new());
+    assert_eq!(s.conf_index().expect("get"), 0);
+    let (first, second) = (ComponentHash::of(b"abc"), ComponentHash::of(b"def"));
+    s.set_active_component(&first).expect("put");
+    s.set_active_component(&second).expect("overwrite");
+    s.set_members(&one_member()).expect("members");
+    s.set_conf_state_with_meta(
+        &ConfState::from((vec![1], vec![])),
+        MetaUpdate {
+            members: None,
+            conf_index: Some(12),
+            active_component: None,
+        },
+    )
+    .expect("conf state with meta");
     let s = fixture.reopen();
-    assert_eq!(
-        s.get_meta("component/active").expect("get"),
-        Some(b"blake3:def".to_vec())
-    );
-    assert_eq!(s.get_meta("").expect("get"), Some(b"empty name".to_vec()));
-    assert_eq!(s.get_meta("component").expect("get"), None);
+    assert_eq!(s.active_component().expect("get"), Some(second));
+    assert_eq!(s.members().expect("get"), one_member());
+    assert_eq!(s.conf_index().expect("get"), 12);
 }
 
 #[test]
@@ -1029,7 +1037,7 @@ fn t50_failed_sync_stops_every_write() {
     // Readers keep seeing the last acknowledged state.
     assert_eq!(s.last_index(), Ok(1));
     for attempt in [
-        s.put_meta("k", b"v"),
+        s.set_members(&Members::new()),
         s.set_commit(1),
         s.append_and_persist(&[new_entry(2, 1)], None),
     ] {
@@ -1040,4 +1048,13 @@ fn t50_failed_sync_stops_every_write() {
             "names the cause: {refused}"
         );
     }
+}
+
+/// A membership of one node with an address, for the metadata tests.
+fn one_member() -> Members {
+    let addr = PeerAddr {
+        node_id: "5b7a".into(),
+        addrs: vec!["127.0.0.1:7802".parse().expect("addr")],
+    };
+    [(1, addr)].into_iter().collect()
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::cluster::{CONVERGENCE_TIMEOUT, Cluster, Member, wait_for};
 use iroh_raft::api::{ApiClient, ApiClientError};
-use iroh_raft::node::Consistency;
 use iroh_raft::node::AppliedRecord;
+use iroh_raft::node::Consistency;
 use iroh_raft::node::upgrade::{ActivationKind, ActivationOutcome, CheckOutcome, ComponentHistory};
 use iroh_raft::wasm::ComponentHash;
 

@@ -381,7 +381,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         let ticket = transport.ticket();
         // Printed first: a joining node's operator needs it for `add-node`.
         println!("ticket: {ticket}");
-        let fresh = !args.data_dir.join("raft").exists();
+        let fresh = iroh_raft::storage::DataDir::new(&args.data_dir).is_fresh();
         let cluster = match (&args.join, &args.restore_from) {
             (Some(join), _) if fresh => ClusterMode::Join {
                 members: wait_until_added(&transport, join, args.id).await?,

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use iroh_raft::api::types::UpgradeResponse;
 use iroh_raft::api::{ApiClient, ApiClientError};
+use iroh_raft::node::upgrade::validate_component;
 use iroh_raft::node::upgrade::{
     ActivationOutcome, CheckOutcome, DEFAULT_COMPILE_BUDGET, DryRunReport, LimitOverrides,
 };
-use iroh_raft::node::upgrade::handle::validate_component;
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
 
 /// What `raft-host upgrade` was asked.

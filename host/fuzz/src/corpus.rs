@@ -9,7 +9,7 @@ use crate::seeds;
 use iroh_raft::transport::message::{
     ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireMessage,
 };
-use iroh_raft::transport::peer_addr::PeerAddr;
+use iroh_raft::membership::PeerAddr;
 use protobuf::{Message as _, RepeatedField};
 use raft::prelude::{
     ConfState, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot, SnapshotMetadata,

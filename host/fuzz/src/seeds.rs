@@ -10,7 +10,7 @@ use iroh_raft::node::snapshot::{
 };
 use iroh_raft::transport::codec;
 use iroh_raft::transport::message::{Request, WireMessage};
-use iroh_raft::transport::peer_addr::PeerAddr;
+use iroh_raft::membership::PeerAddr;
 use iroh_raft::transport::snapshot::SnapshotOffer;
 use protobuf::Message as _;
 use raft::prelude::{

@@ -271,13 +271,10 @@ async fn add_member(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<MembershipResponse>, ApiError> {
     let request: AddMemberRequest = parse_json(body)?;
-    let ticket: NodeTicket =
-        request
-            .ticket
-            .parse()
-            .map_err(|e: crate::transport::peer_addr::TicketError| {
-                ApiError::bad_request(e.to_string())
-            })?;
+    let ticket: NodeTicket = request
+        .ticket
+        .parse()
+        .map_err(|e: crate::membership::TicketError| ApiError::bad_request(e.to_string()))?;
     let (id, addr) = (ticket.raft_id, ticket.addr);
     let change = match (request.learner, request.replaces) {
         (true, Some(_)) => {

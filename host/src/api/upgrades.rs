@@ -24,10 +24,10 @@ use serde::Deserialize;
 use super::server::{ApiError, body_bytes, within};
 use super::types::UpgradeResponse;
 use crate::node::AppliedRecord;
+use crate::node::upgrade::handle::activated_record;
 use crate::node::upgrade::{
     ComponentHistory, DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
 };
-use crate::node::upgrade::handle::activated_record;
 use crate::node::{Applied, NodeHandle};
 
 /// How long an upgrade may take: every replica may fetch and compile the

@@ -9,20 +9,17 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Har
 use tokio::sync::{mpsc, watch};
 
 use super::applier::{self, ApplierEnv};
-use super::components::ComponentStore;
 use super::config::{
     ClusterMode, ELECTION_TICKS, GuestSource, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY,
     MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES, NodeConfig,
 };
-use super::core::{
-    self, ACTIVE_COMPONENT_KEY, CONF_INDEX_META_KEY, CoreSetup, NodeCore,
-};
+use super::core::{CoreSetup, NodeCore};
 use super::error::NodeError;
 use super::logger;
-use super::snapshot::{self, LoadedSnapshot, SNAPSHOT_DIR};
+use super::snapshot::{self, LoadedSnapshot};
 use super::upgrade;
-use crate::storage::SledStorage;
-use crate::transport::PeerAddr;
+use crate::membership::{self, Members, PeerAddr};
+use crate::storage::{ComponentStore, DataDir, MetaUpdate, SledStorage};
 use crate::wasm::{ComponentHash, StateMachine, WasmEngine};
 
 /// A node's parts before anything runs: the Raft core over its opened
@@ -62,20 +59,20 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
     if config.id == 0 {
         return Err(NodeError::Config("the node id must be non-zero".into()));
     }
-    let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::DataDir {
-        path: data_dir.clone(),
+    let data_dir = DataDir::new(&config.data_dir);
+    data_dir.create().map_err(|source| NodeError::DataDir {
+        path: config.data_dir.clone(),
         source,
     })?;
-    let storage = SledStorage::open(&data_dir.join("raft"))?;
+    let storage = SledStorage::open(&data_dir.raft_log())?;
     let state_hash_tx = broadcast_state_hashes(config);
     let engine = match overrides.engine {
         Some(engine) => engine,
-        None => WasmEngine::new(Some(data_dir.join("component-cache")))?,
+        None => WasmEngine::new(Some(data_dir.compile_cache()))?,
     };
     let components =
-        ComponentStore::open(data_dir.join("components")).map_err(|source| NodeError::DataDir {
-            path: data_dir.join("components"),
+        ComponentStore::open(data_dir.components()).map_err(|source| NodeError::DataDir {
+            path: data_dir.components(),
             source,
         })?;
     let env = ApplierEnv {
@@ -83,7 +80,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         engine: engine.clone(),
         limits: config.limits,
         components: components.clone(),
-        snapshot_dir: data_dir.join(SNAPSHOT_DIR),
+        snapshot_dir: data_dir.snapshots(),
         fetch: config
             .forwarder
             .clone()
@@ -122,18 +119,9 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
     let members = if storage.is_fresh() {
         bootstrap(config, &storage)?
     } else {
-        load_members(&storage)?
+        storage.members()?
     };
-    let conf_applied_index =
-        match storage.get_meta(CONF_INDEX_META_KEY)? {
-            None => 0,
-            Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().map_err(|e| {
-                NodeError::CorruptEntry {
-                    index: 0,
-                    reason: format!("stored conf index: {e}"),
-                }
-            })?,
-        };
+    let conf_applied_index = storage.conf_index()?;
 
     let mut raft_config = raft::Config {
         id: config.id,
@@ -214,9 +202,7 @@ fn bootstrap(
     change.set_change_type(ConfChangeType::AddNode);
     change.node_id = config.id;
     if let Some(addr) = &self_addr {
-        change.context = serde_json::to_vec(addr)
-            .map_err(|e| NodeError::Config(format!("encoding this node's address: {e}")))?
-            .into();
+        change.context = membership::encode_address(addr).into();
     }
     let data = protobuf::Message::write_to_bytes(&change)
         .map_err(|e| NodeError::Config(format!("encoding the bootstrap entry: {e}")))?;
@@ -236,10 +222,8 @@ fn bootstrap(
         ..Default::default()
     })?;
     storage.append_and_persist(&[entry], Some(&hard_state))?;
-    let members: BTreeMap<u64, PeerAddr> = self_addr.into_iter().map(|a| (config.id, a)).collect();
-    let encoded = serde_json::to_vec(&members)
-        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
-    storage.put_meta(core::MEMBERS_META_KEY, &encoded)?;
+    let members: Members = self_addr.into_iter().map(|a| (config.id, a)).collect();
+    storage.set_members(&members)?;
     tracing::info!(id = config.id, "bootstrapped a new cluster");
     Ok(members)
 }
@@ -277,18 +261,17 @@ fn bootstrap_from_backup(
         ..Default::default()
     })?;
     storage.apply_snapshot(&raft_snapshot)?;
-    let members = serde_json::to_vec(&header.members)
-        .map_err(|e| NodeError::Config(format!("encoding the membership: {e}")))?;
+    let component = machine.component().hash;
     storage.set_conf_state_with_meta(
         &ConfState {
             voters: vec![config.id],
             ..Default::default()
         },
-        &[
-            (core::MEMBERS_META_KEY, &members),
-            (CONF_INDEX_META_KEY, header.index.to_string().as_bytes()),
-            (ACTIVE_COMPONENT_KEY, header.component_hash.as_bytes()),
-        ],
+        MetaUpdate {
+            members: Some(&header.members),
+            conf_index: Some(header.index),
+            active_component: Some(&component),
+        },
     )?;
     tracing::info!(id = config.id, index = header.index, guest = %machine.info().name,
         "started a new cluster from a backup");
@@ -318,11 +301,9 @@ fn restore_latest_snapshot(
         // The cluster may have upgraded since it was created with this
         // file: any component it has run (or started with) is accepted.
         let given_hash = ComponentHash::of(&bytes);
-        let genesis = storage
-            .get_meta(ACTIVE_COMPONENT_KEY)?
-            .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+        let genesis = storage.active_component()?;
         let known = given_hash.to_hex() == loaded.header.component_hash
-            || genesis.as_deref() == Some(given_hash.to_hex().as_str())
+            || genesis == Some(given_hash)
             || loaded
                 .header
                 .history
@@ -341,16 +322,6 @@ fn restore_latest_snapshot(
     Ok((machine, history))
 }
 
-fn load_members(storage: &SledStorage) -> Result<BTreeMap<u64, PeerAddr>, NodeError> {
-    match storage.get_meta(core::MEMBERS_META_KEY)? {
-        None => Ok(BTreeMap::new()),
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| NodeError::CorruptEntry {
-            index: 0,
-            reason: format!("stored membership: {e}"),
-        }),
-    }
-}
-
 /// Pick the component this data dir runs: the stored one if the cluster
 /// exists, else the configured one (which is then stored).
 fn load_active_guest(
@@ -359,9 +330,7 @@ fn load_active_guest(
     engine: &WasmEngine,
     components: &ComponentStore,
 ) -> Result<StateMachine, NodeError> {
-    let stored = storage
-        .get_meta(ACTIVE_COMPONENT_KEY)?
-        .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+    let stored = storage.active_component()?;
     // Load (and so validate) a given file before anything is written: a bad
     // file changes nothing.
     let given = match &config.guest {
@@ -369,12 +338,7 @@ fn load_active_guest(
         GuestSource::File(path) => Some(engine.load_file(path)?),
     };
     match stored {
-        Some(hex) if !storage.is_fresh() => {
-            let hash = ComponentHash::from_hex(&hex).ok_or_else(|| NodeError::ComponentStore {
-                hash: hex.clone(),
-                path: config.data_dir.join("raft"),
-                reason: "not a valid hash".into(),
-            })?;
+        Some(hash) if !storage.is_fresh() => {
             let loaded = match given {
                 Some((loaded, _)) if loaded.hash == hash => loaded,
                 Some((loaded, _)) => {
@@ -411,7 +375,7 @@ fn load_active_guest(
                     path: components.path_of(&ComponentHash::of(&bytes)),
                     source,
                 })?;
-            storage.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())?;
+            storage.set_active_component(&hash)?;
             Ok(machine)
         }
     }

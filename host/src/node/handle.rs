@@ -10,13 +10,13 @@ use super::applier::{Applied, ApplierShared, QueryAnswer};
 use super::config::LEADER_WAIT;
 use super::core::{Consistency, MembershipChange, SnapshotInfo};
 use super::error::ClientError;
-use super::inbox::NodeMsg;
+use super::inbox::{NodeInbox, NodeMsg};
 use super::ports::Forwarder;
-use super::snapshot::{self, SNAPSHOT_DIR};
+use super::snapshot;
 use super::status::{GuestStatus, MemberStatus, NodeStatus};
 use super::upgrade;
 use crate::metrics::{self, NodeMetrics};
-use crate::storage::SledStorage;
+use crate::storage::{DataDir, SledStorage};
 use crate::transport::PeerDirectory;
 use crate::transport::sender::PeerStatsRegistry;
 
@@ -67,7 +67,10 @@ impl NodeHandle {
 
     /// Propose here; on a follower, forward to the leader (waiting briefly
     /// for one to be known).
-    pub(super) async fn propose_or_forward(&self, proposal: Proposal) -> Result<Applied, ClientError> {
+    pub(super) async fn propose_or_forward(
+        &self,
+        proposal: Proposal,
+    ) -> Result<Applied, ClientError> {
         let forward = self.inner.forwarder.as_ref().map(|_| proposal.clone());
         let mut result = self.propose_here_as(proposal.clone()).await;
         if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) && forward.is_some()
@@ -149,7 +152,7 @@ impl NodeHandle {
     pub fn latest_snapshot_path(&self) -> Option<PathBuf> {
         let (index, term) = self.inner.storage.snapshot_position()?;
         Some(snapshot::path_for(
-            &self.inner.data_dir.join(SNAPSHOT_DIR),
+            &DataDir::new(&self.inner.data_dir).snapshots(),
             index,
             term,
         ))
@@ -165,6 +168,11 @@ impl NodeHandle {
     /// The node's inbox, for the transport's protocol handler.
     pub fn raft_sender(&self) -> mpsc::Sender<NodeMsg> {
         self.inner.inbox.clone()
+    }
+
+    /// The node as its transport sees it (see [`NodeInbox`]).
+    pub fn inbox(&self) -> NodeInbox {
+        NodeInbox::new(self.inner.inbox.clone())
     }
 
     /// Run a read-only query, linearizable (see [`Consistency`]).

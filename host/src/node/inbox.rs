@@ -4,7 +4,7 @@
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::applier::{Candidate, ProposalReply, QueryReply};
+use super::applier::{Applied, Candidate, ProposalReply, QueryReply};
 use super::core::{Consistency, MembershipChange, RaftView, SnapshotInfo};
 use super::error::ClientError;
 use super::upgrade::{Activation, DryRunReport};
@@ -80,5 +80,69 @@ impl From<mpsc::error::TrySendError<NodeMsg>> for ClientError {
             mpsc::error::TrySendError::Full(_) => ClientError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
         }
+    }
+}
+
+/// The node as its transport sees it: methods, not messages. The transport
+/// hands over what peers sent and asks for what peers request; it never
+/// builds the node's messages itself. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NodeInbox {
+    tx: mpsc::Sender<NodeMsg>,
+}
+
+impl NodeInbox {
+    pub(crate) fn new(tx: mpsc::Sender<NodeMsg>) -> Self {
+        NodeInbox { tx }
+    }
+
+    /// A Raft message from a peer. A full inbox refuses it (`Overloaded`):
+    /// Raft retransmits, so dropping is safe and keeps the node responsive.
+    pub fn deliver_raft(&self, message: Message) -> Result<(), ClientError> {
+        Ok(self.tx.try_send(NodeMsg::Raft(Box::new(message)))?)
+    }
+
+    /// The transport finished (or gave up) streaming a snapshot to `to`;
+    /// waits for room, since Raft does not retry a lost report.
+    pub async fn report_snapshot(&self, to: u64, delivered: bool) -> Result<(), ClientError> {
+        self.tx
+            .send(NodeMsg::SnapshotReport { to, delivered })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// A peer's state hash at a state check.
+    pub fn report_state_hash(
+        &self,
+        from: u64,
+        index: u64,
+        hash: [u8; 32],
+    ) -> Result<(), ClientError> {
+        Ok(self.tx.try_send(NodeMsg::StateHash { from, index, hash })?)
+    }
+
+    /// Propose a command on this node (a follower forwarded it here).
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(NodeMsg::Propose { command, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Propose a component activation on this node (forwarded here).
+    pub async fn propose_activation(&self, activation: Activation) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(NodeMsg::ProposeActivation { activation, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Fetch (if needed), store and compile the component an upgrade is
+    /// about to activate; answers the compile time in milliseconds.
+    pub async fn prepare_component(&self, activation: Activation) -> Result<u64, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(NodeMsg::PrepareComponent { activation, reply })
+            .map_err(|e| ClientError::from(e).to_string())?;
+        answer.await.map_err(|_| ClientError::Stopped.to_string())?
     }
 }

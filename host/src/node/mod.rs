@@ -43,7 +43,6 @@
 
 pub(crate) mod applier;
 mod assemble;
-pub(crate) mod components;
 mod config;
 pub(crate) mod core;
 pub(crate) mod divergence;
@@ -70,7 +69,7 @@ pub use self::core::{Consistency, MAX_COMMAND_BYTES, MembershipChange, SnapshotI
 pub use self::divergence::DEFAULT_STATE_CHECK_EVERY;
 pub use self::error::{ClientError, NodeError};
 pub use self::handle::NodeHandle;
-pub use self::inbox::NodeMsg;
+pub use self::inbox::{NodeInbox, NodeMsg};
 pub use self::ports::{Forwarder, NoPeers, NodeLink, PeerFuture, Transport};
 pub use self::snapshot::SnapshotPolicy;
 pub use self::start::start;

@@ -38,8 +38,6 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"IRSNAP01";
 pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
 /// Largest snapshot file a node accepts from a peer or a backup.
 pub const MAX_SNAPSHOT_FILE_BYTES: u64 = 8 * 1024 * 1024 * 1024;
-/// Directory (under the data dir) holding snapshot files.
-pub const SNAPSHOT_DIR: &str = "snapshots";
 
 const CHECKSUM_BYTES: usize = 32;
 

@@ -44,7 +44,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     transport.attach(NodeLink {
         inbox: inbox_tx.clone(),
         snapshot_dir: env.snapshot_dir.clone(),
-        components_dir: data_dir.join("components"),
+        components_dir: env.components.dir().to_path_buf(),
     });
     let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
     let (stopped_tx, stopped_rx) = watch::channel(None);

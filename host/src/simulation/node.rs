@@ -13,13 +13,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::node::applier::{self, ApplierShared, ApplyJob, TakenSnapshot, WallClock};
+use crate::node::applier::{self, ApplierShared, ApplyJob, WallClock};
 use crate::node::core::{NodeCore, RaftView};
+use crate::node::inbox::NodeMsg;
+use crate::node::round::{self, Deferred, SnapshotAnswer};
 use crate::node::{NodeConfig, NodeError, NodeParts, PartsOverrides, assemble};
 use crate::storage::SledStorage;
 use crate::wasm::WasmEngine;
@@ -41,7 +43,7 @@ pub struct Live {
     applier: mpsc::Sender<ApplyJob>,
     thread: Option<JoinHandle<()>>,
     fatal: watch::Receiver<Option<String>>,
-    snapshot_answer: Option<oneshot::Receiver<Result<TakenSnapshot, String>>>,
+    snapshot_answer: Option<SnapshotAnswer>,
     state_hashes: mpsc::UnboundedReceiver<(u64, [u8; 32])>,
     /// Jobs were handed over since the last barrier (most steps hand
     /// none, and skip the round trip to the applier thread).
@@ -168,24 +170,35 @@ impl Live {
         Ok(())
     }
 
-    /// Run the Ready handling to completion, as the driver does after every
-    /// input, and wait until the applier has done everything handed to it.
+    /// Hand one input to the core through the driver's own dispatch.
+    /// Preparing a component (an upgrade's prepare round) is not part of
+    /// the simulated world: the simulated network carries no such request.
+    pub fn input(&mut self, message: NodeMsg, now: Instant, now_ms: u64, jobs: &mut Vec<ApplyJob>) {
+        if let Some(Deferred::PrepareComponent { reply, .. }) =
+            round::dispatch(&mut self.core, message, now, now_ms, jobs)
+        {
+            let _ = reply.send(Err("the simulation does not prepare components".into()));
+        }
+    }
+
+    /// Run Ready rounds to completion, as the driver does after every
+    /// input (the same [`round::ready`]), and wait until the applier has
+    /// done everything handed to it.
     pub fn settle(&mut self) -> Result<StepOutput, String> {
         let mut output = StepOutput::default();
         loop {
             let mut early = Vec::new();
-            let out = self
-                .core
-                .handle_ready(&mut |messages| early.extend(messages))
-                .map_err(|e| format!("node error: {e}"))?;
+            let round = round::ready(
+                &mut self.core,
+                self.snapshot_answer.is_some(),
+                &mut |messages| early.extend(messages),
+            )
+            .map_err(|e| format!("node error: {e}"))?;
             output.messages.extend(early);
-            self.hand_over(out.jobs)?;
-            output.messages.extend(out.messages);
-            if self.snapshot_answer.is_none()
-                && let Some((job, answer)) = self.core.snapshot_job()
-            {
-                self.hand_over(vec![job])?;
-                self.snapshot_answer = Some(answer);
+            self.hand_over(round.jobs)?;
+            output.messages.extend(round.messages);
+            if round.snapshot_answer.is_some() {
+                self.snapshot_answer = round.snapshot_answer;
             }
             self.barrier()?;
             match self

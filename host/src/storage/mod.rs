@@ -1,7 +1,9 @@
 //! Durable Raft storage on sled: the log, the hard state, the conf state, the
 //! latest snapshot, and a small metadata area for the host.
 //!
-//! This is the only module that imports `sled`. [`SledStorage`] implements
+//! This is the only module that imports `sled`, and it owns the data dir:
+//! [`DataDir`] knows every path on disk, [`ComponentStore`] the component
+//! files, [`meta`] the typed metadata beside the log. [`SledStorage`] implements
 //! [`raft::Storage`] with the semantics of raft-rs's `MemStorage` (first index
 //! is the snapshot index + 1 when the log is empty, `term` of the snapshot
 //! index is answered from the snapshot's metadata, `Compacted` below the first
@@ -89,9 +91,12 @@
 
 mod cache;
 mod codec;
+mod components;
+mod data_dir;
 mod durability;
 mod error;
 mod keys;
+pub mod meta;
 mod raft_storage;
 mod recovery;
 mod rules;
@@ -104,9 +109,12 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 
 use self::cache::{Cache, TermLookup};
 use self::codec::encode;
+pub use self::components::ComponentStore;
+pub use self::data_dir::{DATA_DIR_MODE, DataDir};
 use self::durability::Syncer;
 pub use self::error::StorageError;
 use self::keys::entry_key;
+pub use self::meta::MetaUpdate;
 use self::rules::{check_append, check_hard_state};
 
 /// Durable `raft::Storage` on sled. Cheap to clone: clones share one store.
@@ -322,7 +330,7 @@ impl SledStorage {
 
     /// Persists a new `ConfState` (after a conf change was applied), durably.
     pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), StorageError> {
-        self.set_conf_state_with_meta(conf_state, &[])
+        self.set_conf_state_with_values(conf_state, &[])
     }
 
     /// Installs a snapshot received from the leader (raft-rs `Ready::snapshot`),
@@ -516,7 +524,7 @@ impl SledStorage {
     /// Persists a new `ConfState` together with host metadata values that
     /// must change with it (which entry it reflects, the members' addresses),
     /// in one durable batch: a crash leaves either all or none of them.
-    pub fn set_conf_state_with_meta(
+    fn set_conf_state_with_values(
         &self,
         conf_state: &ConfState,
         meta: &[(&str, &[u8])],
@@ -537,8 +545,8 @@ impl SledStorage {
         Ok(())
     }
 
-    /// Reads a host metadata value (node identity, component registry, ...).
-    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    /// Reads a host metadata value (typed accessors: [`meta`]).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let value = self
             .inner
             .db
@@ -548,7 +556,7 @@ impl SledStorage {
     }
 
     /// Writes a host metadata value, durably.
-    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
         let mut state = self.inner.write()?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::user_key(key), value);

@@ -338,10 +338,10 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::PeerAddr;
     use crate::transport::message::{
         ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response,
     };
-    use crate::transport::peer_addr::PeerAddr;
 
     /// One message of every variant (and every nested variant).
     fn every_variant() -> Vec<WireMessage> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use iroh::EndpointId;
 use iroh::endpoint::{AfterHandshakeOutcome, Connection, EndpointHooks, VarInt};
 
-use super::peer_addr::PeerAddr;
+use crate::membership::PeerAddr;
 
 /// QUIC close code for a peer that is not allowed.
 pub const CLOSE_NOT_ALLOWED: u32 = 403;

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use iroh::SecretKey;
 
-/// File name of the key inside the data dir.
-pub const SECRET_KEY_FILE: &str = "node.key";
+use crate::storage::DataDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -27,7 +26,7 @@ pub enum IdentityError {
 
 /// Load the node's key from `data_dir`, creating it on first start.
 pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
-    let path = data_dir.join(SECRET_KEY_FILE);
+    let path = DataDir::new(data_dir).secret_key();
     let io = |source| IdentityError::Io {
         path: path.clone(),
         source,
@@ -82,13 +81,13 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(SECRET_KEY_FILE))
+            let mode = std::fs::metadata(DataDir::new(dir.path()).secret_key())
                 .expect("meta")
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        std::fs::write(dir.path().join(SECRET_KEY_FILE), b"short").expect("write");
+        std::fs::write(DataDir::new(dir.path()).secret_key(), b"short").expect("write");
         assert!(matches!(
             load_or_create(dir.path()),
             Err(IdentityError::Damaged { found: 5, .. })

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::peer_addr::PeerAddr;
+use crate::membership::PeerAddr;
 
 /// One frame of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

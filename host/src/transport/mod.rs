@@ -32,14 +32,13 @@ pub mod handler;
 pub mod identity;
 pub mod message;
 pub mod net;
-pub mod peer_addr;
 pub mod sender;
 pub mod snapshot;
 
+pub use crate::membership::{NodeTicket, PeerAddr, TicketError};
 pub use directory::{AllowlistHook, PeerDirectory};
 pub use handler::RaftProtocolHandler;
 pub use net::{Acceptor, IrohTransport, RelayChoice, TransportConfig, TransportError};
-pub use peer_addr::{NodeTicket, PeerAddr};
 
 /// The ALPN of the protocol. The `/0` is its version: an incompatible change
 /// to [`message`] or [`codec`] gets a new ALPN.

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::node::components::ComponentStore;
 use crate::node::upgrade::fetch::PeerFetch;
+use crate::storage::ComponentStore;
 use crate::wasm::{GuestLimits, WasmEngine};
 
 /// What the applier needs besides the state machine: how to build another

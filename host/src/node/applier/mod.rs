@@ -8,8 +8,8 @@
 //! the applier answers waiting clients itself once their entry is applied.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
@@ -26,8 +26,8 @@ mod snapshots;
 
 pub use self::env::{ApplierEnv, WallClock, unix_now_ms};
 pub use self::jobs::{
-    Applied, AppliedRecord, ApplyItem, ApplyJob, Candidate, ProposalReply, QueryAnswer,
-    QueryReply, TakenSnapshot,
+    Applied, AppliedRecord, ApplyItem, ApplyJob, Candidate, ProposalReply, QueryAnswer, QueryReply,
+    TakenSnapshot,
 };
 pub use self::shared::ApplierShared;
 pub use self::snapshots::{build_machine, raft_snapshot, snapshot_entry};

@@ -6,19 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use raft::StateRole;
-use raft::prelude::{
-    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
-};
+use raft::prelude::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 use raft_proto::ConfChangeI;
 
 use super::{
-    CONF_INDEX_META_KEY, MEMBERS_META_KEY, MembershipChange, NodeCore, Outbound, PROMOTION_LAG_ENTRIES, PROMOTION_TIMEOUT,
+    MembershipChange, NodeCore, Outbound, PROMOTION_LAG_ENTRIES, PROMOTION_TIMEOUT,
     PendingPromotion, PendingProposal, Started,
 };
+use crate::membership::{self, PeerAddr};
 use crate::node::applier::ProposalReply;
 use crate::node::envelope::Payload;
 use crate::node::error::{ClientError, NodeError};
-use crate::transport::PeerAddr;
+use crate::storage::MetaUpdate;
 
 impl NodeCore {
     /// A leader that is leaving (in the outgoing half of a joint
@@ -173,7 +172,12 @@ impl NodeCore {
         }
     }
 
-    pub(super) fn schedule_promotion(&mut self, id: u64, replaces: Option<u64>, now: Instant) -> Started {
+    pub(super) fn schedule_promotion(
+        &mut self,
+        id: u64,
+        replaces: Option<u64>,
+        now: Instant,
+    ) -> Started {
         self.promotions.insert(
             id,
             PendingPromotion {
@@ -371,7 +375,9 @@ impl NodeCore {
         for single in change.get_changes() {
             match single.get_change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                    if let Some(addr) = address_in(index, single.node_id, &change.context) {
+                    if let Some(addr) =
+                        membership::address_in(index, single.node_id, &change.context)
+                    {
                         self.members.insert(single.node_id, addr);
                     }
                 }
@@ -381,13 +387,13 @@ impl NodeCore {
                 }
             }
         }
-        let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
         self.storage.set_conf_state_with_meta(
             &conf_state,
-            &[
-                (MEMBERS_META_KEY, &members),
-                (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
-            ],
+            MetaUpdate {
+                members: Some(&self.members),
+                conf_index: Some(index),
+                active_component: None,
+            },
         )?;
         self.conf_applied_index = index;
         // A finished promotion is no longer pending.
@@ -398,25 +404,5 @@ impl NodeCore {
         out.members = Some(self.members.clone());
         self.hand_over_if_leaving();
         Ok(Payload::Noop)
-    }
-}
-
-/// The address of `node_id` in a configuration change's context: a map of
-/// Raft id to address (this version), or one bare address (entries written
-/// by the first version, with v1 changes).
-pub(super) fn address_in(index: u64, node_id: u64, context: &[u8]) -> Option<PeerAddr> {
-    if context.is_empty() {
-        return None;
-    }
-    if let Ok(mut book) = serde_json::from_slice::<BTreeMap<u64, PeerAddr>>(context) {
-        return book.remove(&node_id);
-    }
-    match serde_json::from_slice::<PeerAddr>(context) {
-        Ok(addr) => Some(addr),
-        Err(error) => {
-            tracing::warn!(index, node = node_id, %error,
-                "membership entry has an unreadable address");
-            None
-        }
     }
 }

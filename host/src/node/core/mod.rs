@@ -115,17 +115,6 @@ impl std::str::FromStr for Consistency {
     }
 }
 
-/// Metadata key of the membership (Raft id → address), kept in step with
-/// the applied configuration.
-pub const MEMBERS_META_KEY: &str = "members";
-/// Metadata key of the index of the last configuration change reflected in
-/// the stored conf state (replayed changes up to it are not applied twice).
-pub const CONF_INDEX_META_KEY: &str = "conf_index";
-/// Metadata key holding the hash of the component the stored log starts
-/// from (the cluster's first component, or that of an installed snapshot).
-/// Upgrades after it are activation entries in the log, replayed on start.
-pub const ACTIVE_COMPONENT_KEY: &str = "active_component";
-
 /// A client waiting for its proposal to apply.
 #[derive(Debug)]
 struct PendingProposal {

@@ -51,7 +51,11 @@ impl NodeCore {
         self.propose_data(Ok(data), reply);
     }
 
-    pub(super) fn propose_data(&mut self, data: Result<Vec<u8>, ClientError>, reply: ProposalReply) {
+    pub(super) fn propose_data(
+        &mut self,
+        data: Result<Vec<u8>, ClientError>,
+        reply: ProposalReply,
+    ) {
         match data.and_then(|data| self.append_proposal(data)) {
             Ok((index, term)) => {
                 self.pending.insert(index, PendingProposal { term, reply });

@@ -143,7 +143,11 @@ impl NodeCore {
     /// hard state whose term and vote are unchanged (only the commit index
     /// moved) with no new entries needs no fsync; the commit index can be
     /// recomputed after a crash and rides along with the next durable write.
-    pub(super) fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), NodeError> {
+    pub(super) fn persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), NodeError> {
         let persisted = self.storage.hard_state();
         let must_sync = !entries.is_empty()
             || hard_state.is_some_and(|hs| hs.term != persisted.term || hs.vote != persisted.vote);

@@ -4,18 +4,22 @@
 use raft::prelude::Snapshot;
 use tokio::sync::oneshot;
 
-use super::{
-    ACTIVE_COMPONENT_KEY, CONF_INDEX_META_KEY, MEMBERS_META_KEY, NodeCore, Outbound, SnapshotInfo,
-};
+use super::{NodeCore, Outbound, SnapshotInfo};
 use crate::node::applier::{ApplyJob, TakenSnapshot};
 use crate::node::error::{ClientError, NodeError};
 use crate::node::snapshot::{self, SnapshotDescriptor};
+use crate::storage::MetaUpdate;
+use crate::wasm::ComponentHash;
 
 impl NodeCore {
     /// A snapshot from the leader: make it durable, restore the guest from
     /// its file (which the transport received and verified before handing
     /// the message to Raft), and take its membership.
-    pub(super) fn install_snapshot(&mut self, snap: &Snapshot, out: &mut Outbound) -> Result<(), NodeError> {
+    pub(super) fn install_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        out: &mut Outbound,
+    ) -> Result<(), NodeError> {
         let meta = snap.get_metadata();
         let (index, term) = (meta.index, meta.term);
         let corrupt = |reason: String| NodeError::CorruptEntry { index, reason };
@@ -43,17 +47,20 @@ impl NodeCore {
             let _ = proposal.reply.send(Err(ClientError::OutcomeUnknown));
         }
         self.members = loaded.header.members.clone();
-        let members = serde_json::to_vec(&self.members).map_err(|e| corrupt(e.to_string()))?;
+        let component =
+            ComponentHash::from_hex(&loaded.header.component_hash).ok_or_else(|| {
+                corrupt(format!(
+                    "`{}` is not a component hash",
+                    loaded.header.component_hash
+                ))
+            })?;
         self.storage.set_conf_state_with_meta(
             meta.get_conf_state(),
-            &[
-                (MEMBERS_META_KEY, &members),
-                (CONF_INDEX_META_KEY, index.to_string().as_bytes()),
-                (
-                    ACTIVE_COMPONENT_KEY,
-                    loaded.header.component_hash.as_bytes(),
-                ),
-            ],
+            MetaUpdate {
+                members: Some(&self.members),
+                conf_index: Some(index),
+                active_component: Some(&component),
+            },
         )?;
         self.conf_applied_index = index;
         self.snapshots.handed_index = index;

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::node::applier::ApplierEnv;
-use crate::node::components::ComponentStore;
-use crate::node::ports::Forwarder;
 use super::Activation;
+use crate::node::applier::ApplierEnv;
+use crate::node::ports::Forwarder;
+use crate::storage::ComponentStore;
 use crate::transport::PeerDirectory;
 use crate::wasm::ComponentHash;
 

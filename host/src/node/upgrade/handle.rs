@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::node::applier::{AppliedRecord, Candidate};
-use crate::node::components::ComponentStore;
 use super::{
     Activation, ActivationKind, ComponentHistory, ComponentRecord, DEFAULT_DRY_RUN_ENTRIES,
     DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
 };
+use crate::node::applier::{AppliedRecord, Candidate};
 use crate::node::{Applied, ClientError, NodeHandle, NodeMsg};
+use crate::storage::ComponentStore;
 use crate::wasm::{
     ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
 };

@@ -21,11 +21,12 @@
 //! it) and travels with snapshots.
 
 mod activate;
-pub mod canary;
-pub mod fetch;
-pub mod handle;
+pub(crate) mod canary;
+pub(crate) mod fetch;
+pub(crate) mod handle;
 
-pub use self::activate::genesis_history;
+pub(crate) use self::activate::genesis_history;
+pub use self::handle::{ValidatedComponent, validate_component};
 
 use std::time::Duration;
 

@@ -25,9 +25,10 @@ use super::workload::{self, Answer, Outstanding, Waiting, Workload};
 use super::{FaultCounts, RECOVERY_BOUND, SimConfig};
 use crate::linearizability::OpId;
 use crate::node::applier::{ApplyJob, WallClock};
-use crate::node::components::ComponentStore;
-use crate::node::snapshot::{self as snapshot_file, SNAPSHOT_DIR};
+use crate::node::inbox::NodeMsg;
+use crate::node::snapshot as snapshot_file;
 use crate::node::{Applied, ClientError, ClusterMode, GuestSource, NodeConfig, SnapshotPolicy};
+use crate::storage::{ComponentStore, DataDir};
 use crate::transport::PeerAddr;
 
 /// One Raft tick, as in production.
@@ -386,12 +387,15 @@ impl<'a> World<'a> {
             let mut seen = BTreeMap::new();
             for &member in &members {
                 let (tx, rx) = oneshot::channel();
-                let now = self.instant();
                 let bytes = text.clone().into_bytes();
-                self.drive(member, |live, jobs| {
-                    live.core
-                        .read(bytes, crate::node::Consistency::Stale, now, tx, jobs)
-                })?;
+                self.input(
+                    member,
+                    NodeMsg::Query {
+                        request: bytes,
+                        consistency: crate::node::Consistency::Stale,
+                        reply: tx,
+                    },
+                )?;
                 let answer = match workload::poll(&mut Waiting::Read(rx)) {
                     Some((Answer::Reply(reply), _)) => format!("{reply:?}"),
                     other => format!("no answer: {other:?}"),
@@ -501,7 +505,7 @@ impl<'a> World<'a> {
                     self.note(format!(
                         "snapshot report {leader}->{to} delivered={delivered}"
                     ));
-                    self.drive(leader, |live, _| live.core.report_snapshot(to, delivered))?;
+                    self.input(leader, NodeMsg::SnapshotReport { to, delivered })?;
                 }
             }
             Event::StateHash {
@@ -511,15 +515,7 @@ impl<'a> World<'a> {
                 hash,
             } => {
                 self.note(format!("state hash {from}->{to} at {index}"));
-                self.drive(to, |live, jobs| {
-                    let voters = live.core.view().voters;
-                    jobs.push(ApplyJob::PeerStateHash {
-                        from,
-                        index,
-                        hash,
-                        voters,
-                    });
-                })?;
+                self.input(to, NodeMsg::StateHash { from, index, hash })?;
             }
             Event::ClientNext { client } => self.client_next(client)?,
             Event::ClientDeadline { client, op } => {
@@ -565,6 +561,13 @@ impl<'a> World<'a> {
 
     /// Run one input on a live node, settle it, send what it emitted and
     /// check every invariant. Nothing happens if the node is down.
+    /// Hand `message` to node `id` as its inbox would, through the same
+    /// dispatch the driver uses, at the current virtual time.
+    pub(super) fn input(&mut self, id: u64, message: NodeMsg) -> Step<()> {
+        let (now, now_ms) = (self.instant(), self.wall_now());
+        self.drive(id, |live, jobs| live.input(message, now, now_ms, jobs))
+    }
+
     fn drive(&mut self, id: u64, input: impl FnOnce(&mut Live, &mut Vec<ApplyJob>)) -> Step<()> {
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
@@ -691,10 +694,7 @@ impl<'a> World<'a> {
             }
             self.faults.snapshots_sent += 1;
         }
-        self.drive(to, |live, _| {
-            // A message Raft refuses is dropped, as the driver does.
-            let _ = live.core.step(message);
-        })
+        self.input(to, NodeMsg::Raft(Box::new(message)))
     }
 
     /// What the transport does for a snapshot: the file, from the
@@ -705,9 +705,12 @@ impl<'a> World<'a> {
         let (Some(source), Some(target)) = (self.nodes.get(&from), self.nodes.get(&to)) else {
             return false;
         };
-        let source =
-            snapshot_file::path_for(&source.data_dir().join(SNAPSHOT_DIR), meta.index, meta.term);
-        let target_dir = target.data_dir().join(SNAPSHOT_DIR);
+        let source = snapshot_file::path_for(
+            &DataDir::new(source.data_dir()).snapshots(),
+            meta.index,
+            meta.term,
+        );
+        let target_dir = DataDir::new(target.data_dir()).snapshots();
         let target = snapshot_file::path_for(&target_dir, meta.index, meta.term);
         let partial = target.with_extension("partial");
         std::fs::create_dir_all(&target_dir).is_ok()
@@ -730,7 +733,7 @@ impl<'a> World<'a> {
         config.unsafe_local_reads = self.cfg.unsafe_local_reads;
         // Every node holds every component an upgrade may switch to, as
         // after the upgrade's prepare round.
-        let store = ComponentStore::open(dir.join("components"))
+        let store = ComponentStore::open(DataDir::new(dir).components())
             .map_err(|e| self.stop(format!("component store of node {id}: {e}")))?;
         for bytes in &self.components {
             store
@@ -766,7 +769,7 @@ impl<'a> World<'a> {
         if let Some(node) = self.nodes.get_mut(&id) {
             node.crash();
             if self.cfg.amnesia {
-                let _ = std::fs::remove_dir_all(node.data_dir().join("raft"));
+                let _ = std::fs::remove_dir_all(DataDir::new(node.data_dir()).raft_log());
             }
             self.faults.crashes += 1;
             self.note(format!("crash node {id}"));
@@ -837,16 +840,25 @@ impl<'a> World<'a> {
         let waiting = match request.read {
             None => {
                 let (tx, rx) = oneshot::channel();
-                let now_ms = self.wall_now();
-                self.drive(node, |live, _| live.core.propose(bytes, now_ms, tx))?;
+                self.input(
+                    node,
+                    NodeMsg::Propose {
+                        command: bytes,
+                        reply: tx,
+                    },
+                )?;
                 Waiting::Write(rx)
             }
             Some(consistency) => {
                 let (tx, rx) = oneshot::channel();
-                let now = self.instant();
-                self.drive(node, |live, jobs| {
-                    live.core.read(bytes, consistency, now, tx, jobs)
-                })?;
+                self.input(
+                    node,
+                    NodeMsg::Query {
+                        request: bytes,
+                        consistency,
+                        reply: tx,
+                    },
+                )?;
                 Waiting::Read(rx)
             }
         };

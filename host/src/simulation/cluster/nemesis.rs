@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::{AdminKind, Event, Step, World, addr_of};
 use crate::node::ClusterMode;
 use crate::node::core::MembershipChange;
+use crate::node::inbox::NodeMsg;
 use crate::node::upgrade::{Activation, ActivationKind, LimitOverrides};
 use crate::simulation::network::Weather;
 use crate::transport::PeerAddr;
@@ -65,7 +66,7 @@ impl World<'_> {
                 if let Some(node) = self.rng.pick(&live) {
                     self.note(format!("snapshot on node {node}"));
                     let (tx, _rx) = oneshot::channel();
-                    self.drive(node, |live, _| live.core.request_snapshot(tx))?;
+                    self.input(node, NodeMsg::Snapshot { reply: tx })?;
                 }
             }
             77..=86 if self.components.len() > 1 => self.upgrade()?,
@@ -73,9 +74,14 @@ impl World<'_> {
                 if let Some(leader) = self.leader() {
                     self.note(format!("transfer leadership away from {leader}"));
                     self.faults.transfers += 1;
-                    self.drive(leader, |live, _| {
-                        let _ = live.core.transfer_leader(None);
-                    })?;
+                    let (tx, _rx) = oneshot::channel();
+                    self.input(
+                        leader,
+                        NodeMsg::TransferLeader {
+                            target: None,
+                            reply: tx,
+                        },
+                    )?;
                 }
             }
         }
@@ -167,11 +173,13 @@ impl World<'_> {
             };
             self.note(format!("remove node {victim} via {leader}"));
             let (tx, rx) = oneshot::channel();
-            let now = self.instant();
-            self.drive(leader, |live, _| {
-                live.core
-                    .change_membership(MembershipChange::RemoveNode { id: victim }, now, tx)
-            })?;
+            self.input(
+                leader,
+                NodeMsg::ChangeMembership {
+                    change: MembershipChange::RemoveNode { id: victim },
+                    reply: tx,
+                },
+            )?;
             self.admin.push((AdminKind::Remove(victim), rx));
             Ok(())
         } else {
@@ -193,17 +201,16 @@ impl World<'_> {
         let id = self.new_node(ClusterMode::Join { members })?;
         self.note(format!("add node {id} via {leader}"));
         let (tx, rx) = oneshot::channel();
-        let now = self.instant();
-        self.drive(leader, |live, _| {
-            live.core.change_membership(
-                MembershipChange::AddVoter {
+        self.input(
+            leader,
+            NodeMsg::ChangeMembership {
+                change: MembershipChange::AddVoter {
                     id,
                     addr: addr_of(id),
                 },
-                now,
-                tx,
-            )
-        })?;
+                reply: tx,
+            },
+        )?;
         self.admin.push((AdminKind::Add, rx));
         Ok(())
     }
@@ -224,10 +231,13 @@ impl World<'_> {
         self.upgrade_to = (self.upgrade_to + 1) % self.components.len();
         self.note(format!("upgrade to {} via {leader}", activation.hash));
         let (tx, rx) = oneshot::channel();
-        let now_ms = self.wall_now();
-        self.drive(leader, |live, _| {
-            live.core.propose_activation(&activation, now_ms, tx)
-        })?;
+        self.input(
+            leader,
+            NodeMsg::ProposeActivation {
+                activation,
+                reply: tx,
+            },
+        )?;
         self.admin.push((AdminKind::Upgrade, rx));
         Ok(())
     }

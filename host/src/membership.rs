@@ -1,10 +1,16 @@
-//! How to reach a node: its iroh node id and direct addresses, and the
-//! "ticket" text form operators copy between machines.
+//! Who is in the cluster and how to reach them: a member's iroh node id and
+//! direct addresses ([`PeerAddr`]), the membership map ([`Members`]) with its
+//! encodings (in storage, in configuration changes), and the "ticket" text
+//! form operators copy between machines.
+//!
+//! A leaf module: the node, the storage and the transport all speak it, and
+//! it depends on none of them.
 //!
 //! Ticket: `<raft-id>:<node-id>@<ip:port>[,<ip:port>...]`, e.g.
 //! `2:5b7a…c1@127.0.0.1:7802`. The node id (an ed25519 public key) is what
 //! authenticates the peer; the addresses only say where to dial.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -22,6 +28,52 @@ pub struct PeerAddr {
     pub node_id: String,
     /// Direct UDP addresses.
     pub addrs: Vec<SocketAddr>,
+}
+
+/// Every member's address, by Raft id (a member added without an address,
+/// as a single node is, has none).
+pub type Members = BTreeMap<u64, PeerAddr>;
+
+/// A stored or transmitted membership that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable membership: {0}")]
+pub struct MembersError(String);
+
+/// The bytes a membership is stored as (JSON: operators read it with
+/// ordinary tools, and it is small).
+pub fn encode_members(members: &Members) -> Vec<u8> {
+    serde_json::to_vec(members).expect("a map of plain addresses always serializes")
+}
+
+/// The inverse of [`encode_members`].
+pub fn decode_members(bytes: &[u8]) -> Result<Members, MembersError> {
+    serde_json::from_slice(bytes).map_err(|e| MembersError(e.to_string()))
+}
+
+/// The context of a configuration change that adds `addr` (the bootstrap
+/// entry's format: one bare address).
+pub fn encode_address(addr: &PeerAddr) -> Vec<u8> {
+    serde_json::to_vec(addr).expect("a plain address always serializes")
+}
+
+/// The address of `node_id` in a configuration change's context: a map of
+/// Raft id to address (this version), or one bare address (entries written
+/// by the first version, with v1 changes). `index` is for the log line.
+pub fn address_in(index: u64, node_id: u64, context: &[u8]) -> Option<PeerAddr> {
+    if context.is_empty() {
+        return None;
+    }
+    if let Ok(mut book) = serde_json::from_slice::<Members>(context) {
+        return book.remove(&node_id);
+    }
+    match serde_json::from_slice::<PeerAddr>(context) {
+        Ok(addr) => Some(addr),
+        Err(error) => {
+            tracing::warn!(index, node = node_id, %error,
+                "membership entry has an unreadable address");
+            None
+        }
+    }
 }
 
 /// A member of the cluster as operators name it.

@@ -23,6 +23,11 @@ impl ComponentStore {
         Ok(ComponentStore { dir })
     }
 
+    /// The directory the files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path_of(&self, hash: &ComponentHash) -> PathBuf {
         self.dir.join(format!("{}.wasm", hash.to_hex()))
     }

@@ -1,0 +1,98 @@
+//! The host's metadata beside the Raft log, typed: the members' addresses,
+//! the index of the last configuration change they reflect, and the
+//! component the cluster started from (or that its latest installed
+//! snapshot runs). Each has one accessor; the keys and the encodings are
+//! private to this file.
+
+use super::{SledStorage, StorageError};
+use crate::membership::{self, Members};
+use crate::wasm::ComponentHash;
+
+/// The members' addresses (a [`membership::encode_members`] map).
+const MEMBERS_KEY: &str = "members";
+/// Index of the last configuration change whose result is in the stored
+/// conf state and members (decimal text).
+const CONF_INDEX_KEY: &str = "conf_index";
+/// Hash (hex) of the component the log's first entry is applied with: the
+/// cluster's first component, or that of an installed snapshot. Upgrades
+/// after it are activation entries in the log, replayed on start.
+const ACTIVE_COMPONENT_KEY: &str = "active_component";
+
+/// Metadata that must change atomically with the conf state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaUpdate<'a> {
+    pub members: Option<&'a Members>,
+    pub conf_index: Option<u64>,
+    pub active_component: Option<&'a ComponentHash>,
+}
+
+impl SledStorage {
+    /// The stored members' addresses (empty before any was recorded).
+    pub fn members(&self) -> Result<Members, StorageError> {
+        match self.get_meta(MEMBERS_KEY)? {
+            None => Ok(Members::new()),
+            Some(bytes) => membership::decode_members(&bytes)
+                .map_err(|e| StorageError::corrupt("the stored membership", e.to_string())),
+        }
+    }
+
+    /// Records the members' addresses, durably.
+    pub fn set_members(&self, members: &Members) -> Result<(), StorageError> {
+        self.put_meta(MEMBERS_KEY, &membership::encode_members(members))
+    }
+
+    /// Index of the last configuration change the stored conf state
+    /// reflects (0 before any).
+    pub fn conf_index(&self) -> Result<u64, StorageError> {
+        match self.get_meta(CONF_INDEX_KEY)? {
+            None => Ok(0),
+            Some(raw) => String::from_utf8_lossy(&raw)
+                .parse::<u64>()
+                .map_err(|e| StorageError::corrupt("the stored conf index", e.to_string())),
+        }
+    }
+
+    /// The component the log's first entry is applied with, if recorded.
+    pub fn active_component(&self) -> Result<Option<ComponentHash>, StorageError> {
+        match self.get_meta(ACTIVE_COMPONENT_KEY)? {
+            None => Ok(None),
+            Some(raw) => {
+                let hex = String::from_utf8_lossy(&raw);
+                ComponentHash::from_hex(&hex).map(Some).ok_or_else(|| {
+                    StorageError::corrupt(
+                        "the stored active component",
+                        format!("`{hex}` is not a hash"),
+                    )
+                })
+            }
+        }
+    }
+
+    /// Records the component the log's first entry is applied with, durably.
+    pub fn set_active_component(&self, hash: &ComponentHash) -> Result<(), StorageError> {
+        self.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())
+    }
+
+    /// Persists a new conf state together with the metadata that must
+    /// change with it, in one durable batch: a crash leaves all or none.
+    pub fn set_conf_state_with_meta(
+        &self,
+        conf_state: &raft::prelude::ConfState,
+        update: MetaUpdate<'_>,
+    ) -> Result<(), StorageError> {
+        let members = update.members.map(membership::encode_members);
+        let conf_index = update.conf_index.map(|index| index.to_string());
+        let component = update.active_component.map(ComponentHash::to_hex);
+        let mut values: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(members) = &members {
+            values.push((MEMBERS_KEY, members));
+        }
+        if let Some(index) = &conf_index {
+            values.push((CONF_INDEX_KEY, index.as_bytes()));
+        }
+        if let Some(hex) = &component {
+            values.push((ACTIVE_COMPONENT_KEY, hex.as_bytes()));
+        }
+        self.set_conf_state_with_values(conf_state, &values)
+    }
+}
