@@ -189,7 +189,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         cluster,
         snapshot: node::SnapshotPolicy::default(),
         forwarder: Some(transport.forwarder()),
-        directory: Some(directory),
+        directory: Some(std::sync::Arc::new(directory)),
         peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
         compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,

@@ -42,7 +42,6 @@ pub mod api;
 pub mod error;
 pub mod linearizability;
 pub mod membership;
-pub mod metrics;
 pub mod node;
 pub mod simulation;
 pub mod storage;

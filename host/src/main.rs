@@ -414,7 +414,7 @@ fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
                 keep_entries: args.snapshot_keep_entries,
             },
             forwarder: Some(transport.forwarder()),
-            directory: Some(directory),
+            directory: Some(std::sync::Arc::new(directory)),
             peer_stats: Some(transport.peer_stats_registry()),
             ticket: Some(ticket.to_string()),
             compile_budget: std::time::Duration::from_secs(args.compile_budget_secs),

@@ -12,7 +12,7 @@
 //! | GET    | `/v1/snapshot/latest` |          | the latest snapshot file (a backup) |
 //! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
-//! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::metrics`] |
+//! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
 //! reaches the node.
@@ -263,7 +263,11 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
 
 async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
     let text = within_timeout(node.metrics_text()).await?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, crate::node::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }
 
 async fn add_member(

@@ -389,7 +389,7 @@ fn broadcast_state_hashes(config: &NodeConfig) -> Option<mpsc::UnboundedSender<(
     let id = config.id;
     tokio::spawn(async move {
         while let Some((index, hash)) = rx.recv().await {
-            for peer in directory.members().into_keys().filter(|p| *p != id) {
+            for peer in directory.member_ids().into_iter().filter(|p| *p != id) {
                 let forwarder = forwarder.clone();
                 tokio::spawn(async move {
                     if let Err(error) = forwarder.report_state_hash(peer, index, hash).await {

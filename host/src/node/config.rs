@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::divergence;
-use super::ports::Forwarder;
+use super::metrics::PeerStatsRegistry;
+use super::ports::{Forwarder, PeerView};
 use super::snapshot::SnapshotPolicy;
 use super::upgrade;
-use crate::transport::sender::PeerStatsRegistry;
-use crate::transport::{PeerAddr, PeerDirectory};
+use crate::membership::PeerAddr;
 use crate::wasm::GuestLimits;
 
 /// Ticks without a heartbeat before a follower starts an election.
@@ -69,7 +69,7 @@ pub struct NodeConfig {
     /// Sends proposals to the leader when this node is a follower.
     pub forwarder: Option<Arc<dyn Forwarder>>,
     /// The transport's peer directory, for last-contact times in status.
-    pub directory: Option<PeerDirectory>,
+    pub directory: Option<Arc<dyn PeerView>>,
     /// The transport's per-peer counters, for metrics.
     pub peer_stats: Option<PeerStatsRegistry>,
     /// This node's ticket, shown in status.

@@ -11,14 +11,13 @@ use super::config::LEADER_WAIT;
 use super::core::{Consistency, MembershipChange, SnapshotInfo};
 use super::error::ClientError;
 use super::inbox::{NodeInbox, NodeMsg};
+use super::metrics::{self, NodeMetrics, PeerStatsRegistry};
 use super::ports::Forwarder;
+use super::ports::PeerView;
 use super::snapshot;
 use super::status::{GuestStatus, MemberStatus, NodeStatus};
 use super::upgrade;
-use crate::metrics::{self, NodeMetrics};
 use crate::storage::{DataDir, SledStorage};
-use crate::transport::PeerDirectory;
-use crate::transport::sender::PeerStatsRegistry;
 
 /// What a client proposes: a guest command or a component activation.
 #[derive(Debug, Clone)]
@@ -41,7 +40,7 @@ pub(super) struct HandleInner {
     pub(super) upgrades: upgrade::handle::UpgradeEnv,
     pub(super) shutdown: mpsc::Sender<oneshot::Sender<()>>,
     pub(super) forwarder: Option<Arc<dyn Forwarder>>,
-    pub(super) directory: Option<PeerDirectory>,
+    pub(super) directory: Option<Arc<dyn PeerView>>,
     pub(super) ticket: Option<String>,
     pub(super) applier: Arc<ApplierShared>,
     pub(super) metrics: NodeMetrics,
@@ -256,7 +255,7 @@ impl NodeHandle {
     }
 
     /// The node's metrics in the Prometheus text format (see
-    /// [`crate::metrics`]).
+    /// [`crate::node::metrics`]).
     pub async fn metrics_text(&self) -> Result<String, ClientError> {
         let status = self.status().await?;
         let storage = self.inner.storage.clone();

@@ -15,7 +15,7 @@ use super::applier::Applied;
 use super::error::ClientError;
 use super::inbox::NodeMsg;
 use super::upgrade::Activation;
-use crate::transport::PeerAddr;
+use crate::membership::PeerAddr;
 use crate::wasm::ComponentHash;
 
 /// What the transport needs from the node it serves: its inbox (for
@@ -39,6 +39,16 @@ pub trait Transport: Send + 'static {
 
     /// Called once before the node runs.
     fn attach(&mut self, _link: NodeLink) {}
+}
+
+/// What the node reads from its transport's view of the peers: who they
+/// are (to ask them for things) and when each was last heard from (for
+/// status). The iroh transport's `PeerDirectory` implements it.
+pub trait PeerView: Send + Sync + std::fmt::Debug + 'static {
+    /// The Raft ids of every member the transport knows (itself included).
+    fn member_ids(&self) -> Vec<u64>;
+    /// Milliseconds since a frame from or to `raft_id` last went through.
+    fn last_contact_ms(&self, raft_id: u64) -> Option<u64>;
 }
 
 /// A boxed future, as the [`Forwarder`] methods return.

@@ -17,7 +17,7 @@ use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
 use super::upgrade::Activation;
-use crate::transport::PeerAddr;
+use crate::membership::PeerAddr;
 
 /// Where a taken snapshot is reported back to the loop.
 pub(crate) type SnapshotAnswer = oneshot::Receiver<Result<TakenSnapshot, String>>;

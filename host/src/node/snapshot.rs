@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::upgrade::{
     ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, LimitOverrides,
 };
-use crate::transport::PeerAddr;
+use crate::membership::PeerAddr;
 use crate::wasm::GuestInfo;
 
 /// First bytes of every snapshot file (the last two digits are the format).

@@ -13,9 +13,9 @@ use super::driver;
 use super::error::NodeError;
 use super::handle::{HandleInner, NodeHandle};
 use super::inbox::NODE_INBOX_CAPACITY;
+use super::metrics::NodeMetrics;
 use super::ports::{NodeLink, Transport};
 use super::upgrade;
-use crate::metrics::NodeMetrics;
 
 /// Open the data dir, load the guest, and start the node's tasks. Must be
 /// called inside a tokio runtime.

@@ -6,6 +6,7 @@
 //! a node id that is not in the directory is refused, and an empty
 //! directory refuses everyone.
 
+use crate::node::PeerView;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -37,6 +38,16 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub struct PeerDirectory {
     inner: Arc<RwLock<Inner>>,
+}
+
+impl PeerView for PeerDirectory {
+    fn member_ids(&self) -> Vec<u64> {
+        self.members().into_keys().collect()
+    }
+
+    fn last_contact_ms(&self, raft_id: u64) -> Option<u64> {
+        PeerDirectory::last_contact_ms(self, raft_id)
+    }
 }
 
 impl PeerDirectory {

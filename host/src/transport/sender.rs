@@ -11,9 +11,8 @@
 //! Both tasks share one connection per peer, dialed on demand and redialed
 //! with exponential backoff when it breaks.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use iroh::Endpoint;
@@ -26,6 +25,7 @@ use super::RAFT_ALPN;
 use super::codec::{self, MAX_FRAME_BYTES};
 use super::directory::PeerDirectory;
 use super::message::{RaftBatch, Response, WireMessage};
+use crate::node::metrics::PeerStats;
 
 /// Raft messages queued per peer and priority before new ones are dropped.
 pub const PEER_QUEUE_CAPACITY: usize = 4096;
@@ -56,49 +56,6 @@ impl Priority {
             MessageType::MsgAppend | MessageType::MsgSnapshot => Priority::Bulk,
             _ => Priority::Control,
         }
-    }
-}
-
-/// Counters for one peer (exported as metrics).
-#[derive(Debug, Default)]
-pub struct PeerStats {
-    pub frames_sent: AtomicU64,
-    pub messages_sent: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub queue_drops: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub send_errors: AtomicU64,
-}
-
-/// Every peer's [`PeerStats`], shared with whoever exports them (the node's
-/// `/metrics`) while the transport itself moves into the node's task. The
-/// transport adds a peer when it first talks to it and removes it when the
-/// peer leaves the membership. Cheap to clone: clones share one map.
-#[derive(Debug, Clone, Default)]
-pub struct PeerStatsRegistry {
-    peers: Arc<std::sync::Mutex<BTreeMap<u64, Arc<PeerStats>>>>,
-}
-
-impl PeerStatsRegistry {
-    pub(super) fn insert(&self, raft_id: u64, stats: Arc<PeerStats>) {
-        self.lock().insert(raft_id, stats);
-    }
-
-    pub(super) fn remove(&self, raft_id: u64) {
-        self.lock().remove(&raft_id);
-    }
-
-    /// The peers' counters, by Raft id.
-    pub fn snapshot(&self) -> Vec<(u64, Arc<PeerStats>)> {
-        self.lock()
-            .iter()
-            .map(|(id, stats)| (*id, stats.clone()))
-            .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<PeerStats>>> {
-        // The map is consistent after any panic: keep serving it.
-        self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use raft::prelude::{ConfState, Snapshot};
 use tokio::sync::oneshot;
 
+use crate::membership::PeerAddr;
 use crate::node::envelope::Payload;
 use crate::node::error::ClientError;
 use crate::node::snapshot::LoadedSnapshot;
 use crate::node::upgrade::{DryRunReport, LimitOverrides};
-use crate::transport::PeerAddr;
 use crate::wasm::{GuestFailure, GuestInfo, LoadedComponent};
 
 /// The result of one applied client command.

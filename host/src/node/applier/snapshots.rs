@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use raft::prelude::{ConfState, Snapshot};
 
 use super::{Applier, ApplierEnv, TakenSnapshot};
+use crate::membership::PeerAddr;
 use crate::node::snapshot::{self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader};
-use crate::transport::PeerAddr;
 use crate::wasm::{EntryContext, StateMachine, WasmError};
 
 impl Applier {

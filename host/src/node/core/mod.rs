@@ -24,8 +24,8 @@ use super::error::{ClientError, NodeError};
 use super::snapshot::SnapshotPolicy;
 use tokio::sync::{oneshot, watch};
 
+use crate::membership::PeerAddr;
 use crate::storage::SledStorage;
-use crate::transport::PeerAddr;
 
 mod membership;
 mod proposals;

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use super::Activation;
 use crate::node::applier::ApplierEnv;
-use crate::node::ports::Forwarder;
+use crate::node::ports::{Forwarder, PeerView};
 use crate::storage::ComponentStore;
-use crate::transport::PeerDirectory;
 use crate::wasm::ComponentHash;
 
 /// Pause between rounds of asking every peer.
@@ -29,7 +28,7 @@ pub struct PeerFetch {
     pub runtime: tokio::runtime::Handle,
     pub peers: Arc<dyn Forwarder>,
     /// Who the members are (the proposer may be gone).
-    pub directory: Option<PeerDirectory>,
+    pub directory: Option<Arc<dyn PeerView>>,
     pub self_id: u64,
 }
 
@@ -158,8 +157,8 @@ fn candidates(fetch: &PeerFetch, source: u64) -> Vec<u64> {
     if let Some(directory) = &fetch.directory {
         peers.extend(
             directory
-                .members()
-                .into_keys()
+                .member_ids()
+                .into_iter()
                 .filter(|id| *id != fetch.self_id && *id != source),
         );
     }

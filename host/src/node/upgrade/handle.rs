@@ -145,10 +145,10 @@ impl NodeHandle {
             return;
         };
         let started = Instant::now();
-        let members = directory.members();
+        let members = directory.member_ids();
         let needed = members.len() / 2 + 1;
         let mut tasks = tokio::task::JoinSet::new();
-        for peer in members.into_keys().filter(|id| *id != self.inner.id) {
+        for peer in members.into_iter().filter(|id| *id != self.inner.id) {
             let forwarder = forwarder.clone();
             let activation = activation.clone();
             tasks.spawn(async move {

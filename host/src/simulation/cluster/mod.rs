@@ -24,12 +24,12 @@ use super::rng::SimRng;
 use super::workload::{self, Answer, Outstanding, Waiting, Workload};
 use super::{FaultCounts, RECOVERY_BOUND, SimConfig};
 use crate::linearizability::OpId;
+use crate::membership::PeerAddr;
 use crate::node::applier::{ApplyJob, WallClock};
 use crate::node::inbox::NodeMsg;
 use crate::node::snapshot as snapshot_file;
 use crate::node::{Applied, ClientError, ClusterMode, GuestSource, NodeConfig, SnapshotPolicy};
 use crate::storage::{ComponentStore, DataDir};
-use crate::transport::PeerAddr;
 
 /// One Raft tick, as in production.
 const TICK: Duration = crate::node::driver::TICK_INTERVAL;

@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::{AdminKind, Event, Step, World, addr_of};
+use crate::membership::PeerAddr;
 use crate::node::ClusterMode;
 use crate::node::core::MembershipChange;
 use crate::node::inbox::NodeMsg;
 use crate::node::upgrade::{Activation, ActivationKind, LimitOverrides};
 use crate::simulation::network::Weather;
-use crate::transport::PeerAddr;
 use crate::wasm::ComponentHash;
 
 /// Most voters the nemesis grows the cluster to, fewest it shrinks it to.

@@ -27,8 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::node::{Applied, ClientError, NodeStatus};
-use crate::transport::sender::PeerStats;
+use super::{Applied, ClientError, NodeStatus};
 use crate::wasm::RuntimeStats;
 
 /// The `Content-Type` of [`render`]'s output.
@@ -545,6 +544,49 @@ fn valid_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Counters for one peer (exported as metrics).
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    pub frames_sent: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub queue_drops: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// Every peer's [`PeerStats`], shared with whoever exports them (the node's
+/// `/metrics`) while the transport itself moves into the node's task. The
+/// transport adds a peer when it first talks to it and removes it when the
+/// peer leaves the membership. Cheap to clone: clones share one map.
+#[derive(Debug, Clone, Default)]
+pub struct PeerStatsRegistry {
+    peers: Arc<std::sync::Mutex<BTreeMap<u64, Arc<PeerStats>>>>,
+}
+
+impl PeerStatsRegistry {
+    pub(crate) fn insert(&self, raft_id: u64, stats: Arc<PeerStats>) {
+        self.lock().insert(raft_id, stats);
+    }
+
+    pub(crate) fn remove(&self, raft_id: u64) {
+        self.lock().remove(&raft_id);
+    }
+
+    /// The peers' counters, by Raft id.
+    pub fn snapshot(&self) -> Vec<(u64, Arc<PeerStats>)> {
+        self.lock()
+            .iter()
+            .map(|(id, stats)| (*id, stats.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<PeerStats>>> {
+        // The map is consistent after any panic: keep serving it.
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[cfg(test)]
