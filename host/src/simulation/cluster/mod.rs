@@ -12,24 +12,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use raft::StateRole;
-use raft::prelude::{Message, MessageType};
+use raft::prelude::Message;
 use tokio::sync::oneshot;
 
+mod clients;
+mod delivery;
+mod lifecycle;
 mod nemesis;
 
 use super::invariants::Invariants;
 use super::network::{SimNetwork, Weather};
 use super::node::{Live, SimNode};
 use super::rng::SimRng;
-use super::workload::{self, Answer, Outstanding, Waiting, Workload};
+use super::workload::{self, Answer, Waiting, Workload};
 use super::{FaultCounts, RECOVERY_BOUND, SimConfig};
 use crate::linearizability::OpId;
 use crate::membership::PeerAddr;
-use crate::node::applier::{ApplyJob, WallClock};
+use crate::node::applier::ApplyJob;
 use crate::node::inbox::NodeMsg;
-use crate::node::snapshot as snapshot_file;
-use crate::node::{Applied, ClientError, ClusterMode, GuestSource, NodeConfig, SnapshotPolicy};
-use crate::storage::{ComponentStore, DataDir};
+use crate::node::{Applied, ClientError, ClusterMode, SnapshotPolicy};
 
 /// One Raft tick, as in production.
 const TICK: Duration = crate::node::driver::TICK_INTERVAL;
@@ -622,160 +623,6 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    fn send(&mut self, from: u64, message: Message) {
-        let to = message.to;
-        if message.get_msg_type() == MessageType::MsgSnapshot {
-            // A snapshot travels as a file transfer: it arrives once or
-            // fails, and the leader hears which.
-            let delays = self.net.delays(&mut self.rng, from, to);
-            let life = self.nodes.get(&from).map_or(0, |n| n.life);
-            match delays.first() {
-                Some(&delay) => self.schedule(
-                    delay,
-                    Event::Deliver {
-                        from,
-                        to,
-                        message: Box::new(message),
-                    },
-                ),
-                None => self.schedule(
-                    SNAPSHOT_FAILURE_DELAY,
-                    Event::SnapshotReport {
-                        leader: from,
-                        life,
-                        to,
-                        delivered: false,
-                    },
-                ),
-            }
-            return;
-        }
-        for delay in self.net.delays(&mut self.rng, from, to) {
-            self.schedule(
-                delay,
-                Event::Deliver {
-                    from,
-                    to,
-                    message: Box::new(message.clone()),
-                },
-            );
-        }
-    }
-
-    fn deliver(&mut self, from: u64, to: u64, message: Message) -> Step<()> {
-        if !self.nodes.get(&to).is_some_and(SimNode::is_live) {
-            return Ok(());
-        }
-        self.note(format!(
-            "{from}->{to} {:?} term {} log_term {} index {} commit {} entries {} reject {}",
-            message.get_msg_type(),
-            message.term,
-            message.log_term,
-            message.index,
-            message.commit,
-            message.entries.len(),
-            message.reject
-        ));
-        if message.get_msg_type() == MessageType::MsgSnapshot {
-            let delivered = self.copy_snapshot_file(from, to, &message);
-            let life = self.nodes.get(&from).map_or(0, |n| n.life);
-            let delay = Duration::from_millis(self.rng.range(1, 20));
-            self.schedule(
-                delay,
-                Event::SnapshotReport {
-                    leader: from,
-                    life,
-                    to,
-                    delivered,
-                },
-            );
-            if !delivered {
-                return Ok(());
-            }
-            self.faults.snapshots_sent += 1;
-        }
-        self.input(to, NodeMsg::Raft(Box::new(message)))
-    }
-
-    /// What the transport does for a snapshot: the file, from the
-    /// leader's snapshot directory into the follower's (written aside,
-    /// then renamed). Fails if the leader has pruned it meanwhile.
-    fn copy_snapshot_file(&self, from: u64, to: u64, message: &Message) -> bool {
-        let meta = message.get_snapshot().get_metadata();
-        let (Some(source), Some(target)) = (self.nodes.get(&from), self.nodes.get(&to)) else {
-            return false;
-        };
-        let source = snapshot_file::path_for(
-            &DataDir::new(source.data_dir()).snapshots(),
-            meta.index,
-            meta.term,
-        );
-        let target_dir = DataDir::new(target.data_dir()).snapshots();
-        let target = snapshot_file::path_for(&target_dir, meta.index, meta.term);
-        let partial = target.with_extension("partial");
-        std::fs::create_dir_all(&target_dir).is_ok()
-            && std::fs::copy(&source, &partial).is_ok()
-            && std::fs::rename(&partial, &target).is_ok()
-    }
-
-    // ---- nodes ----
-
-    fn new_node(&mut self, cluster: ClusterMode) -> Step<u64> {
-        let id = self.next_node_id;
-        self.next_node_id += 1;
-        let dir = self.cfg.work_dir.join(format!("node{id}"));
-        let mut config = NodeConfig::new(&dir);
-        config.id = id;
-        config.guest = GuestSource::File(self.cfg.work_dir.join("guest.wasm"));
-        config.cluster = cluster;
-        config.snapshot = self.snapshot_policy;
-        config.state_check_every = self.state_check_every;
-        config.unsafe_local_reads = self.cfg.unsafe_local_reads;
-        // Every node holds every component an upgrade may switch to, as
-        // after the upgrade's prepare round.
-        let store = ComponentStore::open(DataDir::new(dir).components())
-            .map_err(|e| self.stop(format!("component store of node {id}: {e}")))?;
-        for bytes in &self.components {
-            store
-                .put(bytes)
-                .map_err(|e| self.stop(format!("component store of node {id}: {e}")))?;
-        }
-        self.nodes.insert(id, SimNode::new(id, config));
-        self.restart(id)?;
-        Ok(id)
-    }
-
-    fn restart(&mut self, id: u64) -> Step<()> {
-        let ticks = self.rng.range(10, 20) as usize;
-        let clock = {
-            let wall = self.wall_ms.clone();
-            WallClock::new(move || wall.load(Ordering::Relaxed))
-        };
-        let node = self.nodes.get_mut(&id).expect("restart of a known node");
-        if let Err(error) = node.start(&self.cfg.engine, clock, ticks) {
-            return Err(self.stop(format!("node {id} failed to start: {error}")));
-        }
-        let life = node.life;
-        self.note(format!(
-            "start node {id} (life {life}, election timeout {ticks} ticks)"
-        ));
-        let phase = Duration::from_millis(self.rng.range(0, TICK.as_millis() as u64));
-        self.schedule(phase, Event::Tick { node: id, life });
-        // The first Ready hands the replayed log to the applier.
-        self.drive(id, |_, _| {})
-    }
-
-    fn crash(&mut self, id: u64) {
-        if let Some(node) = self.nodes.get_mut(&id) {
-            node.crash();
-            if self.cfg.amnesia {
-                let _ = std::fs::remove_dir_all(DataDir::new(node.data_dir()).raft_log());
-            }
-            self.faults.crashes += 1;
-            self.note(format!("crash node {id}"));
-        }
-    }
-
     /// The leader of the highest term among running, unfrozen nodes.
     pub fn leader(&self) -> Option<u64> {
         self.nodes
@@ -812,126 +659,6 @@ impl<'a> World<'a> {
                 .map(|n| n.id)
                 .collect(),
         }
-    }
-
-    // ---- clients ----
-
-    fn client_next(&mut self, client: usize) -> Step<()> {
-        if !self.clients_running || self.workload.clients[client].outstanding.is_some() {
-            return Ok(());
-        }
-        let live = self.live_ids();
-        let target = self.workload.clients[client]
-            .target
-            .filter(|t| live.contains(t))
-            .or_else(|| self.rng.pick(&live));
-        let Some(node) = target else {
-            self.schedule(TICK, Event::ClientNext { client });
-            return Ok(());
-        };
-        let request = self.workload.next_request(&mut self.rng);
-        self.send_request(client, node, &request)
-    }
-
-    fn send_request(&mut self, client: usize, node: u64, request: &workload::Request) -> Step<()> {
-        let op = self.workload.invoke(client, request);
-        self.note(format!("client {client} -> node {node}: {}", request.text));
-        let bytes = request.text.clone().into_bytes();
-        let waiting = match request.read {
-            None => {
-                let (tx, rx) = oneshot::channel();
-                self.input(
-                    node,
-                    NodeMsg::Propose {
-                        command: bytes,
-                        reply: tx,
-                    },
-                )?;
-                Waiting::Write(rx)
-            }
-            Some(consistency) => {
-                let (tx, rx) = oneshot::channel();
-                self.input(
-                    node,
-                    NodeMsg::Query {
-                        request: bytes,
-                        consistency,
-                        reply: tx,
-                    },
-                )?;
-                Waiting::Read(rx)
-            }
-        };
-        self.workload.clients[client].outstanding = Some(Outstanding { op, node, waiting });
-        self.schedule(
-            workload::CLIENT_TIMEOUT,
-            Event::ClientDeadline { client, op },
-        );
-        Ok(())
-    }
-
-    fn finish_client(&mut self, client: usize, answer: Answer, hint: Option<u64>) {
-        let node = self.workload.clients[client]
-            .outstanding
-            .as_ref()
-            .map_or(0, |o| o.node);
-        self.note(format!("client {client} <- node {node}: {answer:?}"));
-        self.workload.finish(client, &answer);
-        self.workload.clients[client].target = match answer {
-            Answer::Reply(_) => Some(node),
-            _ => hint,
-        };
-        let think = Duration::from_millis(self.rng.range(1, workload::MAX_THINK_TIME_MS));
-        self.schedule(think, Event::ClientNext { client });
-    }
-
-    /// Collect every answer that arrived, in client order, and the
-    /// operators' answers.
-    fn poll_answers(&mut self) -> Step<()> {
-        for client in 0..self.workload.clients.len() {
-            let polled = self.workload.clients[client]
-                .outstanding
-                .as_mut()
-                .and_then(|o| workload::poll(&mut o.waiting));
-            if let Some((answer, hint)) = polled {
-                self.finish_client(client, answer, hint);
-            }
-        }
-        let mut index = 0;
-        while index < self.admin.len() {
-            let answer = match self.admin[index].1.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    index += 1;
-                    continue;
-                }
-                Ok(answer) => Some(answer),
-                Err(oneshot::error::TryRecvError::Closed) => None,
-            };
-            let (kind, _) = self.admin.remove(index);
-            self.note(format!("operator: {kind:?} -> {answer:?}"));
-            match (kind, answer) {
-                (AdminKind::Remove(id), Some(Ok(_))) => {
-                    if let Some(node) = self.nodes.get_mut(&id) {
-                        node.crash();
-                        node.retired = true;
-                    }
-                    self.faults.members_removed += 1;
-                }
-                (AdminKind::Add, Some(Ok(_))) => self.faults.members_added += 1,
-                (AdminKind::Upgrade, Some(Ok(applied))) => {
-                    if applied.result.is_ok() {
-                        self.faults.upgrades += 1;
-                    } else {
-                        return Err(self.stop(format!(
-                            "an upgrade between kv components failed: {:?}",
-                            applied.result
-                        )));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 }
 
