@@ -4,7 +4,8 @@
 mod common;
 
 use common::{propose_ok, query_ok, start_node};
-use iroh_raft::node::{ClientError, MAX_COMMAND_BYTES};
+use iroh_raft::limits::MAX_COMMAND_BYTES;
+use iroh_raft::node::ClientError;
 use iroh_raft::wasm::{GuestFailure, GuestLimits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,13 +14,13 @@
 
 mod common;
 
+use iroh_raft::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::cluster::{Cluster, Member, wait_for};
 use iroh_raft::api::{ApiClientError, Output};
 use iroh_raft::node::{Consistency, NodeStatus};
-use iroh_raft::wasm::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 
 /// Fuel per `apply` and per `query`: small, so the runaway guests stop fast.
 const FUEL: u64 = 50_000_000;

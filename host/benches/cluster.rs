@@ -192,8 +192,8 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         directory: Some(std::sync::Arc::new(directory)),
         peer_stats: Some(transport.peer_stats_registry()),
         ticket: Some(ticket.to_string()),
-        compile_budget: node::upgrade::DEFAULT_COMPILE_BUDGET,
-        state_check_every: node::DEFAULT_STATE_CHECK_EVERY,
+        compile_budget: iroh_raft::limits::DEFAULT_COMPILE_BUDGET,
+        state_check_every: iroh_raft::limits::DEFAULT_STATE_CHECK_EVERY,
         unsafe_local_reads: false,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;

@@ -40,6 +40,7 @@
 
 pub mod api;
 pub mod error;
+pub mod limits;
 pub mod linearizability;
 pub mod membership;
 pub mod node;

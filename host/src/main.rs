@@ -2,6 +2,10 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library.
 
+use iroh_raft::limits::{
+    DEFAULT_APPLY_FUEL, DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_MEMORY_LIMIT_BYTES,
+    DEFAULT_QUERY_FUEL, DEFAULT_SNAPSHOT_EVERY_ENTRIES, DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,17 +15,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand};
 use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
-use iroh_raft::node::snapshot::{
-    DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_SNAPSHOT_EVERY_ENTRIES,
-    DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
-};
+
 use iroh_raft::node::{self, ClusterMode, Consistency, GuestSource, NodeConfig, SnapshotPolicy};
 use iroh_raft::transport::{
     IrohTransport, NodeTicket, PeerDirectory, RelayChoice, TransportConfig, identity,
 };
 use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::conformance;
-use iroh_raft::wasm::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
 
 /// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
 /// not an error worth a panic.
@@ -111,11 +111,11 @@ struct RunArgs {
     snapshot_keep_entries: u64,
     /// Longest a component may take to compile when this node validates an
     /// upgrade (checked before proposing, never at apply time).
-    #[arg(long, value_name = "SECONDS", default_value_t = node::upgrade::DEFAULT_COMPILE_BUDGET.as_secs())]
+    #[arg(long, value_name = "SECONDS", default_value_t = iroh_raft::limits::DEFAULT_COMPILE_BUDGET.as_secs())]
     compile_budget_secs: u64,
     /// Compare state hashes with the other replicas every this many
     /// committed entries (divergence detection; 0: never).
-    #[arg(long, value_name = "ENTRIES", default_value_t = node::DEFAULT_STATE_CHECK_EVERY)]
+    #[arg(long, value_name = "ENTRIES", default_value_t = iroh_raft::limits::DEFAULT_STATE_CHECK_EVERY)]
     state_check_every: u64,
     /// TESTS ONLY: serve every read from local state, skipping ReadIndex.
     /// This breaks linearizability on purpose, so the test suites can show
@@ -226,7 +226,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How many recent entries the dry run compares.
-        #[arg(long, value_name = "N", default_value_t = node::upgrade::DEFAULT_DRY_RUN_ENTRIES)]
+        #[arg(long, value_name = "N", default_value_t = iroh_raft::limits::DEFAULT_DRY_RUN_ENTRIES)]
         entries: usize,
         /// Fuel budget of one `apply` of the new component [default: the nodes'].
         #[arg(long)]

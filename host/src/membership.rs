@@ -10,6 +10,7 @@
 //! `2:5b7a…c1@127.0.0.1:7802`. The node id (an ed25519 public key) is what
 //! authenticates the peer; the addresses only say where to dial.
 
+use crate::limits::MAX_PEER_ADDRS;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,9 +18,6 @@ use std::str::FromStr;
 
 use iroh::{EndpointAddr, EndpointId};
 use serde::{Deserialize, Serialize};
-
-/// Most direct addresses kept per peer.
-pub const MAX_PEER_ADDRS: usize = 16;
 
 /// A peer's identity and where to dial it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! `raft-host upgrade`, `rollback` and `components`: the CLI side of
 //! component upgrades (see `iroh_raft::node::upgrade`).
 
+use iroh_raft::limits::DEFAULT_COMPILE_BUDGET;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,9 +9,7 @@ use anyhow::Context as _;
 use iroh_raft::api::types::UpgradeResponse;
 use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::upgrade::validate_component;
-use iroh_raft::node::upgrade::{
-    ActivationOutcome, CheckOutcome, DEFAULT_COMPILE_BUDGET, DryRunReport, LimitOverrides,
-};
+use iroh_raft::node::upgrade::{ActivationOutcome, CheckOutcome, DryRunReport, LimitOverrides};
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
 
 /// What `raft-host upgrade` was asked.

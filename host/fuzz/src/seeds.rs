@@ -2,12 +2,11 @@
 //! mutates: a fuzzer rarely builds a BLAKE3-consistent snapshot transfer or
 //! a well-formed JSON body on its own.
 
+use iroh_raft::limits::MAX_SNAPSHOT_FILE_BYTES;
 use std::collections::BTreeMap;
 
 use iroh_raft::node::envelope;
-use iroh_raft::node::snapshot::{
-    ConfStateRecord, MAX_SNAPSHOT_FILE_BYTES, SNAPSHOT_MAGIC, SnapshotDescriptor, SnapshotHeader,
-};
+use iroh_raft::node::snapshot::{ConfStateRecord, SNAPSHOT_MAGIC, SnapshotDescriptor, SnapshotHeader};
 use iroh_raft::transport::codec;
 use iroh_raft::transport::message::{Request, WireMessage};
 use iroh_raft::membership::PeerAddr;

@@ -1,6 +1,7 @@
 //! A blocking client for the HTTP API, used by the `raft-host` CLI (and by
 //! tests and benchmarks).
 
+use crate::limits::MAX_SNAPSHOT_FILE_BYTES;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use super::types::{
     ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::node::AppliedRecord;
-use crate::node::snapshot::MAX_SNAPSHOT_FILE_BYTES;
+
 use crate::node::upgrade::{ComponentHistory, DryRunReport};
 use crate::node::{Consistency, NodeStatus, SnapshotInfo};
 

@@ -17,6 +17,7 @@
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
 //! reaches the node.
 
+use crate::limits::{DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, PROMOTION_TIMEOUT};
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -35,11 +36,8 @@ use super::types::{
     ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
     TransferLeaderResponse, bytes_from,
 };
-use crate::node::core::PROMOTION_TIMEOUT;
-use crate::node::{
-    ClientError, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, MembershipChange, NodeHandle,
-    SnapshotInfo,
-};
+
+use crate::node::{ClientError, MembershipChange, NodeHandle, SnapshotInfo};
 use crate::transport::NodeTicket;
 use crate::wasm::GuestFailure;
 

@@ -13,6 +13,7 @@
 //! `query_fuel`, `memory_limit_mib` (the new component's limits, replicated
 //! with its activation).
 
+use crate::limits::MAX_COMPONENT_BYTES;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -25,9 +26,7 @@ use super::server::{ApiError, body_bytes, within};
 use super::types::UpgradeResponse;
 use crate::node::AppliedRecord;
 use crate::node::upgrade::handle::activated_record;
-use crate::node::upgrade::{
-    ComponentHistory, DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
-};
+use crate::node::upgrade::{ComponentHistory, DryRunReport, LimitOverrides, UpgradeOptions};
 use crate::node::{Applied, NodeHandle};
 
 /// How long an upgrade may take: every replica may fetch and compile the

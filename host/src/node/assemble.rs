@@ -2,6 +2,10 @@
 //! load the guest from the latest snapshot or the configured source, and
 //! build the Raft core over the opened storage.
 
+use crate::limits::{
+    ELECTION_TICKS, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY, MAX_INFLIGHT_MESSAGES,
+    MAX_RAFT_MESSAGE_BYTES,
+};
 use std::collections::BTreeMap;
 
 use raft::RawNode;
@@ -9,10 +13,7 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Har
 use tokio::sync::{mpsc, watch};
 
 use super::applier::{self, ApplierEnv};
-use super::config::{
-    ClusterMode, ELECTION_TICKS, GuestSource, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY,
-    MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES, NodeConfig,
-};
+use super::config::{ClusterMode, GuestSource, NodeConfig};
 use super::core::{CoreSetup, NodeCore};
 use super::error::NodeError;
 use super::logger;

@@ -5,24 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::divergence;
 use super::metrics::PeerStatsRegistry;
 use super::ports::{Forwarder, PeerView};
 use super::snapshot::SnapshotPolicy;
-use super::upgrade;
 use crate::membership::PeerAddr;
 use crate::wasm::GuestLimits;
-
-/// Ticks without a heartbeat before a follower starts an election.
-pub const ELECTION_TICKS: usize = 10;
-/// Ticks between leader heartbeats.
-pub const HEARTBEAT_TICKS: usize = 3;
-/// Largest append message raft-rs builds.
-pub const MAX_RAFT_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
-/// Append messages in flight per follower.
-pub const MAX_INFLIGHT_MESSAGES: usize = 256;
-/// Committed entries handed out per Ready, so replay after a restart streams.
-pub const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
 
 /// Which guest a node runs when it creates a new cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,16 +83,9 @@ impl NodeConfig {
             directory: None,
             peer_stats: None,
             ticket: None,
-            compile_budget: upgrade::DEFAULT_COMPILE_BUDGET,
-            state_check_every: divergence::DEFAULT_STATE_CHECK_EVERY,
+            compile_budget: crate::limits::DEFAULT_COMPILE_BUDGET,
+            state_check_every: crate::limits::DEFAULT_STATE_CHECK_EVERY,
             unsafe_local_reads: false,
         }
     }
 }
-
-/// How long a follower that knows no leader waits for one before it
-/// answers `not_leader` (about two election timeouts).
-pub const LEADER_WAIT: Duration = Duration::from_secs(3);
-
-/// How long API calls wait for the node by default.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,14 +15,10 @@
 //!
 //! The check costs one `snapshot()` per interval on every replica.
 
+use crate::limits::KEPT_CHECK_ROUNDS;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-/// Committed entries between state checks, by default (0 turns them off).
-pub const DEFAULT_STATE_CHECK_EVERY: u64 = 10_000;
-/// Check rounds remembered (hashes of older ones are dropped).
-pub const KEPT_CHECK_ROUNDS: usize = 16;
 
 /// What a replica found when it disagreed with the majority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

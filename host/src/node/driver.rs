@@ -1,7 +1,8 @@
 //! The async loop that drives [`NodeCore`]: it owns the node's inbox, the
 //! tick interval and the hand-off to the applier and the transport.
 
-use std::time::{Duration, Instant};
+use crate::limits::{MAX_MESSAGES_PER_ROUND, TICK_INTERVAL};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -12,12 +13,6 @@ use super::inbox::NodeMsg;
 use super::ports::Transport;
 use super::round::{self, Deferred, SnapshotAnswer};
 use super::upgrade::fetch as component_fetch;
-
-/// Most inbox messages handled before one round of Ready handling: this is
-/// what batches many proposals into one fsync.
-pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
-/// One Raft tick.
-pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Channels the loop listens on besides the inbox.
 #[derive(Debug)]

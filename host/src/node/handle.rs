@@ -1,5 +1,6 @@
 //! [`NodeHandle`]: the cheap, cloneable front door to a running node.
 
+use crate::limits::LEADER_WAIT;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use raft::StateRole;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::applier::{Applied, ApplierShared, QueryAnswer};
-use super::config::LEADER_WAIT;
+
 use super::core::{Consistency, MembershipChange, SnapshotInfo};
 use super::error::ClientError;
 use super::inbox::{NodeInbox, NodeMsg};

@@ -9,9 +9,6 @@ use super::core::{Consistency, MembershipChange, RaftView, SnapshotInfo};
 use super::error::ClientError;
 use super::upgrade::{Activation, DryRunReport};
 
-/// Messages the node's inbox holds before senders see `Overloaded`.
-pub const NODE_INBOX_CAPACITY: usize = 4096;
-
 /// Input for the node.
 #[derive(Debug)]
 pub enum NodeMsg {

@@ -61,13 +61,9 @@ mod status;
 pub mod upgrade;
 
 pub use self::applier::{Applied, AppliedRecord, QueryAnswer};
-pub use self::config::{
-    ClusterMode, DEFAULT_REQUEST_TIMEOUT, ELECTION_TICKS, GuestSource, HEARTBEAT_TICKS,
-    LEADER_WAIT, MAX_COMMITTED_BYTES_PER_READY, MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES,
-    NodeConfig,
-};
-pub use self::core::{Consistency, MAX_COMMAND_BYTES, MembershipChange, SnapshotInfo};
-pub use self::divergence::DEFAULT_STATE_CHECK_EVERY;
+pub use self::config::{ClusterMode, GuestSource, NodeConfig};
+pub use self::core::{Consistency, MembershipChange, SnapshotInfo};
+
 pub use self::error::{ClientError, NodeError};
 pub use self::handle::NodeHandle;
 pub use self::inbox::{NodeInbox, NodeMsg};

@@ -18,6 +18,10 @@
 //! checksum) as the snapshot's `data`; the bytes travel beside Raft, in
 //! chunks (see `transport::snapshot`).
 
+use crate::limits::{
+    DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+    DEFAULT_SNAPSHOT_EVERY_LOG_BYTES, MAX_SNAPSHOT_FILE_BYTES, MAX_SNAPSHOT_HEADER_BYTES,
+};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -34,20 +38,8 @@ use crate::wasm::GuestInfo;
 
 /// First bytes of every snapshot file (the last two digits are the format).
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"IRSNAP01";
-/// Largest header accepted when reading a file (it holds the membership).
-pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
-/// Largest snapshot file a node accepts from a peer or a backup.
-pub const MAX_SNAPSHOT_FILE_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
 const CHECKSUM_BYTES: usize = 32;
-
-/// Take a snapshot after this many applied entries by default.
-pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
-/// Or after this many bytes of log by default, whichever comes first.
-pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
-/// Entries kept in the log behind a snapshot by default, so a follower that
-/// is only a little behind catches up from the log, not a snapshot.
-pub const DEFAULT_COMPACTION_KEEP_ENTRIES: u64 = 1_000;
 
 /// When to take snapshots and how much log to keep behind them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

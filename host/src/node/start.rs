@@ -1,6 +1,7 @@
 //! Starting a node: its parts run on a tokio task (the driver) and the
 //! applier thread, joined to a transport.
 
+use crate::limits::NODE_INBOX_CAPACITY;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -12,7 +13,7 @@ use super::config::NodeConfig;
 use super::driver;
 use super::error::NodeError;
 use super::handle::{HandleInner, NodeHandle};
-use super::inbox::NODE_INBOX_CAPACITY;
+
 use super::metrics::NodeMetrics;
 use super::ports::{NodeLink, Transport};
 use super::upgrade;

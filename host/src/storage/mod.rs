@@ -101,6 +101,7 @@ mod raft_storage;
 mod recovery;
 mod rules;
 
+use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -640,14 +641,6 @@ impl Inner {
         Ok(())
     }
 }
-
-/// How long `open` waits for sled's file lock. A store closed in this same
-/// process releases the lock only when sled's background flusher thread
-/// exits, a moment after the last handle is dropped (an in-process restart);
-/// another process holding the lock still fails after this wait.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// How often the lock is tried again while waiting.
-const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;

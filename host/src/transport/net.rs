@@ -1,6 +1,7 @@
 //! [`IrohTransport`]: the iroh endpoint of a node and its peer senders, as
 //! the node's [`Transport`].
 
+use crate::limits::MAX_COMPONENT_BYTES;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,7 +21,7 @@ use super::sender::{self, PeerConnection, PeerSender};
 use crate::membership::{NodeTicket, PeerAddr};
 use crate::node::PeerFuture;
 use crate::node::metrics::{PeerStats, PeerStatsRegistry};
-use crate::node::upgrade::{Activation, MAX_COMPONENT_BYTES};
+use crate::node::upgrade::Activation;
 use crate::node::{Applied, ClientError, Forwarder, NodeLink, NodeMsg, Transport};
 use crate::wasm::{ComponentHash, GuestFailure};
 
@@ -543,7 +544,7 @@ impl ProposalForwarder {
             &mut send,
             &mut recv,
             WireMessage::Request(request),
-            crate::node::DEFAULT_REQUEST_TIMEOUT,
+            crate::limits::DEFAULT_REQUEST_TIMEOUT,
         )
         .await
         .map_err(|_| ClientError::Stopped)?;

@@ -16,6 +16,7 @@
 //! from its length. The leader reports the outcome to Raft
 //! (`report_snapshot`), which retries a failed transfer later.
 
+use crate::limits::MAX_SNAPSHOT_FILE_BYTES;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::message::{ErrorCode, ErrorFrame, Request, Response, WireMessage};
 use super::sender::{PeerConnection, exchange};
 use crate::node::NodeMsg;
-use crate::node::snapshot::{self as snapshot_file, MAX_SNAPSHOT_FILE_BYTES, SnapshotDescriptor};
+use crate::node::snapshot::{self as snapshot_file, SnapshotDescriptor};
 
 /// Bytes of snapshot file per chunk frame (well under the frame limit).
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;

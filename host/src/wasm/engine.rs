@@ -8,6 +8,7 @@
 //! keyed by the component's content hash and the engine's configuration, so
 //! a restart does not pay for compilation again.
 
+use crate::limits::{DEFAULT_MAX_WASM_STACK_BYTES, MAX_COMPONENT_BYTES};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use wasmtime::{Config, Engine};
 use super::bindings::GuestPre;
 use super::error::WasmError;
 use super::instance::StoreState;
-use super::limits::{DEFAULT_MAX_WASM_STACK_BYTES, MAX_COMPONENT_BYTES};
 
 /// The magic bytes every wasm binary starts with.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";

@@ -70,8 +70,8 @@ pub enum GuestFailure {
     /// component and its state stay active.
     #[error("upgrade failed: {reason}")]
     UpgradeFailed { reason: String },
-    /// The guest's result is larger than [`super::limits::MAX_RESULT_BYTES`],
-    /// or its error message than [`super::limits::MAX_ERROR_MESSAGE_BYTES`].
+    /// The guest's result is larger than [`crate::limits::MAX_RESULT_BYTES`],
+    /// or its error message than [`crate::limits::MAX_ERROR_MESSAGE_BYTES`].
     /// Rolled back like a trap, so the state is the same whether or not the
     /// oversized result was wanted.
     #[error("guest result of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]

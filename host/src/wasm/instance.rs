@@ -5,6 +5,7 @@
 //! trap wasmtime refuses to enter the instance again, so a failed call
 //! poisons the instance; [`super::StateMachine`] then builds a new one.
 
+use crate::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,9 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{EntryMeta, Guest, GuestInfo};
 use super::engine::LoadedComponent;
 use super::error::{GuestFailure, WasmError};
-use super::limits::{
-    GuestLimits, MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES, MemoryLimitExceeded, MemoryLimiter,
-};
+use super::limits::{GuestLimits, MemoryLimitExceeded, MemoryLimiter};
 use super::wasi::{DeterministicInputs, EntryContext, deterministic_wasi};
 
 /// Everything a guest's `Store` holds.

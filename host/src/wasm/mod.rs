@@ -28,7 +28,7 @@ pub mod wasi;
 pub use bindings::{EntryMeta, GuestInfo};
 pub use engine::{CompiledComponent, ComponentHash, LoadedComponent, WasmEngine};
 pub use error::{GuestFailure, WasmError};
-pub use limits::{GuestLimits, MAX_COMPONENT_BYTES};
+pub use limits::GuestLimits;
 pub use state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
 pub use wasi::EntryContext;
 

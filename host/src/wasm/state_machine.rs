@@ -20,11 +20,7 @@ use super::error::{GuestFailure, WasmError};
 use super::instance::{CallCost, GuestInstance};
 use super::limits::GuestLimits;
 use super::wasi::EntryContext;
-
-/// Replay tail size (bytes of commands) below which no checkpoint is taken.
-pub const CHECKPOINT_MIN_TAIL_BYTES: usize = 4 * 1024 * 1024;
-/// Most entries replayed after a trap before a checkpoint is forced.
-pub const CHECKPOINT_MAX_TAIL_ENTRIES: usize = 10_000;
+use crate::limits::{CHECKPOINT_MAX_TAIL_ENTRIES, CHECKPOINT_MIN_TAIL_BYTES};
 
 /// The outcome of applying one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

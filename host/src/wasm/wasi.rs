@@ -14,6 +14,7 @@
 //!
 //! [`EntryContext`] is the per-call input the runtime sets before each call.
 
+use crate::limits::MAX_GUEST_LOG_LINE_BYTES;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -23,8 +24,6 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
-
-use super::limits::MAX_GUEST_LOG_LINE_BYTES;
 
 /// Domain separation for the random stream; changing it changes every
 /// guest's random numbers, so it is versioned.

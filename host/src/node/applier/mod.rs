@@ -7,6 +7,7 @@
 //! The node hands over batches through a bounded channel (backpressure) and
 //! the applier answers waiting clients itself once their entry is applied.
 
+use crate::limits::APPLY_QUEUE_CAPACITY;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,12 +32,6 @@ pub use self::jobs::{
 };
 pub use self::shared::ApplierShared;
 pub use self::snapshots::{build_machine, raft_snapshot, snapshot_entry};
-
-/// Batches of committed entries that may wait for the applier.
-pub const APPLY_QUEUE_CAPACITY: usize = 256;
-/// Results of the most recent entries kept for `GET /v1/results` (which
-/// component applied each entry, and a hash of its result).
-pub const RECENT_RESULTS_CAPACITY: usize = 10_000;
 
 /// Start the applier thread. `fatal` receives a message if the runtime fails
 /// in a way that must stop the node (a nondeterministic guest).

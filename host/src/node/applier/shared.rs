@@ -1,10 +1,11 @@
 //! What the applier publishes for status pages, readable from any thread.
 
+use crate::limits::RECENT_RESULTS_CAPACITY;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AppliedRecord, RECENT_RESULTS_CAPACITY};
+use super::AppliedRecord;
 use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
 use crate::wasm::{GuestInfo, RuntimeStats, StateMachine};

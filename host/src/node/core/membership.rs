@@ -2,6 +2,7 @@
 //! caught up, through joint consensus when a voter is replaced), leaving a
 //! joint configuration, and leadership transfer.
 
+use crate::limits::{PROMOTION_LAG_ENTRIES, PROMOTION_TIMEOUT};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -9,10 +10,7 @@ use raft::StateRole;
 use raft::prelude::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 use raft_proto::ConfChangeI;
 
-use super::{
-    MembershipChange, NodeCore, Outbound, PROMOTION_LAG_ENTRIES, PROMOTION_TIMEOUT,
-    PendingPromotion, PendingProposal, Started,
-};
+use super::{MembershipChange, NodeCore, Outbound, PendingPromotion, PendingProposal, Started};
 use crate::membership::{self, PeerAddr};
 use crate::node::applier::ProposalReply;
 use crate::node::envelope::Payload;

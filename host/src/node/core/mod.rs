@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use raft::prelude::Message;
 use raft::{RawNode, StateRole};
@@ -32,26 +32,6 @@ mod proposals;
 mod reads;
 mod ready;
 mod snapshots;
-
-/// Largest command a client may propose. Larger commands are refused before
-/// they reach the log; sled keeps every entry inline below this size.
-pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
-
-/// How long a linearizable read may wait for its read index before the
-/// client gets `timeout` (no leader, or the leader cannot reach a quorum).
-pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a leader serves `lease` reads after a quorum confirmed its
-/// leadership. Followers refuse to elect anyone for one election timeout
-/// (`ELECTION_TICKS` ticks, 1 s) after they last heard from the leader, so a
-/// lease shorter than that is safe while clocks run at about the same rate
-/// (drift under 20%).
-pub const LEASE_DURATION: Duration = Duration::from_millis(800);
-/// A learner is promoted once it is within this many entries of the
-/// leader's log.
-pub const PROMOTION_LAG_ENTRIES: u64 = 100;
-/// How long a new learner may take to catch up before its promotion is
-/// abandoned (it stays a learner; `add-node` again retries).
-pub const PROMOTION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What one round of Ready handling produced.
 #[derive(Debug, Default)]

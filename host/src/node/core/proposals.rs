@@ -1,9 +1,10 @@
 //! Proposals: client commands, component activations and state checks,
 //! checked and appended on the leader.
 
+use crate::limits::MAX_COMMAND_BYTES;
 use raft::StateRole;
 
-use super::{MAX_COMMAND_BYTES, NodeCore, PendingProposal};
+use super::{NodeCore, PendingProposal};
 use crate::node::applier::ProposalReply;
 use crate::node::envelope;
 use crate::node::error::ClientError;

@@ -1,11 +1,12 @@
 //! Reads: stale, lease and linearizable (ReadIndex) queries, and the lease
 //! that lets a leader answer without a round trip.
 
+use crate::limits::{LEASE_DURATION, READ_INDEX_TIMEOUT};
 use std::time::Instant;
 
 use raft::StateRole;
 
-use super::{Consistency, LEASE_DURATION, NodeCore, Outbound, PendingRead, READ_INDEX_TIMEOUT};
+use super::{Consistency, NodeCore, Outbound, PendingRead};
 use crate::node::applier::{ApplyJob, QueryReply};
 use crate::node::error::ClientError;
 

@@ -1,13 +1,14 @@
 //! Applying an upgrade: the applier switches components at an activation
 //! entry (migrating the state), and runs dry runs beside the active one.
 
+use crate::limits::MAX_COMPONENT_BYTES;
 use tokio::sync::{mpsc, oneshot};
 
 use super::canary::{self, CanaryInput, Side};
 use super::fetch;
 use super::{
     Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, DryRunReport,
-    LimitOverrides, MAX_COMPONENT_BYTES,
+    LimitOverrides,
 };
 use crate::node::applier::{Applier, ApplyJob, Candidate};
 use crate::wasm::{EntryContext, GuestFailure, GuestInfo, StateMachine, WasmError};

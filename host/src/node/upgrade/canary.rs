@@ -3,13 +3,12 @@
 //! active component, on private instances. The node's real state is never
 //! touched: everything here works on copies (snapshot bytes and commands).
 
-use super::{CheckOutcome, DryRunReport, MAX_DRY_RUN_DIFFERENCES, ResultDifference};
+use super::{CheckOutcome, DryRunReport, ResultDifference};
+use crate::limits::MAX_DRY_RUN_DIFFERENCES;
+use crate::limits::MAX_SHOWN_COMMAND_CHARS;
 use crate::wasm::{
     EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, ReplayWindow, StateMachine,
 };
-
-/// Longest command text shown in a difference.
-pub const MAX_SHOWN_COMMAND_CHARS: usize = 200;
 
 /// One side of the comparison: a component and the limits it runs with.
 #[derive(Debug, Clone)]

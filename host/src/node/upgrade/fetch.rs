@@ -8,19 +8,14 @@
 //! (the proposer first, then every member) until one answers, or until the
 //! node stops.
 
+use crate::limits::{FETCH_RETRY_INTERVAL, FETCH_TIMEOUT};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Activation;
 use crate::node::applier::ApplierEnv;
 use crate::node::ports::{Forwarder, PeerView};
 use crate::storage::ComponentStore;
 use crate::wasm::ComponentHash;
-
-/// Pause between rounds of asking every peer.
-pub const FETCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest one download from one peer may take.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the applier needs to download components from peers.
 #[derive(Debug, Clone)]

@@ -2,13 +2,15 @@
 //! candidate, store it, propose its activation (or a rollback), run a dry
 //! run, and read the history.
 
+use crate::limits::{DEFAULT_DRY_RUN_ENTRIES, MAX_COMPONENT_BYTES};
+use crate::limits::{PREPARE_ROUND_TIMEOUT, PREPARE_STRAGGLER_GRACE};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::{
-    Activation, ActivationKind, ComponentHistory, ComponentRecord, DEFAULT_DRY_RUN_ENTRIES,
-    DryRunReport, LimitOverrides, MAX_COMPONENT_BYTES, UpgradeOptions,
+    Activation, ActivationKind, ComponentHistory, ComponentRecord, DryRunReport, LimitOverrides,
+    UpgradeOptions,
 };
 use crate::node::applier::{AppliedRecord, Candidate};
 use crate::node::{Applied, ClientError, NodeHandle, NodeMsg};
@@ -17,14 +19,6 @@ use crate::wasm::{
     ComponentHash, GuestInfo, GuestLimits, LoadedComponent, StateMachine, WasmEngine,
 };
 
-/// Longest the prepare round before an upgrade waits for a majority of the
-/// members to fetch and compile the component (a large guest compiles for
-/// tens of seconds on a small machine).
-pub const PREPARE_ROUND_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long the prepare round still waits for the other members once a
-/// majority is ready.
-pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
-
 /// What a node needs to validate and store candidate components.
 #[derive(Debug, Clone)]
 pub struct UpgradeEnv {
@@ -32,7 +26,7 @@ pub struct UpgradeEnv {
     pub components: ComponentStore,
     /// The node's default guest limits.
     pub limits: GuestLimits,
-    /// See [`super::upgrade::DEFAULT_COMPILE_BUDGET`].
+    /// See [`crate::limits::DEFAULT_COMPILE_BUDGET`].
     pub compile_budget: Duration,
 }
 

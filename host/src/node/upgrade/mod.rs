@@ -28,26 +28,11 @@ pub(crate) mod handle;
 pub(crate) use self::activate::genesis_history;
 pub use self::handle::{ValidatedComponent, validate_component};
 
-use std::time::Duration;
+use crate::limits::MAX_HISTORY_RECORDS;
 
 use serde::{Deserialize, Serialize};
 
 use crate::wasm::{ComponentHash, GuestLimits};
-
-/// Largest component an upgrade may activate (the same bound as any
-/// component the host loads).
-pub const MAX_COMPONENT_BYTES: u64 = crate::wasm::MAX_COMPONENT_BYTES;
-/// How long validating (compiling) a candidate may take on the node that
-/// proposes it. Enforced only there, before proposing: a time limit at
-/// apply time would differ between machines and so break determinism.
-pub const DEFAULT_COMPILE_BUDGET: Duration = Duration::from_secs(120);
-/// Records kept in the history; the oldest go first (the active one is
-/// kept separately, so it is never lost).
-pub const MAX_HISTORY_RECORDS: usize = 1_000;
-/// Entries a dry run compares by default.
-pub const DEFAULT_DRY_RUN_ENTRIES: usize = 1_000;
-/// Differences a dry run lists (all are counted).
-pub const MAX_DRY_RUN_DIFFERENCES: usize = 50;
 
 /// Why a component was activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ use crate::node::inbox::NodeMsg;
 use crate::node::{Applied, ClientError, ClusterMode, SnapshotPolicy};
 
 /// One Raft tick, as in production.
-const TICK: Duration = crate::node::driver::TICK_INTERVAL;
+const TICK: Duration = crate::limits::TICK_INTERVAL;
 /// How long a failed snapshot transfer takes to be reported to the leader.
 const SNAPSHOT_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// The virtual wall clock starts here (2026-01-01, in Unix milliseconds).

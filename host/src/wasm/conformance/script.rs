@@ -14,19 +14,9 @@
 //! a term and a leader timestamp that follow from its position in the script,
 //! so two runs of the same script feed the guest exactly the same inputs.
 
+use crate::limits::{MAX_SCRIPT_BYTES, MAX_SCRIPT_COMMAND_BYTES, MAX_SCRIPT_STEPS};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-
-/// Most steps in a script: a check runs the script four times with a
-/// snapshot around every step, so this bounds its running time.
-pub const MAX_SCRIPT_STEPS: usize = 10_000;
-
-/// Largest script file the checker reads.
-pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Largest command or request in a script: the node's `MAX_COMMAND_BYTES`,
-/// since a guest never sees a larger command.
-pub const MAX_SCRIPT_COMMAND_BYTES: usize = 1024 * 1024;
 
 /// Longest command, or unknown verb, quoted in a report line or an error.
 const MAX_QUOTED_CHARS: usize = 60;
@@ -275,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_command_limit_is_the_nodes() {
-        assert_eq!(MAX_SCRIPT_COMMAND_BYTES, crate::node::MAX_COMMAND_BYTES);
+        assert_eq!(MAX_SCRIPT_COMMAND_BYTES, crate::limits::MAX_COMMAND_BYTES);
     }
 
     #[test]

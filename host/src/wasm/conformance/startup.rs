@@ -2,6 +2,7 @@
 //! (compile and link, as [`WasmEngine::load`] does), `start-up` and `info`
 //! (instantiate, as [`StateMachine::new`] does).
 
+use crate::limits::MAX_COMPONENT_BYTES;
 use std::time::Instant;
 
 use super::imports::{self, ImportVerdict};
@@ -10,7 +11,7 @@ use super::{CheckOptions, STATE_MACHINE_EXPORT, list, mib, millis};
 use crate::wasm::engine::{LoadedComponent, WasmEngine};
 use crate::wasm::error::WasmError;
 use crate::wasm::instance::GuestInstance;
-use crate::wasm::limits::{GuestLimits, MAX_COMPONENT_BYTES};
+use crate::wasm::limits::GuestLimits;
 use crate::wasm::state_machine::StateMachine;
 
 /// Compile and link: the `component`, `imports` and `exports` checks.

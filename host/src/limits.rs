@@ -1,0 +1,201 @@
+//! Every limit of a node in one place: sizes, counts, queue capacities,
+//! timeouts and the defaults of the limits an operator may set.
+//!
+//! Bounding everything is what keeps a node alive under bad input and
+//! overload (TigerBeetle's rule: put a limit on everything), and the limits
+//! depend on each other: a guest's result must fit a frame, a frame must
+//! fit a client response, a command must fit an entry. Those dependencies
+//! are checked at compile time at the end of this file, so changing one
+//! limit without the others fails the build instead of a request.
+//!
+//! Units are the last part of each name (`_BYTES`, `_MS`, `_TICKS`,
+//! `_ENTRIES`); `Duration`s are timeouts or intervals.
+
+use std::time::Duration;
+
+// ── Consensus and the node loop ────────────────────────────────────────
+
+/// One Raft tick.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Ticks without a heartbeat before a follower starts an election.
+pub const ELECTION_TICKS: usize = 10;
+/// Ticks between leader heartbeats.
+pub const HEARTBEAT_TICKS: usize = 3;
+/// Largest append message raft-rs builds.
+pub const MAX_RAFT_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// Append messages in flight per follower.
+pub const MAX_INFLIGHT_MESSAGES: usize = 256;
+/// Committed entries handed out per Ready, so replay after a restart streams.
+pub const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
+/// Messages the node's inbox holds before senders see `Overloaded`.
+pub const NODE_INBOX_CAPACITY: usize = 4096;
+/// Most inbox messages handled before one round of Ready handling: this is
+/// what batches many proposals into one fsync.
+pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
+/// Batches of committed entries that may wait for the applier.
+pub const APPLY_QUEUE_CAPACITY: usize = 256;
+/// Results of the most recent entries kept for `GET /v1/results` (which
+/// component applied each entry, and a hash of its result).
+pub const RECENT_RESULTS_CAPACITY: usize = 10_000;
+
+// ── Client requests ────────────────────────────────────────────────────
+
+/// Largest command a client may propose. Larger commands are refused before
+/// they reach the log; sled keeps every entry inline below this size.
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+/// How long a follower that knows no leader waits for one before it
+/// answers `not_leader` (about two election timeouts).
+pub const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long API calls wait for the node by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a linearizable read may wait for its read index before the
+/// client gets `timeout` (no leader, or the leader cannot reach a quorum).
+pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leader serves `lease` reads after a quorum confirmed its
+/// leadership. Followers refuse to elect anyone for one election timeout
+/// (`ELECTION_TICKS` ticks, 1 s) after they last heard from the leader, so a
+/// lease shorter than that is safe while clocks run at about the same rate
+/// (drift under 20%).
+pub const LEASE_DURATION: Duration = Duration::from_millis(800);
+
+// ── Membership ─────────────────────────────────────────────────────────
+
+/// A learner is promoted once it is within this many entries of the
+/// leader's log.
+pub const PROMOTION_LAG_ENTRIES: u64 = 100;
+/// How long a new learner may take to catch up before its promotion is
+/// abandoned (it stays a learner; `add-node` again retries).
+pub const PROMOTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most direct addresses kept per peer.
+pub const MAX_PEER_ADDRS: usize = 16;
+
+// ── State checks ───────────────────────────────────────────────────────
+
+/// Committed entries between state checks, by default (0 turns them off).
+pub const DEFAULT_STATE_CHECK_EVERY: u64 = 10_000;
+/// Check rounds remembered (hashes of older ones are dropped).
+pub const KEPT_CHECK_ROUNDS: usize = 16;
+
+// ── Snapshots ──────────────────────────────────────────────────────────
+
+/// Take a snapshot after this many applied entries by default.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Or after this many bytes of log by default, whichever comes first.
+pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// Entries kept in the log behind a snapshot by default, so a follower that
+/// is only a little behind catches up from the log, not a snapshot.
+pub const DEFAULT_COMPACTION_KEEP_ENTRIES: u64 = 1_000;
+/// Largest header accepted when reading a file (it holds the membership).
+pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
+/// Largest snapshot file a node accepts from a peer or a backup.
+pub const MAX_SNAPSHOT_FILE_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
+// ── Guests ─────────────────────────────────────────────────────────────
+
+/// Fuel for one `apply`. Roughly one unit per wasm instruction: 1e9 is a few
+/// hundred milliseconds of guest work, far more than any sane command needs.
+pub const DEFAULT_APPLY_FUEL: u64 = 1_000_000_000;
+/// Fuel for one `query`.
+pub const DEFAULT_QUERY_FUEL: u64 = 1_000_000_000;
+/// Fuel for `snapshot`, `restore`, `info` and instantiation: they walk the
+/// whole state, so they get more.
+pub const DEFAULT_MAINTENANCE_FUEL: u64 = 20_000_000_000;
+/// Total linear memory a guest instance may use (all its memories together).
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// Table elements per table; far above what real guests use.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// Core instances, tables and memories per component instance.
+pub const MAX_INSTANCES: usize = 64;
+pub const MAX_TABLES: usize = 64;
+pub const MAX_MEMORIES: usize = 16;
+/// Native stack the guest may use. Deep recursion traps at the same depth on
+/// every replica running the same host build on the same architecture.
+pub const DEFAULT_MAX_WASM_STACK_BYTES: usize = 1024 * 1024;
+/// Largest component file the host loads.
+pub const MAX_COMPONENT_BYTES: u64 = 128 * 1024 * 1024;
+/// Longest line of guest stdout/stderr forwarded to the log; longer lines are
+/// truncated so one write cannot make the host buffer without bound.
+pub const MAX_GUEST_LOG_LINE_BYTES: usize = 4 * 1024;
+/// Largest result of one `apply` or `query` (the bytes of an `ok`). A
+/// larger one is the failure [`super::GuestFailure::ResultTooLarge`] on
+/// every replica, rolled back like a trap. Without it a result's fate
+/// depended on the path it took: a follower forwarding a proposal gets the
+/// leader's answer in one frame of at most `MAX_FRAME_BYTES`, and a client
+/// reads at most `MAX_RESPONSE_BYTES` of JSON, which holds a result twice
+/// (text and base64) and escapes a control character in six bytes.
+pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest message of an `err` from `apply` or `query`; a longer one is
+/// [`super::GuestFailure::ResultTooLarge`] too. Smaller than results
+/// because a forwarded failure travels as JSON, each byte escaped in up to
+/// six, inside one frame; twice the largest command, so a message that
+/// quotes the command it refuses still fits.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// Replay tail size (bytes of commands) below which no checkpoint is taken.
+pub const CHECKPOINT_MIN_TAIL_BYTES: usize = 4 * 1024 * 1024;
+/// Most entries replayed after a trap before a checkpoint is forced.
+pub const CHECKPOINT_MAX_TAIL_ENTRIES: usize = 10_000;
+
+// ── Guest checks ───────────────────────────────────────────────────────
+
+/// Most steps in a script: a check runs the script four times with a
+/// snapshot around every step, so this bounds its running time.
+pub const MAX_SCRIPT_STEPS: usize = 10_000;
+/// Largest script file the checker reads.
+pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest command or request in a script: the node's `MAX_COMMAND_BYTES`,
+/// since a guest never sees a larger command.
+pub const MAX_SCRIPT_COMMAND_BYTES: usize = 1024 * 1024;
+
+// ── Upgrades ───────────────────────────────────────────────────────────
+
+/// How long validating (compiling) a candidate may take on the node that
+/// proposes it. Enforced only there, before proposing: a time limit at
+/// apply time would differ between machines and so break determinism.
+pub const DEFAULT_COMPILE_BUDGET: Duration = Duration::from_secs(120);
+/// Records kept in the history; the oldest go first (the active one is
+/// kept separately, so it is never lost).
+pub const MAX_HISTORY_RECORDS: usize = 1_000;
+/// Entries a dry run compares by default.
+pub const DEFAULT_DRY_RUN_ENTRIES: usize = 1_000;
+/// Differences a dry run lists (all are counted).
+pub const MAX_DRY_RUN_DIFFERENCES: usize = 50;
+/// Longest command text shown in a difference.
+pub const MAX_SHOWN_COMMAND_CHARS: usize = 200;
+/// Pause between rounds of asking every peer.
+pub const FETCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest one download from one peer may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest the prepare round before an upgrade waits for a majority of the
+/// members to fetch and compile the component (a large guest compiles for
+/// tens of seconds on a small machine).
+pub const PREPARE_ROUND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the prepare round still waits for the other members once a
+/// majority is ready.
+pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
+
+// ── Storage ────────────────────────────────────────────────────────────
+
+/// How long `open` waits for sled's file lock. A store closed in this same
+/// process releases the lock only when sled's background flusher thread
+/// exits, a moment after the last handle is dropped (an in-process restart);
+/// another process holding the lock still fails after this wait.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often the lock is tried again while waiting.
+pub const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+// ── Compile-time checks between limits ─────────────────────────────────────
+
+// The answer carrying a result or a message fits a frame and a client
+// response, however its bytes escape in JSON (see `MAX_RESULT_BYTES`).
+const _: () = assert!(MAX_RESULT_BYTES * 2 <= crate::transport::codec::MAX_FRAME_BYTES);
+const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= crate::api::client::MAX_RESPONSE_BYTES);
+const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= crate::transport::codec::MAX_FRAME_BYTES);
+// A lease must end before followers may elect another leader (see
+// `LEASE_DURATION`).
+const _: () = assert!(
+    LEASE_DURATION.as_millis() < ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis()
+);
+// A guest check's script runs commands as a client would send them.
+const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
+// A forwarded command travels in one frame.
+const _: () = assert!(MAX_COMMAND_BYTES * 2 <= crate::transport::codec::MAX_FRAME_BYTES);
