@@ -35,7 +35,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds of the proposal latency buckets, in seconds: 100 µs to 10 s
 /// in 1-2.5-5 steps (a fsync is ~100 µs to ~10 ms; 10 s is the API timeout).
-pub const PROPOSAL_SECONDS_BUCKETS: &[f64] = &[
+pub(crate) const PROPOSAL_SECONDS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
@@ -45,11 +45,11 @@ const ROLES: [&str; 4] = ["leader", "follower", "candidate", "pre_candidate"];
 
 /// Outcome of a proposal whose caller stopped waiting (the API's timeout,
 /// a client that hung up) before it was answered.
-pub const OUTCOME_ABANDONED: &str = "abandoned";
+pub(crate) const OUTCOME_ABANDONED: &str = "abandoned";
 
 /// A histogram with fixed buckets; lock-free.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
     buckets: Box<[AtomicU64]>,
@@ -59,7 +59,7 @@ pub struct Histogram {
 
 /// A histogram as read at one moment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     /// `(upper bound, cumulative count)`, ending with `+Inf`.
     pub cumulative: Vec<(f64, u64)>,
     pub sum: f64,
@@ -126,7 +126,7 @@ impl Histogram {
 /// Counters keyed by the value of one label. Values are `&'static str`: the
 /// code, not the input, decides which series exist.
 #[derive(Debug, Default)]
-pub struct LabeledCounter {
+pub(crate) struct LabeledCounter {
     counts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -143,10 +143,6 @@ impl LabeledCounter {
         *self.lock().entry(value).or_insert(0) += 1;
     }
 
-    pub fn get(&self, value: &str) -> u64 {
-        self.lock().get(value).copied().unwrap_or(0)
-    }
-
     /// Every value and its count, sorted by value.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         self.lock().iter().map(|(v, n)| (*v, *n)).collect()
@@ -161,7 +157,7 @@ impl LabeledCounter {
 /// What a node records itself: what happens to the proposals made through
 /// its handle. Forwarded proposals count on the node the client called.
 #[derive(Debug)]
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     /// Proposals by outcome: `ok`, `guest_error` (applied; the guest's
     /// result is an error), a [`ClientError::code`] (not applied), or
     /// [`OUTCOME_ABANDONED`].
@@ -196,7 +192,7 @@ impl NodeMetrics {
 /// Records one proposal's outcome and latency; see
 /// [`NodeMetrics::start_proposal`].
 #[derive(Debug)]
-pub struct ProposalTimer<'a> {
+pub(crate) struct ProposalTimer<'a> {
     metrics: &'a NodeMetrics,
     started: Instant,
     finished: bool,
@@ -232,7 +228,7 @@ impl Drop for ProposalTimer<'_> {
 
 /// The numbers one scrape reads from their owners.
 #[derive(Debug)]
-pub struct Scrape<'a> {
+pub(crate) struct Scrape<'a> {
     pub status: &'a NodeStatus,
     pub guest: RuntimeStats,
     /// Per-peer transport counters; empty without a network transport.
@@ -243,7 +239,7 @@ pub struct Scrape<'a> {
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -261,7 +257,7 @@ impl Kind {
 
 /// Writes the Prometheus text exposition format 0.0.4.
 #[derive(Debug, Default)]
-pub struct TextEncoder {
+pub(crate) struct TextEncoder {
     out: String,
 }
 
@@ -329,7 +325,7 @@ impl TextEncoder {
 }
 
 /// Render every metric of a node.
-pub fn render(recorded: &NodeMetrics, scrape: &Scrape<'_>) -> String {
+pub(crate) fn render(recorded: &NodeMetrics, scrape: &Scrape<'_>) -> String {
     let status = scrape.status;
     let mut enc = TextEncoder::default();
 
