@@ -84,12 +84,26 @@ pub const MAX_INFLIGHT_MESSAGES: usize = 256;
 pub const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
 
 /// Which guest a node runs when it creates a new cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum GuestSource {
     /// The built-in counter.
     Default,
     /// A component file.
     File(PathBuf),
+    /// A component's bytes (e.g. `include_bytes!`, or fetched by the
+    /// embedding program).
+    Bytes(bytes::Bytes),
+}
+
+impl std::fmt::Debug for GuestSource {
+    // A component is megabytes: show its size, not its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestSource::Default => f.write_str("Default"),
+            GuestSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            GuestSource::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
 }
 
 /// How a node with an empty data dir enters a cluster. Ignored when the data
@@ -852,11 +866,17 @@ fn restore_latest_snapshot(
         index,
         reason: format!("the latest snapshot ({}): {e}", path.display()),
     })?;
-    if let GuestSource::File(given) = &config.guest {
-        let bytes = std::fs::read(given).map_err(|source| NodeError::DataDir {
-            path: given.clone(),
-            source,
-        })?;
+    let given = match &config.guest {
+        GuestSource::Default => None,
+        GuestSource::File(path) => {
+            Some(std::fs::read(path).map_err(|source| NodeError::DataDir {
+                path: path.clone(),
+                source,
+            })?)
+        }
+        GuestSource::Bytes(bytes) => Some(bytes.to_vec()),
+    };
+    if let Some(bytes) = given {
         // The cluster may have upgraded since it was created with this
         // file: any component it has run (or started with) is accepted.
         let given_hash = ComponentHash::of(&bytes);
@@ -909,6 +929,7 @@ fn load_active_guest(
     let given = match &config.guest {
         GuestSource::Default => None,
         GuestSource::File(path) => Some(engine.load_file(path)?),
+        GuestSource::Bytes(bytes) => Some((engine.load(bytes)?, bytes.to_vec())),
     };
     match stored {
         Some(hex) if !storage.is_fresh() => {
