@@ -26,3 +26,6 @@ pub use bound::{BoundHost, JOIN_POLL_INTERVAL};
 pub use builder::HostBuilder;
 pub use error::HostError;
 pub use running::Host;
+
+#[cfg(test)]
+mod tests;
