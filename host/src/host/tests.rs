@@ -111,3 +111,55 @@ async fn another_protocol_shares_the_router_with_raft() {
     client.close().await;
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_runs_on_the_callers_endpoint_and_router() {
+    let (dir1, dir2) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let config = crate::transport::TransportConfig {
+        bind_addr: "127.0.0.1:0".parse().expect("addr"),
+        advertise_addrs: Vec::new(),
+        relay: crate::transport::RelayChoice::Disabled,
+    };
+    let endpoint = crate::transport::net::endpoint_builder(iroh::SecretKey::generate(), &config)
+        .expect("builder")
+        .bind()
+        .await
+        .expect("bind");
+    let first = HostBuilder::new(dir1.path())
+        .endpoint(endpoint.clone(), Vec::new())
+        .external_router()
+        .start()
+        .await
+        .expect("start");
+    assert!(first.router().is_none());
+    let router = iroh::protocol::Router::builder(endpoint)
+        .accept(crate::transport::RAFT_ALPN, first.protocol_handler())
+        .spawn();
+    let joining = HostBuilder::new(dir2.path())
+        .id(2)
+        .join(first.ticket().clone())
+        .bind()
+        .await
+        .expect("bind");
+    let ticket = joining.ticket();
+    // Node 2 reaches node 1 only through the caller's router.
+    let (added, second) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(first.add_voter(&ticket), joining.start())
+    })
+    .await
+    .expect("node 2 joins in time");
+    added.expect("added");
+    let second = second.expect("started");
+    let applied = second
+        .node()
+        .propose(b"add 3".to_vec())
+        .await
+        .expect("forwarded");
+    assert_eq!(applied.result.as_deref(), Ok(&b"3"[..]));
+    second.shutdown().await;
+    first.shutdown().await;
+    router.shutdown().await.expect("router");
+}
