@@ -71,6 +71,7 @@ cluster: setup
 test: setup guests-polyglot test-polyglot
 	$(CARGO) test --manifest-path guests/Cargo.toml --target-dir target/guests-native
 	$(CARGO) test --workspace
+	$(CARGO) run --example embedded_cluster
 
 fmt:
 	$(CARGO) fmt --all --check

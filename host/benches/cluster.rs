@@ -9,7 +9,7 @@
 //! thread name, after each run.
 //!
 //! Three nodes in one process, assembled as `raft-host` assembles one (see
-//! `run_node` in `src/main.rs`): a real iroh endpoint each on loopback (relay
+//! `iroh_raft::host::HostBuilder`): a real iroh endpoint each on loopback (relay
 //! off), real sled on a temp dir (fsync on), the kv guest. Node 1 creates the
 //! cluster; nodes 2 and 3 bind, are added on the leader, fetch the membership
 //! and join. Measures:

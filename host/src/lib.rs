@@ -18,6 +18,8 @@
 //!   replication and application.
 //! - [`storage`]: the only module that touches sled; durable `raft::Storage`.
 //! - [`wasm`]: the only module that touches wasmtime; deterministic guests.
+//! - [`transport`]: the `iroh-raft/0` protocol between nodes, over iroh.
+//! - [`host`]: assembles a networked node (endpoint, router, node, API).
 //! - [`api`]: the HTTP/JSON API and its client.
 //! - [`metrics`]: Prometheus metrics, served by the API at `GET /metrics`.
 //! - [`linearizability`]: checks recorded client histories (tests, simulator).
@@ -37,9 +39,44 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Embedding a cluster
+//!
+//! [`host::HostBuilder`] does what the `raft-host` binary does: it binds an
+//! iroh endpoint, serves `iroh-raft/0` on a router, starts the node and,
+//! if asked, the HTTP API. A second node binds first (its ticket is what
+//! the leader adds), then starts once it is a member:
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! use iroh_raft::host::HostBuilder;
+//!
+//! let (dir1, dir2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let first = HostBuilder::new(dir1.path()).start().await?;
+//! let joining = HostBuilder::new(dir2.path())
+//!     .id(2)
+//!     .join(first.ticket().clone())
+//!     .bind()
+//!     .await?;
+//! let ticket = joining.ticket();
+//! let (added, second) = tokio::join!(first.add_voter(&ticket), joining.start());
+//! let second = second?;
+//! added?;
+//! // A follower forwards the proposal to the leader.
+//! let applied = second.node().propose(b"add 5".to_vec()).await?;
+//! assert_eq!(applied.result.as_deref(), Ok(&b"5"[..]));
+//! second.shutdown().await;
+//! first.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/embedded_cluster.rs` grows three nodes the same way.
 
 pub mod api;
 pub mod error;
+pub mod host;
 pub mod limits;
 pub mod linearizability;
 pub mod membership;

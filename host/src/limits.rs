@@ -192,9 +192,8 @@ const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= crate::api::client::MAX_RES
 const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= crate::transport::codec::MAX_FRAME_BYTES);
 // A lease must end before followers may elect another leader (see
 // `LEASE_DURATION`).
-const _: () = assert!(
-    LEASE_DURATION.as_millis() < ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis()
-);
+const _: () =
+    assert!(LEASE_DURATION.as_millis() < ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis());
 // A guest check's script runs commands as a client would send them.
 const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
 // A forwarded command travels in one frame.

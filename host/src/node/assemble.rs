@@ -294,11 +294,17 @@ fn restore_latest_snapshot(
         index,
         reason: format!("the latest snapshot ({}): {e}", path.display()),
     })?;
-    if let GuestSource::File(given) = &config.guest {
-        let bytes = std::fs::read(given).map_err(|source| NodeError::DataDir {
-            path: given.clone(),
-            source,
-        })?;
+    let given = match &config.guest {
+        GuestSource::Default => None,
+        GuestSource::File(path) => {
+            Some(std::fs::read(path).map_err(|source| NodeError::DataDir {
+                path: path.clone(),
+                source,
+            })?)
+        }
+        GuestSource::Bytes(bytes) => Some(bytes.to_vec()),
+    };
+    if let Some(bytes) = given {
         // The cluster may have upgraded since it was created with this
         // file: any component it has run (or started with) is accepted.
         let given_hash = ComponentHash::of(&bytes);
@@ -337,6 +343,7 @@ fn load_active_guest(
     let given = match &config.guest {
         GuestSource::Default => None,
         GuestSource::File(path) => Some(engine.load_file(path)?),
+        GuestSource::Bytes(bytes) => Some((engine.load(bytes)?, bytes.to_vec())),
     };
     match stored {
         Some(hash) if !storage.is_fresh() => {

@@ -12,12 +12,26 @@ use crate::membership::PeerAddr;
 use crate::wasm::GuestLimits;
 
 /// Which guest a node runs when it creates a new cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum GuestSource {
     /// The built-in counter.
     Default,
     /// A component file.
     File(PathBuf),
+    /// A component's bytes (e.g. `include_bytes!`, or fetched by the
+    /// embedding program).
+    Bytes(bytes::Bytes),
+}
+
+impl std::fmt::Debug for GuestSource {
+    // A component is megabytes: show its size, not its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestSource::Default => f.write_str("Default"),
+            GuestSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            GuestSource::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
 }
 
 /// How a node with an empty data dir enters a cluster. Ignored when the data

@@ -128,6 +128,43 @@ pub struct IrohTransport {
     snapshot_tasks: HashMap<u64, tokio::task::JoinHandle<()>>,
 }
 
+/// An endpoint builder set up as a node's: its key, the QUIC timeouts that
+/// notice a dead peer quickly, `config`'s socket and relays. No ALPNs and no
+/// allowlist: add your protocols (an iroh `Router` sets the ALPNs it
+/// serves) and, if the endpoint serves only Raft, an [`AllowlistHook`].
+pub fn endpoint_builder(
+    secret_key: SecretKey,
+    config: &TransportConfig,
+) -> Result<iroh::endpoint::Builder, TransportError> {
+    let bind_err = |reason: String| TransportError::Bind {
+        addr: config.bind_addr,
+        reason,
+    };
+    let relay_mode = match &config.relay {
+        RelayChoice::Disabled => RelayMode::Disabled,
+        RelayChoice::Default => RelayMode::Default,
+        RelayChoice::Custom(url) => RelayMode::Custom(RelayMap::from(url.clone())),
+    };
+    let idle_timeout = QUIC_IDLE_TIMEOUT
+        .try_into()
+        .map_err(|e| bind_err(format!("idle timeout: {e}")))?;
+    let quic = QuicTransportConfig::builder()
+        .keep_alive_interval(QUIC_KEEP_ALIVE)
+        .max_idle_timeout(Some(idle_timeout))
+        .build();
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .transport_config(quic)
+        .secret_key(secret_key)
+        .relay_mode(relay_mode)
+        .clear_ip_transports()
+        .bind_addr(config.bind_addr)
+        .map_err(|e| bind_err(e.to_string()))?;
+    if config.relay == RelayChoice::Disabled {
+        builder = builder.clear_relay_transports();
+    }
+    Ok(builder)
+}
+
 impl Drop for IrohTransport {
     fn drop(&mut self) {
         for task in self.snapshot_tasks.values() {
@@ -138,59 +175,57 @@ impl Drop for IrohTransport {
 
 impl IrohTransport {
     /// Bind the endpoint. Relay and discovery are off unless `config.relay`
-    /// says otherwise; port mapping is not compiled in.
+    /// says otherwise; port mapping is not compiled in. The endpoint speaks
+    /// only `iroh-raft/0` and refuses non-members right after the handshake.
     pub async fn bind(
         raft_id: u64,
         secret_key: SecretKey,
         config: &TransportConfig,
         directory: PeerDirectory,
     ) -> Result<Self, TransportError> {
-        let bind_err = |reason: String| TransportError::Bind {
-            addr: config.bind_addr,
-            reason,
-        };
-        let relay_mode = match &config.relay {
-            RelayChoice::Disabled => RelayMode::Disabled,
-            RelayChoice::Default => RelayMode::Default,
-            RelayChoice::Custom(url) => RelayMode::Custom(RelayMap::from(url.clone())),
-        };
-        let idle_timeout = QUIC_IDLE_TIMEOUT
-            .try_into()
-            .map_err(|e| bind_err(format!("idle timeout: {e}")))?;
-        let quic = QuicTransportConfig::builder()
-            .keep_alive_interval(QUIC_KEEP_ALIVE)
-            .max_idle_timeout(Some(idle_timeout))
-            .build();
-        let mut builder = Endpoint::builder(presets::Minimal)
-            .transport_config(quic)
-            .secret_key(secret_key)
+        let endpoint = endpoint_builder(secret_key, config)?
             .alpns(vec![RAFT_ALPN.to_vec()])
-            .relay_mode(relay_mode)
             .hooks(AllowlistHook::new(directory.clone()))
-            .clear_ip_transports()
-            .bind_addr(config.bind_addr)
-            .map_err(|e| bind_err(e.to_string()))?;
-        if config.relay == RelayChoice::Disabled {
-            builder = builder.clear_relay_transports();
-        }
-        let endpoint = builder.bind().await.map_err(|e| bind_err(e.to_string()))?;
+            .bind()
+            .await
+            .map_err(|e| TransportError::Bind {
+                addr: config.bind_addr,
+                reason: e.to_string(),
+            })?;
+        Ok(Self::with_endpoint(
+            raft_id,
+            endpoint,
+            directory,
+            config.advertise_addrs.clone(),
+        ))
+    }
+
+    /// A transport on an endpoint bound elsewhere (shared with other
+    /// protocols). `advertise` replaces the bound sockets in the ticket
+    /// when not empty.
+    pub fn with_endpoint(
+        raft_id: u64,
+        endpoint: Endpoint,
+        directory: PeerDirectory,
+        advertise: Vec<SocketAddr>,
+    ) -> Self {
         let pool = ConnectionPool {
             endpoint: endpoint.clone(),
             directory: directory.clone(),
             connections: Arc::default(),
             stats: PeerStatsRegistry::default(),
         };
-        Ok(IrohTransport {
+        IrohTransport {
             raft_id,
             endpoint,
             directory,
             pool,
             senders: HashMap::new(),
-            advertise: config.advertise_addrs.clone(),
+            advertise,
             link: None,
             shared_link: Arc::default(),
             snapshot_tasks: HashMap::new(),
-        })
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -389,13 +424,19 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
+    /// The protocol handler of the node whose inbox is `raft_tx`, for a
+    /// router of your own: `Router::builder(endpoint).accept(RAFT_ALPN,
+    /// handler)`, next to your other protocols.
+    pub fn handler(self, raft_tx: mpsc::Sender<NodeMsg>) -> RaftProtocolHandler {
+        RaftProtocolHandler::with_node_link(self.raft_id, raft_tx, self.directory, self.link)
+    }
+
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox
-    /// is `raft_tx`.
+    /// is `raft_tx`, on a router of their own.
     pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
-        let handler =
-            RaftProtocolHandler::with_node_link(self.raft_id, raft_tx, self.directory, self.link);
-        Router::builder(self.endpoint)
-            .accept(RAFT_ALPN, handler)
+        let endpoint = self.endpoint.clone();
+        Router::builder(endpoint)
+            .accept(RAFT_ALPN, self.handler(raft_tx))
             .spawn()
     }
 }

@@ -1,0 +1,440 @@
+//! The subcommands that talk to a running node through its HTTP API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::{Args, Subcommand};
+use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
+use iroh_raft::node::{self, Consistency};
+use iroh_raft::transport::NodeTicket;
+
+use crate::guest::{self, GuestCommand};
+use crate::upgrades;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Propose a command; prints the guest's result once it is applied.
+    Propose {
+        /// The command (text, or base64 with --base64).
+        command: String,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Run a read-only query against the node's state.
+    Query {
+        /// The request (text, or base64 with --base64).
+        request: String,
+        /// `linearizable` (sees every write acknowledged before it), `lease`
+        /// (leader lease, no round trip) or `stale` (this node's state).
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Show the node's role, term, indexes and guest.
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Exit 0 if the node answers, 1 otherwise.
+    Health {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the node's ticket (what other nodes and `add-node` need).
+    Ticket {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Add a node to the cluster (ask the leader): it joins as a learner,
+    /// catches up, and is promoted to voter; returns once it votes.
+    AddNode {
+        /// The new node's ticket, as it printed at start.
+        ticket: NodeTicket,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+        /// Replace this voter: once the new node caught up, one joint
+        /// consensus change promotes it and removes the old one.
+        #[arg(long, value_name = "ID", conflicts_with = "learner",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        replaces: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a voter or learner from the cluster (ask the leader; removing
+    /// the leader itself hands leadership over first).
+    RemoveNode {
+        /// Raft id of the node to remove.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Hand leadership to another voter (ask the leader).
+    TransferLeader {
+        /// Raft id of the new leader [default: the most up-to-date voter].
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        target: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Take a snapshot now and compact the log behind it.
+    Snapshot {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Take a snapshot and download it to FILE: a backup that
+    /// `raft-host --restore-from FILE` starts a new cluster from.
+    Backup {
+        /// Where to write the snapshot file.
+        out: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Upgrade the cluster's guest to another component, through the log:
+    /// every replica switches at the same index, the state migrating
+    /// through the old `snapshot()` and the new `restore()`. The component
+    /// is validated here first, then by the node.
+    Upgrade {
+        /// The new component (.wasm).
+        #[arg(long, value_name = "PATH")]
+        guest: PathBuf,
+        /// Change nothing: run the candidate against the node's current
+        /// state and its most recent entries, next to the active component,
+        /// and report what differs.
+        #[arg(long)]
+        dry_run: bool,
+        /// How many recent entries the dry run compares.
+        #[arg(long, value_name = "N", default_value_t = iroh_raft::limits::DEFAULT_DRY_RUN_ENTRIES)]
+        entries: usize,
+        /// Fuel budget of one `apply` of the new component [default: the nodes'].
+        #[arg(long)]
+        apply_fuel: Option<u64>,
+        /// Fuel budget of one `query` of the new component [default: the nodes'].
+        #[arg(long)]
+        query_fuel: Option<u64>,
+        /// Memory cap of the new component, in MiB [default: the nodes'].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        memory_limit_mib: Option<u64>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Go back to the component that was active before the current one
+    /// (the same mechanism as an upgrade).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The component history: every activation, its index, hash, name,
+    /// version and outcome.
+    Components {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Work with guest components (no node needed).
+    Guest {
+        #[command(subcommand)]
+        command: GuestCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// URL of the node's API.
+    #[arg(long, value_name = "URL", default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
+    api: String,
+}
+
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    /// The argument is base64, and results are printed as base64.
+    #[arg(long)]
+    base64: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Propose { command, io } => {
+            let client = ApiClient::new(&io.api.api);
+            let bytes = input_bytes(&command, io.base64)?;
+            report(client.propose(&bytes).map(|r| r.output), io.base64)
+        }
+        Command::Query {
+            request,
+            consistency,
+            io,
+        } => {
+            let client = ApiClient::new(&io.api.api);
+            let bytes = input_bytes(&request, io.base64)?;
+            report(
+                client.query_with(&bytes, consistency).map(|r| r.output),
+                io.base64,
+            )
+        }
+        Command::Status { json, api } => {
+            let status = ApiClient::new(&api.api).status()?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let leader = status
+                    .leader_id
+                    .map_or_else(|| "none".to_string(), |id| id.to_string());
+                say!("node id:       {}", status.id);
+                say!("role:          {} (leader: {leader})", status.role);
+                say!("term:          {}", status.term);
+                say!("commit index:  {}", status.commit_index);
+                say!("applied index: {}", status.applied_index);
+                say!("last index:    {}", status.last_index);
+                say!("voters:        {:?}", status.voters);
+                say!(
+                    "snapshot:      {}   first log index: {}",
+                    status
+                        .snapshot_index
+                        .map_or("none".to_string(), |i| format!("at index {i}")),
+                    status.first_log_index
+                );
+                say!(
+                    "guest:         {} {} ({}), active since index {}",
+                    status.guest.name,
+                    status.guest.version,
+                    status.guest.hash,
+                    status.guest.since_index
+                );
+                say!(
+                    "guest stats:   {} applied, {} failed, {} instance rebuilds",
+                    status.guest.applied_entries,
+                    status.guest.failed_entries,
+                    status.guest.instance_rebuilds
+                );
+                match &status.diverged {
+                    Some(d) => say!(
+                        "state check:   DIVERGED at index {} (own state {}, majority {:?} {}): \
+                         this node stopped applying; wipe it and add it again",
+                        d.index,
+                        &d.own_hash[..16],
+                        d.majority,
+                        &d.majority_hash[..16]
+                    ),
+                    None => say!(
+                        "state check:   {}",
+                        status
+                            .last_verified_state_check
+                            .map_or("none verified yet".to_string(), |i| format!(
+                                "agreed with the majority at index {i}"
+                            ))
+                    ),
+                }
+                say!("data dir:      {}", status.data_dir);
+                if let Some(ticket) = &status.ticket {
+                    say!("ticket:        {ticket}");
+                }
+                say!("members:");
+                for member in &status.members {
+                    let node_id = member
+                        .node_id
+                        .as_deref()
+                        .map_or("?".to_string(), |id| id.chars().take(10).collect());
+                    let addrs: Vec<String> = member.addrs.iter().map(|a| a.to_string()).collect();
+                    let matched = member
+                        .match_index
+                        .map_or("-".to_string(), |m| m.to_string());
+                    let contact = member
+                        .last_contact_ms
+                        .map_or("-".to_string(), |ms| format!("{ms} ms ago"));
+                    let role = match (status.leader_id == Some(member.id), member.voter) {
+                        (true, _) => "leader ",
+                        (false, true) => "voter  ",
+                        (false, false) => "learner",
+                    };
+                    say!(
+                        "  {:>3} {role} node {node_id} at {} match {matched} last contact {contact}",
+                        member.id,
+                        if addrs.is_empty() {
+                            "-".to_string()
+                        } else {
+                            addrs.join(",")
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ticket { api } => {
+            let status = ApiClient::new(&api.api).status()?;
+            match status.ticket {
+                Some(ticket) => say!("{ticket}"),
+                None => anyhow::bail!("this node has no network address"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddNode {
+            ticket,
+            learner,
+            replaces,
+            api,
+        } => {
+            let request = api::AddMemberRequest {
+                ticket: ticket.to_string(),
+                learner,
+                replaces,
+            };
+            let what = match (learner, replaces) {
+                (true, _) => format!("node {} added as a learner", ticket.raft_id),
+                (false, Some(old)) => format!("node {} replaced node {old}", ticket.raft_id),
+                (false, None) => format!("node {} added as a voter", ticket.raft_id),
+            };
+            report_membership(ApiClient::new(&api.api).change_members(request), &what)
+        }
+        Command::TransferLeader { target, api } => {
+            let answer = ApiClient::new(&api.api).transfer_leader(target)?;
+            say!("node {} leads", answer.leader_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Snapshot { api } => {
+            let info = ApiClient::new(&api.api).snapshot()?;
+            say!(
+                "snapshot at index {} (term {}), {} bytes: {}",
+                info.index,
+                info.term,
+                info.file_bytes,
+                info.path
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { out, api } => {
+            let client = ApiClient::new(&api.api);
+            let info = client.snapshot()?;
+            let partial = out.with_extension("partial");
+            let mut file = std::fs::File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let bytes = client.download_snapshot(&mut file)?;
+            file.sync_all()?;
+            drop(file);
+            // Check the whole file before calling it a backup.
+            let loaded = iroh_raft::node::snapshot::read(&partial)
+                .with_context(|| format!("the downloaded snapshot {}", partial.display()))?;
+            std::fs::rename(&partial, &out)?;
+            say!(
+                "backup of index {} (term {}, snapshot taken at {}), {bytes} bytes: {}",
+                loaded.header.index,
+                loaded.header.term,
+                info.index,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RemoveNode { id, api } => {
+            let answer = ApiClient::new(&api.api).remove_member(id);
+            report_membership(answer, &format!("node {id} removed"))
+        }
+        Command::Guest { command } => guest::run_guest(command),
+        Command::Upgrade {
+            guest,
+            dry_run,
+            entries,
+            apply_fuel,
+            query_fuel,
+            memory_limit_mib,
+            json,
+            api,
+        } => {
+            let limits = node::upgrade::LimitOverrides {
+                apply_fuel,
+                query_fuel,
+                memory_limit_bytes: memory_limit_mib.map(|mib| mib * 1024 * 1024),
+            };
+            let upgrade = upgrades::UpgradeCommand {
+                guest,
+                dry_run,
+                entries,
+                limits,
+                json,
+            };
+            upgrades::run_upgrade(&ApiClient::new(&api.api), &upgrade)
+        }
+        Command::Rollback { api } => upgrades::run_rollback(&ApiClient::new(&api.api)),
+        Command::Components { json, api } => {
+            upgrades::run_components(&ApiClient::new(&api.api), json)
+        }
+        Command::Health { api } => match ApiClient::new(&api.api).health() {
+            Ok(health) => {
+                say!("{}", health.status);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+fn report_membership(
+    answer: Result<api::types::MembershipResponse, ApiClientError>,
+    done: &str,
+) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(response) => {
+            say!("{done} (log index {})", response.index);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiClientError::Api(info)) => {
+            let hint = info
+                .leader_hint
+                .map(|id| format!(" (the leader is node {id}: ask its API)"))
+                .unwrap_or_default();
+            eprintln!("error [{}]: {}{hint}", info.code, info.message);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn input_bytes(argument: &str, base64: bool) -> anyhow::Result<Vec<u8>> {
+    if base64 {
+        BASE64
+            .decode(argument.trim())
+            .context("the argument is not valid base64")
+    } else {
+        Ok(argument.as_bytes().to_vec())
+    }
+}
+
+/// Print a guest result: as text when it is text, else as base64.
+fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(output) => {
+            match (&output.text, base64) {
+                (Some(text), false) => say!("{text}"),
+                (None, false) => say!("base64:{}", output.base64),
+                (_, true) => say!("{}", output.base64),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApiClientError::Api(info)) => {
+            match info.index {
+                Some(index) => {
+                    eprintln!("error [{}] at index {index}: {}", info.code, info.message)
+                }
+                None => eprintln!("error [{}]: {}", info.code, info.message),
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
+    }
+}

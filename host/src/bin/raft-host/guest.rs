@@ -1,0 +1,78 @@
+//! `raft-host guest check`: a component checked without a node.
+
+use iroh_raft::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use iroh_raft::wasm::GuestLimits;
+use iroh_raft::wasm::conformance;
+
+#[derive(Debug, Subcommand)]
+pub enum GuestCommand {
+    /// Check that a component is a well-behaved guest: load it as a node
+    /// does, list its imports, run a script of commands twice, round-trip
+    /// its snapshots, and measure it. Exits 1 if any check fails.
+    Check {
+        /// The component (.wasm) to check.
+        path: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run this script instead of the built-in one (lines `apply CMD`,
+        /// `query REQ`, `apply-base64 B64`, `query-base64 B64`).
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// Keep compiled components here (as a node's data dir does), so a
+        /// second check loads from the cache.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Fuel budget of one `apply` call (use the cluster's).
+        #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
+        apply_fuel: u64,
+        /// Fuel budget of one `query` call.
+        #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
+        query_fuel: u64,
+        /// Linear memory cap of the guest, in MiB.
+        #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
+              value_parser = clap::value_parser!(u64).range(1..=65536))]
+        memory_limit_mib: u64,
+    },
+}
+
+pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
+    let GuestCommand::Check {
+        path,
+        json,
+        script,
+        cache_dir,
+        apply_fuel,
+        query_fuel,
+        memory_limit_mib,
+    } = command;
+    let script = match script {
+        Some(file) => conformance::script::read_file(&file)?,
+        None => conformance::default_script(),
+    };
+    let options = conformance::CheckOptions {
+        limits: GuestLimits {
+            apply_fuel,
+            query_fuel,
+            memory_limit_bytes: memory_limit_mib * 1024 * 1024,
+            ..GuestLimits::default()
+        },
+        script,
+        cache_dir,
+    };
+    let report = conformance::check_file(&path, &options);
+    if json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        say!("{}", report.to_text().trim_end());
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,63 @@
+//! `raft-host`: run a node, or talk to one.
+//!
+//! Thin by design: parse the command line, set up tracing, call the library
+//! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
+//! `run.rs`, the client subcommands in `client.rs`, `guest.rs` and
+//! `upgrades.rs`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
+/// not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod client;
+mod guest;
+mod run;
+mod upgrades;
+
+/// A replicated state machine host: Raft consensus, a sled log, and your
+/// logic as a WebAssembly component.
+///
+/// Without a subcommand, runs a node. The subcommands talk to a running node.
+#[derive(Debug, Parser)]
+#[command(name = "raft-host", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<client::Command>,
+    #[command(flatten)]
+    run: run::RunArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let outcome = match cli.command {
+        None => run::run_node(cli.run),
+        Some(command) => client::run_client(command),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,268 @@
+//! Running a node: the node flags, turned into a [`HostBuilder`].
+
+use iroh_raft::limits::{
+    DEFAULT_APPLY_FUEL, DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_MEMORY_LIMIT_BYTES,
+    DEFAULT_QUERY_FUEL, DEFAULT_SNAPSHOT_EVERY_ENTRIES, DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
+};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use iroh_raft::api;
+use iroh_raft::host::HostBuilder;
+
+use iroh_raft::node::{GuestSource, SnapshotPolicy};
+use iroh_raft::transport::{NodeTicket, RelayChoice, TransportConfig};
+use iroh_raft::wasm::GuestLimits;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Guest component (.wasm) for a new cluster [default: the built-in counter].
+    /// An existing data dir keeps the guest it was created with.
+    #[arg(long, value_name = "PATH")]
+    guest: Option<PathBuf>,
+    /// Where the node keeps its Raft log, metadata and components.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "raft-data",
+        env = "RAFT_HOST_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Raft id of this node (non-zero).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// Address of the client API (HTTP/JSON). Keep it on loopback unless a
+    /// proxy in front of it authenticates clients.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    api_addr: SocketAddr,
+    /// UDP address for the iroh-raft protocol between nodes. Use a fixed port:
+    /// peers dial the address in this node's ticket.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7800")]
+    bind_addr: SocketAddr,
+    /// Address(es) to put in this node's ticket instead of --bind-addr
+    /// (when binding 0.0.0.0, or behind port forwarding).
+    #[arg(long, value_name = "ADDR")]
+    advertise_addr: Vec<SocketAddr>,
+    /// Join an existing cluster through this member's ticket (first add this
+    /// node on the leader with `raft-host add-node`). Ignored once the data
+    /// dir holds a log.
+    #[arg(long, value_name = "TICKET")]
+    join: Option<NodeTicket>,
+    /// Relays for clusters across NATs: `disabled` (default), `default`
+    /// (n0's public relays) or a relay URL.
+    #[arg(long, value_name = "MODE", default_value = "disabled", value_parser = parse_relay)]
+    relay: RelayChoice,
+    /// Also allow this iroh node id to connect (besides the members).
+    #[arg(long, value_name = "NODE_ID")]
+    allow: Vec<iroh::EndpointId>,
+    /// Fuel budget of one `apply` call.
+    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
+    apply_fuel: u64,
+    /// Fuel budget of one `query` call.
+    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
+    query_fuel: u64,
+    /// Linear memory cap of the guest, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    memory_limit_mib: u64,
+    /// Take a snapshot (and compact the log) after this many entries
+    /// (0: never by count).
+    #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
+    snapshot_every: u64,
+    /// ... or after this many MiB of log, whichever comes first (0: never
+    /// by size).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_SNAPSHOT_EVERY_LOG_BYTES / (1024 * 1024))]
+    snapshot_every_mib: u64,
+    /// Entries kept in the log behind a snapshot (a follower that is only a
+    /// little behind catches up from them instead of a snapshot).
+    #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_COMPACTION_KEEP_ENTRIES)]
+    snapshot_keep_entries: u64,
+    /// Longest a component may take to compile when this node validates an
+    /// upgrade (checked before proposing, never at apply time).
+    #[arg(long, value_name = "SECONDS", default_value_t = iroh_raft::limits::DEFAULT_COMPILE_BUDGET.as_secs())]
+    compile_budget_secs: u64,
+    /// Compare state hashes with the other replicas every this many
+    /// committed entries (divergence detection; 0: never).
+    #[arg(long, value_name = "ENTRIES", default_value_t = iroh_raft::limits::DEFAULT_STATE_CHECK_EVERY)]
+    state_check_every: u64,
+    /// TESTS ONLY: serve every read from local state, skipping ReadIndex.
+    /// This breaks linearizability on purpose, so the test suites can show
+    /// that their checker catches it. Never use it in production.
+    #[arg(long, hide = true)]
+    unsafe_local_reads: bool,
+    /// Start a new single-node cluster from a backup file (made with
+    /// `raft-host backup`); the data dir must be empty.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
+    restore_from: Option<PathBuf>,
+}
+
+fn parse_relay(text: &str) -> Result<RelayChoice, String> {
+    match text {
+        "disabled" | "off" => Ok(RelayChoice::Disabled),
+        "default" => Ok(RelayChoice::Default),
+        url => url
+            .parse()
+            .map(RelayChoice::Custom)
+            .map_err(|e| format!("not `disabled`, `default` or a relay URL: {e}")),
+    }
+}
+
+impl RunArgs {
+    /// The node these flags describe.
+    fn builder(&self) -> HostBuilder {
+        let mut builder = HostBuilder::new(&self.data_dir)
+            .id(self.id)
+            .guest(
+                self.guest
+                    .clone()
+                    .map_or(GuestSource::Default, GuestSource::File),
+            )
+            .limits(GuestLimits {
+                apply_fuel: self.apply_fuel,
+                query_fuel: self.query_fuel,
+                memory_limit_bytes: self.memory_limit_mib * 1024 * 1024,
+                ..GuestLimits::default()
+            })
+            .snapshot_policy(SnapshotPolicy {
+                every_entries: self.snapshot_every,
+                every_log_bytes: self.snapshot_every_mib.saturating_mul(1024 * 1024),
+                keep_entries: self.snapshot_keep_entries,
+            })
+            .compile_budget(std::time::Duration::from_secs(self.compile_budget_secs))
+            .state_check_every(self.state_check_every)
+            .unsafe_local_reads(self.unsafe_local_reads)
+            .transport(TransportConfig {
+                bind_addr: self.bind_addr,
+                advertise_addrs: self.advertise_addr.clone(),
+                relay: self.relay.clone(),
+            })
+            .api(self.api_addr);
+        for node_id in &self.allow {
+            builder = builder.allow(*node_id);
+        }
+        if let Some(join) = &self.join {
+            builder = builder.join(join.clone());
+        }
+        if let Some(backup) = &self.restore_from {
+            builder = builder.restore_from(backup);
+        }
+        builder
+    }
+}
+
+pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        if args.bind_addr.ip().is_unspecified() && args.advertise_addr.is_empty() {
+            tracing::warn!(
+                "--bind-addr is unspecified: pass --advertise-addr so peers can dial this node"
+            );
+        }
+        let mut bound = args.builder().bind().await?;
+        let ticket = bound.ticket();
+        // Printed first: a joining node's operator needs it for `add-node`.
+        println!("ticket: {ticket}");
+        if args.restore_from.is_some() && !bound.is_fresh() {
+            anyhow::bail!(
+                "--restore-from needs an empty data dir; {} already holds a cluster",
+                args.data_dir.display()
+            );
+        }
+        let hint = format!(
+            "waiting to be added to the cluster: on the leader run `{} add-node {ticket}`",
+            invocation_name()
+        );
+        tokio::select! {
+            () = bound.wait_until_added(|attempt| {
+                if attempt.is_multiple_of(10) {
+                    println!("{hint}");
+                }
+            }) => {}
+            _ = shutdown_signal() => anyhow::bail!("interrupted while waiting to join"),
+        }
+        if args.unsafe_local_reads {
+            tracing::warn!("--unsafe-local-reads: reads are NOT linearizable (a test switch)");
+        }
+        if !args.api_addr.ip().is_loopback() {
+            tracing::warn!(addr = %args.api_addr,
+                "the client API has no authentication and is bound beyond loopback");
+        }
+        let host = bound.start().await?;
+        let status = host.node().status().await?;
+        println!(
+            "raft-host: node {} is {} (term {}), guest {} {} ({}), data dir {}",
+            status.id,
+            status.role,
+            status.term,
+            status.guest.name,
+            status.guest.version,
+            &status.guest.hash[..16],
+            args.data_dir.display()
+        );
+        let api_addr = host.api_addr().context("the API was asked for")?;
+        let url = format!("http://{api_addr}");
+        println!("API: {url}   try, in another terminal:");
+        let api_flag = if url == api::DEFAULT_API_URL {
+            String::new()
+        } else {
+            format!(" --api {url}")
+        };
+        let exe = invocation_name();
+        println!("  {exe} propose{api_flag} 'add 5'");
+        println!("  {exe} query{api_flag} get");
+        println!("  {exe} status{api_flag}");
+
+        let reason = tokio::select! {
+            reason = host.stopped() => reason,
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                None
+            }
+        };
+        host.shutdown().await;
+        match reason {
+            Some(reason) => Err(anyhow::anyhow!("the node stopped: {reason}")),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+/// How to call this binary from the current directory, for the hints the
+/// node prints (`./target/release/raft-host` when run through cargo).
+fn invocation_name() -> String {
+    let relative = std::env::current_exe().ok().and_then(|exe| {
+        let cwd = std::env::current_dir().ok()?;
+        let relative = exe.strip_prefix(cwd).ok()?;
+        Some(format!("./{}", relative.display()))
+    });
+    relative.unwrap_or_else(|| "raft-host".to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,33 @@
+//! Why a host could not start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::node::NodeError;
+use crate::transport::TransportError;
+use crate::transport::identity::IdentityError;
+
+/// A host that failed to start leaves nothing running.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot create the data dir {}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the node's secret key")]
+    Identity(#[source] IdentityError),
+    #[error("starting the iroh endpoint")]
+    Endpoint(#[source] TransportError),
+    #[error("restoring a backup needs an empty data dir; {} already holds a cluster", .0.display())]
+    NotEmpty(PathBuf),
+    #[error("starting the node")]
+    Node(#[source] NodeError),
+    #[error("binding the API to {addr}")]
+    Api {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
