@@ -45,7 +45,11 @@ fn t51_a_write_through_a_follower_follows_the_new_leader_after_a_sigkill() {
             .find(|m| m.id != leader)
             .expect("a follower")
             .id;
-        warm_up(cluster.member(follower), leader, &format!("warm{try_index}"));
+        warm_up(
+            cluster.member(follower),
+            leader,
+            &format!("warm{try_index}"),
+        );
 
         let key = format!("after_kill{try_index}");
         let command = format!("put {key} v{try_index}");

@@ -257,7 +257,10 @@ impl NodeHandle {
                 // A node that no longer leads proposes nothing: as good as
                 // not delivered.
                 Err(ForwardError::Client(ClientError::NotLeader { .. })) => {
-                    tracing::info!(leader, "forwarded to a former leader; waiting for the new one");
+                    tracing::info!(
+                        leader,
+                        "forwarded to a former leader; waiting for the new one"
+                    );
                     unreachable = Some(leader);
                     result = Err(ClientError::NotLeader {
                         leader_hint: Some(leader),

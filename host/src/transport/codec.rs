@@ -410,7 +410,9 @@ mod tests {
                 message: "unreachable".into(),
             },
             GuestFailure::OutOfFuel { budget: u64::MAX },
-            GuestFailure::MemoryLimit { limit_bytes: 1 << 20 },
+            GuestFailure::MemoryLimit {
+                limit_bytes: 1 << 20,
+            },
             GuestFailure::UpgradeFailed {
                 reason: "migrate trapped".into(),
             },

@@ -211,10 +211,12 @@ impl HandlerInner {
                 ErrorCode::UnexpectedFrame,
                 "a snapshot chunk without an offer".into(),
             ),
-            WireMessage::Response(_) | WireMessage::Error(_) | WireMessage::Refused(_) => error_frame(
-                ErrorCode::UnexpectedFrame,
-                "expected a request, got an answer".into(),
-            ),
+            WireMessage::Response(_) | WireMessage::Error(_) | WireMessage::Refused(_) => {
+                error_frame(
+                    ErrorCode::UnexpectedFrame,
+                    "expected a request, got an answer".into(),
+                )
+            }
         }
     }
 

@@ -13,9 +13,9 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::{mpsc, watch};
 
 use super::RAFT_ALPN;
+use super::codec::{self, MAX_FRAME_BYTES};
 use super::directory::{AllowlistHook, PeerDirectory};
 use super::handler::RaftProtocolHandler;
-use super::codec::{self, MAX_FRAME_BYTES};
 use super::message::{Request, Response, WireMessage};
 use super::peer_addr::{NodeTicket, PeerAddr};
 use super::sender::{self, PeerConnection, PeerSender, PeerStats, PeerStatsRegistry};
