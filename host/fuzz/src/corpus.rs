@@ -6,10 +6,10 @@
 use iroh_raft::transport::codec;
 
 use crate::seeds;
+use iroh_raft::node::ClientError;
 use iroh_raft::transport::message::{
     ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
 };
-use iroh_raft::node::ClientError;
 use iroh_raft::transport::peer_addr::PeerAddr;
 use protobuf::{Message as _, RepeatedField};
 use raft::prelude::{
