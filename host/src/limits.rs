@@ -46,6 +46,13 @@ pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 /// How long a follower that knows no leader waits for one before it
 /// answers `not_leader` (about two election timeouts).
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// Rounds [`NodeHandle::propose`](crate::node::NodeHandle::propose) makes on
+/// a follower: each is one forward to a leader or one wait (up to
+/// [`LEADER_WAIT`]) for a leader to be known. Enough to wait for an
+/// election, forward, find the leader dead, wait for the next election and
+/// forward again, and once more; a cluster whose leaders keep failing that
+/// often gets `not_leader` back.
+pub const MAX_PROPOSE_ROUNDS: usize = 6;
 /// How long API calls wait for the node by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a linearizable read may wait for its read index before the

@@ -6,8 +6,9 @@
 use iroh_raft::transport::codec;
 
 use crate::seeds;
+use iroh_raft::node::ClientError;
 use iroh_raft::transport::message::{
-    ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireMessage,
+    ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
 };
 use iroh_raft::membership::PeerAddr;
 use protobuf::{Message as _, RepeatedField};
@@ -246,7 +247,9 @@ fn wire_seeds() -> Vec<WireMessage> {
         WireMessage::Response(Response::Applied {
             index: 1,
             term: 1,
-            result: Err("{\"Trap\":\"unreachable\"}".to_string()),
+            result: Err(WireGuestFailure::Trapped {
+                message: "unreachable".to_string(),
+            }),
             fuel_used: 0,
         }),
         WireMessage::Response(Response::Members {
@@ -275,8 +278,15 @@ fn wire_seeds() -> Vec<WireMessage> {
         }),
         WireMessage::Heartbeat(Heartbeat { sequence: 77 }),
         WireMessage::Error(ErrorFrame {
-            code: ErrorCode::NotLeader,
-            message: "not the leader".to_string(),
+            code: ErrorCode::Rejected,
+            message: "this node does not accept snapshots yet".to_string(),
+        }),
+        WireMessage::Refused(ClientError::NotLeader {
+            leader_hint: Some(2),
+        }),
+        WireMessage::Refused(ClientError::CommandTooLarge {
+            size_bytes: 1 << 30,
+            limit_bytes: 1 << 20,
         }),
     ]
 }

@@ -85,6 +85,7 @@ impl From<ClientError> for ApiError {
             ClientError::UpgradeRefused(_) => StatusCode::CONFLICT,
             ClientError::Diverged { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
+            ClientError::ForwardRefused { .. } => StatusCode::BAD_GATEWAY,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {

@@ -1,11 +1,24 @@
 //! Node errors: those a client can act on, and fatal ones.
+//!
+//! A [`ClientError`] crosses the network as is (a follower forwards a
+//! client's proposal and hands the leader's error back unchanged), so it
+//! derives serde and the transport encodes it with its frame codec. Every
+//! mapping of it (its [`ClientError::code`], the HTTP status, the wire)
+//! matches it exhaustively: a new variant does not compile until each one
+//! decides what it means.
+
+use serde::{Deserialize, Serialize};
 
 use crate::storage::StorageError;
 use crate::wasm::WasmError;
 
 /// Why a client request was not carried out. The client can act on each:
 /// retry elsewhere, retry later, or fix the request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Part of the `iroh-raft/0` wire format (see
+/// [`crate::transport::message`]): variants are encoded by their index in
+/// declaration order, so add new ones at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ClientError {
     #[error("this node is not the leader (leader hint: {leader_hint:?})")]
     NotLeader { leader_hint: Option<u64> },
@@ -36,10 +49,33 @@ pub enum ClientError {
         "this node's state diverged from the cluster's at index {index}; it no longer applies or answers (wipe it and add it again)"
     )]
     Diverged { index: u64 },
+    /// Whoever was to answer lost track of the request after it may have
+    /// taken effect: the leader caught up from a snapshot, or a forwarded
+    /// request may have reached a leader that failed before it answered.
+    /// Retry only a command that is safe to apply twice.
     #[error(
-        "this node lost track of the proposal (it caught up from a snapshot); it may or may not have applied"
+        "the proposal may or may not have applied: it was lost track of (a leader that caught up from a snapshot, or failed before it answered a forwarded proposal)"
     )]
     OutcomeUnknown,
+    /// The leader could not read a forwarded request (a protocol error,
+    /// e.g. nodes of different builds in one cluster); it did not apply.
+    #[error("the leader refused the forwarded request: {reason}")]
+    ForwardRefused { reason: String },
+}
+
+/// How forwarding a proposal to the leader failed (see
+/// [`crate::node::Forwarder`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The request certainly did not reach the leader's node: no connection,
+    /// no stream, or its bytes were never acknowledged by the peer's QUIC
+    /// stack. Sending it to another leader cannot apply it twice.
+    #[error("the request did not reach node {leader}: {reason}")]
+    NotDelivered { leader: u64, reason: String },
+    /// The leader answered with an error, or the request may have reached
+    /// it and no answer came ([`ClientError::OutcomeUnknown`]).
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 impl ClientError {
@@ -59,6 +95,7 @@ impl ClientError {
             ClientError::UpgradeRefused(_) => "upgrade_refused",
             ClientError::Diverged { .. } => "diverged",
             ClientError::OutcomeUnknown => "outcome_unknown",
+            ClientError::ForwardRefused { .. } => "forward_refused",
         }
     }
 }

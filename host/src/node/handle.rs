@@ -1,6 +1,6 @@
 //! [`NodeHandle`]: the cheap, cloneable front door to a running node.
 
-use crate::limits::LEADER_WAIT;
+use crate::limits::{LEADER_WAIT, MAX_PROPOSE_ROUNDS};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::applier::{Applied, ApplierShared, QueryAnswer};
 
 use super::core::{Consistency, MembershipChange, SnapshotInfo};
-use super::error::ClientError;
+use super::error::{ClientError, ForwardError};
 use super::inbox::{NodeInbox, NodeMsg};
 use super::metrics::{self, NodeMetrics, PeerStatsRegistry};
 use super::ports::Forwarder;
@@ -66,42 +66,89 @@ impl NodeHandle {
     }
 
     /// Propose here; on a follower, forward to the leader (waiting briefly
-    /// for one to be known).
+    /// for one to be known). A forward that certainly did not reach the
+    /// leader (it died, or lost its leadership before acknowledging the
+    /// request) is sent again once this node's leader watch names another
+    /// leader (or this node); one that may have reached it answers
+    /// `outcome_unknown`. Bounded by [`MAX_PROPOSE_ROUNDS`] rounds of at
+    /// most [`LEADER_WAIT`] or one forward each.
     pub(super) async fn propose_or_forward(
         &self,
         proposal: Proposal,
     ) -> Result<Applied, ClientError> {
-        let forward = self.inner.forwarder.as_ref().map(|_| proposal.clone());
+        let Some(forwarder) = self.inner.forwarder.as_ref() else {
+            return self.propose_here_as(proposal).await;
+        };
+        // The leader the last forward could not reach: not tried again
+        // until the node names another leader.
+        let mut unreachable = None;
         let mut result = self.propose_here_as(proposal.clone()).await;
-        if matches!(result, Err(ClientError::NotLeader { leader_hint: None })) && forward.is_some()
-        {
-            // A follower that has not heard from a leader yet (just started,
-            // or an election is running): wait for one, briefly, rather than
-            // bounce the client.
-            let mut leader = self.inner.leader.clone();
-            let known = matches!(
-                tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await,
-                Ok(Ok(_))
-            );
-            if known {
-                result = self.propose_here_as(proposal).await;
-            }
-        }
-        match (result, &self.inner.forwarder, forward) {
-            (
+        for _ in 0..MAX_PROPOSE_ROUNDS {
+            let leader = match &result {
                 Err(ClientError::NotLeader {
                     leader_hint: Some(leader),
-                }),
-                Some(forwarder),
-                Some(proposal),
-            ) => match proposal {
-                Proposal::Command(command) => forwarder.forward_propose(leader, command).await,
-                Proposal::Activation(activation) => {
-                    forwarder.forward_activation(leader, activation).await
+                }) if Some(*leader) != unreachable => *leader,
+                // No leader known yet (just started, an election is
+                // running) or only the unreachable one: wait for one,
+                // briefly, rather than bounce the client.
+                Err(ClientError::NotLeader { .. }) => {
+                    if !self.wait_for_leader_other_than(unreachable).await {
+                        return result;
+                    }
+                    result = self.propose_here_as(proposal.clone()).await;
+                    continue;
                 }
-            },
-            (other, _, _) => other,
+                _ => return result,
+            };
+            let leader_view = self.inner.leader.clone();
+            let forwarded = match proposal.clone() {
+                Proposal::Command(command) => {
+                    forwarder
+                        .forward_propose(leader, command, leader_view)
+                        .await
+                }
+                Proposal::Activation(activation) => {
+                    forwarder
+                        .forward_activation(leader, activation, leader_view)
+                        .await
+                }
+            };
+            match forwarded {
+                Ok(applied) => return Ok(applied),
+                // A node that no longer leads proposes nothing: as good as
+                // not delivered.
+                Err(ForwardError::Client(ClientError::NotLeader { .. })) => {
+                    tracing::info!(
+                        leader,
+                        "forwarded to a former leader; waiting for the new one"
+                    );
+                    unreachable = Some(leader);
+                    result = Err(ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    });
+                }
+                Err(ForwardError::Client(error)) => return Err(error),
+                Err(ForwardError::NotDelivered { leader, reason }) => {
+                    tracing::info!(
+                        leader, %reason,
+                        "a forwarded proposal did not reach the leader; waiting for another"
+                    );
+                    unreachable = Some(leader);
+                    result = Err(ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    });
+                }
+            }
         }
+        result
+    }
+
+    /// Wait (at most [`LEADER_WAIT`]) until this node knows a leader other
+    /// than `unreachable`; false if none came or the node stopped.
+    async fn wait_for_leader_other_than(&self, unreachable: Option<u64>) -> bool {
+        let mut leader = self.inner.leader.clone();
+        let named = leader.wait_for(|leader| leader.is_some() && *leader != unreachable);
+        matches!(tokio::time::timeout(LEADER_WAIT, named).await, Ok(Ok(_)))
     }
 
     /// Propose a command on this node only (no forwarding).

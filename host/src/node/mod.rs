@@ -64,7 +64,7 @@ pub use self::applier::{Applied, AppliedRecord, QueryAnswer};
 pub use self::config::{ClusterMode, GuestSource, NodeConfig};
 pub use self::core::{Consistency, MembershipChange, SnapshotInfo};
 
-pub use self::error::{ClientError, NodeError};
+pub use self::error::{ClientError, ForwardError, NodeError};
 pub use self::handle::NodeHandle;
 pub use self::inbox::{NodeInbox, NodeMsg};
 pub use self::ports::{Forwarder, NoPeers, NodeLink, PeerFuture, PeerView, Transport};

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use raft::prelude::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::applier::Applied;
-use super::error::ClientError;
+use super::error::ForwardError;
 use super::inbox::NodeMsg;
 use super::upgrade::Activation;
 use crate::membership::PeerAddr;
@@ -57,19 +57,28 @@ pub type PeerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Requests a node makes to its peers on its own behalf: forwarding a
 /// client's proposal to the leader (a follower's way of serving writes) and
 /// fetching a component it must activate but does not hold.
+///
+/// A forward tells "certainly not delivered" ([`ForwardError::NotDelivered`],
+/// safe to send to another leader) from "may have reached the leader"
+/// (`OutcomeUnknown`). `leader_view` is the node's leader watch: once it no
+/// longer names `leader`, a forward whose bytes the leader has not
+/// acknowledged gives up as not delivered instead of waiting for a dead
+/// connection to time out.
 pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
     fn forward_propose(
         &self,
         leader: u64,
         command: Vec<u8>,
-    ) -> PeerFuture<'_, Result<Applied, ClientError>>;
+        leader_view: watch::Receiver<Option<u64>>,
+    ) -> PeerFuture<'_, Result<Applied, ForwardError>>;
 
     /// Forward a component activation to the leader.
     fn forward_activation(
         &self,
         leader: u64,
         activation: Activation,
-    ) -> PeerFuture<'_, Result<Applied, ClientError>>;
+        leader_view: watch::Receiver<Option<u64>>,
+    ) -> PeerFuture<'_, Result<Applied, ForwardError>>;
 
     /// Ask `peer` to get the activation's component ready (fetched from
     /// the activation's source, stored, compiled); answers its compile time.

@@ -18,7 +18,7 @@
 //! their varint index in declaration order, sequences and strings as a varint
 //! length followed by their elements. The configuration is part of the wire
 //! format: changing it (or reordering the variants of [`super::message`])
-//! needs a new ALPN. The payload must be exactly one message: bytes left over
+//! breaks compatibility with other builds (see the versioning note there). The payload must be exactly one message: bytes left over
 //! after it are an error ([`CodecError::TrailingBytes`]).
 //!
 //! ## Bounds
@@ -339,9 +339,89 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::membership::PeerAddr;
+    use crate::node::ClientError;
     use crate::transport::message::{
-        ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response,
+        ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireGuestFailure,
     };
+    use crate::wasm::GuestFailure;
+
+    /// One value of every [`ClientError`] variant. The match below has no
+    /// wildcard: a new variant does not compile until it is given a
+    /// position here, and the test fails until a value of it is listed.
+    fn every_client_error() -> Vec<ClientError> {
+        let all = vec![
+            ClientError::NotLeader { leader_hint: None },
+            ClientError::NotLeader {
+                leader_hint: Some(u64::MAX),
+            },
+            ClientError::ProposalDropped,
+            ClientError::EmptyCommand,
+            ClientError::CommandTooLarge {
+                size_bytes: 1 << 40,
+                limit_bytes: 1024,
+            },
+            ClientError::Overloaded,
+            ClientError::Timeout { timeout_ms: 10_000 },
+            ClientError::Stopped,
+            ClientError::InvalidMembership("node 4 is not a member".into()),
+            ClientError::SnapshotFailed("disk full".into()),
+            ClientError::InvalidComponent("no exports ✓".into()),
+            ClientError::UpgradeRefused(String::new()),
+            ClientError::Diverged { index: 77 },
+            ClientError::OutcomeUnknown,
+            ClientError::ForwardRefused {
+                reason: "Malformed: activation".into(),
+            },
+        ];
+        let position = |error: &ClientError| match error {
+            ClientError::NotLeader { .. } => 0,
+            ClientError::ProposalDropped => 1,
+            ClientError::EmptyCommand => 2,
+            ClientError::CommandTooLarge { .. } => 3,
+            ClientError::Overloaded => 4,
+            ClientError::Timeout { .. } => 5,
+            ClientError::Stopped => 6,
+            ClientError::InvalidMembership(_) => 7,
+            ClientError::SnapshotFailed(_) => 8,
+            ClientError::InvalidComponent(_) => 9,
+            ClientError::UpgradeRefused(_) => 10,
+            ClientError::Diverged { .. } => 11,
+            ClientError::OutcomeUnknown => 12,
+            ClientError::ForwardRefused { .. } => 13,
+        };
+        let listed: std::collections::BTreeSet<usize> = all.iter().map(position).collect();
+        assert_eq!(
+            listed,
+            (0..=13).collect(),
+            "every ClientError variant has a value"
+        );
+        all
+    }
+
+    /// One value of every [`GuestFailure`] variant (the conversion to
+    /// [`WireGuestFailure`] matches exhaustively, so a new one is noticed
+    /// there).
+    fn every_guest_failure() -> Vec<GuestFailure> {
+        vec![
+            GuestFailure::Rejected {
+                message: "no such key".into(),
+            },
+            GuestFailure::Trapped {
+                message: "unreachable".into(),
+            },
+            GuestFailure::OutOfFuel { budget: u64::MAX },
+            GuestFailure::MemoryLimit {
+                limit_bytes: 1 << 20,
+            },
+            GuestFailure::UpgradeFailed {
+                reason: "migrate trapped".into(),
+            },
+            GuestFailure::ResultTooLarge {
+                size_bytes: 5,
+                limit_bytes: 4,
+            },
+        ]
+    }
 
     /// One message of every variant (and every nested variant).
     fn every_variant() -> Vec<WireMessage> {
@@ -351,11 +431,7 @@ mod tests {
             ErrorCode::WrongSender,
             ErrorCode::UnexpectedFrame,
             ErrorCode::Overloaded,
-            ErrorCode::NotLeader,
-            ErrorCode::ProposalDropped,
-            ErrorCode::Stopped,
             ErrorCode::Rejected,
-            ErrorCode::OutcomeUnknown,
         ];
         let errors = error_codes.into_iter().map(|code| {
             WireMessage::Error(ErrorFrame {
@@ -402,7 +478,9 @@ mod tests {
             WireMessage::Response(Response::Applied {
                 index: 0,
                 term: 1,
-                result: Err("{\"Trap\":\"unreachable\"}".to_string()),
+                result: Err(WireGuestFailure::Trapped {
+                    message: "unreachable".to_string(),
+                }),
                 fuel_used: 0,
             }),
             WireMessage::Response(Response::Members {
@@ -443,6 +521,15 @@ mod tests {
             }),
         ];
         messages.extend(errors);
+        messages.extend(every_client_error().into_iter().map(WireMessage::Refused));
+        messages.extend(every_guest_failure().into_iter().map(|failure| {
+            WireMessage::Response(Response::Applied {
+                index: 1,
+                term: 1,
+                result: Err(failure.into()),
+                fuel_used: 1,
+            })
+        }));
         messages
     }
 
@@ -540,6 +627,41 @@ mod tests {
         for message in every_variant() {
             let payload = encode(&message).expect("encodes");
             assert_eq!(decode(&payload).expect("decodes"), message);
+        }
+    }
+
+    #[test]
+    fn t16_every_client_error_round_trips_unchanged() {
+        for error in every_client_error() {
+            let message = WireMessage::Refused(error.clone());
+            let decoded = decode(&encode(&message).expect("encodes")).expect("decodes");
+            assert_eq!(decoded, WireMessage::Refused(error.clone()), "{error:?}");
+            let WireMessage::Refused(back) = decoded else {
+                unreachable!("compared above");
+            };
+            // What the forwarding node's client sees: the same code and text.
+            assert_eq!(back.code(), error.code());
+            assert_eq!(back.to_string(), error.to_string());
+        }
+    }
+
+    #[test]
+    fn t17_every_guest_failure_round_trips_unchanged() {
+        for failure in every_guest_failure() {
+            let message = WireMessage::Response(Response::Applied {
+                index: 3,
+                term: 2,
+                result: Err(WireGuestFailure::from(failure.clone())),
+                fuel_used: 9,
+            });
+            let decoded = decode(&encode(&message).expect("encodes")).expect("decodes");
+            let WireMessage::Response(Response::Applied {
+                result: Err(wire), ..
+            }) = decoded
+            else {
+                panic!("not an applied failure: {decoded:?}");
+            };
+            assert_eq!(GuestFailure::from(wire), failure);
         }
     }
 
@@ -815,12 +937,14 @@ mod tests {
 
     #[test]
     fn t34_unknown_variant_indexes_are_malformed() {
-        // WireMessage has 5 variants, Request 8, Response 7, ErrorCode 10.
+        // WireMessage has 6 variants, Request 8, Response 7, ErrorCode 6,
+        // ClientError 14.
         for payload in [
-            &[5u8][..],
+            &[6u8][..],
             &[0, 8, 0],
             &[1, 7, 0],
-            &[4, 10, 0],
+            &[4, 6, 0],
+            &[5, 14],
             // A Result (in Response::Applied) has variants 0 and 1 only.
             &[1, 1, 0, 0, 2, 0, 0],
         ] {

@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
-use super::message::{ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireMessage};
+use super::message::{
+    ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
+};
 use super::snapshot::SnapshotReceiver;
 use crate::node::upgrade::{Activation, ActivationKind};
 use crate::node::{ClientError, NodeLink, NodeMsg};
@@ -209,10 +211,12 @@ impl HandlerInner {
                 ErrorCode::UnexpectedFrame,
                 "a snapshot chunk without an offer".into(),
             ),
-            WireMessage::Response(_) | WireMessage::Error(_) => error_frame(
-                ErrorCode::UnexpectedFrame,
-                "expected a request, got an answer".into(),
-            ),
+            WireMessage::Response(_) | WireMessage::Error(_) | WireMessage::Refused(_) => {
+                error_frame(
+                    ErrorCode::UnexpectedFrame,
+                    "expected a request, got an answer".into(),
+                )
+            }
         }
     }
 
@@ -294,7 +298,7 @@ impl HandlerInner {
             .try_send(NodeMsg::StateHash { from, index, hash })
         {
             Ok(()) => WireMessage::Response(Response::Delivered { count: 1 }),
-            Err(error) => client_error_frame(ClientError::from(error)),
+            Err(error) => WireMessage::Refused(ClientError::from(error)),
         }
     }
 
@@ -324,12 +328,12 @@ impl HandlerInner {
             .raft_tx
             .try_send(NodeMsg::PrepareComponent { activation, reply })
         {
-            return client_error_frame(ClientError::from(error));
+            return WireMessage::Refused(ClientError::from(error));
         }
         match answer.await {
             Ok(Ok(compile_ms)) => WireMessage::Response(Response::ComponentPrepared { compile_ms }),
             Ok(Err(reason)) => error_frame(ErrorCode::Rejected, reason),
-            Err(_) => client_error_frame(ClientError::Stopped),
+            Err(_) => WireMessage::Refused(ClientError::Stopped),
         }
     }
 
@@ -370,20 +374,22 @@ impl HandlerInner {
         message: NodeMsg,
         answer: oneshot::Receiver<Result<crate::node::Applied, ClientError>>,
     ) -> WireMessage {
+        // Every refusal is the node's own client error, as is: the
+        // forwarding node hands it to its client unchanged.
         if let Err(error) = self.raft_tx.try_send(message) {
-            return client_error_frame(ClientError::from(error));
+            return WireMessage::Refused(ClientError::from(error));
         }
         match answer.await {
             Ok(Ok(applied)) => WireMessage::Response(Response::Applied {
                 index: applied.index,
                 term: applied.term,
-                result: applied
-                    .result
-                    .map_err(|failure| serde_json::to_string(&failure).unwrap_or_default()),
+                result: applied.result.map_err(WireGuestFailure::from),
                 fuel_used: applied.fuel_used,
             }),
-            Ok(Err(error)) => client_error_frame(error),
-            Err(_) => client_error_frame(ClientError::Stopped),
+            Ok(Err(error)) => WireMessage::Refused(error),
+            // The node stopped before it answered: the proposal may already
+            // be in the log (and commit under another leader).
+            Err(_) => WireMessage::Refused(ClientError::OutcomeUnknown),
         }
     }
 }
@@ -409,16 +415,4 @@ fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(u64, Vec<
 
 fn error_frame(code: ErrorCode, message: String) -> WireMessage {
     WireMessage::Error(ErrorFrame { code, message })
-}
-
-fn client_error_frame(error: ClientError) -> WireMessage {
-    let code = match &error {
-        ClientError::NotLeader { .. } => ErrorCode::NotLeader,
-        ClientError::ProposalDropped => ErrorCode::ProposalDropped,
-        ClientError::Overloaded => ErrorCode::Overloaded,
-        ClientError::Stopped => ErrorCode::Stopped,
-        ClientError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
-        _ => ErrorCode::Rejected,
-    };
-    error_frame(code, format!("{}: {error}", error.code()))
 }

@@ -3,23 +3,50 @@
 //! Every frame on a stream is one [`WireMessage`]. The side that opened the
 //! stream sends requests (`Request`, `RaftMessage`, `Heartbeat`); the other
 //! side answers **each one, in order**, with exactly one `Response`,
-//! `Heartbeat` or `Error` frame. An answer is the delivery confirmation: a
+//! `Heartbeat`, `Error` or `Refused` frame. An answer is the delivery confirmation: a
 //! `RaftMessage` frame answered with `Response::Delivered` reached the peer's
 //! Raft inbox.
 //!
 //! raft-rs messages travel as their protobuf encoding (`eraftpb::Message`)
 //! inside `RaftMessage`, several per frame (the messages of one `Ready` for
 //! one peer are batched).
+//!
+//! ## Errors
+//!
+//! Two kinds, kept apart:
+//!
+//! - **Protocol errors** ([`ErrorFrame`] with an [`ErrorCode`]): the frame
+//!   was bad (malformed, too large, wrong sender, unexpected) or a
+//!   node-to-node request (snapshot, component) could not be served. They
+//!   never reach a client.
+//! - **Client errors** ([`WireMessage::Refused`]): a request made on a
+//!   client's behalf (a forwarded proposal) was refused, and the answer is
+//!   the node's own [`ClientError`], encoded with the rest of the frame. The
+//!   forwarding node hands it to its client unchanged: `not_leader` stays
+//!   `not_leader`, `outcome_unknown` stays `outcome_unknown`, and nothing is
+//!   folded into a catch-all. Likewise a guest's failure travels as a
+//!   [`WireGuestFailure`], not as JSON inside the frame.
+//!
+//! ## Versioning
+//!
+//! Adding `Refused` (and typing the guest failure of `Applied`) changed the
+//! frames incompatibly with earlier builds, yet the ALPN stays
+//! `iroh-raft/0`: it names the interface, and **the nodes of one cluster
+//! run the same build** (a rolling restart onto a new build is not
+//! supported across a frame change). Variant indexes are the wire format:
+//! add new variants (here and in [`ClientError`]) at the end.
 
 use serde::{Deserialize, Serialize};
 
 use crate::membership::PeerAddr;
+use crate::node::ClientError;
+use crate::wasm::GuestFailure;
 
 /// One frame of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireMessage {
-    /// A peer asks something of this node (answered by `Response` or
-    /// `Error`).
+    /// A peer asks something of this node (answered by `Response`,
+    /// `Error` or `Refused`).
     Request(Request),
     /// The answer to a `Request` or a `RaftMessage`.
     Response(Response),
@@ -28,8 +55,12 @@ pub enum WireMessage {
     /// A liveness check; answered with a `Heartbeat` carrying the same
     /// sequence number.
     Heartbeat(Heartbeat),
-    /// The request could not be served.
+    /// The frame was bad, or a node-to-node request could not be served
+    /// (a protocol error; see the module doc).
     Error(ErrorFrame),
+    /// A request made on a client's behalf (a forwarded proposal) was
+    /// refused with this client error, as is.
+    Refused(ClientError),
 }
 
 /// What one node asks of another, besides Raft traffic.
@@ -72,10 +103,8 @@ pub enum Response {
     Applied {
         index: u64,
         term: u64,
-        /// The guest's result: bytes, or its deterministic failure (JSON of
-        /// `GuestFailure`, so the wire format does not depend on that
-        /// enum's layout).
-        result: Result<Vec<u8>, String>,
+        /// The guest's result: bytes, or its deterministic failure.
+        result: Result<Vec<u8>, WireGuestFailure>,
         fuel_used: u64,
     },
     /// The membership as the answering node knows it: Raft id and address
@@ -106,14 +135,15 @@ pub struct Heartbeat {
     pub sequence: u64,
 }
 
-/// Why a request failed.
+/// A protocol error: why a frame or a node-to-node request was refused.
+/// Client errors travel as [`WireMessage::Refused`] instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
     pub code: ErrorCode,
     pub message: String,
 }
 
-/// Machine-readable error codes of the protocol.
+/// Machine-readable codes of protocol errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
     /// The frame could not be decoded.
@@ -127,35 +157,63 @@ pub enum ErrorCode {
     UnexpectedFrame,
     /// The node's inbox is full; Raft will retry.
     Overloaded,
-    /// This node is not the leader (a forwarded proposal).
-    NotLeader,
-    /// The proposal was dropped (leadership changed).
-    ProposalDropped,
-    /// The node is stopping.
-    Stopped,
-    /// Any other client error, with its code in the message.
+    /// A node-to-node request (snapshot, component fetch or preparation)
+    /// could not be served; the message says why.
     Rejected,
-    /// The proposal may or may not have applied (the leader caught up from
-    /// a snapshot and lost track of it).
-    OutcomeUnknown,
 }
 
-impl ErrorFrame {
-    /// The client-facing meaning of an error answer to a forwarded request
-    /// sent to `peer`.
-    pub fn into_client_error(self, peer: u64) -> crate::node::ClientError {
-        use crate::node::ClientError;
-        match self.code {
-            ErrorCode::NotLeader => ClientError::NotLeader { leader_hint: None },
-            ErrorCode::ProposalDropped => ClientError::ProposalDropped,
-            ErrorCode::Overloaded => ClientError::Overloaded,
-            ErrorCode::Stopped => ClientError::Stopped,
-            ErrorCode::OutcomeUnknown => ClientError::OutcomeUnknown,
-            _ => {
-                tracing::warn!(peer, code = ?self.code, message = %self.message,
-                    "a peer refused a forwarded request");
-                ClientError::Stopped
+/// A guest's deterministic failure on the wire: the variants of
+/// [`GuestFailure`], without its JSON shape (an internally tagged enum,
+/// which the frame codec cannot decode). The conversions both ways match
+/// exhaustively, so a new `GuestFailure` variant must be added here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireGuestFailure {
+    Rejected { message: String },
+    Trapped { message: String },
+    OutOfFuel { budget: u64 },
+    MemoryLimit { limit_bytes: u64 },
+    UpgradeFailed { reason: String },
+    ResultTooLarge { size_bytes: u64, limit_bytes: u64 },
+}
+
+impl From<GuestFailure> for WireGuestFailure {
+    fn from(failure: GuestFailure) -> Self {
+        match failure {
+            GuestFailure::Rejected { message } => WireGuestFailure::Rejected { message },
+            GuestFailure::Trapped { message } => WireGuestFailure::Trapped { message },
+            GuestFailure::OutOfFuel { budget } => WireGuestFailure::OutOfFuel { budget },
+            GuestFailure::MemoryLimit { limit_bytes } => {
+                WireGuestFailure::MemoryLimit { limit_bytes }
             }
+            GuestFailure::UpgradeFailed { reason } => WireGuestFailure::UpgradeFailed { reason },
+            GuestFailure::ResultTooLarge {
+                size_bytes,
+                limit_bytes,
+            } => WireGuestFailure::ResultTooLarge {
+                size_bytes,
+                limit_bytes,
+            },
+        }
+    }
+}
+
+impl From<WireGuestFailure> for GuestFailure {
+    fn from(failure: WireGuestFailure) -> Self {
+        match failure {
+            WireGuestFailure::Rejected { message } => GuestFailure::Rejected { message },
+            WireGuestFailure::Trapped { message } => GuestFailure::Trapped { message },
+            WireGuestFailure::OutOfFuel { budget } => GuestFailure::OutOfFuel { budget },
+            WireGuestFailure::MemoryLimit { limit_bytes } => {
+                GuestFailure::MemoryLimit { limit_bytes }
+            }
+            WireGuestFailure::UpgradeFailed { reason } => GuestFailure::UpgradeFailed { reason },
+            WireGuestFailure::ResultTooLarge {
+                size_bytes,
+                limit_bytes,
+            } => GuestFailure::ResultTooLarge {
+                size_bytes,
+                limit_bytes,
+            },
         }
     }
 }

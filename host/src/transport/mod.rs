@@ -40,6 +40,6 @@ pub use directory::{AllowlistHook, PeerDirectory};
 pub use handler::RaftProtocolHandler;
 pub use net::{Acceptor, IrohTransport, RelayChoice, TransportConfig, TransportError};
 
-/// The ALPN of the protocol. The `/0` is its version: an incompatible change
-/// to [`message`] or [`codec`] gets a new ALPN.
+/// The ALPN of the protocol: a named interface, kept across frame changes
+/// because the nodes of one cluster run the same build (see [`message`]).
 pub const RAFT_ALPN: &[u8] = b"iroh-raft/0";

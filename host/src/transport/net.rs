@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use iroh::endpoint::{QuicTransportConfig, presets};
+use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
 use raft::prelude::{Message, MessageType};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::RAFT_ALPN;
+use super::codec::{self, MAX_FRAME_BYTES};
 use super::directory::{AllowlistHook, PeerDirectory};
 use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
@@ -22,7 +23,7 @@ use crate::membership::{NodeTicket, PeerAddr};
 use crate::node::PeerFuture;
 use crate::node::metrics::{PeerStats, PeerStatsRegistry};
 use crate::node::upgrade::Activation;
-use crate::node::{Applied, ClientError, Forwarder, NodeLink, NodeMsg, Transport};
+use crate::node::{Applied, ClientError, ForwardError, Forwarder, NodeLink, NodeMsg, Transport};
 use crate::wasm::{ComponentHash, GuestFailure};
 
 /// How often an idle connection is probed, so a dead peer is noticed.
@@ -441,6 +442,17 @@ impl Acceptor {
     }
 }
 
+/// How long a forwarded proposal's bytes may stay unacknowledged by the
+/// leader's QUIC stack, once this node no longer names that node its
+/// leader, before the forward counts as not delivered and goes to the new
+/// leader. A live peer acknowledges within a round trip plus its ack delay
+/// (25 ms), a retransmission or two included; a dead one never does. Short,
+/// because a client waits on it after every leader crash.
+pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// The stream reset code of a forward given up as not delivered.
+const FORWARD_ABANDONED: VarInt = VarInt::from_u32(1);
+
 /// Sends a client's proposal to the leader and brings back its result.
 #[derive(Debug)]
 struct ProposalForwarder {
@@ -452,17 +464,23 @@ impl Forwarder for ProposalForwarder {
         &self,
         leader: u64,
         command: Vec<u8>,
-    ) -> PeerFuture<'_, Result<Applied, ClientError>> {
-        Box::pin(self.forward(leader, Request::Propose { command }))
+        leader_view: watch::Receiver<Option<u64>>,
+    ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
+        Box::pin(self.forward(leader, Request::Propose { command }, leader_view))
     }
 
     fn forward_activation(
         &self,
         leader: u64,
         activation: Activation,
-    ) -> PeerFuture<'_, Result<Applied, ClientError>> {
+        leader_view: watch::Receiver<Option<u64>>,
+    ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
         let activation = serde_json::to_vec(&activation).expect("an activation always serializes");
-        Box::pin(self.forward(leader, Request::ProposeActivation { activation }))
+        Box::pin(self.forward(
+            leader,
+            Request::ProposeActivation { activation },
+            leader_view,
+        ))
     }
 
     fn report_state_hash(
@@ -539,6 +557,7 @@ impl Forwarder for ProposalForwarder {
                         bytes.extend_from_slice(&data[..data.len().min(room)]);
                     }
                     WireMessage::Error(frame) => return Err(frame.message),
+                    WireMessage::Refused(error) => return Err(error.to_string()),
                     other => return Err(format!("unexpected answer {other:?}")),
                 }
             }
@@ -565,48 +584,131 @@ impl ProposalForwarder {
         match answer {
             WireMessage::Response(response) => Ok(response),
             WireMessage::Error(frame) => Err(frame.message),
+            WireMessage::Refused(error) => Err(error.to_string()),
             other => Err(format!("unexpected answer {other:?}")),
         }
     }
 
     /// Send a proposal to the leader and bring back its applied result.
-    async fn forward(&self, leader: u64, request: Request) -> Result<Applied, ClientError> {
+    ///
+    /// Whether the request reached the leader decides what a failure means.
+    /// It certainly did not ([`ForwardError::NotDelivered`], safe to send
+    /// elsewhere) when no stream could be opened, when the frame could not
+    /// be written whole, or when the leader's QUIC stack never acknowledged
+    /// the request's bytes: the connection died first, or this node stopped
+    /// naming that node its leader and the bytes stayed unacknowledged for
+    /// [`FORWARD_ACK_PATIENCE`] (the stream is then reset, so a peer that
+    /// is alive after all discards it unread). Otherwise it may have
+    /// reached the leader and a failure is `outcome_unknown`.
+    ///
+    /// One gap remains: a peer that read the request and died before its
+    /// acknowledgement left (QUIC delays acks by up to 25 ms) may have put
+    /// it in its log, where the next leader may commit it.
+    async fn forward(
+        &self,
+        leader: u64,
+        request: Request,
+        mut leader_view: watch::Receiver<Option<u64>>,
+    ) -> Result<Applied, ForwardError> {
+        let not_delivered = |reason: String| ForwardError::NotDelivered { leader, reason };
         let (connection, _) = self.pool.get(leader);
         // One stream per forwarded proposal: a slow apply never holds up
         // Raft traffic or other proposals.
-        let (_, mut send, mut recv) =
-            connection
-                .open_stream()
-                .await
-                .map_err(|_| ClientError::NotLeader {
-                    leader_hint: Some(leader),
-                })?;
-        let answer = sender::exchange(
-            &mut send,
-            &mut recv,
-            WireMessage::Request(request),
-            crate::limits::DEFAULT_REQUEST_TIMEOUT,
-        )
-        .await
-        .map_err(|_| ClientError::Stopped)?;
+        let (_, mut send, mut recv) = connection.open_stream().await.map_err(not_delivered)?;
+        // A frame cut short does not decode, so a failed write never
+        // reaches the leader's handler.
+        codec::write_frame(&mut send, &WireMessage::Request(request))
+            .await
+            .map_err(|error| not_delivered(error.to_string()))?;
+        let sent_at = tokio::time::Instant::now();
+        // Finished, the stream's `stopped` resolves once the peer has
+        // acknowledged every byte of it.
         let _ = send.finish();
-        match answer {
-            WireMessage::Response(Response::Applied {
+        let acknowledged = send.stopped();
+        let answer = tokio::time::timeout(
+            crate::limits::DEFAULT_REQUEST_TIMEOUT,
+            codec::read_frame(&mut recv, MAX_FRAME_BYTES),
+        );
+        let leader_gone = async {
+            // A closed watch means the node stopped: give up as well.
+            let _ = leader_view.wait_for(|named| *named != Some(leader)).await;
+            tokio::time::sleep_until(sent_at + FORWARD_ACK_PATIENCE).await;
+        };
+        tokio::pin!(acknowledged, answer, leader_gone);
+        let mut delivered = false;
+        let answer = loop {
+            tokio::select! {
+                // The answer settles everything; then a lost connection
+                // (seen by `acknowledged`) before the leader change.
+                biased;
+                answer = &mut answer => break answer,
+                acked = &mut acknowledged, if !delivered => match acked {
+                    // Acknowledged, or stopped by a peer that read it.
+                    Ok(_) => delivered = true,
+                    Err(error) => {
+                        return Err(not_delivered(format!(
+                            "the connection was lost before the request was acknowledged: {error}"
+                        )));
+                    }
+                },
+                () = &mut leader_gone, if !delivered => {
+                    let _ = send.reset(FORWARD_ABANDONED);
+                    return Err(not_delivered(format!(
+                        "no longer the leader, and the request unacknowledged after {} ms",
+                        FORWARD_ACK_PATIENCE.as_millis()
+                    )));
+                }
+            }
+        };
+        let failure = match answer {
+            Ok(Ok(Some(WireMessage::Response(Response::Applied {
                 index,
                 term,
                 result,
                 fuel_used,
-            }) => Ok(Applied {
-                index,
-                term,
-                result: result.map_err(|json| {
-                    serde_json::from_str::<GuestFailure>(&json)
-                        .unwrap_or(GuestFailure::Rejected { message: json })
-                }),
-                fuel_used,
-            }),
-            WireMessage::Error(frame) => Err(frame.into_client_error(leader)),
-            _ => Err(ClientError::Stopped),
+            })))) => {
+                return Ok(Applied {
+                    index,
+                    term,
+                    result: result.map_err(GuestFailure::from),
+                    fuel_used,
+                });
+            }
+            Ok(Ok(Some(WireMessage::Refused(error)))) => return Err(error.into()),
+            // The handler refuses a frame it cannot use before proposing
+            // anything: a build mismatch, not a lost outcome.
+            Ok(Ok(Some(WireMessage::Error(frame)))) => {
+                return Err(ClientError::ForwardRefused {
+                    reason: format!("{:?}: {}", frame.code, frame.message),
+                }
+                .into());
+            }
+            // Never sent in answer to a proposal; no decision can be read
+            // from it.
+            Ok(Ok(Some(
+                other @ (WireMessage::Request(_)
+                | WireMessage::Response(_)
+                | WireMessage::RaftMessage(_)
+                | WireMessage::Heartbeat(_)),
+            ))) => format!("unexpected answer {other:?}"),
+            Ok(Ok(None)) => "the leader closed the stream without answering".to_string(),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!(
+                "no answer within {} ms",
+                crate::limits::DEFAULT_REQUEST_TIMEOUT.as_millis()
+            ),
+        };
+        // A stream that broke with the connection may have lost it before
+        // the bytes were acknowledged: look once more, without waiting.
+        let unacknowledged = !delivered
+            && matches!(
+                tokio::time::timeout(Duration::ZERO, &mut acknowledged).await,
+                Ok(Err(_))
+            );
+        if unacknowledged {
+            return Err(not_delivered(failure));
         }
+        tracing::warn!(leader, %failure, "a forwarded proposal may have reached the leader; its outcome is unknown");
+        Err(ClientError::OutcomeUnknown.into())
     }
 }
