@@ -110,11 +110,11 @@ fn exercise(guest: &str, expected_name: &str) {
     members[down].kill();
     for i in 0..WRITES_WHILE_DOWN {
         assert_eq!(
-            propose(leader_of(&members), &format!("put n{i} {i}")),
+            propose(leader_member(&members), &format!("put n{i} {i}")),
             Ok("OK".into())
         );
     }
-    let leader_snapshot = leader_of(&members)
+    let leader_snapshot = leader_member(&members)
         .client()
         .status()
         .expect("status")
@@ -148,7 +148,7 @@ fn exercise(guest: &str, expected_name: &str) {
     assert!(counts.iter().all(|c| *c == expected), "{counts:?}");
 }
 
-fn leader_of(members: &[Member]) -> &Member {
+fn leader_member(members: &[Member]) -> &Member {
     let id = leader(members);
     members.iter().find(|m| m.id == id).expect("leader member")
 }
