@@ -174,10 +174,7 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(dir.path(), &[]);
     let url = node.api_url.clone();
-    assert_eq!(
-        post(&url, "/v1/propose", br#"{"command":"add 1"}"#).0,
-        200
-    );
+    assert_eq!(post(&url, "/v1/propose", br#"{"command":"add 1"}"#).0, 200);
 
     let oversized = vec![b'a'; iroh_raft::api::MAX_API_BODY_BYTES + 1];
     let cases: Vec<(&[u8], u16, &str)> = vec![

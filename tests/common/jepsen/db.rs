@@ -17,8 +17,8 @@ use iroh_raft::api::ApiClient;
 use iroh_raft::node::NodeStatus;
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::{NodeProcess, leader_of, poll};
 use crate::common::netns::{TestNet, in_netns};
+use crate::common::{NodeProcess, leader_of, poll};
 
 /// How long a status request may take before the node counts as
 /// unreachable (a paused node never answers).
