@@ -113,14 +113,14 @@ fuzz: setup
 			-max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=16 -rss_limit_mb=2048 || exit 1; \
 	done
 
-## The Jepsen-style test (tests/t92_jepsen.rs, a short run of which is in
+## The Jepsen-style test (tests/netns/t92_jepsen.rs, a short run of which is in
 ## `make test`) as a soak: the same test, its nemesis running for
 ## JEPSEN_SECONDS (default an hour) against JEPSEN_NODES nodes (default 5).
 ## SEED=... replays a schedule; JEPSEN_KEEP=1 keeps the history and logs.
 JEPSEN_SECONDS ?= 3600
 JEPSEN_NODES ?= 5
 jepsen-soak: setup
-	JEPSEN_SECONDS=$(JEPSEN_SECONDS) JEPSEN_NODES=$(JEPSEN_NODES) $(CARGO) test --test t92_jepsen -- --nocapture
+	JEPSEN_SECONDS=$(JEPSEN_SECONDS) JEPSEN_NODES=$(JEPSEN_NODES) $(CARGO) test --test netns t92_jepsen -- --nocapture
 
 ## Many seeds of the deterministic simulation, optimized build:
 ## SIM_SEEDS (default 5000) from SIM_FIRST_SEED (default 1), SIM_THREADS
@@ -129,7 +129,7 @@ SIM_SEEDS ?= 5000
 SIM_FIRST_SEED ?= 1
 SIM_THREADS ?= 2
 simulate: setup
-	SIM_SEEDS=$(SIM_SEEDS) SIM_FIRST_SEED=$(SIM_FIRST_SEED) SIM_THREADS=$(SIM_THREADS) $(CARGO) test --release --test t15_simulation t15_seeded -- --nocapture
+	SIM_SEEDS=$(SIM_SEEDS) SIM_FIRST_SEED=$(SIM_FIRST_SEED) SIM_THREADS=$(SIM_THREADS) $(CARGO) test --release --test simulation t15_seeded -- --nocapture
 
 clean-data:
 	rm -rf data

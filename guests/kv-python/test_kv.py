@@ -1,5 +1,5 @@
 """The kv logic under CPython, without WebAssembly: `python3 -m unittest`.
-The cross-language test (tests/t81_guest_languages.rs) checks the built
+The cross-language test (tests/guests/t81_guest_languages.rs) checks the built
 component against the Rust guest."""
 
 import unittest

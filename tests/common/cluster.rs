@@ -2,20 +2,22 @@
 //! operator grows them: start a node with `--join`, `add-node` its ticket on
 //! the leader.
 
-use std::time::Duration;
-
 use iroh_raft::api::ApiClient;
 use iroh_raft::node::{Consistency, NodeStatus};
 
-use super::{NodeProcess, free_udp_port};
+use super::{NodeProcess, free_udp_port, leader_of, wait_for};
 
-/// How long a cluster may take to agree on something (elections take 1-2 s).
-pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a waiting test re-checks the cluster.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    super::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
+/// The id of the leader the running `members` agree on, once there is one.
+pub fn leader(members: &[Member]) -> u64 {
+    wait_for("a leader", || {
+        leader_of(
+            members
+                .iter()
+                .filter(|m| m.is_running())
+                .filter_map(|m| m.client().status().ok()),
+        )
+        .map(|s| s.id)
+    })
 }
 
 /// One node of a test cluster: its process and how to restart it.
@@ -157,13 +159,7 @@ impl Cluster {
 
     /// The id of the leader the running nodes agree on.
     pub fn leader(&self) -> u64 {
-        wait_for("a leader", || {
-            let statuses: Vec<NodeStatus> = self
-                .running()
-                .filter_map(|m| m.client().status().ok())
-                .collect();
-            statuses.iter().find(|s| s.role == "leader").map(|s| s.id)
-        })
+        leader(&self.members)
     }
 
     /// Run a CLI command against the leader; panics unless it succeeds.

@@ -1,16 +1,22 @@
-//! Fixtures shared by the integration tests: guest paths, library nodes and
-//! real `raft-host` processes.
+//! Fixtures shared by the integration tests: guest paths, library nodes,
+//! real `raft-host` processes, and the one way tests wait, find the leader
+//! and GET a URL.
+//!
+//! Each topic binary (`tests/<topic>/main.rs`) declares this module once
+//! with `#[path = "../common/mod.rs"]`.
 
+// Every binary compiles all of it and uses only part of it: a fixture
+// unused by one topic is not dead code of the suite.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iroh_raft::api::ApiClient;
-use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle};
+use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle, NodeStatus};
 use iroh_raft::wasm::GuestLimits;
 
 pub mod cluster;
@@ -20,27 +26,86 @@ pub mod netns;
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Poll `check` until it returns `Some`, or panic with `what` after
-/// `timeout`. Cluster state has no event a test process could subscribe to,
-/// so tests poll the nodes' APIs every `interval`.
-pub fn wait_for<T>(
-    what: &str,
+/// How long a cluster may take to agree on something (elections take 1-2 s).
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a waiting test re-checks the nodes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Poll `check` every [`POLL_INTERVAL`] until it returns `Some`, or panic
+/// with `what` after [`CONVERGENCE_TIMEOUT`]. Cluster state has no event a
+/// test process could subscribe to, so tests poll the nodes' APIs.
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll(CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Poll `check` every `interval` until it returns `Some`; `None` once
+/// `timeout` has passed (for callers that handle "not yet" themselves).
+pub fn poll<T>(
     timeout: Duration,
     interval: Duration,
     mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = std::time::Instant::now() + timeout;
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(interval);
     }
 }
+
+/// The leader among `statuses`: of the nodes that say they lead, the one
+/// with the highest term (a deposed leader may not know it yet).
+pub fn leader_of(statuses: impl IntoIterator<Item = NodeStatus>) -> Option<NodeStatus> {
+    statuses
+        .into_iter()
+        .filter(|s| s.role == "leader")
+        .max_by_key(|s| s.term)
+}
+
+/// An HTTP answer, whatever its status.
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// `GET url`; any status is an answer (panics only if there is none).
+pub fn http_get(url: &str) -> HttpResponse {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(HTTP_BODY_LIMIT)
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("body of GET {url}: {e}"));
+    HttpResponse {
+        status: response.status().as_u16(),
+        content_type,
+        body,
+    }
+}
+
+/// The largest HTTP body a test reads (a node's results go up to 4 MiB,
+/// JSON-escaped).
+pub const HTTP_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Path of a guest component built from `guests/` by the build script.
 pub fn guest(name: &str) -> PathBuf {

@@ -31,6 +31,7 @@ use std::io::Write as _;
 use std::marker::PhantomData;
 use std::os::fd::AsFd as _;
 use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
@@ -81,8 +82,40 @@ const FIREWALL: &str = "table inet chaos {
 }
 ";
 
+/// Whether some [`TestNet`] of this process exists, and the signal that
+/// none does any more.
+static BUSY: Mutex<bool> = Mutex::new(false);
+static FREED: Condvar = Condvar::new();
+
+/// A process's turn to have a [`TestNet`]: the network tests share one
+/// test binary, whose harness runs them on parallel threads, yet two
+/// networks of one process would share names (they are named after the
+/// process) and the tests' time bounds assume the machine to themselves.
+#[derive(Debug)]
+struct Turn;
+
+impl Turn {
+    /// Wait until no other [`TestNet`] of this process exists.
+    fn take() -> Turn {
+        let busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut busy = FREED
+            .wait_while(busy, |busy| *busy)
+            .unwrap_or_else(PoisonError::into_inner);
+        *busy = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *BUSY.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        FREED.notify_one();
+    }
+}
+
 /// Namespaces `<p>sw` (the switch) and `<p>n1..`, where `<p>` names the
-/// test binary's process, so runs in parallel never collide.
+/// test binary's process, so runs in parallel never collide. One at a time
+/// per process.
 #[derive(Debug)]
 pub struct TestNet {
     prefix: String,
@@ -94,13 +127,17 @@ pub struct TestNet {
     /// Whether the kernel has `sch_netem` (probed by
     /// [`Self::install_firewall`]).
     netem: bool,
+    /// Released (last, after `Drop` deleted the namespaces) for the next
+    /// network of this process.
+    _turn: Turn,
 }
 
 impl TestNet {
-    /// Create the switch and `nodes` node namespaces. `tag` tells tests
-    /// apart in the names (one letter keeps interface names under 16
-    /// bytes).
+    /// Create the switch and `nodes` node namespaces, once no other
+    /// network of this process exists. `tag` tells tests apart in the names
+    /// (one letter keeps interface names under 16 bytes).
     pub fn create(tag: &str, nodes: u8) -> Self {
+        let turn = Turn::take();
         let pid = std::process::id();
         let mut net = TestNet {
             prefix: format!("ir{tag}{pid}"),
@@ -108,6 +145,7 @@ impl TestNet {
             nodes: 0,
             firewall: false,
             netem: false,
+            _turn: turn,
         };
         let sw = net.switch();
         // A namespace of ours left over by a killed run with the same pid.

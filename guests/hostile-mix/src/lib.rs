@@ -1,9 +1,9 @@
 //! `hostile-mix`: a key-value store with one command per hostile behaviour.
 //!
 //! A test guest for running every kind of misbehaviour through a real
-//! cluster (`tests/t90_hostile_cluster.rs`): each one must end the same way
-//! on every replica, leave the replicas' states identical, and leave the
-//! nodes serving. The state is a `BTreeMap<String, String>`; what a probe
+//! cluster (`tests/faults/t90_hostile_cluster.rs`): each one must end the
+//! same way on every replica, leave the replicas' states identical, and
+//! leave the nodes serving. The state is a `BTreeMap<String, String>`; what a probe
 //! observed is written into it, so comparing the whole state across replicas
 //! compares what each replica's WASI answered.
 //!

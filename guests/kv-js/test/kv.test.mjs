@@ -1,5 +1,5 @@
 // The kv logic under Node, without WebAssembly: `node --test test/`. The
-// cross-language test (tests/t80_guest_languages.rs) checks the built
+// cross-language test (tests/guests/t81_guest_languages.rs) checks the built
 // component against the Rust guest.
 
 import assert from 'node:assert/strict';

@@ -219,7 +219,7 @@ impl std::fmt::Display for SimFailure {
         }
         write!(
             f,
-            "rerun exactly this run: SEED={} cargo test --release --test t15_simulation -- --nocapture",
+            "rerun exactly this run: SEED={} cargo test --release --test simulation -- --nocapture",
             self.seed
         )
     }

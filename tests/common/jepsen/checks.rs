@@ -20,12 +20,11 @@ use iroh_raft::node::{Consistency, NodeStatus};
 
 use super::client::{Answer, CLIENT_TIMEOUT, Journal, Request, send};
 use super::db::{Db, POLL_INTERVAL};
+use crate::common::CONVERGENCE_TIMEOUT;
 use crate::common::netns::in_netns;
 
 /// After healing, every node must accept a write within this long.
 pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// After the clients stop, the replicas must agree within this long.
-pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the final reads may take, each retried until it is answered.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Client ids of the checks' own requests (the workload's are small).

@@ -17,8 +17,8 @@ use iroh_raft::api::ApiClient;
 use iroh_raft::node::NodeStatus;
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::NodeProcess;
 use crate::common::netns::{TestNet, in_netns};
+use crate::common::{NodeProcess, leader_of, poll};
 
 /// How long a status request may take before the node counts as
 /// unreachable (a paused node never answers).
@@ -160,7 +160,7 @@ impl Db {
             node.args.extend(["--join".to_string(), ticket.clone()]);
             let starting = node.spawn();
             let leader = db
-                .leader(crate::common::cluster::CONVERGENCE_TIMEOUT)
+                .leader(crate::common::CONVERGENCE_TIMEOUT)
                 .expect("a leader while the cluster grows");
             let added = db.with_api(leader, Duration::from_secs(330), |api| {
                 api.add_member(&starting.ticket)
@@ -219,24 +219,15 @@ impl Db {
     /// The leader the serving nodes report now and its term (the one with
     /// the highest term, should a deposed one not know yet).
     pub fn leader_and_term(&self) -> Option<(u8, u64)> {
-        self.ids()
-            .into_iter()
-            .filter_map(|id| self.status(id))
-            .filter(|s| s.role == "leader")
-            .max_by_key(|s| s.term)
+        leader_of(self.ids().into_iter().filter_map(|id| self.status(id)))
             .map(|s| (s.id as u8, s.term))
     }
 
     /// [`Self::leader_and_term`]'s leader, waiting up to `timeout` for one.
     pub fn leader(&self, timeout: Duration) -> Option<u8> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let leader = self.leader_and_term().map(|(id, _)| id);
-            if leader.is_some() || Instant::now() >= deadline {
-                return leader;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        poll(timeout, POLL_INTERVAL, || {
+            self.leader_and_term().map(|(id, _)| id)
+        })
     }
 
     /// SIGKILL node `id`: no shutdown code runs.

@@ -76,7 +76,7 @@ impl Config {
             let names: Vec<String> = self.faults.iter().map(Fault::to_string).collect();
             vars.push_str(&format!(" JEPSEN_FAULTS={}", names.join(",")));
         }
-        format!("{vars} cargo test --test t92_jepsen -- --nocapture")
+        format!("{vars} cargo test --test netns t92_jepsen -- --nocapture")
     }
 
     /// The settings from the environment (see the module doc), with the

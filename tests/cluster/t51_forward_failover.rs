@@ -9,13 +9,13 @@
 //! any other definite failure. The test prints how long each write took
 //! from the kill (run with `--nocapture`); it does not assert on time.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Member, wait_for};
 use iroh_raft::api::ApiClientError;
 use iroh_raft::node::Consistency;
+
+use crate::common::cluster::{Cluster, Member};
+use crate::common::wait_for;
 
 /// Leader kills per run: each is one measurement.
 const TRIES: usize = 3;

@@ -1,12 +1,11 @@
 //! `raft-host guest check` on every guest in `guests/`: the well-behaved
 //! ones pass, each hostile one fails the way it was written to fail.
 
-mod common;
-mod polyglot;
-
 use std::process::Output;
 
 use serde_json::Value;
+
+use crate::polyglot;
 
 /// Run `raft-host guest check --json` on a guest; returns the exit status
 /// and the parsed report.
@@ -80,14 +79,14 @@ fn assert_passes(name: &str, expected_guest: &str) -> Value {
 }
 
 #[test]
-fn rust_guests_pass() {
+fn t80_rust_guests_pass() {
     assert_passes("counter", "counter");
     let kv = assert_passes("kv", "kv");
     assert_eq!(outcome(&kv, "garbage snapshot").0, "pass");
 }
 
 #[test]
-fn python_guest_passes() {
+fn t80_python_guest_passes() {
     let report = assert_passes("kv_python", "kv-python");
     // componentize-py's runtime imports much of WASI (files, sockets, ...);
     // the host answers each deterministically.
@@ -106,7 +105,7 @@ fn python_guest_passes() {
 }
 
 #[test]
-fn javascript_guest_passes() {
+fn t80_javascript_guest_passes() {
     let report = assert_passes("kv_js", "kv-js");
     // Built with only stdio enabled: no clocks, random or sockets.
     for import in report["imports"].as_array().expect("imports") {
@@ -119,7 +118,7 @@ fn javascript_guest_passes() {
 }
 
 #[test]
-fn hostile_guests_fail_as_written() {
+fn t80_hostile_guests_fail_as_written() {
     for (guest, expected) in [
         ("hostile_trap", "guest trapped"),
         ("hostile_loop", "ran out of fuel"),
@@ -141,7 +140,7 @@ fn hostile_guests_fail_as_written() {
 }
 
 #[test]
-fn a_guest_without_exports_fails_at_exports() {
+fn t80_a_guest_without_exports_fails_at_exports() {
     let (passed, report) = check("no_exports", &[]);
     assert!(!passed);
     assert_eq!(failed_checks(&report), ["exports"]);
@@ -154,7 +153,7 @@ fn a_guest_without_exports_fails_at_exports() {
 }
 
 #[test]
-fn a_file_that_is_not_a_component_fails_in_plain_words() {
+fn t80_a_file_that_is_not_a_component_fails_in_plain_words() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("not-a-guest.wasm");
     std::fs::write(&path, b"hello").expect("write");
@@ -169,7 +168,7 @@ fn a_file_that_is_not_a_component_fails_in_plain_words() {
 }
 
 #[test]
-fn a_script_file_replaces_the_built_in_script() {
+fn t80_a_script_file_replaces_the_built_in_script() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("script.txt");
     std::fs::write(
@@ -193,7 +192,7 @@ fn a_script_file_replaces_the_built_in_script() {
 }
 
 #[test]
-fn text_report_lists_checks_imports_and_measurements() {
+fn t80_text_report_lists_checks_imports_and_measurements() {
     let output = guest_check(
         &polyglot::guest_path("counter").display().to_string(),
         &[],

@@ -5,89 +5,36 @@
 //! their logs, which can then only catch up by restoring a snapshot into
 //! its guest.
 
-mod common;
-mod polyglot;
+use crate::common::NodeProcess;
+use crate::common::cluster::{Member, leader};
+use crate::common::wait_for;
+use crate::polyglot;
 
-use std::time::Duration;
-
-use common::{NodeProcess, free_udp_port};
-use iroh_raft::api::ApiClient;
-
-/// How long a cluster may take to agree on something (elections take 1-2 s).
-const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a waiting test re-checks the cluster.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Small snapshot intervals, so the guests' `snapshot` and `restore` run
 /// inside the nodes within a few dozen entries.
 const SNAPSHOT_ARGS: &[&str] = &["--snapshot-every", "10", "--snapshot-keep-entries", "2"];
 /// Entries written while a follower is down: several snapshot intervals.
 const WRITES_WHILE_DOWN: usize = 40;
 
-fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
-}
-
-/// One node: its data dir, fixed port, and process while it runs.
-struct Member {
-    id: u64,
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-    process: Option<NodeProcess>,
-}
-
-impl Member {
-    fn new(id: u64, guest: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // The compiled guest is put in the node's cache, as if it had run
-        // before: three nodes compiling an 18 MB component at once would
-        // take minutes on a small machine, and the cache is the node's own
-        // mechanism for exactly this.
-        polyglot::seed_node_cache(guest, dir.path());
-        let args = vec![
-            "--id".to_string(),
-            id.to_string(),
-            "--bind-addr".into(),
-            format!("127.0.0.1:{}", free_udp_port()),
-            "--guest".into(),
-            polyglot::guest_path(guest).display().to_string(),
-        ];
-        let mut args = args;
-        args.extend(SNAPSHOT_ARGS.iter().map(|a| a.to_string()));
-        Member {
-            id,
-            args,
-            dir,
-            process: None,
-        }
-    }
-
-    fn args(&self) -> Vec<&str> {
-        self.args.iter().map(String::as_str).collect()
-    }
-
-    fn process(&self) -> &NodeProcess {
-        self.process.as_ref().expect("running")
-    }
-
-    fn client(&self) -> ApiClient {
-        self.process().client()
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        let answer = self.client().query(format!("get {key}").as_bytes()).ok()?;
-        answer.output.text
-    }
-}
-
 /// Node 1 creates the cluster; 2 and 3 join it the way an operator adds
 /// nodes (`--join`, then `add-node` on the leader).
 fn start_cluster(guest: &str) -> Vec<Member> {
-    let mut members: Vec<Member> = (1..=3).map(|id| Member::new(id, guest)).collect();
+    let mut members: Vec<Member> = (1..=3)
+        .map(|id| {
+            let member = Member::new(id, guest, SNAPSHOT_ARGS);
+            // The compiled guest is put in the node's cache, as if it had
+            // run before: three nodes compiling an 18 MB component at once
+            // would take minutes on a small machine, and the cache is the
+            // node's own mechanism for exactly this.
+            polyglot::seed_node_cache(guest, member.dir.path());
+            member
+        })
+        .collect();
     let (first, rest) = members.split_first_mut().expect("three members");
-    first.process = Some(NodeProcess::start(first.dir.path(), &first.args()));
+    first.start();
     let ticket = first.process().ticket.clone();
     for member in rest {
-        let mut args = member.args();
+        let mut args: Vec<&str> = member.args.iter().map(String::as_str).collect();
         args.extend(["--join", ticket.as_str()]);
         let starting = NodeProcess::spawn(member.dir.path(), &args);
         let added = first.process().cli(&["add-node", &starting.ticket]);
@@ -101,22 +48,19 @@ fn start_cluster(guest: &str) -> Vec<Member> {
     members
 }
 
-fn leader(members: &[Member]) -> u64 {
-    wait_for("a leader", || {
-        members
-            .iter()
-            .filter(|m| m.process.is_some())
-            .filter_map(|m| m.client().status().ok())
-            .find(|s| s.role == "leader")
-            .map(|s| s.id)
-    })
+fn get(member: &Member, key: &str) -> Option<String> {
+    let answer = member
+        .client()
+        .query(format!("get {key}").as_bytes())
+        .ok()?;
+    answer.output.text
 }
 
 fn wait_all_see(members: &[Member], key: &str, expected: &str) {
-    for member in members.iter().filter(|m| m.process.is_some()) {
+    for member in members.iter().filter(|m| m.is_running()) {
         wait_for(
             &format!("node {} to see {key}={expected:?}", member.id),
-            || (member.get(key)? == expected).then_some(()),
+            || (get(member, key)? == expected).then_some(()),
         );
     }
 }
@@ -163,22 +107,20 @@ fn exercise(guest: &str, expected_name: &str) {
         .iter()
         .position(|m| m.id != leader_id)
         .expect("a follower");
-    members[down].process.take().expect("running").kill();
+    members[down].kill();
     for i in 0..WRITES_WHILE_DOWN {
         assert_eq!(
-            propose(leader_of(&members), &format!("put n{i} {i}")),
+            propose(leader_member(&members), &format!("put n{i} {i}")),
             Ok("OK".into())
         );
     }
-    let leader_snapshot = leader_of(&members)
+    let leader_snapshot = leader_member(&members)
         .client()
         .status()
         .expect("status")
         .snapshot_index
         .expect("the leader's guest took a snapshot");
-    let args = members[down].args.clone();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    members[down].process = Some(NodeProcess::start(members[down].dir.path(), &args));
+    members[down].start();
     let last = format!("n{}", WRITES_WHILE_DOWN - 1);
     wait_all_see(&members, &last, &(WRITES_WHILE_DOWN - 1).to_string());
     wait_all_see(&members, "greeting", "hello, cluster");
@@ -206,17 +148,17 @@ fn exercise(guest: &str, expected_name: &str) {
     assert!(counts.iter().all(|c| *c == expected), "{counts:?}");
 }
 
-fn leader_of(members: &[Member]) -> &Member {
+fn leader_member(members: &[Member]) -> &Member {
     let id = leader(members);
     members.iter().find(|m| m.id == id).expect("leader member")
 }
 
 #[test]
-fn python_guest_in_a_three_node_cluster() {
+fn t82_python_guest_in_a_three_node_cluster() {
     exercise("kv_python", "kv-python");
 }
 
 #[test]
-fn javascript_guest_in_a_three_node_cluster() {
+fn t82_javascript_guest_in_a_three_node_cluster() {
     exercise("kv_js", "kv-js");
 }

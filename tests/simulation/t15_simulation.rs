@@ -9,9 +9,7 @@
 //! - `SEED=S` runs only seed S; with `SIM_TRACE=FILE` it writes its trace.
 //!
 //! Thousands of seeds: `SIM_SEEDS=5000 cargo test --release --test
-//! t15_simulation -- --nocapture` (see TESTING.md).
-
-mod common;
+//! simulation t15_seeded -- --nocapture` (`make simulate`, see TESTING.md).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +18,8 @@ use std::time::Instant;
 
 use iroh_raft::simulation::{self, SimConfig, SimFailure, SimReport};
 use iroh_raft::wasm::WasmEngine;
+
+use crate::common;
 
 /// Seeds `cargo test` runs by default.
 const DEFAULT_SEEDS: u64 = 200;

@@ -1,9 +1,7 @@
 //! The real `raft-host` binary: the CLI and HTTP round trips, and SIGKILL
 //! restarts that lose nothing acknowledged and apply nothing twice.
 
-mod common;
-
-use common::NodeProcess;
+use crate::common::{self, NodeProcess};
 
 fn stdout_of(output: &std::process::Output) -> String {
     assert!(

@@ -5,16 +5,10 @@
 //! network up and tears it down itself; it needs root (CI runs as root). Set
 //! `IROH_RAFT_SKIP_NETNS=1` to skip it knowingly on a machine without.
 
-mod common;
-
-use std::time::Duration;
-
-use common::NodeProcess;
-use common::netns::{self, TestNet};
 use iroh_raft::node::NodeStatus;
 
-const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(40);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+use crate::common::netns::{self, TestNet};
+use crate::common::{self, NodeProcess, leader_of, wait_for};
 
 fn status(node: &NodeProcess) -> Option<NodeStatus> {
     let output = node.cli(&["status", "--json"]);
@@ -30,10 +24,6 @@ fn query(node: &NodeProcess, request: &str) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
 }
 
 #[test]
@@ -77,11 +67,7 @@ fn t70_minority_cannot_commit_and_healing_converges() {
 
     // Isolate the leader.
     let old_leader = wait_for("a leader", || {
-        nodes
-            .iter()
-            .filter_map(status)
-            .find(|s| s.role == "leader")
-            .map(|s| s.id as u8)
+        leader_of(nodes.iter().filter_map(status)).map(|s| s.id as u8)
     });
     net.cut(old_leader);
     let majority: Vec<&NodeProcess> = nodes
@@ -91,10 +77,8 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         .map(|(_, n)| n)
         .collect();
     let new_leader = wait_for("the majority to elect a new leader", || {
-        majority
-            .iter()
-            .filter_map(|n| status(n))
-            .find(|s| s.role == "leader" && s.id as u8 != old_leader)
+        leader_of(majority.iter().filter_map(|n| status(n)))
+            .filter(|s| s.id as u8 != old_leader)
             .map(|s| s.id)
     });
     // The majority commits; the isolated old leader cannot.

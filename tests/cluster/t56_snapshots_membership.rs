@@ -1,15 +1,15 @@
 //! Snapshots, log compaction, membership changes and read consistency on
 //! real `raft-host` clusters over iroh on loopback.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::cluster::{Cluster, Member, wait_for};
 use iroh_raft::api::ApiClient;
 use iroh_raft::node::Consistency;
+
+use crate::common::cluster::{Cluster, Member};
+use crate::common::{self, wait_for};
 
 /// Small snapshot intervals, so tests cross several snapshots quickly.
 const SNAPSHOT_ARGS: &[&str] = &["--snapshot-every", "25", "--snapshot-keep-entries", "5"];

@@ -5,12 +5,11 @@
 //! value; the recorded history must then be judged a violation. The same
 //! workload on a correct cluster must be judged linearizable.
 
-mod common;
-
-use common::cluster::Cluster;
 use iroh_raft::api::ApiClient;
 use iroh_raft::linearizability::{self, ClientId, KvModel, Recorder, Verdict};
 use iroh_raft::node::Consistency;
+
+use crate::common::cluster::Cluster;
 
 /// Write-then-read rounds: with stale reads a few hundred rounds expose a
 /// stale answer with near certainty (the follower learns the commit index

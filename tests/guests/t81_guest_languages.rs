@@ -2,11 +2,10 @@
 //! same results, byte for byte, and the same snapshots (all three write the
 //! Rust guest's snapshot format, so each restores the others' snapshots).
 
-mod common;
-mod polyglot;
-
 use iroh_raft::wasm::conformance::{self, Step, StepResult};
 use iroh_raft::wasm::{GuestLimits, StateMachine};
+
+use crate::polyglot;
 
 /// Commands that probe every corner of the grammar: whitespace, line
 /// endings, Unicode in keys (ordering across UTF-16 surrogates, UTF-8
@@ -186,7 +185,7 @@ fn snapshots(machines: &mut [(&str, StateMachine)]) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn the_same_commands_give_the_same_results_in_every_language() {
+fn t81_the_same_commands_give_the_same_results_in_every_language() {
     let mut machines: Vec<(&str, StateMachine)> = polyglot::KV_GUESTS
         .iter()
         .map(|&name| (name, machine(name)))
@@ -228,7 +227,7 @@ fn the_same_commands_give_the_same_results_in_every_language() {
 }
 
 #[test]
-fn each_language_restores_the_others_snapshots() {
+fn t81_each_language_restores_the_others_snapshots() {
     let steps: Vec<Step> = random_steps(0x0dd_ba11, 300);
     let mut source = machine("kv");
     run("kv", &mut source, &steps);

@@ -1,33 +1,14 @@
 //! `GET /metrics`: a real `raft-host` serves the Prometheus text format with
 //! numbers that match what its clients did.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::NodeProcess;
 use iroh_raft::api::ApiClientError;
+
+use crate::common::{HttpResponse, NodeProcess, http_get};
 
 /// Proposals the guest applies successfully.
 const OK_PROPOSALS: u64 = 4;
-
-/// `GET url` → (status, content type, body).
-fn get(url: &str) -> (u16, String, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(url).call().expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let body = response.body_mut().read_to_string().expect("body");
-    (status, content_type, body)
-}
 
 /// Every sample, keyed by its series (`name{labels}`). Also checks the
 /// format: each sample follows the `# TYPE` line of its family.
@@ -86,7 +67,11 @@ fn t60_metrics_report_raft_state_proposals_and_guest_counters() {
         other => panic!("expected empty_command, got {other:?}"),
     }
 
-    let (status, content_type, text) = get(&format!("{}/metrics", node.api_url));
+    let HttpResponse {
+        status,
+        content_type,
+        body: text,
+    } = http_get(&format!("{}/metrics", node.api_url));
     assert_eq!(status, 200, "{text}");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),

@@ -1,12 +1,11 @@
 //! A single library node: proposals commit through Raft, apply through the
 //! guest, and survive a restart without being applied twice.
 
-mod common;
-
-use common::{propose_ok, query_ok, start_node};
 use iroh_raft::limits::MAX_COMMAND_BYTES;
 use iroh_raft::node::ClientError;
 use iroh_raft::wasm::{GuestFailure, GuestLimits};
+
+use crate::common::{propose_ok, query_ok, start_node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_propose_then_query_round_trip() {

@@ -1,21 +1,10 @@
 //! Real three-node clusters: `raft-host` processes talking iroh-raft/0 over
 //! iroh on loopback (relay and discovery off), real sled, real guests.
 
-mod common;
-
 use std::path::Path;
-use std::time::Duration;
 
-use common::cluster::{Cluster, Member};
-
-/// How long a cluster may take to agree on something (elections take 1-2 s).
-const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a waiting test re-checks the cluster.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    common::wait_for(what, CONVERGENCE_TIMEOUT, POLL_INTERVAL, check)
-}
+use crate::common::cluster::{Cluster, Member, leader};
+use crate::common::wait_for;
 
 fn text(output: Option<String>) -> String {
     output.expect("a text result")
@@ -25,17 +14,6 @@ fn text(output: Option<String>) -> String {
 /// does (see `common::cluster`).
 fn start_cluster(n: u64) -> Vec<Member> {
     Cluster::start(n, "kv", &[]).members
-}
-
-fn leader(members: &[Member]) -> u64 {
-    wait_for("a leader", || {
-        members
-            .iter()
-            .filter(|m| m.process.is_some())
-            .filter_map(|m| m.client().status().ok())
-            .find(|s| s.role == "leader")
-            .map(|s| s.id)
-    })
 }
 
 fn wait_for_value(member: &Member, key: &str, expected: &str) {

@@ -5,14 +5,14 @@
 //! `proposal_dropped` ("it did not apply") although the write had applied.
 //! It must say `outcome_unknown` (or the result), never a definite failure.
 
-mod common;
-
 use std::time::Duration;
 
-use common::jepsen::db::Db;
-use common::netns::{self, in_netns};
 use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::Consistency;
+
+use crate::common::jepsen::db::Db;
+use crate::common::netns::{self, in_netns};
+use crate::common::wait_for;
 
 #[test]
 fn t93_a_proposal_covered_by_a_snapshot_is_not_reported_dropped() {
@@ -47,12 +47,7 @@ fn t93_a_proposal_covered_by_a_snapshot_is_not_reported_dropped() {
         .and_then(|a| a.output.text)
     };
     // The rest of the cluster elects a new leader and commits x.
-    let seen = common::wait_for(
-        "x on the majority",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        read_x,
-    );
+    let seen = wait_for("x on the majority", read_x);
     assert_eq!(seen, "from-old-leader");
     // Enough writes for a snapshot and compaction past the old leader's log.
     for i in 0..700 {

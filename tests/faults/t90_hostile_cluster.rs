@@ -12,15 +12,15 @@
 //!
 //! One cluster for everything, to keep the run short.
 
-mod common;
-
 use iroh_raft::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_RESULT_BYTES};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::cluster::{Cluster, Member, wait_for};
 use iroh_raft::api::{ApiClientError, Output};
 use iroh_raft::node::{Consistency, NodeStatus};
+
+use crate::common::cluster::{Cluster, Member};
+use crate::common::wait_for;
 
 /// Fuel per `apply` and per `query`: small, so the runaway guests stop fast.
 const FUEL: u64 = 50_000_000;

@@ -6,11 +6,11 @@
 //! sandbox cannot prevent: its queries change its state. Querying one
 //! replica makes that replica's state drift from the others.
 
-mod common;
-
-use common::cluster::{Cluster, wait_for};
 use iroh_raft::api::ApiClientError;
 use iroh_raft::node::Consistency;
+
+use crate::common::cluster::{Cluster, Member};
+use crate::common::{http_get, wait_for};
 
 /// A state check every 10 committed entries.
 const CHECK_ARGS: &[&str] = &["--state-check-every", "10"];
@@ -56,8 +56,8 @@ fn t58_a_replica_whose_state_drifts_is_caught_and_stops_serving() {
         Err(ApiClientError::Api(info)) => assert_eq!(info.code, "diverged"),
         other => panic!("a diverged node must not answer: {other:?}"),
     }
-    let metrics = ureq_get(&format!("{}/metrics", victim.process().api_url));
-    assert!(metrics.contains("iroh_raft_diverged 1"), "{metrics}");
+    let text = metrics(victim);
+    assert!(text.contains("iroh_raft_diverged 1"), "{text}");
     let out = victim.process().cli(&["status"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("DIVERGED"),
@@ -69,8 +69,8 @@ fn t58_a_replica_whose_state_drifts_is_caught_and_stops_serving() {
     add(5);
     for member in cluster.running().filter(|m| m.id != drifting) {
         assert_eq!(member.status().diverged, None, "node {}", member.id);
-        let metrics = ureq_get(&format!("{}/metrics", member.process().api_url));
-        assert!(metrics.contains("iroh_raft_diverged 0"), "{metrics}");
+        let text = metrics(member);
+        assert!(text.contains("iroh_raft_diverged 0"), "{text}");
     }
     assert_eq!(
         cluster
@@ -81,11 +81,9 @@ fn t58_a_replica_whose_state_drifts_is_caught_and_stops_serving() {
     );
 }
 
-fn ureq_get(url: &str) -> String {
-    ureq::get(url)
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("body")
+/// A node's metrics text; panics unless it serves them.
+fn metrics(member: &Member) -> String {
+    let answer = http_get(&format!("{}/metrics", member.process().api_url));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
 }

@@ -2,11 +2,10 @@
 //! exactly as before the failing entry, limits are enforced, and the node
 //! keeps serving.
 
-mod common;
-
-use common::{propose_ok, query_ok, start_node};
 use iroh_raft::node::NodeHandle;
 use iroh_raft::wasm::{GuestFailure, GuestLimits};
+
+use crate::common::{propose_ok, query_ok, start_node};
 
 /// Small budgets keep the runaway guests' tests fast; the defaults are far
 /// larger.

@@ -1,13 +1,14 @@
 //! Bad input gets a clear error and changes nothing: guest files, data dirs,
 //! HTTP bodies and command-line arguments.
 
-mod common;
-
 use std::io::Write as _;
 
-use common::{NodeProcess, guest, propose_ok, query_ok, raft_host, start_node};
 use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeError};
 use iroh_raft::wasm::{GuestLimits, WasmError};
+
+use crate::common::{
+    HTTP_BODY_LIMIT, NodeProcess, guest, http_get, propose_ok, query_ok, raft_host, start_node,
+};
 
 fn start_with_guest(dir: &std::path::Path, guest: GuestSource) -> Result<(), NodeError> {
     let config = NodeConfig {
@@ -143,30 +144,29 @@ fn t43_bad_cli_arguments_exit_2_with_usage() {
     assert!(stderr.contains("cannot talk to the node"), "{stderr}");
 }
 
-/// Raw HTTP, so the test controls every byte of the request.
-fn http(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+/// A raw HTTP POST, so the test controls every byte of the body.
+fn post(url: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let full = format!("{url}{path}");
-    let mut response = match method {
-        "GET" => agent.get(&full).call(),
-        _ => agent
-            .post(&full)
-            .header("content-type", "application/json")
-            .send(body),
-    }
-    .expect("request");
+    let mut response = agent
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("request");
     let status = response.status().as_u16();
     let text = response
         .body_mut()
         .with_config()
-        .limit(64 * 1024 * 1024)
+        .limit(HTTP_BODY_LIMIT)
         .read_to_string()
         .expect("body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    (status, json)
+    (status, json(&text))
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
 #[test]
@@ -174,10 +174,7 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(dir.path(), &[]);
     let url = node.api_url.clone();
-    assert_eq!(
-        http(&url, "POST", "/v1/propose", br#"{"command":"add 1"}"#).0,
-        200
-    );
+    assert_eq!(post(&url, "/v1/propose", br#"{"command":"add 1"}"#).0, 200);
 
     let oversized = vec![b'a'; iroh_raft::api::MAX_API_BODY_BYTES + 1];
     let cases: Vec<(&[u8], u16, &str)> = vec![
@@ -195,7 +192,7 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
         (&oversized, 413, "body_too_large"),
     ];
     for (body, status, code) in cases {
-        let (got_status, json) = http(&url, "POST", "/v1/propose", body);
+        let (got_status, json) = post(&url, "/v1/propose", body);
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]);
         assert_eq!(got_status, status, "{shown}: {json}");
         assert_eq!(json["error"]["code"], code, "{shown}: {json}");
@@ -205,19 +202,19 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    let (status, json) = http(&url, "GET", "/v1/nope", b"");
+    let nope = http_get(&format!("{url}/v1/nope"));
     assert_eq!(
-        (status, json["error"]["code"].as_str()),
+        (nope.status, json(&nope.body)["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (status, json) = http(&url, "POST", "/v1/query", br#"{"request":"nonsense"}"#);
+    let (status, json) = post(&url, "/v1/query", br#"{"request":"nonsense"}"#);
     assert_eq!(
         (status, json["error"]["code"].as_str()),
         (422, Some("guest_rejected"))
     );
 
     // None of it reached the log or the state.
-    let (_, json) = http(&url, "POST", "/v1/query", br#"{"request":"get"}"#);
+    let (_, json) = post(&url, "/v1/query", br#"{"request":"get"}"#);
     assert_eq!(json["output"]["text"], "1");
     // Bootstrap entry, leader no-op, one command.
     assert_eq!(node.client().status().expect("status").last_index, 3);

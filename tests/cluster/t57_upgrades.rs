@@ -2,18 +2,18 @@
 //! `rollback`, `components`, `--dry-run`) on real 3-node clusters of
 //! `raft-host` processes over iroh on loopback.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::cluster::{CONVERGENCE_TIMEOUT, Cluster, Member, wait_for};
 use iroh_raft::api::{ApiClient, ApiClientError};
 use iroh_raft::node::AppliedRecord;
 use iroh_raft::node::Consistency;
 use iroh_raft::node::upgrade::{ActivationKind, ActivationOutcome, CheckOutcome, ComponentHistory};
 use iroh_raft::wasm::ComponentHash;
+
+use crate::common::cluster::{Cluster, Member};
+use crate::common::{self, CONVERGENCE_TIMEOUT, wait_for};
 
 /// Small snapshot intervals: upgrades cross snapshots and compaction.
 const SNAPSHOT_ARGS: &[&str] = &["--snapshot-every", "30", "--snapshot-keep-entries", "5"];

@@ -12,10 +12,8 @@
 //! the same test for an hour on five nodes. It needs root (network
 //! namespaces, nftables, tc); `IROH_RAFT_SKIP_NETNS=1` skips it knowingly.
 
-mod common;
-
-use common::jepsen::{self, Config};
-use common::netns;
+use crate::common::jepsen::{self, Config};
+use crate::common::netns;
 
 /// How long the nemesis runs in the normal test suite (it also runs until
 /// every fault kind was injected once).

@@ -168,7 +168,7 @@ async fn t55_members_deliver_and_non_members_are_refused_before_any_frame() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t56_forged_raft_ids_are_refused() {
+async fn t55_forged_raft_ids_are_refused() {
     let mut fx = fixture().await;
     // Claims to be node 3 on node 1's connection.
     assert_eq!(
@@ -198,7 +198,7 @@ async fn t56_forged_raft_ids_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t57_malformed_oversized_truncated_and_unexpected_frames() {
+async fn t55_malformed_oversized_truncated_and_unexpected_frames() {
     let mut fx = fixture().await;
 
     // Garbage payload with an honest length.
