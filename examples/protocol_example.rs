@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use iroh::endpoint::presets;
 use iroh::protocol::{ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode, SecretKey};
-use iroh_raft::node::NodeMsg;
+use iroh_raft::node::{NodeInbox, NodeMsg};
 use iroh_raft::transport::codec::{MAX_FRAME_BYTES, read_frame, write_frame};
 use iroh_raft::transport::message::{Heartbeat, RaftBatch, WireMessage};
 use iroh_raft::transport::{PeerAddr, RAFT_ALPN, RaftProtocolHandler};
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
 
     // B: the handler on an iroh Router.
     let (b_tx, mut b_inbox) = mpsc::channel(64);
-    let b_handler = RaftProtocolHandler::new(2, b_tx);
+    let b_handler = RaftProtocolHandler::new(2, NodeInbox::from_sender(b_tx));
     b_handler.directory().set_members(&members);
     let router = Router::builder(b.clone())
         .accept(RAFT_ALPN, b_handler)
@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
 
     // A: the handler driven by hand, `handler.accept(connection)`.
     let (a_tx, mut a_inbox) = mpsc::channel(64);
-    let a_handler = RaftProtocolHandler::new(1, a_tx);
+    let a_handler = RaftProtocolHandler::new(1, NodeInbox::from_sender(a_tx));
     a_handler.directory().set_members(&members);
     let a_accept = a.clone();
     tokio::spawn(async move {

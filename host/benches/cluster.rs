@@ -197,7 +197,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         unsafe_local_reads: false,
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
-    let router = acceptor.serve(node.raft_sender());
+    let router = acceptor.serve(node.inbox());
     Ok(Member {
         id,
         node,

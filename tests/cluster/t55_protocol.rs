@@ -10,7 +10,7 @@ use std::time::Duration;
 use iroh::endpoint::presets;
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMode, SecretKey};
-use iroh_raft::node::NodeMsg;
+use iroh_raft::node::{NodeInbox, NodeMsg};
 use iroh_raft::transport::codec::{MAX_FRAME_BYTES, encode, read_frame, write_frame};
 use iroh_raft::transport::message::{ErrorCode, Heartbeat, RaftBatch, Response, WireMessage};
 use iroh_raft::transport::{
@@ -57,7 +57,7 @@ async fn fixture() -> Fixture {
     let members: BTreeMap<u64, PeerAddr> = [(1, addr(&member)), (2, addr(&server))].into();
     directory.set_members(&members);
     let (tx, inbox) = mpsc::channel(64);
-    let handler = RaftProtocolHandler::with_directory(2, tx, directory);
+    let handler = RaftProtocolHandler::with_directory(2, NodeInbox::from_sender(tx), directory);
     let router = Router::builder(server.clone())
         .accept(RAFT_ALPN, handler)
         .spawn();

@@ -423,8 +423,8 @@ fn history_of_leader(cluster: &Cluster) -> ComponentHistory {
 /// serving. Driven through the node's inbox, as a forwarded proposal is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t57_activations_that_cannot_load_fail_and_keep_the_state() {
-    use iroh_raft::node::NodeMsg;
     use iroh_raft::node::upgrade::{Activation, LimitOverrides};
+    use iroh_raft::storage::{ComponentStore, DataDir};
     use iroh_raft::wasm::GuestFailure;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -434,18 +434,18 @@ async fn t57_activations_that_cannot_load_fail_and_keep_the_state() {
     let junk = b"not a component, but stored under its hash".to_vec();
     let junk_hash = ComponentHash::of(&junk);
     std::fs::write(
-        dir.path()
-            .join("components")
-            .join(format!("{}.wasm", junk_hash.to_hex())),
+        ComponentStore::open(DataDir::new(dir.path()).components())
+            .expect("store")
+            .path_of(&junk_hash),
         &junk,
     )
     .expect("store junk");
     let v2 = std::fs::read(common::guest("counter_v2")).expect("read");
     let v2_hash = ComponentHash::of(&v2);
     std::fs::write(
-        dir.path()
-            .join("components")
-            .join(format!("{}.wasm", v2_hash.to_hex())),
+        ComponentStore::open(DataDir::new(dir.path()).components())
+            .expect("store")
+            .path_of(&v2_hash),
         &v2,
     )
     .expect("store v2");
@@ -469,21 +469,17 @@ async fn t57_activations_that_cannot_load_fail_and_keep_the_state() {
         ),
     ];
     for (hash, len, limits, reason) in attempts {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        node.raft_sender()
-            .send(NodeMsg::ProposeActivation {
-                activation: Activation {
-                    hash: hash.to_hex(),
-                    size_bytes: len as u64,
-                    kind: ActivationKind::Upgrade,
-                    limits,
-                    source: 1,
-                },
-                reply,
+        let applied = node
+            .inbox()
+            .propose_activation(Activation {
+                hash: hash.to_hex(),
+                size_bytes: len as u64,
+                kind: ActivationKind::Upgrade,
+                limits,
+                source: 1,
             })
             .await
-            .expect("send");
-        let applied = answer.await.expect("answered").expect("applied");
+            .expect("applied");
         match applied.result {
             Err(GuestFailure::UpgradeFailed { reason: why }) => {
                 assert!(why.contains(reason), "{why}")

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use iroh_raft::node::NodeMsg;
+use iroh_raft::node::{NodeInbox, NodeMsg};
 use iroh_raft::node::snapshot::{self, SNAPSHOT_MAGIC};
 use iroh_raft::transport::codec::{self, MAX_FRAME_BYTES};
 use iroh_raft::transport::message::{Request, WireMessage};
@@ -83,11 +83,12 @@ pub(crate) fn serve_transfer(data: &[u8]) -> Option<bool> {
     };
     let dir = fresh_snapshot_dir();
     let (raft_tx, mut raft_rx) = mpsc::channel(1);
+    let inbox = NodeInbox::from_sender(raft_tx);
     let receiver = SnapshotReceiver {
         raft_id: RECEIVER_ID,
         peer_raft_id: SENDER_ID,
         dir: &dir,
-        raft_tx: &raft_tx,
+        inbox: &inbox,
     };
     let mut answers: Vec<u8> = Vec::new();
     // Reading from memory ends at the input's end, so this returns.

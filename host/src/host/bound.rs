@@ -116,7 +116,7 @@ impl BoundHost {
         let endpoint = transport.endpoint().clone();
         let acceptor = transport.acceptor();
         let node = node::start(config, transport).map_err(HostError::Node)?;
-        let handler = acceptor.handler(node.raft_sender());
+        let handler = acceptor.handler(node.inbox());
         let router = match routing {
             Routing::Own(protocols) => {
                 let mut router =

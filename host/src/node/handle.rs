@@ -212,12 +212,8 @@ impl NodeHandle {
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 
-    /// The node's inbox, for the transport's protocol handler.
-    pub fn raft_sender(&self) -> mpsc::Sender<NodeMsg> {
-        self.inner.inbox.clone()
-    }
-
-    /// The node as its transport sees it (see [`NodeInbox`]).
+    /// The node as its transport sees it, for the protocol handler (see
+    /// [`NodeInbox`]).
     pub fn inbox(&self) -> NodeInbox {
         NodeInbox::new(self.inner.inbox.clone())
     }

@@ -93,6 +93,12 @@ impl NodeInbox {
         NodeInbox { tx }
     }
 
+    /// An inbox whose messages go to `tx` instead of a running node: for a
+    /// program that stands in for the node (the protocol example, tests).
+    pub fn from_sender(tx: mpsc::Sender<NodeMsg>) -> Self {
+        NodeInbox { tx }
+    }
+
     /// A Raft message from a peer. A full inbox refuses it (`Overloaded`):
     /// Raft retransmits, so dropping is safe and keeps the node responsive.
     pub fn deliver_raft(&self, message: Message) -> Result<(), ClientError> {
@@ -118,28 +124,34 @@ impl NodeInbox {
         Ok(self.tx.try_send(NodeMsg::StateHash { from, index, hash })?)
     }
 
-    /// Propose a command on this node (a follower forwarded it here).
+    /// Propose a command on this node (a follower forwarded it here). A
+    /// node that stops after it took the proposal answers
+    /// `OutcomeUnknown`: the entry may already be in the log.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(NodeMsg::Propose { command, reply })?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        answer.await.map_err(|_| ClientError::OutcomeUnknown)?
     }
 
-    /// Propose a component activation on this node (forwarded here).
+    /// Propose a component activation on this node (forwarded here); as
+    /// [`Self::propose`].
     pub async fn propose_activation(&self, activation: Activation) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(NodeMsg::ProposeActivation { activation, reply })?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        answer.await.map_err(|_| ClientError::OutcomeUnknown)?
     }
 
     /// Fetch (if needed), store and compile the component an upgrade is
-    /// about to activate; answers the compile time in milliseconds.
-    pub async fn prepare_component(&self, activation: Activation) -> Result<u64, String> {
+    /// about to activate. The outer error is the node's refusal; the inner
+    /// result is the compile time in milliseconds or why preparing failed.
+    pub async fn prepare_component(
+        &self,
+        activation: Activation,
+    ) -> Result<Result<u64, String>, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(NodeMsg::PrepareComponent { activation, reply })
-            .map_err(|e| ClientError::from(e).to_string())?;
-        answer.await.map_err(|_| ClientError::Stopped.to_string())?
+            .try_send(NodeMsg::PrepareComponent { activation, reply })?;
+        answer.await.map_err(|_| ClientError::Stopped)
     }
 }

@@ -9,23 +9,24 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use raft::prelude::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::applier::Applied;
 use super::error::ForwardError;
-use super::inbox::NodeMsg;
+use super::inbox::NodeInbox;
 use super::upgrade::Activation;
 use crate::membership::PeerAddr;
+use crate::storage::ComponentStore;
 use crate::wasm::ComponentHash;
 
 /// What the transport needs from the node it serves: its inbox (for
 /// snapshot reports and received snapshots), where snapshot files live and
-/// where its components live (peers fetch them by hash).
+/// its components (peers fetch them by hash).
 #[derive(Debug, Clone)]
 pub struct NodeLink {
-    pub inbox: mpsc::Sender<NodeMsg>,
+    pub inbox: NodeInbox,
     pub snapshot_dir: PathBuf,
-    pub components_dir: PathBuf,
+    pub components: ComponentStore,
 }
 
 /// Where the node's outgoing Raft messages go. The seam between consensus

@@ -13,6 +13,7 @@ use super::config::NodeConfig;
 use super::driver;
 use super::error::NodeError;
 use super::handle::{HandleInner, NodeHandle};
+use super::inbox::NodeInbox;
 
 use super::metrics::NodeMetrics;
 use super::ports::{NodeLink, Transport};
@@ -43,9 +44,9 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         )?;
     let (inbox_tx, inbox_rx) = mpsc::channel(NODE_INBOX_CAPACITY);
     transport.attach(NodeLink {
-        inbox: inbox_tx.clone(),
+        inbox: NodeInbox::new(inbox_tx.clone()),
         snapshot_dir: env.snapshot_dir.clone(),
-        components_dir: env.components.dir().to_path_buf(),
+        components: env.components.clone(),
     });
     let (shutdown_tx, shutdown_rx) = mpsc::channel(4);
     let (stopped_tx, stopped_rx) = watch::channel(None);

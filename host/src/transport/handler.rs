@@ -11,7 +11,6 @@ use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
@@ -20,7 +19,7 @@ use super::message::{
 };
 use super::snapshot::SnapshotReceiver;
 use crate::node::upgrade::{Activation, ActivationKind};
-use crate::node::{ClientError, NodeLink, NodeMsg};
+use crate::node::{ClientError, NodeInbox, NodeLink};
 use crate::wasm::ComponentHash;
 
 /// Largest piece of a component sent in one `ComponentChunk` frame (well
@@ -40,7 +39,7 @@ pub struct RaftProtocolHandler {
 #[derive(Debug)]
 struct HandlerInner {
     raft_id: u64,
-    raft_tx: mpsc::Sender<NodeMsg>,
+    inbox: NodeInbox,
     directory: PeerDirectory,
     /// The node served, once it runs: where received snapshot files go and
     /// where its components are. Snapshots and component fetches are
@@ -52,16 +51,12 @@ impl RaftProtocolHandler {
     /// A handler for the node with Raft id `raft_id`, delivering into its
     /// inbox. It starts with an empty allowlist (refusing everyone); give it
     /// the cluster's directory with [`Self::with_directory`].
-    pub fn new(raft_id: u64, raft_tx: mpsc::Sender<NodeMsg>) -> Self {
-        Self::with_directory(raft_id, raft_tx, PeerDirectory::new())
+    pub fn new(raft_id: u64, inbox: NodeInbox) -> Self {
+        Self::with_directory(raft_id, inbox, PeerDirectory::new())
     }
 
-    pub fn with_directory(
-        raft_id: u64,
-        raft_tx: mpsc::Sender<NodeMsg>,
-        directory: PeerDirectory,
-    ) -> Self {
-        Self::with_node_link(raft_id, raft_tx, directory, Arc::default())
+    pub fn with_directory(raft_id: u64, inbox: NodeInbox, directory: PeerDirectory) -> Self {
+        Self::with_node_link(raft_id, inbox, directory, Arc::default())
     }
 
     /// As [`Self::with_directory`], receiving snapshot files into and
@@ -69,14 +64,14 @@ impl RaftProtocolHandler {
     /// node runs).
     pub fn with_node_link(
         raft_id: u64,
-        raft_tx: mpsc::Sender<NodeMsg>,
+        inbox: NodeInbox,
         directory: PeerDirectory,
         link: Arc<OnceLock<NodeLink>>,
     ) -> Self {
         RaftProtocolHandler {
             inner: Arc::new(HandlerInner {
                 raft_id,
-                raft_tx,
+                inbox,
                 directory,
                 link,
             }),
@@ -150,7 +145,7 @@ impl HandlerInner {
                             raft_id: self.raft_id,
                             peer_raft_id,
                             dir: &link.snapshot_dir,
-                            raft_tx: &self.raft_tx,
+                            inbox: &self.inbox,
                         };
                         receiver.serve(&mut send, &mut recv, offer).await?;
                     }
@@ -257,11 +252,7 @@ impl HandlerInner {
         }
         let count = messages.len() as u32;
         for message in messages {
-            if self
-                .raft_tx
-                .try_send(NodeMsg::Raft(Box::new(message)))
-                .is_err()
-            {
+            if self.inbox.deliver_raft(message).is_err() {
                 // Raft retries whatever is lost; the sender counts it.
                 return error_frame(ErrorCode::Overloaded, "the node's inbox is full".into());
             }
@@ -270,9 +261,7 @@ impl HandlerInner {
     }
 
     async fn propose(&self, command: Vec<u8>) -> WireMessage {
-        let (reply, answer) = oneshot::channel();
-        self.proposal_answer(NodeMsg::Propose { command, reply }, answer)
-            .await
+        proposal_answer(self.inbox.propose(command).await)
     }
 
     async fn propose_activation(&self, activation: &[u8]) -> WireMessage {
@@ -280,9 +269,7 @@ impl HandlerInner {
             Ok(activation) => activation,
             Err(e) => return error_frame(ErrorCode::Malformed, format!("activation: {e}")),
         };
-        let (reply, answer) = oneshot::channel();
-        self.proposal_answer(NodeMsg::ProposeActivation { activation, reply }, answer)
-            .await
+        proposal_answer(self.inbox.propose_activation(activation).await)
     }
 
     /// A member's state hash at a state check, for the node to compare.
@@ -293,12 +280,9 @@ impl HandlerInner {
                 "only cluster members may report state hashes".into(),
             );
         };
-        match self
-            .raft_tx
-            .try_send(NodeMsg::StateHash { from, index, hash })
-        {
+        match self.inbox.report_state_hash(from, index, hash) {
             Ok(()) => WireMessage::Response(Response::Delivered { count: 1 }),
-            Err(error) => WireMessage::Refused(ClientError::from(error)),
+            Err(error) => WireMessage::Refused(error),
         }
     }
 
@@ -323,17 +307,10 @@ impl HandlerInner {
             limits: Default::default(),
             source,
         };
-        let (reply, answer) = oneshot::channel();
-        if let Err(error) = self
-            .raft_tx
-            .try_send(NodeMsg::PrepareComponent { activation, reply })
-        {
-            return WireMessage::Refused(ClientError::from(error));
-        }
-        match answer.await {
+        match self.inbox.prepare_component(activation).await {
             Ok(Ok(compile_ms)) => WireMessage::Response(Response::ComponentPrepared { compile_ms }),
             Ok(Err(reason)) => error_frame(ErrorCode::Rejected, reason),
-            Err(_) => WireMessage::Refused(ClientError::Stopped),
+            Err(error) => WireMessage::Refused(error),
         }
     }
 
@@ -356,7 +333,7 @@ impl HandlerInner {
         let Some(hash) = ComponentHash::from_hex(hash) else {
             return error_frame(ErrorCode::Malformed, "not a component hash".into());
         };
-        let path = link.components_dir.join(format!("{}.wasm", hash.to_hex()));
+        let path = link.components.path_of(&hash);
         let read = tokio::task::spawn_blocking(move || read_chunk(&path, offset)).await;
         match read {
             Ok(Ok((total_len, data))) => {
@@ -368,29 +345,21 @@ impl HandlerInner {
             Err(error) => error_frame(ErrorCode::Rejected, error.to_string()),
         }
     }
+}
 
-    async fn proposal_answer(
-        &self,
-        message: NodeMsg,
-        answer: oneshot::Receiver<Result<crate::node::Applied, ClientError>>,
-    ) -> WireMessage {
-        // Every refusal is the node's own client error, as is: the
-        // forwarding node hands it to its client unchanged.
-        if let Err(error) = self.raft_tx.try_send(message) {
-            return WireMessage::Refused(ClientError::from(error));
-        }
-        match answer.await {
-            Ok(Ok(applied)) => WireMessage::Response(Response::Applied {
-                index: applied.index,
-                term: applied.term,
-                result: applied.result.map_err(WireGuestFailure::from),
-                fuel_used: applied.fuel_used,
-            }),
-            Ok(Err(error)) => WireMessage::Refused(error),
-            // The node stopped before it answered: the proposal may already
-            // be in the log (and commit under another leader).
-            Err(_) => WireMessage::Refused(ClientError::OutcomeUnknown),
-        }
+/// The answer to a forwarded proposal. Every refusal is the node's own
+/// client error, as is: the forwarding node hands it to its client
+/// unchanged (a node that stopped after taking the proposal answers
+/// `outcome_unknown`: it may already be in the log).
+fn proposal_answer(result: Result<crate::node::Applied, ClientError>) -> WireMessage {
+    match result {
+        Ok(applied) => WireMessage::Response(Response::Applied {
+            index: applied.index,
+            term: applied.term,
+            result: applied.result.map_err(WireGuestFailure::from),
+            fuel_used: applied.fuel_used,
+        }),
+        Err(error) => WireMessage::Refused(error),
     }
 }
 

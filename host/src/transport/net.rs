@@ -11,7 +11,7 @@ use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
 use raft::prelude::{Message, MessageType};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::RAFT_ALPN;
 use super::codec::{self, MAX_FRAME_BYTES};
@@ -23,7 +23,7 @@ use crate::membership::{NodeTicket, PeerAddr};
 use crate::node::PeerFuture;
 use crate::node::metrics::{PeerStats, PeerStatsRegistry};
 use crate::node::upgrade::Activation;
-use crate::node::{Applied, ClientError, ForwardError, Forwarder, NodeLink, NodeMsg, Transport};
+use crate::node::{Applied, ClientError, ForwardError, Forwarder, NodeInbox, NodeLink, Transport};
 use crate::wasm::{ComponentHash, GuestFailure};
 
 /// How often an idle connection is probed, so a dead peer is noticed.
@@ -365,10 +365,7 @@ impl IrohTransport {
                     false
                 }
             };
-            let _ = link
-                .inbox
-                .send(NodeMsg::SnapshotReport { to, delivered })
-                .await;
+            let _ = link.inbox.report_snapshot(to, delivered).await;
         });
         self.snapshot_tasks.insert(to, task);
     }
@@ -428,16 +425,16 @@ impl Acceptor {
     /// The protocol handler of the node whose inbox is `raft_tx`, for a
     /// router of your own: `Router::builder(endpoint).accept(RAFT_ALPN,
     /// handler)`, next to your other protocols.
-    pub fn handler(self, raft_tx: mpsc::Sender<NodeMsg>) -> RaftProtocolHandler {
-        RaftProtocolHandler::with_node_link(self.raft_id, raft_tx, self.directory, self.link)
+    pub fn handler(self, inbox: NodeInbox) -> RaftProtocolHandler {
+        RaftProtocolHandler::with_node_link(self.raft_id, inbox, self.directory, self.link)
     }
 
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox
     /// is `raft_tx`, on a router of their own.
-    pub fn serve(self, raft_tx: mpsc::Sender<NodeMsg>) -> Router {
+    pub fn serve(self, inbox: NodeInbox) -> Router {
         let endpoint = self.endpoint.clone();
         Router::builder(endpoint)
-            .accept(RAFT_ALPN, self.handler(raft_tx))
+            .accept(RAFT_ALPN, self.handler(inbox))
             .spawn()
     }
 }

@@ -27,12 +27,11 @@ use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
 use super::message::{ErrorCode, ErrorFrame, Request, Response, WireMessage};
 use super::sender::{PeerConnection, exchange};
-use crate::node::NodeMsg;
+use crate::node::NodeInbox;
 use crate::node::snapshot::{self as snapshot_file, SnapshotDescriptor};
 
 /// Bytes of snapshot file per chunk frame (well under the frame limit).
@@ -125,7 +124,7 @@ pub struct SnapshotReceiver<'a> {
     pub raft_id: u64,
     pub peer_raft_id: u64,
     pub dir: &'a Path,
-    pub raft_tx: &'a mpsc::Sender<NodeMsg>,
+    pub inbox: &'a NodeInbox,
 }
 
 impl SnapshotReceiver<'_> {
@@ -346,7 +345,7 @@ impl SnapshotReceiver<'_> {
     }
 
     fn deliver(&self, message: Message) -> WireMessage {
-        match self.raft_tx.try_send(NodeMsg::Raft(Box::new(message))) {
+        match self.inbox.deliver_raft(message) {
             Ok(()) => WireMessage::Response(Response::Delivered { count: 1 }),
             Err(_) => refuse(ErrorCode::Overloaded, "the node's inbox is full".into()),
         }
