@@ -9,6 +9,7 @@
 //! exchange real raft-rs messages (a vote request and its answer) as
 //! `RaftMessage` frames, answer a `Heartbeat`, and refuse a stranger.
 
+use iroh_raft::limits::MAX_FRAME_BYTES;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use iroh::endpoint::presets;
 use iroh::protocol::{ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode, SecretKey};
 use iroh_raft::node::{NodeInbox, NodeMsg};
-use iroh_raft::transport::codec::{MAX_FRAME_BYTES, read_frame, write_frame};
+use iroh_raft::transport::codec::{read_frame, write_frame};
 use iroh_raft::transport::message::{Heartbeat, RaftBatch, WireMessage};
 use iroh_raft::transport::{PeerAddr, RAFT_ALPN, RaftProtocolHandler};
 use protobuf::Message as _;

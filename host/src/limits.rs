@@ -75,6 +75,8 @@ pub const PROMOTION_LAG_ENTRIES: u64 = 100;
 pub const PROMOTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most direct addresses kept per peer.
 pub const MAX_PEER_ADDRS: usize = 16;
+/// How long a joining node waits between asking for the membership.
+pub const JOIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 // ── State checks ───────────────────────────────────────────────────────
 
@@ -190,13 +192,87 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How often the lock is tried again while waiting.
 pub const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
+// ── Transport ──────────────────────────────────────────────────────────
+
+/// Hard maximum size of one frame's payload (the bytes after the length
+/// prefix), in bytes. Large enough for a batch of appends or a snapshot
+/// chunk; small enough that one frame per stream in memory is harmless. No
+/// frame larger than this is ever encoded, read or decoded, whatever a caller
+/// passes as its own limit.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Largest piece of a component sent in one `ComponentChunk` frame (well
+/// under the frame limit).
+pub const COMPONENT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Most Raft messages accepted in one `RaftMessage` frame (a Ready for one
+/// peer holds far fewer); checked before any of them is parsed.
+pub const MAX_BATCH_MESSAGES: usize = 65_536;
+/// How often an idle connection is probed, so a dead peer is noticed.
+pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A connection silent for this long is closed; the next send redials. Short,
+/// because a restarted peer must be reached again quickly (a Raft election
+/// takes about a second).
+pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a peer may take to answer one piece of a component fetch.
+pub const COMPONENT_FETCH_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer may take to fetch and compile a component before an
+/// upgrade (a large guest compiles for tens of seconds on a small machine).
+pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a forwarded proposal's bytes may stay unacknowledged by the
+/// leader's QUIC stack, once this node no longer names that node its
+/// leader, before the forward counts as not delivered and goes to the new
+/// leader. A live peer acknowledges within a round trip plus its ack delay
+/// (25 ms), a retransmission or two included; a dead one never does. Short,
+/// because a client waits on it after every leader crash.
+pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
+/// How long a peer may take to answer a Raft frame; a stream silent for
+/// longer is treated as broken (Raft heartbeats come every few hundred ms).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long dialing a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most protobuf bytes of Raft messages put into one frame (leaves room for
+/// framing under [`MAX_FRAME_BYTES`]).
+pub const MAX_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
+/// Most Raft messages put into one frame (the receiver refuses more).
+pub const MAX_BATCH_COUNT: usize = MAX_BATCH_MESSAGES;
+/// Raft messages queued per peer and priority before new ones are dropped.
+pub const PEER_QUEUE_CAPACITY: usize = 4096;
+/// First and longest wait before redialing a peer that failed.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Bytes of snapshot file per chunk frame (well under the frame limit).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// How long one chunk (or the final verification) may take to be answered.
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ── Client API ─────────────────────────────────────────────────────────
+
+/// Largest request body: a maximal command in base64 inside JSON, with room.
+pub const MAX_API_BODY_BYTES: usize = MAX_COMMAND_BYTES * 2 + 64 * 1024;
+/// How long adding a voter may take: its catch-up (snapshot install) first.
+pub const MEMBERSHIP_TIMEOUT: std::time::Duration = PROMOTION_TIMEOUT;
+/// How long taking a snapshot may take (a large guest state).
+pub const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most records `/v1/results` returns at once.
+pub const MAX_RESULTS_PER_CALL: usize = 10_000;
+/// How long an upgrade may take: every replica may fetch and compile the
+/// component before the activation applies.
+pub const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long the client waits for one call (the server gives up after
+/// `DEFAULT_REQUEST_TIMEOUT`, which is shorter).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client waits for calls that may take minutes (adding a
+/// voter that must catch up first, taking or downloading a snapshot).
+pub const LONG_CLIENT_TIMEOUT: Duration = Duration::from_secs(330);
+/// Largest response body the client reads.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
 // ── Compile-time checks between limits ─────────────────────────────────────
 
 // The answer carrying a result or a message fits a frame and a client
 // response, however its bytes escape in JSON (see `MAX_RESULT_BYTES`).
-const _: () = assert!(MAX_RESULT_BYTES * 2 <= crate::transport::codec::MAX_FRAME_BYTES);
-const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= crate::api::client::MAX_RESPONSE_BYTES);
-const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= crate::transport::codec::MAX_FRAME_BYTES);
+const _: () = assert!(MAX_RESULT_BYTES * 2 <= MAX_FRAME_BYTES);
+const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= MAX_RESPONSE_BYTES);
+const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= MAX_FRAME_BYTES);
 // A lease must end before followers may elect another leader (see
 // `LEASE_DURATION`).
 const _: () =
@@ -204,4 +280,13 @@ const _: () =
 // A guest check's script runs commands as a client would send them.
 const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
 // A forwarded command travels in one frame.
-const _: () = assert!(MAX_COMMAND_BYTES * 2 <= crate::transport::codec::MAX_FRAME_BYTES);
+const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_FRAME_BYTES);
+// A frame's length prefix is a u32: the frame limit must be expressible in it.
+const _: () = assert!(MAX_FRAME_BYTES <= u32::MAX as usize);
+// Raft's largest append fits a frame, with room for the framing.
+const _: () = assert!(MAX_RAFT_MESSAGE_BYTES as usize <= MAX_BATCH_BYTES);
+// Snapshot and component chunks fit a frame.
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 2 <= MAX_FRAME_BYTES);
+const _: () = assert!(COMPONENT_CHUNK_BYTES * 2 <= MAX_FRAME_BYTES);
+// An API body holds the largest command, escaped in JSON.
+const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_API_BODY_BYTES);

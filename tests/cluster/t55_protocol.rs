@@ -4,6 +4,7 @@
 //! stream, never a panic, nothing reaches Raft, and the handler keeps
 //! serving.
 
+use iroh_raft::limits::MAX_FRAME_BYTES;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use iroh::endpoint::presets;
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMode, SecretKey};
 use iroh_raft::node::{NodeInbox, NodeMsg};
-use iroh_raft::transport::codec::{MAX_FRAME_BYTES, encode, read_frame, write_frame};
+use iroh_raft::transport::codec::{encode, read_frame, write_frame};
 use iroh_raft::transport::message::{ErrorCode, Heartbeat, RaftBatch, Response, WireMessage};
 use iroh_raft::transport::{
     AllowlistHook, PeerAddr, PeerDirectory, RAFT_ALPN, RaftProtocolHandler,

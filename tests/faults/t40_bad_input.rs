@@ -176,7 +176,7 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
     let url = node.api_url.clone();
     assert_eq!(post(&url, "/v1/propose", br#"{"command":"add 1"}"#).0, 200);
 
-    let oversized = vec![b'a'; iroh_raft::api::MAX_API_BODY_BYTES + 1];
+    let oversized = vec![b'a'; iroh_raft::limits::MAX_API_BODY_BYTES + 1];
     let cases: Vec<(&[u8], u16, &str)> = vec![
         (b"not json", 400, "bad_request"),
         (br#"{"command": 5}"#, 400, "bad_request"),

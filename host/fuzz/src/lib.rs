@@ -40,11 +40,12 @@
 //! runs past the end of the input, parsing what is there; the bounded
 //! parser refuses it.)
 
+use iroh_raft::limits::MAX_FRAME_BYTES;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use iroh_raft::transport::codec::{self, FRAME_HEADER_BYTES, MAX_FRAME_BYTES};
+use iroh_raft::transport::codec::{self, FRAME_HEADER_BYTES};
 use iroh_raft::transport::message::WireMessage;
 use protobuf::{CodedInputStream, Message as _, ProtobufResult};
 use raft::prelude::Message as RaftMessage;

@@ -2,6 +2,7 @@
 //! tests and benchmarks).
 
 use crate::limits::MAX_SNAPSHOT_FILE_BYTES;
+use crate::limits::{CLIENT_TIMEOUT, LONG_CLIENT_TIMEOUT, MAX_RESPONSE_BYTES};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,14 +20,6 @@ use crate::node::{Consistency, NodeStatus, SnapshotInfo};
 
 /// Default address of a node's API.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";
-/// Largest response body the client reads.
-pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-/// How long the client waits for one call (the server gives up after
-/// `DEFAULT_REQUEST_TIMEOUT`, which is shorter).
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the client waits for calls that may take minutes (adding a
-/// voter that must catch up first, taking or downloading a snapshot).
-pub const LONG_CLIENT_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]

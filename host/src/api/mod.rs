@@ -11,7 +11,7 @@ pub mod types;
 pub mod upgrades;
 
 pub use client::{ApiClient, ApiClientError, DEFAULT_API_URL};
-pub use server::{MAX_API_BODY_BYTES, ServeHandle, router, serve};
+pub use server::{ServeHandle, router, serve};
 pub use types::{
     AddMemberRequest, ErrorBody, ErrorInfo, Output, ProposeResponse, QueryResponse,
     TransferLeaderRequest, TransferLeaderResponse,

@@ -17,7 +17,8 @@
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
 //! reaches the node.
 
-use crate::limits::{DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES, PROMOTION_TIMEOUT};
+use crate::limits::{DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
+use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -40,9 +41,6 @@ use super::types::{
 use crate::node::{ClientError, MembershipChange, NodeHandle, SnapshotInfo};
 use crate::transport::NodeTicket;
 use crate::wasm::GuestFailure;
-
-/// Largest request body: a maximal command in base64 inside JSON, with room.
-pub const MAX_API_BODY_BYTES: usize = MAX_COMMAND_BYTES * 2 + 64 * 1024;
 
 /// An API error, rendered as `ErrorBody` JSON.
 #[derive(Debug)]
@@ -195,11 +193,6 @@ pub(super) async fn within<T>(
         .into()),
     }
 }
-
-/// How long adding a voter may take: its catch-up (snapshot install) first.
-pub const MEMBERSHIP_TIMEOUT: std::time::Duration = PROMOTION_TIMEOUT;
-/// How long taking a snapshot may take (a large guest state).
-pub const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 async fn propose(
     State(node): State<NodeHandle>,

@@ -14,6 +14,7 @@
 //! with its activation).
 
 use crate::limits::MAX_COMPONENT_BYTES;
+use crate::limits::{MAX_RESULTS_PER_CALL, UPGRADE_TIMEOUT};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -28,12 +29,6 @@ use crate::node::AppliedRecord;
 use crate::node::upgrade::handle::activated_record;
 use crate::node::upgrade::{ComponentHistory, DryRunReport, LimitOverrides, UpgradeOptions};
 use crate::node::{Applied, NodeHandle};
-
-/// How long an upgrade may take: every replica may fetch and compile the
-/// component before the activation applies.
-pub const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-/// Most records `/v1/results` returns at once.
-pub const MAX_RESULTS_PER_CALL: usize = 10_000;
 
 /// The upgrade routes, merged into the API router.
 pub fn routes() -> Router<NodeHandle> {

@@ -1,8 +1,8 @@
 //! [`BoundHost`]: a node whose endpoint is bound (its ticket known) but
 //! that does not run yet. A joining node waits here until a leader adds it.
 
+use crate::limits::JOIN_POLL_INTERVAL;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use iroh::Endpoint;
 use iroh::protocol::Router;
@@ -13,9 +13,6 @@ use super::running::Host;
 use crate::api;
 use crate::node::{self, ClusterMode};
 use crate::transport::{IrohTransport, NodeTicket, PeerAddr, RAFT_ALPN};
-
-/// How long a joining node waits between asking for the membership.
-pub const JOIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A node between [`HostBuilder::bind`] and [`Self::start`].
 #[derive(Debug)]

@@ -22,7 +22,7 @@ mod builder;
 mod error;
 mod running;
 
-pub use bound::{BoundHost, JOIN_POLL_INTERVAL};
+pub use bound::BoundHost;
 pub use builder::HostBuilder;
 pub use error::HostError;
 pub use running::Host;

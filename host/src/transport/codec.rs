@@ -48,19 +48,13 @@
 //! (e.g. with postcard, or a hand-written format) means rewriting this file
 //! and bumping the ALPN, nothing else.
 
+use crate::limits::MAX_FRAME_BYTES;
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::enc::write::Writer;
 use bincode::error::EncodeError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::message::WireMessage;
-
-/// Hard maximum size of one frame's payload (the bytes after the length
-/// prefix), in bytes. Large enough for a batch of appends or a snapshot
-/// chunk; small enough that one frame per stream in memory is harmless. No
-/// frame larger than this is ever encoded, read or decoded, whatever a caller
-/// passes as its own limit.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// Size of the length prefix: the payload length as a big-endian `u32`.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -70,9 +64,6 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 /// the announced length. Bounds what a peer that announces a large frame and
 /// then stalls can make us hold.
 const READ_INITIAL_BUFFER_BYTES: usize = 64 * 1024;
-
-// The length prefix is a u32: the limit must be expressible in it.
-const _: () = assert!(MAX_FRAME_BYTES <= u32::MAX as usize);
 
 /// Why a frame could not be encoded, read or decoded.
 ///

@@ -5,6 +5,8 @@
 //! peer opens: read a request frame, answer it, repeat. Raft messages go to
 //! the node's inbox; nothing here touches `RawNode`.
 
+use crate::limits::MAX_FRAME_BYTES;
+use crate::limits::{COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES};
 use std::sync::{Arc, OnceLock};
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
@@ -12,7 +14,7 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use protobuf::Message as _;
 use raft::prelude::Message;
 
-use super::codec::{self, CodecError, MAX_FRAME_BYTES};
+use super::codec::{self, CodecError};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 use super::message::{
     ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
@@ -21,14 +23,6 @@ use super::snapshot::SnapshotReceiver;
 use crate::node::upgrade::{Activation, ActivationKind};
 use crate::node::{ClientError, NodeInbox, NodeLink};
 use crate::wasm::ComponentHash;
-
-/// Largest piece of a component sent in one `ComponentChunk` frame (well
-/// under the frame limit).
-pub const COMPONENT_CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Most Raft messages accepted in one `RaftMessage` frame (a Ready for one
-/// peer holds far fewer); checked before any of them is parsed.
-pub const MAX_BATCH_MESSAGES: usize = 65_536;
 
 /// Handles incoming `iroh-raft/0` connections for one node.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 //!                                                           │  control lane: votes, heartbeats, ...
 //!                                                           │  bulk lane: appends, snapshots
 //!                                                           ▼  one QUIC stream per lane, frames batched
-//!                                  peer's RaftProtocolHandler ──► its node's inbox (NodeMsg::Raft)
+//!                                  peer's RaftProtocolHandler ──► its node's inbox (NodeInbox::deliver_raft)
 //! ```
 //!
 //! A `MsgSnapshot` does not go through the lanes: its file is streamed in

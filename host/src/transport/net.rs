@@ -2,6 +2,11 @@
 //! the node's [`Transport`].
 
 use crate::limits::MAX_COMPONENT_BYTES;
+use crate::limits::MAX_FRAME_BYTES;
+use crate::limits::{
+    COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, FORWARD_ACK_PATIENCE,
+    QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,7 +19,7 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::watch;
 
 use super::RAFT_ALPN;
-use super::codec::{self, MAX_FRAME_BYTES};
+use super::codec::{self};
 use super::directory::{AllowlistHook, PeerDirectory};
 use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
@@ -25,13 +30,6 @@ use crate::node::metrics::{PeerStats, PeerStatsRegistry};
 use crate::node::upgrade::Activation;
 use crate::node::{Applied, ClientError, ForwardError, Forwarder, NodeInbox, NodeLink, Transport};
 use crate::wasm::{ComponentHash, GuestFailure};
-
-/// How often an idle connection is probed, so a dead peer is noticed.
-pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
-/// A connection silent for this long is closed; the next send redials. Short,
-/// because a restarted peer must be reached again quickly (a Raft election
-/// takes about a second).
-pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether and how the endpoint uses relays (for clusters behind NATs).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -103,13 +101,6 @@ impl ConnectionPool {
         self.stats.remove(raft_id);
     }
 }
-
-/// How long a peer may take to answer one piece of a component fetch.
-pub const COMPONENT_FETCH_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a peer may take to fetch and compile a component before an
-/// upgrade (a large guest compiles for tens of seconds on a small machine).
-pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The node's side of the network.
 #[derive(Debug)]
@@ -296,7 +287,7 @@ impl IrohTransport {
             &mut send,
             &mut recv,
             WireMessage::Request(Request::Members),
-            sender::ANSWER_TIMEOUT,
+            crate::limits::ANSWER_TIMEOUT,
         )
         .await
         .map_err(join_err)?;
@@ -439,14 +430,6 @@ impl Acceptor {
     }
 }
 
-/// How long a forwarded proposal's bytes may stay unacknowledged by the
-/// leader's QUIC stack, once this node no longer names that node its
-/// leader, before the forward counts as not delivered and goes to the new
-/// leader. A live peer acknowledges within a round trip plus its ack delay
-/// (25 ms), a retransmission or two included; a dead one never does. Short,
-/// because a client waits on it after every leader crash.
-pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
-
 /// The stream reset code of a forward given up as not delivered.
 const FORWARD_ABANDONED: VarInt = VarInt::from_u32(1);
 
@@ -488,7 +471,10 @@ impl Forwarder for ProposalForwarder {
     ) -> PeerFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let request = Request::StateHash { index, hash };
-            match self.ask(peer, request, sender::ANSWER_TIMEOUT).await? {
+            match self
+                .ask(peer, request, crate::limits::ANSWER_TIMEOUT)
+                .await?
+            {
                 Response::Delivered { .. } => Ok(()),
                 other => Err(format!("unexpected answer {other:?}")),
             }

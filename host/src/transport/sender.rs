@@ -11,6 +11,11 @@
 //! Both tasks share one connection per peer, dialed on demand and redialed
 //! with exponential backoff when it breaks.
 
+use crate::limits::MAX_FRAME_BYTES;
+use crate::limits::{
+    ANSWER_TIMEOUT, CONNECT_TIMEOUT, MAX_BATCH_BYTES, MAX_BATCH_COUNT, PEER_QUEUE_CAPACITY,
+    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,26 +27,10 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::{Mutex, mpsc};
 
 use super::RAFT_ALPN;
-use super::codec::{self, MAX_FRAME_BYTES};
+use super::codec::{self};
 use super::directory::PeerDirectory;
 use super::message::{RaftBatch, Response, WireMessage};
 use crate::node::metrics::PeerStats;
-
-/// Raft messages queued per peer and priority before new ones are dropped.
-pub const PEER_QUEUE_CAPACITY: usize = 4096;
-/// Most Raft messages put into one frame (the receiver refuses more).
-pub const MAX_BATCH_COUNT: usize = super::handler::MAX_BATCH_MESSAGES;
-/// Most protobuf bytes of Raft messages put into one frame (leaves room for
-/// framing under [`MAX_FRAME_BYTES`]).
-pub const MAX_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
-/// How long dialing a peer may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a peer may take to answer a Raft frame; a stream silent for
-/// longer is treated as broken (Raft heartbeats come every few hundred ms).
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
-/// First and longest wait before redialing a peer that failed.
-pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
-pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Which queue a Raft message goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,28 +16,24 @@
 //! from its length. The leader reports the outcome to Raft
 //! (`report_snapshot`), which retries a failed transfer later.
 
+use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::MAX_SNAPSHOT_FILE_BYTES;
+use crate::limits::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TIMEOUT};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::codec::{self, CodecError, MAX_FRAME_BYTES};
+use super::codec::{self, CodecError};
 use super::message::{ErrorCode, ErrorFrame, Request, Response, WireMessage};
 use super::sender::{PeerConnection, exchange};
 use crate::node::NodeInbox;
 use crate::node::snapshot::{self as snapshot_file, SnapshotDescriptor};
-
-/// Bytes of snapshot file per chunk frame (well under the frame limit).
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-/// How long one chunk (or the final verification) may take to be answered.
-pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A leader's offer to send a snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 //! 5. the linearizability checker on the whole history, and on a copy
 //!    corrupted on purpose, which it must reject ([`corrupted_copy`]).
 
+use iroh_raft::limits::CLIENT_TIMEOUT;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use iroh_raft::api::ApiClient;
 use iroh_raft::linearizability::{ClientId, History, Operation, Outcome};
 use iroh_raft::node::{Consistency, NodeStatus};
 
-use super::client::{Answer, CLIENT_TIMEOUT, Journal, Request, send};
+use super::client::{Answer, Journal, Request, send};
 use super::db::{Db, POLL_INTERVAL};
 use crate::common::CONVERGENCE_TIMEOUT;
 use crate::common::netns::in_netns;

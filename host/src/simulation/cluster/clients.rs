@@ -65,7 +65,7 @@ impl<'a> World<'a> {
         };
         self.workload.clients[client].outstanding = Some(Outstanding { op, node, waiting });
         self.schedule(
-            workload::CLIENT_TIMEOUT,
+            crate::limits::CLIENT_TIMEOUT,
             Event::ClientDeadline { client, op },
         );
         Ok(())

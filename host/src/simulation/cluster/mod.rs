@@ -324,7 +324,7 @@ impl<'a> World<'a> {
             })?;
         self.faults.recovery_ms = (self.now - healed_at).as_millis() as u64;
         self.clients_running = false;
-        self.run_until(workload::CLIENT_TIMEOUT * 2, |w| {
+        self.run_until(crate::limits::CLIENT_TIMEOUT * 2, |w| {
             w.workload.clients.iter().all(|c| c.outstanding.is_none())
         })?;
         self.run_until(within, |w| w.converged())
@@ -362,7 +362,7 @@ impl<'a> World<'a> {
                 read: Some(crate::node::Consistency::Linearizable),
             };
             self.send_request(0, leader, &request)?;
-            self.run_until(workload::CLIENT_TIMEOUT * 2, |w| {
+            self.run_until(crate::limits::CLIENT_TIMEOUT * 2, |w| {
                 w.workload.clients[0].outstanding.is_none()
             })?;
         }
