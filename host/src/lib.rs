@@ -8,20 +8,44 @@
 //!
 //! ## How data flows
 //!
+//! Each arrow is an import: a module only calls the ones below it, and
+//! none calls back up (the node reaches the network through its ports,
+//! [`node::Transport`] and [`node::Forwarder`], which the transport
+//! implements).
+//!
 //! ```text
-//!  client ──HTTP──► api ──NodeHandle──► node (RawNode, one task) ──► storage (sled, fsync)
-//!                                          │
-//!                                          └─ committed entries ──► wasm (guest component)
+//!   client (CLI, HTTP)           host: HostBuilder wires the rest together
+//!        │ HTTP/JSON
+//!        ▼
+//!      api ──NodeHandle──►  node ◄──NodeInbox── transport ◄──iroh-raft/0── peers
+//!                            │  driver loop: one round (round.rs) =       ▲
+//!                            │  inputs → core (RawNode) → Ready:          │
+//!                            │   persist ─────────────► storage (sled,    │
+//!                            │   messages ──Transport port────────────────┘
+//!                            │   committed entries ──► applier thread ──► wasm (guest)
+//!                            ▼
+//!              limits, membership (leaf modules every layer uses)
 //! ```
 //!
-//! - [`node`]: owns the Raft state machine and the order of persistence,
-//!   replication and application.
-//! - [`storage`]: the only module that touches sled; durable `raft::Storage`.
+//! - [`node`]: the Raft replica. Its front door is a handful of types
+//!   ([`node::start`], [`node::NodeHandle`], [`node::NodeConfig`],
+//!   [`node::NodeStatus`], [`node::ClientError`]); inside, `core/` (one
+//!   file per concern: reads, proposals, membership, Ready handling,
+//!   snapshots), `round.rs` (the loop round shared by the driver and the
+//!   simulation), `applier/` (the guest's thread), `upgrade/` (everything
+//!   about switching components), `metrics.rs`.
+//! - [`storage`]: the only module that touches sled, and the owner of the
+//!   data dir ([`storage::DataDir`]: every path on disk), the component
+//!   files and the typed metadata beside the log.
 //! - [`wasm`]: the only module that touches wasmtime; deterministic guests.
 //! - [`transport`]: the `iroh-raft/0` protocol between nodes, over iroh.
 //! - [`host`]: assembles a networked node (endpoint, router, node, API).
 //! - [`api`]: the HTTP/JSON API and its client.
-//! - [`metrics`]: Prometheus metrics, served by the API at `GET /metrics`.
+//! - [`limits`]: every size, count, capacity and timeout, with the
+//!   compile-time checks between them.
+//! - [`membership`]: members, their addresses and tickets.
+//! - [`simulation`]: the deterministic cluster simulation (real node core,
+//!   virtual time, a simulated network).
 //! - [`linearizability`]: checks recorded client histories (tests, simulator).
 //!
 //! ## Running a single node from code

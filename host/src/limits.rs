@@ -126,7 +126,7 @@ pub const MAX_COMPONENT_BYTES: u64 = 128 * 1024 * 1024;
 /// truncated so one write cannot make the host buffer without bound.
 pub const MAX_GUEST_LOG_LINE_BYTES: usize = 4 * 1024;
 /// Largest result of one `apply` or `query` (the bytes of an `ok`). A
-/// larger one is the failure [`super::GuestFailure::ResultTooLarge`] on
+/// larger one is the failure [`crate::wasm::GuestFailure::ResultTooLarge`] on
 /// every replica, rolled back like a trap. Without it a result's fate
 /// depended on the path it took: a follower forwarding a proposal gets the
 /// leader's answer in one frame of at most `MAX_FRAME_BYTES`, and a client
@@ -134,7 +134,7 @@ pub const MAX_GUEST_LOG_LINE_BYTES: usize = 4 * 1024;
 /// (text and base64) and escapes a control character in six bytes.
 pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest message of an `err` from `apply` or `query`; a longer one is
-/// [`super::GuestFailure::ResultTooLarge`] too. Smaller than results
+/// [`crate::wasm::GuestFailure::ResultTooLarge`] too. Smaller than results
 /// because a forwarded failure travels as JSON, each byte escaped in up to
 /// six, inside one frame; twice the largest command, so a message that
 /// quotes the command it refuses still fits.

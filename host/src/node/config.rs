@@ -77,10 +77,10 @@ pub struct NodeConfig {
     pub ticket: Option<String>,
     /// How long validating an upgrade's component may take here.
     pub compile_budget: Duration,
-    /// Committed entries between state checks (see [`divergence`]; 0: off).
+    /// Committed entries between state checks (see the divergence check in the README; 0: off).
     pub state_check_every: u64,
     /// Tests only: break linearizable reads (see
-    /// [`core::CoreSetup::unsafe_local_reads`]).
+    /// `CoreSetup::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
 }
 

@@ -12,12 +12,12 @@
 //! senders, sled); a scrape reads them where they live instead of copying
 //! them into a second registry that could disagree. Only what nobody else
 //! counts — proposal outcomes and latency — is recorded here, in
-//! [`NodeMetrics`].
+//! `NodeMetrics`.
 //!
 //! **Why hand-written.** The format is a few lines of text per metric, and
 //! we need three instruments. The `prometheus` crate would bring a global
 //! registry, macros and a dependency tree for that; this file has no
-//! dependencies, no globals, and every series is declared in [`render`].
+//! dependencies, no globals, and every series is declared in `render`.
 //! Label values recorded at run time are `&'static str`, so the set of series
 //! is fixed by the code and never grows with input.
 
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use super::{Applied, ClientError, NodeStatus};
 use crate::wasm::RuntimeStats;
 
-/// The `Content-Type` of [`render`]'s output.
+/// The `Content-Type` of `render`'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds of the proposal latency buckets, in seconds: 100 µs to 10 s

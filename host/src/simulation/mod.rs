@@ -1,6 +1,6 @@
 //! Deterministic simulation of a whole cluster in one process.
 //!
-//! 3 to 5 nodes run the real node logic ([`crate::node::core::NodeCore`]:
+//! 3 to 5 nodes run the real node logic (`node::core::NodeCore`:
 //! raft-rs and the Ready handling), the real storage (sled, on a temp dir;
 //! tmpfs when the caller picks one) and the real Wasm runtime with a real
 //! guest (the kv component), on the applier's own thread but in lock step.

@@ -1,10 +1,10 @@
-//! One simulated node: the real [`NodeCore`] over real sled storage and the
+//! One simulated node: the real `NodeCore` over real sled storage and the
 //! real applier thread with a real guest, stepped by hand.
 //!
 //! The only differences from a production node are at the edges: inputs
 //! come from the simulation's event loop instead of the driver's channels,
 //! outgoing messages go to the simulated network, and after each step the
-//! node waits for its applier (an [`ApplyJob::Barrier`]) so that what the
+//! node waits for its applier (an `ApplyJob::Barrier`) so that what the
 //! guest did is part of the step. A crash drops everything in memory
 //! (unsent messages, waiting clients, the guest) and keeps exactly what the
 //! storage made durable: every storage write is fsynced before it returns,
@@ -182,7 +182,7 @@ impl Live {
     }
 
     /// Run Ready rounds to completion, as the driver does after every
-    /// input (the same [`round::ready`]), and wait until the applier has
+    /// input (the same `round::ready`), and wait until the applier has
     /// done everything handed to it.
     pub fn settle(&mut self) -> Result<StepOutput, String> {
         let mut output = StepOutput::default();

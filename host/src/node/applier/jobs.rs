@@ -112,7 +112,7 @@ pub struct AppliedRecord {
     /// BLAKE3 (hex) of the result bytes, or of the failure's JSON.
     pub result_hash: String,
     /// BLAKE3 (hex) of the guest's `snapshot()` right after this entry;
-    /// only recorded when [`ApplierEnv::hash_states`] is on (a simulation's
+    /// only recorded when `ApplierEnv::hash_states` is on (a simulation's
     /// check that replicas agree at every index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_hash: Option<String>,

@@ -74,7 +74,7 @@ pub enum Consistency {
     #[default]
     Linearizable,
     /// Served by the leader from its lease without a round trip (see
-    /// [`LEASE_DURATION`] for the clock assumption); falls back to
+    /// [`crate::limits::LEASE_DURATION`] for the clock assumption); falls back to
     /// `linearizable` when the lease is not fresh or on a follower.
     Lease,
     /// This node's current state, whatever it is: fastest, may lag.

@@ -198,7 +198,7 @@ pub struct DryRunReport {
     pub entries_compared: usize,
     /// Entries whose result differs between the two components.
     pub differing_entries: usize,
-    /// The first [`MAX_DRY_RUN_DIFFERENCES`] of them.
+    /// The first [`crate::limits::MAX_DRY_RUN_DIFFERENCES`] of them.
     pub differences: Vec<ResultDifference>,
     /// Entries the candidate failed (error, trap, fuel, memory) where the
     /// active component succeeded.
@@ -238,7 +238,7 @@ pub struct ResultDifference {
 pub struct UpgradeOptions {
     #[serde(default)]
     pub limits: LimitOverrides,
-    /// Entries a dry run compares (default [`DEFAULT_DRY_RUN_ENTRIES`]).
+    /// Entries a dry run compares (default [`crate::limits::DEFAULT_DRY_RUN_ENTRIES`]).
     #[serde(default)]
     pub dry_run_entries: Option<usize>,
 }
