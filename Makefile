@@ -69,6 +69,7 @@ cluster: setup
 
 ## Quick start 2: the whole test suite (this is what CI runs).
 test: setup guests-polyglot test-polyglot
+	./.ci/import-cycles
 	$(CARGO) test --manifest-path guests/Cargo.toml --target-dir target/guests-native
 	$(CARGO) test --workspace
 	$(CARGO) run --example embedded_cluster

@@ -332,7 +332,8 @@ mod tests {
     use crate::membership::PeerAddr;
     use crate::node::ClientError;
     use crate::transport::message::{
-        ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireGuestFailure,
+        ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireActivation,
+        WireGuestFailure,
     };
     use crate::wasm::GuestFailure;
 
@@ -439,7 +440,15 @@ mod tests {
             }),
             WireMessage::Request(Request::Members),
             WireMessage::Request(Request::ProposeActivation {
-                activation: b"{}".to_vec(),
+                activation: WireActivation {
+                    hash: "ab".repeat(32),
+                    size_bytes: 1,
+                    kind: crate::node::upgrade::ActivationKind::Rollback,
+                    apply_fuel: Some(u64::MAX),
+                    query_fuel: None,
+                    memory_limit_bytes: Some(0),
+                    source: 3,
+                },
             }),
             WireMessage::Request(Request::FetchComponent {
                 hash: "cd".repeat(32),

@@ -173,7 +173,7 @@ impl HandlerInner {
             WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
             WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
             WireMessage::Request(Request::ProposeActivation { activation }) => {
-                self.propose_activation(&activation).await
+                self.propose_activation(activation.into()).await
             }
             WireMessage::Request(Request::FetchComponent { hash, offset }) => {
                 self.component_chunk(&hash, offset, peer_raft_id).await
@@ -258,11 +258,7 @@ impl HandlerInner {
         proposal_answer(self.inbox.propose(command).await)
     }
 
-    async fn propose_activation(&self, activation: &[u8]) -> WireMessage {
-        let activation: Activation = match serde_json::from_slice(activation) {
-            Ok(activation) => activation,
-            Err(e) => return error_frame(ErrorCode::Malformed, format!("activation: {e}")),
-        };
+    async fn propose_activation(&self, activation: Activation) -> WireMessage {
         proposal_answer(self.inbox.propose_activation(activation).await)
     }
 

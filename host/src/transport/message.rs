@@ -25,7 +25,8 @@
 //!   forwarding node hands it to its client unchanged: `not_leader` stays
 //!   `not_leader`, `outcome_unknown` stays `outcome_unknown`, and nothing is
 //!   folded into a catch-all. Likewise a guest's failure travels as a
-//!   [`WireGuestFailure`], not as JSON inside the frame.
+//!   [`WireGuestFailure`] and an activation as a [`WireActivation`], never
+//!   as JSON inside the frame.
 //!
 //! ## Versioning
 //!
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::membership::PeerAddr;
 use crate::node::ClientError;
+use crate::node::upgrade::{Activation, ActivationKind, LimitOverrides};
 use crate::wasm::GuestFailure;
 
 /// One frame of the protocol.
@@ -75,9 +77,9 @@ pub enum Request {
     InstallSnapshot(super::snapshot::SnapshotOffer),
     /// A piece of the offered snapshot file, at `offset`.
     SnapshotChunk { offset: u64, data: Vec<u8> },
-    /// A follower forwards a component activation (JSON of
-    /// `node::upgrade::Activation`) to the leader; answered like `Propose`.
-    ProposeActivation { activation: Vec<u8> },
+    /// A follower forwards a component activation to the leader; answered
+    /// like `Propose`.
+    ProposeActivation { activation: WireActivation },
     /// Send a piece of the component with this hash (BLAKE3, hex), from
     /// `offset`: answered with `ComponentChunk`.
     FetchComponent { hash: String, offset: u64 },
@@ -127,6 +129,73 @@ pub enum Response {
 pub struct RaftBatch {
     /// Each element is one `eraftpb::Message` in protobuf encoding.
     pub messages: Vec<Vec<u8>>,
+}
+
+/// A component activation as it travels. [`Activation`] itself leaves
+/// empty fields out of its JSON forms (log entries, the HTTP API), which a
+/// format that does not describe itself, as bincode, cannot read back; this
+/// mirror carries every field. The conversions destructure both sides, so
+/// a field added to one does not compile until the other has it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireActivation {
+    pub hash: String,
+    pub size_bytes: u64,
+    pub kind: ActivationKind,
+    pub apply_fuel: Option<u64>,
+    pub query_fuel: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub source: u64,
+}
+
+impl From<Activation> for WireActivation {
+    fn from(activation: Activation) -> Self {
+        let Activation {
+            hash,
+            size_bytes,
+            kind,
+            limits:
+                LimitOverrides {
+                    apply_fuel,
+                    query_fuel,
+                    memory_limit_bytes,
+                },
+            source,
+        } = activation;
+        WireActivation {
+            hash,
+            size_bytes,
+            kind,
+            apply_fuel,
+            query_fuel,
+            memory_limit_bytes,
+            source,
+        }
+    }
+}
+
+impl From<WireActivation> for Activation {
+    fn from(wire: WireActivation) -> Self {
+        let WireActivation {
+            hash,
+            size_bytes,
+            kind,
+            apply_fuel,
+            query_fuel,
+            memory_limit_bytes,
+            source,
+        } = wire;
+        Activation {
+            hash,
+            size_bytes,
+            kind,
+            limits: LimitOverrides {
+                apply_fuel,
+                query_fuel,
+                memory_limit_bytes,
+            },
+            source,
+        }
+    }
 }
 
 /// A liveness probe and its echo.

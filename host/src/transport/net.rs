@@ -455,10 +455,11 @@ impl Forwarder for ProposalForwarder {
         activation: Activation,
         leader_view: watch::Receiver<Option<u64>>,
     ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
-        let activation = serde_json::to_vec(&activation).expect("an activation always serializes");
         Box::pin(self.forward(
             leader,
-            Request::ProposeActivation { activation },
+            Request::ProposeActivation {
+                activation: activation.into(),
+            },
             leader_view,
         ))
     }
