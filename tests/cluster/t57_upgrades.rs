@@ -431,24 +431,14 @@ async fn t57_activations_that_cannot_load_fail_and_keep_the_state() {
     let node = common::start_node(dir.path(), "counter", Default::default());
     assert_eq!(common::propose_ok(&node, "add 4").await, "4");
 
+    // Filed by hash, as a fetched component would be, without validation.
+    let store = ComponentStore::open(DataDir::new(dir.path()).components()).expect("store");
     let junk = b"not a component, but stored under its hash".to_vec();
     let junk_hash = ComponentHash::of(&junk);
-    std::fs::write(
-        ComponentStore::open(DataDir::new(dir.path()).components())
-            .expect("store")
-            .path_of(&junk_hash),
-        &junk,
-    )
-    .expect("store junk");
+    std::fs::write(store.path_of(&junk_hash), &junk).expect("store junk");
     let v2 = std::fs::read(common::guest("counter_v2")).expect("read");
     let v2_hash = ComponentHash::of(&v2);
-    std::fs::write(
-        ComponentStore::open(DataDir::new(dir.path()).components())
-            .expect("store")
-            .path_of(&v2_hash),
-        &v2,
-    )
-    .expect("store v2");
+    std::fs::write(store.path_of(&v2_hash), &v2).expect("store v2");
 
     let attempts = [
         (

@@ -4,7 +4,7 @@ use iroh_raft::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::conformance;
 
@@ -27,17 +27,37 @@ pub enum GuestCommand {
         /// second check loads from the cache.
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
-        /// Fuel budget of one `apply` call (use the cluster's).
-        #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
-        apply_fuel: u64,
-        /// Fuel budget of one `query` call.
-        #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
-        query_fuel: u64,
-        /// Linear memory cap of the guest, in MiB.
-        #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
-              value_parser = clap::value_parser!(u64).range(1..=65536))]
-        memory_limit_mib: u64,
+        /// The limits to check under (use the cluster's).
+        #[command(flatten)]
+        limits: GuestLimitArgs,
     },
+}
+
+/// A guest's limits on the command line: a node's flags, and a guest
+/// check's (which should match the cluster's).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct GuestLimitArgs {
+    /// Fuel budget of one `apply` call.
+    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
+    apply_fuel: u64,
+    /// Fuel budget of one `query` call.
+    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
+    query_fuel: u64,
+    /// Linear memory cap of the guest, in MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    memory_limit_mib: u64,
+}
+
+impl GuestLimitArgs {
+    pub fn limits(&self) -> GuestLimits {
+        GuestLimits {
+            apply_fuel: self.apply_fuel,
+            query_fuel: self.query_fuel,
+            memory_limit_bytes: self.memory_limit_mib * 1024 * 1024,
+            ..GuestLimits::default()
+        }
+    }
 }
 
 pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
@@ -46,21 +66,14 @@ pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
         json,
         script,
         cache_dir,
-        apply_fuel,
-        query_fuel,
-        memory_limit_mib,
+        limits,
     } = command;
     let script = match script {
         Some(file) => conformance::script::read_file(&file)?,
         None => conformance::default_script(),
     };
     let options = conformance::CheckOptions {
-        limits: GuestLimits {
-            apply_fuel,
-            query_fuel,
-            memory_limit_bytes: memory_limit_mib * 1024 * 1024,
-            ..GuestLimits::default()
-        },
+        limits: limits.limits(),
         script,
         cache_dir,
     };

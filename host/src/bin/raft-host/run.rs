@@ -1,8 +1,8 @@
 //! Running a node: the node flags, turned into a [`HostBuilder`].
 
 use iroh_raft::limits::{
-    DEFAULT_APPLY_FUEL, DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_MEMORY_LIMIT_BYTES,
-    DEFAULT_QUERY_FUEL, DEFAULT_SNAPSHOT_EVERY_ENTRIES, DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
+    DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+    DEFAULT_SNAPSHOT_EVERY_LOG_BYTES,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +13,9 @@ use clap::Args;
 use iroh_raft::api;
 use iroh_raft::host::HostBuilder;
 
+use crate::guest::GuestLimitArgs;
 use iroh_raft::node::{GuestSource, SnapshotPolicy};
 use iroh_raft::transport::{NodeTicket, RelayChoice, TransportConfig};
-use iroh_raft::wasm::GuestLimits;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -58,16 +58,8 @@ pub struct RunArgs {
     /// Also allow this iroh node id to connect (besides the members).
     #[arg(long, value_name = "NODE_ID")]
     allow: Vec<iroh::EndpointId>,
-    /// Fuel budget of one `apply` call.
-    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
-    apply_fuel: u64,
-    /// Fuel budget of one `query` call.
-    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
-    query_fuel: u64,
-    /// Linear memory cap of the guest, in MiB.
-    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
-          value_parser = clap::value_parser!(u64).range(1..=65536))]
-    memory_limit_mib: u64,
+    #[command(flatten)]
+    limits: GuestLimitArgs,
     /// Take a snapshot (and compact the log) after this many entries
     /// (0: never by count).
     #[arg(long, value_name = "ENTRIES", default_value_t = DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
@@ -120,12 +112,7 @@ impl RunArgs {
                     .clone()
                     .map_or(GuestSource::Default, GuestSource::File),
             )
-            .limits(GuestLimits {
-                apply_fuel: self.apply_fuel,
-                query_fuel: self.query_fuel,
-                memory_limit_bytes: self.memory_limit_mib * 1024 * 1024,
-                ..GuestLimits::default()
-            })
+            .limits(self.limits.limits())
             .snapshot_policy(SnapshotPolicy {
                 every_entries: self.snapshot_every,
                 every_log_bytes: self.snapshot_every_mib.saturating_mul(1024 * 1024),
