@@ -226,10 +226,12 @@ impl HostBuilder {
     /// known from here on, nothing runs yet.
     pub async fn bind(self) -> Result<BoundHost, HostError> {
         let data_dir = self.node.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| HostError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
+        DataDir::new(&data_dir)
+            .create()
+            .map_err(|source| HostError::DataDir {
+                path: data_dir.clone(),
+                source,
+            })?;
         // Before the node creates its log: a data dir without one is new.
         let fresh = DataDir::new(&data_dir).is_fresh();
         let transport = match &self.network {

@@ -44,10 +44,12 @@ pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
             Ok(SecretKey::from_bytes(&bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|source| IdentityError::DataDir {
-                path: data_dir.to_path_buf(),
-                source,
-            })?;
+            DataDir::new(data_dir)
+                .create()
+                .map_err(|source| IdentityError::DataDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
             let key = SecretKey::generate();
             let tmp = path.with_extension("key.tmp");
             let mut options = std::fs::OpenOptions::new();
@@ -74,22 +76,24 @@ mod tests {
 
     #[test]
     fn key_is_stable_private_and_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = load_or_create(dir.path()).expect("create");
-        let again = load_or_create(dir.path()).expect("load");
+        let parent = tempfile::tempdir().expect("tempdir");
+        // A data dir the key creates is the owner's alone, as the node's is.
+        let dir = DataDir::new(parent.path().join("node"));
+        let dir = dir.root();
+        let first = load_or_create(dir).expect("create");
+        let again = load_or_create(dir).expect("load");
         assert_eq!(first.public(), again.public());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(DataDir::new(dir.path()).secret_key())
-                .expect("meta")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode_of =
+                |path: &Path| std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode_of(&DataDir::new(dir).secret_key()), 0o600);
+            assert_eq!(mode_of(dir), crate::storage::DATA_DIR_MODE);
         }
-        std::fs::write(DataDir::new(dir.path()).secret_key(), b"short").expect("write");
+        std::fs::write(DataDir::new(dir).secret_key(), b"short").expect("write");
         assert!(matches!(
-            load_or_create(dir.path()),
+            load_or_create(dir),
             Err(IdentityError::Damaged { found: 5, .. })
         ));
     }
