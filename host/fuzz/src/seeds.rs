@@ -155,6 +155,7 @@ pub fn snapshot_file_bodies() -> Vec<Vec<u8>> {
             last_entry_timestamp_ms: 1_700_000_000_000,
             taken_by: 1,
             taken_at_ms: 1_700_000_000_500,
+            history: None,
         };
     let members: BTreeMap<u64, PeerAddr> = [(1, member(7801)), (2, member(7802))].into();
     [
