@@ -6,11 +6,11 @@
 use iroh_raft::transport::codec;
 
 use crate::seeds;
+use iroh_raft::membership::PeerAddr;
 use iroh_raft::node::ClientError;
 use iroh_raft::transport::message::{
     ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
 };
-use iroh_raft::membership::PeerAddr;
 use protobuf::{Message as _, RepeatedField};
 use raft::prelude::{
     ConfState, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot, SnapshotMetadata,

@@ -5,11 +5,13 @@
 use iroh_raft::limits::MAX_SNAPSHOT_FILE_BYTES;
 use std::collections::BTreeMap;
 
+use iroh_raft::membership::PeerAddr;
 use iroh_raft::node::envelope;
-use iroh_raft::node::snapshot::{ConfStateRecord, SNAPSHOT_MAGIC, SnapshotDescriptor, SnapshotHeader};
+use iroh_raft::node::snapshot::{
+    ConfStateRecord, SNAPSHOT_MAGIC, SnapshotDescriptor, SnapshotHeader,
+};
 use iroh_raft::transport::codec;
 use iroh_raft::transport::message::{Request, WireMessage};
-use iroh_raft::membership::PeerAddr;
 use iroh_raft::transport::snapshot::SnapshotOffer;
 use protobuf::Message as _;
 use raft::prelude::{

@@ -6,8 +6,8 @@ use iroh_raft::limits::MAX_FRAME_BYTES;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use iroh_raft::node::{NodeInbox, NodeMsg};
 use iroh_raft::node::snapshot::{self, SNAPSHOT_MAGIC};
+use iroh_raft::node::{NodeInbox, NodeMsg};
 use iroh_raft::transport::codec::{self};
 use iroh_raft::transport::message::{Request, WireMessage};
 use iroh_raft::transport::snapshot::SnapshotReceiver;
