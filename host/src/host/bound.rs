@@ -138,6 +138,13 @@ impl BoundHost {
                 }
             },
         };
-        Ok(Host::new(node, ticket, endpoint, handler, router, api))
+        Ok(Host {
+            node,
+            ticket,
+            endpoint,
+            handler,
+            router,
+            api,
+        })
     }
 }

@@ -13,33 +13,15 @@ use crate::transport::{NodeTicket, PeerAddr, RaftProtocolHandler};
 /// it aborts the router; [`Self::shutdown`] stops everything in order.
 #[derive(Debug)]
 pub struct Host {
-    node: NodeHandle,
-    ticket: NodeTicket,
-    endpoint: Endpoint,
-    handler: RaftProtocolHandler,
-    router: Option<Router>,
-    api: Option<ServeHandle>,
+    pub(super) node: NodeHandle,
+    pub(super) ticket: NodeTicket,
+    pub(super) endpoint: Endpoint,
+    pub(super) handler: RaftProtocolHandler,
+    pub(super) router: Option<Router>,
+    pub(super) api: Option<ServeHandle>,
 }
 
 impl Host {
-    pub(super) fn new(
-        node: NodeHandle,
-        ticket: NodeTicket,
-        endpoint: Endpoint,
-        handler: RaftProtocolHandler,
-        router: Option<Router>,
-        api: Option<ServeHandle>,
-    ) -> Self {
-        Host {
-            node,
-            ticket,
-            endpoint,
-            handler,
-            router,
-            api,
-        }
-    }
-
     /// Propose, query, change the membership, take snapshots, upgrade.
     pub fn node(&self) -> &NodeHandle {
         &self.node
