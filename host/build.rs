@@ -27,6 +27,8 @@ const GUESTS: &[&str] = &[
     "counter_v2_trap",
     "kv",
     "kv_v2",
+    "kv_store",
+    "kv_store_v2",
     "hostile_loop",
     "hostile_memory",
     "hostile_trap",

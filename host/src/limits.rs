@@ -144,6 +144,38 @@ pub const CHECKPOINT_MIN_TAIL_BYTES: usize = 4 * 1024 * 1024;
 /// Most entries replayed after a trap before a checkpoint is forced.
 pub const CHECKPOINT_MAX_TAIL_ENTRIES: usize = 10_000;
 
+// ── The guest store (store-backed guests, WIT 0.2.0) ───────────────────
+
+/// Longest key a store-backed guest may write (a longer one is the
+/// replicated error `key-too-large`).
+pub const MAX_STORE_KEY_BYTES: u32 = 4 * 1024;
+/// Largest value a store-backed guest may write: the largest command, so
+/// a value a client sends always fits.
+pub const MAX_STORE_VALUE_BYTES: u32 = 1024 * 1024;
+/// Bytes of keys and values one `apply` or `migrate` may write; a write
+/// past it is refused with `write-set-too-large`. Bounds the memory a
+/// transaction holds before it commits.
+pub const MAX_STORE_WRITE_SET_BYTES: u64 = 64 * 1024 * 1024;
+/// Most pairs or keys one `scan` call returns (a larger `limit` is cut to
+/// it); a guest pages through more.
+pub const MAX_STORE_SCAN_ITEMS: u32 = 10_000;
+/// Most bytes of keys and values one scan call returns (it stops before
+/// the pair that would cross it); at least one pair of the largest size.
+pub const MAX_STORE_SCAN_BYTES: u64 = 4 * 1024 * 1024;
+/// Fuel charged for every store call: a sled lookup costs about as much as
+/// a few thousand wasm instructions.
+pub const STORE_FUEL_PER_CALL: u64 = 5_000;
+/// Fuel charged per byte of keys and values passed to or returned by a
+/// store call, so a guest cannot move unbounded data for free.
+pub const STORE_FUEL_PER_BYTE: u64 = 2;
+/// Recent commands a store-backed guest's machine keeps for dry runs (by
+/// count and by bytes): a dry run replays them on a copy-on-write view.
+pub const STORE_RECENT_COMMANDS: usize = 1_000;
+pub const STORE_RECENT_COMMAND_BYTES: usize = 16 * 1024 * 1024;
+/// Records per sled batch when a snapshot is loaded into the store: bounds
+/// the memory an install holds at once.
+pub const STORE_IMPORT_BATCH_RECORDS: usize = 4_096;
+
 // ── Guest checks ───────────────────────────────────────────────────────
 
 /// Most steps in a script: a check runs the script four times with a
@@ -279,6 +311,10 @@ const _: () =
     assert!(LEASE_DURATION.as_millis() < ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis());
 // A guest check's script runs commands as a client would send them.
 const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
+// One pair of the largest size fits a scan.
+const _: () = assert!(MAX_STORE_SCAN_BYTES >= (MAX_STORE_KEY_BYTES + MAX_STORE_VALUE_BYTES) as u64);
+// A value a client sends fits the store.
+const _: () = assert!(MAX_STORE_VALUE_BYTES as usize >= MAX_COMMAND_BYTES);
 // A forwarded command travels in one frame.
 const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_FRAME_BYTES);
 // A frame's length prefix is a u32: the frame limit must be expressible in it.

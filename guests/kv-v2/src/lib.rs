@@ -1,11 +1,11 @@
 //! The `kv` guest as version 2.0.0: the same code (the modules of
-//! `guests/kv`, included by path), so the same results and snapshot format,
-//! but a different component with a different hash. The Jepsen-style test
+//! `guests/kv`, included by path, and its grammar, `kv-command`), so the
+//! same results and snapshot format, but a different component with a
+//! different hash. The Jepsen-style test
 //! upgrades a cluster between the two while faults happen: the history
 //! must stay linearizable across the switch.
 
-#[path = "../../kv/src/command.rs"]
-pub mod command;
+pub use kv_command as command;
 #[path = "../../kv/src/snapshot.rs"]
 pub mod snapshot;
 #[path = "../../kv/src/store.rs"]

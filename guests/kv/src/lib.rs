@@ -16,7 +16,7 @@
 //! [`MAX_VALUE_BYTES`](command::MAX_VALUE_BYTES). The exact grammar is in
 //! [`command`], the snapshot format in [`snapshot`].
 
-pub mod command;
+pub use kv_command as command;
 pub mod snapshot;
 pub mod store;
 

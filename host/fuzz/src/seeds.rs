@@ -158,6 +158,7 @@ pub fn snapshot_file_bodies() -> Vec<Vec<u8>> {
             taken_by: 1,
             taken_at_ms: 1_700_000_000_500,
             history: None,
+            state_format: Default::default(),
         };
     let members: BTreeMap<u64, PeerAddr> = [(1, member(7801)), (2, member(7802))].into();
     [

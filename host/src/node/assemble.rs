@@ -21,7 +21,7 @@ use super::snapshot::{self, LoadedSnapshot};
 use super::upgrade;
 use crate::membership::{self, Members, PeerAddr};
 use crate::storage::{ComponentStore, DataDir, MetaUpdate, SledStorage};
-use crate::wasm::{ComponentHash, StateMachine, WasmEngine};
+use crate::wasm::{ComponentHash, EntryContext, GuestMachine, WasmEngine, WasmError};
 
 /// A node's parts before anything runs: the Raft core over its opened
 /// storage, and the guest restored to where the log resumes. [`start`] runs
@@ -31,7 +31,7 @@ use crate::wasm::{ComponentHash, StateMachine, WasmEngine};
 pub struct NodeParts {
     pub core: NodeCore,
     pub env: ApplierEnv,
-    pub machine: StateMachine,
+    pub machine: GuestMachine,
     pub history: upgrade::ComponentHistory,
     pub applied_index: u64,
     pub members: BTreeMap<u64, PeerAddr>,
@@ -81,6 +81,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         engine: engine.clone(),
         limits: config.limits,
         components: components.clone(),
+        guest_store: storage.guest_store()?,
         snapshot_dir: data_dir.snapshots(),
         fetch: config
             .forwarder
@@ -103,16 +104,18 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         bootstrap_from_backup(config, &env, &storage, backup, addr.clone())?;
     }
     let (machine, history, applied_index) = match storage.snapshot_position() {
-        Some((index, term)) => {
-            let (machine, history) = restore_latest_snapshot(config, &env, &storage, index, term)?;
-            (machine, history, index)
-        }
+        Some((index, term)) => restore_latest_snapshot(config, &env, &storage, index, term)?,
         None => {
-            let machine = load_active_guest(config, &storage, &engine, &components)?;
+            let machine = load_active_guest(config, &storage, &env)?;
             let history = upgrade::genesis_history(&machine);
-            (machine, history, 0)
+            resume_from_store(&env, machine, history, 0)?
         }
     };
+    if applied_index > storage.hard_state().commit {
+        // The store applied entries whose commit index was not fsynced (it
+        // rides along with the next durable write); they were committed.
+        storage.set_commit(applied_index)?;
+    }
     tracing::info!(id = config.id, guest = %machine.info().name,
         version = %machine.info().version, hash = %machine.component().hash,
         applied_index, "guest loaded");
@@ -242,7 +245,7 @@ fn bootstrap_from_backup(
     let bad = |reason: String| NodeError::Config(format!("backup {}: {reason}", backup.display()));
     let loaded = snapshot::read(backup).map_err(|e| bad(e.to_string()))?;
     let mut machine = applier::build_machine(env, &loaded)?;
-    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
+    applier::install_state(env, &mut machine, &loaded)?;
     let mut header = loaded.header.clone();
     header.conf = snapshot::ConfStateRecord {
         voters: vec![config.id],
@@ -288,12 +291,55 @@ fn restore_latest_snapshot(
     storage: &SledStorage,
     index: u64,
     term: u64,
-) -> Result<(StateMachine, upgrade::ComponentHistory), NodeError> {
+) -> Result<(GuestMachine, upgrade::ComponentHistory, u64), NodeError> {
     let path = snapshot::path_for(&env.snapshot_dir, index, term);
-    let loaded: LoadedSnapshot = snapshot::read(&path).map_err(|e| NodeError::CorruptEntry {
+    let corrupt = |e: snapshot::SnapshotError| NodeError::CorruptEntry {
         index,
         reason: format!("the latest snapshot ({}): {e}", path.display()),
-    })?;
+    };
+    // A store-backed guest's store already holds the snapshot's state (and
+    // maybe more): only the header is needed, not GiBs of pairs.
+    if env
+        .guest_store
+        .applied()
+        .map_err(WasmError::from)?
+        .is_some_and(|applied| applied.index >= index)
+    {
+        let header = snapshot::read_header(&path).map_err(corrupt)?;
+        if header.state_format == snapshot::StateFormat::StorePairs {
+            check_given_guest(config, storage, &header)?;
+            let missing = |reason: String| NodeError::ComponentStore {
+                hash: header.component_hash.clone(),
+                path: env.components.dir().to_path_buf(),
+                reason,
+            };
+            let hash = ComponentHash::from_hex(&header.component_hash)
+                .ok_or_else(|| missing("not a component hash".into()))?;
+            let component = env
+                .components
+                .get(&hash)
+                .map_err(|e| missing(e.to_string()))?;
+            let machine = env.new_machine(
+                env.engine.load(&component)?,
+                header.limit_overrides().resolve(env.limits),
+            )?;
+            let history = header.component_history(machine.info());
+            return Ok(resume_from_store(env, machine, history, index)?);
+        }
+    }
+    let loaded: LoadedSnapshot = snapshot::read(&path).map_err(corrupt)?;
+    check_given_guest(config, storage, &loaded.header)?;
+    let mut machine = applier::build_machine(env, &loaded)?;
+    let history = applier::install_state(env, &mut machine, &loaded)?;
+    Ok(resume_from_store(env, machine, history, index)?)
+}
+
+/// A guest file given on the command line must be one the cluster ran.
+fn check_given_guest(
+    config: &NodeConfig,
+    storage: &SledStorage,
+    header: &snapshot::SnapshotHeader,
+) -> Result<(), NodeError> {
     let given = match &config.guest {
         GuestSource::Default => None,
         GuestSource::File(path) => {
@@ -309,24 +355,73 @@ fn restore_latest_snapshot(
         // file: any component it has run (or started with) is accepted.
         let given_hash = ComponentHash::of(&bytes);
         let genesis = storage.active_component()?;
-        let known = given_hash.to_hex() == loaded.header.component_hash
+        let known = given_hash.to_hex() == header.component_hash
             || genesis == Some(given_hash)
-            || loaded
-                .header
+            || header
                 .history
                 .as_ref()
                 .is_some_and(|h| upgrade::handle::in_history(h, &given_hash));
         if !known {
             return Err(NodeError::GuestMismatch {
-                stored: loaded.header.component_hash.clone(),
+                stored: header.component_hash.clone(),
                 given: given_hash.to_hex(),
             });
         }
     }
-    let mut machine = applier::build_machine(env, &loaded)?;
-    machine.restore(applier::snapshot_entry(&loaded.header), loaded.state())?;
-    let history = loaded.header.component_history(machine.info());
-    Ok((machine, history))
+    Ok(())
+}
+
+/// Where a store-backed guest resumes: its store is at some applied index
+/// (at least the snapshot's, `applied`), committed with the component
+/// history at that index, so only the log after it is replayed. A 0.1.0
+/// guest (or an empty store) resumes where it was restored.
+fn resume_from_store(
+    env: &ApplierEnv,
+    machine: GuestMachine,
+    history: upgrade::ComponentHistory,
+    applied: u64,
+) -> Result<(GuestMachine, upgrade::ComponentHistory, u64), WasmError> {
+    let GuestMachine::Store(_) = &machine else {
+        return Ok((machine, history, applied));
+    };
+    let Some(stored) = env.guest_store.applied()? else {
+        return Ok((machine, history, applied));
+    };
+    if stored.index < applied {
+        return Ok((machine, history, applied));
+    }
+    let history = applier::stored_history(env)?.unwrap_or(history);
+    let active = &history.active;
+    let limits = active.limits.resolve(env.limits);
+    let mut machine = if active.hash == machine.component().hash.to_hex()
+        && limits == machine.limits()
+    {
+        machine
+    } else {
+        // Upgraded after the snapshot (or genesis): the store says to what.
+        let hash = ComponentHash::from_hex(&active.hash).ok_or_else(|| WasmError::Instantiate {
+            reason: format!("the guest store names the component `{}`", active.hash),
+        })?;
+        let bytes = env
+            .components
+            .get(&hash)
+            .map_err(|e| WasmError::Instantiate {
+                reason: format!("the active component {hash} is missing: {e}"),
+            })?;
+        env.new_machine(env.engine.load(&bytes)?, limits)?
+    };
+    if let GuestMachine::Store(store_machine) = &mut machine {
+        store_machine.set_last_entry(EntryContext {
+            index: stored.index,
+            term: stored.term,
+            timestamp_ms: 0,
+        });
+    }
+    tracing::info!(
+        applied = stored.index,
+        "the guest store resumes; replaying the log after it"
+    );
+    Ok((machine, history, stored.index))
 }
 
 /// Pick the component this data dir runs: the stored one if the cluster
@@ -334,9 +429,9 @@ fn restore_latest_snapshot(
 fn load_active_guest(
     config: &NodeConfig,
     storage: &SledStorage,
-    engine: &WasmEngine,
-    components: &ComponentStore,
-) -> Result<StateMachine, NodeError> {
+    env: &ApplierEnv,
+) -> Result<GuestMachine, NodeError> {
+    let (engine, components) = (&env.engine, &env.components);
     let stored = storage.active_component()?;
     // Load (and so validate) a given file before anything is written: a bad
     // file changes nothing.
@@ -366,7 +461,7 @@ fn load_active_guest(
                     engine.load(&bytes)?
                 }
             };
-            Ok(StateMachine::new(loaded, config.limits)?)
+            Ok(env.new_machine(loaded, config.limits)?)
         }
         _ => {
             let (loaded, bytes) = match given {
@@ -376,7 +471,7 @@ fn load_active_guest(
                     (engine.load(&bytes)?, bytes)
                 }
             };
-            let machine = StateMachine::new(loaded, config.limits)?;
+            let machine = env.new_machine(loaded, config.limits)?;
             let hash = components
                 .put(&bytes)
                 .map_err(|source| NodeError::DataDir {

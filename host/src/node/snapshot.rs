@@ -10,9 +10,14 @@
 //! u32 big-endian                 header length
 //! header (JSON)                  index, term, conf state, members, component hash and sizes
 //! component bytes                the active component (.wasm)
-//! guest state bytes              what the guest's `snapshot()` returned
+//! state bytes                    see [`StateFormat`]
 //! 32 bytes                       BLAKE3 of everything above
 //! ```
+//!
+//! The state of a 0.1.0 guest is what its `snapshot()` returned; that of a
+//! store-backed guest is every pair of the host's store, in key order
+//! (`u32 BE key length, key, u32 BE value length, value`), streamed from
+//! the store when written and into it when installed.
 //!
 //! Raft itself only sees a small [`SnapshotDescriptor`] (file length and
 //! checksum) as the snapshot's `data`; the bytes travel beside Raft, in
@@ -95,6 +100,21 @@ pub struct SnapshotHeader {
     /// included). Absent in files written before upgrades existed.
     #[serde(default)]
     pub history: Option<ComponentHistory>,
+    /// What the state section holds. Absent in files written before
+    /// store-backed guests existed (they hold guest bytes).
+    #[serde(default)]
+    pub state_format: StateFormat,
+}
+
+/// What a snapshot's state section holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateFormat {
+    /// The bytes a 0.1.0 guest's `snapshot()` returned.
+    #[default]
+    GuestBytes,
+    /// The pairs of a store-backed guest's store, in key order.
+    StorePairs,
 }
 
 impl SnapshotHeader {
@@ -217,6 +237,22 @@ pub fn write(
     component: &[u8],
     state: &[u8],
 ) -> Result<SnapshotDescriptor, SnapshotError> {
+    write_streamed(dir, header, component, &mut |out| {
+        out.write_all(state)?;
+        Ok(state.len() as u64)
+    })
+}
+
+/// [`write`] with the state section produced by `state`, which writes
+/// exactly `header.state_len` bytes into the file as it goes (a store
+/// streams its pairs this way, in constant memory) and returns how many it
+/// wrote.
+pub fn write_streamed(
+    dir: &Path,
+    header: &SnapshotHeader,
+    component: &[u8],
+    state: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<u64>,
+) -> Result<SnapshotDescriptor, SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let path = path_for(dir, header.index, header.term);
     let tmp = path.with_extension("snap.tmp");
@@ -226,29 +262,38 @@ pub fn write(
         .ok()
         .filter(|len| *len <= MAX_SNAPSHOT_HEADER_BYTES)
         .ok_or_else(|| SnapshotError::Invalid("the header is too large".into()))?;
-    // `hasher` covers the body (the trailer checks it); `file_hasher` the
-    // whole file (the descriptor names it), so the file is never re-read.
-    let mut hasher = blake3::Hasher::new();
-    let mut file_hasher = blake3::Hasher::new();
-    let mut file = std::io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?);
-    let mut file_len = 0u64;
+    let mut out = HashingWriter {
+        file: std::io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?),
+        body: blake3::Hasher::new(),
+        whole: blake3::Hasher::new(),
+        len: 0,
+    };
     for part in [
         &SNAPSHOT_MAGIC[..],
         &header_len.to_be_bytes()[..],
         &header_bytes,
         component,
-        state,
     ] {
-        hasher.update(part);
-        file_hasher.update(part);
-        file.write_all(part).map_err(io_err(&tmp))?;
-        file_len += part.len() as u64;
+        out.write_all(part).map_err(io_err(&tmp))?;
     }
-    let checksum = hasher.finalize();
-    file.write_all(checksum.as_bytes()).map_err(io_err(&tmp))?;
-    file_hasher.update(checksum.as_bytes());
-    file_len += CHECKSUM_BYTES as u64;
-    let file = file.into_inner().map_err(|e| SnapshotError::Io {
+    let before_state = out.len;
+    let state_len = state(&mut out).map_err(io_err(&tmp))?;
+    if state_len != header.state_len || out.len - before_state != state_len {
+        return Err(SnapshotError::Invalid(format!(
+            "the state section is {} bytes, its header says {}",
+            out.len - before_state,
+            header.state_len
+        )));
+    }
+    // `body` covers the body (the trailer checks it); `whole` the whole
+    // file (the descriptor names it), so the file is never re-read.
+    let checksum = out.body.finalize();
+    out.file
+        .write_all(checksum.as_bytes())
+        .map_err(io_err(&tmp))?;
+    out.whole.update(checksum.as_bytes());
+    let file_len = out.len + CHECKSUM_BYTES as u64;
+    let file = out.file.into_inner().map_err(|e| SnapshotError::Io {
         path: tmp.clone(),
         source: e.into_error(),
     })?;
@@ -260,8 +305,52 @@ pub fn write(
         .map_err(io_err(dir))?;
     Ok(SnapshotDescriptor {
         file_len,
-        file_hash: file_hasher.finalize().to_hex().to_string(),
+        file_hash: out.whole.finalize().to_hex().to_string(),
     })
+}
+
+/// Writes through to the file while hashing the body and the whole file.
+struct HashingWriter {
+    file: std::io::BufWriter<File>,
+    body: blake3::Hasher,
+    whole: blake3::Hasher,
+    len: u64,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.body.update(&buf[..written]);
+        self.whole.update(&buf[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Read only the header of a snapshot file (no checksum check: for a node
+/// that needs the metadata, not the state).
+pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut fixed = [0u8; 12];
+    file.read_exact(&mut fixed).map_err(io_err(path))?;
+    if &fixed[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(SnapshotError::Invalid(
+            "wrong magic bytes (not a snapshot, or an unknown format)".into(),
+        ));
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&fixed[SNAPSHOT_MAGIC.len()..]);
+    let header_len = u32::from_be_bytes(len_bytes);
+    if header_len > MAX_SNAPSHOT_HEADER_BYTES {
+        return Err(SnapshotError::Invalid("header too large".into()));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(io_err(path))?;
+    serde_json::from_slice(&header).map_err(|e| SnapshotError::Invalid(format!("header: {e}")))
 }
 
 /// BLAKE3 (hex) of a whole file, read in pieces.
@@ -412,6 +501,7 @@ mod tests {
             taken_by: 1,
             history: None,
             taken_at_ms: 0,
+            state_format: StateFormat::GuestBytes,
         }
     }
 

@@ -95,6 +95,7 @@ mod components;
 mod data_dir;
 mod durability;
 mod error;
+mod guest_store;
 mod keys;
 pub mod meta;
 mod raft_storage;
@@ -114,6 +115,7 @@ pub use self::components::ComponentStore;
 pub use self::data_dir::{DATA_DIR_MODE, DataDir};
 use self::durability::Syncer;
 pub use self::error::StorageError;
+pub use self::guest_store::{GuestStore, StoreApplied};
 use self::keys::entry_key;
 pub use self::meta::MetaUpdate;
 use self::rules::{check_append, check_hard_state};
@@ -220,6 +222,12 @@ impl SledStorage {
             )?;
         }
         Ok(storage)
+    }
+
+    /// The committed state of a store-backed guest, kept in this store's
+    /// sled database (its own tree), so the log's fsyncs cover it too.
+    pub fn guest_store(&self) -> Result<GuestStore, StorageError> {
+        GuestStore::open(&self.inner.db)
     }
 
     /// The data directory.

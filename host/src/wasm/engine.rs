@@ -19,6 +19,7 @@ use wasmtime::{Config, Engine};
 use super::bindings::GuestPre;
 use super::error::WasmError;
 use super::instance::StoreState;
+use super::store_bindings::StoreGuestPre;
 
 /// The magic bytes every wasm binary starts with.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -83,12 +84,70 @@ impl std::fmt::Debug for WasmEngine {
     }
 }
 
+/// Which version of the contract a guest implements, which decides where
+/// its state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestWorld {
+    /// `iroh-raft:state-machine@0.1.0`, world `guest`: the guest keeps its
+    /// state in its linear memory (`snapshot`/`restore` move it).
+    Memory,
+    /// `iroh-raft:state-machine@0.2.0`, world `store-guest`: the guest keeps
+    /// its state in the host's key-value store.
+    Store,
+}
+
+impl GuestWorld {
+    /// The exported interface that identifies the world.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            GuestWorld::Memory => "iroh-raft:state-machine/state-machine@0.1.0",
+            GuestWorld::Store => "iroh-raft:state-machine/state-machine@0.2.0",
+        }
+    }
+}
+
+impl std::fmt::Display for GuestWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestWorld::Memory => "0.1.0 guest (state in guest memory)",
+            GuestWorld::Store => "0.2.0 store-guest (state in the host's store)",
+        })
+    }
+}
+
+/// The linked exports of a component, of either world.
+#[derive(Clone)]
+pub(super) enum GuestPreKind {
+    Memory(GuestPre<StoreState>),
+    Store(StoreGuestPre<StoreState>),
+}
+
 /// A component that passed validation and is ready to instantiate.
 #[derive(Clone)]
 pub struct LoadedComponent {
     pub hash: ComponentHash,
     pub size_bytes: u64,
-    pub(super) pre: GuestPre<StoreState>,
+    pub(super) pre: GuestPreKind,
+}
+
+impl GuestPreKind {
+    pub(super) fn engine(&self) -> &Engine {
+        match self {
+            GuestPreKind::Memory(pre) => pre.engine(),
+            GuestPreKind::Store(pre) => pre.engine(),
+        }
+    }
+}
+
+impl LoadedComponent {
+    /// Where this guest keeps its state.
+    pub fn world(&self) -> GuestWorld {
+        match self.pre {
+            GuestPreKind::Memory(_) => GuestWorld::Memory,
+            GuestPreKind::Store(_) => GuestWorld::Store,
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -96,6 +155,7 @@ impl std::fmt::Debug for LoadedComponent {
         f.debug_struct("LoadedComponent")
             .field("hash", &self.hash)
             .field("size_bytes", &self.size_bytes)
+            .field("world", &self.world())
             .finish()
     }
 }
@@ -177,6 +237,9 @@ impl WasmEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| WasmError::Engine {
             reason: format!("adding WASI to the linker: {e:#}"),
         })?;
+        super::kv::link(&mut linker).map_err(|e| WasmError::Engine {
+            reason: format!("adding the guest store to the linker: {e:#}"),
+        })?;
         let mut hasher = StableHasher(blake3::Hasher::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let config_tag = hasher.0.finalize().to_hex()[..16].to_string();
@@ -252,7 +315,8 @@ impl WasmEngine {
     }
 
     /// Resolve a compiled component's imports against the deterministic WASI
-    /// and check that it exports the `state-machine` interface.
+    /// (and the guest store) and check that it exports the `state-machine`
+    /// interface of one of the two worlds (the 0.2.0 export decides).
     pub fn link(&self, compiled: &CompiledComponent) -> Result<LoadedComponent, WasmError> {
         let instance_pre = self
             .inner
@@ -261,7 +325,16 @@ impl WasmEngine {
             .map_err(|e| WasmError::UnsupportedImport {
                 reason: format!("{e:#}"),
             })?;
-        let pre = GuestPre::new(instance_pre).map_err(|e| WasmError::InterfaceMismatch {
+        let exports_store_world = compiled
+            .export_names(self)
+            .iter()
+            .any(|name| name == GuestWorld::Store.export_name());
+        let pre = if exports_store_world {
+            StoreGuestPre::new(instance_pre).map(GuestPreKind::Store)
+        } else {
+            GuestPre::new(instance_pre).map(GuestPreKind::Memory)
+        }
+        .map_err(|e| WasmError::InterfaceMismatch {
             reason: format!("{e:#}"),
         })?;
         Ok(LoadedComponent {

@@ -45,6 +45,16 @@ pub enum WasmError {
     },
     #[error("wasmtime engine configuration: {reason}")]
     Engine { reason: String },
+    /// The guest store on this node could not be read or written. Local,
+    /// never a replicated result: the node stops applying.
+    #[error(transparent)]
+    StoreIo(#[from] super::kv::StoreIoError),
+    /// A call that only one world has was made on a guest of the other.
+    #[error("{call} is not supported by a {world}")]
+    WrongWorld {
+        call: &'static str,
+        world: super::GuestWorld,
+    },
 }
 
 /// Why one call into a guest produced no value. Deterministic: every replica

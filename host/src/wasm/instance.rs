@@ -11,9 +11,11 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{EntryMeta, Guest, GuestInfo};
-use super::engine::LoadedComponent;
+use super::engine::{GuestPreKind, LoadedComponent};
 use super::error::{GuestFailure, WasmError};
+use super::kv::{StoreIoError, Transaction};
 use super::limits::{GuestLimits, MemoryLimitExceeded, MemoryLimiter};
+use super::store_bindings::{self, StoreGuest};
 use super::wasi::{DeterministicInputs, EntryContext, deterministic_wasi};
 
 /// Everything a guest's `Store` holds.
@@ -21,6 +23,39 @@ pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// The running call's view of the guest store (store-backed guests,
+    /// during `apply`, `query` and `migrate`).
+    kv: Option<Transaction>,
+}
+
+impl StoreState {
+    /// The running call's store transaction.
+    pub(super) fn transaction(&mut self) -> Option<&mut Transaction> {
+        self.kv.as_mut()
+    }
+}
+
+/// The instantiated exports, of either world.
+enum Bindings {
+    /// A 0.1.0 guest: state in its memory.
+    Memory(Guest),
+    /// A 0.2.0 guest: state in the host's store.
+    Store(StoreGuest),
+}
+
+fn store_meta(entry: EntryContext) -> store_bindings::EntryMeta {
+    store_bindings::EntryMeta {
+        index: entry.index,
+        term: entry.term,
+        timestamp_ms: entry.timestamp_ms,
+    }
+}
+
+/// The answer of a 0.1.0-only call made on a store-backed guest.
+fn not_in_store_world<R>(call: &str) -> wasmtime::Result<Result<R, String>> {
+    Ok(Err(format!(
+        "`{call}` is not part of a store-backed guest (its state lives in the host)"
+    )))
 }
 
 impl std::fmt::Debug for StoreState {
@@ -49,7 +84,7 @@ pub struct CallCost {
 /// A live instance of a guest component.
 pub struct GuestInstance {
     store: Store<StoreState>,
-    bindings: Guest,
+    bindings: Bindings,
     inputs: DeterministicInputs,
     limits: GuestLimits,
     poisoned: bool,
@@ -80,6 +115,7 @@ impl GuestInstance {
             wasi: deterministic_wasi(guest_name, &inputs),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.memory_limit_bytes),
+            kv: None,
         };
         let mut store = Store::new(component.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -88,13 +124,13 @@ impl GuestInstance {
             .map_err(|e| WasmError::Engine {
                 reason: format!("{e:#}"),
             })?;
-        let bindings =
-            component
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| WasmError::Instantiate {
-                    reason: classify(e, limits.maintenance_fuel).to_string(),
-                })?;
+        let instantiated = match &component.pre {
+            GuestPreKind::Memory(pre) => pre.instantiate(&mut store).map(Bindings::Memory),
+            GuestPreKind::Store(pre) => pre.instantiate(&mut store).map(Bindings::Store),
+        };
+        let bindings = instantiated.map_err(|e| WasmError::Instantiate {
+            reason: classify(e, limits.maintenance_fuel).to_string(),
+        })?;
         let startup_fuel_used = limits
             .maintenance_fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
@@ -124,12 +160,25 @@ impl GuestInstance {
 
     pub fn info(&mut self) -> Result<GuestInfo, GuestFailure> {
         let budget = self.limits.maintenance_fuel;
-        self.call(EntryContext::default(), budget, |bindings, store| {
-            bindings
-                .iroh_raft_state_machine_state_machine()
-                .call_info(store)
-                .map(Ok)
-        })
+        self.call(
+            EntryContext::default(),
+            budget,
+            |bindings, store| match bindings {
+                Bindings::Memory(guest) => guest
+                    .iroh_raft_state_machine_state_machine()
+                    .call_info(store)
+                    .map(Ok),
+                Bindings::Store(guest) => guest
+                    .iroh_raft_state_machine_state_machine()
+                    .call_info(store)
+                    .map(|info| {
+                        Ok(GuestInfo {
+                            name: info.name,
+                            version: info.version,
+                        })
+                    }),
+            },
+        )
         .map(|(info, _)| info)
     }
 
@@ -144,10 +193,15 @@ impl GuestInstance {
             timestamp_ms: entry.timestamp_ms,
         };
         let budget = self.limits.apply_fuel;
-        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| {
-            bindings
+        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| match bindings {
+            Bindings::Memory(guest) => guest
                 .iroh_raft_state_machine_state_machine()
-                .call_apply(store, meta, command)
+                .call_apply(store, meta, command),
+            Bindings::Store(guest) => guest.iroh_raft_state_machine_state_machine().call_apply(
+                store,
+                store_meta(entry),
+                command,
+            ),
         });
         (self.bound_result(result), cost)
     }
@@ -160,10 +214,13 @@ impl GuestInstance {
         request: &[u8],
     ) -> (Result<Vec<u8>, GuestFailure>, CallCost) {
         let budget = self.limits.query_fuel;
-        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| {
-            bindings
+        let (result, cost) = self.call_with_cost(entry, budget, |bindings, store| match bindings {
+            Bindings::Memory(guest) => guest
                 .iroh_raft_state_machine_state_machine()
-                .call_query(store, request)
+                .call_query(store, request),
+            Bindings::Store(guest) => guest
+                .iroh_raft_state_machine_state_machine()
+                .call_query(store, request),
         });
         (self.bound_result(result), cost)
     }
@@ -194,29 +251,65 @@ impl GuestInstance {
 
     pub fn snapshot(&mut self, entry: EntryContext) -> Result<Vec<u8>, GuestFailure> {
         let budget = self.limits.maintenance_fuel;
-        self.call(entry, budget, |bindings, store| {
-            bindings
+        self.call(entry, budget, |bindings, store| match bindings {
+            Bindings::Memory(guest) => guest
                 .iroh_raft_state_machine_state_machine()
-                .call_snapshot(store)
+                .call_snapshot(store),
+            Bindings::Store(_) => not_in_store_world("snapshot"),
         })
         .map(|(bytes, _)| bytes)
     }
 
     pub fn restore(&mut self, entry: EntryContext, snapshot: &[u8]) -> Result<(), GuestFailure> {
         let budget = self.limits.maintenance_fuel;
-        self.call(entry, budget, |bindings, store| {
-            bindings
+        self.call(entry, budget, |bindings, store| match bindings {
+            Bindings::Memory(guest) => guest
                 .iroh_raft_state_machine_state_machine()
-                .call_restore(store, snapshot)
+                .call_restore(store, snapshot),
+            Bindings::Store(_) => not_in_store_world("restore"),
         })
         .map(|_| ())
+    }
+
+    /// Run a store-backed guest's `migrate` hook at the upgrade `entry`
+    /// that made it replace `previous` (under the maintenance budget).
+    pub fn migrate(
+        &mut self,
+        entry: EntryContext,
+        previous: &GuestInfo,
+    ) -> (Result<(), GuestFailure>, CallCost) {
+        let budget = self.limits.maintenance_fuel;
+        let previous = store_bindings::GuestInfo {
+            name: previous.name.clone(),
+            version: previous.version.clone(),
+        };
+        self.call_with_cost(entry, budget, |bindings, store| match bindings {
+            Bindings::Memory(_) => Ok(Err(
+                "`migrate` is only part of store-backed guests".to_string()
+            )),
+            Bindings::Store(guest) => guest.iroh_raft_state_machine_state_machine().call_migrate(
+                store,
+                store_meta(entry),
+                &previous,
+            ),
+        })
+    }
+
+    /// Give the next calls `tx` as their view of the store.
+    pub fn begin(&mut self, tx: Transaction) {
+        self.store.data_mut().kv = Some(tx);
+    }
+
+    /// Take back the transaction given to [`Self::begin`].
+    pub fn finish(&mut self) -> Option<Transaction> {
+        self.store.data_mut().kv.take()
     }
 
     fn call_with_cost<R>(
         &mut self,
         entry: EntryContext,
         budget: u64,
-        f: impl FnOnce(&Guest, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&Bindings, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
     ) -> (Result<R, GuestFailure>, CallCost) {
         match self.call(entry, budget, f) {
             Ok((value, cost)) => (Ok(value), cost),
@@ -233,7 +326,7 @@ impl GuestInstance {
         &mut self,
         entry: EntryContext,
         budget: u64,
-        f: impl FnOnce(&Guest, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&Bindings, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<(R, CallCost), GuestFailure> {
         if self.poisoned {
             return Err(GuestFailure::Trapped {
@@ -266,6 +359,13 @@ impl GuestInstance {
 /// record. The message is the trap code or the root cause only, never a
 /// backtrace with addresses, so it is identical on every replica.
 fn classify(error: wasmtime::Error, budget: u64) -> GuestFailure {
+    if let Some(io) = error.downcast_ref::<StoreIoError>() {
+        // Never recorded: the state machine sees the transaction's error
+        // and stops the node instead.
+        return GuestFailure::Trapped {
+            message: io.to_string(),
+        };
+    }
     if let Some(limit) = error.downcast_ref::<MemoryLimitExceeded>() {
         return GuestFailure::MemoryLimit {
             limit_bytes: limit.limit_bytes,

@@ -21,15 +21,21 @@ pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod instance;
+pub mod kv;
 pub mod limits;
+pub mod machine;
 pub mod state_machine;
+mod store_bindings;
+pub mod store_machine;
 pub mod wasi;
 
 pub use bindings::{EntryMeta, GuestInfo};
-pub use engine::{CompiledComponent, ComponentHash, LoadedComponent, WasmEngine};
+pub use engine::{CompiledComponent, ComponentHash, GuestWorld, LoadedComponent, WasmEngine};
 pub use error::{GuestFailure, WasmError};
 pub use limits::GuestLimits;
+pub use machine::GuestMachine;
 pub use state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
+pub use store_machine::StoreMachine;
 pub use wasi::EntryContext;
 
 /// The built-in default guest (the counter), compiled from `guests/counter`

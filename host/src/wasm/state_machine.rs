@@ -134,6 +134,12 @@ impl StateMachine {
         self.stats = previous.stats;
     }
 
+    /// Continue counting from `stats` (those of the guest this one
+    /// replaces).
+    pub fn set_stats(&mut self, stats: RuntimeStats) {
+        self.stats = stats;
+    }
+
     pub fn limits(&self) -> GuestLimits {
         self.limits
     }

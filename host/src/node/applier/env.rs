@@ -8,8 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::node::upgrade::fetch::PeerFetch;
-use crate::storage::ComponentStore;
-use crate::wasm::{GuestLimits, WasmEngine};
+use crate::storage::{ComponentStore, GuestStore};
+use crate::wasm::{
+    GuestLimits, GuestMachine, GuestWorld, LoadedComponent, StateMachine, StoreMachine, WasmEngine,
+    WasmError,
+};
 
 /// What the applier needs besides the state machine: how to build another
 /// one (when a snapshot brings a different component) and where snapshot
@@ -20,6 +23,8 @@ pub struct ApplierEnv {
     pub engine: WasmEngine,
     pub limits: GuestLimits,
     pub components: ComponentStore,
+    /// The state of store-backed guests (beside the Raft log).
+    pub guest_store: GuestStore,
     pub snapshot_dir: PathBuf,
     /// Downloads components from peers; `None` for a node without a
     /// network.
@@ -33,6 +38,23 @@ pub struct ApplierEnv {
     /// [`AppliedRecord::state_hash`]). Costs a `snapshot()` per entry: for
     /// simulations, off in production.
     pub hash_states: bool,
+}
+
+impl ApplierEnv {
+    /// Instantiate `component` as a state machine of its world: a
+    /// store-backed guest runs over this node's guest store.
+    pub fn new_machine(
+        &self,
+        component: LoadedComponent,
+        limits: GuestLimits,
+    ) -> Result<GuestMachine, WasmError> {
+        Ok(match component.world() {
+            GuestWorld::Memory => StateMachine::new(component, limits)?.into(),
+            GuestWorld::Store => {
+                StoreMachine::new(component, limits, Arc::new(self.guest_store.clone()))?.into()
+            }
+        })
+    }
 }
 
 /// Where the applier reads the wall clock: the system's, or a

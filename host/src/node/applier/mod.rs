@@ -18,7 +18,7 @@ use super::divergence::{Divergence, DivergenceMonitor};
 use super::envelope::Payload;
 use super::error::ClientError;
 use super::upgrade::ComponentHistory;
-use crate::wasm::{EntryContext, GuestFailure, StateMachine, WasmError};
+use crate::wasm::{EntryContext, GuestFailure, GuestMachine, WasmError};
 
 mod env;
 mod jobs;
@@ -31,13 +31,15 @@ pub use self::jobs::{
     TakenSnapshot,
 };
 pub use self::shared::ApplierShared;
-pub use self::snapshots::{build_machine, raft_snapshot, snapshot_entry};
+pub use self::snapshots::{
+    build_machine, install_state, raft_snapshot, store_mark, stored_history,
+};
 
 /// Start the applier thread. `fatal` receives a message if the runtime fails
 /// in a way that must stop the node (a nondeterministic guest).
 pub fn spawn(
     env: ApplierEnv,
-    machine: StateMachine,
+    machine: GuestMachine,
     applied_index: u64,
     history: ComponentHistory,
     fatal: watch::Sender<Option<String>>,
@@ -79,7 +81,7 @@ pub fn spawn(
 /// The applier thread's state.
 pub(in crate::node) struct Applier {
     pub(in crate::node) env: ApplierEnv,
-    pub(in crate::node) machine: StateMachine,
+    pub(in crate::node) machine: GuestMachine,
     pub(in crate::node) history: ComponentHistory,
     /// State hashes of recent checks; once it finds this node outvoted,
     /// nothing is applied or answered any more.
@@ -208,11 +210,11 @@ impl Applier {
                     timestamp_ms,
                 };
                 let outcome = self.machine.apply(entry, &command)?;
-                self.record_result(item.index, &outcome.result);
+                self.record_result(item.index, &outcome.result)?;
                 (outcome.result, outcome.fuel_used)
             }
             Payload::StateCheck => {
-                self.check_state(item.index);
+                self.check_state(item.index)?;
                 (Ok(Vec::new()), 0)
             }
             Payload::Activate {
@@ -225,7 +227,7 @@ impl Applier {
                     timestamp_ms,
                 };
                 let result = self.activate(entry, &activation, rx)?;
-                self.record_result(item.index, &result);
+                self.record_result(item.index, &result)?;
                 (result, 0)
             }
         };
@@ -248,23 +250,15 @@ impl Applier {
         Ok(())
     }
 
-    /// BLAKE3 of the guest's whole state. A snapshot that fails does so
-    /// alike everywhere: its error is the state's fingerprint then.
-    fn state_digest(&mut self) -> blake3::Hash {
-        match self.machine.snapshot() {
-            Ok(state) => blake3::hash(&state),
-            Err(error) => blake3::hash(error.to_string().as_bytes()),
-        }
-    }
-
     /// Hash the state at a state check, tell the peers, and compare.
-    fn check_state(&mut self, index: u64) {
-        let hash = *self.state_digest().as_bytes();
+    fn check_state(&mut self, index: u64) -> Result<(), WasmError> {
+        let hash = *self.machine.state_digest()?.as_bytes();
         if let Some(peers) = &self.env.state_hashes {
             let _ = peers.send((index, hash));
         }
         let found = self.monitor.record(self.env.node_id, index, hash, &[]);
         self.publish_divergence(found);
+        Ok(())
     }
 
     fn publish_divergence(&self, found: Option<Divergence>) {
@@ -284,7 +278,11 @@ impl Applier {
         );
     }
 
-    fn record_result(&mut self, index: u64, result: &Result<Vec<u8>, GuestFailure>) {
+    fn record_result(
+        &mut self,
+        index: u64,
+        result: &Result<Vec<u8>, GuestFailure>,
+    ) -> Result<(), WasmError> {
         let result_hash = match result {
             Ok(bytes) => blake3::hash(bytes),
             Err(failure) => blake3::hash(
@@ -293,10 +291,10 @@ impl Applier {
                     .as_bytes(),
             ),
         };
-        let state_hash = self
-            .env
-            .hash_states
-            .then(|| self.state_digest().to_hex().to_string());
+        let state_hash = match self.env.hash_states {
+            true => Some(self.machine.state_digest()?.to_hex().to_string()),
+            false => None,
+        };
         self.shared.push_result(AppliedRecord {
             index,
             component: self.machine.component().hash.to_hex(),
@@ -304,6 +302,7 @@ impl Applier {
             result_hash: result_hash.to_hex().to_string(),
             state_hash,
         });
+        Ok(())
     }
 }
 

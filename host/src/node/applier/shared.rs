@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::AppliedRecord;
 use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
-use crate::wasm::{GuestInfo, RuntimeStats, StateMachine};
+use crate::wasm::{GuestInfo, GuestMachine, RuntimeStats};
 
 /// What the applier publishes for status pages, readable from any thread.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl ApplierShared {
         let start = recent.partition_point(|r| r.index < since);
         recent.iter().skip(start).take(limit).cloned().collect()
     }
-    pub(in crate::node) fn set_guest(&self, machine: &StateMachine) {
+    pub(in crate::node) fn set_guest(&self, machine: &GuestMachine) {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
             (machine.info().clone(), machine.component().hash.to_hex());
     }

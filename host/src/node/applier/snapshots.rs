@@ -1,5 +1,9 @@
 //! Snapshots on the applier side: writing the guest's state to a snapshot
 //! file, restoring one, and converting between files and raft-rs snapshots.
+//!
+//! A 0.1.0 guest's state is its `snapshot()` bytes; a store-backed guest's
+//! is streamed out of the store into the file, and out of the file into
+//! the store, pair by pair (see [`crate::storage::GuestStore`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -8,13 +12,16 @@ use raft::prelude::{ConfState, Snapshot};
 
 use super::{Applier, ApplierEnv, TakenSnapshot};
 use crate::membership::PeerAddr;
-use crate::node::snapshot::{self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader};
-use crate::wasm::{EntryContext, StateMachine, WasmError};
+use crate::node::snapshot::{
+    self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader, StateFormat,
+};
+use crate::node::upgrade::ComponentHistory;
+use crate::wasm::kv::{CommitMark, CommittedState, StoreIoError};
+use crate::wasm::{EntryContext, GuestMachine, WasmError};
 
 impl Applier {
-    /// Serialize the guest and write the snapshot file. The state is the
-    /// one after every entry handed over so far, which the node guarantees
-    /// is `index`.
+    /// Write the snapshot file of the state after every entry handed over
+    /// so far, which the node guarantees is `index`.
     pub(super) fn take_snapshot(
         &mut self,
         index: u64,
@@ -26,33 +33,51 @@ impl Applier {
         if applied != index {
             return Err(format!("asked for index {index}, applied {applied}"));
         }
-        let state = self.machine.snapshot().map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
         let hash = self.machine.component().hash;
         let component = self
             .env
             .components
             .get(&hash)
             .map_err(|e| format!("reading the active component {hash}: {e}"))?;
-        let header = SnapshotHeader {
+        let mut header = SnapshotHeader {
             index,
             term,
             conf: conf.into(),
             members,
             component_hash: hash.to_hex(),
             component_len: component.len() as u64,
-            state_len: state.len() as u64,
+            state_len: 0,
             last_entry_timestamp_ms: self.machine.last_entry().timestamp_ms,
             taken_by: self.env.node_id,
             taken_at_ms: self.env.wall_clock.now_ms(),
             history: Some(self.history.clone()),
+            state_format: StateFormat::GuestBytes,
         };
-        let descriptor = snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
-            .map_err(|e| e.to_string())?;
+        let descriptor = match &mut self.machine {
+            GuestMachine::Memory(machine) => {
+                let state = machine.snapshot().map_err(|e| e.to_string())?;
+                header.state_len = state.len() as u64;
+                snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
+            }
+            GuestMachine::Store(_) => {
+                let store = &self.env.guest_store;
+                let size = store.size().map_err(|e| e.to_string())?;
+                // Each pair is written with two u32 lengths.
+                header.state_len = size.bytes + 8 * size.keys;
+                header.state_format = StateFormat::StorePairs;
+                snapshot::write_streamed(&self.env.snapshot_dir, &header, &component, &mut |out| {
+                    store.export(out).map_err(std::io::Error::other)
+                })
+            }
+        }
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             index,
             term,
-            state_bytes = state.len(),
+            state_bytes = header.state_len,
             file_bytes = descriptor.file_len,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "took a snapshot"
         );
         Ok(TakenSnapshot {
@@ -72,9 +97,7 @@ impl Applier {
         {
             self.machine = build_machine(&self.env, loaded)?;
         }
-        self.machine
-            .restore(snapshot_entry(header), loaded.state())?;
-        self.history = header.component_history(self.machine.info());
+        self.history = install_state(&self.env, &mut self.machine, loaded)?;
         self.shared.set_history(&self.history);
         self.shared.set_guest(&self.machine);
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
@@ -85,6 +108,80 @@ impl Applier {
             guest = %self.machine.info().name, "restored a snapshot");
         Ok(())
     }
+}
+
+/// Put a snapshot's state into `machine` (built for the snapshot's
+/// component): `restore()` for a 0.1.0 guest, a streamed load into the
+/// store for a store-backed one. Returns the history at the snapshot.
+pub fn install_state(
+    env: &ApplierEnv,
+    machine: &mut GuestMachine,
+    loaded: &LoadedSnapshot,
+) -> Result<ComponentHistory, WasmError> {
+    let header = &loaded.header;
+    let entry = snapshot_entry(header);
+    let history = header.component_history(machine.info());
+    match (machine, header.state_format) {
+        (GuestMachine::Memory(machine), StateFormat::GuestBytes) => {
+            machine.restore(entry, loaded.state())?;
+        }
+        (GuestMachine::Store(machine), StateFormat::StorePairs) => {
+            let state = loaded.state();
+            let mark = store_mark(header.index, header.term, &history);
+            env.guest_store
+                .import(&mut &state[..], state.len() as u64, (&mark).into())?;
+            machine.set_last_entry(entry);
+        }
+        (machine, format) => {
+            return Err(WasmError::RestoreRejected {
+                reason: format!(
+                    "the snapshot's state is {format:?} but its component is a {}",
+                    machine.world()
+                ),
+            });
+        }
+    }
+    Ok(history)
+}
+
+/// The mark a store-backed guest's state is committed with at `index`:
+/// the component history rides along, so a restart knows which component
+/// applied up to there.
+pub fn store_mark(index: u64, term: u64, history: &ComponentHistory) -> StoreMark {
+    StoreMark {
+        index,
+        term,
+        history: serde_json::to_vec(history).unwrap_or_default(),
+    }
+}
+
+/// An owned [`CommitMark`] carrying the component history.
+#[derive(Debug, Clone)]
+pub struct StoreMark {
+    pub index: u64,
+    pub term: u64,
+    pub history: Vec<u8>,
+}
+
+impl<'a> From<&'a StoreMark> for CommitMark<'a> {
+    fn from(mark: &'a StoreMark) -> Self {
+        CommitMark {
+            index: mark.index,
+            term: mark.term,
+            node_meta: Some(&mark.history),
+        }
+    }
+}
+
+/// The component history a store-backed guest's store was committed with,
+/// if any.
+pub fn stored_history(env: &ApplierEnv) -> Result<Option<ComponentHistory>, StoreIoError> {
+    let Some(bytes) = env.guest_store.node_meta()? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreIoError(format!("the guest store's component history: {e}")))
 }
 
 /// The entry context a snapshot's state corresponds to (what `restore`
@@ -99,7 +196,7 @@ pub fn snapshot_entry(header: &SnapshotHeader) -> EntryContext {
 
 /// Load the component a snapshot names (filing it in the component store)
 /// and instantiate it in its initial state.
-pub fn build_machine(env: &ApplierEnv, loaded: &LoadedSnapshot) -> Result<StateMachine, WasmError> {
+pub fn build_machine(env: &ApplierEnv, loaded: &LoadedSnapshot) -> Result<GuestMachine, WasmError> {
     let hash = env
         .components
         .put(loaded.component())
@@ -115,7 +212,7 @@ pub fn build_machine(env: &ApplierEnv, loaded: &LoadedSnapshot) -> Result<StateM
         });
     }
     let component = env.engine.load(loaded.component())?;
-    StateMachine::new(
+    env.new_machine(
         component,
         loaded.header.limit_overrides().resolve(env.limits),
     )

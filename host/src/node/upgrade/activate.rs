@@ -5,18 +5,26 @@ use crate::limits::MAX_COMPONENT_BYTES;
 use tokio::sync::{mpsc, oneshot};
 
 use super::canary::{self, CanaryInput, Side};
+use super::canary_store::{self, StoreCanaryInput};
 use super::fetch;
 use super::{
     Activation, ActivationKind, ActivationOutcome, ComponentHistory, ComponentRecord, DryRunReport,
     LimitOverrides,
 };
-use crate::node::applier::{Applier, ApplyJob, Candidate};
-use crate::wasm::{EntryContext, GuestFailure, GuestInfo, StateMachine, WasmError};
+use crate::node::applier::{Applier, ApplyJob, Candidate, store_mark};
+use crate::wasm::kv::{CommittedState, WriteSet};
+use crate::wasm::{EntryContext, GuestFailure, GuestInfo, GuestMachine, WasmError};
+
+/// What a successful migration produced: the next machine, and for a
+/// store-backed guest the writes of its `migrate` hook (committed with the
+/// activation).
+type Migrated = (GuestMachine, WriteSet);
 
 impl Applier {
     /// Apply an activation entry: switch to the named component, migrating
-    /// the state through `snapshot()` → `restore()`, or stay on the current
-    /// one if anything fails. The result is the new history record (JSON)
+    /// the state (a 0.1.0 guest's through `snapshot()` → `restore()`, a
+    /// store-backed guest's through the new component's `migrate` hook, in
+    /// one transaction), or stay on the current one if anything fails. The result is the new history record (JSON)
     /// or the reason, identical on every replica. Only the node stopping
     /// while it fetches the component is an `Err` (the entry is then not
     /// applied, and is again after a restart).
@@ -37,8 +45,10 @@ impl Applier {
             limits: activation.limits,
             outcome: ActivationOutcome::Activated,
         };
+        let mut store_writes = None;
         let result = match self.migrate(entry, activation, rx)? {
-            Ok(mut next) => {
+            Ok((mut next, writes)) => {
+                store_writes = Some(writes);
                 next.continue_stats(&self.machine);
                 record.name = next.info().name.clone();
                 record.version = next.info().version.clone();
@@ -64,6 +74,14 @@ impl Applier {
         };
         self.history.record(record);
         self.shared.set_history(&self.history);
+        if let GuestMachine::Store(_) = &self.machine {
+            // The migration's writes (if it succeeded) and the new history
+            // commit with the activation's index, atomically.
+            let mark = store_mark(entry.index, entry.term, &self.history);
+            self.env
+                .guest_store
+                .commit(&store_writes.unwrap_or_default(), (&mark).into())?;
+        }
         Ok(result)
     }
 
@@ -75,7 +93,7 @@ impl Applier {
         entry: EntryContext,
         activation: &Activation,
         rx: &mpsc::Receiver<ApplyJob>,
-    ) -> Result<Result<StateMachine, (String, Option<GuestInfo>)>, WasmError> {
+    ) -> Result<Result<Migrated, (String, Option<GuestInfo>)>, WasmError> {
         let Some(hash) = activation.component_hash() else {
             return Ok(Err((
                 format!("`{}` is not a component hash", activation.hash),
@@ -109,7 +127,7 @@ impl Applier {
             .env
             .engine
             .load(&bytes)
-            .and_then(|component| StateMachine::new(component, limits));
+            .and_then(|component| self.env.new_machine(component, limits));
         let mut next = match next {
             Ok(next) => next,
             Err(error) => {
@@ -120,22 +138,44 @@ impl Applier {
             }
         };
         let info = Some(next.info().clone());
-        let state = match self.machine.snapshot() {
-            Ok(state) => state,
-            Err(error) => {
-                return Ok(Err((
-                    format!("the active component's snapshot failed: {error}"),
-                    info,
-                )));
+        match (&mut self.machine, &mut next) {
+            (GuestMachine::Memory(current), GuestMachine::Memory(fresh)) => {
+                let state = match current.snapshot() {
+                    Ok(state) => state,
+                    Err(error) => {
+                        return Ok(Err((
+                            format!("the active component's snapshot failed: {error}"),
+                            info,
+                        )));
+                    }
+                };
+                Ok(match fresh.restore(entry, &state) {
+                    Ok(()) => Ok((next, WriteSet::new())),
+                    Err(error) => Err((
+                        format!("the new component's restore of the current state failed: {error}"),
+                        info,
+                    )),
+                })
             }
-        };
-        Ok(match next.restore(entry, &state) {
-            Ok(()) => Ok(next),
-            Err(error) => Err((
-                format!("the new component's restore of the current state failed: {error}"),
+            (GuestMachine::Store(current), GuestMachine::Store(fresh)) => {
+                Ok(match fresh.migrate(entry, current.info())? {
+                    Ok(writes) => Ok((next, writes)),
+                    Err(failure) => Err((
+                        format!("the new component's migrate failed: {failure}"),
+                        info,
+                    )),
+                })
+            }
+            (current, _) => Ok(Err((
+                format!(
+                    "the new component is a {}, the active one a {}: an upgrade cannot move \
+                     state between guest memory and the host's store",
+                    next.world(),
+                    current.world()
+                ),
                 info,
-            )),
-        })
+            ))),
+        }
     }
 
     /// Start a dry run: copy the current state and the replay window, and
@@ -145,28 +185,50 @@ impl Applier {
         candidate: Candidate,
         reply: oneshot::Sender<Result<DryRunReport, String>>,
     ) {
-        let input = CanaryInput {
-            active: Side {
-                component: self.machine.component().clone(),
-                limits: self.machine.limits(),
-                info: self.machine.info().clone(),
-            },
-            candidate: Side {
-                component: candidate.component,
-                limits: candidate.limits.resolve(self.env.limits),
-                info: candidate.info,
-            },
-            compile_ms: candidate.compile_ms,
-            applied_index: self.shared.applied_index(),
-            current_state: self.machine.snapshot().map_err(|e| e.to_string()),
-            current_entry: self.machine.last_entry(),
-            window: self.machine.replay_window(),
-            entries: candidate.entries,
+        let active = Side {
+            component: self.machine.component().clone(),
+            limits: self.machine.limits(),
+            info: self.machine.info().clone(),
+        };
+        let (candidate_compile_ms, entries) = (candidate.compile_ms, candidate.entries);
+        let candidate = Side {
+            component: candidate.component,
+            limits: candidate.limits.resolve(self.env.limits),
+            info: candidate.info,
+        };
+        let applied_index = self.shared.applied_index();
+        let run: Box<dyn FnOnce() -> DryRunReport + Send> = match &mut self.machine {
+            GuestMachine::Memory(machine) => {
+                let input = CanaryInput {
+                    active,
+                    candidate,
+                    compile_ms: candidate_compile_ms,
+                    applied_index,
+                    current_state: machine.snapshot().map_err(|e| e.to_string()),
+                    current_entry: machine.last_entry(),
+                    window: machine.replay_window(),
+                    entries,
+                };
+                Box::new(move || canary::run(input))
+            }
+            GuestMachine::Store(machine) => {
+                let input = StoreCanaryInput {
+                    active,
+                    candidate,
+                    compile_ms: candidate_compile_ms,
+                    applied_index,
+                    live: machine.state().clone(),
+                    current_entry: machine.last_entry(),
+                    recent: machine.recent_commands(),
+                    entries,
+                };
+                Box::new(move || canary_store::run(input))
+            }
         };
         let spawned = std::thread::Builder::new()
             .name("dry-run".into())
             .spawn(move || {
-                let _ = reply.send(Ok(canary::run(input)));
+                let _ = reply.send(Ok(run()));
             });
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start a dry run thread");
@@ -175,7 +237,7 @@ impl Applier {
 }
 
 /// The history of a node that starts from scratch: the genesis component.
-pub fn genesis_history(machine: &StateMachine) -> ComponentHistory {
+pub fn genesis_history(machine: &GuestMachine) -> ComponentHistory {
     ComponentHistory::new(ComponentRecord {
         index: 0,
         kind: ActivationKind::Genesis,

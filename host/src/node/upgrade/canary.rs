@@ -7,7 +7,8 @@ use super::{CheckOutcome, DryRunReport, ResultDifference};
 use crate::limits::MAX_DRY_RUN_DIFFERENCES;
 use crate::limits::MAX_SHOWN_COMMAND_CHARS;
 use crate::wasm::{
-    EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent, ReplayWindow, StateMachine,
+    ApplyOutcome, EntryContext, GuestFailure, GuestInfo, GuestLimits, LoadedComponent,
+    ReplayWindow, StateMachine,
 };
 
 /// One side of the comparison: a component and the limits it runs with.
@@ -35,34 +36,70 @@ pub struct CanaryInput {
 
 /// Run the dry run and report.
 pub fn run(input: CanaryInput) -> DryRunReport {
-    let mut report = DryRunReport {
-        candidate_hash: input.candidate.component.hash.to_hex(),
-        candidate_name: input.candidate.info.name.clone(),
-        candidate_version: input.candidate.info.version.clone(),
-        active_hash: input.active.component.hash.to_hex(),
-        active_name: input.active.info.name.clone(),
-        active_version: input.active.info.version.clone(),
-        compile_ms: input.compile_ms,
-        applied_index: input.applied_index,
-        restore: CheckOutcome::Ok,
-        same_snapshot_bytes: None,
-        compared_from_index: None,
-        compared_to_index: None,
-        entries_compared: 0,
-        differing_entries: 0,
-        differences: Vec::new(),
-        new_failures: 0,
-        active_fuel: 0,
-        candidate_fuel: 0,
-        active_state_hash: None,
-        candidate_state_hash: None,
-        notes: Vec::new(),
-    };
+    let mut report = DryRunReport::empty(&input.active, &input.candidate);
+    report.compile_ms = input.compile_ms;
+    report.applied_index = input.applied_index;
     check_restore(&input, &mut report);
     if let Err(reason) = compare_recent(&input, &mut report) {
         report.notes.push(reason);
     }
     report
+}
+
+impl DryRunReport {
+    /// A report of nothing compared yet.
+    pub(super) fn empty(active: &Side, candidate: &Side) -> Self {
+        DryRunReport {
+            candidate_hash: candidate.component.hash.to_hex(),
+            candidate_name: candidate.info.name.clone(),
+            candidate_version: candidate.info.version.clone(),
+            active_hash: active.component.hash.to_hex(),
+            active_name: active.info.name.clone(),
+            active_version: active.info.version.clone(),
+            compile_ms: 0,
+            applied_index: 0,
+            restore: CheckOutcome::Ok,
+            same_snapshot_bytes: None,
+            compared_from_index: None,
+            compared_to_index: None,
+            entries_compared: 0,
+            differing_entries: 0,
+            differences: Vec::new(),
+            new_failures: 0,
+            active_fuel: 0,
+            candidate_fuel: 0,
+            active_state_hash: None,
+            candidate_state_hash: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Count one entry both sides applied.
+    pub(super) fn record(
+        &mut self,
+        entry: EntryContext,
+        command: &[u8],
+        old: &ApplyOutcome,
+        new: &ApplyOutcome,
+    ) {
+        self.entries_compared += 1;
+        self.active_fuel += old.fuel_used;
+        self.candidate_fuel += new.fuel_used;
+        if old.result.is_ok() && new.result.is_err() {
+            self.new_failures += 1;
+        }
+        if old.result != new.result {
+            self.differing_entries += 1;
+            if self.differences.len() < MAX_DRY_RUN_DIFFERENCES {
+                self.differences.push(ResultDifference {
+                    index: entry.index,
+                    command: shown(command),
+                    active: describe(&old.result),
+                    candidate: describe(&new.result),
+                });
+            }
+        }
+    }
 }
 
 /// Does the candidate's `restore` take the current state, and what does it
@@ -131,23 +168,7 @@ fn compare_recent(input: &CanaryInput, report: &mut DryRunReport) -> Result<(), 
         let new = candidate
             .apply(*entry, command)
             .map_err(|e| format!("candidate at index {}: {e}", entry.index))?;
-        report.entries_compared += 1;
-        report.active_fuel += old.fuel_used;
-        report.candidate_fuel += new.fuel_used;
-        if old.result.is_ok() && new.result.is_err() {
-            report.new_failures += 1;
-        }
-        if old.result != new.result {
-            report.differing_entries += 1;
-            if report.differences.len() < MAX_DRY_RUN_DIFFERENCES {
-                report.differences.push(ResultDifference {
-                    index: entry.index,
-                    command: shown(command),
-                    active: describe(&old.result),
-                    candidate: describe(&new.result),
-                });
-            }
-        }
+        report.record(*entry, command, &old, &new);
     }
     report.active_state_hash = active.snapshot().ok().map(|s| hash_hex(&s));
     report.candidate_state_hash = candidate.snapshot().ok().map(|s| hash_hex(&s));

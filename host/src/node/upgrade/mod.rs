@@ -22,6 +22,7 @@
 
 mod activate;
 pub(crate) mod canary;
+pub(crate) mod canary_store;
 pub(crate) mod fetch;
 pub(crate) mod handle;
 

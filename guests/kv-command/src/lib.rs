@@ -1,4 +1,6 @@
-//! The text grammar of the key-value store.
+//! The text grammar of the key-value guests (`kv` keeps its map in guest
+//! memory, `kv-store` in the host's store; both parse commands here, so the
+//! same script gives the same results on both).
 //!
 //! ```text
 //! command  = put | delete | get | list | count    (UTF-8; leading whitespace

@@ -1,0 +1,495 @@
+//! The committed state of a store-backed guest (WIT 0.2.0): its keys and
+//! values in their own sled tree beside the Raft log, with the index of the
+//! last entry applied to them.
+//!
+//! | key in tree `guest-store` | value                                       |
+//! |---------------------------|---------------------------------------------|
+//! | `d` + guest key           | the guest's value                           |
+//! | `m/applied`               | index, term of the last applied entry (BE)  |
+//! | `m/size`                  | keys, bytes (u64 BE each)                   |
+//! | `m/sum`                   | the state's additive hash (4 × u64 BE)      |
+//! | `m/node`                  | the node's metadata at `m/applied` (opaque) |
+//! | `m/importing`             | present while a snapshot is being loaded    |
+//!
+//! Every entry's writes, the applied index, the size and the hash are one
+//! `sled::Batch`, so they are atomic. They are not fsynced per entry: the
+//! Raft log is the durable record, and sled recovers a prefix of its
+//! writes, so after a crash the store is at some applied index at most the
+//! log's and the node replays only the entries after it.
+//!
+//! The state hash is additive (the sum, lane-wise modulo 2^64, of a BLAKE3
+//! hash per pair), so it follows every write in O(1) and replicas compare
+//! GiBs of state without reading them.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+use crate::limits::STORE_IMPORT_BATCH_RECORDS;
+use crate::wasm::kv::{
+    CommitMark, CommittedState, PairIter, StoreIoError, StoreSize, WriteSet, prefix_end,
+};
+
+use super::error::StorageError;
+
+const TREE: &[u8] = b"guest-store";
+const DATA_PREFIX: &[u8] = b"d";
+const APPLIED: &[u8] = b"m/applied";
+const SIZE: &[u8] = b"m/size";
+const SUM: &[u8] = b"m/sum";
+const NODE_META: &[u8] = b"m/node";
+const IMPORTING: &[u8] = b"m/importing";
+
+/// The guest store. Cheap to clone: clones share one tree.
+#[derive(Clone)]
+pub struct GuestStore {
+    tree: sled::Tree,
+    /// Size and hash as of the last commit (only the applier writes).
+    totals: Arc<Mutex<Totals>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    size: StoreSize,
+    sum: [u64; 4],
+}
+
+impl std::fmt::Debug for GuestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestStore")
+            .field("totals", &*self.totals())
+            .finish()
+    }
+}
+
+/// Where a store stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreApplied {
+    pub index: u64,
+    pub term: u64,
+}
+
+fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(DATA_PREFIX.len() + key.len());
+    full.extend_from_slice(DATA_PREFIX);
+    full.extend_from_slice(key);
+    full
+}
+
+fn io(action: &'static str) -> impl FnOnce(sled::Error) -> StoreIoError {
+    move |error| StoreIoError(format!("{action}: {error}"))
+}
+
+/// The hash of one pair, as four lanes.
+fn pair_hash(key: &[u8], value: &[u8]) -> [u64; 4] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    let bytes = hasher.finalize();
+    let mut lanes = [0u64; 4];
+    for (lane, chunk) in lanes.iter_mut().zip(bytes.as_bytes().chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *lane = u64::from_le_bytes(word);
+    }
+    lanes
+}
+
+fn add(sum: &mut [u64; 4], lanes: [u64; 4]) {
+    for (s, l) in sum.iter_mut().zip(lanes) {
+        *s = s.wrapping_add(l);
+    }
+}
+
+fn sub(sum: &mut [u64; 4], lanes: [u64; 4]) {
+    for (s, l) in sum.iter_mut().zip(lanes) {
+        *s = s.wrapping_sub(l);
+    }
+}
+
+fn u64s<const N: usize>(bytes: &[u8]) -> Option<[u64; N]> {
+    if bytes.len() != N * 8 {
+        return None;
+    }
+    let mut out = [0u64; N];
+    for (value, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *value = u64::from_be_bytes(word);
+    }
+    Some(out)
+}
+
+fn be_bytes(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+impl GuestStore {
+    /// Open the store in `db` (empty if it was never written).
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let tree = db
+            .open_tree(TREE)
+            .map_err(StorageError::sled("open the guest store"))?;
+        let corrupt = |what: &[u8]| StorageError::Corrupt {
+            what: format!("guest store key {}", String::from_utf8_lossy(what)),
+            reason: "wrong length".into(),
+        };
+        let read = |key: &[u8]| {
+            tree.get(key)
+                .map_err(StorageError::sled("read the guest store's metadata"))
+        };
+        let size = match read(SIZE)? {
+            Some(bytes) => {
+                let [keys, bytes] = u64s::<2>(&bytes).ok_or_else(|| corrupt(SIZE))?;
+                StoreSize { keys, bytes }
+            }
+            None => StoreSize::default(),
+        };
+        let sum = match read(SUM)? {
+            Some(bytes) => u64s::<4>(&bytes).ok_or_else(|| corrupt(SUM))?,
+            None => [0; 4],
+        };
+        Ok(GuestStore {
+            tree,
+            totals: Arc::new(Mutex::new(Totals { size, sum })),
+        })
+    }
+
+    fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last entry applied to the store; `None` if none ever was, or if
+    /// loading a snapshot into it was interrupted (it must be loaded again).
+    pub fn applied(&self) -> Result<Option<StoreApplied>, StoreIoError> {
+        if self
+            .tree
+            .contains_key(IMPORTING)
+            .map_err(io("read the guest store's metadata"))?
+        {
+            return Ok(None);
+        }
+        let Some(bytes) = self
+            .tree
+            .get(APPLIED)
+            .map_err(io("read the guest store's applied index"))?
+        else {
+            return Ok(None);
+        };
+        let [index, term] = u64s::<2>(&bytes)
+            .ok_or_else(|| StoreIoError("the guest store's applied index is damaged".into()))?;
+        Ok(Some(StoreApplied { index, term }))
+    }
+
+    /// The node metadata committed with the applied index.
+    pub fn node_meta(&self) -> Result<Option<Vec<u8>>, StoreIoError> {
+        Ok(self
+            .tree
+            .get(NODE_META)
+            .map_err(io("read the guest store's node metadata"))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Write every pair, in key order, as `u32 BE key length, key, u32 BE
+    /// value length, value` (a snapshot's state section); returns the bytes
+    /// written. Reads the tree lazily: constant memory.
+    pub fn export(&self, out: &mut dyn Write) -> Result<u64, StoreIoError> {
+        let mut written = 0u64;
+        let end = prefix_end(DATA_PREFIX).unwrap_or_default();
+        for pair in self.tree.range(DATA_PREFIX.to_vec()..end) {
+            let (key, value) = pair.map_err(io("read the guest store"))?;
+            let key = &key[DATA_PREFIX.len()..];
+            for part in [
+                &(key.len() as u32).to_be_bytes()[..],
+                key,
+                &(value.len() as u32).to_be_bytes()[..],
+                &value,
+            ] {
+                out.write_all(part)
+                    .map_err(|e| StoreIoError(format!("writing the store's pairs: {e}")))?;
+            }
+            written += 8 + key.len() as u64 + value.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// Replace the whole state with the `len` bytes of pairs `input` holds
+    /// (as [`Self::export`] writes them), applied as of `mark`. Streams in
+    /// batches of [`STORE_IMPORT_BATCH_RECORDS`]; an interrupted import
+    /// leaves the store marked as such, so it is never taken for a state.
+    pub fn import(
+        &self,
+        input: &mut dyn Read,
+        len: u64,
+        mark: CommitMark<'_>,
+    ) -> Result<(), StoreIoError> {
+        self.tree
+            .insert(IMPORTING, &[])
+            .map_err(io("mark the guest store as importing"))?;
+        self.clear_data()?;
+        let mut totals = Totals::default();
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0usize;
+        let mut left = len;
+        let bad =
+            |why: &str| StoreIoError(format!("the snapshot's store pairs are damaged: {why}"));
+        let mut read_exact = |buf: &mut [u8], left: &mut u64| -> Result<(), StoreIoError> {
+            if (buf.len() as u64) > *left {
+                return Err(bad("a pair runs past the section"));
+            }
+            input
+                .read_exact(buf)
+                .map_err(|e| StoreIoError(format!("reading the snapshot's pairs: {e}")))?;
+            *left -= buf.len() as u64;
+            Ok(())
+        };
+        let mut previous: Option<Vec<u8>> = None;
+        while left > 0 {
+            let mut word = [0u8; 4];
+            read_exact(&mut word, &mut left)?;
+            let mut key = vec![0u8; u32::from_be_bytes(word) as usize];
+            read_exact(&mut key, &mut left)?;
+            read_exact(&mut word, &mut left)?;
+            let mut value = vec![0u8; u32::from_be_bytes(word) as usize];
+            read_exact(&mut value, &mut left)?;
+            if previous.as_ref().is_some_and(|p| *p >= key) {
+                return Err(bad("keys out of order"));
+            }
+            add(&mut totals.sum, pair_hash(&key, &value));
+            totals.size.keys += 1;
+            totals.size.bytes += (key.len() + value.len()) as u64;
+            batch.insert(data_key(&key), value);
+            previous = Some(key);
+            in_batch += 1;
+            if in_batch == STORE_IMPORT_BATCH_RECORDS {
+                self.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(io("load the snapshot into the guest store"))?;
+                in_batch = 0;
+            }
+        }
+        self.write_meta(&mut batch, &totals, &mark);
+        batch.remove(IMPORTING);
+        self.tree
+            .apply_batch(batch)
+            .map_err(io("load the snapshot into the guest store"))?;
+        *self.totals() = totals;
+        Ok(())
+    }
+
+    /// Remove every pair (and the metadata), in bounded batches.
+    fn clear_data(&self) -> Result<(), StoreIoError> {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut count = 0;
+            for key in self.tree.iter().keys() {
+                let key = key.map_err(io("clear the guest store"))?;
+                if key.as_ref() == IMPORTING {
+                    continue;
+                }
+                batch.remove(key);
+                count += 1;
+                if count == STORE_IMPORT_BATCH_RECORDS {
+                    break;
+                }
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            self.tree
+                .apply_batch(batch)
+                .map_err(io("clear the guest store"))?;
+        }
+    }
+
+    fn write_meta(&self, batch: &mut sled::Batch, totals: &Totals, mark: &CommitMark<'_>) {
+        batch.insert(APPLIED, be_bytes(&[mark.index, mark.term]));
+        batch.insert(SIZE, be_bytes(&[totals.size.keys, totals.size.bytes]));
+        batch.insert(SUM, be_bytes(&totals.sum));
+        if let Some(meta) = mark.node_meta {
+            batch.insert(NODE_META, meta);
+        }
+    }
+}
+
+impl CommittedState for GuestStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreIoError> {
+        Ok(self
+            .tree
+            .get(data_key(key))
+            .map_err(io("read the guest store"))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> PairIter<'a> {
+        let upper = match end {
+            Some(end) => data_key(end),
+            None => prefix_end(DATA_PREFIX).unwrap_or_default(),
+        };
+        let lower = data_key(start);
+        if upper <= lower {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.tree.range(lower..upper).map(|pair| {
+            pair.map(|(key, value)| (key[DATA_PREFIX.len()..].to_vec(), value.to_vec()))
+                .map_err(io("scan the guest store"))
+        }))
+    }
+
+    fn size(&self) -> Result<StoreSize, StoreIoError> {
+        Ok(self.totals().size)
+    }
+
+    fn commit(&self, writes: &WriteSet, mark: CommitMark<'_>) -> Result<(), StoreIoError> {
+        let mut totals = *self.totals();
+        let mut batch = sled::Batch::default();
+        for (key, write) in writes {
+            if let Some(old) = &write.old {
+                sub(&mut totals.sum, pair_hash(key, old));
+            }
+            totals.size = totals.size.after(key, write);
+            match &write.new {
+                Some(new) => {
+                    add(&mut totals.sum, pair_hash(key, new));
+                    batch.insert(data_key(key), new.as_slice());
+                }
+                None => batch.remove(data_key(key)),
+            }
+        }
+        self.write_meta(&mut batch, &totals, &mark);
+        self.tree
+            .apply_batch(batch)
+            .map_err(io("commit to the guest store"))?;
+        *self.totals() = totals;
+        Ok(())
+    }
+
+    fn digest(&self) -> Result<[u8; 32], StoreIoError> {
+        let totals = *self.totals();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"iroh-raft guest store v1");
+        hasher.update(&be_bytes(&totals.sum));
+        hasher.update(&be_bytes(&[totals.size.keys, totals.size.bytes]));
+        Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::kv::StagedWrite;
+
+    fn open() -> (tempfile::TempDir, GuestStore) {
+        let (dir, _, store) = open_db();
+        (dir, store)
+    }
+
+    fn open_db() -> (tempfile::TempDir, sled::Db, GuestStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let store = GuestStore::open(&db).expect("open");
+        (dir, db, store)
+    }
+
+    fn put(key: &str, old: Option<&str>, new: Option<&str>) -> (Vec<u8>, StagedWrite) {
+        (
+            key.as_bytes().to_vec(),
+            StagedWrite {
+                old: old.map(|v| v.as_bytes().to_vec()),
+                new: new.map(|v| v.as_bytes().to_vec()),
+            },
+        )
+    }
+
+    fn mark(index: u64) -> CommitMark<'static> {
+        CommitMark {
+            index,
+            term: 1,
+            node_meta: None,
+        }
+    }
+
+    #[test]
+    fn commits_are_visible_with_their_index_and_digest_follows_content() {
+        let (_dir, store) = open();
+        assert_eq!(store.applied().expect("applied"), None);
+        let empty = store.digest().expect("digest");
+        store
+            .commit(
+                &[put("a", None, Some("1")), put("b", None, Some("2"))].into(),
+                mark(3),
+            )
+            .expect("commit");
+        assert_eq!(
+            store.applied().expect("applied"),
+            Some(StoreApplied { index: 3, term: 1 })
+        );
+        assert_eq!(store.get(b"a").expect("get"), Some(b"1".to_vec()));
+        let two = store.digest().expect("digest");
+        store
+            .commit(&[put("b", Some("2"), None)].into(), mark(4))
+            .expect("commit");
+        let one = store.digest().expect("digest");
+        assert_ne!(one, two);
+        store
+            .commit(&[put("a", Some("1"), None)].into(), mark(5))
+            .expect("commit");
+        assert_eq!(
+            store.digest().expect("digest"),
+            empty,
+            "the digest is of the content, not of the history"
+        );
+        assert_eq!(store.size().expect("size"), StoreSize::default());
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_state() {
+        let (_dir, store) = open();
+        let writes: WriteSet = (0..10_000u32)
+            .map(|i| {
+                (
+                    format!("key{i:05}").into_bytes(),
+                    StagedWrite {
+                        old: None,
+                        new: Some(vec![i as u8; (i % 50) as usize]),
+                    },
+                )
+            })
+            .collect();
+        store.commit(&writes, mark(7)).expect("commit");
+        let mut section = Vec::new();
+        let len = store.export(&mut section).expect("export");
+        assert_eq!(len, section.len() as u64);
+
+        let (_dir2, db2, other) = open_db();
+        other
+            .commit(&[put("stale", None, Some("x"))].into(), mark(2))
+            .expect("commit");
+        other
+            .import(&mut section.as_slice(), len, mark(7))
+            .expect("import");
+        assert_eq!(
+            other.digest().expect("digest"),
+            store.digest().expect("digest")
+        );
+        assert_eq!(other.get(b"stale").expect("get"), None);
+        assert_eq!(other.size().expect("size"), store.size().expect("size"));
+        let reopened = GuestStore::open(&db2).expect("reopen");
+        assert_eq!(
+            reopened.digest().expect("digest"),
+            store.digest().expect("digest"),
+            "size and hash are read back from the tree"
+        );
+    }
+
+    #[test]
+    fn a_damaged_section_is_refused_and_the_store_stays_marked() {
+        let (_dir, store) = open();
+        let section = [0u8, 0, 0, 9, b'k'];
+        let error = store
+            .import(&mut section.as_slice(), section.len() as u64, mark(3))
+            .expect_err("damaged");
+        assert!(error.to_string().contains("damaged"), "{error}");
+        assert_eq!(store.applied().expect("applied"), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! The key-value store a store-backed guest (WIT 0.2.0) imports, as the
+//! runtime sees it: a transaction over the committed state.
+//!
+//! ```text
+//!  guest ── store.get/set/scan ──► Transaction ──► writes (this call's own, in memory)
+//!                                       │
+//!                                       └──────► CommittedState (sled, in `storage`)
+//! ```
+//!
+//! Every `apply` runs in one [`Transaction`]: reads see the committed state
+//! plus the call's own writes, and the writes stay in memory until the call
+//! returns. Only an `ok` hands them ([`WriteSet`]) to
+//! [`CommittedState::commit`], together with the entry's index; an `err`,
+//! a trap, fuel or memory exhaustion drop them, so a failed entry costs
+//! O(its writes) and nothing needs to be rolled back.
+//!
+//! The committed state lives in `storage` (the only module that touches
+//! sled), behind the [`CommittedState`] trait defined here, so this module
+//! never depends on how it is stored.
+
+mod link;
+mod overlay;
+mod transaction;
+
+pub use link::{STORE_INTERFACE, link};
+pub use overlay::Overlay;
+pub use transaction::{Access, Transaction};
+
+use std::collections::BTreeMap;
+
+/// One key's change in a write set, with the committed value it replaces
+/// (so the store can keep its size and digest without reading it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedWrite {
+    /// The committed value before this transaction, `None` if absent.
+    pub old: Option<Vec<u8>>,
+    /// The value to commit, `None` to delete.
+    pub new: Option<Vec<u8>>,
+}
+
+/// The writes of one successful call, by key (so in byte-wise key order).
+pub type WriteSet = BTreeMap<Vec<u8>, StagedWrite>;
+
+/// Number of keys and bytes (keys plus values) in a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreSize {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl StoreSize {
+    /// The size after `write` is applied.
+    pub fn after(self, key: &[u8], write: &StagedWrite) -> StoreSize {
+        let pair = |value: &Option<Vec<u8>>| value.as_ref().map(|v| (key.len() + v.len()) as u64);
+        let mut size = self;
+        if let Some(bytes) = pair(&write.old) {
+            size.keys -= 1;
+            size.bytes -= bytes;
+        }
+        if let Some(bytes) = pair(&write.new) {
+            size.keys += 1;
+            size.bytes += bytes;
+        }
+        size
+    }
+}
+
+/// Pairs read lazily from a store, in key order.
+pub type PairIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreIoError>> + 'a>;
+
+/// Where an entry's writes are committed: its log index and term, plus
+/// opaque bytes the node keeps beside the state (the component history),
+/// all in the same atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMark<'a> {
+    pub index: u64,
+    pub term: u64,
+    /// Replaces the stored node metadata when given.
+    pub node_meta: Option<&'a [u8]>,
+}
+
+/// An I/O failure of the local store. Never a replicated result: the node
+/// stops applying instead (another replica's disk is fine).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the guest store on this node failed: {0}")]
+pub struct StoreIoError(pub String);
+
+/// The committed state of a store-backed guest, as of the store's applied
+/// index. Implemented by `storage::GuestStore` (sled).
+pub trait CommittedState: Send + Sync + std::fmt::Debug {
+    /// The committed value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreIoError>;
+    /// The committed pairs with `start <= key < end` (`end` `None`: to the
+    /// last key), ascending by bytes, read lazily.
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> PairIter<'a>;
+    /// Keys and bytes in the store.
+    fn size(&self) -> Result<StoreSize, StoreIoError>;
+    /// Apply `writes` and record `mark` as the applied entry, atomically.
+    fn commit(&self, writes: &WriteSet, mark: CommitMark<'_>) -> Result<(), StoreIoError>;
+    /// A digest of the whole state (equal on replicas with equal states).
+    fn digest(&self) -> Result<[u8; 32], StoreIoError>;
+}
+
+/// The exclusive end of the range of keys that start with `prefix`
+/// (`None`: no end, the prefix is all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn size_follows_writes() {
+        let size = StoreSize { keys: 1, bytes: 5 };
+        let replace = StagedWrite {
+            old: Some(b"1234".to_vec()),
+            new: Some(b"12".to_vec()),
+        };
+        assert_eq!(size.after(b"k", &replace), StoreSize { keys: 1, bytes: 3 });
+        let delete = StagedWrite {
+            old: Some(b"1234".to_vec()),
+            new: None,
+        };
+        assert_eq!(size.after(b"k", &delete), StoreSize { keys: 0, bytes: 0 });
+        let insert = StagedWrite {
+            old: None,
+            new: Some(b"x".to_vec()),
+        };
+        assert_eq!(size.after(b"k", &insert), StoreSize { keys: 2, bytes: 7 });
+    }
+}
