@@ -29,6 +29,7 @@ const GUESTS: &[&str] = &[
     "kv_v2",
     "kv_store",
     "kv_store_v2",
+    "hostile_store",
     "hostile_loop",
     "hostile_memory",
     "hostile_trap",

@@ -9,6 +9,7 @@ mod common;
 mod polyglot;
 
 mod t30_hostile_guests;
+mod t31_store_guests;
 mod t80_guest_check;
 mod t81_guest_languages;
 mod t82_polyglot_cluster;

@@ -722,6 +722,8 @@ mod tests {
                 applied_entries: 0,
                 failed_entries: 0,
                 instance_rebuilds: 0,
+                world: None,
+                store: None,
             },
             data_dir: "/tmp/x".into(),
             ticket: None,

@@ -58,6 +58,12 @@ pub struct GuestStatus {
     pub failed_entries: u64,
     /// Times the instance was rebuilt after a trap.
     pub instance_rebuilds: u64,
+    /// Where the guest keeps its state (absent from older nodes).
+    #[serde(default)]
+    pub world: Option<crate::wasm::GuestWorld>,
+    /// Keys and bytes in the host's store (store-backed guests).
+    #[serde(default)]
+    pub store: Option<crate::wasm::kv::StoreSize>,
 }
 
 /// One member of the cluster.

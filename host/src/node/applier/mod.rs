@@ -52,6 +52,7 @@ pub fn spawn(
     let shared = Arc::new(ApplierShared {
         applied_index: AtomicU64::new(applied_index),
         guest: Mutex::new((machine.info().clone(), machine.component().hash.to_hex())),
+        world: Mutex::new(machine.world()),
         stats: Mutex::new(machine.stats()),
         history: Mutex::new(history.clone()),
         recent: Mutex::new(VecDeque::new()),

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::AppliedRecord;
 use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
-use crate::wasm::{GuestInfo, GuestMachine, RuntimeStats};
+use crate::wasm::{GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
 
 /// What the applier publishes for status pages, readable from any thread.
 #[derive(Debug)]
 pub struct ApplierShared {
     pub(super) applied_index: AtomicU64,
     pub(super) guest: Mutex<(GuestInfo, String)>,
+    pub(super) world: Mutex<GuestWorld>,
     pub(super) stats: Mutex<RuntimeStats>,
     pub(super) history: Mutex<ComponentHistory>,
     pub(super) recent: Mutex<VecDeque<AppliedRecord>>,
@@ -29,6 +30,10 @@ impl ApplierShared {
     /// The running guest's name/version and component hash.
     pub fn guest(&self) -> (GuestInfo, String) {
         self.guest.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// Where the running guest keeps its state.
+    pub fn world(&self) -> GuestWorld {
+        *self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub fn stats(&self) -> RuntimeStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
@@ -61,6 +66,7 @@ impl ApplierShared {
     pub(in crate::node) fn set_guest(&self, machine: &GuestMachine) {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
             (machine.info().clone(), machine.component().hash.to_hex());
+        *self.world.lock().unwrap_or_else(|p| p.into_inner()) = machine.world();
     }
     pub(in crate::node) fn set_history(&self, history: &ComponentHistory) {
         *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history.clone();
