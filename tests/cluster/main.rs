@@ -15,3 +15,4 @@ mod t55_protocol;
 mod t56_snapshots_membership;
 mod t57_upgrades;
 mod t60_metrics;
+mod t61_store_cluster;
