@@ -160,7 +160,10 @@ fn check_snapshot_file(bytes: Vec<u8>) {
     };
     let header = &loaded.header;
     assert_eq!(loaded.component().len() as u64, header.component_len);
-    assert_eq!(loaded.state().len() as u64, header.state_len);
+    assert_eq!(
+        loaded.state().expect("in memory").len() as u64,
+        header.state_len
+    );
     let header_json = serde_json::to_vec(header).expect("a parsed header re-encodes");
     assert!(
         FIXED_PREFIX_BYTES

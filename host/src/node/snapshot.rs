@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft::prelude::ConfState;
 use serde::{Deserialize, Serialize};
@@ -368,7 +369,10 @@ pub fn hash_file(path: &Path) -> Result<String, SnapshotError> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// A snapshot file read into memory once; the parts are views into it.
+/// A verified snapshot file. A 0.1.0 guest's is read into memory once
+/// (the parts are views into it); a store's state section stays in the
+/// file and is streamed from an open handle (so it survives the file being
+/// pruned meanwhile), keeping memory constant however large the state.
 #[derive(Clone)]
 pub struct LoadedSnapshot {
     pub header: SnapshotHeader,
@@ -376,6 +380,9 @@ pub struct LoadedSnapshot {
     component_start: usize,
     state_start: usize,
     state_end: usize,
+    /// The open file the state section is streamed from, and where the
+    /// section starts in it; `None` when it is in `bytes`.
+    file: Option<(Arc<File>, u64)>,
 }
 
 impl std::fmt::Debug for LoadedSnapshot {
@@ -383,6 +390,7 @@ impl std::fmt::Debug for LoadedSnapshot {
         f.debug_struct("LoadedSnapshot")
             .field("header", &self.header)
             .field("bytes", &self.bytes.len())
+            .field("streamed", &self.file.is_some())
             .finish()
     }
 }
@@ -392,12 +400,68 @@ impl LoadedSnapshot {
         &self.bytes[self.component_start..self.state_start]
     }
 
-    pub fn state(&self) -> &[u8] {
-        &self.bytes[self.state_start..self.state_end]
+    /// The state section in memory (read from the file now if it is
+    /// streamed; prefer [`Self::state_reader`] for a store's pairs).
+    pub fn state(&self) -> Result<std::borrow::Cow<'_, [u8]>, SnapshotError> {
+        match &self.file {
+            None => Ok(std::borrow::Cow::Borrowed(
+                &self.bytes[self.state_start..self.state_end],
+            )),
+            Some(_) => {
+                let mut state = Vec::new();
+                self.state_reader()
+                    .read_to_end(&mut state)
+                    .map_err(|source| SnapshotError::Io {
+                        path: PathBuf::from("(open snapshot file)"),
+                        source,
+                    })?;
+                Ok(std::borrow::Cow::Owned(state))
+            }
+        }
+    }
+
+    /// The state section as a stream of `header.state_len` bytes.
+    pub fn state_reader(&self) -> Box<dyn Read + Send + '_> {
+        match &self.file {
+            None => Box::new(&self.bytes[self.state_start..self.state_end]),
+            Some((file, offset)) => Box::new(std::io::BufReader::with_capacity(
+                1024 * 1024,
+                SectionReader {
+                    file: file.clone(),
+                    position: *offset,
+                    end: offset + self.header.state_len,
+                },
+            )),
+        }
     }
 }
 
-/// Read and fully verify a snapshot file (magic, sizes, checksum).
+/// Reads a section of an open file by position (no shared cursor).
+struct SectionReader {
+    file: Arc<File>,
+    position: u64,
+    end: u64,
+}
+
+impl Read for SectionReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.end.saturating_sub(self.position);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buf[..want], self.position)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
+/// Read and fully verify a snapshot file (magic, sizes, checksum). A
+/// store's pairs are verified by streaming and left in the file.
 pub fn read(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     let len = std::fs::metadata(path).map_err(io_err(path))?.len();
     if len > MAX_SNAPSHOT_FILE_BYTES {
@@ -405,8 +469,66 @@ pub fn read(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
             "{len} bytes; the limit is {MAX_SNAPSHOT_FILE_BYTES}"
         )));
     }
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    parse(bytes)
+    let header = read_header(path)?;
+    if header.state_format == StateFormat::GuestBytes {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        return parse(bytes);
+    }
+    read_streamed(path, len)
+}
+
+/// Verify a file whose state section stays on disk: hash it in pieces,
+/// then keep everything before the state in memory.
+fn read_streamed(path: &Path, len: u64) -> Result<LoadedSnapshot, SnapshotError> {
+    let invalid = |why: &str| SnapshotError::Invalid(why.to_string());
+    let mut file = File::open(path).map_err(io_err(path))?;
+    if len < (SNAPSHOT_MAGIC.len() + 4 + CHECKSUM_BYTES) as u64 {
+        return Err(invalid("too short"));
+    }
+    let body_len = len - CHECKSUM_BYTES as u64;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut left = body_len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut buf[..want]).map_err(io_err(path))?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    let mut trailer = [0u8; CHECKSUM_BYTES];
+    file.read_exact(&mut trailer).map_err(io_err(path))?;
+    if hasher.finalize().as_bytes() != &trailer {
+        return Err(invalid("checksum mismatch (damaged or truncated)"));
+    }
+    let header = read_header(path)?;
+    // The header's length as written in the file, not as re-encoded.
+    let mut fixed = [0u8; 12];
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut fixed, 0).map_err(io_err(path))?;
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&fixed[SNAPSHOT_MAGIC.len()..]);
+    let component_start = 12 + u32::from_be_bytes(len_bytes) as u64;
+    let state_start = component_start
+        .checked_add(header.component_len)
+        .ok_or_else(|| invalid("component length out of range"))?;
+    if state_start.checked_add(header.state_len) != Some(body_len) {
+        return Err(invalid("section lengths do not add up to the file size"));
+    }
+    let mut bytes = vec![0u8; usize::try_from(state_start).map_err(|_| invalid("too large"))?];
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut bytes, 0).map_err(io_err(path))?;
+    }
+    Ok(LoadedSnapshot {
+        header,
+        bytes,
+        component_start: component_start as usize,
+        state_start: state_start as usize,
+        state_end: state_start as usize,
+        file: Some((Arc::new(file), state_start)),
+    })
 }
 
 /// Verify and split the bytes of a snapshot file.
@@ -454,6 +576,7 @@ pub fn parse(bytes: Vec<u8>) -> Result<LoadedSnapshot, SnapshotError> {
         component_start,
         state_start,
         state_end,
+        file: None,
     })
 }
 
@@ -519,9 +642,54 @@ mod tests {
         let loaded = read(&path).expect("read");
         assert_eq!(loaded.header, head);
         assert_eq!(loaded.component(), b"wasm");
-        assert_eq!(loaded.state(), b"state");
+        assert_eq!(&*loaded.state().expect("state"), b"state");
         let decoded = SnapshotDescriptor::decode(&descriptor.encode()).expect("decode");
         assert_eq!(decoded, descriptor);
+    }
+
+    #[test]
+    fn a_stores_pairs_stream_in_and_out_and_survive_pruning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pairs: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_be_bytes()).collect();
+        let mut head = header(7, b"wasm", &pairs);
+        head.state_format = StateFormat::StorePairs;
+        let descriptor = write_streamed(dir.path(), &head, b"wasm", &mut |out| {
+            for chunk in pairs.chunks(1000) {
+                out.write_all(chunk)?;
+            }
+            Ok(pairs.len() as u64)
+        })
+        .expect("write");
+        let path = path_for(dir.path(), 7, 2);
+        assert_eq!(descriptor.file_hash, hash_file(&path).expect("hash"));
+        let loaded = read(&path).expect("read");
+        assert!(loaded.file.is_some(), "the pairs stay in the file");
+        assert_eq!(loaded.component(), b"wasm");
+        std::fs::remove_file(&path).expect("prune it");
+        let mut streamed = Vec::new();
+        loaded
+            .state_reader()
+            .read_to_end(&mut streamed)
+            .expect("stream");
+        assert_eq!(streamed, pairs, "read from the open handle");
+
+        // A wrong length or a damaged byte is refused.
+        let short = write_streamed(dir.path(), &head, b"wasm", &mut |out| {
+            out.write_all(b"abc")?;
+            Ok(3)
+        });
+        assert!(short.is_err());
+        write_streamed(dir.path(), &head, b"wasm", &mut |out| {
+            out.write_all(&pairs)?;
+            Ok(pairs.len() as u64)
+        })
+        .expect("write");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, bytes).expect("damage");
+        let error = read(&path).expect_err("damaged");
+        assert!(error.to_string().contains("checksum"), "{error}");
     }
 
     #[test]

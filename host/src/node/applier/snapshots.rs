@@ -123,13 +123,18 @@ pub fn install_state(
     let history = header.component_history(machine.info());
     match (machine, header.state_format) {
         (GuestMachine::Memory(machine), StateFormat::GuestBytes) => {
-            machine.restore(entry, loaded.state())?;
+            let state = loaded.state().map_err(|e| WasmError::RestoreRejected {
+                reason: e.to_string(),
+            })?;
+            machine.restore(entry, &state)?;
         }
         (GuestMachine::Store(machine), StateFormat::StorePairs) => {
-            let state = loaded.state();
             let mark = store_mark(header.index, header.term, &history);
-            env.guest_store
-                .import(&mut &state[..], state.len() as u64, (&mark).into())?;
+            env.guest_store.import(
+                &mut loaded.state_reader(),
+                header.state_len,
+                (&mark).into(),
+            )?;
             machine.set_last_entry(entry);
         }
         (machine, format) => {
