@@ -559,7 +559,7 @@ async fn add_node_with_state(members: &mut Vec<Member>, leader: usize) -> anyhow
         term: loaded_snapshot.header.term,
         timestamp_ms: loaded_snapshot.header.last_entry_timestamp_ms,
     };
-    machine.restore(entry, loaded_snapshot.state())?;
+    machine.restore(entry, &loaded_snapshot.state()?)?;
     let restore_took = restoring.elapsed();
 
     let (member, add_took) = add_member(&members[leader], CLUSTER_SIZE + 1).await?;

@@ -172,6 +172,9 @@ pub const STORE_FUEL_PER_BYTE: u64 = 2;
 /// count and by bytes): a dry run replays them on a copy-on-write view.
 pub const STORE_RECENT_COMMANDS: usize = 1_000;
 pub const STORE_RECENT_COMMAND_BYTES: usize = 16 * 1024 * 1024;
+/// Pairs a store export reads per batch; commits wait for at most one
+/// batch (about a millisecond), so a snapshot never pauses applies for long.
+pub const STORE_EXPORT_BATCH_PAIRS: usize = 1_000;
 /// Records per sled batch when a snapshot is loaded into the store: bounds
 /// the memory an install holds at once.
 pub const STORE_IMPORT_BATCH_RECORDS: usize = 4_096;

@@ -24,7 +24,7 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-use crate::limits::STORE_IMPORT_BATCH_RECORDS;
+use crate::limits::{STORE_EXPORT_BATCH_PAIRS, STORE_IMPORT_BATCH_RECORDS};
 use crate::wasm::kv::{
     CommitMark, CommittedState, PairIter, StoreIoError, StoreSize, WriteSet, prefix_end,
 };
@@ -45,6 +45,17 @@ pub struct GuestStore {
     tree: sled::Tree,
     /// Size and hash as of the last commit (only the applier writes).
     totals: Arc<Mutex<Totals>>,
+    /// The point-in-time export in progress, if any (see [`Export`]).
+    capture: Arc<Mutex<Option<Capture>>>,
+}
+
+/// What a running export needs to see the store as it was when it began:
+/// the last key it wrote, and the value before the first commit since then
+/// of every key after it (`None`: the key did not exist).
+#[derive(Debug, Default)]
+struct Capture {
+    cursor: Option<Vec<u8>>,
+    before: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,6 +163,7 @@ impl GuestStore {
         Ok(GuestStore {
             tree,
             totals: Arc::new(Mutex::new(Totals { size, sum })),
+            capture: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -190,27 +202,96 @@ impl GuestStore {
             .map(|v| v.to_vec()))
     }
 
-    /// Write every pair, in key order, as `u32 BE key length, key, u32 BE
-    /// value length, value` (a snapshot's state section); returns the bytes
-    /// written. Reads the tree lazily: constant memory.
-    pub fn export(&self, out: &mut dyn Write) -> Result<u64, StoreIoError> {
-        let mut written = 0u64;
-        let end = prefix_end(DATA_PREFIX).unwrap_or_default();
-        for pair in self.tree.range(DATA_PREFIX.to_vec()..end) {
-            let (key, value) = pair.map_err(io("read the guest store"))?;
-            let key = &key[DATA_PREFIX.len()..];
-            for part in [
-                &(key.len() as u32).to_be_bytes()[..],
-                key,
-                &(value.len() as u32).to_be_bytes()[..],
-                &value,
-            ] {
-                out.write_all(part)
-                    .map_err(|e| StoreIoError(format!("writing the store's pairs: {e}")))?;
-            }
-            written += 8 + key.len() as u64 + value.len() as u64;
+    fn capture(&self) -> std::sync::MutexGuard<'_, Option<Capture>> {
+        self.capture.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start exporting the state as it is now (call it between commits, on
+    /// the thread that commits). The [`Export`] then streams that state on
+    /// any thread while commits go on: a commit first saves the old value
+    /// of each key the export has not reached yet. Only one export runs at
+    /// a time.
+    pub fn begin_export(&self) -> Result<Export, StoreIoError> {
+        let mut capture = self.capture();
+        if capture.is_some() {
+            return Err(StoreIoError("an export is already running".into()));
         }
-        Ok(written)
+        *capture = Some(Capture::default());
+        let size = self.totals().size;
+        Ok(Export {
+            store: self.clone(),
+            len: size.bytes + 8 * size.keys,
+        })
+    }
+
+    /// The next pairs of the running export (at most
+    /// [`STORE_EXPORT_BATCH_PAIRS`]), as of its start; empty at the end.
+    fn export_batch(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
+        let mut guard = self.capture();
+        let capture = guard
+            .as_mut()
+            .ok_or_else(|| StoreIoError("no export is running".into()))?;
+        let end = prefix_end(DATA_PREFIX).unwrap_or_default();
+        let lower = match &capture.cursor {
+            Some(cursor) => std::ops::Bound::Excluded(data_key(cursor)),
+            None => std::ops::Bound::Included(DATA_PREFIX.to_vec()),
+        };
+        let mut live = self
+            .tree
+            .range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(end)))
+            .peekable();
+        let before_lower = match &capture.cursor {
+            Some(cursor) => std::ops::Bound::Excluded(cursor.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut before = capture
+            .before
+            .range::<Vec<u8>, _>((before_lower, std::ops::Bound::Unbounded))
+            .peekable();
+        let mut batch = Vec::new();
+        let mut last = None;
+        while batch.len() < STORE_EXPORT_BATCH_PAIRS {
+            let live_key = match live.peek() {
+                Some(Ok((key, _))) => Some(key[DATA_PREFIX.len()..].to_vec()),
+                Some(Err(_)) => {
+                    let Some(Err(error)) = live.next() else {
+                        break;
+                    };
+                    return Err(io("export the guest store")(error));
+                }
+                None => None,
+            };
+            let before_key = before.peek().map(|(key, _)| (*key).clone());
+            let (key, value) = match (live_key, before_key) {
+                (None, None) => break,
+                (Some(l), Some(b)) if b <= l => {
+                    if b == l {
+                        live.next();
+                    }
+                    let (key, old) = before.next().expect("peeked");
+                    (key.clone(), old.clone())
+                }
+                (Some(_), _) => match live.next() {
+                    Some(Ok((key, value))) => {
+                        (key[DATA_PREFIX.len()..].to_vec(), Some(value.to_vec()))
+                    }
+                    _ => break,
+                },
+                (None, Some(_)) => {
+                    let (key, old) = before.next().expect("peeked");
+                    (key.clone(), old.clone())
+                }
+            };
+            last = Some(key.clone());
+            // A key written since the export began, absent before: skip.
+            if let Some(value) = value {
+                batch.push((key, value));
+            }
+        }
+        if let Some(last) = last {
+            capture.cursor = Some(last);
+        }
+        Ok(batch)
     }
 
     /// Replace the whole state with the `len` bytes of pairs `input` holds
@@ -312,6 +393,70 @@ impl GuestStore {
     }
 }
 
+/// A point-in-time export of a [`GuestStore`] (see
+/// [`GuestStore::begin_export`]): every pair, in key order, as `u32 BE key
+/// length, key, u32 BE value length, value`, a snapshot's state section.
+/// Reads the tree in batches; memory grows only with the keys committed
+/// while it runs (their old values).
+pub struct Export {
+    store: GuestStore,
+    len: u64,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export").field("len", &self.len).finish()
+    }
+}
+
+impl Export {
+    /// The bytes [`Self::write_to`] writes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stream the pairs into `out`; returns the bytes written (always
+    /// [`Self::len`] on success).
+    pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, StoreIoError> {
+        let mut written = 0u64;
+        loop {
+            let batch = self.store.export_batch()?;
+            if batch.is_empty() {
+                break;
+            }
+            for (key, value) in batch {
+                for part in [
+                    &(key.len() as u32).to_be_bytes()[..],
+                    &key,
+                    &(value.len() as u32).to_be_bytes()[..],
+                    &value,
+                ] {
+                    out.write_all(part)
+                        .map_err(|e| StoreIoError(format!("writing the store's pairs: {e}")))?;
+                }
+                written += 8 + key.len() as u64 + value.len() as u64;
+            }
+        }
+        if written != self.len {
+            return Err(StoreIoError(format!(
+                "the export wrote {written} bytes, the store held {} when it began",
+                self.len
+            )));
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        *self.store.capture() = None;
+    }
+}
+
 impl CommittedState for GuestStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreIoError> {
         Ok(self
@@ -341,6 +486,19 @@ impl CommittedState for GuestStore {
     }
 
     fn commit(&self, writes: &WriteSet, mark: CommitMark<'_>) -> Result<(), StoreIoError> {
+        // Held through the batch, so an export never reads between the
+        // saved old values and the new ones.
+        let mut capture = self.capture();
+        if let Some(capture) = capture.as_mut() {
+            for (key, write) in writes {
+                if capture.cursor.as_ref().is_none_or(|cursor| key > cursor) {
+                    capture
+                        .before
+                        .entry(key.clone())
+                        .or_insert_with(|| write.old.clone());
+                }
+            }
+        }
         let mut totals = *self.totals();
         let mut batch = sled::Batch::default();
         for (key, write) in writes {
@@ -458,7 +616,11 @@ mod tests {
             .collect();
         store.commit(&writes, mark(7)).expect("commit");
         let mut section = Vec::new();
-        let len = store.export(&mut section).expect("export");
+        let len = store
+            .begin_export()
+            .expect("begin")
+            .write_to(&mut section)
+            .expect("export");
         assert_eq!(len, section.len() as u64);
 
         let (_dir2, db2, other) = open_db();
@@ -480,6 +642,74 @@ mod tests {
             store.digest().expect("digest"),
             "size and hash are read back from the tree"
         );
+    }
+
+    #[test]
+    fn an_export_sees_the_state_when_it_began_while_commits_go_on() {
+        let (_dir, store) = open();
+        let n = STORE_EXPORT_BATCH_PAIRS;
+        let initial: WriteSet = (0..3 * n)
+            .map(|i| put(&format!("k{i:06}"), None, Some(&format!("v{i}"))))
+            .collect();
+        store.commit(&initial, mark(1)).expect("commit");
+        let mut expected = Vec::new();
+        store
+            .begin_export()
+            .expect("begin")
+            .write_to(&mut expected)
+            .expect("export");
+
+        // The writer commits after the first batch was read: it changes a
+        // key already written and one not yet, deletes one not yet, and
+        // adds keys on both sides of the cursor.
+        let export = store.begin_export().expect("begin");
+        assert!(store.begin_export().is_err(), "one export at a time");
+        let changes: WriteSet = [
+            put("k000001", Some("v1"), Some("changed")),
+            put(&format!("k{:06}", 2 * n), Some(&format!("v{}", 2 * n)), Some("changed")),
+            put(&format!("k{:06}", 2 * n + 1), Some(&format!("v{}", 2 * n + 1)), None),
+            put("a-new-first", None, Some("x")),
+            put("z-new-last", None, Some("y")),
+        ]
+        .into();
+        let mut streamed = Vec::new();
+        let mut writer = CommitAfterFirstWrite {
+            out: &mut streamed,
+            store: &store,
+            changes: Some(changes),
+        };
+        export.write_to(&mut writer).expect("export");
+        drop(export);
+        assert!(streamed == expected, "the export is the state when it began");
+
+        let mut after = Vec::new();
+        store
+            .begin_export()
+            .expect("begin")
+            .write_to(&mut after)
+            .expect("export");
+        assert!(after != expected, "the commits did land");
+        assert_eq!(store.get(b"z-new-last").expect("get"), Some(b"y".to_vec()));
+    }
+
+    /// Commits `changes` to the store after the first write it passes on.
+    struct CommitAfterFirstWrite<'a> {
+        out: &'a mut Vec<u8>,
+        store: &'a GuestStore,
+        changes: Option<WriteSet>,
+    }
+
+    impl Write for CommitAfterFirstWrite<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            if let Some(changes) = self.changes.take() {
+                self.store.commit(&changes, mark(9)).expect("commit");
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

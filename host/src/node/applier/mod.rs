@@ -70,6 +70,7 @@ pub fn spawn(
                 history,
                 shared: thread_shared,
                 waiting_queries: BTreeMap::new(),
+                export: None,
             };
             if let Err(error) = applier.run(rx) {
                 tracing::error!(%error, "the state machine failed; stopping the node");
@@ -90,6 +91,9 @@ pub(in crate::node) struct Applier {
     pub(in crate::node) shared: Arc<ApplierShared>,
     /// Queries waiting for the applied index to reach their read index.
     waiting_queries: BTreeMap<u64, Vec<(Vec<u8>, QueryReply)>>,
+    /// The thread writing a store-backed guest's snapshot while applies go
+    /// on (see `snapshots.rs`).
+    pub(in crate::node) export: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Applier {
@@ -117,6 +121,8 @@ impl Applier {
                 }
                 ApplyJob::DryRun { candidate, reply } => self.dry_run(*candidate, reply),
                 ApplyJob::Barrier(reply) => {
+                    // Everything before it is done, a snapshot's file too.
+                    self.finish_export();
                     let _ = reply.send(());
                 }
                 ApplyJob::Query {
@@ -143,19 +149,15 @@ impl Applier {
                     conf,
                     members,
                     reply,
-                } => {
-                    let taken = self.take_snapshot(index, term, &conf, members);
-                    if let Err(error) = &taken {
-                        tracing::warn!(index, %error, "taking a snapshot failed; will retry later");
-                    }
-                    let _ = reply.send(taken);
-                }
+                } => self.take_snapshot(index, term, &conf, members, reply),
                 ApplyJob::Restore(loaded) => {
+                    self.finish_export();
                     self.restore(&loaded)?;
                     self.run_ready_queries()?;
                 }
             }
         }
+        self.finish_export();
         Ok(())
     }
 

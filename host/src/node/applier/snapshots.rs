@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use raft::prelude::{ConfState, Snapshot};
+use tokio::sync::oneshot;
 
 use super::{Applier, ApplierEnv, TakenSnapshot};
 use crate::membership::PeerAddr;
@@ -16,30 +17,40 @@ use crate::node::snapshot::{
     self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader, StateFormat,
 };
 use crate::node::upgrade::ComponentHistory;
-use crate::wasm::kv::{CommitMark, CommittedState, StoreIoError};
+use crate::wasm::kv::{CommitMark, StoreIoError};
 use crate::wasm::{EntryContext, GuestMachine, WasmError};
 
 impl Applier {
     /// Write the snapshot file of the state after every entry handed over
-    /// so far, which the node guarantees is `index`.
+    /// so far, which the node guarantees is `index`, and answer `reply`.
+    /// A 0.1.0 guest's state is serialized here; a store's is captured here
+    /// (as of `index`) and streamed to the file by a thread of its own while
+    /// the applier goes on applying.
     pub(super) fn take_snapshot(
         &mut self,
         index: u64,
         term: u64,
         conf: &ConfState,
         members: BTreeMap<u64, PeerAddr>,
-    ) -> Result<TakenSnapshot, String> {
+        reply: oneshot::Sender<Result<TakenSnapshot, String>>,
+    ) {
+        self.finish_export();
+        let answer = move |taken: Result<TakenSnapshot, String>| {
+            if let Err(error) = &taken {
+                tracing::warn!(index, %error, "taking a snapshot failed; will retry later");
+            }
+            let _ = reply.send(taken);
+        };
         let applied = self.shared.applied_index();
         if applied != index {
-            return Err(format!("asked for index {index}, applied {applied}"));
+            return answer(Err(format!("asked for index {index}, applied {applied}")));
         }
         let started = std::time::Instant::now();
         let hash = self.machine.component().hash;
-        let component = self
-            .env
-            .components
-            .get(&hash)
-            .map_err(|e| format!("reading the active component {hash}: {e}"))?;
+        let component = match self.env.components.get(&hash) {
+            Ok(component) => component,
+            Err(e) => return answer(Err(format!("reading the active component {hash}: {e}"))),
+        };
         let mut header = SnapshotHeader {
             index,
             term,
@@ -54,36 +65,55 @@ impl Applier {
             history: Some(self.history.clone()),
             state_format: StateFormat::GuestBytes,
         };
-        let descriptor = match &mut self.machine {
+        let dir = self.env.snapshot_dir.clone();
+        match &mut self.machine {
             GuestMachine::Memory(machine) => {
-                let state = machine.snapshot().map_err(|e| e.to_string())?;
-                header.state_len = state.len() as u64;
-                snapshot::write(&self.env.snapshot_dir, &header, &component, &state)
+                let written = machine
+                    .snapshot()
+                    .map_err(|e| e.to_string())
+                    .and_then(|state| {
+                        header.state_len = state.len() as u64;
+                        snapshot::write(&dir, &header, &component, &state)
+                            .map_err(|e| e.to_string())
+                    });
+                answer(written.map(|descriptor| taken(&header, &descriptor, started)));
             }
             GuestMachine::Store(_) => {
-                let store = &self.env.guest_store;
-                let size = store.size().map_err(|e| e.to_string())?;
-                // Each pair is written with two u32 lengths.
-                header.state_len = size.bytes + 8 * size.keys;
+                let export = match self.env.guest_store.begin_export() {
+                    Ok(export) => export,
+                    Err(e) => return answer(Err(e.to_string())),
+                };
+                header.state_len = export.len();
                 header.state_format = StateFormat::StorePairs;
-                snapshot::write_streamed(&self.env.snapshot_dir, &header, &component, &mut |out| {
-                    store.export(out).map_err(std::io::Error::other)
-                })
+                let paused_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let spawned = std::thread::Builder::new()
+                    .name("snapshot".into())
+                    .spawn(move || {
+                        let written =
+                            snapshot::write_streamed(&dir, &header, &component, &mut |out| {
+                                export.write_to(out).map_err(std::io::Error::other)
+                            });
+                        drop(export);
+                        tracing::debug!(index, paused_ms, "applies paused to capture the store");
+                        answer(
+                            written
+                                .map(|descriptor| taken(&header, &descriptor, started))
+                                .map_err(|e| e.to_string()),
+                        );
+                    });
+                match spawned {
+                    Ok(thread) => self.export = Some(thread),
+                    Err(error) => tracing::warn!(%error, "cannot start a snapshot thread"),
+                }
             }
         }
-        .map_err(|e| e.to_string())?;
-        tracing::info!(
-            index,
-            term,
-            state_bytes = header.state_len,
-            file_bytes = descriptor.file_len,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "took a snapshot"
-        );
-        Ok(TakenSnapshot {
-            snapshot: raft_snapshot(&header, &descriptor),
-            file_len: descriptor.file_len,
-        })
+    }
+
+    /// Wait for the snapshot thread, if one runs.
+    pub(super) fn finish_export(&mut self) {
+        if let Some(thread) = self.export.take() {
+            let _ = thread.join();
+        }
     }
 
     /// Replace the guest's state (and, if the snapshot says so, the guest
@@ -187,6 +217,26 @@ pub fn stored_history(env: &ApplierEnv) -> Result<Option<ComponentHistory>, Stor
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| StoreIoError(format!("the guest store's component history: {e}")))
+}
+
+/// Log a written snapshot and give Raft's view of it.
+fn taken(
+    header: &SnapshotHeader,
+    descriptor: &SnapshotDescriptor,
+    started: std::time::Instant,
+) -> TakenSnapshot {
+    tracing::info!(
+        index = header.index,
+        term = header.term,
+        state_bytes = header.state_len,
+        file_bytes = descriptor.file_len,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "took a snapshot"
+    );
+    TakenSnapshot {
+        snapshot: raft_snapshot(header, descriptor),
+        file_len: descriptor.file_len,
+    }
 }
 
 /// The entry context a snapshot's state corresponds to (what `restore`
