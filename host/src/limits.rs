@@ -94,6 +94,11 @@ pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Entries kept in the log behind a snapshot by default, so a follower that
 /// is only a little behind catches up from the log, not a snapshot.
 pub const DEFAULT_COMPACTION_KEEP_ENTRIES: u64 = 1_000;
+/// Above this size of the last snapshot file, a snapshot the policy calls
+/// for waits until the log since the last one holds as many bytes: taking a
+/// snapshot of a large (store-backed) state then costs at most as much as
+/// writing its log did, and the log holds up to about one state's worth.
+pub const SNAPSHOT_AMORTIZE_ABOVE_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest header accepted when reading a file (it holds the membership).
 pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
 /// Largest snapshot file a node accepts from a peer or a backup.
@@ -175,6 +180,13 @@ pub const STORE_RECENT_COMMAND_BYTES: usize = 16 * 1024 * 1024;
 /// Pairs a store export reads per batch; commits wait for at most one
 /// batch (about a millisecond), so a snapshot never pauses applies for long.
 pub const STORE_EXPORT_BATCH_PAIRS: usize = 1_000;
+/// Bytes a store export reads per batch (it stops after the pair that
+/// crosses it), for the same reason with large values.
+pub const STORE_EXPORT_BATCH_BYTES: usize = 1024 * 1024;
+/// A snapshot file being written is synced every this many bytes, so its
+/// final fsync never has GiBs of dirty pages to push at once (which stalls
+/// the Raft log's fsyncs on the same disk).
+pub const SNAPSHOT_SYNC_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 /// Records per sled batch when a snapshot is loaded into the store: bounds
 /// the memory an install holds at once.
 pub const STORE_IMPORT_BATCH_RECORDS: usize = 4_096;
@@ -224,6 +236,13 @@ pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 /// exits, a moment after the last handle is dropped (an in-process restart);
 /// another process holding the lock still fails after this wait.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// sled's page cache for the Raft log (its default, 1 GiB, is far more
+/// than a compacted log needs).
+pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache for the guest store. Its default (1 GiB) made a node
+/// holding a large store-backed state resident at over a GiB; pages beyond
+/// this are read from the file (the OS page cache still helps).
+pub const SLED_STORE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// How often the lock is tried again while waiting.
 pub const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 

@@ -20,7 +20,7 @@ use super::logger;
 use super::snapshot::{self, LoadedSnapshot};
 use super::upgrade;
 use crate::membership::{self, Members, PeerAddr};
-use crate::storage::{ComponentStore, DataDir, MetaUpdate, SledStorage};
+use crate::storage::{ComponentStore, DataDir, GuestStore, MetaUpdate, SledStorage};
 use crate::wasm::{ComponentHash, EntryContext, GuestMachine, WasmEngine, WasmError};
 
 /// A node's parts before anything runs: the Raft core over its opened
@@ -81,7 +81,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         engine: engine.clone(),
         limits: config.limits,
         components: components.clone(),
-        guest_store: storage.guest_store()?,
+        guest_store: GuestStore::open(&data_dir.guest_store())?,
         snapshot_dir: data_dir.snapshots(),
         fetch: config
             .forwarder
@@ -111,6 +111,18 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             resume_from_store(&env, machine, history, 0)?
         }
     };
+    let last_index = raft::Storage::last_index(&storage)?;
+    if applied_index > last_index {
+        // A node applies only entries its own log made durable first, so
+        // this store is not from this log.
+        return Err(NodeError::CorruptEntry {
+            index: applied_index,
+            reason: format!(
+                "the guest store is at index {applied_index}, past the log's last index \
+                 {last_index}: the data dir is corrupt (remove this member and add it again)"
+            ),
+        });
+    }
     if applied_index > storage.hard_state().commit {
         // The store applied entries whose commit index was not fsynced (it
         // rides along with the next durable write); they were committed.

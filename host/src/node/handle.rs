@@ -19,7 +19,6 @@ use super::snapshot;
 use super::status::{GuestStatus, MemberStatus, NodeStatus};
 use super::upgrade;
 use crate::storage::{DataDir, SledStorage};
-use crate::wasm::GuestWorld;
 
 /// What a client proposes: a guest command or a component activation.
 #[derive(Debug, Clone)]
@@ -290,12 +289,7 @@ impl NodeHandle {
                 failed_entries: stats.failures,
                 instance_rebuilds: stats.rebuilds,
                 world: Some(applier.world()),
-                store: match applier.world() {
-                    GuestWorld::Store => self.inner.storage.guest_store().ok().map(|store| {
-                        crate::wasm::kv::CommittedState::size(&store).unwrap_or_default()
-                    }),
-                    GuestWorld::Memory => None,
-                },
+                store: applier.store_size(),
             },
             data_dir: self.inner.data_dir.display().to_string(),
             ticket: self.inner.ticket.clone(),

@@ -26,6 +26,7 @@
 use crate::limits::{
     DEFAULT_COMPACTION_KEEP_ENTRIES, DEFAULT_SNAPSHOT_EVERY_ENTRIES,
     DEFAULT_SNAPSHOT_EVERY_LOG_BYTES, MAX_SNAPSHOT_FILE_BYTES, MAX_SNAPSHOT_HEADER_BYTES,
+    SNAPSHOT_SYNC_EVERY_BYTES,
 };
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -268,6 +269,7 @@ pub fn write_streamed(
         body: blake3::Hasher::new(),
         whole: blake3::Hasher::new(),
         len: 0,
+        unsynced: 0,
     };
     for part in [
         &SNAPSHOT_MAGIC[..],
@@ -310,12 +312,14 @@ pub fn write_streamed(
     })
 }
 
-/// Writes through to the file while hashing the body and the whole file.
+/// Writes through to the file while hashing the body and the whole file,
+/// syncing every [`SNAPSHOT_SYNC_EVERY_BYTES`].
 struct HashingWriter {
     file: std::io::BufWriter<File>,
     body: blake3::Hasher,
     whole: blake3::Hasher,
     len: u64,
+    unsynced: u64,
 }
 
 impl Write for HashingWriter {
@@ -324,6 +328,12 @@ impl Write for HashingWriter {
         self.body.update(&buf[..written]);
         self.whole.update(&buf[..written]);
         self.len += written as u64;
+        self.unsynced += written as u64;
+        if self.unsynced >= SNAPSHOT_SYNC_EVERY_BYTES {
+            self.file.flush()?;
+            self.file.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
         Ok(written)
     }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! <data-dir>/                 created 0700: it holds the node's secret key
 //!   raft/                     sled: Raft log, hard state, conf state, metadata ([`SledStorage`])
+//!   store/                    sled: a store-backed guest's keys and values ([`GuestStore`])
 //!   snapshots/                snapshot files `<index>-<term>.snap` (format: `node::snapshot`)
 //!   components/               guest components `<blake3>.wasm`, verified on read ([`ComponentStore`])
 //!   component-cache/          wasmtime's compiled components (disposable: rebuilt when missing)
@@ -15,11 +16,14 @@
 //!
 //! [`SledStorage`]: super::SledStorage
 //! [`ComponentStore`]: super::ComponentStore
+//! [`GuestStore`]: super::GuestStore
 
 use std::path::{Path, PathBuf};
 
 /// Subdirectory of the sled store.
 const RAFT_DIR: &str = "raft";
+/// Subdirectory of the guest store (its own sled database).
+const STORE_DIR: &str = "store";
 /// Subdirectory of the snapshot files.
 const SNAPSHOTS_DIR: &str = "snapshots";
 /// Subdirectory of the component files.
@@ -62,6 +66,11 @@ impl DataDir {
     /// The sled store.
     pub fn raft_log(&self) -> PathBuf {
         self.root.join(RAFT_DIR)
+    }
+
+    /// The guest store's sled database.
+    pub fn guest_store(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
     }
 
     /// The snapshot files.
@@ -111,6 +120,7 @@ mod tests {
         }
         for path in [
             dir.raft_log(),
+            dir.guest_store(),
             dir.snapshots(),
             dir.components(),
             dir.compile_cache(),

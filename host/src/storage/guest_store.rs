@@ -1,6 +1,6 @@
 //! The committed state of a store-backed guest (WIT 0.2.0): its keys and
-//! values in their own sled tree beside the Raft log, with the index of the
-//! last entry applied to them.
+//! values in a sled database of their own (`<data-dir>/store`), with the
+//! index of the last entry applied to them.
 //!
 //! | key in tree `guest-store` | value                                       |
 //! |---------------------------|---------------------------------------------|
@@ -13,9 +13,12 @@
 //!
 //! Every entry's writes, the applied index, the size and the hash are one
 //! `sled::Batch`, so they are atomic. They are not fsynced per entry: the
-//! Raft log is the durable record, and sled recovers a prefix of its
-//! writes, so after a crash the store is at some applied index at most the
-//! log's and the node replays only the entries after it.
+//! Raft log is the durable record (a node applies only entries its own log
+//! already made durable), sled flushes this database in the background and
+//! recovers a prefix of its writes, so after a crash the store is at some
+//! applied index at most the log's and the node replays only the entries
+//! after it. Its own database keeps the Raft log's fsyncs small: they never
+//! carry the state's pages (or sled's blob files of large values).
 //!
 //! The state hash is additive (the sum, lane-wise modulo 2^64, of a BLAKE3
 //! hash per pair), so it follows every write in O(1) and replicas compare
@@ -24,7 +27,10 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-use crate::limits::{STORE_EXPORT_BATCH_PAIRS, STORE_IMPORT_BATCH_RECORDS};
+use crate::limits::{
+    SLED_STORE_CACHE_BYTES, STORE_EXPORT_BATCH_BYTES, STORE_EXPORT_BATCH_PAIRS,
+    STORE_IMPORT_BATCH_RECORDS,
+};
 use crate::wasm::kv::{
     CommitMark, CommittedState, PairIter, StoreIoError, StoreSize, WriteSet, prefix_end,
 };
@@ -39,9 +45,10 @@ const SUM: &[u8] = b"m/sum";
 const NODE_META: &[u8] = b"m/node";
 const IMPORTING: &[u8] = b"m/importing";
 
-/// The guest store. Cheap to clone: clones share one tree.
+/// The guest store. Cheap to clone: clones share one database.
 #[derive(Clone)]
 pub struct GuestStore {
+    db: sled::Db,
     tree: sled::Tree,
     /// Size and hash as of the last commit (only the applier writes).
     totals: Arc<Mutex<Totals>>,
@@ -136,8 +143,16 @@ fn be_bytes(values: &[u64]) -> Vec<u8> {
 }
 
 impl GuestStore {
+    /// Open (creating) the store in the directory `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self, StorageError> {
+        let db = super::open_sled(dir, SLED_STORE_CACHE_BYTES).map_err(StorageError::sled(
+            "open the guest store (is another node using this directory?)",
+        ))?;
+        Self::open_in(db)
+    }
+
     /// Open the store in `db` (empty if it was never written).
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+    fn open_in(db: sled::Db) -> Result<Self, StorageError> {
         let tree = db
             .open_tree(TREE)
             .map_err(StorageError::sled("open the guest store"))?;
@@ -161,6 +176,7 @@ impl GuestStore {
             None => [0; 4],
         };
         Ok(GuestStore {
+            db,
             tree,
             totals: Arc::new(Mutex::new(Totals { size, sum })),
             capture: Arc::new(Mutex::new(None)),
@@ -225,7 +241,8 @@ impl GuestStore {
     }
 
     /// The next pairs of the running export (at most
-    /// [`STORE_EXPORT_BATCH_PAIRS`]), as of its start; empty at the end.
+    /// [`STORE_EXPORT_BATCH_PAIRS`] or about [`STORE_EXPORT_BATCH_BYTES`]),
+    /// as of its start; empty at the end.
     fn export_batch(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
         let mut guard = self.capture();
         let capture = guard
@@ -249,8 +266,9 @@ impl GuestStore {
             .range::<Vec<u8>, _>((before_lower, std::ops::Bound::Unbounded))
             .peekable();
         let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
         let mut last = None;
-        while batch.len() < STORE_EXPORT_BATCH_PAIRS {
+        while batch.len() < STORE_EXPORT_BATCH_PAIRS && batch_bytes < STORE_EXPORT_BATCH_BYTES {
             let live_key = match live.peek() {
                 Some(Ok((key, _))) => Some(key[DATA_PREFIX.len()..].to_vec()),
                 Some(Err(_)) => {
@@ -285,6 +303,7 @@ impl GuestStore {
             last = Some(key.clone());
             // A key written since the export began, absent before: skip.
             if let Some(value) = value {
+                batch_bytes += key.len() + value.len();
                 batch.push((key, value));
             }
         }
@@ -355,6 +374,9 @@ impl GuestStore {
             .apply_batch(batch)
             .map_err(io("load the snapshot into the guest store"))?;
         *self.totals() = totals;
+        // Not required (the snapshot file stays until a newer one), but a
+        // restart right after then need not load it again.
+        self.db.flush().map_err(io("flush the guest store"))?;
         Ok(())
     }
 
@@ -545,7 +567,7 @@ mod tests {
     fn open_db() -> (tempfile::TempDir, sled::Db, GuestStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
-        let store = GuestStore::open(&db).expect("open");
+        let store = GuestStore::open_in(db.clone()).expect("open");
         (dir, db, store)
     }
 
@@ -636,7 +658,7 @@ mod tests {
         );
         assert_eq!(other.get(b"stale").expect("get"), None);
         assert_eq!(other.size().expect("size"), store.size().expect("size"));
-        let reopened = GuestStore::open(&db2).expect("reopen");
+        let reopened = GuestStore::open_in(db2).expect("reopen");
         assert_eq!(
             reopened.digest().expect("digest"),
             store.digest().expect("digest"),

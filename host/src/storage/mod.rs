@@ -102,7 +102,7 @@ mod raft_storage;
 mod recovery;
 mod rules;
 
-use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT};
+use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -192,9 +192,11 @@ impl SledStorage {
             .open(&data_path)
             .map_err(unwritable(&data_path))?;
 
-        let db = open_sled(dir).map_err(StorageError::sled(
+        let opening = std::time::Instant::now();
+        let db = open_sled(dir, SLED_CACHE_BYTES).map_err(StorageError::sled(
             "open the store (is another node using this directory?)",
         ))?;
+        tracing::debug!(elapsed_ms = opening.elapsed().as_millis() as u64, "opened sled");
         let recovered = recovery::load(&db, data_file_had_content)?;
         let syncer = Syncer::open(dir)?;
         let storage = SledStorage {
@@ -222,12 +224,6 @@ impl SledStorage {
             )?;
         }
         Ok(storage)
-    }
-
-    /// The committed state of a store-backed guest, kept in this store's
-    /// sled database (its own tree), so the log's fsyncs cover it too.
-    pub fn guest_store(&self) -> Result<GuestStore, StorageError> {
-        GuestStore::open(&self.inner.db)
     }
 
     /// The data directory.
@@ -650,10 +646,15 @@ impl Inner {
     }
 }
 
-fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+/// Open sled in `dir` with a page cache of `cache_bytes`, waiting up to
+/// [`LOCK_WAIT`] for a previous user of the directory to let go.
+fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(dir).open() {
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes);
+        match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>

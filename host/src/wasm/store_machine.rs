@@ -209,8 +209,11 @@ impl StoreMachine {
     /// A fresh instance after a trap: the state is in the store, so nothing
     /// is restored or replayed.
     fn replace_instance(&mut self) -> Result<(), WasmError> {
+        let started = std::time::Instant::now();
         self.instance = GuestInstance::new(&self.component, &self.info.name, self.limits)?;
         self.stats.rebuilds += 1;
+        tracing::debug!(guest = %self.info.name, elapsed_us = started.elapsed().as_micros() as u64,
+            "replaced the guest instance");
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use super::divergence::{Divergence, DivergenceMonitor};
 use super::envelope::Payload;
 use super::error::ClientError;
 use super::upgrade::ComponentHistory;
+use crate::wasm::kv::{CommitMark, CommittedState, WriteSet};
 use crate::wasm::{EntryContext, GuestFailure, GuestMachine, WasmError};
 
 mod env;
@@ -53,6 +54,7 @@ pub fn spawn(
         applied_index: AtomicU64::new(applied_index),
         guest: Mutex::new((machine.info().clone(), machine.component().hash.to_hex())),
         world: Mutex::new(machine.world()),
+        store: env.guest_store.clone(),
         stats: Mutex::new(machine.stats()),
         history: Mutex::new(history.clone()),
         recent: Mutex::new(VecDeque::new()),
@@ -202,7 +204,10 @@ impl Applier {
         let (result, fuel_used) = match item.payload {
             // A leader's no-op or a membership change: applied once it is
             // in the configuration; there is no guest result.
-            Payload::Noop => (Ok(Vec::new()), 0),
+            Payload::Noop => {
+                self.mark_store_applied(item.index, item.term)?;
+                (Ok(Vec::new()), 0)
+            }
             Payload::Command {
                 timestamp_ms,
                 command,
@@ -218,6 +223,7 @@ impl Applier {
             }
             Payload::StateCheck => {
                 self.check_state(item.index)?;
+                self.mark_store_applied(item.index, item.term)?;
                 (Ok(Vec::new()), 0)
             }
             Payload::Activate {
@@ -249,6 +255,21 @@ impl Applier {
                 result,
                 fuel_used,
             }));
+        }
+        Ok(())
+    }
+
+    /// Record in a store-backed guest's store that an entry without guest
+    /// writes applied, so a restart resumes after it (and never mistakes
+    /// the store for older than a snapshot taken at that entry).
+    fn mark_store_applied(&mut self, index: u64, term: u64) -> Result<(), WasmError> {
+        if let GuestMachine::Store(_) = &self.machine {
+            let mark = CommitMark {
+                index,
+                term,
+                node_meta: None,
+            };
+            self.env.guest_store.commit(&WriteSet::new(), mark)?;
         }
         Ok(())
     }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::AppliedRecord;
 use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
+use crate::storage::GuestStore;
+use crate::wasm::kv::{CommittedState, StoreSize};
 use crate::wasm::{GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
 
 /// What the applier publishes for status pages, readable from any thread.
@@ -16,6 +18,8 @@ pub struct ApplierShared {
     pub(super) applied_index: AtomicU64,
     pub(super) guest: Mutex<(GuestInfo, String)>,
     pub(super) world: Mutex<GuestWorld>,
+    /// The guest store (read for its size when the guest is store-backed).
+    pub(super) store: GuestStore,
     pub(super) stats: Mutex<RuntimeStats>,
     pub(super) history: Mutex<ComponentHistory>,
     pub(super) recent: Mutex<VecDeque<AppliedRecord>>,
@@ -34,6 +38,13 @@ impl ApplierShared {
     /// Where the running guest keeps its state.
     pub fn world(&self) -> GuestWorld {
         *self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Keys and bytes in the store, when the guest is store-backed.
+    pub fn store_size(&self) -> Option<StoreSize> {
+        match self.world() {
+            GuestWorld::Store => self.store.size().ok(),
+            GuestWorld::Memory => None,
+        }
     }
     pub fn stats(&self) -> RuntimeStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())

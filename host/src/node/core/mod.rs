@@ -152,6 +152,9 @@ struct SnapshotState {
     /// Entries and payload bytes handed over since the last snapshot.
     entries_since: u64,
     bytes_since: u64,
+    /// Size of the last snapshot file taken or installed (see
+    /// [`crate::limits::SNAPSHOT_AMORTIZE_ABOVE_BYTES`]).
+    last_file_bytes: u64,
     in_flight: bool,
     /// Operators waiting for a snapshot they asked for.
     waiting: Vec<oneshot::Sender<Result<SnapshotInfo, ClientError>>>,
@@ -287,6 +290,7 @@ impl NodeCore {
                 handed_index: setup.applied_index,
                 entries_since: 0,
                 bytes_since: 0,
+                last_file_bytes: 0,
                 in_flight: false,
                 waiting: Vec::new(),
             },

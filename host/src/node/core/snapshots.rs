@@ -1,6 +1,7 @@
 //! Snapshot bookkeeping: when to take one, installing one from the leader,
 //! compacting the log behind it, and reporting transfers to raft-rs.
 
+use crate::limits::SNAPSHOT_AMORTIZE_ABOVE_BYTES;
 use raft::prelude::Snapshot;
 use tokio::sync::oneshot;
 
@@ -29,6 +30,7 @@ impl NodeCore {
         let loaded = snapshot::read(&path)
             .map_err(|e| corrupt(format!("the received snapshot file: {e}")))?;
         let file_len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.snapshots.last_file_bytes = file_len;
         if file_len != descriptor.file_len
             || loaded.header.index != index
             || loaded.header.term != term
@@ -96,7 +98,11 @@ impl NodeCore {
             return None;
         }
         let asked = !state.waiting.is_empty() || self.storage.take_snapshot_wanted();
-        if !asked && !state.policy.due(state.entries_since, state.bytes_since) {
+        // A large state is snapshotted only once the log since the last
+        // snapshot is as large: its cost stays proportional to the writes.
+        let amortized = state.last_file_bytes <= SNAPSHOT_AMORTIZE_ABOVE_BYTES
+            || state.bytes_since >= state.last_file_bytes;
+        if !asked && !(amortized && state.policy.due(state.entries_since, state.bytes_since)) {
             return None;
         }
         let index = state.handed_index;
@@ -155,6 +161,7 @@ impl NodeCore {
                 return Ok(());
             }
         };
+        self.snapshots.last_file_bytes = taken.file_len;
         let meta = taken.snapshot.get_metadata();
         let (index, term) = (meta.index, meta.term);
         let covered = self.storage.snapshot_position().map_or(0, |(i, _)| i);
