@@ -47,6 +47,9 @@ use iroh_raft::transport::{
 };
 use iroh_raft::wasm::GuestLimits;
 
+#[path = "cluster/large_state.rs"]
+mod large_state;
+
 /// Nodes in the cluster.
 const CLUSTER_SIZE: u64 = 3;
 /// Key and value sizes of every `put`.
@@ -73,6 +76,17 @@ const FAILOVER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Pause between failover probes that failed fast (no leader known yet).
 const FAILOVER_PROBE_PAUSE: Duration = Duration::from_millis(2);
 
+/// The guest every node runs: `BENCH_GUEST` = `kv` (default, state in
+/// guest memory), `kv_store` or `hostile_store` (state in the host's
+/// store; `hostile_store` adds a trapping command).
+fn guest_path() -> &'static str {
+    match std::env::var("BENCH_GUEST").as_deref() {
+        Ok("kv_store") => env!("IROH_RAFT_GUEST_KV_STORE"),
+        Ok("hostile_store") => env!("IROH_RAFT_GUEST_HOSTILE_STORE"),
+        _ => env!("IROH_RAFT_GUEST_KV"),
+    }
+}
+
 fn bench_duration() -> Duration {
     let seconds = std::env::var("BENCH_SECONDS")
         .ok()
@@ -85,7 +99,8 @@ fn bench_duration() -> Duration {
 fn selected(case: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(only) => only.split(',').any(|c| c.trim() == case),
-        Err(_) => true,
+        // The long cases run only when asked for.
+        Err(_) => case != "large-state",
     }
 }
 
@@ -153,7 +168,12 @@ struct Bound {
 }
 
 async fn bind(id: u64) -> anyhow::Result<Bound> {
-    let dir = data_dir()?;
+    bind_in(id, data_dir()?).await
+}
+
+/// Bind an endpoint for node `id` whose data dir is `dir` (a restart binds
+/// with the dir, and so the identity, it had).
+async fn bind_in(id: u64, dir: tempfile::TempDir) -> anyhow::Result<Bound> {
     let secret_key = identity::load_or_create(dir.path())?;
     let directory = PeerDirectory::new();
     let config = TransportConfig {
@@ -184,7 +204,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
     let config = NodeConfig {
         id,
         data_dir: dir.path().to_path_buf(),
-        guest: GuestSource::File(PathBuf::from(env!("IROH_RAFT_GUEST_KV"))),
+        guest: GuestSource::File(PathBuf::from(guest_path())),
         limits: GuestLimits::default(),
         cluster,
         snapshot: node::SnapshotPolicy::default(),
@@ -553,13 +573,15 @@ async fn add_node_with_state(members: &mut Vec<Member>, leader: usize) -> anyhow
     let loaded_snapshot = node::snapshot::read(std::path::Path::new(&info.path))?;
     let engine = iroh_raft::wasm::WasmEngine::new(None)?;
     let component = engine.load(loaded_snapshot.component())?;
-    let mut machine = iroh_raft::wasm::StateMachine::new(component, GuestLimits::default())?;
-    let entry = iroh_raft::wasm::EntryContext {
-        index: loaded_snapshot.header.index,
-        term: loaded_snapshot.header.term,
-        timestamp_ms: loaded_snapshot.header.last_entry_timestamp_ms,
-    };
-    machine.restore(entry, &loaded_snapshot.state()?)?;
+    if component.world() == iroh_raft::wasm::GuestWorld::Memory {
+        let mut machine = iroh_raft::wasm::StateMachine::new(component, GuestLimits::default())?;
+        let entry = iroh_raft::wasm::EntryContext {
+            index: loaded_snapshot.header.index,
+            term: loaded_snapshot.header.term,
+            timestamp_ms: loaded_snapshot.header.last_entry_timestamp_ms,
+        };
+        machine.restore(entry, &loaded_snapshot.state()?)?;
+    }
     let restore_took = restoring.elapsed();
 
     let (member, add_took) = add_member(&members[leader], CLUSTER_SIZE + 1).await?;
@@ -724,6 +746,9 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    if selected("large-state") {
+        large_state::run(&mut members, leader, duration).await?;
     }
     if selected("add-node") {
         add_node_with_state(&mut members, leader).await?;

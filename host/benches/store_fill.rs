@@ -100,8 +100,8 @@ async fn run() -> anyhow::Result<()> {
         VALUE_BYTES / 1024
     );
     println!(
-        "{:>10} {:>10} {:>10} {:>10} {:>10}",
-        "state MiB", "p50 ms", "p99 ms", "max ms", "puts/s"
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "state MiB", "p50 ms", "p99 ms", "max ms", "puts/s", "RSS MiB"
     );
     let slice = puts.div_ceil(SLICES);
     let mut done = 0;
@@ -115,12 +115,13 @@ async fn run() -> anyhow::Result<()> {
         let elapsed = started.elapsed();
         latencies.sort();
         println!(
-            "{:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>10.0}",
+            "{:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>10.0} {:>10.0}",
             (done * VALUE_BYTES as u64) as f64 / (1024.0 * 1024.0),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             percentile(&latencies, 1.0),
-            latencies.len() as f64 / elapsed.as_secs_f64()
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            memory_mib().0
         );
     }
 

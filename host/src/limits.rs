@@ -177,6 +177,10 @@ pub const STORE_FUEL_PER_BYTE: u64 = 2;
 /// count and by bytes): a dry run replays them on a copy-on-write view.
 pub const STORE_RECENT_COMMANDS: usize = 1_000;
 pub const STORE_RECENT_COMMAND_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes written to the guest store between two background flushes: sled
+/// holds written pages in memory until a flush, so this bounds the
+/// memory a fast writer makes it use.
+pub const STORE_FLUSH_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 /// Pairs a store export reads per batch; commits wait for at most one
 /// batch (about a millisecond), so a snapshot never pauses applies for long.
 pub const STORE_EXPORT_BATCH_PAIRS: usize = 1_000;

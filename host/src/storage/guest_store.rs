@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::limits::{
     SLED_STORE_CACHE_BYTES, STORE_EXPORT_BATCH_BYTES, STORE_EXPORT_BATCH_PAIRS,
-    STORE_IMPORT_BATCH_RECORDS,
+    STORE_FLUSH_EVERY_BYTES, STORE_IMPORT_BATCH_RECORDS,
 };
 use crate::wasm::kv::{
     CommitMark, CommittedState, PairIter, StoreIoError, StoreSize, WriteSet, prefix_end,
@@ -54,6 +54,20 @@ pub struct GuestStore {
     totals: Arc<Mutex<Totals>>,
     /// The point-in-time export in progress, if any (see [`Export`]).
     capture: Arc<Mutex<Option<Capture>>>,
+    /// Background flushes (see [`Flusher`]).
+    flusher: Arc<Flusher>,
+}
+
+/// Flushes the store in the background every [`STORE_FLUSH_EVERY_BYTES`]
+/// written: sled keeps written pages in memory until a flush, and its own
+/// timer (every 500 ms) let a node writing fast hold GiBs. Not needed for
+/// durability (the Raft log is the record); a failed flush is reported by
+/// the next commit, which stops the node.
+#[derive(Debug, Default)]
+struct Flusher {
+    unflushed: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+    failure: Mutex<Option<String>>,
 }
 
 /// What a running export needs to see the store as it was when it began:
@@ -180,6 +194,7 @@ impl GuestStore {
             tree,
             totals: Arc::new(Mutex::new(Totals { size, sum })),
             capture: Arc::new(Mutex::new(None)),
+            flusher: Arc::default(),
         })
     }
 
@@ -344,6 +359,7 @@ impl GuestStore {
             Ok(())
         };
         let mut previous: Option<Vec<u8>> = None;
+        let mut loaded_since_flush = 0u64;
         while left > 0 {
             let mut word = [0u8; 4];
             read_exact(&mut word, &mut left)?;
@@ -358,6 +374,7 @@ impl GuestStore {
             add(&mut totals.sum, pair_hash(&key, &value));
             totals.size.keys += 1;
             totals.size.bytes += (key.len() + value.len()) as u64;
+            loaded_since_flush += (key.len() + value.len()) as u64;
             batch.insert(data_key(&key), value);
             previous = Some(key);
             in_batch += 1;
@@ -366,6 +383,11 @@ impl GuestStore {
                     .apply_batch(std::mem::take(&mut batch))
                     .map_err(io("load the snapshot into the guest store"))?;
                 in_batch = 0;
+                if loaded_since_flush >= STORE_FLUSH_EVERY_BYTES {
+                    // Bounds sled's memory while GiBs stream in.
+                    self.db.flush().map_err(io("flush the guest store"))?;
+                    loaded_since_flush = 0;
+                }
             }
         }
         self.write_meta(&mut batch, &totals, &mark);
@@ -403,6 +425,44 @@ impl GuestStore {
                 .apply_batch(batch)
                 .map_err(io("clear the guest store"))?;
         }
+    }
+
+    /// Count `written` bytes; past [`STORE_FLUSH_EVERY_BYTES`] start a
+    /// flush on a thread of its own (one at a time). Returns the error of
+    /// an earlier background flush.
+    fn flush_in_background(&self, written: u64) -> Result<(), StoreIoError> {
+        use std::sync::atomic::Ordering;
+        let flusher = &self.flusher;
+        if let Some(failure) = flusher
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(StoreIoError(failure));
+        }
+        let unflushed = flusher.unflushed.fetch_add(written, Ordering::Relaxed) + written;
+        if unflushed < STORE_FLUSH_EVERY_BYTES || flusher.running.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        flusher.unflushed.store(0, Ordering::Relaxed);
+        let (db, flusher) = (self.db.clone(), self.flusher.clone());
+        let spawned = std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || {
+                if let Err(error) = db.flush() {
+                    tracing::error!(%error, "flushing the guest store failed");
+                    *flusher.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("flush the guest store: {error}"));
+                }
+                flusher.running.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            // No thread to spare: flush here.
+            self.flusher.running.store(false, Ordering::Release);
+            self.db.flush().map_err(io("flush the guest store"))?;
+        }
+        Ok(())
     }
 
     fn write_meta(&self, batch: &mut sled::Batch, totals: &Totals, mark: &CommitMark<'_>) {
@@ -541,7 +601,11 @@ impl CommittedState for GuestStore {
             .apply_batch(batch)
             .map_err(io("commit to the guest store"))?;
         *self.totals() = totals;
-        Ok(())
+        let written: usize = writes
+            .iter()
+            .map(|(key, write)| key.len() + write.new.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.flush_in_background(written as u64)
     }
 
     fn digest(&self) -> Result<[u8; 32], StoreIoError> {

@@ -1,0 +1,214 @@
+//! The `large-state` case of the cluster bench: the same cluster holding a
+//! large store-backed state (`BENCH_GUEST=kv_store` or `hostile_store`).
+//!
+//! `BENCH_ONLY=large-state BENCH_GUEST=hostile_store BENCH_STATE_MIB=2048
+//! cargo bench --bench cluster` fills the cluster with 1 KiB values up to
+//! `BENCH_STATE_MIB` (default 2048: 2M keys) and measures:
+//! 1. `put` at 64 clients through the leader, on the empty store and at
+//!    the full state (ops/s, p50, p99);
+//! 2. the process's resident memory (three nodes in one process);
+//! 3. a snapshot taken while 16 clients write: its time, and the writes'
+//!    worst latency meanwhile (how long applies paused);
+//! 4. a trapping entry (`put-then-trap`, hostile_store only) against a put;
+//! 5. a fourth node added (snapshot streamed over iroh and installed):
+//!    time, MiB/s, and the process's peak memory;
+//! 6. a follower restarted (shut down, started on its data dir) until a
+//!    linearizable read through it answers.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use iroh_raft::node::{ClusterMode, Consistency, NodeHandle};
+
+use super::{
+    CLUSTER_SIZE, Member, Report, bind_in, converge, run_clients, start, wait_for,
+};
+
+/// Bytes of each value written by the fill.
+const FILL_VALUE_BYTES: usize = 1024;
+/// Clients of the fill and of the measured runs.
+const CLIENTS: usize = 64;
+/// Clients writing while a snapshot is taken.
+const SNAPSHOT_CLIENTS: usize = 16;
+/// Samples of the trap comparison.
+const TRAP_SAMPLES: usize = 20;
+
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn row(label: &str, report: &mut Report) {
+    report.latencies.sort();
+    println!(
+        "{label:<28} {:>9.0} ops/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>8.2} ms   ({} ops, {} errors)",
+        report.ops as f64 / report.elapsed.as_secs_f64(),
+        report.percentile_us(0.50) / 1e3,
+        report.percentile_us(0.99) / 1e3,
+        report.percentile_us(1.0) / 1e3,
+        report.ops,
+        report.errors
+    );
+}
+
+/// Write `keys` keys of [`FILL_VALUE_BYTES`] through `node`, 64 at a time.
+async fn fill(node: &NodeHandle, keys: u64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let value = "f".repeat(FILL_VALUE_BYTES);
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS as u64 {
+        let node = node.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = client;
+            while n < keys {
+                let command = format!("put s{n:015} {value}");
+                if node.propose(command.into_bytes()).await.is_ok() {
+                    n += CLIENTS as u64;
+                    if client == 0 && n % (keys / 10).max(1) < CLIENTS as u64 {
+                        eprintln!("# fill: {n} of {keys} keys");
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a fill task")?;
+    }
+    Ok(started.elapsed())
+}
+
+pub async fn run(
+    members: &mut Vec<Member>,
+    leader: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let state_mib: u64 = std::env::var("BENCH_STATE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048);
+    let keys = state_mib * 1024 * 1024 / (FILL_VALUE_BYTES as u64 + 16);
+    let guest = std::env::var("BENCH_GUEST").unwrap_or_else(|_| "kv".into());
+    println!("# large state: guest {guest}, {keys} keys of {FILL_VALUE_BYTES} bytes ({state_mib} MiB)");
+    let node = members[leader].node.clone();
+    let mut empty = run_clients(&node, CLIENTS, duration).await;
+    row("put, 64 clients, empty", &mut empty);
+    converge(members).await?;
+
+    let filled = fill(&node, keys).await?;
+    converge(members).await?;
+    let status = node.status().await?;
+    println!(
+        "# filled in {:.0} s ({:.0} keys/s, {:.1} MiB/s); store {:?}",
+        filled.as_secs_f64(),
+        keys as f64 / filled.as_secs_f64(),
+        (keys * FILL_VALUE_BYTES as u64) as f64 / (1024.0 * 1024.0) / filled.as_secs_f64(),
+        status.guest.store
+    );
+    let mut full = run_clients(&node, CLIENTS, duration).await;
+    row(&format!("put, 64 clients, {state_mib} MiB"), &mut full);
+    let ratio = (full.ops as f64 / full.elapsed.as_secs_f64())
+        / (empty.ops as f64 / empty.elapsed.as_secs_f64());
+    println!("# throughput at {state_mib} MiB / empty: {ratio:.2}");
+    converge(members).await?;
+    let (rss, peak) = memory_mib();
+    println!(
+        "# process memory (3 nodes): {rss:.0} MiB resident, {peak:.0} MiB peak; \
+         {:.0} MiB per node",
+        rss / CLUSTER_SIZE as f64
+    );
+
+    // A snapshot while writing.
+    let writers = {
+        let node = node.clone();
+        tokio::spawn(async move { run_clients(&node, SNAPSHOT_CLIENTS, duration).await })
+    };
+    let taking = Instant::now();
+    let info = node.snapshot().await?;
+    let took = taking.elapsed();
+    let mut during = writers.await.context("the writers")?;
+    println!(
+        "# snapshot at index {} ({:.0} MiB file) taken in {:.1} s while {SNAPSHOT_CLIENTS} \
+         clients wrote:",
+        info.index,
+        info.file_bytes as f64 / (1024.0 * 1024.0),
+        took.as_secs_f64()
+    );
+    row("put, 16 clients, snapshot", &mut during);
+
+    if guest == "hostile_store" {
+        let (mut plain, mut trapping) = (Vec::new(), Vec::new());
+        for n in 0..TRAP_SAMPLES {
+            let t = Instant::now();
+            node.propose(format!("put t{n} x").into_bytes()).await?;
+            plain.push(t.elapsed());
+            let t = Instant::now();
+            let applied = node
+                .propose(format!("put-then-trap t{n} x").into_bytes())
+                .await?;
+            trapping.push(t.elapsed());
+            anyhow::ensure!(applied.result.is_err(), "put-then-trap must trap");
+        }
+        plain.sort();
+        trapping.sort();
+        let p50 = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1e3;
+        println!(
+            "# at {state_mib} MiB: a put p50 {:.2} ms, a trapping put p50 {:.2} ms",
+            p50(&plain),
+            p50(&trapping)
+        );
+    }
+
+    // A fourth node, through a snapshot of the whole state.
+    let (member, took) = super::add_member(&members[leader], CLUSTER_SIZE + 1).await?;
+    let (rss, peak) = memory_mib();
+    println!(
+        "# add-node with {state_mib} MiB: {:.1} s ({:.1} MiB/s of snapshot file); the new node \
+         installed the snapshot at {:?}; process memory now {rss:.0} MiB, peak {peak:.0} MiB",
+        took.as_secs_f64(),
+        info.file_bytes as f64 / (1024.0 * 1024.0) / took.as_secs_f64(),
+        member.node.status().await?.snapshot_index
+    );
+    member.node.shutdown().await;
+    let _ = member.router.shutdown().await;
+
+    // Restart a follower on its data dir.
+    let follower = (leader + 1) % members.len();
+    let old = members.remove(follower);
+    let id = old.id;
+    old.node.shutdown().await;
+    let _ = old.router.shutdown().await;
+    drop(old.endpoint);
+    drop(old.node);
+    let restarting = Instant::now();
+    let bound = bind_in(id, old._dir).await?;
+    let restarted = start(bound, ClusterMode::Join { members: Default::default() })?;
+    let node = restarted.node.clone();
+    wait_for("a linearizable read on the restarted node", || {
+        let node = node.clone();
+        async move {
+            let answer = node
+                .query_with(b"get s000000000000000".to_vec(), Consistency::Linearizable)
+                .await
+                .ok()?;
+            answer.result.is_ok().then_some(())
+        }
+    })
+    .await?;
+    println!(
+        "# restart of a follower holding {state_mib} MiB: first linearizable read after {:.2} s \
+         ({} entries replayed into its guest)",
+        restarting.elapsed().as_secs_f64(),
+        node.status().await?.guest.applied_entries
+    );
+    members.insert(follower, restarted);
+    Ok(())
+}
