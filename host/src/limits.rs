@@ -99,6 +99,10 @@ pub const DEFAULT_COMPACTION_KEEP_ENTRIES: u64 = 1_000;
 /// snapshot of a large (store-backed) state then costs at most as much as
 /// writing its log did, and the log holds up to about one state's worth.
 pub const SNAPSHOT_AMORTIZE_ABOVE_BYTES: u64 = 64 * 1024 * 1024;
+/// The most log bytes a large state waits for before its next snapshot:
+/// a restart reads the whole log behind the last snapshot (and memory
+/// grows with it), so it stays bounded even at GiBs of state.
+pub const SNAPSHOT_AMORTIZE_MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest header accepted when reading a file (it holds the membership).
 pub const MAX_SNAPSHOT_HEADER_BYTES: u32 = 4 * 1024 * 1024;
 /// Largest snapshot file a node accepts from a peer or a backup.

@@ -1,7 +1,7 @@
 //! Snapshot bookkeeping: when to take one, installing one from the leader,
 //! compacting the log behind it, and reporting transfers to raft-rs.
 
-use crate::limits::SNAPSHOT_AMORTIZE_ABOVE_BYTES;
+use crate::limits::{SNAPSHOT_AMORTIZE_ABOVE_BYTES, SNAPSHOT_AMORTIZE_MAX_LOG_BYTES};
 use raft::prelude::Snapshot;
 use tokio::sync::oneshot;
 
@@ -99,9 +99,13 @@ impl NodeCore {
         }
         let asked = !state.waiting.is_empty() || self.storage.take_snapshot_wanted();
         // A large state is snapshotted only once the log since the last
-        // snapshot is as large: its cost stays proportional to the writes.
+        // snapshot is as large (up to a bound on the log a restart reads):
+        // its cost stays proportional to the writes.
         let amortized = state.last_file_bytes <= SNAPSHOT_AMORTIZE_ABOVE_BYTES
-            || state.bytes_since >= state.last_file_bytes;
+            || state.bytes_since
+                >= state
+                    .last_file_bytes
+                    .min(SNAPSHOT_AMORTIZE_MAX_LOG_BYTES);
         if !asked && !(amortized && state.policy.due(state.entries_since, state.bytes_since)) {
             return None;
         }
