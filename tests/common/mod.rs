@@ -116,6 +116,8 @@ pub fn guest(name: &str) -> PathBuf {
         "counter_v2_trap" => env!("IROH_RAFT_GUEST_COUNTER_V2_TRAP"),
         "kv" => env!("IROH_RAFT_GUEST_KV"),
         "kv_v2" => env!("IROH_RAFT_GUEST_KV_V2"),
+        "kv_store" => env!("IROH_RAFT_GUEST_KV_STORE"),
+        "kv_store_v2" => env!("IROH_RAFT_GUEST_KV_STORE_V2"),
         "hostile_loop" => env!("IROH_RAFT_GUEST_HOSTILE_LOOP"),
         "hostile_memory" => env!("IROH_RAFT_GUEST_HOSTILE_MEMORY"),
         "hostile_trap" => env!("IROH_RAFT_GUEST_HOSTILE_TRAP"),
@@ -124,6 +126,8 @@ pub fn guest(name: &str) -> PathBuf {
         "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
         "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
         "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),
+        "kv_store_python" => env!("IROH_RAFT_GUEST_KV_STORE_PYTHON"),
+        "kv_store_js" => env!("IROH_RAFT_GUEST_KV_STORE_JS"),
         other => panic!("unknown guest {other}"),
     };
     let path = PathBuf::from(path);
