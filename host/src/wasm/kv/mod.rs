@@ -18,10 +18,12 @@
 //! sled), behind the [`CommittedState`] trait defined here, so this module
 //! never depends on how it is stored.
 
+mod empty;
 mod link;
 mod overlay;
 mod transaction;
 
+pub use empty::EmptyState;
 pub use link::{STORE_INTERFACE, link};
 pub use overlay::Overlay;
 pub use transaction::{Access, Transaction};
