@@ -15,7 +15,7 @@ use super::script::Step;
 use super::{CheckOptions, StepResult, entry_for, execute, list, run_steps};
 use crate::wasm::engine::LoadedComponent;
 use crate::wasm::error::{GuestFailure, WasmError};
-use crate::wasm::kv::{CommittedState, EmptyState, Overlay, StoreIoError};
+use crate::wasm::kv::{CommittedState, EmptyState, Overlay, Pairs, StoreIoError};
 use crate::wasm::limits::GuestLimits;
 use crate::wasm::store_machine::StoreMachine;
 
@@ -25,7 +25,7 @@ pub fn empty_store() -> Arc<dyn CommittedState> {
 }
 
 /// Every pair in `state`, in key order.
-pub fn store_contents(state: &dyn CommittedState) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
+pub fn store_contents(state: &dyn CommittedState) -> Result<Pairs, StoreIoError> {
     state.scan(b"", None).collect()
 }
 

@@ -67,6 +67,9 @@ impl StoreSize {
     }
 }
 
+/// Pairs read from a store, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Pairs read lazily from a store, in key order.
 pub type PairIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreIoError>> + 'a>;
 
