@@ -174,10 +174,15 @@ fn run_script_observed(
     report.push(if changed_by_failure.is_empty() {
         Check::pass(
             "errors leave state alone",
-            format!(
-                "{failed_applies} commands failed and the host's transaction discarded their \
-                 writes: the store was unchanged after each"
-            ),
+            match failed_applies {
+                0 => "no command failed (the host's transaction would discard a failed one's \
+                      writes)"
+                    .to_string(),
+                n => format!(
+                    "{n} commands failed and the host's transaction discarded their writes: \
+                     the store was unchanged after each"
+                ),
+            },
         )
     } else {
         Check::fail(
