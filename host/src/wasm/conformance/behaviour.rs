@@ -1,6 +1,8 @@
-//! The checks of a running guest's behaviour: snapshot round trips, the
-//! script (errors and queries leave state alone), two identical runs,
-//! restore mid-script, garbage snapshots, and headroom in the budgets.
+//! The checks of a running 0.1.0 guest's behaviour (state in its memory):
+//! snapshot round trips, the script (errors and queries leave state alone),
+//! two identical runs, restore mid-script, garbage snapshots, and headroom
+//! in the budgets (shared with the store-backed guests' checks in
+//! [`super::store`]).
 
 use std::time::Instant;
 
