@@ -21,42 +21,64 @@ setup:
 guests: setup
 	$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --release --target-dir target/guests
 
-## The guests in Python and JavaScript (guests/kv-python, guests/kv-js).
-## Their toolchains are pinned and project-local: componentize-py in a venv
-## under target/, componentize-js in guests/kv-js/node_modules (npm ci from
-## the committed lock file). Each component is rebuilt only when its
-## sources, the WIT or the toolchain change.
+## The guests in Python and JavaScript (guests/kv-python, guests/kv-js, and
+## their store-backed versions guests/kv-store-python, guests/kv-store-js,
+## which import the kv guests' grammar modules). Their toolchains are pinned
+## and project-local, one per language: componentize-py in a venv under
+## target/, componentize-js in guests/kv-js/node_modules (npm ci from the
+## committed lock file). Each component is rebuilt only when its sources,
+## the WIT or the toolchain change.
 POLYGLOT_DIR := $(TARGET_DIR)/guests/polyglot
 PY_VENV := $(TARGET_DIR)/guest-toolchains/python
 PY_TOOLCHAIN := $(PY_VENV)/.installed
 JS_TOOLCHAIN := guests/kv-js/node_modules/.installed
 KV_PYTHON_WASM := $(POLYGLOT_DIR)/kv_python.wasm
 KV_JS_WASM := $(POLYGLOT_DIR)/kv_js.wasm
+KV_STORE_PYTHON_WASM := $(POLYGLOT_DIR)/kv_store_python.wasm
+KV_STORE_JS_WASM := $(POLYGLOT_DIR)/kv_store_js.wasm
+# The kv guests' modules (grammar, Unicode tables), without their tests.
+KV_PYTHON_MODULES := $(filter-out %/test_kv.py,$(wildcard guests/kv-python/*.py))
+KV_JS_MODULES := $(wildcard guests/kv-js/src/*.js)
+JS_BUILD := guests/kv-js/componentize.mjs
 
-guests-polyglot: $(KV_PYTHON_WASM) $(KV_JS_WASM)
+guests-polyglot: $(KV_PYTHON_WASM) $(KV_JS_WASM) $(KV_STORE_PYTHON_WASM) $(KV_STORE_JS_WASM)
 
 $(PY_TOOLCHAIN): guests/kv-python/requirements.txt
 	python3 -m venv $(PY_VENV)
 	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-$(KV_PYTHON_WASM): $(PY_TOOLCHAIN) wit/state-machine.wit $(filter-out %/test_kv.py,$(wildcard guests/kv-python/*.py))
+$(KV_PYTHON_WASM): $(PY_TOOLCHAIN) wit/state-machine.wit $(KV_PYTHON_MODULES)
 	@mkdir -p $(@D)
 	PYTHONDONTWRITEBYTECODE=1 $(PY_VENV)/bin/componentize-py -d wit -w guest componentize -p guests/kv-python app -o $@.tmp
+	mv $@.tmp $@
+
+# kv.py comes from the kv guest's directory, the second path.
+$(KV_STORE_PYTHON_WASM): $(PY_TOOLCHAIN) wit/v0.2.0/state-machine.wit $(KV_PYTHON_MODULES) $(filter-out %/test_kv_store.py,$(wildcard guests/kv-store-python/*.py))
+	@mkdir -p $(@D)
+	PYTHONDONTWRITEBYTECODE=1 $(PY_VENV)/bin/componentize-py -d wit/v0.2.0 -w store-guest componentize -p guests/kv-store-python -p guests/kv-python store_app -o $@.tmp
 	mv $@.tmp $@
 
 $(JS_TOOLCHAIN): guests/kv-js/package.json guests/kv-js/package-lock.json
 	cd guests/kv-js && npm ci --no-audit --no-fund
 	touch $@
 
-$(KV_JS_WASM): $(JS_TOOLCHAIN) wit/state-machine.wit guests/kv-js/build.mjs $(wildcard guests/kv-js/src/*.js)
+$(KV_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/state-machine.wit guests/kv-js/build.mjs $(KV_JS_MODULES)
 	@mkdir -p $(@D)
 	node guests/kv-js/build.mjs $(abspath $@)
 
-## Their logic's unit tests, natively (no WebAssembly).
+$(KV_STORE_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/v0.2.0/state-machine.wit guests/kv-store-js/build.mjs $(KV_JS_MODULES) $(wildcard guests/kv-store-js/src/*.js)
+	@mkdir -p $(@D)
+	node guests/kv-store-js/build.mjs $(abspath $@)
+
+## Their logic's unit tests, natively (no WebAssembly). The store-backed
+## guests run over fakes of the host's store, with the kv guests' modules
+## on the path as in their builds.
 test-polyglot:
 	cd guests/kv-python && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest --quiet
+	cd guests/kv-store-python && PYTHONPATH=../kv-python PYTHONDONTWRITEBYTECODE=1 python3 -m unittest --quiet
 	cd guests/kv-js && node --test test/
+	cd guests/kv-store-js && node --test test/
 
 ## Quick start 1: a single-node cluster with the built-in counter guest.
 run: setup

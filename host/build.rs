@@ -8,8 +8,8 @@
 //! of the outer build) and export each artifact's path as
 //! `IROH_RAFT_GUEST_<NAME>` (e.g. `IROH_RAFT_GUEST_COUNTER`). The Python and
 //! JavaScript guests' paths are exported the same way
-//! (`IROH_RAFT_GUEST_KV_PYTHON`, `IROH_RAFT_GUEST_KV_JS`), but `make
-//! guests-polyglot` builds them.
+//! (`IROH_RAFT_GUEST_KV_PYTHON`, `IROH_RAFT_GUEST_KV_STORE_JS`, ...), but
+//! `make guests-polyglot` builds them.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ const GUESTS: &[&str] = &[
 const POLYGLOT_DIR: &str = "polyglot";
 
 /// The guests built by the Makefile rather than cargo, by artifact name.
-const POLYGLOT_GUESTS: &[&str] = &["kv_python", "kv_js"];
+const POLYGLOT_GUESTS: &[&str] = &["kv_python", "kv_js", "kv_store_python", "kv_store_js"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

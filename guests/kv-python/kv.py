@@ -2,7 +2,9 @@
 snapshot format as the Rust kv guest (guests/kv), byte for byte.
 
 Nothing here knows about WIT or WebAssembly (app.py adapts it), so the tests
-run it with a normal Python: `python3 -m unittest` in this directory.
+run it with a normal Python: `python3 -m unittest` in this directory. The
+store-backed guest (guests/kv-store-python) imports this module for `parse`
+and the error messages, so both guests speak exactly the same grammar.
 
 Commands (through `apply`) and queries are single lines of UTF-8 text:
 
@@ -229,6 +231,13 @@ def parse(data):
     raise KvError(f"unknown command `{truncate(verb)}`; {HELP}")
 
 
+def read_only_error(verb):
+    """The error of a `put` or `delete` sent as a query."""
+    return KvError(
+        f"`{verb}` changes the store; propose it as a command, queries are read-only"
+    )
+
+
 class Store:
     """Sorted string keys to string values (sorted when read: a dict keeps
     insertion order, so every result and snapshot sorts explicitly)."""
@@ -250,10 +259,7 @@ class Store:
         """Answer a query; `put` and `delete` are refused."""
         verb, key, _ = parse(data)
         if verb in ("put", "delete"):
-            raise KvError(
-                f"`{verb}` changes the store; propose it as a command, "
-                "queries are read-only"
-            )
+            raise read_only_error(verb)
         return self._read(verb, key)
 
     def _read(self, verb, key):

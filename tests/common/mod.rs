@@ -127,6 +127,8 @@ pub fn guest(name: &str) -> PathBuf {
         "no_exports" => env!("IROH_RAFT_GUEST_NO_EXPORTS"),
         "kv_python" => env!("IROH_RAFT_GUEST_KV_PYTHON"),
         "kv_js" => env!("IROH_RAFT_GUEST_KV_JS"),
+        "kv_store_python" => env!("IROH_RAFT_GUEST_KV_STORE_PYTHON"),
+        "kv_store_js" => env!("IROH_RAFT_GUEST_KV_STORE_JS"),
         other => panic!("unknown guest {other}"),
     };
     let path = PathBuf::from(path);

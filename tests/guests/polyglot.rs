@@ -18,6 +18,9 @@ use iroh_raft::wasm::{LoadedComponent, WasmEngine};
 /// The kv guest in each language, by the name the tests use.
 pub const KV_GUESTS: &[&str] = &["kv", "kv_python", "kv_js"];
 
+/// The store-backed kv guest (WIT 0.2.0) in each language.
+pub const KV_STORE_GUESTS: &[&str] = &["kv_store", "kv_store_python", "kv_store_js"];
+
 /// Path of a guest component, failing with how to build it when missing
 /// (the one list of guests is in `tests/common`).
 pub fn guest_path(name: &str) -> PathBuf {

@@ -1,5 +1,6 @@
 //! `raft-host guest check` on every guest in `guests/`: the well-behaved
-//! ones pass, each hostile one fails the way it was written to fail.
+//! ones of both worlds pass (and the report says which world), each
+//! hostile one fails the way it was written to fail.
 
 use std::process::Output;
 
@@ -82,7 +83,70 @@ fn assert_passes(name: &str, expected_guest: &str) -> Value {
 fn t80_rust_guests_pass() {
     assert_passes("counter", "counter");
     let kv = assert_passes("kv", "kv");
+    assert_eq!(kv["world"], "memory");
     assert_eq!(outcome(&kv, "garbage snapshot").0, "pass");
+}
+
+#[test]
+fn t80_store_guests_pass_in_every_language() {
+    for (name, guest) in [
+        ("kv_store", "kv-store"),
+        ("kv_store_python", "kv-store-python"),
+        ("kv_store_js", "kv-store-js"),
+    ] {
+        let report = assert_passes(name, guest);
+        assert_eq!(report["world"], "store", "{name}");
+        let (_, exports) = outcome(&report, "exports");
+        assert!(
+            exports.contains("state-machine@0.2.0") && exports.contains("store-guest"),
+            "{name}: {exports}"
+        );
+        for check in [
+            "script",
+            "errors leave state alone",
+            "queries leave state alone",
+            "deterministic",
+            "migrate",
+            "headroom",
+        ] {
+            assert_eq!(
+                outcome(&report, check).0,
+                "pass",
+                "{name} {check}: {report:#}"
+            );
+        }
+        // The script's failed commands were discarded by the host's
+        // transaction, and two runs left the same store.
+        let (_, errors) = outcome(&report, "errors leave state alone");
+        assert!(
+            errors.contains("discarded their writes"),
+            "{name}: {errors}"
+        );
+        let (_, deterministic) = outcome(&report, "deterministic");
+        assert!(
+            deterministic.contains("identical store contents"),
+            "{name}: {deterministic}"
+        );
+        for check in [
+            "round trip (fresh state)",
+            "round trip (after the script)",
+            "restore carries the whole state",
+            "garbage snapshot",
+        ] {
+            let (result, detail) = outcome(&report, check);
+            assert_eq!(result, "not_applicable", "{name} {check}");
+            assert!(detail.contains("store-backed"), "{name}: {detail}");
+        }
+        let store_import = report["imports"]
+            .as_array()
+            .expect("imports")
+            .iter()
+            .find(|import| import["name"] == "iroh-raft:state-machine/store@0.2.0")
+            .unwrap_or_else(|| panic!("{name} imports the store: {report:#}"));
+        assert_eq!(store_import["served"], true);
+        let keys = report["measurements"]["store_keys"].as_u64();
+        assert!(keys.is_some_and(|keys| keys > 0), "{name}: {report:#}");
+    }
 }
 
 #[test]
@@ -189,6 +253,28 @@ fn t80_a_script_file_replaces_the_built_in_script() {
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 1: expected `apply`"));
+}
+
+#[test]
+fn t80_text_report_of_a_store_guest_names_its_world() {
+    let output = guest_check(
+        &polyglot::guest_path("kv_store").display().to_string(),
+        &[],
+        false,
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    for needle in [
+        "world: 0.2.0 store-guest (state in the host's store)",
+        "PASS  migrate: migrate from kv-store",
+        "N/A   round trip (fresh state): not part of a store-backed guest",
+        "ok  iroh-raft:state-machine/store@0.2.0",
+        "the host's store after the script:",
+        "verdict: PASS",
+        "4 not applicable)",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! The kv guest in Rust, Python and JavaScript: the same commands give the
 //! same results, byte for byte, and the same snapshots (all three write the
 //! Rust guest's snapshot format, so each restores the others' snapshots).
+//! The store-backed kv guest (WIT 0.2.0) in the three languages gives the
+//! kv guest's results too, and leaves in the host's store exactly the
+//! pairs of kv's snapshot.
 
-use iroh_raft::wasm::conformance::{self, Step, StepResult};
-use iroh_raft::wasm::{GuestLimits, StateMachine};
+use iroh_raft::wasm::conformance::{self, ScriptMachine, Step, StepResult};
+use iroh_raft::wasm::{GuestLimits, StateMachine, StoreMachine};
 
 use crate::polyglot;
 
@@ -153,7 +156,17 @@ fn machine(guest: &str) -> StateMachine {
         .unwrap_or_else(|e| panic!("{guest}: {e}"))
 }
 
-fn run(guest: &str, machine: &mut StateMachine, steps: &[Step]) -> Vec<StepResult> {
+/// A store-backed guest on an empty in-memory store of its own.
+fn store_machine(guest: &str) -> StoreMachine {
+    StoreMachine::new(
+        polyglot::load(guest),
+        GuestLimits::default(),
+        conformance::empty_store(),
+    )
+    .unwrap_or_else(|e| panic!("{guest}: {e}"))
+}
+
+fn run(guest: &str, machine: &mut impl ScriptMachine, steps: &[Step]) -> Vec<StepResult> {
     conformance::run_steps(machine, steps).unwrap_or_else(|e| panic!("{guest}: {e}"))
 }
 
@@ -251,5 +264,48 @@ fn t81_each_language_restores_the_others_snapshots() {
         snapshot = own;
         let got = run(guest, &mut target, &more);
         assert_same_results(&more, &[("kv", expected.clone()), (guest, got)]);
+    }
+}
+
+/// The kv guest's snapshot (format version 1) of a store's pairs: what kv
+/// writes for a map holding exactly these keys and values.
+fn kv_snapshot_of(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"IRKV\x01".to_vec();
+    out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    for (key, value) in pairs {
+        for bytes in [key, value] {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+    out
+}
+
+#[test]
+fn t81_the_store_guests_give_the_results_of_kv_in_every_language() {
+    let tricky = tricky_commands();
+    let mut steps: Vec<Step> = tricky.iter().cloned().map(Step::Apply).collect();
+    steps.extend(tricky.iter().cloned().map(Step::Query));
+    let seed = 0x5eed_1234_abcd_0002;
+    steps.extend(random_steps(seed, 2_000));
+
+    let mut kv = machine("kv");
+    let mut results = vec![("kv", run("kv", &mut kv, &steps))];
+    let kv_snapshot = kv.snapshot().expect("kv snapshot");
+    let mut stores = Vec::new();
+    for &name in polyglot::KV_STORE_GUESTS {
+        let mut machine = store_machine(name);
+        results.push((name, run(name, &mut machine, &steps)));
+        stores.push((name, machine));
+    }
+    assert_same_results(&steps, &results);
+    for (name, machine) in &stores {
+        let pairs = conformance::store_contents(machine.state().as_ref())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            kv_snapshot_of(&pairs) == kv_snapshot,
+            "{name} holds other pairs than kv (seed {seed:#x}): {} keys",
+            pairs.len()
+        );
     }
 }

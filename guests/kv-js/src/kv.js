@@ -2,7 +2,9 @@
 // and snapshot format as the Rust kv guest (guests/kv), byte for byte.
 //
 // Nothing here knows about WIT or WebAssembly (guest.js adapts it), so the
-// tests run it with Node: `node --test` in this directory.
+// tests run it with Node: `node --test` in this directory. The store-backed
+// guest (guests/kv-store-js) imports this module for `parse` and the error
+// messages, so both guests speak exactly the same grammar.
 //
 // Commands (through `apply`) and queries are single lines of UTF-8 text:
 //
@@ -346,6 +348,13 @@ function hexList(bytes) {
   return '[' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(', ') + ']';
 }
 
+/** The error of a `put` or `delete` sent as a query. */
+export function readOnlyError(verb) {
+  return new KvError(
+    `\`${verb}\` changes the store; propose it as a command, queries are read-only`,
+  );
+}
+
 /** Sorted string keys to string values. */
 export class Store {
   constructor(entries = new Map()) {
@@ -369,11 +378,7 @@ export class Store {
   /** Answer a query; `put` and `delete` are refused. */
   read(bytes) {
     const command = parse(bytes);
-    if (command.verb === 'put' || command.verb === 'delete') {
-      throw new KvError(
-        `\`${command.verb}\` changes the store; propose it as a command, queries are read-only`,
-      );
-    }
+    if (command.verb === 'put' || command.verb === 'delete') throw readOnlyError(command.verb);
     return this.#read(command);
   }
 

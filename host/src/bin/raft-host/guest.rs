@@ -11,8 +11,11 @@ use iroh_raft::wasm::conformance;
 #[derive(Debug, Subcommand)]
 pub enum GuestCommand {
     /// Check that a component is a well-behaved guest: load it as a node
-    /// does, list its imports, run a script of commands twice, round-trip
-    /// its snapshots, and measure it. Exits 1 if any check fails.
+    /// does, say which world it targets (0.1.0: state in its memory; 0.2.0
+    /// store-guest: state in the host's store), list its imports, run a
+    /// script of commands twice, round-trip its snapshots (0.1.0) or run
+    /// its `migrate` (0.2.0, on an in-memory store), and measure it. Exits
+    /// 1 if any check fails.
     Check {
         /// The component (.wasm) to check.
         path: PathBuf,

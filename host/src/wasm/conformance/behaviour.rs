@@ -1,6 +1,8 @@
-//! The checks of a running guest's behaviour: snapshot round trips, the
-//! script (errors and queries leave state alone), two identical runs,
-//! restore mid-script, garbage snapshots, and headroom in the budgets.
+//! The checks of a running 0.1.0 guest's behaviour (state in its memory):
+//! snapshot round trips, the script (errors and queries leave state alone),
+//! two identical runs, restore mid-script, garbage snapshots, and headroom
+//! in the budgets (shared with the store-backed guests' checks in
+//! [`super::store`]).
 
 use std::time::Instant;
 
@@ -390,8 +392,9 @@ pub(super) fn garbage_snapshot(
     );
 }
 
-/// Warn when the guest uses a large share of its budgets.
-pub(super) fn headroom(report: &mut Report, limits: GuestLimits, run: &ScriptRun) {
+/// Warn when the guest uses a large share of its budgets; `memory` is the
+/// linear memory it holds after the script.
+pub(super) fn headroom(report: &mut Report, limits: GuestLimits, memory: u64) {
     const NAME: &str = "headroom";
     let m = &report.measurements;
     let mut warnings = Vec::new();
@@ -411,7 +414,6 @@ pub(super) fn headroom(report: &mut Report, limits: GuestLimits, run: &ScriptRun
             limits.maintenance_fuel
         ));
     }
-    let memory = run.machine.memory_bytes();
     if memory * 100 > limits.memory_limit_bytes * MEMORY_WARNING_PERCENT {
         warnings.push(format!(
             "holds {} of linear memory, more than {MEMORY_WARNING_PERCENT}% of the cap of {}",
@@ -449,7 +451,7 @@ pub(super) fn replay_plain(
     })
 }
 
-fn describe_result(result: &Result<Vec<u8>, GuestFailure>) -> String {
+pub(super) fn describe_result(result: &Result<Vec<u8>, GuestFailure>) -> String {
     match result {
         Ok(bytes) => format!("`{}`", script::describe_bytes("ok", bytes)),
         Err(failure) => format!("`{failure}`"),

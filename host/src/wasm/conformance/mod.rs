@@ -2,29 +2,39 @@
 //!
 //! It loads a component the way a node does ([`WasmEngine::compile`] and
 //! [`WasmEngine::link`], which together are [`WasmEngine::load`], then
-//! [`StateMachine::new`]) and checks what of the contract in
-//! `wit/state-machine.wit` can be checked from outside:
+//! [`StateMachine::new`] or [`StoreMachine::new`]) and checks what of the
+//! contract of its world can be checked from outside. The exports decide
+//! the world (reported as [`Report::world`]): `wit/state-machine.wit`
+//! (0.1.0, state in the guest's memory) or `wit/v0.2.0` (store-backed, state
+//! in the host's store).
 //!
 //! ```text
-//!  component ─► imports ─► exports ─► start-up ─► info ─► round trip (fresh)
-//!      │ a failure here skips everything to its right │
-//!      ▼                                              ▼
-//!  script run A (snapshot around every step) ── errors / queries leave state alone
-//!  script run B (same inputs, fresh instance) ── identical results and snapshot
-//!  round trip after the script; restore mid-script carries the whole state;
-//!  garbage snapshot; fuel and memory headroom
+//!  component ─► imports ─► exports ─► start-up ─► info
+//!      │ a failure here skips everything to its right
+//!      ├─ 0.1.0 ─► round trip (fresh)
+//!      │    script run A (snapshot around every step) ── errors / queries leave state alone
+//!      │    script run B (same inputs, fresh instance) ── identical results and snapshot
+//!      │    round trip after the script; restore mid-script carries the whole state;
+//!      │    garbage snapshot; fuel and memory headroom
+//!      └─ 0.2.0 ─► (over an in-memory store: an overlay on the empty state)
+//!           script run A (store digest around every step) ── errors / queries leave it alone
+//!           script run B (fresh store and instance) ── identical results and store contents
+//!           migrate from itself; fuel and memory headroom
+//!           (the snapshot checks do not apply: the host moves the store)
 //! ```
 //!
 //! The checker reports; it never changes anything but its own temporary
-//! instances (and the compile cache, if given one). Each check ends as
-//! passed, warning (works, but worth a look), failed, or skipped because an
-//! earlier failure made it meaningless. Any failure fails the whole check.
+//! instances and stores (and the compile cache, if given one). Each check
+//! ends as passed, warning (works, but worth a look), failed, skipped
+//! because an earlier failure made it meaningless, or not applicable to the
+//! guest's world. Any failure fails the whole check.
 
 mod behaviour;
 pub mod imports;
 mod report;
 pub mod script;
 mod startup;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,15 +44,15 @@ use serde::Serialize;
 pub use self::imports::ImportVerdict;
 pub use self::report::{Check, Measurements, Outcome, Report, Spread};
 pub use self::script::{Step, default_script};
+pub use self::store::{empty_store, store_contents};
 
-use super::engine::WasmEngine;
+use super::engine::{LoadedComponent, WasmEngine};
 use super::error::{GuestFailure, WasmError};
 use super::limits::GuestLimits;
-use super::state_machine::StateMachine;
+use super::machine::GuestMachine;
+use super::state_machine::{ApplyOutcome, StateMachine};
+use super::store_machine::StoreMachine;
 use super::wasi::EntryContext;
-
-/// The export every guest must have.
-pub const STATE_MACHINE_EXPORT: &str = "iroh-raft:state-machine/state-machine@0.1.0";
 
 /// Leader timestamp of the first scripted entry (2026-01-01T00:00:00Z);
 /// each further step is one second later.
@@ -121,16 +131,28 @@ fn run(report: &mut Report, bytes: &[u8], options: &CheckOptions) {
         return;
     };
     let limits = options.limits;
-    let Some(mut machine) = startup::start(report, &loaded, limits) else {
-        return;
-    };
+    match startup::start(report, &loaded, limits) {
+        Some(GuestMachine::Memory(machine)) => run_memory(report, &loaded, options, machine),
+        Some(GuestMachine::Store(_)) => store::run(report, &loaded, options),
+        None => {}
+    }
+}
+
+/// The checks of a 0.1.0 guest, after start-up.
+fn run_memory(
+    report: &mut Report,
+    loaded: &LoadedComponent,
+    options: &CheckOptions,
+    mut machine: StateMachine,
+) {
+    let limits = options.limits;
     behaviour::round_trip(report, &mut machine, "round trip (fresh state)", 0);
 
     let script = &options.script;
-    let Some(mut run_a) = behaviour::run_script_observed(report, &loaded, limits, script) else {
+    let Some(mut run_a) = behaviour::run_script_observed(report, loaded, limits, script) else {
         return;
     };
-    behaviour::deterministic_replay(report, &loaded, limits, script, &run_a);
+    behaviour::deterministic_replay(report, loaded, limits, script, &run_a);
     let index = u64::try_from(script.len()).unwrap_or(u64::MAX);
     behaviour::round_trip(
         report,
@@ -138,15 +160,41 @@ fn run(report: &mut Report, bytes: &[u8], options: &CheckOptions) {
         "round trip (after the script)",
         index,
     );
-    behaviour::restore_mid_script(report, &loaded, limits, script);
-    behaviour::garbage_snapshot(report, &loaded, limits, &machine);
-    behaviour::headroom(report, limits, &run_a);
+    behaviour::restore_mid_script(report, loaded, limits, script);
+    behaviour::garbage_snapshot(report, loaded, limits, &machine);
+    behaviour::headroom(report, limits, run_a.machine.memory_bytes());
+}
+
+/// What a script runs on: a guest of either world, as its state machine.
+pub trait ScriptMachine {
+    /// Apply one committed command.
+    fn apply(&mut self, entry: EntryContext, command: &[u8]) -> Result<ApplyOutcome, WasmError>;
+    /// Run a read-only query; its result and the fuel it used.
+    fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError>;
+}
+
+impl ScriptMachine for StateMachine {
+    fn apply(&mut self, entry: EntryContext, command: &[u8]) -> Result<ApplyOutcome, WasmError> {
+        StateMachine::apply(self, entry, command)
+    }
+    fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
+        StateMachine::query(self, request)
+    }
+}
+
+impl ScriptMachine for StoreMachine {
+    fn apply(&mut self, entry: EntryContext, command: &[u8]) -> Result<ApplyOutcome, WasmError> {
+        StoreMachine::apply(self, entry, command)
+    }
+    fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
+        StoreMachine::query(self, request)
+    }
 }
 
 /// Apply and query `script` on `machine` from the start, with entries as a
 /// node would number them. Also used by the cross-language tests.
 pub fn run_steps(
-    machine: &mut StateMachine,
+    machine: &mut impl ScriptMachine,
     script: &[Step],
 ) -> Result<Vec<StepResult>, WasmError> {
     script
@@ -166,7 +214,7 @@ pub fn entry_for(position: u64) -> EntryContext {
 }
 
 pub(super) fn execute(
-    machine: &mut StateMachine,
+    machine: &mut impl ScriptMachine,
     position: usize,
     step: &Step,
 ) -> Result<StepResult, WasmError> {

@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::imports::ImportVerdict;
+use crate::wasm::engine::GuestWorld;
 
-/// The names of all checks, in the order they run. A check that never ran
-/// because an earlier one failed is reported as skipped.
+/// The names of all checks of a 0.1.0 guest (state in its memory), in the
+/// order they run; also the list used before the world is known. A check
+/// that never ran because an earlier one failed is reported as skipped.
 pub const CHECK_NAMES: &[&str] = &[
     "component",
     "imports",
@@ -26,6 +28,35 @@ pub const CHECK_NAMES: &[&str] = &[
     "headroom",
 ];
 
+/// The checks of a store-backed (0.2.0) guest, in the order they run;
+/// [`SNAPSHOT_CHECK_NAMES`] follow them as not applicable.
+pub const STORE_CHECK_NAMES: &[&str] = &[
+    "component",
+    "imports",
+    "exports",
+    "start-up",
+    "info",
+    "script",
+    "errors leave state alone",
+    "queries leave state alone",
+    "deterministic",
+    "migrate",
+    "headroom",
+];
+
+/// The checks of `snapshot` and `restore`, which a store-backed guest does
+/// not have.
+pub const SNAPSHOT_CHECK_NAMES: &[&str] = &[
+    "round trip (fresh state)",
+    "round trip (after the script)",
+    "restore carries the whole state",
+    "garbage snapshot",
+];
+
+/// Why the snapshot checks do not apply to a store-backed guest.
+const NOT_IN_STORE_WORLD: &str = "not part of a store-backed guest (0.2.0): its state lives in \
+    the host's store, which the host snapshots, transfers and restores without the guest";
+
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +67,9 @@ pub enum Outcome {
     Fail,
     /// Not run: an earlier failure made it meaningless.
     Skip,
+    /// Not part of the contract of the guest's world (the detail says
+    /// why); does not fail the check.
+    NotApplicable,
 }
 
 impl Outcome {
@@ -45,6 +79,7 @@ impl Outcome {
             Outcome::Warn => "WARN",
             Outcome::Fail => "FAIL",
             Outcome::Skip => "SKIP",
+            Outcome::NotApplicable => "N/A",
         }
     }
 }
@@ -69,6 +104,9 @@ impl Check {
     }
     pub(super) fn skip(name: &str, detail: &str) -> Self {
         Self::new(name, Outcome::Skip, detail.to_string())
+    }
+    pub(super) fn not_applicable(name: &str, detail: &str) -> Self {
+        Self::new(name, Outcome::NotApplicable, detail.to_string())
     }
     fn new(name: &str, outcome: Outcome, detail: String) -> Self {
         Check {
@@ -127,6 +165,10 @@ pub struct Measurements {
     pub snapshot_bytes: Option<u64>,
     pub snapshot_ms: Option<f64>,
     pub restore_ms: Option<f64>,
+    /// Keys in the host's store after the script (store-backed guests).
+    pub store_keys: Option<u64>,
+    /// Bytes of keys and values in the host's store after the script.
+    pub store_bytes: Option<u64>,
 }
 
 /// Name and version the guest reports.
@@ -144,6 +186,9 @@ pub struct Report {
     /// Whether every check passed or only warned.
     pub passed: bool,
     pub guest: Option<GuestIdentity>,
+    /// Where the guest keeps its state, from its exports (absent: not a
+    /// component that exports either world's interface).
+    pub world: Option<GuestWorld>,
     pub checks: Vec<Check>,
     pub imports: Vec<ImportVerdict>,
     pub exports: Vec<String>,
@@ -156,6 +201,7 @@ impl Report {
             guest_path,
             passed: false,
             guest: None,
+            world: None,
             checks: Vec::new(),
             imports: Vec::new(),
             exports: Vec::new(),
@@ -167,19 +213,34 @@ impl Report {
         self.checks.push(check);
     }
 
-    /// Mark every check that did not run as skipped and settle `passed`.
+    /// Mark every check that did not run as skipped (or, for a
+    /// store-backed guest, the snapshot checks as not applicable) and
+    /// settle `passed`.
     pub(super) fn skip_the_rest(&mut self) {
-        for name in CHECK_NAMES {
-            if !self.checks.iter().any(|check| check.name == *name) {
-                self.checks
-                    .push(Check::skip(name, "not run: an earlier check failed"));
+        let store_world = self.world == Some(GuestWorld::Store);
+        let names: Vec<&str> = if store_world {
+            [STORE_CHECK_NAMES, SNAPSHOT_CHECK_NAMES].concat()
+        } else {
+            CHECK_NAMES.to_vec()
+        };
+        for name in names {
+            if self.checks.iter().any(|check| check.name == name) {
+                continue;
             }
+            self.checks
+                .push(if store_world && SNAPSHOT_CHECK_NAMES.contains(&name) {
+                    Check::not_applicable(name, NOT_IN_STORE_WORLD)
+                } else {
+                    Check::skip(name, "not run: an earlier check failed")
+                });
         }
         self.passed = !self.checks.is_empty()
-            && self
-                .checks
-                .iter()
-                .all(|check| matches!(check.outcome, Outcome::Pass | Outcome::Warn));
+            && self.checks.iter().all(|check| {
+                matches!(
+                    check.outcome,
+                    Outcome::Pass | Outcome::Warn | Outcome::NotApplicable
+                )
+            });
     }
 
     /// The check called `name`, if it is in the report.
@@ -196,10 +257,13 @@ impl Report {
             .map(|g| format!(" ({} {})", g.name, g.version))
             .unwrap_or_default();
         let _ = writeln!(out, "guest check: {}{guest}", self.guest_path);
+        if let Some(world) = self.world {
+            let _ = writeln!(out, "world: {world}");
+        }
         for check in &self.checks {
             let _ = writeln!(
                 out,
-                "  {}  {}: {}",
+                "  {:<4}  {}: {}",
                 check.outcome.label(),
                 check.name,
                 check.detail
@@ -264,6 +328,11 @@ impl Report {
                  restore (with a fresh instance) {restore:.2} ms"
             ));
         }
+        if let (Some(keys), Some(bytes)) = (m.store_keys, m.store_bytes) {
+            lines.push(format!(
+                "the host's store after the script: {keys} keys, {bytes} bytes"
+            ));
+        }
         if !lines.is_empty() {
             let _ = writeln!(out, "measurements:");
             for line in lines {
@@ -271,9 +340,13 @@ impl Report {
             }
         }
         let count = |outcome| self.checks.iter().filter(|c| c.outcome == outcome).count();
+        let not_applicable = match count(Outcome::NotApplicable) {
+            0 => String::new(),
+            n => format!(", {n} not applicable"),
+        };
         let _ = writeln!(
             out,
-            "verdict: {} ({} checks passed, {} warned, {} failed, {} skipped)",
+            "verdict: {} ({} checks passed, {} warned, {} failed, {} skipped{not_applicable})",
             if self.passed { "PASS" } else { "FAIL" },
             count(Outcome::Pass),
             count(Outcome::Warn),
@@ -313,6 +386,50 @@ mod tests {
         report.checks[0].outcome = Outcome::Warn;
         report.skip_the_rest();
         assert!(report.passed);
+    }
+
+    #[test]
+    fn a_store_guest_lists_the_snapshot_checks_as_not_applicable() {
+        let mut report = Report::new("x.wasm".into());
+        report.world = Some(GuestWorld::Store);
+        for name in STORE_CHECK_NAMES {
+            report.push(Check::pass(name, "fine".into()));
+        }
+        report.skip_the_rest();
+        assert!(report.passed, "not applicable is not a failure");
+        for name in SNAPSHOT_CHECK_NAMES {
+            let check = report.check(name).expect("listed");
+            assert_eq!(check.outcome, Outcome::NotApplicable, "{name}");
+            assert!(check.detail.contains("store-backed"), "{}", check.detail);
+        }
+        assert_eq!(
+            report.check("migrate").map(|c| c.outcome),
+            Some(Outcome::Pass)
+        );
+        let text = report.to_text();
+        assert!(text.contains("world: 0.2.0 store-guest"), "{text}");
+        assert!(
+            text.contains("N/A   garbage snapshot: not part of"),
+            "{text}"
+        );
+        assert!(text.contains(", 4 not applicable)"), "{text}");
+    }
+
+    #[test]
+    fn a_store_guest_that_fails_early_skips_the_rest() {
+        let mut report = Report::new("x.wasm".into());
+        report.world = Some(GuestWorld::Store);
+        report.push(Check::fail("start-up", "trapped".into()));
+        report.skip_the_rest();
+        assert!(!report.passed);
+        assert_eq!(
+            report.check("migrate").map(|c| c.outcome),
+            Some(Outcome::Skip)
+        );
+        assert_eq!(
+            report.check("round trip (fresh state)").map(|c| c.outcome),
+            Some(Outcome::NotApplicable)
+        );
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! The checks up to a running instance: `component`, `imports`, `exports`
-//! (compile and link, as [`WasmEngine::load`] does), `start-up` and `info`
-//! (instantiate, as [`StateMachine::new`] does).
+//! (compile and link, as [`WasmEngine::load`] does; the exports decide the
+//! world), `start-up` and `info` (instantiate, as [`StateMachine::new`] or
+//! [`StoreMachine::new`] does).
 
 use crate::limits::MAX_COMPONENT_BYTES;
 use std::time::Instant;
 
 use super::imports::{self, ImportVerdict};
 use super::report::{self, Check, Outcome, Report};
-use super::{CheckOptions, STATE_MACHINE_EXPORT, list, mib, millis};
-use crate::wasm::engine::{LoadedComponent, WasmEngine};
+use super::{CheckOptions, list, mib, millis, store};
+use crate::wasm::engine::{GuestWorld, LoadedComponent, WasmEngine};
 use crate::wasm::error::WasmError;
 use crate::wasm::instance::GuestInstance;
 use crate::wasm::limits::GuestLimits;
+use crate::wasm::machine::GuestMachine;
 use crate::wasm::state_machine::StateMachine;
+use crate::wasm::store_machine::StoreMachine;
 
 /// Compile and link: the `component`, `imports` and `exports` checks.
 pub(super) fn load(
@@ -55,12 +58,17 @@ pub(super) fn load(
         ),
     ));
 
+    report.exports = compiled.export_names(&engine);
+    // The rule `WasmEngine::link` applies: the 0.2.0 export makes a
+    // store-backed guest.
+    let exported = [GuestWorld::Store, GuestWorld::Memory]
+        .into_iter()
+        .find(|world| report.exports.iter().any(|e| e == world.export_name()));
     report.imports = compiled
         .import_names(&engine)
         .iter()
-        .map(|name| imports::review(name))
+        .map(|name| imports::review(name, exported.unwrap_or(GuestWorld::Memory)))
         .collect();
-    report.exports = compiled.export_names(&engine);
     let started = Instant::now();
     let linked = engine.link(&compiled);
     report.measurements.link_ms = Some(millis(started));
@@ -95,32 +103,41 @@ pub(super) fn load(
     let imports_failed = imports_check.outcome == Outcome::Fail;
     report.push(imports_check);
 
-    let exports_check = if !report.exports.iter().any(|e| e == STATE_MACHINE_EXPORT) {
-        Check::fail(
+    let exports_check = match (exported, &linked) {
+        (None, _) => Check::fail(
             "exports",
             format!(
-                "does not export {STATE_MACHINE_EXPORT} (exports: {})",
+                "does not export {} or {} (exports: {})",
+                GuestWorld::Memory.export_name(),
+                GuestWorld::Store.export_name(),
                 if report.exports.is_empty() {
                     "nothing".to_string()
                 } else {
                     report.exports.join(", ")
                 }
             ),
-        )
-    } else {
-        match &linked {
-            Err(WasmError::InterfaceMismatch { reason }) => Check::fail(
-                "exports",
-                format!("exports {STATE_MACHINE_EXPORT} with the wrong shape: {reason}"),
+        ),
+        (Some(world), Err(WasmError::InterfaceMismatch { reason })) => Check::fail(
+            "exports",
+            format!(
+                "exports {} with the wrong shape: {reason}",
+                world.export_name()
             ),
-            Err(_) => Check::skip("exports", "not checked: the component could not be linked"),
-            Ok(_) => Check::pass(
-                "exports",
-                format!("exports {STATE_MACHINE_EXPORT} with the expected functions"),
-            ),
+        ),
+        (Some(_), Err(_)) => {
+            Check::skip("exports", "not checked: the component could not be linked")
         }
+        (Some(_), Ok(loaded)) => Check::pass(
+            "exports",
+            format!(
+                "exports {} with the expected functions: a {}",
+                loaded.world().export_name(),
+                loaded.world()
+            ),
+        ),
     };
     report.push(exports_check);
+    report.world = exported;
     match linked {
         Ok(loaded) if !imports_failed => Some(loaded),
         Ok(_) => None,
@@ -136,14 +153,28 @@ pub(super) fn load(
     }
 }
 
+/// A machine for `loaded` as a node builds one: a store-backed guest over
+/// an empty in-memory store of its own.
+pub(super) fn new_machine(
+    loaded: &LoadedComponent,
+    limits: GuestLimits,
+) -> Result<GuestMachine, WasmError> {
+    Ok(match loaded.world() {
+        GuestWorld::Memory => StateMachine::new(loaded.clone(), limits)?.into(),
+        GuestWorld::Store => {
+            StoreMachine::new(loaded.clone(), limits, store::empty_store())?.into()
+        }
+    })
+}
+
 /// Instantiate as a node does: the `start-up` and `info` checks.
 pub(super) fn start(
     report: &mut Report,
     loaded: &LoadedComponent,
     limits: GuestLimits,
-) -> Option<StateMachine> {
+) -> Option<GuestMachine> {
     let started = Instant::now();
-    let machine = match StateMachine::new(loaded.clone(), limits) {
+    let machine = match new_machine(loaded, limits) {
         Ok(machine) => machine,
         Err(error) => {
             report.push(Check::fail("start-up", error.to_string()));

@@ -18,10 +18,12 @@
 //! sled), behind the [`CommittedState`] trait defined here, so this module
 //! never depends on how it is stored.
 
+mod empty;
 mod link;
 mod overlay;
 mod transaction;
 
+pub use empty::EmptyState;
 pub use link::{STORE_INTERFACE, link};
 pub use overlay::Overlay;
 pub use transaction::{Access, Transaction};
@@ -64,6 +66,9 @@ impl StoreSize {
         size
     }
 }
+
+/// Pairs read from a store, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Pairs read lazily from a store, in key order.
 pub type PairIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreIoError>> + 'a>;

@@ -4,7 +4,7 @@ use crate::limits::{MAX_STORE_KEY_BYTES, MAX_STORE_VALUE_BYTES, MAX_STORE_WRITE_
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::{CommittedState, StagedWrite, StoreIoError, StoreSize, WriteSet};
+use super::{CommittedState, Pairs, StagedWrite, StoreIoError, StoreSize, WriteSet};
 
 /// What a call may do with the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl Transaction {
         start: &[u8],
         end: Option<&[u8]>,
         keep: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
+    ) -> Result<Pairs, StoreIoError> {
         let upper = match end {
             Some(end) => Bound::Excluded(end.to_vec()),
             None => Bound::Unbounded,
@@ -185,7 +185,7 @@ pub(super) fn merge_scan<'a>(
     committed: super::PairIter<'_>,
     staged: impl Iterator<Item = (&'a Vec<u8>, &'a StagedWrite)>,
     mut keep: impl FnMut(&[u8], &[u8]) -> bool,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
+) -> Result<Pairs, StoreIoError> {
     let mut staged = staged.peekable();
     let mut committed = committed.peekable();
     let mut out = Vec::new();
