@@ -51,7 +51,10 @@ fn assert_replicas_agree(cluster: &Cluster) {
             .all(|m| m.client().status().is_ok_and(|s| s.applied_index >= commit))
             .then_some(())
     });
-    let states: Vec<_> = cluster.running().map(|m| state_of(m).expect("state")).collect();
+    let states: Vec<_> = cluster
+        .running()
+        .map(|m| state_of(m).expect("state"))
+        .collect();
     assert!(
         states.windows(2).all(|w| w[0] == w[1]),
         "replicas agree on the whole state"

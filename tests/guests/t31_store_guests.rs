@@ -23,16 +23,18 @@ async fn run_script(node: &NodeHandle, script: &[&str]) -> Vec<String> {
     for line in script {
         let (kind, text) = line.split_once(": ").expect("`apply: ...` or `query: ...`");
         let result = match kind {
-            "apply" => node
-                .propose(text.as_bytes().to_vec())
-                .await
-                .expect("commits")
-                .result,
-            _ => node
-                .query(text.as_bytes().to_vec())
-                .await
-                .expect("answers")
-                .result,
+            "apply" => {
+                node.propose(text.as_bytes().to_vec())
+                    .await
+                    .expect("commits")
+                    .result
+            }
+            _ => {
+                node.query(text.as_bytes().to_vec())
+                    .await
+                    .expect("answers")
+                    .result
+            }
         };
         out.push(match result {
             Ok(bytes) => format!("ok {}", String::from_utf8_lossy(&bytes)),
@@ -158,7 +160,11 @@ async fn t31_restart_replays_only_the_entries_after_the_store() {
 
     let node = start_node(dir.path(), "hostile_store", GuestLimits::default());
     assert_eq!(query_ok(&node, "get n").await, "60");
-    assert_eq!(propose_ok(&node, "incr n").await, "61", "nothing applied twice");
+    assert_eq!(
+        propose_ok(&node, "incr n").await,
+        "61",
+        "nothing applied twice"
+    );
     let after = node.status().await.expect("status");
     assert!(
         after.guest.applied_entries <= 2,

@@ -58,7 +58,7 @@ impl Scratch {
         let store_backed = match std::env::var("SIM_GUEST").as_deref() {
             Ok("kv") => false,
             Ok("kv_store") => true,
-            _ => seed % 2 == 0,
+            _ => seed.is_multiple_of(2),
         };
         let (genesis, upgrade) = if store_backed {
             ("kv_store", "kv_store_v2")

@@ -27,7 +27,11 @@ impl StoreGuest for HostileStore {
     const NAME: &'static str = "hostile-store";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn apply(store: &mut impl KvStore, _meta: EntryMeta, command: &[u8]) -> Result<Vec<u8>, String> {
+    fn apply(
+        store: &mut impl KvStore,
+        _meta: EntryMeta,
+        command: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let text = std::str::from_utf8(command).map_err(|e| e.to_string())?;
         if let Some(key) = text.strip_prefix("incr ") {
             let now: u64 = store

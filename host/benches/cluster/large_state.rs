@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use iroh_raft::node::{ClusterMode, Consistency, NodeHandle};
 
-use super::{
-    CLUSTER_SIZE, Member, Report, bind_in, converge, run_clients, start, wait_for,
-};
+use super::{CLUSTER_SIZE, Member, Report, bind_in, converge, run_clients, start, wait_for};
 
 /// Bytes of each value written by the fill.
 const FILL_VALUE_BYTES: usize = 1024;
@@ -97,7 +95,9 @@ pub async fn run(
         .unwrap_or(2048);
     let keys = state_mib * 1024 * 1024 / (FILL_VALUE_BYTES as u64 + 16);
     let guest = std::env::var("BENCH_GUEST").unwrap_or_else(|_| "kv".into());
-    println!("# large state: guest {guest}, {keys} keys of {FILL_VALUE_BYTES} bytes ({state_mib} MiB)");
+    println!(
+        "# large state: guest {guest}, {keys} keys of {FILL_VALUE_BYTES} bytes ({state_mib} MiB)"
+    );
     let node = members[leader].node.clone();
     let mut empty = run_clients(&node, CLIENTS, duration).await;
     row("put, 64 clients, empty", &mut empty);
@@ -190,7 +190,12 @@ pub async fn run(
     drop(old.node);
     let restarting = Instant::now();
     let bound = bind_in(id, old._dir).await?;
-    let restarted = start(bound, ClusterMode::Join { members: Default::default() })?;
+    let restarted = start(
+        bound,
+        ClusterMode::Join {
+            members: Default::default(),
+        },
+    )?;
     let node = restarted.node.clone();
     wait_for("a linearizable read on the restarted node", || {
         let node = node.clone();

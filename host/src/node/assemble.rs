@@ -264,13 +264,11 @@ fn bootstrap_from_backup(
         ..Default::default()
     };
     header.members = addr.into_iter().map(|a| (config.id, a)).collect();
-    let descriptor = snapshot::write_streamed(
-        &env.snapshot_dir,
-        &header,
-        loaded.component(),
-        &mut |out| std::io::copy(&mut loaded.state_reader(), out),
-    )
-    .map_err(|e| bad(e.to_string()))?;
+    let descriptor =
+        snapshot::write_streamed(&env.snapshot_dir, &header, loaded.component(), &mut |out| {
+            std::io::copy(&mut loaded.state_reader(), out)
+        })
+        .map_err(|e| bad(e.to_string()))?;
     let raft_snapshot = applier::raft_snapshot(&header, &descriptor);
     storage.bootstrap(&ConfState {
         voters: vec![config.id],

@@ -32,7 +32,7 @@ use crate::limits::{
     STORE_FLUSH_EVERY_BYTES, STORE_IMPORT_BATCH_RECORDS,
 };
 use crate::wasm::kv::{
-    CommitMark, CommittedState, PairIter, StoreIoError, StoreSize, WriteSet, prefix_end,
+    CommitMark, CommittedState, PairIter, Pairs, StoreIoError, StoreSize, WriteSet, prefix_end,
 };
 
 use super::error::StorageError;
@@ -258,7 +258,7 @@ impl GuestStore {
     /// The next pairs of the running export (at most
     /// [`STORE_EXPORT_BATCH_PAIRS`] or about [`STORE_EXPORT_BATCH_BYTES`]),
     /// as of its start; empty at the end.
-    fn export_batch(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreIoError> {
+    fn export_batch(&self) -> Result<Pairs, StoreIoError> {
         let mut guard = self.capture();
         let capture = guard
             .as_mut()
@@ -752,8 +752,16 @@ mod tests {
         assert!(store.begin_export().is_err(), "one export at a time");
         let changes: WriteSet = [
             put("k000001", Some("v1"), Some("changed")),
-            put(&format!("k{:06}", 2 * n), Some(&format!("v{}", 2 * n)), Some("changed")),
-            put(&format!("k{:06}", 2 * n + 1), Some(&format!("v{}", 2 * n + 1)), None),
+            put(
+                &format!("k{:06}", 2 * n),
+                Some(&format!("v{}", 2 * n)),
+                Some("changed"),
+            ),
+            put(
+                &format!("k{:06}", 2 * n + 1),
+                Some(&format!("v{}", 2 * n + 1)),
+                None,
+            ),
             put("a-new-first", None, Some("x")),
             put("z-new-last", None, Some("y")),
         ]
@@ -766,7 +774,10 @@ mod tests {
         };
         export.write_to(&mut writer).expect("export");
         drop(export);
-        assert!(streamed == expected, "the export is the state when it began");
+        assert!(
+            streamed == expected,
+            "the export is the state when it began"
+        );
 
         let mut after = Vec::new();
         store

@@ -196,7 +196,10 @@ impl SledStorage {
         let db = open_sled(dir, SLED_CACHE_BYTES).map_err(StorageError::sled(
             "open the store (is another node using this directory?)",
         ))?;
-        tracing::debug!(elapsed_ms = opening.elapsed().as_millis() as u64, "opened sled");
+        tracing::debug!(
+            elapsed_ms = opening.elapsed().as_millis() as u64,
+            "opened sled"
+        );
         let recovered = recovery::load(&db, data_file_had_content)?;
         let syncer = Syncer::open(dir)?;
         let storage = SledStorage {
@@ -651,9 +654,7 @@ impl Inner {
 fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes);
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")

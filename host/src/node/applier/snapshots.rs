@@ -86,21 +86,26 @@ impl Applier {
                 header.state_len = export.len();
                 header.state_format = StateFormat::StorePairs;
                 let paused_ms = started.elapsed().as_secs_f64() * 1000.0;
-                let spawned = std::thread::Builder::new()
-                    .name("snapshot".into())
-                    .spawn(move || {
-                        let written =
-                            snapshot::write_streamed(&dir, &header, &component, &mut |out| {
-                                export.write_to(out).map_err(std::io::Error::other)
-                            });
-                        drop(export);
-                        tracing::debug!(index, paused_ms, "applies paused to capture the store");
-                        answer(
-                            written
-                                .map(|descriptor| taken(&header, &descriptor, started))
-                                .map_err(|e| e.to_string()),
-                        );
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("snapshot".into())
+                        .spawn(move || {
+                            let written =
+                                snapshot::write_streamed(&dir, &header, &component, &mut |out| {
+                                    export.write_to(out).map_err(std::io::Error::other)
+                                });
+                            drop(export);
+                            tracing::debug!(
+                                index,
+                                paused_ms,
+                                "applies paused to capture the store"
+                            );
+                            answer(
+                                written
+                                    .map(|descriptor| taken(&header, &descriptor, started))
+                                    .map_err(|e| e.to_string()),
+                            );
+                        });
                 match spawned {
                     Ok(thread) => self.export = Some(thread),
                     Err(error) => tracing::warn!(%error, "cannot start a snapshot thread"),
@@ -160,11 +165,8 @@ pub fn install_state(
         }
         (GuestMachine::Store(machine), StateFormat::StorePairs) => {
             let mark = store_mark(header.index, header.term, &history);
-            env.guest_store.import(
-                &mut loaded.state_reader(),
-                header.state_len,
-                (&mark).into(),
-            )?;
+            env.guest_store
+                .import(&mut loaded.state_reader(), header.state_len, (&mark).into())?;
             machine.set_last_entry(entry);
         }
         (machine, format) => {

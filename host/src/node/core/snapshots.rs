@@ -102,11 +102,9 @@ impl NodeCore {
         // snapshot is as large (up to a bound on the log a restart reads):
         // its cost stays proportional to the writes.
         let amortized = state.last_file_bytes <= SNAPSHOT_AMORTIZE_ABOVE_BYTES
-            || state.bytes_since
-                >= state
-                    .last_file_bytes
-                    .min(SNAPSHOT_AMORTIZE_MAX_LOG_BYTES);
-        if !asked && !(amortized && state.policy.due(state.entries_since, state.bytes_since)) {
+            || state.bytes_since >= state.last_file_bytes.min(SNAPSHOT_AMORTIZE_MAX_LOG_BYTES);
+        let due = amortized && state.policy.due(state.entries_since, state.bytes_since);
+        if !asked && !due {
             return None;
         }
         let index = state.handed_index;
