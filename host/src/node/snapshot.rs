@@ -245,7 +245,7 @@ pub fn write(
     })
 }
 
-/// [`write`] with the state section produced by `state`, which writes
+/// [`write()`] with the state section produced by `state`, which writes
 /// exactly `header.state_len` bytes into the file as it goes (a store
 /// streams its pairs this way, in constant memory) and returns how many it
 /// wrote.

@@ -329,7 +329,7 @@ impl GuestStore {
     }
 
     /// Replace the whole state with the `len` bytes of pairs `input` holds
-    /// (as [`Self::export`] writes them), applied as of `mark`. Streams in
+    /// (as an [`Export`] writes them), applied as of `mark`. Streams in
     /// batches of [`STORE_IMPORT_BATCH_RECORDS`]; an interrupted import
     /// leaves the store marked as such, so it is never taken for a state.
     pub fn import(
