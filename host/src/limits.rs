@@ -247,6 +247,9 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// sled's page cache for the Raft log (its default, 1 GiB, is far more
 /// than a compacted log needs).
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's flush timer for the Raft log (its default; the guest store has
+/// none: it is flushed every `STORE_FLUSH_EVERY_BYTES` instead).
+pub const SLED_FLUSH_EVERY_MS: u64 = 500;
 /// sled's page cache for the guest store. Its default (1 GiB) made a node
 /// holding a large store-backed state resident at over a GiB; pages beyond
 /// this are read from the file (the OS page cache still helps).

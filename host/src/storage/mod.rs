@@ -102,7 +102,7 @@ mod raft_storage;
 mod recovery;
 mod rules;
 
-use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES};
+use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES, SLED_FLUSH_EVERY_MS};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -193,7 +193,7 @@ impl SledStorage {
             .map_err(unwritable(&data_path))?;
 
         let opening = std::time::Instant::now();
-        let db = open_sled(dir, SLED_CACHE_BYTES).map_err(StorageError::sled(
+        let db = open_sled(dir, SLED_CACHE_BYTES, true).map_err(StorageError::sled(
             "open the store (is another node using this directory?)",
         ))?;
         tracing::debug!(
@@ -649,12 +649,16 @@ impl Inner {
     }
 }
 
-/// Open sled in `dir` with a page cache of `cache_bytes`, waiting up to
+/// Open sled in `dir` with a page cache of `cache_bytes` (and sled's own
+/// flush timer when `timed_flushes`), waiting up to
 /// [`LOCK_WAIT`] for a previous user of the directory to let go.
-fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+fn open_sled(dir: &Path, cache_bytes: u64, timed_flushes: bool) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(timed_flushes.then_some(SLED_FLUSH_EVERY_MS));
         match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
