@@ -129,7 +129,19 @@ impl GuestMachine {
                 Ok(state) => blake3::hash(&state),
                 Err(error) => blake3::hash(error.to_string().as_bytes()),
             }),
-            GuestMachine::Store(m) => Ok(blake3::Hash::from_bytes(m.state().digest()?)),
+            GuestMachine::Store(m) => {
+                m.flush()?;
+                Ok(blake3::Hash::from_bytes(m.state().digest()?))
+            }
+        }
+    }
+
+    /// Write what a store-backed guest applied since the last flush to the
+    /// store (see [`StoreMachine::flush`]); nothing for a memory guest.
+    pub fn flush(&mut self) -> Result<(), WasmError> {
+        match self {
+            GuestMachine::Memory(_) => Ok(()),
+            GuestMachine::Store(m) => m.flush(),
         }
     }
 

@@ -7,6 +7,14 @@
 //! here: a trap, an `err`, fuel or memory exhaustion drop the write set,
 //! and a trapped instance is replaced by a fresh one (instantiation only,
 //! no checkpoint to restore, no replay).
+//!
+//! Entries applied one after another commit into an in-memory [`Overlay`]
+//! (each sees the ones before it); [`StoreMachine::flush`] writes them to
+//! the store in one atomic batch with the last entry's index. The applier
+//! flushes after every batch of entries it is handed and before anything
+//! reads the store directly (queries, state checks, snapshots, upgrades),
+//! so a sled batch is paid per batch of entries, not per entry. A crash
+//! loses at most unflushed entries, which the log replays.
 
 use crate::limits::{STORE_RECENT_COMMAND_BYTES, STORE_RECENT_COMMANDS};
 use std::collections::VecDeque;
@@ -16,7 +24,7 @@ use super::bindings::GuestInfo;
 use super::engine::LoadedComponent;
 use super::error::{GuestFailure, WasmError};
 use super::instance::{CallCost, GuestInstance};
-use super::kv::{Access, CommitMark, CommittedState, Transaction, WriteSet};
+use super::kv::{Access, CommitMark, CommittedState, Overlay, Transaction, WriteSet};
 use super::limits::GuestLimits;
 use super::state_machine::{ApplyOutcome, RuntimeStats};
 use super::wasi::EntryContext;
@@ -29,6 +37,9 @@ pub struct StoreMachine {
     limits: GuestLimits,
     instance: GuestInstance,
     state: Arc<dyn CommittedState>,
+    /// Entries applied but not yet flushed to `state`, and the last of them.
+    pending: Arc<Overlay>,
+    pending_mark: Option<(u64, u64)>,
     last_entry: EntryContext,
     stats: RuntimeStats,
     /// The last commands applied (for an upgrade's dry run), bounded by
@@ -56,6 +67,8 @@ impl StoreMachine {
             info,
             limits,
             instance,
+            pending: Arc::new(Overlay::new(state.clone())),
+            pending_mark: None,
             state,
             last_entry: EntryContext::default(),
             stats: RuntimeStats::default(),
@@ -98,25 +111,51 @@ impl StoreMachine {
         self.instance.memory_bytes()
     }
 
-    /// The committed state this machine runs over.
+    /// The committed state this machine runs over (call [`Self::flush`]
+    /// first for it to include every applied entry).
     pub fn state(&self) -> &Arc<dyn CommittedState> {
         &self.state
     }
 
-    /// Apply one committed command: run it in a transaction, and commit its
-    /// writes with the entry's index if it returned `ok` (only the index
-    /// otherwise). An `Err` is a local failure (the store's I/O, or an
-    /// instance that cannot be rebuilt) that must stop the node.
+    /// Record that the entry (`index`, `term`) applied without guest
+    /// writes; the next flush marks the store with it.
+    pub fn mark_applied(&mut self, index: u64, term: u64) {
+        self.pending_mark = Some((index, term));
+    }
+
+    /// Write the entries applied since the last flush to the store, in one
+    /// atomic batch with the last one's index.
+    pub fn flush(&mut self) -> Result<(), WasmError> {
+        let Some((index, term)) = self.pending_mark.take() else {
+            return Ok(());
+        };
+        let changes = self.pending.take_changes();
+        self.state.commit(
+            &changes,
+            CommitMark {
+                index,
+                term,
+                node_meta: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Apply one committed command: run it in a transaction, and keep its
+    /// writes (for the next flush) if it returned `ok`; the entry's index
+    /// is recorded either way. An `Err` is a local failure (the store's
+    /// I/O, or an instance that cannot be rebuilt) that must stop the node.
     pub fn apply(
         &mut self,
         entry: EntryContext,
         command: &[u8],
     ) -> Result<ApplyOutcome, WasmError> {
+        let pending: Arc<dyn CommittedState> = self.pending.clone();
         self.instance
-            .begin(Transaction::new(self.state.clone(), Access::ReadWrite));
+            .begin(Transaction::new(pending, Access::ReadWrite));
         let (result, CallCost { fuel_used }) = self.instance.apply(entry, command);
         let writes = self.end_transaction(result.is_ok())?;
-        self.state.commit(
+        self.pending.commit(
             &writes,
             CommitMark {
                 index: entry.index,
@@ -124,6 +163,7 @@ impl StoreMachine {
                 node_meta: None,
             },
         )?;
+        self.pending_mark = Some((entry.index, entry.term));
         self.last_entry = entry;
         self.stats.applied += 1;
         self.stats.apply_fuel += fuel_used;
@@ -144,6 +184,7 @@ impl StoreMachine {
         &mut self,
         request: &[u8],
     ) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
+        self.flush()?;
         self.instance
             .begin(Transaction::new(self.state.clone(), Access::ReadOnly));
         let (result, CallCost { fuel_used }) = self.instance.query(self.last_entry, request);
@@ -162,6 +203,7 @@ impl StoreMachine {
         entry: EntryContext,
         previous: &GuestInfo,
     ) -> Result<Result<WriteSet, GuestFailure>, WasmError> {
+        self.flush()?;
         self.instance
             .begin(Transaction::new(self.state.clone(), Access::ReadWrite));
         let (result, _) = self.instance.migrate(entry, previous);

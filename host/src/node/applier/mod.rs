@@ -18,7 +18,6 @@ use super::divergence::{Divergence, DivergenceMonitor};
 use super::envelope::Payload;
 use super::error::ClientError;
 use super::upgrade::ComponentHistory;
-use crate::wasm::kv::{CommitMark, CommittedState, WriteSet};
 use crate::wasm::{EntryContext, GuestFailure, GuestMachine, WasmError};
 
 mod env;
@@ -110,6 +109,7 @@ impl Applier {
                         }
                         self.apply_one(item, &rx)?;
                     }
+                    self.machine.flush()?;
                     self.run_ready_queries()?;
                 }
                 ApplyJob::PeerStateHash {
@@ -154,13 +154,14 @@ impl Applier {
                 } => self.take_snapshot(index, term, &conf, members, reply),
                 ApplyJob::Restore(loaded) => {
                     self.finish_export();
+                    self.machine.flush()?;
                     self.restore(&loaded)?;
                     self.run_ready_queries()?;
                 }
             }
         }
         self.finish_export();
-        Ok(())
+        self.machine.flush()
     }
 
     fn query(&mut self, request: &[u8], reply: QueryReply) -> Result<(), WasmError> {
@@ -263,13 +264,8 @@ impl Applier {
     /// writes applied, so a restart resumes after it (and never mistakes
     /// the store for older than a snapshot taken at that entry).
     fn mark_store_applied(&mut self, index: u64, term: u64) -> Result<(), WasmError> {
-        if let GuestMachine::Store(_) = &self.machine {
-            let mark = CommitMark {
-                index,
-                term,
-                node_meta: None,
-            };
-            self.env.guest_store.commit(&WriteSet::new(), mark)?;
+        if let GuestMachine::Store(machine) = &mut self.machine {
+            machine.mark_applied(index, term);
         }
         Ok(())
     }

@@ -35,6 +35,11 @@ impl Applier {
         reply: oneshot::Sender<Result<TakenSnapshot, String>>,
     ) {
         self.finish_export();
+        if let Err(error) = self.machine.flush() {
+            // The node stops at the next apply (a store I/O error is fatal).
+            let _ = reply.send(Err(error.to_string()));
+            return;
+        }
         let answer = move |taken: Result<TakenSnapshot, String>| {
             if let Err(error) = &taken {
                 tracing::warn!(index, %error, "taking a snapshot failed; will retry later");

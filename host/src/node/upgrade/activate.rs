@@ -45,6 +45,9 @@ impl Applier {
             limits: activation.limits,
             outcome: ActivationOutcome::Activated,
         };
+        // Everything applied before reaches the store first: the new
+        // component's `migrate` reads it, and the activation commits next.
+        self.machine.flush()?;
         let mut store_writes = None;
         let result = match self.migrate(entry, activation, rx)? {
             Ok((mut next, writes)) => {
@@ -197,6 +200,10 @@ impl Applier {
             info: candidate.info,
         };
         let applied_index = self.shared.applied_index();
+        if let Err(error) = self.machine.flush() {
+            let _ = reply.send(Err(error.to_string()));
+            return;
+        }
         let run: Box<dyn FnOnce() -> DryRunReport + Send> = match &mut self.machine {
             GuestMachine::Memory(machine) => {
                 let input = CanaryInput {

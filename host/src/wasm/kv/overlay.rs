@@ -24,6 +24,14 @@ impl Overlay {
         }
     }
 
+    /// Take what was committed into the overlay (keys whose value did not
+    /// change left out), leaving it empty.
+    pub fn take_changes(&self) -> WriteSet {
+        let mut changes = std::mem::take(&mut *self.changes());
+        changes.retain(|_, write| write.old != write.new);
+        changes
+    }
+
     fn changes(&self) -> MutexGuard<'_, WriteSet> {
         self.changes.lock().unwrap_or_else(|p| p.into_inner())
     }
