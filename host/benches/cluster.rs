@@ -689,8 +689,11 @@ async fn run(duration: Duration) -> anyhow::Result<()> {
     let follower = (leader + 1) % members.len();
     println!(
         "# 3-node cluster in one process: iroh on loopback (relay off), sled with fsync, \
-         kv guest, put of a {KEY_BYTES}-byte key and {VALUE_BYTES}-byte value, {duration:?} \
-         per run"
+         guest {}, put of a {KEY_BYTES}-byte key and {VALUE_BYTES}-byte value, {duration:?} \
+         per run",
+        std::path::Path::new(guest_path())
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     );
     println!(
         "# formed in {:.0} ms; leader node {}, follower runs through node {}",
