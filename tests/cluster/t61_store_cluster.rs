@@ -206,4 +206,40 @@ fn t61_upgrades_with_and_without_migrate_and_a_failing_one() {
     let status = cluster.member(follower).status();
     assert_eq!(status.guest.hash, hash_of("kv_store"));
     assert_replicas_agree(&cluster);
+
+    // A backup streams the store out; `--restore-from` streams it into a
+    // new single-node cluster.
+    let backup_dir = tempfile::tempdir().expect("tempdir");
+    let backup = backup_dir.path().join("store.snap");
+    let out = cluster
+        .member(follower)
+        .process()
+        .cli(&["backup", backup.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut restored = Member::new(1, "kv_store", &[]);
+    restored.args.truncate(4);
+    restored
+        .args
+        .extend(["--restore-from".to_string(), backup.display().to_string()]);
+    restored.start();
+    let expected = state_of(cluster.member(leader)).expect("state");
+    assert_eq!(state_of(&restored).as_deref(), Some(expected.as_str()));
+    assert_eq!(
+        restored.query("get _migrated", Consistency::Linearizable),
+        Some(migrated)
+    );
+    let status = restored.status();
+    assert_eq!(status.guest.world, Some(GuestWorld::Store));
+    assert_eq!(status.guest.hash, hash_of("kv_store"));
+    propose(&restored.client(), "put c 3");
+    assert_eq!(
+        restored
+            .query("count", Consistency::Linearizable)
+            .as_deref(),
+        Some("4")
+    );
 }

@@ -159,9 +159,9 @@ fn be_bytes(values: &[u64]) -> Vec<u8> {
 impl GuestStore {
     /// Open (creating) the store in the directory `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, StorageError> {
-        let db = super::open_sled(dir, SLED_STORE_CACHE_BYTES, false).map_err(StorageError::sled(
-            "open the guest store (is another node using this directory?)",
-        ))?;
+        let db = super::open_sled(dir, SLED_STORE_CACHE_BYTES, false).map_err(
+            StorageError::sled("open the guest store (is another node using this directory?)"),
+        )?;
         Self::open_in(db)
     }
 
