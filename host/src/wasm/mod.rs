@@ -29,7 +29,9 @@ pub use bindings::{EntryMeta, GuestInfo};
 pub use engine::{CompiledComponent, ComponentHash, LoadedComponent, WasmEngine};
 pub use error::{GuestFailure, WasmError};
 pub use limits::GuestLimits;
-pub use state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
+pub use state_machine::{
+    ApplyOutcome, ReplayWindow, RuntimeStats, StallCause, Stalled, StateMachine,
+};
 pub use wasi::EntryContext;
 
 /// The built-in default guest (the counter), compiled from `guests/counter`
