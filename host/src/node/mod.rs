@@ -41,6 +41,7 @@
 //! behind it. A follower too far behind receives the file from the leader,
 //! streamed in chunks by the transport.
 
+mod admission;
 pub(crate) mod applier;
 mod assemble;
 mod config;

@@ -143,7 +143,12 @@ impl Applier {
                 } => {
                     let taken = self.take_snapshot(index, term, &conf, members);
                     if let Err(error) = &taken {
-                        tracing::warn!(index, %error, "taking a snapshot failed; will retry later");
+                        // Failing checkpoints were reported once already.
+                        if self.machine.checkpoint_failing_since().is_some() {
+                            tracing::debug!(index, %error, "no snapshot while checkpoints fail");
+                        } else {
+                            tracing::warn!(index, %error, "taking a snapshot failed; will retry later");
+                        }
                     }
                     let _ = reply.send(taken);
                 }
@@ -231,7 +236,7 @@ impl Applier {
         };
         // Published before the client hears back, so a status read after
         // the answer includes this entry.
-        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.publish_guest_state();
         self.shared
             .applied_index
             .store(item.index, Ordering::Release);
@@ -248,18 +253,40 @@ impl Applier {
         Ok(())
     }
 
-    /// BLAKE3 of the guest's whole state. A snapshot that fails does so
-    /// alike everywhere: its error is the state's fingerprint then.
-    fn state_digest(&mut self) -> blake3::Hash {
-        match self.machine.snapshot() {
-            Ok(state) => blake3::hash(&state),
-            Err(error) => blake3::hash(error.to_string().as_bytes()),
+    /// The guest's counters for status pages, and whether it takes new
+    /// commands for the core.
+    fn publish_guest_state(&self) {
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.env.admission.set(self.machine.stalled().as_ref());
+    }
+
+    /// BLAKE3 of the guest's whole state, or `None` when it cannot be
+    /// serialized now. Such a replica leaves the check to the others rather
+    /// than vote with an error: whether a state near the memory cap fits
+    /// twice depends on the instance's heap, which differs between replicas
+    /// (one rebuilt after a trap or a restart is more compact), so an error
+    /// is not a fingerprint of the state. While checkpoints fail it is not
+    /// even tried (it would fail and cost a rebuild).
+    fn state_digest(&mut self) -> Option<blake3::Hash> {
+        if self.machine.checkpoint_failing_since().is_some() {
+            return None;
         }
+        self.machine
+            .snapshot()
+            .ok()
+            .map(|state| blake3::hash(&state))
     }
 
     /// Hash the state at a state check, tell the peers, and compare.
     fn check_state(&mut self, index: u64) {
-        let hash = *self.state_digest().as_bytes();
+        let Some(hash) = self.state_digest() else {
+            tracing::info!(
+                index,
+                "state check skipped: the guest's state cannot be serialized now"
+            );
+            return;
+        };
+        let hash = *hash.as_bytes();
         if let Some(peers) = &self.env.state_hashes {
             let _ = peers.send((index, hash));
         }
@@ -293,10 +320,11 @@ impl Applier {
                     .as_bytes(),
             ),
         };
-        let state_hash = self
-            .env
-            .hash_states
-            .then(|| self.state_digest().to_hex().to_string());
+        let state_hash = if self.env.hash_states {
+            self.state_digest().map(|hash| hash.to_hex().to_string())
+        } else {
+            None
+        };
         self.shared.push_result(AppliedRecord {
             index,
             component: self.machine.component().hash.to_hex(),

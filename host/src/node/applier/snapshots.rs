@@ -26,6 +26,14 @@ impl Applier {
         if applied != index {
             return Err(format!("asked for index {index}, applied {applied}"));
         }
+        // The same `snapshot()` as a checkpoint: it waits for the next
+        // checkpoint to succeed rather than fail again (and rebuild).
+        if let Some(since) = self.machine.checkpoint_failing_since() {
+            return Err(format!(
+                "the guest's state cannot be serialized: in-memory checkpoints fail since \
+                 index {since} (see the node's status)"
+            ));
+        }
         let state = self.machine.snapshot().map_err(|e| e.to_string())?;
         let hash = self.machine.component().hash;
         let component = self
@@ -77,7 +85,7 @@ impl Applier {
         self.history = header.component_history(self.machine.info());
         self.shared.set_history(&self.history);
         self.shared.set_guest(&self.machine);
-        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.publish_guest_state();
         self.shared
             .applied_index
             .store(header.index, Ordering::Release);

@@ -120,7 +120,7 @@ impl Applier {
             }
         };
         let info = Some(next.info().clone());
-        let state = match self.machine.snapshot() {
+        let state = match self.machine.snapshot_for_upgrade(limits.memory_limit_bytes) {
             Ok(state) => state,
             Err(error) => {
                 return Ok(Err((
@@ -145,6 +145,12 @@ impl Applier {
         candidate: Candidate,
         reply: oneshot::Sender<Result<DryRunReport, String>>,
     ) {
+        let candidate_limits = candidate.limits.resolve(self.env.limits);
+        // As the activation would take it (see `migrate`).
+        let current_state = self
+            .machine
+            .snapshot_for_upgrade(candidate_limits.memory_limit_bytes)
+            .map_err(|e| e.to_string());
         let input = CanaryInput {
             active: Side {
                 component: self.machine.component().clone(),
@@ -153,12 +159,12 @@ impl Applier {
             },
             candidate: Side {
                 component: candidate.component,
-                limits: candidate.limits.resolve(self.env.limits),
+                limits: candidate_limits,
                 info: candidate.info,
             },
             compile_ms: candidate.compile_ms,
             applied_index: self.shared.applied_index(),
-            current_state: self.machine.snapshot().map_err(|e| e.to_string()),
+            current_state,
             current_entry: self.machine.last_entry(),
             window: self.machine.replay_window(),
             entries: candidate.entries,
