@@ -153,7 +153,10 @@ fn hitting_the_memory_cap_checks_at_once_whether_the_state_still_checkpoints() {
     let mut machine = kv(CAP_BYTES);
     let filled = 120;
     for index in 1..=filled {
-        assert_eq!(put(&mut machine, index, &format!("k{index}")), Ok(b"OK".to_vec()));
+        assert_eq!(
+            put(&mut machine, index, &format!("k{index}")),
+            Ok(b"OK".to_vec())
+        );
     }
     assert_eq!(machine.checkpoint_failing_since(), None);
     // A command too large to even copy into the guest's memory.
@@ -178,7 +181,10 @@ fn hitting_the_memory_cap_checks_at_once_whether_the_state_still_checkpoints() {
     assert!(matches!(grow.result, Err(GuestFailure::MemoryLimit { .. })));
     assert_eq!(bomb.stalled(), None);
     let stats = bomb.stats();
-    assert_eq!((stats.checkpoints, stats.checkpoint_failing_since), (1, None));
+    assert_eq!(
+        (stats.checkpoints, stats.checkpoint_failing_since),
+        (1, None)
+    );
     assert_eq!(query(&mut bomb, "get"), "7");
 }
 
@@ -232,4 +238,31 @@ fn an_upgrade_to_a_larger_cap_moves_a_state_that_no_longer_fits() {
     assert_eq!(upgraded.snapshot().expect("fits now"), state);
     // The live instance was left alone: it still applies.
     assert_eq!(put(&mut machine, filled + 1, "k1"), Ok(b"OK".to_vec()));
+}
+
+/// kv's snapshot format (guests/kv/src/snapshot.rs) of `count` keys with
+/// 1 MiB values.
+fn kv_snapshot(count: u32) -> Vec<u8> {
+    let value = vec![b'v'; 1024 * 1024];
+    let mut bytes = b"IRKV\x01".to_vec();
+    bytes.extend_from_slice(&u64::from(count).to_le_bytes());
+    for i in 0..count {
+        let key = format!("k{i:04}");
+        for field in [key.as_bytes(), &value] {
+            let len = u32::try_from(field.len()).expect("small");
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(field);
+        }
+    }
+    bytes
+}
+
+#[test]
+fn a_state_over_128_mib_serializes_when_the_cap_holds_it_twice() {
+    // wasmtime copies at most 128 MiB out of a guest per call unless told
+    // otherwise: the cap, not that default, must bound a snapshot.
+    let state = kv_snapshot(136);
+    let mut machine = kv(320 * 1024 * 1024);
+    machine.restore(entry(1), &state).expect("restore");
+    assert_eq!(machine.snapshot().expect("fits twice in 320 MiB"), state);
 }
