@@ -116,6 +116,7 @@ bench: setup guests-polyglot
 	$(CARGO) bench --bench single_node
 	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench guests
+	$(CARGO) bench --bench memory_state
 
 ## Every fuzz target (frames, raft messages, snapshot transfers and files,
 ## API bodies, entry payloads) on stable over 100k deterministic inputs

@@ -152,6 +152,17 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 pub const CHECKPOINT_MIN_TAIL_BYTES: usize = 4 * 1024 * 1024;
 /// Most entries replayed after a trap before a checkpoint is forced.
 pub const CHECKPOINT_MAX_TAIL_ENTRIES: usize = 10_000;
+/// While checkpoints fail (a state that no longer fits twice in the guest's
+/// memory), the commands since the last one are all a trap can be rolled
+/// back with, and the node's snapshot fails too, so the log is not
+/// compacted. A node refuses new commands once that tail holds this many
+/// bytes, or the guest's memory cap if that is smaller: more commands than
+/// the guest's whole memory, kept in the host and replayed after every trap
+/// and restart, cost more than carrying on earns (see
+/// [`crate::wasm::StateMachine::stalled`]).
+pub const MAX_UNCHECKPOINTED_TAIL_BYTES: usize = 256 * 1024 * 1024;
+/// ... or this many entries (a replay pays per call too: a few seconds).
+pub const MAX_UNCHECKPOINTED_TAIL_ENTRIES: usize = 1_000_000;
 
 // ── The guest store (store-backed guests, WIT 0.2.0) ───────────────────
 
@@ -357,5 +368,9 @@ const _: () = assert!(MAX_RAFT_MESSAGE_BYTES as usize <= MAX_BATCH_BYTES);
 // Snapshot and component chunks fit a frame.
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 2 <= MAX_FRAME_BYTES);
 const _: () = assert!(COMPONENT_CHUNK_BYTES * 2 <= MAX_FRAME_BYTES);
+// Failing checkpoints are retried at least once before the tail stalls the
+// guest (the first failure comes at a tail of at least the minimum).
+const _: () = assert!(MAX_UNCHECKPOINTED_TAIL_BYTES >= 2 * CHECKPOINT_MIN_TAIL_BYTES);
+const _: () = assert!(MAX_UNCHECKPOINTED_TAIL_ENTRIES >= 2 * CHECKPOINT_MAX_TAIL_ENTRIES);
 // An API body holds the largest command, escaped in JSON.
 const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_API_BODY_BYTES);

@@ -84,6 +84,7 @@ impl From<ClientError> for ApiError {
             ClientError::Diverged { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
             ClientError::ForwardRefused { .. } => StatusCode::BAD_GATEWAY,
+            ClientError::GuestStalled { .. } => StatusCode::INSUFFICIENT_STORAGE,
         };
         let mut api = ApiError::new(status, error.code(), error.to_string());
         if let ClientError::NotLeader { leader_hint } = error {

@@ -12,6 +12,7 @@ use raft::RawNode;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use tokio::sync::{mpsc, watch};
 
+use super::admission::Admission;
 use super::applier::{self, ApplierEnv};
 use super::config::{ClusterMode, GuestSource, NodeConfig};
 use super::core::{CoreSetup, NodeCore};
@@ -97,6 +98,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             .wall_clock
             .unwrap_or_else(applier::WallClock::system),
         hash_states: overrides.hash_states,
+        admission: Admission::default(),
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()
@@ -177,6 +179,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             snapshot_dir: env.snapshot_dir.clone(),
             state_check_every: config.state_check_every,
             unsafe_local_reads: config.unsafe_local_reads,
+            admission: env.admission.clone(),
         },
     );
     Ok(NodeParts {

@@ -61,6 +61,18 @@ pub enum ClientError {
     /// e.g. nodes of different builds in one cluster); it did not apply.
     #[error("the leader refused the forwarded request: {reason}")]
     ForwardRefused { reason: String },
+    /// The guest can no longer make progress (its state no longer
+    /// checkpoints: see [`crate::wasm::StateMachine::stalled`]), so the node
+    /// that received the command refused it; it did not apply. Not
+    /// transient: an operator must act.
+    #[error(
+        "the guest can no longer make progress: {reason}. This node takes no new commands \
+         (committed ones still apply) until its state checkpoints again: raise the guest's \
+         memory limit (a snapshot needs room for the state twice) with `raft-host upgrade \
+         --guest <the active .wasm> --memory-limit-mib <larger>`, or move the state to a \
+         store-backed guest"
+    )]
+    GuestStalled { reason: String },
 }
 
 /// How forwarding a proposal to the leader failed (see
@@ -96,6 +108,7 @@ impl ClientError {
             ClientError::Diverged { .. } => "diverged",
             ClientError::OutcomeUnknown => "outcome_unknown",
             ClientError::ForwardRefused { .. } => "forward_refused",
+            ClientError::GuestStalled { .. } => "guest_stalled",
         }
     }
 }

@@ -443,6 +443,31 @@ pub(crate) fn render(recorded: &NodeMetrics, scrape: &Scrape<'_>) -> String {
         guest.checkpoints,
     );
     enc.single(
+        "iroh_raft_guest_checkpoint_failures_total",
+        Kind::Counter,
+        "In-memory guest checkpoints that failed (the state no longer fits twice in the guest's \
+         memory, or snapshot() ran out of fuel).",
+        guest.checkpoint_failures,
+    );
+    enc.single(
+        "iroh_raft_guest_checkpoints_failing",
+        Kind::Gauge,
+        "1 while the guest's checkpoints fail: no snapshot is written and the log is not compacted.",
+        u64::from(guest.checkpoint_failing_since.is_some()),
+    );
+    enc.single(
+        "iroh_raft_guest_uncheckpointed_bytes",
+        Kind::Gauge,
+        "Bytes of commands applied since the last checkpoint: what rolling back a trap replays.",
+        guest.uncheckpointed_bytes,
+    );
+    enc.single(
+        "iroh_raft_guest_stalled",
+        Kind::Gauge,
+        "1 while the guest can no longer make progress and this node refuses new commands.",
+        u64::from(guest.stalled),
+    );
+    enc.single(
         "iroh_raft_guest_apply_fuel_total",
         Kind::Counter,
         "Fuel consumed by guest apply calls; divide by applied entries for fuel per apply.",
@@ -724,6 +749,10 @@ mod tests {
                 instance_rebuilds: 0,
                 world: None,
                 store: None,
+                checkpoint_failures: 0,
+                checkpoint_failing_since: None,
+                uncheckpointed_bytes: 0,
+                refusing_commands: false,
             },
             data_dir: "/tmp/x".into(),
             ticket: None,

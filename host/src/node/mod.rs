@@ -25,8 +25,9 @@
 //! a tokio task) and by the deterministic simulation; `applier` runs the
 //! guest on its own thread; [`upgrade`] holds everything about switching
 //! components. The types that cross module boundaries live in small leaf
-//! modules: `inbox` (the loop's input messages) and `ports` (what the node
-//! needs from outside: [`Transport`], [`Forwarder`]). A client is
+//! modules: `inbox` (the loop's input messages), `ports` (what the node
+//! needs from outside: [`Transport`], [`Forwarder`]) and `admission`
+//! (whether the applier lets the core take new commands). A client is
 //! answered only after its entry is durable (fsynced), committed and applied.
 //!
 //! **Restart.** The guest's state lives in memory. On start the node
@@ -41,6 +42,7 @@
 //! behind it. A follower too far behind receives the file from the leader,
 //! streamed in chunks by the transport.
 
+mod admission;
 pub(crate) mod applier;
 mod assemble;
 mod config;

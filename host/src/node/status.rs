@@ -64,6 +64,22 @@ pub struct GuestStatus {
     /// Keys and bytes in the host's store (store-backed guests).
     #[serde(default)]
     pub store: Option<crate::wasm::kv::StoreSize>,
+    /// In-memory checkpoints of the guest's state that failed (its state no
+    /// longer fits twice in its memory, or `snapshot()` ran out of fuel).
+    #[serde(default)]
+    pub checkpoint_failures: u64,
+    /// Set while checkpoints fail: the applied index when they started to.
+    /// No snapshot is written meanwhile, so the log is not compacted.
+    #[serde(default)]
+    pub checkpoint_failing_since: Option<u64>,
+    /// Bytes of commands applied since the last checkpoint: what rolling
+    /// back a trap replays.
+    #[serde(default)]
+    pub uncheckpointed_bytes: u64,
+    /// The guest can no longer make progress and this node refuses new
+    /// commands (`guest_stalled`); committed entries still apply.
+    #[serde(default)]
+    pub refusing_commands: bool,
 }
 
 /// One member of the cluster.

@@ -196,7 +196,8 @@ fn write_error(error: &ClientError) -> (Answer, Option<u64>) {
         ClientError::NotLeader { .. }
         | ClientError::Overloaded
         | ClientError::ProposalDropped
-        | ClientError::EmptyCommand => Answer::Failed,
+        | ClientError::EmptyCommand
+        | ClientError::GuestStalled { .. } => Answer::Failed,
         _ => Answer::Unknown,
     };
     (answer, leader_hint(error))

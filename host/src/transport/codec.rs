@@ -364,6 +364,9 @@ mod tests {
             ClientError::ForwardRefused {
                 reason: "Malformed: activation".into(),
             },
+            ClientError::GuestStalled {
+                reason: "checkpoints fail since index 9".into(),
+            },
         ];
         let position = |error: &ClientError| match error {
             ClientError::NotLeader { .. } => 0,
@@ -380,11 +383,12 @@ mod tests {
             ClientError::Diverged { .. } => 11,
             ClientError::OutcomeUnknown => 12,
             ClientError::ForwardRefused { .. } => 13,
+            ClientError::GuestStalled { .. } => 14,
         };
         let listed: std::collections::BTreeSet<usize> = all.iter().map(position).collect();
         assert_eq!(
             listed,
-            (0..=13).collect(),
+            (0..=14).collect(),
             "every ClientError variant has a value"
         );
         all

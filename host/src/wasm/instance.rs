@@ -119,6 +119,11 @@ impl GuestInstance {
         };
         let mut store = Store::new(component.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
+        // wasmtime copies at most its "hostcall fuel" (128 MiB by default)
+        // out of a guest in one call, results included, so a larger
+        // snapshot failed whatever the memory cap. A guest cannot hand out
+        // more than its memory holds: the cap bounds the copy instead.
+        store.set_hostcall_fuel(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
         store
             .set_fuel(limits.maintenance_fuel)
             .map_err(|e| WasmError::Engine {

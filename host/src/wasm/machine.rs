@@ -4,7 +4,7 @@ use super::bindings::GuestInfo;
 use super::engine::{GuestWorld, LoadedComponent};
 use super::error::{GuestFailure, WasmError};
 use super::limits::GuestLimits;
-use super::state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
+use super::state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, Stalled, StateMachine};
 use super::store_machine::StoreMachine;
 use super::wasi::EntryContext;
 
@@ -142,6 +142,24 @@ impl GuestMachine {
         match self {
             GuestMachine::Memory(_) => Ok(()),
             GuestMachine::Store(m) => m.flush(),
+        }
+    }
+
+    /// Since which applied index a 0.1.0 guest's checkpoints fail (never
+    /// for a store-backed guest: it has none).
+    pub fn checkpoint_failing_since(&self) -> Option<u64> {
+        match self {
+            GuestMachine::Memory(m) => m.checkpoint_failing_since(),
+            GuestMachine::Store(_) => None,
+        }
+    }
+
+    /// Why the guest can no longer make progress, if it cannot (a 0.1.0
+    /// guest past its memory cap; a store-backed guest is never stalled).
+    pub fn stalled(&self) -> Option<Stalled> {
+        match self {
+            GuestMachine::Memory(m) => m.stalled(),
+            GuestMachine::Store(_) => None,
         }
     }
 

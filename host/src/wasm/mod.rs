@@ -34,7 +34,9 @@ pub use engine::{CompiledComponent, ComponentHash, GuestWorld, LoadedComponent, 
 pub use error::{GuestFailure, WasmError};
 pub use limits::GuestLimits;
 pub use machine::GuestMachine;
-pub use state_machine::{ApplyOutcome, ReplayWindow, RuntimeStats, StateMachine};
+pub use state_machine::{
+    ApplyOutcome, ReplayWindow, RuntimeStats, StallCause, Stalled, StateMachine,
+};
 pub use store_machine::StoreMachine;
 pub use wasi::EntryContext;
 

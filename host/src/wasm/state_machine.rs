@@ -13,6 +13,28 @@
 //! the replay tail outgrows [`CHECKPOINT_MIN_TAIL_BYTES`] and the size of the
 //! last checkpoint (so their cost is amortized over the entries they cover),
 //! or holds [`CHECKPOINT_MAX_TAIL_ENTRIES`] entries (so a rebuild stays fast).
+//!
+//! **When checkpoints fail.** A guest serializes its state into its own
+//! memory, so a state that no longer fits there twice cannot be
+//! checkpointed: `snapshot()` hits the memory cap (or runs out of fuel),
+//! which poisons the live instance. It is rebuilt once, and from then on
+//! checkpoints are *failing*: the next attempt waits until the tail has
+//! doubled, so attempts and their rebuilds cost O(1) amortized per entry.
+//! (Retrying after every entry, as this module once did, rebuilt the
+//! instance and replayed the whole tail per entry: hundreds of milliseconds
+//! per put, and a restart that replayed every entry that way.) Entries keep
+//! applying to the live instance meanwhile, and a trap still rolls back
+//! exactly, from the old checkpoint and the whole tail. The warning is
+//! logged once per streak; [`RuntimeStats`] counts the failures.
+//!
+//! The tail then only grows, and so does what a trap replays; the node's
+//! on-disk snapshot is the same `snapshot()`, so the log is not compacted
+//! either. Once the tail reaches [`MAX_UNCHECKPOINTED_TAIL_BYTES`] (or the
+//! memory cap, if smaller) or [`MAX_UNCHECKPOINTED_TAIL_ENTRIES`], or an
+//! entry hits the memory cap (the state has no room left), the guest is
+//! [`Stalled`]: the node refuses new commands and still applies committed
+//! ones. An upgrade that raises the memory cap moves the state on (see
+//! [`StateMachine::snapshot_for_upgrade`]).
 
 use super::bindings::GuestInfo;
 use super::engine::LoadedComponent;
@@ -20,7 +42,10 @@ use super::error::{GuestFailure, WasmError};
 use super::instance::{CallCost, GuestInstance};
 use super::limits::GuestLimits;
 use super::wasi::EntryContext;
-use crate::limits::{CHECKPOINT_MAX_TAIL_ENTRIES, CHECKPOINT_MIN_TAIL_BYTES};
+use crate::limits::{
+    CHECKPOINT_MAX_TAIL_ENTRIES, CHECKPOINT_MIN_TAIL_BYTES, MAX_UNCHECKPOINTED_TAIL_BYTES,
+    MAX_UNCHECKPOINTED_TAIL_ENTRIES,
+};
 
 /// The outcome of applying one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +54,7 @@ pub struct ApplyOutcome {
     pub fuel_used: u64,
 }
 
-/// Counters for metrics and status.
+/// Counters and gauges for metrics and status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
     /// Entries applied.
@@ -42,6 +67,59 @@ pub struct RuntimeStats {
     pub checkpoints: u64,
     /// Fuel consumed by `apply` calls (replays after a trap not included).
     pub apply_fuel: u64,
+    /// Checkpoint attempts that failed: `snapshot()` trapped, ran out of
+    /// fuel or memory, or returned an error.
+    pub checkpoint_failures: u64,
+    /// While checkpoints fail: the applied index when the first attempt of
+    /// this streak failed.
+    pub checkpoint_failing_since: Option<u64>,
+    /// Bytes of commands applied since the last checkpoint: what rolling
+    /// back a trap replays.
+    pub uncheckpointed_bytes: u64,
+    /// The guest can no longer make progress (see [`StateMachine::stalled`]).
+    pub stalled: bool,
+}
+
+/// Why a guest should be given no new commands (see
+/// [`StateMachine::stalled`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoints of the guest's state fail since index {since_index} ({failure}), and {cause}")]
+pub struct Stalled {
+    /// The applied index when checkpoints started failing.
+    pub since_index: u64,
+    /// Why the last checkpoint failed.
+    pub failure: GuestFailure,
+    pub cause: StallCause,
+}
+
+/// What made failing checkpoints a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StallCause {
+    #[error(
+        "the {entries} entries ({bytes} bytes) applied since the last checkpoint reached what \
+         a rollback may replay ({limit_bytes} bytes or {limit_entries} entries)"
+    )]
+    TailLimit {
+        entries: usize,
+        bytes: usize,
+        limit_bytes: usize,
+        limit_entries: usize,
+    },
+    #[error("an entry hit the memory limit: the state has no room left")]
+    MemoryFull,
+}
+
+/// Checkpoints that fail, and when to try again.
+#[derive(Debug, Clone)]
+struct FailingCheckpoints {
+    since_index: u64,
+    /// Why the last attempt failed.
+    failure: GuestFailure,
+    /// Try again once the tail holds this many bytes or entries.
+    retry_at_bytes: usize,
+    retry_at_entries: usize,
+    /// An entry hit the memory cap since checkpoints started failing.
+    memory_full: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +166,9 @@ pub struct StateMachine {
     previous: Option<Generation>,
     /// The last entry applied (clock and random context for queries).
     last_entry: EntryContext,
+    /// Set while checkpoints fail.
+    failing: Option<FailingCheckpoints>,
+    /// Counters only; [`Self::stats`] adds the gauges.
     stats: RuntimeStats,
 }
 
@@ -112,6 +193,7 @@ impl StateMachine {
             tail_bytes: 0,
             previous: None,
             last_entry: EntryContext::default(),
+            failing: None,
             stats: RuntimeStats::default(),
         })
     }
@@ -125,7 +207,51 @@ impl StateMachine {
     }
 
     pub fn stats(&self) -> RuntimeStats {
-        self.stats
+        RuntimeStats {
+            checkpoint_failing_since: self.failing.as_ref().map(|f| f.since_index),
+            uncheckpointed_bytes: self.tail_bytes as u64,
+            stalled: self.stalled().is_some(),
+            ..self.stats
+        }
+    }
+
+    /// The applied index since which checkpoints fail, if they do. The
+    /// node's own snapshot is the same `snapshot()`, so it waits too.
+    pub fn checkpoint_failing_since(&self) -> Option<u64> {
+        self.failing.as_ref().map(|f| f.since_index)
+    }
+
+    /// Whether this guest can no longer make progress: its checkpoints fail,
+    /// and either the tail a rollback replays has reached its limit (the
+    /// smaller of [`MAX_UNCHECKPOINTED_TAIL_BYTES`] and the memory cap, or
+    /// [`MAX_UNCHECKPOINTED_TAIL_ENTRIES`]), or an entry hit the memory cap.
+    /// Past that point every trap and every restart replays more than the
+    /// guest could ever hold, and the log is never compacted, so the node
+    /// refuses new commands (committed ones still apply).
+    pub fn stalled(&self) -> Option<Stalled> {
+        let failing = self.failing.as_ref()?;
+        let limit_bytes = usize::try_from(self.limits.memory_limit_bytes)
+            .unwrap_or(usize::MAX)
+            .min(MAX_UNCHECKPOINTED_TAIL_BYTES);
+        let cause = if failing.memory_full {
+            StallCause::MemoryFull
+        } else if self.tail_bytes >= limit_bytes
+            || self.tail.len() >= MAX_UNCHECKPOINTED_TAIL_ENTRIES
+        {
+            StallCause::TailLimit {
+                entries: self.tail.len(),
+                bytes: self.tail_bytes,
+                limit_bytes,
+                limit_entries: MAX_UNCHECKPOINTED_TAIL_ENTRIES,
+            }
+        } else {
+            return None;
+        };
+        Some(Stalled {
+            since_index: failing.since_index,
+            failure: failing.failure.clone(),
+            cause,
+        })
     }
 
     /// Continue counting where `previous` (the component this one replaces)
@@ -194,6 +320,9 @@ impl StateMachine {
                 tracing::warn!(index = entry.index, guest = %self.info.name, %failure,
                     "entry failed in the guest; rolling the state back");
                 self.rebuild()?;
+                if let GuestFailure::MemoryLimit { .. } = failure {
+                    self.memory_limit_hit()?;
+                }
             }
             other => {
                 if other.is_err() {
@@ -222,13 +351,43 @@ impl StateMachine {
         Ok((result, fuel_used))
     }
 
-    /// Serialize the current state.
+    /// Serialize the current state. A failure counts as a failed
+    /// checkpoint: a checkpoint is the same call on the same instance.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, WasmError> {
-        let result = self.instance.snapshot(self.last_entry);
-        if self.instance.is_poisoned() {
-            self.rebuild()?;
+        match self.instance.snapshot(self.last_entry) {
+            Ok(bytes) => Ok(bytes),
+            Err(failure) => {
+                self.checkpoint_failed(failure.clone())?;
+                Err(WasmError::SnapshotFailed { failure })
+            }
         }
-        result.map_err(|failure| WasmError::SnapshotFailed { failure })
+    }
+
+    /// Serialize the current state for a component that will run with
+    /// `memory_limit_bytes` (an upgrade's). Raising the memory cap is how an
+    /// operator moves on a guest whose state no longer fits twice under its
+    /// own cap, so when the new cap is larger and the state does not
+    /// serialize under the old one, it is serialized in a scratch instance
+    /// with the new cap: the last checkpoint restored and the tail replayed,
+    /// the live instance left alone. Which instance serializes the state
+    /// makes no difference to the bytes, only to whether they fit.
+    pub fn snapshot_for_upgrade(&mut self, memory_limit_bytes: u64) -> Result<Vec<u8>, WasmError> {
+        let larger = memory_limit_bytes > self.limits.memory_limit_bytes;
+        // With checkpoints failing, the live instance would fail again.
+        if !larger || self.failing.is_none() {
+            match self.snapshot() {
+                Ok(bytes) => return Ok(bytes),
+                Err(error) if !larger => return Err(error),
+                Err(_) => {}
+            }
+        }
+        let limits = GuestLimits {
+            memory_limit_bytes,
+            ..self.limits
+        };
+        self.replayed_instance(limits)?
+            .snapshot(self.last_entry)
+            .map_err(|failure| WasmError::SnapshotFailed { failure })
     }
 
     /// Replace the state with `snapshot` (taken at `entry`). On failure the
@@ -247,15 +406,33 @@ impl StateMachine {
         self.tail_bytes = 0;
         self.previous = None;
         self.last_entry = entry;
+        self.failing = None;
         Ok(())
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), WasmError> {
-        let last_size = self.checkpoint.as_ref().map_or(0, Vec::len);
-        let big_enough = self.tail_bytes >= CHECKPOINT_MIN_TAIL_BYTES.max(last_size);
-        if !big_enough && self.tail.len() < CHECKPOINT_MAX_TAIL_ENTRIES {
-            return Ok(());
+        if self.checkpoint_due() {
+            self.checkpoint()?;
         }
+        Ok(())
+    }
+
+    /// An entry hit the memory cap. The state may have outgrown half the
+    /// cap since the last checkpoint, and then every entry that needs more
+    /// memory would be rolled back over the whole tail until the next
+    /// checkpoint is due: so unless checkpoints already fail, try one now.
+    /// If they fail, the state has no room left and the guest is stalled.
+    fn memory_limit_hit(&mut self) -> Result<(), WasmError> {
+        if self.failing.is_none() {
+            self.checkpoint()?;
+        }
+        if let Some(failing) = &mut self.failing {
+            failing.memory_full = true;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), WasmError> {
         match self.instance.snapshot(self.last_entry) {
             Ok(bytes) => {
                 self.previous = Some(Generation {
@@ -266,15 +443,66 @@ impl StateMachine {
                 self.checkpoint_entry = self.last_entry;
                 self.tail_bytes = 0;
                 self.stats.checkpoints += 1;
-            }
-            Err(failure) => {
-                // Keep the tail; the next entry tries again.
-                tracing::warn!(guest = %self.info.name, %failure,
-                    "taking an in-memory checkpoint failed");
-                if self.instance.is_poisoned() {
-                    self.rebuild()?;
+                if let Some(failing) = self.failing.take() {
+                    tracing::info!(guest = %self.info.name, index = self.last_entry.index,
+                        failing_since = failing.since_index, "in-memory checkpoints succeed again");
                 }
             }
+            Err(failure) => self.checkpoint_failed(failure)?,
+        }
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let (due_bytes, due_entries) = match &self.failing {
+            Some(failing) => (failing.retry_at_bytes, failing.retry_at_entries),
+            None => (
+                CHECKPOINT_MIN_TAIL_BYTES.max(self.checkpoint.as_ref().map_or(0, Vec::len)),
+                CHECKPOINT_MAX_TAIL_ENTRIES,
+            ),
+        };
+        self.tail_bytes >= due_bytes || self.tail.len() >= due_entries
+    }
+
+    /// A `snapshot()` of the live instance failed. Rebuild the instance if
+    /// the failure poisoned it, and back off: the next attempt waits until
+    /// the tail has doubled (and is due by the usual rule), because an
+    /// attempt and its rebuild cost about one pass over the state and the
+    /// tail, which the entries until the next attempt then pay for.
+    fn checkpoint_failed(&mut self, failure: GuestFailure) -> Result<(), WasmError> {
+        self.stats.checkpoint_failures += 1;
+        let last_size = self.checkpoint.as_ref().map_or(0, Vec::len);
+        let retry_at_bytes = (2 * self.tail_bytes).max(CHECKPOINT_MIN_TAIL_BYTES.max(last_size));
+        let retry_at_entries = (2 * self.tail.len()).max(CHECKPOINT_MAX_TAIL_ENTRIES);
+        match &mut self.failing {
+            Some(failing) => {
+                tracing::debug!(guest = %self.info.name, %failure, retry_at_bytes,
+                    "an in-memory checkpoint failed again");
+                failing.failure = failure;
+                failing.retry_at_bytes = retry_at_bytes;
+                failing.retry_at_entries = retry_at_entries;
+            }
+            None => {
+                tracing::warn!(guest = %self.info.name, index = self.last_entry.index, %failure,
+                    checkpoint_index = self.checkpoint_entry.index,
+                    memory_limit_bytes = self.limits.memory_limit_bytes,
+                    "cannot checkpoint the guest's state any more (a guest serializes its state \
+                     in its own memory, so it needs room for it twice). Entries keep applying, but a trap \
+                     now replays every entry since the last checkpoint, no snapshot is written \
+                     (the log is not compacted), and new commands are refused once that tail \
+                     reaches its limit. Raise the memory limit with `raft-host upgrade \
+                     --memory-limit-mib`, or move to a store-backed guest");
+                self.failing = Some(FailingCheckpoints {
+                    since_index: self.last_entry.index,
+                    failure,
+                    retry_at_bytes,
+                    retry_at_entries,
+                    memory_full: false,
+                });
+            }
+        }
+        if self.instance.is_poisoned() {
+            self.rebuild()?;
         }
         Ok(())
     }
@@ -282,7 +510,17 @@ impl StateMachine {
     /// Build a new instance holding the state as of the last good entry.
     fn rebuild(&mut self) -> Result<(), WasmError> {
         let started = std::time::Instant::now();
-        let mut instance = GuestInstance::new(&self.component, &self.info.name, self.limits)?;
+        self.instance = self.replayed_instance(self.limits)?;
+        self.stats.rebuilds += 1;
+        tracing::info!(guest = %self.info.name, replayed = self.tail.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "rebuilt guest instance");
+        Ok(())
+    }
+
+    /// A new instance with `limits`, holding the state as of the last good
+    /// entry: the checkpoint restored, the tail replayed.
+    fn replayed_instance(&self, limits: GuestLimits) -> Result<GuestInstance, WasmError> {
+        let mut instance = GuestInstance::new(&self.component, &self.info.name, limits)?;
         if let Some(snapshot) = &self.checkpoint {
             instance
                 .restore(self.checkpoint_entry, snapshot)
@@ -302,10 +540,9 @@ impl StateMachine {
                 });
             }
         }
-        self.instance = instance;
-        self.stats.rebuilds += 1;
-        tracing::info!(guest = %self.info.name, replayed = self.tail.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64, "rebuilt guest instance");
-        Ok(())
+        Ok(instance)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -221,6 +221,21 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     status.guest.failed_entries,
                     status.guest.instance_rebuilds
                 );
+                if let Some(since) = status.guest.checkpoint_failing_since {
+                    say!(
+                        "checkpoints:   FAILING since index {since} ({} failures; {} bytes to \
+                         replay on a trap; no snapshots, the log is not compacted)",
+                        status.guest.checkpoint_failures,
+                        status.guest.uncheckpointed_bytes
+                    );
+                }
+                if status.guest.refusing_commands {
+                    say!(
+                        "               REFUSING NEW COMMANDS: the guest can no longer make \
+                         progress; raise its memory limit (`raft-host upgrade --guest <the active \
+                         .wasm> --memory-limit-mib <larger>`) or move to a store-backed guest"
+                    );
+                }
                 match &status.diverged {
                     Some(d) => say!(
                         "state check:   DIVERGED at index {} (own state {}, majority {:?} {}): \

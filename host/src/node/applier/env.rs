@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
+use crate::node::admission::Admission;
 use crate::node::upgrade::fetch::PeerFetch;
 use crate::storage::{ComponentStore, GuestStore};
 use crate::wasm::{
@@ -38,6 +39,8 @@ pub struct ApplierEnv {
     /// [`AppliedRecord::state_hash`]). Costs a `snapshot()` per entry: for
     /// simulations, off in production.
     pub hash_states: bool,
+    /// Where the applier says whether the guest takes new commands.
+    pub admission: Admission,
 }
 
 impl ApplierEnv {

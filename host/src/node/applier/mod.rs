@@ -243,7 +243,7 @@ impl Applier {
         };
         // Published before the client hears back, so a status read after
         // the answer includes this entry.
-        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.publish_guest_state();
         self.shared
             .applied_index
             .store(item.index, Ordering::Release);
@@ -270,9 +270,43 @@ impl Applier {
         Ok(())
     }
 
+    /// The guest's counters for status pages, and whether it takes new
+    /// commands for the core.
+    fn publish_guest_state(&self) {
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        self.env.admission.set(self.machine.stalled().as_ref());
+    }
+
+    /// A fingerprint of the guest's whole state, or `None` when a 0.1.0
+    /// guest's state cannot be serialized now. Such a replica leaves the
+    /// check to the others rather than vote with an error: whether a state
+    /// near the memory cap fits twice depends on the instance's heap, which
+    /// differs between replicas (one rebuilt after a trap or a restart is
+    /// more compact), so an error is not a fingerprint of the state. While
+    /// checkpoints fail it is not even tried (it would fail and cost a
+    /// rebuild). A store-backed guest's digest is the store's.
+    fn state_digest(&mut self) -> Result<Option<blake3::Hash>, WasmError> {
+        match &mut self.machine {
+            GuestMachine::Memory(machine) => {
+                if machine.checkpoint_failing_since().is_some() {
+                    return Ok(None);
+                }
+                Ok(machine.snapshot().ok().map(|state| blake3::hash(&state)))
+            }
+            GuestMachine::Store(_) => self.machine.state_digest().map(Some),
+        }
+    }
+
     /// Hash the state at a state check, tell the peers, and compare.
     fn check_state(&mut self, index: u64) -> Result<(), WasmError> {
-        let hash = *self.machine.state_digest()?.as_bytes();
+        let Some(hash) = self.state_digest()? else {
+            tracing::info!(
+                index,
+                "state check skipped: the guest's state cannot be serialized now"
+            );
+            return Ok(());
+        };
+        let hash = *hash.as_bytes();
         if let Some(peers) = &self.env.state_hashes {
             let _ = peers.send((index, hash));
         }
@@ -311,9 +345,10 @@ impl Applier {
                     .as_bytes(),
             ),
         };
-        let state_hash = match self.env.hash_states {
-            true => Some(self.machine.state_digest()?.to_hex().to_string()),
-            false => None,
+        let state_hash = if self.env.hash_states {
+            self.state_digest()?.map(|hash| hash.to_hex().to_string())
+        } else {
+            None
         };
         self.shared.push_result(AppliedRecord {
             index,

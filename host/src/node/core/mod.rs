@@ -19,6 +19,7 @@ use std::time::Instant;
 use raft::prelude::Message;
 use raft::{RawNode, StateRole};
 
+use super::admission::Admission;
 use super::applier::{ApplyJob, ProposalReply, QueryReply};
 use super::error::{ClientError, NodeError};
 use super::snapshot::SnapshotPolicy;
@@ -197,6 +198,7 @@ pub struct NodeCore {
     /// Test only: serve every read from local state (see
     /// [`CoreSetup::unsafe_local_reads`]).
     unsafe_local_reads: bool,
+    admission: Admission,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -264,6 +266,8 @@ pub struct CoreSetup {
     /// suites switch it on to prove their linearizability checker catches
     /// the stale answers.
     pub unsafe_local_reads: bool,
+    /// Whether new commands are let in (the applier decides).
+    pub admission: Admission,
 }
 
 impl NodeCore {
@@ -300,6 +304,7 @@ impl NodeCore {
                 proposed_at: None,
             },
             unsafe_local_reads: setup.unsafe_local_reads,
+            admission: setup.admission,
         }
     }
 

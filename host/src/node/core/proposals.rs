@@ -32,9 +32,12 @@ impl NodeCore {
     }
 
     /// Propose a client command, stamped with the leader's clock. The reply
-    /// is answered once the entry applies, or right away if it is refused.
+    /// is answered once the entry applies, or right away if it is refused
+    /// (also when this node's guest can no longer make progress: see
+    /// [`crate::node::admission`]).
     pub fn propose(&mut self, command: Vec<u8>, timestamp_ms: u64, reply: ProposalReply) {
         let checked = Self::check_command(&command)
+            .and_then(|()| self.admission.check())
             .map(|()| envelope::encode_command(timestamp_ms, &command));
         self.propose_data(checked, reply);
     }

@@ -143,7 +143,7 @@ impl Applier {
         let info = Some(next.info().clone());
         match (&mut self.machine, &mut next) {
             (GuestMachine::Memory(current), GuestMachine::Memory(fresh)) => {
-                let state = match current.snapshot() {
+                let state = match current.snapshot_for_upgrade(limits.memory_limit_bytes) {
                     Ok(state) => state,
                     Err(error) => {
                         return Ok(Err((
@@ -206,12 +206,16 @@ impl Applier {
         }
         let run: Box<dyn FnOnce() -> DryRunReport + Send> = match &mut self.machine {
             GuestMachine::Memory(machine) => {
+                // As the activation would take it (see `migrate`).
+                let current_state = machine
+                    .snapshot_for_upgrade(candidate.limits.memory_limit_bytes)
+                    .map_err(|e| e.to_string());
                 let input = CanaryInput {
                     active,
                     candidate,
                     compile_ms: candidate_compile_ms,
                     applied_index,
-                    current_state: machine.snapshot().map_err(|e| e.to_string()),
+                    current_state,
                     current_entry: machine.last_entry(),
                     window: machine.replay_window(),
                     entries,
