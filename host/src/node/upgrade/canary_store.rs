@@ -100,6 +100,8 @@ fn compare(input: &StoreCanaryInput, report: &mut DryRunReport) -> Result<(), St
             .map_err(|e| format!("candidate at index {}: {e}", entry.index))?;
         report.record(*entry, command, &old, &new);
     }
+    active.flush().map_err(|e| e.to_string())?;
+    candidate.flush().map_err(|e| e.to_string())?;
     report.active_state_hash = Some(active_view.changes_digest());
     report.candidate_state_hash = Some(candidate_view.changes_digest());
     Ok(())

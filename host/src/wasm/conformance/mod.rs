@@ -183,8 +183,12 @@ impl ScriptMachine for StateMachine {
 }
 
 impl ScriptMachine for StoreMachine {
+    /// Each step is flushed to the store at once (a node flushes per batch
+    /// of entries), so the checker sees the store after every step.
     fn apply(&mut self, entry: EntryContext, command: &[u8]) -> Result<ApplyOutcome, WasmError> {
-        StoreMachine::apply(self, entry, command)
+        let outcome = StoreMachine::apply(self, entry, command)?;
+        self.flush()?;
+        Ok(outcome)
     }
     fn query(&mut self, request: &[u8]) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
         StoreMachine::query(self, request)
