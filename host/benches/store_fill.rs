@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use iroh_raft::node::{self, Consistency, GuestSource, NoPeers, NodeConfig, NodeHandle};
 use iroh_raft::wasm::GuestLimits;
 
-/// Bytes of each value.
+/// Bytes of each value (`BENCH_VALUE_BYTES` overrides it).
 const VALUE_BYTES: usize = 64 * 1024;
 /// Slices of the fill reported separately.
 const SLICES: u64 = 8;
@@ -92,12 +92,13 @@ async fn run() -> anyhow::Result<()> {
         Some(base) => tempfile::tempdir_in(base),
         None => tempfile::tempdir(),
     }?;
-    let puts = fill_mib * 1024 * 1024 / VALUE_BYTES as u64;
-    let value = "v".repeat(VALUE_BYTES);
+    let value_bytes = env_u64("BENCH_VALUE_BYTES", VALUE_BYTES as u64) as usize;
+    let puts = fill_mib * 1024 * 1024 / value_bytes as u64;
+    let value = "v".repeat(value_bytes);
     let node = start(dir.path(), &guest)?;
     println!(
-        "# one node, guest {guest}, {puts} puts of a {} KiB value ({fill_mib} MiB), one client",
-        VALUE_BYTES / 1024
+        "# one node, guest {guest}, {puts} puts of a {value_bytes}-byte value ({fill_mib} MiB), \
+         one client"
     );
     println!(
         "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -116,7 +117,7 @@ async fn run() -> anyhow::Result<()> {
         latencies.sort();
         println!(
             "{:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>10.0} {:>10.0}",
-            (done * VALUE_BYTES as u64) as f64 / (1024.0 * 1024.0),
+            (done * value_bytes as u64) as f64 / (1024.0 * 1024.0),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             percentile(&latencies, 1.0),
