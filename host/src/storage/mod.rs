@@ -102,7 +102,9 @@ mod raft_storage;
 mod recovery;
 mod rules;
 
-use crate::limits::{LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES, SLED_FLUSH_EVERY_MS};
+use crate::limits::{
+    COMPACTION_BATCH_ENTRIES, LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES, SLED_FLUSH_EVERY_MS,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -484,17 +486,26 @@ impl SledStorage {
                 ),
             ));
         }
-        let mut batch = sled::Batch::default();
-        for index in first..compact_index {
-            batch.remove(&entry_key(index));
+        // In durable chunks, oldest first: one batch of hundreds of
+        // thousands of removals made sled (and the allocator) hold hundreds
+        // of MiB until its flush. A crash between chunks leaves a shorter
+        // prefix removed, which is as valid a log.
+        let mut from = first;
+        while from < compact_index {
+            let to = compact_index.min(from + COMPACTION_BATCH_ENTRIES);
+            let mut batch = sled::Batch::default();
+            for index in from..to {
+                batch.remove(&entry_key(index));
+            }
+            self.inner.commit(
+                &mut state,
+                batch,
+                Durability::Durable,
+                "apply the compaction batch",
+            )?;
+            state.cache.log.compact_to(to);
+            from = to;
         }
-        self.inner.commit(
-            &mut state,
-            batch,
-            Durability::Durable,
-            "apply the compaction batch",
-        )?;
-        state.cache.log.compact_to(compact_index);
         Ok(())
     }
 
