@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     world: "store-guest",
 });
 
-pub use iroh_raft::state_machine::store::{KvPair, StoreError, StoreLimits, StoreSize};
-pub use iroh_raft::state_machine::types::{EntryMeta, GuestInfo};
+pub use self::iroh_raft::state_machine::store::{KvPair, StoreError, StoreLimits, StoreSize};
+pub use self::iroh_raft::state_machine::types::{EntryMeta, GuestInfo};
