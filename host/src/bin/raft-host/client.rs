@@ -221,6 +221,16 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                     status.guest.failed_entries,
                     status.guest.instance_rebuilds
                 );
+                if let Some(world) = status.guest.world {
+                    say!("guest world:   {world}");
+                }
+                if let Some(store) = status.guest.store {
+                    say!(
+                        "guest store:   {} keys, {:.1} MiB",
+                        store.keys,
+                        store.bytes as f64 / (1024.0 * 1024.0)
+                    );
+                }
                 if let Some(since) = status.guest.checkpoint_failing_since {
                     say!(
                         "checkpoints:   FAILING since index {since} ({} failures; {} bytes to \
