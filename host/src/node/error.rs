@@ -79,9 +79,9 @@ pub enum ClientError {
 /// [`crate::node::Forwarder`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
-    /// The request certainly did not reach the leader's node: no connection,
-    /// no stream, or its bytes were never acknowledged by the peer's QUIC
-    /// stack. Sending it to another leader cannot apply it twice.
+    /// The request certainly did not reach the leader's node: no connection
+    /// or stream, or its frame could not be written whole. Sending it to
+    /// another leader cannot apply it twice.
     #[error("the request did not reach node {leader}: {reason}")]
     NotDelivered { leader: u64, reason: String },
     /// The leader answered with an error, or the request may have reached

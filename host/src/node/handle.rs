@@ -82,17 +82,6 @@ impl NodeHandle {
         // The leader the last forward could not reach: not tried again
         // until the node names another leader.
         let mut unreachable = None;
-        // Whether an earlier forward may have reached a leader after all
-        // (its bytes unacknowledged does not mean unread: a lost ack, a
-        // partition that drops one direction). Then a later definite
-        // failure says nothing about that attempt: the client gets
-        // `outcome_unknown`, never an error that claims nothing applied.
-        let mut maybe_reached = false;
-        let unknown_if_maybe_reached =
-            |result: Result<Applied, ClientError>, maybe: bool| match result {
-                Err(_) if maybe => Err(ClientError::OutcomeUnknown),
-                other => other,
-            };
         let mut result = self.propose_here_as(proposal.clone()).await;
         for _ in 0..MAX_PROPOSE_ROUNDS {
             let leader = match &result {
@@ -104,12 +93,12 @@ impl NodeHandle {
                 // briefly, rather than bounce the client.
                 Err(ClientError::NotLeader { .. }) => {
                     if !self.wait_for_leader_other_than(unreachable).await {
-                        return unknown_if_maybe_reached(result, maybe_reached);
+                        return result;
                     }
                     result = self.propose_here_as(proposal.clone()).await;
                     continue;
                 }
-                _ => return unknown_if_maybe_reached(result, maybe_reached),
+                _ => return result,
             };
             let leader_view = self.inner.leader.clone();
             let forwarded = match proposal.clone() {
@@ -138,23 +127,20 @@ impl NodeHandle {
                         leader_hint: Some(leader),
                     });
                 }
-                Err(ForwardError::Client(error)) => {
-                    return unknown_if_maybe_reached(Err(error), maybe_reached);
-                }
+                Err(ForwardError::Client(error)) => return Err(error),
                 Err(ForwardError::NotDelivered { leader, reason }) => {
                     tracing::info!(
                         leader, %reason,
                         "a forwarded proposal did not reach the leader; waiting for another"
                     );
                     unreachable = Some(leader);
-                    maybe_reached = true;
                     result = Err(ClientError::NotLeader {
                         leader_hint: Some(leader),
                     });
                 }
             }
         }
-        unknown_if_maybe_reached(result, maybe_reached)
+        result
     }
 
     /// Wait (at most [`LEADER_WAIT`]) until this node knows a leader other

@@ -577,17 +577,14 @@ impl ProposalForwarder {
     ///
     /// Whether the request reached the leader decides what a failure means.
     /// It certainly did not ([`ForwardError::NotDelivered`], safe to send
-    /// elsewhere) when no stream could be opened, when the frame could not
-    /// be written whole, or when the leader's QUIC stack never acknowledged
-    /// the request's bytes: the connection died first, or this node stopped
-    /// naming that node its leader and the bytes stayed unacknowledged for
-    /// [`FORWARD_ACK_PATIENCE`] (the stream is then reset, so a peer that
-    /// is alive after all discards it unread). Otherwise it may have
-    /// reached the leader and a failure is `outcome_unknown`.
-    ///
-    /// One gap remains: a peer that read the request and died before its
-    /// acknowledgement left (QUIC delays acks by up to 25 ms) may have put
-    /// it in its log, where the next leader may commit it.
+    /// elsewhere) only when no stream could be opened or the frame could
+    /// not be written whole. Once written, it may have reached the leader
+    /// even if its QUIC acknowledgement never came back (a lost ack, a
+    /// one-way partition, a peer that died before acking): the connection
+    /// dying, or this node no longer naming that node its leader after
+    /// [`FORWARD_ACK_PATIENCE`] (the stream is then reset), is then
+    /// `outcome_unknown`. The Jepsen test caught the earlier rule (retrying
+    /// such a request elsewhere) applying a delete twice.
     async fn forward(
         &self,
         leader: u64,
@@ -629,18 +626,20 @@ impl ProposalForwarder {
                 acked = &mut acknowledged, if !delivered => match acked {
                     // Acknowledged, or stopped by a peer that read it.
                     Ok(_) => delivered = true,
+                    // The bytes may have been read even though no
+                    // acknowledgement came back (a lost ack, a one-way
+                    // partition): retrying elsewhere could apply it twice.
                     Err(error) => {
-                        return Err(not_delivered(format!(
-                            "the connection was lost before the request was acknowledged: {error}"
-                        )));
+                        tracing::info!(leader, %error,
+                            "the connection to the leader was lost before the forwarded request was acknowledged");
+                        return Err(ClientError::OutcomeUnknown.into());
                     }
                 },
                 () = &mut leader_gone, if !delivered => {
                     let _ = send.reset(FORWARD_ABANDONED);
-                    return Err(not_delivered(format!(
-                        "no longer the leader, and the request unacknowledged after {} ms",
-                        FORWARD_ACK_PATIENCE.as_millis()
-                    )));
+                    tracing::info!(leader, patience_ms = FORWARD_ACK_PATIENCE.as_millis() as u64,
+                        "no longer the leader, and the forwarded request unacknowledged");
+                    return Err(ClientError::OutcomeUnknown.into());
                 }
             }
         };
