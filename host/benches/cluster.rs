@@ -49,6 +49,8 @@ use iroh_raft::wasm::GuestLimits;
 
 #[path = "cluster/large_state.rs"]
 mod large_state;
+#[path = "common/process_memory.rs"]
+mod process_memory;
 
 /// Nodes in the cluster.
 const CLUSTER_SIZE: u64 = 3;

@@ -18,6 +18,10 @@
 //! 4. restart (shutdown, start on the same data dir) until the first
 //!    linearizable read answers.
 
+#[path = "common/process_memory.rs"]
+mod process_memory;
+
+use process_memory::memory_mib;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -54,20 +58,6 @@ fn start(dir: &std::path::Path, guest: &str) -> anyhow::Result<NodeHandle> {
         ..NodeConfig::new(dir)
     };
     node::start(config, NoPeers).context("starting the node")
-}
-
-/// Resident and peak resident memory of this process, in MiB.
-fn memory_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -15,6 +15,7 @@
 //! 6. a follower restarted (shut down, started on its data dir) until a
 //!    linearizable read through it answers.
 
+use super::process_memory::memory_mib;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -30,19 +31,6 @@ const CLIENTS: usize = 64;
 const SNAPSHOT_CLIENTS: usize = 16;
 /// Samples of the trap comparison.
 const TRAP_SAMPLES: usize = 20;
-
-fn memory_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 fn row(label: &str, report: &mut Report) {
     report.latencies.sort();
