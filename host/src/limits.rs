@@ -34,6 +34,9 @@ pub const NODE_INBOX_CAPACITY: usize = 4096;
 pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// Batches of committed entries that may wait for the applier.
 pub const APPLY_QUEUE_CAPACITY: usize = 256;
+/// Queries of a store-backed guest queued or waiting for their read index
+/// on the query thread; past it a query is answered `overloaded`.
+pub const QUERY_QUEUE_CAPACITY: usize = 16_384;
 /// Results of the most recent entries kept for `GET /v1/results` (which
 /// component applied each entry, and a hash of its result).
 pub const RECENT_RESULTS_CAPACITY: usize = 10_000;

@@ -173,3 +173,64 @@ async fn t31_restart_replays_only_the_entries_after_the_store() {
     );
     node.shutdown().await;
 }
+
+/// A store-backed guest's queries run beside the applier: while an entry
+/// spins through a large fuel budget, a read of the committed state is
+/// answered (before that entry is), and sees none of the spinning entry's
+/// writes; a linearizable read after it sees its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t31_queries_are_answered_while_an_entry_applies() {
+    use iroh_raft::node::Consistency;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = GuestLimits {
+        // About 2 s of spinning here for `put-then-loop` (it ends out of
+        // fuel); the query must not wait for it.
+        apply_fuel: 100_000_000_000,
+        ..GuestLimits::default()
+    };
+    let node = start_node(dir.path(), "hostile_store", limits);
+    propose_ok(&node, "put k before").await;
+    let before = node.status().await.expect("status").applied_index;
+
+    let spinner = node.clone();
+    let spinning = tokio::spawn(async move {
+        spinner
+            .propose(b"put-then-loop k during".to_vec())
+            .await
+            .expect("commits")
+    });
+    // The applier has the spinning entry once it is committed (one node).
+    tokio::time::timeout(crate::common::CONVERGENCE_TIMEOUT, async {
+        while node.status().await.expect("status").commit_index <= before {
+            tokio::time::sleep(crate::common::POLL_INTERVAL).await;
+        }
+    })
+    .await
+    .expect("the spinning entry commits");
+
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        node.query_with(b"get k".to_vec(), Consistency::Stale),
+    )
+    .await
+    .expect("the query is answered")
+    .expect("answers");
+    assert!(
+        !spinning.is_finished(),
+        "the query waited for the spinning entry"
+    );
+    assert_eq!(answer.result.as_deref(), Ok(&b"before"[..]));
+    assert_eq!(answer.applied_index, before);
+
+    let spun = spinning.await.expect("joins");
+    assert!(
+        matches!(spun.result, Err(GuestFailure::OutOfFuel { .. })),
+        "{:?}",
+        spun.result
+    );
+    let after = node.query(b"get k".to_vec()).await.expect("answers");
+    assert_eq!(after.result.as_deref(), Ok(&b"before"[..]));
+    assert!(after.applied_index > before);
+}

@@ -53,6 +53,8 @@ pub struct PartsOverrides {
     pub wall_clock: Option<applier::WallClock>,
     /// See [`ApplierEnv::hash_states`].
     pub hash_states: bool,
+    /// See [`ApplierEnv::queries_in_log_order`].
+    pub queries_in_log_order: bool,
 }
 
 /// Open the data dir (bootstrapping it if empty), load the guest from the
@@ -99,6 +101,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             .unwrap_or_else(applier::WallClock::system),
         hash_states: overrides.hash_states,
         admission: Admission::default(),
+        queries_in_log_order: overrides.queries_in_log_order,
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::{ApplierEnv, ApplyJob, unix_now_ms};
+use super::applier::{ApplierEnv, ApplierInbox, ApplyJob, unix_now_ms};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
@@ -27,7 +27,7 @@ pub(crate) async fn run(
     mut core: NodeCore,
     mut inbox: mpsc::Receiver<NodeMsg>,
     mut controls: Controls,
-    applier: mpsc::Sender<ApplyJob>,
+    applier: ApplierInbox,
     prepare_env: ApplierEnv,
     mut transport: impl Transport,
 ) -> Result<Option<oneshot::Sender<()>>, NodeError> {
@@ -92,7 +92,7 @@ pub(crate) async fn run(
     result
 }
 
-async fn hand_over(applier: &mpsc::Sender<ApplyJob>, jobs: Vec<ApplyJob>) -> Result<(), NodeError> {
+async fn hand_over(applier: &ApplierInbox, jobs: Vec<ApplyJob>) -> Result<(), NodeError> {
     for job in jobs {
         if applier.send(job).await.is_err() {
             return Err(NodeError::StateMachine("the applier stopped".into()));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use raft::prelude::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::node::applier::{self, ApplierShared, ApplyJob, WallClock};
+use crate::node::applier::{self, ApplierInbox, ApplierShared, ApplyJob, WallClock};
 use crate::node::core::{NodeCore, RaftView};
 use crate::node::inbox::NodeMsg;
 use crate::node::round::{self, Deferred, SnapshotAnswer};
@@ -40,7 +40,7 @@ pub struct Live {
     pub core: NodeCore,
     pub storage: SledStorage,
     pub shared: Arc<ApplierShared>,
-    applier: mpsc::Sender<ApplyJob>,
+    applier: ApplierInbox,
     thread: Option<JoinHandle<()>>,
     fatal: watch::Receiver<Option<String>>,
     snapshot_answer: Option<SnapshotAnswer>,
@@ -109,6 +109,7 @@ impl SimNode {
                 election_timeout_ticks: Some(election_timeout_ticks),
                 wall_clock: Some(clock),
                 hash_states: true,
+                queries_in_log_order: true,
             },
         )?;
         let (hash_tx, hash_rx) = mpsc::unbounded_channel();

@@ -23,9 +23,14 @@
 //! The state hash is additive (the sum, lane-wise modulo 2^64, of a BLAKE3
 //! hash per pair), so it follows every write in O(1) and replicas compare
 //! GiBs of state without reading them.
+//!
+//! Queries run on a thread of their own, beside the applier. sled has no
+//! snapshots, so a query [`GuestStore::pin`]s the store: while a pin is
+//! held no commit or import changes it (they wait, at most one query long),
+//! so every read of one query sees the state at one applied index.
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::limits::{
     SLED_STORE_CACHE_BYTES, STORE_EXPORT_BATCH_BYTES, STORE_EXPORT_BATCH_PAIRS,
@@ -56,6 +61,23 @@ pub struct GuestStore {
     capture: Arc<Mutex<Option<Capture>>>,
     /// Background flushes (see [`Flusher`]).
     flusher: Arc<Flusher>,
+    /// Held shared by a query ([`Self::pin`]), exclusively by a commit or
+    /// an import.
+    pins: Arc<RwLock<()>>,
+    /// Called after each commit or import with its applied index (the
+    /// query thread waits for it).
+    on_commit: Arc<Mutex<Option<CommitListener>>>,
+}
+
+/// What [`GuestStore::set_commit_listener`] calls after each commit.
+pub type CommitListener = Box<dyn Fn(u64) + Send>;
+
+/// A held [`GuestStore::pin`]: the store stays as it is until it drops.
+#[derive(Debug)]
+pub struct StorePin<'a> {
+    _shared: RwLockReadGuard<'a, ()>,
+    /// The entry the pinned state was applied up to.
+    pub applied: StoreApplied,
 }
 
 /// Flushes the store in the background every [`STORE_FLUSH_EVERY_BYTES`]
@@ -83,6 +105,8 @@ struct Capture {
 struct Totals {
     size: StoreSize,
     sum: [u64; 4],
+    /// The entry applied last (index 0: none yet).
+    applied: StoreApplied,
 }
 
 impl std::fmt::Debug for GuestStore {
@@ -94,7 +118,7 @@ impl std::fmt::Debug for GuestStore {
 }
 
 /// Where a store stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreApplied {
     pub index: u64,
     pub term: u64,
@@ -189,13 +213,55 @@ impl GuestStore {
             Some(bytes) => u64s::<4>(&bytes).ok_or_else(|| corrupt(SUM))?,
             None => [0; 4],
         };
+        let applied = match read(APPLIED)? {
+            Some(bytes) => {
+                let [index, term] = u64s::<2>(&bytes).ok_or_else(|| corrupt(APPLIED))?;
+                StoreApplied { index, term }
+            }
+            None => StoreApplied::default(),
+        };
         Ok(GuestStore {
             db,
             tree,
-            totals: Arc::new(Mutex::new(Totals { size, sum })),
+            totals: Arc::new(Mutex::new(Totals { size, sum, applied })),
             capture: Arc::new(Mutex::new(None)),
             flusher: Arc::default(),
+            pins: Arc::default(),
+            on_commit: Arc::default(),
         })
+    }
+
+    /// Keep the store as it is while the returned pin lives: commits and
+    /// imports wait for it (a query holds one for its whole call, so all
+    /// its reads see one state).
+    pub fn pin(&self) -> StorePin<'_> {
+        let shared = self.pins.read().unwrap_or_else(|p| p.into_inner());
+        StorePin {
+            _shared: shared,
+            applied: self.totals().applied,
+        }
+    }
+
+    /// The entry the store's state was applied up to, as of the last
+    /// commit (index 0: none yet).
+    pub fn committed(&self) -> StoreApplied {
+        self.totals().applied
+    }
+
+    /// Call `listener` with the applied index after every commit and
+    /// import from now on (replacing an earlier listener).
+    pub fn set_commit_listener(&self, listener: CommitListener) {
+        *self.on_commit.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    fn committed_to(&self, index: u64) {
+        if let Some(listener) = &*self.on_commit.lock().unwrap_or_else(|p| p.into_inner()) {
+            listener(index);
+        }
+    }
+
+    fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.pins.write().unwrap_or_else(|p| p.into_inner())
     }
 
     fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
@@ -338,11 +404,18 @@ impl GuestStore {
         len: u64,
         mark: CommitMark<'_>,
     ) -> Result<(), StoreIoError> {
+        let exclusive = self.exclusive();
         self.tree
             .insert(IMPORTING, &[])
             .map_err(io("mark the guest store as importing"))?;
         self.clear_data()?;
-        let mut totals = Totals::default();
+        let mut totals = Totals {
+            applied: StoreApplied {
+                index: mark.index,
+                term: mark.term,
+            },
+            ..Totals::default()
+        };
         let mut batch = sled::Batch::default();
         let mut in_batch = 0usize;
         let mut left = len;
@@ -396,6 +469,8 @@ impl GuestStore {
             .apply_batch(batch)
             .map_err(io("load the snapshot into the guest store"))?;
         *self.totals() = totals;
+        drop(exclusive);
+        self.committed_to(mark.index);
         // Not required (the snapshot file stays until a newer one), but a
         // restart right after then need not load it again.
         self.db.flush().map_err(io("flush the guest store"))?;
@@ -568,6 +643,7 @@ impl CommittedState for GuestStore {
     }
 
     fn commit(&self, writes: &WriteSet, mark: CommitMark<'_>) -> Result<(), StoreIoError> {
+        let exclusive = self.exclusive();
         // Held through the batch, so an export never reads between the
         // saved old values and the new ones.
         let mut capture = self.capture();
@@ -600,7 +676,14 @@ impl CommittedState for GuestStore {
         self.tree
             .apply_batch(batch)
             .map_err(io("commit to the guest store"))?;
+        totals.applied = StoreApplied {
+            index: mark.index,
+            term: mark.term,
+        };
         *self.totals() = totals;
+        drop(capture);
+        drop(exclusive);
+        self.committed_to(mark.index);
         let written: usize = writes
             .iter()
             .map(|(key, write)| key.len() + write.new.as_ref().map_or(0, Vec::len))
@@ -818,5 +901,38 @@ mod tests {
             .expect_err("damaged");
         assert!(error.to_string().contains("damaged"), "{error}");
         assert_eq!(store.applied().expect("applied"), None);
+    }
+
+    #[test]
+    fn a_pinned_store_keeps_its_state_until_the_pin_drops() {
+        let (_dir, store) = open();
+        store
+            .commit(&[put("k", None, Some("1"))].into(), mark(3))
+            .expect("commit");
+        let (told, listened) = std::sync::mpsc::channel();
+        store.set_commit_listener(Box::new(move |index| {
+            let _ = told.send(index);
+        }));
+        let pin = store.pin();
+        assert_eq!(pin.applied, StoreApplied { index: 3, term: 1 });
+        let (done, committed) = std::sync::mpsc::channel();
+        let writer = store.clone();
+        let thread = std::thread::spawn(move || {
+            let result = writer.commit(&[put("k", Some("1"), Some("2"))].into(), mark(4));
+            let _ = done.send(());
+            result
+        });
+        assert!(
+            committed
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "a commit went through a pin"
+        );
+        assert_eq!(store.get(b"k").expect("get"), Some(b"1".to_vec()));
+        drop(pin);
+        thread.join().expect("joins").expect("commit");
+        assert_eq!(listened.recv().expect("told"), 4);
+        assert_eq!(store.get(b"k").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(store.committed(), StoreApplied { index: 4, term: 1 });
     }
 }

@@ -117,7 +117,7 @@ pub use self::components::ComponentStore;
 pub use self::data_dir::{DATA_DIR_MODE, DataDir};
 use self::durability::Syncer;
 pub use self::error::StorageError;
-pub use self::guest_store::{Export, GuestStore, StoreApplied};
+pub use self::guest_store::{CommitListener, Export, GuestStore, StoreApplied, StorePin};
 use self::keys::entry_key;
 pub use self::meta::MetaUpdate;
 use self::rules::{check_append, check_hard_state};

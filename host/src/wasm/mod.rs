@@ -27,6 +27,7 @@ pub mod machine;
 pub mod state_machine;
 mod store_bindings;
 pub mod store_machine;
+pub mod store_reader;
 pub mod wasi;
 
 pub use bindings::{EntryMeta, GuestInfo};
@@ -38,6 +39,7 @@ pub use state_machine::{
     ApplyOutcome, ReplayWindow, RuntimeStats, StallCause, Stalled, StateMachine,
 };
 pub use store_machine::StoreMachine;
+pub use store_reader::StoreReader;
 pub use wasi::EntryContext;
 
 /// The built-in default guest (the counter), compiled from `guests/counter`

@@ -27,6 +27,7 @@ use super::instance::{CallCost, GuestInstance};
 use super::kv::{Access, CommitMark, CommittedState, Overlay, Transaction, WriteSet};
 use super::limits::GuestLimits;
 use super::state_machine::{ApplyOutcome, RuntimeStats};
+use super::store_reader::query_over;
 use super::wasi::EntryContext;
 
 /// A store-backed guest component running as a state machine.
@@ -179,20 +180,25 @@ impl StoreMachine {
         Ok(ApplyOutcome { result, fuel_used })
     }
 
-    /// Run a read-only query against the committed state.
+    /// Run a read-only query against the committed state (everything
+    /// applied so far: it flushes first).
     pub fn query(
         &mut self,
         request: &[u8],
     ) -> Result<(Result<Vec<u8>, GuestFailure>, u64), WasmError> {
         self.flush()?;
-        self.instance
-            .begin(Transaction::new(self.state.clone(), Access::ReadOnly));
-        let (result, CallCost { fuel_used }) = self.instance.query(self.last_entry, request);
-        self.end_transaction(false)?;
-        if self.instance.is_poisoned() {
-            self.replace_instance()?;
+        let (component, name, limits) = (&self.component, &self.info.name, self.limits);
+        let ran = query_over(
+            &mut self.instance,
+            self.state.clone(),
+            self.last_entry,
+            request,
+            || GuestInstance::new(component, name, limits),
+        )?;
+        if ran.rebuilt {
+            self.stats.rebuilds += 1;
         }
-        Ok((result, fuel_used))
+        Ok((ran.result, ran.fuel_used))
     }
 
     /// Run the `migrate` hook of this (new) component at the upgrade

@@ -41,6 +41,10 @@ pub struct ApplierEnv {
     pub hash_states: bool,
     /// Where the applier says whether the guest takes new commands.
     pub admission: Admission,
+    /// Run a store-backed guest's queries on the applier, between entries
+    /// in log order, instead of on a thread beside it: for simulations,
+    /// whose answers must not depend on thread timing.
+    pub queries_in_log_order: bool,
 }
 
 impl ApplierEnv {

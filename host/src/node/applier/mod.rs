@@ -22,6 +22,7 @@ use crate::wasm::{EntryContext, GuestFailure, GuestMachine, WasmError};
 
 mod env;
 mod jobs;
+mod reader;
 mod shared;
 mod snapshots;
 
@@ -30,13 +31,17 @@ pub use self::jobs::{
     Applied, AppliedRecord, ApplyItem, ApplyJob, Candidate, ProposalReply, QueryAnswer, QueryReply,
     TakenSnapshot,
 };
+pub use self::reader::ApplierInbox;
 pub use self::shared::ApplierShared;
 pub use self::snapshots::{
     build_machine, install_state, raft_snapshot, store_mark, stored_history,
 };
 
-/// Start the applier thread. `fatal` receives a message if the runtime fails
-/// in a way that must stop the node (a nondeterministic guest).
+/// Start the applier thread, and the query thread beside it (see
+/// `reader.rs`) unless `env.queries_in_log_order`. `fatal` receives a
+/// message if the runtime fails in a way that must stop the node (a
+/// nondeterministic guest, a failing store). The returned thread ends
+/// after both.
 pub fn spawn(
     env: ApplierEnv,
     machine: GuestMachine,
@@ -44,7 +49,7 @@ pub fn spawn(
     history: ComponentHistory,
     fatal: watch::Sender<Option<String>>,
 ) -> std::io::Result<(
-    mpsc::Sender<ApplyJob>,
+    ApplierInbox,
     Arc<ApplierShared>,
     std::thread::JoinHandle<()>,
 )> {
@@ -58,7 +63,23 @@ pub fn spawn(
         history: Mutex::new(history.clone()),
         recent: Mutex::new(VecDeque::new()),
         divergence: Mutex::new((None, None)),
+        read_targets: Default::default(),
+        last_timestamp_ms: AtomicU64::new(machine.last_entry().timestamp_ms),
     });
+    shared
+        .read_targets
+        .publish(0, &machine, env.guest_store.committed().index);
+    let queries = if env.queries_in_log_order {
+        None
+    } else {
+        Some(reader::spawn(
+            env.node_id,
+            env.guest_store.clone(),
+            shared.clone(),
+            fatal.clone(),
+        )?)
+    };
+    let (queue, query_thread) = queries.unzip();
     let thread_shared = shared.clone();
     let join = std::thread::Builder::new()
         .name("applier".into())
@@ -77,8 +98,13 @@ pub fn spawn(
                 tracing::error!(%error, "the state machine failed; stopping the node");
                 let _ = fatal.send(Some(error.to_string()));
             }
+            // The inbox is gone (or the node stops): so is the query
+            // thread's queue.
+            if let Some(thread) = query_thread {
+                let _ = thread.join();
+            }
         })?;
-    Ok((tx, shared, join))
+    Ok((ApplierInbox::new(tx, queue, shared.clone()), shared, join))
 }
 
 /// The applier thread's state.
@@ -213,6 +239,9 @@ impl Applier {
                 timestamp_ms,
                 command,
             } => {
+                self.shared
+                    .last_timestamp_ms
+                    .store(timestamp_ms, Ordering::Release);
                 let entry = EntryContext {
                     index: item.index,
                     term: item.term,

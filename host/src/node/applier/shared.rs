@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::AppliedRecord;
+use super::reader::ReadTargets;
 use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
 use crate::storage::GuestStore;
@@ -25,6 +26,11 @@ pub struct ApplierShared {
     pub(super) recent: Mutex<VecDeque<AppliedRecord>>,
     /// The divergence verdict and the last verified state check.
     pub(super) divergence: Mutex<(Option<Divergence>, Option<u64>)>,
+    /// The components queries run, by the index they apply from.
+    pub(super) read_targets: ReadTargets,
+    /// The leader's timestamp of the last command applied (the clock a
+    /// query on the query thread sees).
+    pub(super) last_timestamp_ms: AtomicU64,
 }
 
 impl ApplierShared {
@@ -78,6 +84,17 @@ impl ApplierShared {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
             (machine.info().clone(), machine.component().hash.to_hex());
         *self.world.lock().unwrap_or_else(|p| p.into_inner()) = machine.world();
+    }
+    /// `machine` answers queries of the store's state from `from_index`
+    /// on (call it before committing anything at that index; the store is
+    /// at `store_at` now).
+    pub(in crate::node) fn publish_read_target(
+        &self,
+        from_index: u64,
+        machine: &GuestMachine,
+        store_at: u64,
+    ) {
+        self.read_targets.publish(from_index, machine, store_at);
     }
     pub(in crate::node) fn set_history(&self, history: &ComponentHistory) {
         *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history.clone();

@@ -149,6 +149,11 @@ impl Applier {
         {
             self.machine = build_machine(&self.env, loaded)?;
         }
+        self.shared.publish_read_target(
+            header.index,
+            &self.machine,
+            self.env.guest_store.committed().index,
+        );
         self.history = install_state(&self.env, &mut self.machine, loaded)?;
         self.shared.set_history(&self.history);
         self.shared.set_guest(&self.machine);

@@ -192,6 +192,9 @@ pub struct NodeCore {
     next_read_id: u64,
     /// The leader may serve lease reads until then (in `lease_term`).
     lease_until: Option<(Instant, u64)>,
+    /// What a stale read waits for: the entries committed before this
+    /// start (so a restart never answers from the state before replay).
+    stale_read_floor: u64,
     promotions: BTreeMap<u64, PendingPromotion>,
     snapshots: SnapshotState,
     checks: StateChecks,
@@ -273,6 +276,7 @@ pub struct CoreSetup {
 impl NodeCore {
     pub fn new(raw: RawNode<SledStorage>, setup: CoreSetup) -> Self {
         let last_role = raw.raft.state;
+        let stale_read_floor = raw.raft.raft_log.committed;
         NodeCore {
             leader_tx: setup.leader_tx,
             members: setup.members,
@@ -287,6 +291,7 @@ impl NodeCore {
             reads: BTreeMap::new(),
             next_read_id: 1,
             lease_until: None,
+            stale_read_floor,
             promotions: BTreeMap::new(),
             snapshots: SnapshotState {
                 policy: setup.snapshot_policy,

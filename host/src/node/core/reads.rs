@@ -27,9 +27,12 @@ impl NodeCore {
             consistency
         };
         match consistency {
+            // Not before the replay after a restart; the applier's inbox
+            // raises it to the entries already answered (so a client reads
+            // its own acknowledged writes on this node).
             Consistency::Stale => out.push(ApplyJob::Query {
                 request,
-                min_applied: 0,
+                min_applied: self.stale_read_floor,
                 reply,
             }),
             Consistency::Lease if self.lease_valid(now) => out.push(ApplyJob::Query {

@@ -59,6 +59,13 @@ impl Applier {
                     from = %self.machine.component().hash, to = %activation.hash,
                     name = %record.name, version = %record.version, "activated a component");
                 self.machine = next;
+                // Queries of the state committed at this index on run the
+                // new component.
+                self.shared.publish_read_target(
+                    entry.index,
+                    &self.machine,
+                    self.env.guest_store.committed().index,
+                );
                 self.shared.set_guest(&self.machine);
                 Ok(serde_json::to_vec(&record).unwrap_or_default())
             }
