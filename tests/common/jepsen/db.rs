@@ -114,6 +114,28 @@ pub struct Db {
     nodes: Vec<Node>,
     pub net: TestNet,
     pub endpoints: std::sync::Arc<Endpoints>,
+    /// The guest the cluster started with (see [`Guest`]).
+    pub guest: Guest,
+}
+
+/// The kv guest the cluster runs, and the version upgrades switch to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guest {
+    /// `kv` (state in guest memory) and `kv_v2`.
+    Kv,
+    /// `kv_store` (state in the host's store, queries beside the applier)
+    /// and `kv_store_v2`.
+    KvStore,
+}
+
+impl Guest {
+    /// The guest file name of version 1 and of version 2.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Guest::Kv => ("kv", "kv_v2"),
+            Guest::KvStore => ("kv_store", "kv_store_v2"),
+        }
+    }
 }
 
 impl Db {
@@ -122,9 +144,14 @@ impl Db {
     /// `--join` and `add-node` on the leader. Node logs go to
     /// `<log_dir>/node-<i>.log`.
     pub fn start(n: u8, log_dir: &Path) -> Db {
+        Db::start_with(n, log_dir, Guest::Kv)
+    }
+
+    /// [`Db::start`] with `guest`.
+    pub fn start_with(n: u8, log_dir: &Path, guest: Guest) -> Db {
         let mut net = TestNet::create("j", n);
         net.install_firewall();
-        let kv = crate::common::guest("kv").display().to_string();
+        let kv = crate::common::guest(guest.files().0).display().to_string();
         let nodes = (1..=n)
             .map(|i| {
                 let mut args = net.node_args(i, &kv);
@@ -151,6 +178,7 @@ impl Db {
             nodes,
             net,
             endpoints,
+            guest,
         };
         let first = db.nodes[0].spawn().wait_ready();
         let ticket = first.ticket.clone();

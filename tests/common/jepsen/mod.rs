@@ -22,6 +22,7 @@
 //! | `JEPSEN_CLIENTS` | concurrent clients | 2 × nodes − 1 |
 //! | `JEPSEN_FAULTS` | the fault kinds to use, comma-separated (`kill-leader,bridge`) | all |
 //! | `JEPSEN_KEEP` | keep the history and node logs even when the run passes | unset |
+//! | `JEPSEN_GUEST` | `kv` (state in guest memory) or `kv_store` (state in the host's store) | by the seed: `kv_store` when odd |
 //!
 //! On failure the history (JSON lines) and every node's log are kept in a
 //! temporary directory whose path is printed with the seed.
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 use iroh_raft::linearizability::{History, KvModel, Outcome, check};
 
 use self::client::{Clients, Journal, Keys, Tally};
-use self::db::Db;
+use self::db::{Db, Guest};
 use self::nemesis::{Fault, NemesisReport, Schedule};
 use self::rng::Rng;
 
@@ -51,6 +52,7 @@ pub struct Config {
     pub clients: u64,
     pub faults: Vec<Fault>,
     pub keep: bool,
+    pub guest: Guest,
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -72,6 +74,10 @@ impl Config {
             self.nodes,
             self.clients
         );
+        vars.push_str(match self.guest {
+            Guest::Kv => " JEPSEN_GUEST=kv",
+            Guest::KvStore => " JEPSEN_GUEST=kv_store",
+        });
         if self.faults.len() < Fault::ALL.len() {
             let names: Vec<String> = self.faults.iter().map(Fault::to_string).collect();
             vars.push_str(&format!(" JEPSEN_FAULTS={}", names.join(",")));
@@ -102,6 +108,14 @@ impl Config {
                 .map(|list| Fault::parse_list(&list))
                 .unwrap_or_else(|_| Fault::ALL.to_vec()),
             keep: std::env::var_os("JEPSEN_KEEP").is_some(),
+            guest: match std::env::var("JEPSEN_GUEST").as_deref() {
+                Ok("kv") => Guest::Kv,
+                Ok("kv_store") => Guest::KvStore,
+                Ok(other) => panic!("JEPSEN_GUEST must be kv or kv_store, not {other:?}"),
+                // Both kinds over the runs of the normal suite.
+                Err(_) if seed % 2 == 1 => Guest::KvStore,
+                Err(_) => Guest::Kv,
+            },
         }
     }
 }
@@ -314,7 +328,7 @@ pub fn run(config: &Config) -> Summary {
     let schedule = Schedule::new(rng.fork(1), &config.faults);
     let mut client_rng = rng.fork(2);
 
-    let mut db = Db::start(config.nodes, evidence.dir.path());
+    let mut db = Db::start_with(config.nodes, evidence.dir.path(), config.guest);
     let keys = Keys::new();
     let clients = Clients::start(
         config.clients,
@@ -353,6 +367,16 @@ pub fn run(config: &Config) -> Summary {
     }
     let mut all_keys = keys.all();
     all_keys.extend(db.ids().into_iter().map(checks::probe_key));
+    // The workload's keys; besides them only what a migration to v2 of
+    // the store guest writes (`_migrated`, a note of the upgrade).
+    let (workload, migration): (checks::State, checks::State) = states[0]
+        .clone()
+        .into_iter()
+        .partition(|(key, _)| all_keys.contains(key));
+    assert!(
+        migration.keys().all(|key| key == "_migrated"),
+        "keys no client wrote: {migration:?}"
+    );
     let finals = checks::final_reads(&db, &journal, &all_keys);
     for (id, reads) in db.ids().into_iter().zip(&finals) {
         let seen: checks::State = reads
@@ -360,7 +384,7 @@ pub fn run(config: &Config) -> Summary {
             .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
             .collect();
         assert_eq!(
-            seen, states[0],
+            seen, workload,
             "node {id}'s linearizable reads differ from the replicas' state"
         );
     }

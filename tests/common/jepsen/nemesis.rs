@@ -378,14 +378,15 @@ fn inject(db: &mut Db, step: &mut Step, report: &mut NemesisReport) -> (String, 
 /// round, the activation).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Switch the cluster between kv 1.0.0 and kv 2.0.0 through node `id`;
-/// says what happened.
+/// Switch the cluster between version 1.0.0 and 2.0.0 of its guest
+/// through node `id`; says what happened.
 fn upgrade_through(db: &Db, id: u8) -> String {
     let active = db.status(id).map(|status| status.guest.version);
+    let (v1, v2) = db.guest.files();
     let target = if active.as_deref() == Some("1.0.0") {
-        "kv_v2"
+        v2
     } else {
-        "kv"
+        v1
     };
     let bytes = std::fs::read(crate::common::guest(target)).expect("read the guest");
     db.with_api(id, UPGRADE_TIMEOUT, |api| match api.upgrade(&bytes, &[]) {
