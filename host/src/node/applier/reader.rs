@@ -85,15 +85,12 @@ impl ApplierInbox {
         let Some(queue) = &self.queries else {
             return Some(job);
         };
-        if self.shared.world() != GuestWorld::Store {
-            return Some(job);
-        }
         match job {
             ApplyJob::Query {
                 request,
                 min_applied,
                 reply,
-            } => {
+            } if self.shared.world() == GuestWorld::Store => {
                 // At least every entry whose client heard back (the applier
                 // publishes an entry's index before it answers): applied
                 // entries reach the store at the end of their batch.
