@@ -372,8 +372,14 @@ impl WasmEngine {
                 reason: format!("{e:#}"),
             })?;
         tracing::debug!(%hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
-        if let Some(path) = self.cache_path(hash) {
-            self.store_cached(&component, &path)?;
+        if let Some(path) = self.cache_path(hash)
+            && let Err(error) = self.store_cached(&component, &path)
+        {
+            // The cache only saves compile time: a local disk problem must
+            // not fail a load that every other replica completes (an
+            // upgrade's result is replicated).
+            tracing::warn!(path = %path.display(), %error,
+                "cannot cache the compiled component; it stays compiled in memory");
         }
         Ok((component, false))
     }
@@ -393,9 +399,20 @@ impl WasmEngine {
         static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let unique = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_extension(format!("cwasm.{}-{unique}.tmp", std::process::id()));
-        std::fs::write(&tmp, &serialized).map_err(cache_err)?;
-        std::fs::rename(&tmp, path).map_err(cache_err)?;
-        Ok(())
+        // The artifact, then its checksum (checked before wasmtime maps it:
+        // it trusts the bytes), synced before the rename makes it visible.
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &serialized)?;
+            std::io::Write::write_all(&mut file, blake3::hash(&serialized).as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(cache_err)
     }
 }
 
@@ -417,16 +434,30 @@ fn check_component_header(bytes: &[u8]) -> Result<(), WasmError> {
     Ok(())
 }
 
-/// Load a compiled component from the cache.
+/// Bytes of the checksum after a cached artifact (BLAKE3).
+const CACHE_CHECKSUM_BYTES: usize = 32;
+
+/// Load a compiled component from the cache, if its checksum holds (a
+/// damaged artifact is an error: the caller recompiles).
 #[allow(unsafe_code)]
 fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime requires that the file was produced by
+    let bytes = std::fs::read(path)?;
+    let Some(split) = bytes.len().checked_sub(CACHE_CHECKSUM_BYTES) else {
+        wasmtime::bail!("{} bytes, shorter than its checksum", bytes.len());
+    };
+    let (artifact, checksum) = bytes.split_at(split);
+    if blake3::hash(artifact).as_bytes() != checksum {
+        wasmtime::bail!("its checksum does not match: the file is damaged");
+    }
+    // SAFETY: wasmtime requires that the bytes were produced by
     // `Component::serialize` of a compatible engine and not tampered with.
     // Only this node writes into its cache dir (inside its private data dir,
-    // like its keys and log), artifacts are renamed into place only when
-    // complete, and the file name carries the engine's compatibility hash;
-    // wasmtime additionally checks the header and version before use.
-    unsafe { Component::deserialize_file(engine, path) }
+    // like its keys and log), artifacts are synced and renamed into place
+    // only when complete, the checksum above proves these bytes are the
+    // ones written (a damaged disk cannot make wasmtime run garbage), and
+    // the file name carries the engine's compatibility hash; wasmtime
+    // additionally checks the header and version before use.
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[cfg(test)]
@@ -440,6 +471,42 @@ mod tests {
         let module = check_component_header(b"\0asm\x01\0\0\0").expect_err("core module");
         assert!(module.to_string().contains("core WebAssembly module"));
         check_component_header(b"\0asm\x0d\0\x01\0").expect("component header");
+    }
+
+    #[test]
+    fn a_damaged_cached_artifact_is_recompiled_not_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = WasmEngine::new(Some(dir.path().to_path_buf())).expect("engine");
+        engine.load(crate::wasm::DEFAULT_GUEST).expect("compiles");
+        let cached = std::fs::read_dir(dir.path())
+            .expect("cache dir")
+            .map(|entry| entry.expect("entry").path())
+            .find(|path| path.extension().is_some_and(|e| e == "cwasm"))
+            .expect("a cached artifact");
+        let mut bytes = std::fs::read(&cached).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 4096].fill(0);
+        std::fs::write(&cached, &bytes).expect("damage");
+
+        let engine = WasmEngine::new(Some(dir.path().to_path_buf())).expect("engine");
+        let component = engine.load(crate::wasm::DEFAULT_GUEST).expect("recompiles");
+        crate::wasm::StateMachine::new(component, crate::wasm::GuestLimits::default())
+            .expect("instantiates");
+        let repaired = std::fs::read(&cached).expect("read");
+        assert_ne!(repaired, bytes, "the damaged artifact was replaced");
+        deserialize_cached(&engine.inner.engine, &cached).expect("the new one checks out");
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_does_not_fail_the_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("component-cache");
+        let engine = WasmEngine::new(Some(cache.clone())).expect("engine");
+        std::fs::remove_dir(&cache).expect("remove the cache dir");
+        std::fs::write(&cache, b"a plain file").expect("a file in its place");
+        let component = engine.load(crate::wasm::DEFAULT_GUEST).expect("loads");
+        crate::wasm::StateMachine::new(component, crate::wasm::GuestLimits::default())
+            .expect("instantiates");
     }
 
     #[test]
