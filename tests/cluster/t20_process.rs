@@ -40,6 +40,32 @@ fn t20_cli_round_trip() {
     let stderr = String::from_utf8_lossy(&rejected.stderr);
     assert!(stderr.contains("guest_rejected"), "{stderr}");
     assert!(stderr.contains("at index"), "{stderr}");
+
+    // Nothing in the data dir is readable by anyone but its owner: the
+    // log, the store, a snapshot (a whole copy of the state), the key.
+    node.client().snapshot().expect("snapshot");
+    let mut files = 0;
+    let mut pending = vec![dir.path().to_path_buf()];
+    while let Some(path) = pending.pop() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+        assert_eq!(
+            metadata.permissions().mode() & 0o077,
+            0,
+            "{} is open to others",
+            path.display()
+        );
+        if metadata.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .expect("read dir")
+                    .map(|entry| entry.expect("entry").path()),
+            );
+        } else {
+            files += 1;
+        }
+    }
+    assert!(files >= 5, "only {files} files checked");
 }
 
 #[test]

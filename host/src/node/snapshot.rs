@@ -265,7 +265,9 @@ pub fn write_streamed(
         .filter(|len| *len <= MAX_SNAPSHOT_HEADER_BYTES)
         .ok_or_else(|| SnapshotError::Invalid("the header is too large".into()))?;
     let mut out = HashingWriter {
-        file: std::io::BufWriter::new(File::create(&tmp).map_err(io_err(&tmp))?),
+        file: std::io::BufWriter::new(
+            crate::storage::create_private_file(&tmp).map_err(io_err(&tmp))?,
+        ),
         body: blake3::Hasher::new(),
         whole: blake3::Hasher::new(),
         len: 0,

@@ -40,7 +40,7 @@ impl ComponentStore {
             return Ok(hash);
         }
         let tmp = path.with_extension("wasm.tmp");
-        let mut file = File::create(&tmp)?;
+        let mut file = super::create_private_file(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -34,6 +34,37 @@ const COMPILE_CACHE_DIR: &str = "component-cache";
 const SECRET_KEY_FILE: &str = "node.key";
 /// Permissions of a data dir this node creates (Unix): owner only.
 pub const DATA_DIR_MODE: u32 = 0o700;
+/// Permissions of the files a node writes (Unix): owner only. The state,
+/// the snapshots (a whole copy of it) and the key are the node's secrets.
+pub const DATA_FILE_MODE: u32 = 0o600;
+
+/// Create (or truncate) a file that only its owner may read.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, DATA_FILE_MODE);
+    options.open(path)
+}
+
+/// Restrict `dir` and everything in it to its owner: sled creates its
+/// files with the process's umask (0644 under the usual 022).
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let metadata = std::fs::symlink_metadata(dir)?;
+        if metadata.is_dir() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))?;
+            for entry in std::fs::read_dir(dir)? {
+                make_private(&entry?.path())?;
+            }
+        } else if metadata.is_file() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_FILE_MODE))?;
+        }
+    }
+    Ok(())
+}
 
 /// Where one node keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +78,21 @@ impl DataDir {
     }
 
     /// Create the directory (owner-only on Unix) if it does not exist; an
-    /// existing one keeps its permissions.
+    /// existing one (made by an operator, or a temp dir) is made
+    /// owner-only too.
     pub fn create(&self) -> std::io::Result<()> {
         if self.root.is_dir() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(&self.root)?.permissions().mode();
+                if mode & 0o777 != DATA_DIR_MODE {
+                    std::fs::set_permissions(
+                        &self.root,
+                        std::fs::Permissions::from_mode(DATA_DIR_MODE),
+                    )?;
+                }
+            }
             return Ok(());
         }
         let mut builder = std::fs::DirBuilder::new();
@@ -117,6 +160,19 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, DATA_DIR_MODE);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let open = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            DataDir::new(open.path()).create().expect("create");
+            let mode = std::fs::metadata(open.path())
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, DATA_DIR_MODE, "an existing dir is made private");
         }
         for path in [
             dir.raft_log(),

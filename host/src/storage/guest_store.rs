@@ -186,6 +186,10 @@ impl GuestStore {
         let db = super::open_sled(dir, SLED_STORE_CACHE_BYTES, false).map_err(
             StorageError::sled("open the guest store (is another node using this directory?)"),
         )?;
+        super::make_private(dir).map_err(|source| StorageError::DataDirUnwritable {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Self::open_in(db)
     }
 

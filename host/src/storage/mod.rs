@@ -114,7 +114,9 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use self::cache::{Cache, TermLookup};
 use self::codec::encode;
 pub use self::components::ComponentStore;
-pub use self::data_dir::{DATA_DIR_MODE, DataDir};
+pub use self::data_dir::{
+    DATA_DIR_MODE, DATA_FILE_MODE, DataDir, create_private_file, make_private,
+};
 use self::durability::Syncer;
 pub use self::error::StorageError;
 pub use self::guest_store::{CommitListener, Export, GuestStore, StoreApplied, StorePin};
@@ -198,6 +200,7 @@ impl SledStorage {
         let db = open_sled(dir, SLED_CACHE_BYTES, true).map_err(StorageError::sled(
             "open the store (is another node using this directory?)",
         ))?;
+        make_private(dir).map_err(unwritable(dir))?;
         tracing::debug!(
             elapsed_ms = opening.elapsed().as_millis() as u64,
             "opened sled"

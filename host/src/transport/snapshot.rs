@@ -157,10 +157,11 @@ impl SnapshotReceiver<'_> {
             let answer = self.finish(&partial, &final_path, &offer, message).await;
             return codec::write_frame(send, &answer).await;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
+        let mut options = OpenOptions::new();
+        options.create(true).write(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::storage::DATA_FILE_MODE);
+        let file = options
             .open(&partial)
             .and_then(|file| file.set_len(offset).map(|()| file));
         let mut file = match file {

@@ -402,7 +402,12 @@ impl WasmEngine {
         // The artifact, then its checksum (checked before wasmtime maps it:
         // it trusts the bytes), synced before the rename makes it visible.
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            // Owner only, like every file in the data dir.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
             std::io::Write::write_all(&mut file, &serialized)?;
             std::io::Write::write_all(&mut file, blake3::hash(&serialized).as_bytes())?;
             file.sync_all()?;

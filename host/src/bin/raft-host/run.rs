@@ -141,6 +141,9 @@ impl RunArgs {
 }
 
 pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Whatever the node or sled creates later (sled's blob and snapshot
+    // files too) is its owner's only: the data dir holds the whole state.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
