@@ -172,7 +172,11 @@ mod tests {
                 .expect("stat")
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o777, DATA_DIR_MODE, "an existing dir is made private");
+            assert_eq!(
+                mode & 0o777,
+                DATA_DIR_MODE,
+                "an existing dir is made private"
+            );
         }
         for path in [
             dir.raft_log(),

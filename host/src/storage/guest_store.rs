@@ -67,6 +67,18 @@ pub struct GuestStore {
     /// Called after each commit or import with its applied index (the
     /// query thread waits for it).
     on_commit: Arc<Mutex<Option<CommitListener>>>,
+    /// Set once a write or flush failed (see `Drop`).
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for GuestStore {
+    fn drop(&mut self) {
+        if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            // sled's drop waits for a flush a failed disk never completes;
+            // the store is not needed to recover (the log replays it).
+            std::mem::forget(self.db.clone());
+        }
+    }
 }
 
 /// What [`GuestStore::set_commit_listener`] calls after each commit.
@@ -232,6 +244,7 @@ impl GuestStore {
             flusher: Arc::default(),
             pins: Arc::default(),
             on_commit: Arc::default(),
+            failed: Arc::default(),
         })
     }
 
@@ -262,6 +275,12 @@ impl GuestStore {
         if let Some(listener) = &*self.on_commit.lock().unwrap_or_else(|p| p.into_inner()) {
             listener(index);
         }
+    }
+
+    /// Remember that a write failed: the store is never flushed again.
+    fn mark_failed(&self) {
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
@@ -408,6 +427,16 @@ impl GuestStore {
         len: u64,
         mark: CommitMark<'_>,
     ) -> Result<(), StoreIoError> {
+        self.import_pairs(input, len, mark)
+            .inspect_err(|_| self.mark_failed())
+    }
+
+    fn import_pairs(
+        &self,
+        input: &mut dyn Read,
+        len: u64,
+        mark: CommitMark<'_>,
+    ) -> Result<(), StoreIoError> {
         let exclusive = self.exclusive();
         self.tree
             .insert(IMPORTING, &[])
@@ -525,12 +554,13 @@ impl GuestStore {
             return Ok(());
         }
         flusher.unflushed.store(0, Ordering::Relaxed);
-        let (db, flusher) = (self.db.clone(), self.flusher.clone());
+        let (db, flusher, failed) = (self.db.clone(), self.flusher.clone(), self.failed.clone());
         let spawned = std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
                 if let Err(error) = db.flush() {
                     tracing::error!(%error, "flushing the guest store failed");
+                    failed.store(true, Ordering::Relaxed);
                     *flusher.failure.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(format!("flush the guest store: {error}"));
                 }
@@ -679,7 +709,8 @@ impl CommittedState for GuestStore {
         self.write_meta(&mut batch, &totals, &mark);
         self.tree
             .apply_batch(batch)
-            .map_err(io("commit to the guest store"))?;
+            .map_err(io("commit to the guest store"))
+            .inspect_err(|_| self.mark_failed())?;
         totals.applied = StoreApplied {
             index: mark.index,
             term: mark.term,

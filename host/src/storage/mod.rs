@@ -607,6 +607,18 @@ impl SledStorage {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.failure.get().is_some() {
+            // sled flushes on drop and waits for a flush a failed disk (a
+            // full one, EIO) never completes: the process would hang
+            // instead of exiting. Everything acknowledged was already
+            // made durable, so the failed store is left unflushed.
+            std::mem::forget(self.db.clone());
+        }
+    }
+}
+
 impl Inner {
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // The cache is assigned as the last step of a write, which cannot
