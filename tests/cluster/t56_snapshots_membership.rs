@@ -447,4 +447,19 @@ fn t56_backup_and_restore_into_a_new_cluster() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // ... and left the data dir unused: the good backup restores into it.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the refused restore left {leftovers:?}"
+    );
+    let again = common::NodeProcess::start(
+        dir.path(),
+        &["--restore-from", backup.to_str().expect("utf-8")],
+    );
+    let count = again.client().query(b"count").expect("query");
+    assert_eq!(count.output.text.as_deref(), Some("30"));
 }

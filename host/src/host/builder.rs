@@ -226,6 +226,16 @@ impl HostBuilder {
     /// known from here on, nothing runs yet.
     pub async fn bind(self) -> Result<BoundHost, HostError> {
         let data_dir = self.node.data_dir.clone();
+        if let Entry::Restore(backup) = &self.entry
+            && DataDir::new(&data_dir).is_fresh()
+        {
+            // Verified before anything is created: a damaged backup must
+            // not leave a data dir that then refuses a good one.
+            crate::node::snapshot::read(backup).map_err(|e| HostError::BadBackup {
+                path: backup.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         DataDir::new(&data_dir)
             .create()
             .map_err(|source| HostError::DataDir {

@@ -22,6 +22,10 @@ pub enum HostError {
     Endpoint(#[source] TransportError),
     #[error("restoring a backup needs an empty data dir; {} already holds a cluster", .0.display())]
     NotEmpty(PathBuf),
+    /// Checked before the data dir is touched, so a bad backup leaves it
+    /// unused.
+    #[error("the backup {} cannot be restored: {reason}", path.display())]
+    BadBackup { path: PathBuf, reason: String },
     #[error("starting the node")]
     Node(#[source] NodeError),
     #[error("binding the API to {addr}")]
