@@ -592,6 +592,42 @@ fn t20_applied_snapshot_survives_reopen() {
 }
 
 #[test]
+fn t20_a_snapshot_and_its_metadata_are_one_write() {
+    let mut fixture = Fixture::new();
+    let s = fixture.storage();
+    let component = ComponentHash::of(b"the snapshot's component");
+    let snap = new_snapshot(9, 2, vec![1]);
+    s.apply_snapshot_with_meta(
+        &snap,
+        MetaUpdate {
+            members: Some(&one_member()),
+            conf_index: Some(9),
+            active_component: Some(&component),
+        },
+    )
+    .expect("apply");
+    let s = fixture.reopen();
+    assert_eq!(s.snapshot(9, 1), Ok(snap));
+    assert_eq!(s.members().expect("get"), one_member());
+    assert_eq!(s.conf_index().expect("get"), 9);
+    assert_eq!(s.active_component().expect("get"), Some(component));
+    // A refused snapshot writes none of its metadata either.
+    let older = new_snapshot(5, 2, vec![1]);
+    let other = ComponentHash::of(b"another component");
+    s.apply_snapshot_with_meta(
+        &older,
+        MetaUpdate {
+            members: None,
+            conf_index: Some(5),
+            active_component: Some(&other),
+        },
+    )
+    .expect_err("out of date");
+    assert_eq!(s.conf_index().expect("get"), 9);
+    assert_eq!(s.active_component().expect("get"), Some(component));
+}
+
+#[test]
 fn t20_large_entries_survive_reopen() {
     let mut fixture = Fixture::new();
     let big: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();

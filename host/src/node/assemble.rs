@@ -280,13 +280,9 @@ fn bootstrap_from_backup(
         voters: vec![config.id],
         ..Default::default()
     })?;
-    storage.apply_snapshot(&raft_snapshot)?;
     let component = machine.component().hash;
-    storage.set_conf_state_with_meta(
-        &ConfState {
-            voters: vec![config.id],
-            ..Default::default()
-        },
+    storage.apply_snapshot_with_meta(
+        &raft_snapshot,
         MetaUpdate {
             members: Some(&header.members),
             conf_index: Some(header.index),

@@ -255,7 +255,7 @@ pub fn write_streamed(
     component: &[u8],
     state: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<u64>,
 ) -> Result<SnapshotDescriptor, SnapshotError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    crate::storage::create_dir_durably(dir).map_err(io_err(dir))?;
     let path = path_for(dir, header.index, header.term);
     let tmp = path.with_extension("snap.tmp");
     let header_bytes = serde_json::to_vec(header)

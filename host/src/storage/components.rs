@@ -19,7 +19,7 @@ pub struct ComponentStore {
 
 impl ComponentStore {
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        super::create_dir_durably(&dir)?;
         Ok(ComponentStore { dir })
     }
 

@@ -47,6 +47,31 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// Create `dir` (and its parents) and make the new entries durable: a
+/// file renamed into a directory whose own entry was never synced can
+/// vanish with it after a power loss.
+pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    // The directories this call creates, deepest first.
+    let mut created = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(path) = missing.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        created.push(path);
+        missing = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for path in created {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Restrict `dir` and everything in it to its owner: sled creates its
 /// files with the process's umask (0644 under the usual 022).
 pub fn make_private(dir: &Path) -> std::io::Result<()> {

@@ -80,19 +80,47 @@ impl SledStorage {
         conf_state: &raft::prelude::ConfState,
         update: MetaUpdate<'_>,
     ) -> Result<(), StorageError> {
-        let members = update.members.map(membership::encode_members);
-        let conf_index = update.conf_index.map(|index| index.to_string());
-        let component = update.active_component.map(ComponentHash::to_hex);
-        let mut values: Vec<(&str, &[u8])> = Vec::new();
-        if let Some(members) = &members {
-            values.push((MEMBERS_KEY, members));
+        let values = update.encode();
+        self.set_conf_state_with_values(conf_state, &values.borrowed())
+    }
+
+    /// Install a snapshot (see [`SledStorage::apply_snapshot`]) together
+    /// with the metadata that must change with it (its members, conf index
+    /// and component), in one durable batch: a crash leaves all or none.
+    pub fn apply_snapshot_with_meta(
+        &self,
+        snapshot: &raft::prelude::Snapshot,
+        update: MetaUpdate<'_>,
+    ) -> Result<(), StorageError> {
+        let values = update.encode();
+        self.apply_snapshot_with_values(snapshot, &values.borrowed())
+    }
+}
+
+/// A [`MetaUpdate`] as the stored key/value pairs.
+struct EncodedMeta(Vec<(&'static str, Vec<u8>)>);
+
+impl EncodedMeta {
+    fn borrowed(&self) -> Vec<(&str, &[u8])> {
+        self.0
+            .iter()
+            .map(|(key, value)| (*key, value.as_slice()))
+            .collect()
+    }
+}
+
+impl MetaUpdate<'_> {
+    fn encode(&self) -> EncodedMeta {
+        let mut values = Vec::new();
+        if let Some(members) = self.members {
+            values.push((MEMBERS_KEY, membership::encode_members(members)));
         }
-        if let Some(index) = &conf_index {
-            values.push((CONF_INDEX_KEY, index.as_bytes()));
+        if let Some(index) = self.conf_index {
+            values.push((CONF_INDEX_KEY, index.to_string().into_bytes()));
         }
-        if let Some(hex) = &component {
-            values.push((ACTIVE_COMPONENT_KEY, hex.as_bytes()));
+        if let Some(hash) = self.active_component {
+            values.push((ACTIVE_COMPONENT_KEY, hash.to_hex().into_bytes()));
         }
-        self.set_conf_state_with_values(conf_state, &values)
+        EncodedMeta(values)
     }
 }

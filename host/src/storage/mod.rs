@@ -115,7 +115,7 @@ use self::cache::{Cache, TermLookup};
 use self::codec::encode;
 pub use self::components::ComponentStore;
 pub use self::data_dir::{
-    DATA_DIR_MODE, DATA_FILE_MODE, DataDir, create_private_file, make_private,
+    DATA_DIR_MODE, DATA_FILE_MODE, DataDir, create_dir_durably, create_private_file, make_private,
 };
 use self::durability::Syncer;
 pub use self::error::StorageError;
@@ -356,6 +356,16 @@ impl SledStorage {
     /// index (the snapshot's index is below the first index or the current
     /// snapshot's index).
     pub fn apply_snapshot(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.apply_snapshot_with_values(snapshot, &[])
+    }
+
+    /// [`Self::apply_snapshot`] and host metadata `values`, in one durable
+    /// batch (see [`meta`]).
+    fn apply_snapshot_with_values(
+        &self,
+        snapshot: &Snapshot,
+        values: &[(&str, &[u8])],
+    ) -> Result<(), StorageError> {
         let meta = snapshot.get_metadata();
         let mut state = self.inner.write()?;
         let cache = &state.cache;
@@ -400,6 +410,9 @@ impl SledStorage {
         );
         batch.insert(keys::SNAPSHOT_META, encode("snapshot metadata", meta)?);
         batch.insert(keys::SNAPSHOT_DATA, &snapshot.data[..]);
+        for (key, value) in values {
+            batch.insert(keys::user_key(key), *value);
+        }
         next.hard_state = Some(hard_state);
         next.conf_state = Some(meta.get_conf_state().clone());
         next.snapshot = Some(meta.clone());

@@ -40,7 +40,23 @@ impl NodeCore {
                 path.display()
             )));
         }
-        self.storage.apply_snapshot(snap)?;
+        let component =
+            ComponentHash::from_hex(&loaded.header.component_hash).ok_or_else(|| {
+                corrupt(format!(
+                    "`{}` is not a component hash",
+                    loaded.header.component_hash
+                ))
+            })?;
+        // The snapshot and the metadata that goes with it (its members,
+        // conf index and component) in one durable batch.
+        self.storage.apply_snapshot_with_meta(
+            snap,
+            MetaUpdate {
+                members: Some(&loaded.header.members),
+                conf_index: Some(index),
+                active_component: Some(&component),
+            },
+        )?;
         // Proposals this node made at indexes the snapshot covers: they may
         // have committed under another leader (and be in the snapshot) or
         // been replaced; this node cannot tell which, so it must not say.
@@ -49,21 +65,6 @@ impl NodeCore {
             let _ = proposal.reply.send(Err(ClientError::OutcomeUnknown));
         }
         self.members = loaded.header.members.clone();
-        let component =
-            ComponentHash::from_hex(&loaded.header.component_hash).ok_or_else(|| {
-                corrupt(format!(
-                    "`{}` is not a component hash",
-                    loaded.header.component_hash
-                ))
-            })?;
-        self.storage.set_conf_state_with_meta(
-            meta.get_conf_state(),
-            MetaUpdate {
-                members: Some(&self.members),
-                conf_index: Some(index),
-                active_component: Some(&component),
-            },
-        )?;
         self.conf_applied_index = index;
         self.snapshots.handed_index = index;
         self.snapshots.entries_since = 0;
