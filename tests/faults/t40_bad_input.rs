@@ -165,6 +165,30 @@ fn post(url: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
     (status, json(&text))
 }
 
+/// An HTTP header's name and value.
+type Header<'a> = (&'a str, &'a str);
+
+/// POST `body` with exactly `headers` (no content type unless given).
+fn post_with_headers(
+    url: &str,
+    path: &str,
+    headers: &[Header],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.post(format!("{url}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.send(body).expect("request");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    (status, json(&text))
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
@@ -212,6 +236,41 @@ fn t44_bad_http_bodies_get_json_errors_and_change_nothing() {
         (status, json["error"]["code"].as_str()),
         (422, Some("guest_rejected"))
     );
+
+    // What a web page could make a browser send (CSRF, DNS rebinding).
+    let forged: [(&[Header], u16, &str); 4] = [
+        (
+            &[("content-type", "text/plain")],
+            415,
+            "unsupported_media_type",
+        ),
+        (&[], 415, "unsupported_media_type"),
+        (
+            &[
+                ("content-type", "application/json"),
+                ("origin", "http://evil.example"),
+            ],
+            403,
+            "forbidden_origin",
+        ),
+        (
+            &[
+                ("content-type", "application/json"),
+                ("host", "evil.example"),
+            ],
+            403,
+            "forbidden_host",
+        ),
+    ];
+    for (headers, status, code) in forged {
+        let (got_status, json) =
+            post_with_headers(&url, "/v1/propose", headers, br#"{"command":"add 100"}"#);
+        assert_eq!(
+            (got_status, json["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{headers:?}"
+        );
+    }
 
     // None of it reached the log or the state.
     let (_, json) = post(&url, "/v1/query", br#"{"request":"get"}"#);

@@ -6,12 +6,14 @@
 //! [`NodeHandle`]: crate::node::NodeHandle
 
 pub mod client;
+pub mod guard;
 pub mod server;
 pub mod types;
 pub mod upgrades;
 
 pub use client::{ApiClient, ApiClientError, DEFAULT_API_URL};
-pub use server::{ServeHandle, router, serve};
+pub use guard::ApiAccess;
+pub use server::{ServeHandle, router, router_with, serve, serve_with};
 pub use types::{
     AddMemberRequest, ErrorBody, ErrorInfo, Output, ProposeResponse, QueryResponse,
     TransferLeaderRequest, TransferLeaderResponse,

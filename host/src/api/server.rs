@@ -15,7 +15,9 @@
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
-//! reaches the node.
+//! reaches the node. POST bodies are `Content-Type: application/json`
+//! (`/v1/upgrade`: `application/wasm`); requests a web page could forge
+//! are refused first (see [`super::guard`]).
 
 use crate::limits::{DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
 use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
@@ -32,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
+use super::guard::ApiAccess;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
     ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
@@ -46,7 +49,7 @@ use crate::wasm::GuestFailure;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    info: ErrorInfo,
+    pub(super) info: ErrorInfo,
 }
 
 impl ApiError {
@@ -110,8 +113,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Build the API router for `node`.
+/// Build the API router for `node`, answering to addresses and
+/// `localhost` only (see [`router_with`]).
 pub fn router(node: NodeHandle) -> Router {
+    router_with(node, ApiAccess::default())
+}
+
+/// Build the API router for `node`; `access` names the host names it also
+/// answers to (see [`super::guard`]).
+pub fn router_with(node: NodeHandle, access: ApiAccess) -> Router {
     Router::new()
         .route("/v1/propose", post(propose))
         .route("/v1/query", post(query))
@@ -126,16 +136,29 @@ pub fn router(node: NodeHandle) -> Router {
         .merge(super::upgrades::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(access),
+            super::guard::refuse_cross_site,
+        ))
         .with_state(node)
 }
 
 /// Bind `addr` and serve the API until the node stops.
 pub async fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<ServeHandle> {
+    serve_with(node, addr, ApiAccess::default()).await
+}
+
+/// [`serve`], also answering to the host names in `access`.
+pub async fn serve_with(
+    node: NodeHandle,
+    addr: SocketAddr,
+    access: ApiAccess,
+) -> std::io::Result<ServeHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let stopping = node.clone();
     let task = tokio::spawn(async move {
-        let app = router(node);
+        let app = router_with(node, access);
         let shutdown = async move {
             stopping.stopped().await;
         };

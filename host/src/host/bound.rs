@@ -92,6 +92,7 @@ impl BoundHost {
             entry,
             directory,
             api_addr,
+            api_access,
             routing,
             ..
         } = builder;
@@ -127,7 +128,7 @@ impl BoundHost {
         };
         let api = match api_addr {
             None => None,
-            Some(addr) => match api::serve(node.clone(), addr).await {
+            Some(addr) => match api::serve_with(node.clone(), addr, api_access).await {
                 Ok(server) => Some(server),
                 Err(source) => {
                     node.shutdown().await;

@@ -69,6 +69,7 @@ pub struct HostBuilder {
     pub(super) network: Network,
     pub(super) directory: PeerDirectory,
     pub(super) api_addr: Option<SocketAddr>,
+    pub(super) api_access: crate::api::ApiAccess,
     pub(super) routing: Routing,
 }
 
@@ -86,6 +87,7 @@ impl HostBuilder {
             }),
             directory: PeerDirectory::new(),
             api_addr: None,
+            api_access: crate::api::ApiAccess::default(),
             routing: Routing::Own(Vec::new()),
         }
     }
@@ -191,6 +193,14 @@ impl HostBuilder {
     /// authentication: keep it on loopback.
     pub fn api(mut self, addr: SocketAddr) -> Self {
         self.api_addr = Some(addr);
+        self
+    }
+
+    /// Host names the API also answers to, besides IP addresses and
+    /// `localhost` (requests naming another host are refused: see
+    /// [`crate::api::guard`]).
+    pub fn api_allowed_hosts(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.api_access.allowed_hosts.extend(names);
         self
     }
 

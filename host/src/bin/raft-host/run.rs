@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// that their checker catches it. Never use it in production.
     #[arg(long, hide = true)]
     unsafe_local_reads: bool,
+    /// A host name clients use to reach the API (repeatable); besides IP
+    /// addresses and `localhost` the API refuses requests naming other
+    /// hosts (DNS rebinding).
+    #[arg(long = "api-allowed-host", value_name = "NAME")]
+    api_allowed_hosts: Vec<String>,
     /// Start a new single-node cluster from a backup file (made with
     /// `raft-host backup`); the data dir must be empty.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
@@ -126,7 +131,8 @@ impl RunArgs {
                 advertise_addrs: self.advertise_addr.clone(),
                 relay: self.relay.clone(),
             })
-            .api(self.api_addr);
+            .api(self.api_addr)
+            .api_allowed_hosts(self.api_allowed_hosts.clone());
         for node_id in &self.allow {
             builder = builder.allow(*node_id);
         }
