@@ -82,6 +82,17 @@ pub fn encode_state_check(timestamp_ms: u64) -> Vec<u8> {
     out
 }
 
+/// The leader's timestamp in an entry's data, if it carries one (every
+/// kind but the no-op does).
+pub fn stamp_of(data: &[u8]) -> Option<u64> {
+    if data.len() < HEADER_BYTES || data[0] != VERSION {
+        return None;
+    }
+    let mut stamp = [0u8; 8];
+    stamp.copy_from_slice(&data[2..HEADER_BYTES]);
+    Some(u64::from_le_bytes(stamp))
+}
+
 /// Decode an entry's data.
 pub fn decode(data: &[u8]) -> Result<Payload, EnvelopeError> {
     if data.is_empty() {

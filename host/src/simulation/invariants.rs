@@ -10,6 +10,9 @@
 //! - **State machine safety / commit never goes back**: an index committed
 //!   anywhere has the same term everywhere, forever; a node's commit index
 //!   never decreases while it runs.
+//! - **The guests' clock never goes back**: the leaders' stamps on
+//!   committed entries never decrease along the log, though the nodes'
+//!   clocks differ.
 //! - **Replicas agree**: every applied index has the same component, the
 //!   same result and the same state hash on every replica (replays after a
 //!   restart included), and no node considers itself diverged.
@@ -56,6 +59,8 @@ pub struct Invariants {
     leaders: BTreeMap<u64, u64>,
     /// Globally committed: index → term.
     committed: BTreeMap<u64, u64>,
+    /// The leader's stamp of each committed entry that carries one.
+    stamps: BTreeMap<u64, u64>,
     entries: HashMap<(u64, u64), EntryMark>,
     /// What was applied at each index, by whichever replica applied it
     /// first.
@@ -214,11 +219,40 @@ impl Invariants {
                     Some(_) => {}
                     None => {
                         self.committed.insert(entry.index, entry.term);
+                        self.check_stamp(entry)?;
                     }
                 }
             }
             previous_term = Some(entry.term);
         }
+        Ok(())
+    }
+
+    /// A newly committed entry's stamp lies between its committed
+    /// neighbours'.
+    fn check_stamp(&mut self, entry: &Entry) -> Result<(), Violation> {
+        if entry.get_entry_type() != raft::prelude::EntryType::EntryNormal {
+            return Ok(());
+        }
+        let Some(stamp) = crate::node::envelope::stamp_of(&entry.data) else {
+            return Ok(());
+        };
+        self.checks += 1;
+        let before = self.stamps.range(..entry.index).next_back();
+        let after = self.stamps.range(entry.index + 1..).next();
+        if let Some((&index, &earlier)) = before.filter(|(_, earlier)| **earlier > stamp) {
+            return Err(Violation(format!(
+                "the clock went back: entry {} is stamped {stamp}, entry {index} before it {earlier}",
+                entry.index
+            )));
+        }
+        if let Some((&index, &later)) = after.filter(|(_, later)| **later < stamp) {
+            return Err(Violation(format!(
+                "the clock went back: entry {} is stamped {stamp}, entry {index} after it {later}",
+                entry.index
+            )));
+        }
+        self.stamps.insert(entry.index, stamp);
         Ok(())
     }
 

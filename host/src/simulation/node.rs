@@ -69,6 +69,10 @@ pub struct SimNode {
     /// Frozen (as by SIGSTOP) until this virtual time: it neither ticks
     /// nor reads its messages, which wait for it.
     pub paused_until: Duration,
+    /// How far this incarnation's wall clock is behind the cluster's
+    /// virtual one (machines' clocks differ; the stamps guests see must
+    /// still never go back).
+    pub clock_behind_ms: u64,
 }
 
 impl SimNode {
@@ -80,6 +84,7 @@ impl SimNode {
             live: None,
             retired: false,
             paused_until: Duration::ZERO,
+            clock_behind_ms: 0,
         }
     }
 

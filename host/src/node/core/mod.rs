@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 use crate::membership::PeerAddr;
 use crate::storage::SledStorage;
 
+mod clock;
 mod membership;
 mod proposals;
 mod reads;
@@ -195,6 +196,8 @@ pub struct NodeCore {
     /// What a stale read waits for: the entries committed before this
     /// start (so a restart never answers from the state before replay).
     stale_read_floor: u64,
+    /// Keeps the stamps this node writes as leader from going back.
+    clock: clock::StampClock,
     promotions: BTreeMap<u64, PendingPromotion>,
     snapshots: SnapshotState,
     checks: StateChecks,
@@ -292,6 +295,7 @@ impl NodeCore {
             next_read_id: 1,
             lease_until: None,
             stale_read_floor,
+            clock: clock::StampClock::default(),
             promotions: BTreeMap::new(),
             snapshots: SnapshotState {
                 policy: setup.snapshot_policy,

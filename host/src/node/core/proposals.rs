@@ -26,7 +26,8 @@ impl NodeCore {
         {
             return;
         }
-        if let Ok((index, _)) = self.append_proposal(envelope::encode_state_check(now_ms)) {
+        let stamp = self.stamp(now_ms);
+        if let Ok((index, _)) = self.append_proposal(envelope::encode_state_check(stamp)) {
             self.checks.proposed_at = Some(index);
         }
     }
@@ -36,9 +37,10 @@ impl NodeCore {
     /// (also when this node's guest can no longer make progress: see
     /// [`crate::node::admission`]).
     pub fn propose(&mut self, command: Vec<u8>, timestamp_ms: u64, reply: ProposalReply) {
+        let stamp = self.leader_stamp(timestamp_ms);
         let checked = Self::check_command(&command)
             .and_then(|()| self.admission.check())
-            .map(|()| envelope::encode_command(timestamp_ms, &command));
+            .map(|()| envelope::encode_command(stamp, &command));
         self.propose_data(checked, reply);
     }
 
@@ -51,7 +53,7 @@ impl NodeCore {
         timestamp_ms: u64,
         reply: ProposalReply,
     ) {
-        let data = envelope::encode_activation(timestamp_ms, activation);
+        let data = envelope::encode_activation(self.leader_stamp(timestamp_ms), activation);
         self.propose_data(Ok(data), reply);
     }
 
@@ -84,6 +86,16 @@ impl NodeCore {
     }
 
     /// Append an encoded entry payload on the leader.
+    /// The stamp for a proposal (see `clock.rs`); a follower refuses the
+    /// proposal anyway, so it keeps `now_ms` without reading its log.
+    fn leader_stamp(&mut self, now_ms: u64) -> u64 {
+        if self.raw.raft.state == StateRole::Leader {
+            self.stamp(now_ms)
+        } else {
+            now_ms
+        }
+    }
+
     pub(super) fn append_proposal(&mut self, data: Vec<u8>) -> Result<(u64, u64), ClientError> {
         if self.raw.raft.state != StateRole::Leader {
             return Err(ClientError::NotLeader {

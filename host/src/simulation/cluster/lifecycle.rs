@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::super::node::SimNode;
-use super::{Event, Step, TICK, World};
+use super::{Event, MAX_CLOCK_BEHIND_MS, Step, TICK, World};
 use crate::node::applier::WallClock;
 use crate::node::{ClusterMode, GuestSource, NodeConfig};
 use crate::storage::{ComponentStore, DataDir};
@@ -40,17 +40,19 @@ impl<'a> World<'a> {
 
     pub(super) fn restart(&mut self, id: u64) -> Step<()> {
         let ticks = self.rng.range(10, 20) as usize;
+        let behind = self.rng.range(0, MAX_CLOCK_BEHIND_MS);
         let clock = {
             let wall = self.wall_ms.clone();
-            WallClock::new(move || wall.load(Ordering::Relaxed))
+            WallClock::new(move || wall.load(Ordering::Relaxed).saturating_sub(behind))
         };
         let node = self.nodes.get_mut(&id).expect("restart of a known node");
+        node.clock_behind_ms = behind;
         if let Err(error) = node.start(&self.cfg.engine, clock, ticks) {
             return Err(self.stop(format!("node {id} failed to start: {error}")));
         }
         let life = node.life;
         self.note(format!(
-            "start node {id} (life {life}, election timeout {ticks} ticks)"
+            "start node {id} (life {life}, election timeout {ticks} ticks, clock {behind} ms behind)"
         ));
         let phase = Duration::from_millis(self.rng.range(0, TICK.as_millis() as u64));
         self.schedule(phase, Event::Tick { node: id, life });

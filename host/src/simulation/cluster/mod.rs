@@ -36,6 +36,9 @@ use crate::node::{Applied, ClientError, ClusterMode, SnapshotPolicy};
 const TICK: Duration = crate::limits::TICK_INTERVAL;
 /// How long a failed snapshot transfer takes to be reported to the leader.
 const SNAPSHOT_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// How far behind the virtual wall clock a node's own clock may be (drawn
+/// at each start): a new leader's clock is often behind its predecessor's.
+const MAX_CLOCK_BEHIND_MS: u64 = 3_000;
 /// The virtual wall clock starts here (2026-01-01, in Unix milliseconds).
 const WALL_CLOCK_START_MS: u64 = 1_767_225_600_000;
 /// Trace lines kept for a failure report.
@@ -242,6 +245,12 @@ impl<'a> World<'a> {
 
     fn wall_now(&self) -> u64 {
         WALL_CLOCK_START_MS + self.now.as_millis() as u64
+    }
+
+    /// Node `id`'s wall clock (behind the virtual one by its skew).
+    fn wall_of(&self, id: u64) -> u64 {
+        let behind = self.nodes.get(&id).map_or(0, |node| node.clock_behind_ms);
+        self.wall_now().saturating_sub(behind)
     }
 
     // ---- the cluster's life ----
@@ -490,7 +499,7 @@ impl<'a> World<'a> {
                     .get(&node)
                     .is_some_and(|n| n.life == life && n.is_live())
                 {
-                    let (now, now_ms) = (self.instant(), self.wall_now());
+                    let (now, now_ms) = (self.instant(), self.wall_of(node));
                     self.drive(node, |live, _| live.core.tick(now, now_ms))?;
                     self.schedule(TICK, Event::Tick { node, life });
                 }
@@ -565,7 +574,7 @@ impl<'a> World<'a> {
     /// Hand `message` to node `id` as its inbox would, through the same
     /// dispatch the driver uses, at the current virtual time.
     pub(super) fn input(&mut self, id: u64, message: NodeMsg) -> Step<()> {
-        let (now, now_ms) = (self.instant(), self.wall_now());
+        let (now, now_ms) = (self.instant(), self.wall_of(id));
         self.drive(id, |live, jobs| live.input(message, now, now_ms, jobs))
     }
 
