@@ -123,6 +123,14 @@ pub const DEFAULT_QUERY_FUEL: u64 = 1_000_000_000;
 pub const DEFAULT_MAINTENANCE_FUEL: u64 = 20_000_000_000;
 /// Total linear memory a guest instance may use (all its memories together).
 pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// The most fuel a node or an upgrade may give one `apply` or `query`
+/// (about a minute of guest work here): a looping guest with more would
+/// hold every replica for hours, and it is replicated, so a restart does
+/// not help.
+pub const MAX_CALL_FUEL: u64 = 2_000_000_000_000;
+/// The largest memory cap a node or an upgrade may give a guest: 4 GiB,
+/// all a 32-bit WebAssembly memory can address.
+pub const MAX_MEMORY_LIMIT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Table elements per table; far above what real guests use.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 /// Core instances, tables and memories per component instance.

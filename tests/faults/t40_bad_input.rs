@@ -127,6 +127,18 @@ fn t43_bad_cli_arguments_exit_2_with_usage() {
         vec!["--id", "x"],
         vec!["--api-addr", "not-an-address"],
         vec!["--memory-limit-mib", "0"],
+        // Past the bounds (limits.rs): a looping guest would hold every
+        // replica for hours.
+        vec!["--apply-fuel", "18446744073709551615"],
+        vec!["--query-fuel", "18446744073709551615"],
+        vec!["--memory-limit-mib", "17179869184"],
+        vec![
+            "upgrade",
+            "--guest",
+            "x.wasm",
+            "--apply-fuel",
+            "18446744073709551615",
+        ],
         vec!["propose"],
         vec!["no-such-command"],
     ] {

@@ -63,6 +63,10 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
     if config.id == 0 {
         return Err(NodeError::Config("the node id must be non-zero".into()));
     }
+    config
+        .limits
+        .check()
+        .map_err(|reason| NodeError::Config(format!("guest limits: {reason}")))?;
     let data_dir = DataDir::new(&config.data_dir);
     data_dir.create().map_err(|source| NodeError::DataDir {
         path: config.data_dir.clone(),

@@ -6,7 +6,8 @@
 
 use crate::limits::{
     DEFAULT_APPLY_FUEL, DEFAULT_MAINTENANCE_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL,
-    MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES,
+    MAX_CALL_FUEL, MAX_INSTANCES, MAX_MEMORIES, MAX_MEMORY_LIMIT_BYTES, MAX_TABLE_ELEMENTS,
+    MAX_TABLES,
 };
 use wasmtime::ResourceLimiter;
 
@@ -29,6 +30,29 @@ impl Default for GuestLimits {
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
         }
     }
+}
+
+impl GuestLimits {
+    /// Whether every limit is positive and within its bound
+    /// ([`MAX_CALL_FUEL`], [`MAX_MEMORY_LIMIT_BYTES`]); the error names
+    /// the first that is not.
+    pub fn check(&self) -> Result<(), String> {
+        check_limit("apply fuel", self.apply_fuel, MAX_CALL_FUEL)?;
+        check_limit("query fuel", self.query_fuel, MAX_CALL_FUEL)?;
+        check_limit(
+            "the memory limit (bytes)",
+            self.memory_limit_bytes,
+            MAX_MEMORY_LIMIT_BYTES,
+        )
+    }
+}
+
+/// `value` of the limit `what` is in `1..=max`.
+pub fn check_limit(what: &str, value: u64, max: u64) -> Result<(), String> {
+    if value == 0 || value > max {
+        return Err(format!("{what} must be 1 to {max}, not {value}"));
+    }
+    Ok(())
 }
 
 /// Raised (as a trap) when a guest grows its memory beyond the cap; the

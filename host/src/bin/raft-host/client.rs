@@ -115,13 +115,13 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = iroh_raft::limits::DEFAULT_DRY_RUN_ENTRIES)]
         entries: usize,
         /// Fuel budget of one `apply` of the new component [default: the nodes'].
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=iroh_raft::limits::MAX_CALL_FUEL))]
         apply_fuel: Option<u64>,
         /// Fuel budget of one `query` of the new component [default: the nodes'].
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=iroh_raft::limits::MAX_CALL_FUEL))]
         query_fuel: Option<u64>,
         /// Memory cap of the new component, in MiB [default: the nodes'].
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::guest::MAX_MEMORY_LIMIT_MIB))]
         memory_limit_mib: Option<u64>,
         /// Print the answer as JSON.
         #[arg(long)]

@@ -1,6 +1,9 @@
 //! `raft-host guest check`: a component checked without a node.
 
-use iroh_raft::limits::{DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL};
+use iroh_raft::limits::{
+    DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL, MAX_CALL_FUEL,
+    MAX_MEMORY_LIMIT_BYTES,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,19 +39,24 @@ pub enum GuestCommand {
     },
 }
 
+/// The largest `--memory-limit-mib` ([`MAX_MEMORY_LIMIT_BYTES`] in MiB).
+pub const MAX_MEMORY_LIMIT_MIB: u64 = MAX_MEMORY_LIMIT_BYTES / (1024 * 1024);
+
 /// A guest's limits on the command line: a node's flags, and a guest
 /// check's (which should match the cluster's).
 #[derive(Debug, Clone, Copy, Args)]
 pub struct GuestLimitArgs {
     /// Fuel budget of one `apply` call.
-    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL)]
+    #[arg(long, default_value_t = DEFAULT_APPLY_FUEL,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CALL_FUEL))]
     apply_fuel: u64,
     /// Fuel budget of one `query` call.
-    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL)]
+    #[arg(long, default_value_t = DEFAULT_QUERY_FUEL,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CALL_FUEL))]
     query_fuel: u64,
     /// Linear memory cap of the guest, in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_BYTES / (1024 * 1024),
-          value_parser = clap::value_parser!(u64).range(1..=65536))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MEMORY_LIMIT_MIB))]
     memory_limit_mib: u64,
 }
 

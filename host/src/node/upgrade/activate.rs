@@ -119,6 +119,14 @@ impl Applier {
                 None,
             )));
         }
+        // Checked when proposed; an entry from elsewhere (an older node)
+        // fails here, alike on every replica.
+        if let Err(reason) = activation.limits.check() {
+            return Ok(Err((
+                format!("the upgrade's limits are out of range: {reason}"),
+                None,
+            )));
+        }
         let bytes = fetch::obtain(
             &self.env.components,
             self.env.fetch.as_ref(),

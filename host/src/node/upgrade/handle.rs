@@ -263,19 +263,9 @@ pub fn in_history(history: &ComponentHistory, hash: &ComponentHash) -> bool {
     history.records.iter().any(|r| r.hash == hex) || history.active.hash == hex
 }
 
-/// Overrides are replicated; a node refuses values that make no sense.
+/// Overrides are replicated; a node refuses values that make no sense or
+/// exceed their bounds ([`crate::limits::MAX_CALL_FUEL`],
+/// [`crate::limits::MAX_MEMORY_LIMIT_BYTES`]).
 pub fn check_overrides(limits: &LimitOverrides) -> Result<(), ClientError> {
-    let zero = [
-        limits.apply_fuel,
-        limits.query_fuel,
-        limits.memory_limit_bytes,
-    ]
-    .into_iter()
-    .any(|v| v == Some(0));
-    if zero {
-        return Err(ClientError::UpgradeRefused(
-            "fuel and memory limits must be positive".into(),
-        ));
-    }
-    Ok(())
+    limits.check().map_err(ClientError::UpgradeRefused)
 }

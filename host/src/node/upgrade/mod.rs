@@ -75,6 +75,27 @@ impl LimitOverrides {
     pub fn is_empty(&self) -> bool {
         *self == LimitOverrides::default()
     }
+
+    /// Every given limit is positive and within its bound.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::limits::{MAX_CALL_FUEL, MAX_MEMORY_LIMIT_BYTES};
+        use crate::wasm::limits::check_limit;
+        let given = [
+            ("apply fuel", self.apply_fuel, MAX_CALL_FUEL),
+            ("query fuel", self.query_fuel, MAX_CALL_FUEL),
+            (
+                "the memory limit (bytes)",
+                self.memory_limit_bytes,
+                MAX_MEMORY_LIMIT_BYTES,
+            ),
+        ];
+        for (what, value, max) in given {
+            if let Some(value) = value {
+                check_limit(what, value, max)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The payload of an activation entry.
@@ -303,5 +324,31 @@ mod tests {
         assert_eq!(limits.apply_fuel, 7);
         assert_eq!(limits.query_fuel, defaults.query_fuel);
         assert!(LimitOverrides::default().is_empty());
+    }
+
+    #[test]
+    fn overrides_past_their_bounds_are_refused() {
+        let fuel = LimitOverrides {
+            apply_fuel: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert!(fuel.check().expect_err("too much").contains("apply fuel"));
+        let memory = LimitOverrides {
+            memory_limit_bytes: Some(16 << 60),
+            ..Default::default()
+        };
+        assert!(memory.check().expect_err("too much").contains("memory"));
+        let zero = LimitOverrides {
+            query_fuel: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.check().is_err());
+        let fine = LimitOverrides {
+            apply_fuel: Some(crate::limits::MAX_CALL_FUEL),
+            memory_limit_bytes: Some(crate::limits::MAX_MEMORY_LIMIT_BYTES),
+            ..Default::default()
+        };
+        assert_eq!(fine.check(), Ok(()));
+        assert_eq!(GuestLimits::default().check(), Ok(()));
     }
 }
