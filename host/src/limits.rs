@@ -34,6 +34,9 @@ pub const NODE_INBOX_CAPACITY: usize = 4096;
 pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// Batches of committed entries that may wait for the applier.
 pub const APPLY_QUEUE_CAPACITY: usize = 256;
+/// How long the applier may stay on one entry before `/health` reports it
+/// stalled (a guest looping through a large fuel budget, a huge migration).
+pub const APPLIER_STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Queries of a store-backed guest queued or waiting for their read index
 /// on the query thread; past it a query is answered `overloaded`.
 pub const QUERY_QUEUE_CAPACITY: usize = 16_384;

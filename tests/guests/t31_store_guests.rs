@@ -221,6 +221,10 @@ async fn t31_queries_are_answered_while_an_entry_applies() {
         !spinning.is_finished(),
         "the query waited for the spinning entry"
     );
+    // Status shows the applier on it (what /health turns into
+    // `applier_stalled` after APPLIER_STALLED_AFTER).
+    let busy = node.status().await.expect("status").applier_busy;
+    assert_eq!(busy.map(|busy| busy.index), Some(before + 1), "{busy:?}");
     assert_eq!(answer.result.as_deref(), Ok(&b"before"[..]));
     assert_eq!(answer.applied_index, before);
 

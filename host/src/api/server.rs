@@ -19,7 +19,7 @@
 //! (`/v1/upgrade`: `application/wasm`); requests a web page could forge
 //! are refused first (see [`super::guard`]).
 
-use crate::limits::{DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
+use crate::limits::{APPLIER_STALLED_AFTER, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
 use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
 use std::net::SocketAddr;
 
@@ -270,8 +270,23 @@ async fn status(
 }
 
 async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthResponse>, ApiError> {
-    // Healthy means the node loop answers, not merely that HTTP is up.
-    within_timeout(node.status()).await?;
+    // Healthy means the node loop answers, not merely that HTTP is up,
+    // and the applier moves.
+    let status = within_timeout(node.status()).await?;
+    if let Some(busy) = status.applier_busy
+        && busy.for_ms >= APPLIER_STALLED_AFTER.as_millis() as u64
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "applier_stalled",
+            format!(
+                "the applier has been on entry {} for {} s (a guest looping through a \
+                 large fuel budget?); nothing after it applies meanwhile",
+                busy.index,
+                busy.for_ms / 1000
+            ),
+        ));
+    }
     Ok(axum::Json(HealthResponse {
         status: "ok".into(),
     }))

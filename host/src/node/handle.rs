@@ -301,6 +301,7 @@ impl NodeHandle {
             first_log_index,
             diverged: applier.diverged(),
             last_verified_state_check: applier.last_verified_state_check(),
+            applier_busy: applier.busy(),
         })
     }
 

@@ -758,6 +758,7 @@ mod tests {
             ticket: None,
             snapshot_index: None,
             first_log_index: 1,
+            applier_busy: None,
             diverged: None,
             last_verified_state_check: None,
         }

@@ -38,6 +38,11 @@ pub struct NodeStatus {
     /// The latest state check at which a majority agreed with this node.
     #[serde(default)]
     pub last_verified_state_check: Option<u64>,
+    /// The entry the applier is on now, and for how long (`None` between
+    /// entries): a guest looping through a large fuel budget shows here,
+    /// and `/health` fails once it lasts [`crate::limits::APPLIER_STALLED_AFTER`].
+    #[serde(default)]
+    pub applier_busy: Option<super::applier::ApplierBusy>,
 }
 
 /// The active guest component and its runtime counters.

@@ -32,7 +32,7 @@ pub use self::jobs::{
     TakenSnapshot,
 };
 pub use self::reader::ApplierInbox;
-pub use self::shared::ApplierShared;
+pub use self::shared::{ApplierBusy, ApplierShared};
 pub use self::snapshots::{
     build_machine, install_state, raft_snapshot, store_mark, stored_history,
 };
@@ -65,6 +65,9 @@ pub fn spawn(
         divergence: Mutex::new((None, None)),
         read_targets: Default::default(),
         last_timestamp_ms: AtomicU64::new(machine.last_entry().timestamp_ms),
+        busy_index: AtomicU64::new(0),
+        busy_since: AtomicU64::new(0),
+        epoch: std::time::Instant::now(),
     });
     shared
         .read_targets
@@ -133,7 +136,9 @@ impl Applier {
                             refuse(item.reply, divergence.index);
                             continue;
                         }
+                        self.shared.set_busy(Some(item.index));
                         self.apply_one(item, &rx)?;
+                        self.shared.set_busy(None);
                     }
                     self.machine.flush()?;
                     self.run_ready_queries()?;

@@ -13,6 +13,13 @@ use crate::storage::GuestStore;
 use crate::wasm::kv::{CommittedState, StoreSize};
 use crate::wasm::{GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
 
+/// The entry the applier has been on, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApplierBusy {
+    pub index: u64,
+    pub for_ms: u64,
+}
+
 /// What the applier publishes for status pages, readable from any thread.
 #[derive(Debug)]
 pub struct ApplierShared {
@@ -31,11 +38,35 @@ pub struct ApplierShared {
     /// The leader's timestamp of the last command applied (the clock a
     /// query on the query thread sees).
     pub(super) last_timestamp_ms: AtomicU64,
+    /// The entry being applied now and since when (ms after `epoch`, plus
+    /// one; 0: none), so status can show an applier that is stuck.
+    pub(super) busy_index: AtomicU64,
+    pub(super) busy_since: AtomicU64,
+    pub(super) epoch: std::time::Instant,
 }
 
 impl ApplierShared {
     pub fn applied_index(&self) -> u64 {
         self.applied_index.load(Ordering::Acquire)
+    }
+    /// The entry the applier is on now and for how long, if it is on one.
+    pub fn busy(&self) -> Option<ApplierBusy> {
+        let since = self.busy_since.load(Ordering::Acquire);
+        let index = self.busy_index.load(Ordering::Acquire);
+        (since != 0).then(|| ApplierBusy {
+            index,
+            for_ms: (self.epoch.elapsed().as_millis() as u64).saturating_sub(since - 1),
+        })
+    }
+    pub(super) fn set_busy(&self, index: Option<u64>) {
+        match index {
+            Some(index) => {
+                self.busy_index.store(index, Ordering::Release);
+                let now = self.epoch.elapsed().as_millis() as u64;
+                self.busy_since.store(now + 1, Ordering::Release);
+            }
+            None => self.busy_since.store(0, Ordering::Release),
+        }
     }
     /// The running guest's name/version and component hash.
     pub fn guest(&self) -> (GuestInfo, String) {
