@@ -32,6 +32,9 @@
 //! 6. leader failover: the leader's node and endpoint go away (a crash as its
 //!    peers see it); the time until a write commits through a survivor.
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

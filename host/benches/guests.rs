@@ -14,6 +14,9 @@
 //! Wall-clock numbers are from one machine and vary run to run; fuel is
 //! deterministic.
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,9 @@
 //! `RUNS` times; the median and fastest run are reported. The history is
 //! seeded, so every run checks the same one.
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::time::{Duration, Instant};
 
 use iroh_raft::linearizability::{

@@ -14,6 +14,9 @@
 //!    the guest's instance rebuilds; then a restart and the time until the
 //!    first linearizable read answers.
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::time::{Duration, Instant};
 
 use iroh_raft::node::{self, ClientError, GuestSource, NoPeers, NodeConfig, NodeHandle};

@@ -9,6 +9,9 @@
 //!    HTTP API;
 //! 2. one guest `apply` of `add 1` versus the same logic in native Rust.
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::time::{Duration, Instant};
 
 use iroh_raft::api::ApiClient;

@@ -10,6 +10,9 @@
 //! Run: `cargo bench --bench storage_fsync` (set `STORAGE_BENCH_DIR` to measure
 //! another disk; the default is cargo's target tmp dir, not a tmpfs `/tmp`).
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -18,6 +18,8 @@
 //! 4. restart (shutdown, start on the same data dir) until the first
 //!    linearizable read answers.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/process_memory.rs"]
 mod process_memory;
 

@@ -269,7 +269,10 @@ pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 /// exits, a moment after the last handle is dropped (an in-process restart);
 /// another process holding the lock still fails after this wait.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// Log entries removed per sled batch when the log is compacted.
+/// Log entries removed per sled batch, and per round of the node loop, when
+/// the log is compacted behind a snapshot: a round never stalls for more
+/// than one such batch (one removal of everything behind a 256 MiB state
+/// held the loop ~2 s, long enough for followers to start elections).
 pub const COMPACTION_BATCH_ENTRIES: u64 = 4_096;
 /// sled's page cache for the Raft log (its default, 1 GiB, is far more
 /// than a compacted log needs).

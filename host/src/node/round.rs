@@ -35,7 +35,8 @@ pub(crate) struct RoundOutput {
     pub snapshot_answer: Option<SnapshotAnswer>,
 }
 
-/// Handle Ready and, when no snapshot is in flight, start one that is due.
+/// Handle Ready, compact the log by one batch if a compaction is under way,
+/// and, when no snapshot is in flight, start one that is due.
 /// `send_early` gets the messages that may leave before the fsync.
 pub(crate) fn ready(
     core: &mut NodeCore,
@@ -43,6 +44,7 @@ pub(crate) fn ready(
     send_early: &mut dyn FnMut(Vec<Message>),
 ) -> Result<RoundOutput, NodeError> {
     let out = core.handle_ready(send_early)?;
+    core.compact_step()?;
     let mut round = RoundOutput {
         jobs: out.jobs,
         members: out.members,

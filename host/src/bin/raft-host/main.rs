@@ -23,6 +23,15 @@ mod guest;
 mod run;
 mod upgrades;
 
+/// jemalloc, not glibc's malloc: after each snapshot of a large
+/// store-backed state (sled pages read by the export, log compaction) glibc
+/// kept the freed memory in its per-thread arenas, and a node's RSS stepped
+/// up at every snapshot (535 MiB at 512 MiB of state, against 238 MiB with
+/// jemalloc; BENCHMARKS.md, "Guest state in the host").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A replicated state machine host: Raft consensus, a sled log, and your
 /// logic as a WebAssembly component.
 ///

@@ -158,6 +158,9 @@ struct SnapshotState {
     /// [`crate::limits::SNAPSHOT_AMORTIZE_ABOVE_BYTES`]).
     last_file_bytes: u64,
     in_flight: bool,
+    /// Where the log is being compacted to, one batch per round (see
+    /// [`NodeCore::compact_step`]); `None` once it is there.
+    compact_to: Option<u64>,
     /// Operators waiting for a snapshot they asked for.
     waiting: Vec<oneshot::Sender<Result<SnapshotInfo, ClientError>>>,
 }
@@ -305,6 +308,7 @@ impl NodeCore {
                 bytes_since: 0,
                 last_file_bytes: 0,
                 in_flight: false,
+                compact_to: None,
                 waiting: Vec::new(),
             },
             checks: StateChecks {

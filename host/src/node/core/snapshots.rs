@@ -1,7 +1,9 @@
 //! Snapshot bookkeeping: when to take one, installing one from the leader,
 //! compacting the log behind it, and reporting transfers to raft-rs.
 
-use crate::limits::{SNAPSHOT_AMORTIZE_ABOVE_BYTES, SNAPSHOT_AMORTIZE_MAX_LOG_BYTES};
+use crate::limits::{
+    COMPACTION_BATCH_ENTRIES, SNAPSHOT_AMORTIZE_ABOVE_BYTES, SNAPSHOT_AMORTIZE_MAX_LOG_BYTES,
+};
 use raft::prelude::Snapshot;
 use tokio::sync::oneshot;
 
@@ -172,20 +174,48 @@ impl NodeCore {
             self.storage.save_snapshot(&taken.snapshot)?;
             let keep = self.snapshots.policy.keep_entries;
             let compact_to = (index + 1).saturating_sub(keep).min(index + 1);
-            self.storage.compact(compact_to)?;
+            self.snapshots.compact_to = Some(compact_to);
+            self.compact_step()?;
             snapshot::prune(&self.snapshots.dir, index);
             tracing::info!(
                 index,
                 term,
                 file_bytes = taken.file_len,
                 first_log_index = self.storage.first_log_index(),
-                "snapshot recorded; log compacted"
+                compacting_to = compact_to,
+                "snapshot recorded; log compaction started"
             );
         }
         let (index, term) = self.storage.snapshot_position().unwrap_or((index, term));
         let info = self.snapshot_info(index, term);
         for waiter in self.snapshots.waiting.drain(..) {
             let _ = waiter.send(Ok(info.clone()));
+        }
+        Ok(())
+    }
+
+    /// Compact the log by one batch of [`COMPACTION_BATCH_ENTRIES`] towards
+    /// the last snapshot (every round calls it). In one go, the 250,000
+    /// entries behind a snapshot of a 256 MiB store-backed state took this
+    /// loop ~2 s of durable batches: no heartbeats meanwhile, so followers
+    /// started elections and proposals were dropped.
+    pub(crate) fn compact_step(&mut self) -> Result<(), NodeError> {
+        let Some(target) = self.snapshots.compact_to else {
+            return Ok(());
+        };
+        let to = target.min(
+            self.storage
+                .first_log_index()
+                .saturating_add(COMPACTION_BATCH_ENTRIES),
+        );
+        // A no-op once an installed snapshot moved the log past `to`.
+        self.storage.compact(to)?;
+        if to >= target {
+            self.snapshots.compact_to = None;
+            tracing::debug!(
+                first_log_index = self.storage.first_log_index(),
+                "log compacted"
+            );
         }
         Ok(())
     }
