@@ -361,6 +361,43 @@ pub const LONG_CLIENT_TIMEOUT: Duration = Duration::from_secs(330);
 /// Largest response body the client reads.
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
+// ── Client API: connections, slow clients, credentials ─────────────────
+//
+// What a client that breaks them gets back is in `docs/api.md` ("Limits").
+
+/// Connections the API serves at once by default (`--api-max-connections`).
+/// One more is answered `503 too_many_connections` and closed: a flood of
+/// idle or slow connections holds at most this many file descriptors (plus
+/// [`API_MAX_REFUSING_CONNECTIONS`]), not one per attacker connection.
+pub const API_MAX_CONNECTIONS: usize = 256;
+/// Connections over the cap that are being told `503` at once; past it a
+/// new connection is closed without an answer.
+pub const API_MAX_REFUSING_CONNECTIONS: usize = 64;
+/// How long a client may take for the TLS handshake, and for the headers of
+/// each request (also the longest an idle keep-alive connection stays
+/// open). A slower one is closed (`--api-header-timeout-secs`).
+pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a JSON body (up to
+/// `MAX_API_BODY_BYTES`: at least ~200 KiB/s); a slower one is answered
+/// `408 body_timeout` and closed (`--api-body-timeout-secs`).
+pub const API_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a component to `/v1/upgrade` (up to
+/// `MAX_COMPONENT_BYTES`: at least ~1 MiB/s).
+pub const API_COMPONENT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Component uploads (`/v1/upgrade`, each buffering up to
+/// `MAX_COMPONENT_BYTES`) the API runs at once; another is answered
+/// `503 too_many_uploads`.
+pub const API_MAX_COMPONENT_UPLOADS: usize = 2;
+/// How long a stopping API waits for requests in flight before it drops
+/// their connections.
+pub const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Shortest bearer token a token file may hold: 16 characters of a random
+/// token (e.g. `openssl rand -hex 32`, 64 characters) are far beyond
+/// guessing; shorter ones are likely typed by hand.
+pub const MIN_API_TOKEN_CHARS: usize = 16;
+/// Largest token file, certificate or key file the node reads.
+pub const MAX_API_SECRET_FILE_BYTES: u64 = 1024 * 1024;
+
 // ── Compile-time checks between limits ─────────────────────────────────────
 
 // The answer carrying a result or a message fits a frame and a client
@@ -393,3 +430,8 @@ const _: () = assert!(MAX_UNCHECKPOINTED_TAIL_BYTES >= 2 * CHECKPOINT_MIN_TAIL_B
 const _: () = assert!(MAX_UNCHECKPOINTED_TAIL_ENTRIES >= 2 * CHECKPOINT_MAX_TAIL_ENTRIES);
 // An API body holds the largest command, escaped in JSON.
 const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_API_BODY_BYTES);
+// Every JSON body the API takes arrives within its timeout at a rate any
+// client on a network manages (~200 KiB/s), and so does a component.
+const _: () = assert!((MAX_API_BODY_BYTES as u64) / API_BODY_TIMEOUT.as_secs() <= 256 * 1024);
+const _: () =
+    assert!(MAX_COMPONENT_BYTES / API_COMPONENT_BODY_TIMEOUT.as_secs() <= 2 * 1024 * 1024);

@@ -30,6 +30,9 @@ pub enum ApiClientError {
     /// The node could not be reached or answered something unreadable.
     #[error("cannot talk to the node at {url}: {reason}")]
     Transport { url: String, reason: String },
+    /// The client's own options are unusable (a CA file that is not PEM).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A client for one node's API.
@@ -38,6 +41,30 @@ pub struct ApiClient {
     base_url: String,
     agent: ureq::Agent,
     long_agent: ureq::Agent,
+    /// `Bearer TOKEN`, sent with every call.
+    authorization: Option<String>,
+}
+
+/// How a client reaches a node that asks for a token or serves https.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// A bearer token, sent with every call.
+    pub token: Option<String>,
+    /// PEM certificates to trust for https (a node's self-signed
+    /// certificate, or the CA that signed it) instead of the public CAs.
+    pub ca_certs_pem: Option<Vec<u8>>,
+    /// Give up on a call after this long (default [`CLIENT_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("ca_certs_pem", &self.ca_certs_pem.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ApiClient {
@@ -49,10 +76,58 @@ impl ApiClient {
     /// take minutes still get [`LONG_CLIENT_TIMEOUT`]). A call that timed
     /// out may still take effect on the node.
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Self {
+        Self::build(base_url, timeout, ureq::tls::TlsConfig::default(), None)
+    }
+
+    /// A client with a token and the certificates to trust (`https://`
+    /// URLs), see [`ClientOptions`]. Fails only on certificates that are
+    /// not PEM.
+    pub fn with_options(base_url: &str, options: &ClientOptions) -> Result<Self, ApiClientError> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(pem) = &options.ca_certs_pem {
+            let certs = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiClientError::Config(format!("the CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(ApiClientError::Config(
+                    "the CA certificate file holds no `BEGIN CERTIFICATE` block".into(),
+                ));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let authorization = match &options.token {
+            Some(token) if token.is_empty() || token.chars().any(char::is_whitespace) => {
+                return Err(ApiClientError::Config(
+                    "the token is empty or holds white space".into(),
+                ));
+            }
+            Some(token) => Some(format!("Bearer {token}")),
+            None => None,
+        };
+        Ok(Self::build(
+            base_url,
+            options.timeout.unwrap_or(CLIENT_TIMEOUT),
+            tls.build(),
+            authorization,
+        ))
+    }
+
+    fn build(
+        base_url: &str,
+        timeout: Duration,
+        tls: ureq::tls::TlsConfig,
+        authorization: Option<String>,
+    ) -> Self {
         let agent = |timeout| -> ureq::Agent {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(timeout))
+                .tls_config(tls.clone())
                 .build()
                 .into()
         };
@@ -60,6 +135,7 @@ impl ApiClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             agent: agent(timeout),
             long_agent: agent(LONG_CLIENT_TIMEOUT),
+            authorization,
         }
     }
 
@@ -109,8 +185,7 @@ impl ApiClient {
     /// Download the latest snapshot file into `out`; returns its size.
     pub fn download_snapshot(&self, out: &mut impl std::io::Write) -> Result<u64, ApiClientError> {
         let mut response = self
-            .long_agent
-            .get(self.url("/v1/snapshot/latest"))
+            .authorize(self.long_agent.get(self.url("/v1/snapshot/latest")))
             .call()
             .map_err(|e| self.transport_error(e))?;
         if !response.status().is_success() {
@@ -161,8 +236,7 @@ impl ApiClient {
     /// Remove a voter or learner (send this to the leader).
     pub fn remove_member(&self, id: u64) -> Result<MembershipResponse, ApiClientError> {
         let response = self
-            .agent
-            .delete(self.url(&format!("/v1/members/{id}")))
+            .authorize(self.agent.delete(self.url(&format!("/v1/members/{id}"))))
             .call()
             .map_err(|e| self.transport_error(e))?;
         self.decode(response)
@@ -210,7 +284,7 @@ impl ApiClient {
         component: &[u8],
         params: &[(&str, String)],
     ) -> Result<R, ApiClientError> {
-        let mut request = self.long_agent.post(self.url("/v1/upgrade"));
+        let mut request = self.authorize(self.long_agent.post(self.url("/v1/upgrade")));
         for (name, value) in params {
             request = request.query(*name, value);
         }
@@ -219,6 +293,13 @@ impl ApiClient {
             .send(component)
             .map_err(|e| self.transport_error(e))?;
         self.decode(response)
+    }
+
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -247,8 +328,8 @@ impl ApiClient {
         body: &B,
     ) -> Result<R, ApiClientError> {
         let json = serde_json::to_vec(body).map_err(|e| self.transport_error(e))?;
-        let response = agent
-            .post(self.url(path))
+        let response = self
+            .authorize(agent.post(self.url(path)))
             .header("content-type", "application/json")
             .send(&json[..])
             .map_err(|e| self.transport_error(e))?;
@@ -257,8 +338,7 @@ impl ApiClient {
 
     fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, ApiClientError> {
         let response = self
-            .agent
-            .get(self.url(path))
+            .authorize(self.agent.get(self.url(path)))
             .call()
             .map_err(|e| self.transport_error(e))?;
         self.decode(response)

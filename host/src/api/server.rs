@@ -17,11 +17,15 @@
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
 //! reaches the node. POST bodies are `Content-Type: application/json`
 //! (`/v1/upgrade`: `application/wasm`); requests a web page could forge
-//! are refused first (see [`super::guard`]).
+//! are refused first (see [`super::guard`]), then requests without the
+//! role a route needs (see [`super::policy`] and [`super::auth`]), then
+//! bodies too large or too slow (see [`super::admission`]). Connections are
+//! capped and TLS is served by [`super::listener`].
 
 use crate::limits::{APPLIER_STALLED_AFTER, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
 use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,6 +38,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
+use super::admission::Admission;
+use super::config::{ApiConfig, ExposureError};
+#[cfg(doc)]
 use super::guard::ApiAccess;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
@@ -114,14 +121,20 @@ impl IntoResponse for ApiError {
 }
 
 /// Build the API router for `node`, answering to addresses and
-/// `localhost` only (see [`router_with`]).
+/// `localhost` only, with no authentication (see [`router_with`]).
 pub fn router(node: NodeHandle) -> Router {
-    router_with(node, ApiAccess::default())
+    router_with(node, ApiConfig::default())
 }
 
-/// Build the API router for `node`; `access` names the host names it also
-/// answers to (see [`super::guard`]).
-pub fn router_with(node: NodeHandle, access: ApiAccess) -> Router {
+/// Build the API router for `node`: `config` names the host names it also
+/// answers to (see [`super::guard`]), its tokens (see [`super::auth`]) and
+/// the limits on request bodies (see [`super::admission`]); an
+/// [`ApiAccess`] alone is a config without tokens.
+///
+/// Each request passes, in order: the cross-site guard, authentication,
+/// the body's admission, then its handler.
+pub fn router_with(node: NodeHandle, config: impl Into<ApiConfig>) -> Router {
+    let config = config.into();
     Router::new()
         .route("/v1/propose", post(propose))
         .route("/v1/query", post(query))
@@ -137,46 +150,90 @@ pub fn router_with(node: NodeHandle, access: ApiAccess) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::new(access),
+            Arc::new(Admission::new(config.limits)),
+            super::admission::read_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.tokens),
+            super::auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.access),
             super::guard::refuse_cross_site,
         ))
         .with_state(node)
 }
 
-/// Bind `addr` and serve the API until the node stops.
-pub async fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<ServeHandle> {
-    serve_with(node, addr, ApiAccess::default()).await
+/// Why the API could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Exposure(#[from] ExposureError),
+    #[error("binding the API to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// [`serve`], also answering to the host names in `access`.
+/// Bind `addr` and serve the API until the node stops (plain HTTP, no
+/// tokens: `addr` must be a loopback address).
+pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ServeHandle, ServeError> {
+    serve_with(node, addr, ApiConfig::default()).await
+}
+
+/// [`serve`] as `config` says: its host names, tokens, TLS and limits.
+/// Without tokens, an address beyond loopback is refused unless
+/// [`ApiConfig::insecure`] is set (see [`ApiConfig::check_exposure`]).
 pub async fn serve_with(
     node: NodeHandle,
     addr: SocketAddr,
-    access: ApiAccess,
-) -> std::io::Result<ServeHandle> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local_addr = listener.local_addr()?;
+    config: impl Into<ApiConfig>,
+) -> Result<ServeHandle, ServeError> {
+    let config = config.into();
+    config.check_exposure(addr)?;
+    let bind_error = |source| ServeError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| tokio_rustls::TlsAcceptor::from(tls.config.clone()));
+    let limits = config.limits;
+    let serves_tls = tls.is_some();
     let stopping = node.clone();
     let task = tokio::spawn(async move {
-        let app = router_with(node, access);
+        let app = router_with(node, config);
         let shutdown = async move {
             stopping.stopped().await;
         };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "the API server failed");
-        }
+        super::listener::serve(listener, app, tls, limits, shutdown).await;
     });
-    Ok(ServeHandle { local_addr, task })
+    Ok(ServeHandle {
+        local_addr,
+        tls: serves_tls,
+        task,
+    })
 }
 
 /// A running API server.
 #[derive(Debug)]
 pub struct ServeHandle {
     pub local_addr: SocketAddr,
+    /// It serves https.
+    pub tls: bool,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+impl ServeHandle {
+    /// The URL clients use: `https://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
 }
 
 /// The request body, or why it could not be read (too large, ...).

@@ -92,7 +92,7 @@ impl BoundHost {
             entry,
             directory,
             api_addr,
-            api_access,
+            api_config,
             routing,
             ..
         } = builder;
@@ -128,7 +128,7 @@ impl BoundHost {
         };
         let api = match api_addr {
             None => None,
-            Some(addr) => match api::serve_with(node.clone(), addr, api_access).await {
+            Some(addr) => match api::serve_with(node.clone(), addr, api_config).await {
                 Ok(server) => Some(server),
                 Err(source) => {
                     node.shutdown().await;

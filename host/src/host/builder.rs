@@ -11,6 +11,7 @@ use iroh::{Endpoint, EndpointId};
 use super::bound::BoundHost;
 use super::error::HostError;
 use super::running::Host;
+use crate::api::{ApiConfig, ApiLimits, ApiTls, ApiTokens};
 use crate::node::{GuestSource, NodeConfig, SnapshotPolicy};
 use crate::storage::DataDir;
 use crate::transport::{
@@ -69,7 +70,7 @@ pub struct HostBuilder {
     pub(super) network: Network,
     pub(super) directory: PeerDirectory,
     pub(super) api_addr: Option<SocketAddr>,
-    pub(super) api_access: crate::api::ApiAccess,
+    pub(super) api_config: ApiConfig,
     pub(super) routing: Routing,
 }
 
@@ -87,7 +88,7 @@ impl HostBuilder {
             }),
             directory: PeerDirectory::new(),
             api_addr: None,
-            api_access: crate::api::ApiAccess::default(),
+            api_config: ApiConfig::default(),
             routing: Routing::Own(Vec::new()),
         }
     }
@@ -189,8 +190,9 @@ impl HostBuilder {
         self
     }
 
-    /// Serve the HTTP/JSON API here (port 0 picks one). It has no
-    /// authentication: keep it on loopback.
+    /// Serve the HTTP/JSON API here (port 0 picks one). Without tokens
+    /// ([`Self::api_tokens`]) an address beyond loopback is refused unless
+    /// [`Self::api_insecure`].
     pub fn api(mut self, addr: SocketAddr) -> Self {
         self.api_addr = Some(addr);
         self
@@ -200,7 +202,38 @@ impl HostBuilder {
     /// `localhost` (requests naming another host are refused: see
     /// [`crate::api::guard`]).
     pub fn api_allowed_hosts(mut self, names: impl IntoIterator<Item = String>) -> Self {
-        self.api_access.allowed_hosts.extend(names);
+        self.api_config.access.allowed_hosts.extend(names);
+        self
+    }
+
+    /// Require a bearer token on the API (see [`crate::api::auth`]).
+    pub fn api_tokens(mut self, tokens: ApiTokens) -> Self {
+        self.api_config.tokens = Some(tokens);
+        self
+    }
+
+    /// Serve the API over TLS.
+    pub fn api_tls(mut self, tls: ApiTls) -> Self {
+        self.api_config.tls = Some(tls);
+        self
+    }
+
+    /// The API's limits on connections and slow clients.
+    pub fn api_limits(mut self, limits: ApiLimits) -> Self {
+        self.api_config.limits = limits;
+        self
+    }
+
+    /// Serve the API without tokens beyond loopback (something in front of
+    /// it authenticates clients).
+    pub fn api_insecure(mut self, insecure: bool) -> Self {
+        self.api_config.insecure = insecure;
+        self
+    }
+
+    /// All of the API's configuration at once.
+    pub fn api_config(mut self, config: ApiConfig) -> Self {
+        self.api_config = config;
         self
     }
 
@@ -235,6 +268,11 @@ impl HostBuilder {
     /// Create the data dir and bind the endpoint: the node's ticket is
     /// known from here on, nothing runs yet.
     pub async fn bind(self) -> Result<BoundHost, HostError> {
+        // Before anything is created: an API that would be open to the
+        // network is a configuration error, not a node to clean up.
+        if let Some(addr) = self.api_addr {
+            self.api_config.check_exposure(addr)?;
+        }
         let data_dir = self.node.data_dir.clone();
         if let Entry::Restore(backup) = &self.entry
             && DataDir::new(&data_dir).is_fresh()

@@ -28,10 +28,13 @@ pub enum HostError {
     BadBackup { path: PathBuf, reason: String },
     #[error("starting the node")]
     Node(#[source] NodeError),
-    #[error("binding the API to {addr}")]
+    #[error("serving the API on {addr}")]
     Api {
         addr: SocketAddr,
         #[source]
-        source: std::io::Error,
+        source: crate::api::ServeError,
     },
+    /// Checked before the data dir is touched.
+    #[error(transparent)]
+    ApiExposure(#[from] crate::api::ExposureError),
 }

@@ -51,6 +51,11 @@ impl Host {
         self.api.as_ref().map(|server| server.local_addr)
     }
 
+    /// The API's URL (`https://` when it serves TLS), if it serves one.
+    pub fn api_url(&self) -> Option<String> {
+        self.api.as_ref().map(ServeHandle::url)
+    }
+
     /// The `iroh-raft/0` handler, for a router of your own
     /// ([`HostBuilder::external_router`](super::HostBuilder::external_router)).
     pub fn protocol_handler(&self) -> RaftProtocolHandler {

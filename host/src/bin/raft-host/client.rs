@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Subcommand};
-use iroh_raft::api::{self, ApiClient, ApiClientError, Output};
+use iroh_raft::api::{self, ApiClient, ApiClientError, ClientOptions, Output};
 use iroh_raft::node::{self, Consistency};
 use iroh_raft::transport::NodeTicket;
 
@@ -153,9 +153,54 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// URL of the node's API.
+    /// URL of the node's API (`https://` for a node with TLS).
     #[arg(long, value_name = "URL", default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
     api: String,
+    /// Bearer token for a node with --api-tokens (prefer the environment
+    /// variable or --token-file: a command line is visible to other users).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RAFT_HOST_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// Read the bearer token from this file (its first line).
+    #[arg(long, value_name = "FILE", env = "RAFT_HOST_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust the certificates in this PEM file for https (a node's
+    /// self-signed certificate, or its CA) instead of the public CAs.
+    #[arg(long, value_name = "PEM", env = "RAFT_HOST_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The client these flags describe.
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => Some(token.trim().to_string()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the token file {}", path.display()))?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            (None, None) => None,
+        };
+        let ca_certs_pem = match &self.ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the CA certificate {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let options = ClientOptions {
+            token,
+            ca_certs_pem,
+            timeout: None,
+        };
+        Ok(ApiClient::with_options(&self.api, &options)?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +215,7 @@ pub struct IoArgs {
 pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Propose { command, io } => {
-            let client = ApiClient::new(&io.api.api);
+            let client = io.api.client()?;
             let bytes = input_bytes(&command, io.base64)?;
             report(client.propose(&bytes).map(|r| r.output), io.base64)
         }
@@ -179,7 +224,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             consistency,
             io,
         } => {
-            let client = ApiClient::new(&io.api.api);
+            let client = io.api.client()?;
             let bytes = input_bytes(&request, io.base64)?;
             report(
                 client.query_with(&bytes, consistency).map(|r| r.output),
@@ -187,7 +232,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Status { json, api } => {
-            let status = ApiClient::new(&api.api).status()?;
+            let status = api.client()?.status()?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -300,7 +345,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ticket { api } => {
-            let status = ApiClient::new(&api.api).status()?;
+            let status = api.client()?.status()?;
             match status.ticket {
                 Some(ticket) => say!("{ticket}"),
                 None => anyhow::bail!("this node has no network address"),
@@ -323,15 +368,15 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 (false, Some(old)) => format!("node {} replaced node {old}", ticket.raft_id),
                 (false, None) => format!("node {} added as a voter", ticket.raft_id),
             };
-            report_membership(ApiClient::new(&api.api).change_members(request), &what)
+            report_membership(api.client()?.change_members(request), &what)
         }
         Command::TransferLeader { target, api } => {
-            let answer = ApiClient::new(&api.api).transfer_leader(target)?;
+            let answer = api.client()?.transfer_leader(target)?;
             say!("node {} leads", answer.leader_id);
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { api } => {
-            let info = ApiClient::new(&api.api).snapshot()?;
+            let info = api.client()?.snapshot()?;
             say!(
                 "snapshot at index {} (term {}), {} bytes: {}",
                 info.index,
@@ -342,7 +387,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { out, api } => {
-            let client = ApiClient::new(&api.api);
+            let client = api.client()?;
             let info = client.snapshot()?;
             let partial = out.with_extension("partial");
             let mut file = std::fs::File::create(&partial)
@@ -364,7 +409,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::RemoveNode { id, api } => {
-            let answer = ApiClient::new(&api.api).remove_member(id);
+            let answer = api.client()?.remove_member(id);
             report_membership(answer, &format!("node {id} removed"))
         }
         Command::Guest { command } => guest::run_guest(command),
@@ -390,13 +435,11 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 limits,
                 json,
             };
-            upgrades::run_upgrade(&ApiClient::new(&api.api), &upgrade)
+            upgrades::run_upgrade(&api.client()?, &upgrade)
         }
-        Command::Rollback { api } => upgrades::run_rollback(&ApiClient::new(&api.api)),
-        Command::Components { json, api } => {
-            upgrades::run_components(&ApiClient::new(&api.api), json)
-        }
-        Command::Health { api } => match ApiClient::new(&api.api).health() {
+        Command::Rollback { api } => upgrades::run_rollback(&api.client()?),
+        Command::Components { json, api } => upgrades::run_components(&api.client()?, json),
+        Command::Health { api } => match api.client()?.health() {
             Ok(health) => {
                 say!("{}", health.status);
                 Ok(ExitCode::SUCCESS)

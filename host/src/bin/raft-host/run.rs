@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use iroh_raft::api;
+use clap::builder::TypedValueParser as _;
+use iroh_raft::api::{self, ApiConfig, ApiLimits, ApiTls, ApiTokens};
 use iroh_raft::host::HostBuilder;
 
 use crate::guest::GuestLimitArgs;
@@ -34,10 +35,38 @@ pub struct RunArgs {
     /// Raft id of this node (non-zero).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     id: u64,
-    /// Address of the client API (HTTP/JSON). Keep it on loopback unless a
-    /// proxy in front of it authenticates clients.
+    /// Address of the client API (HTTP/JSON). Beyond loopback it needs
+    /// --api-tokens (or --api-insecure); see the README's "Security".
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     api_addr: SocketAddr,
+    /// Require a bearer token on the API: a file of lines `ROLE TOKEN`
+    /// (ROLE: read, write or admin), readable by its owner only.
+    #[arg(long, value_name = "FILE", env = "RAFT_HOST_API_TOKENS")]
+    api_tokens: Option<PathBuf>,
+    /// Serve the API over TLS with this PEM certificate (chain).
+    #[arg(long, value_name = "PEM", requires = "api_tls_key")]
+    api_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --api-tls-cert (readable by its owner only).
+    #[arg(long, value_name = "PEM", requires = "api_tls_cert")]
+    api_tls_key: Option<PathBuf>,
+    /// Serve the API beyond loopback without --api-tokens: anyone who
+    /// reaches it may replace the guest and read the whole state. Only
+    /// behind something that authenticates clients.
+    #[arg(long)]
+    api_insecure: bool,
+    /// API connections served at once; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = iroh_raft::limits::API_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..100_000).map(|n| n as usize))]
+    api_max_connections: usize,
+    /// Longest a client may take for a TLS handshake or a request's headers
+    /// (and longest an idle connection stays open).
+    #[arg(long, value_name = "SECONDS", default_value_t = iroh_raft::limits::API_HEADER_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    api_header_timeout_secs: u64,
+    /// Longest a client may take to send a JSON body (408 after).
+    #[arg(long, value_name = "SECONDS", default_value_t = iroh_raft::limits::API_BODY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    api_body_timeout_secs: u64,
     /// UDP address for the iroh-raft protocol between nodes. Use a fixed port:
     /// peers dial the address in this node's ticket.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7800")]
@@ -108,8 +137,35 @@ fn parse_relay(text: &str) -> Result<RelayChoice, String> {
 }
 
 impl RunArgs {
+    /// How the API is served: its tokens and certificate are read here, so
+    /// a bad file stops the node before anything starts.
+    fn api_config(&self) -> anyhow::Result<ApiConfig> {
+        let tokens = match &self.api_tokens {
+            Some(path) => Some(ApiTokens::from_file(path)?),
+            None => None,
+        };
+        let tls = match (&self.api_tls_cert, &self.api_tls_key) {
+            (Some(cert), Some(key)) => Some(ApiTls::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(ApiConfig {
+            access: api::ApiAccess {
+                allowed_hosts: self.api_allowed_hosts.clone(),
+            },
+            tokens,
+            tls,
+            limits: ApiLimits {
+                max_connections: self.api_max_connections,
+                header_timeout: std::time::Duration::from_secs(self.api_header_timeout_secs),
+                body_timeout: std::time::Duration::from_secs(self.api_body_timeout_secs),
+                ..ApiLimits::default()
+            },
+            insecure: self.api_insecure,
+        })
+    }
+
     /// The node these flags describe.
-    fn builder(&self) -> HostBuilder {
+    fn builder(&self) -> anyhow::Result<HostBuilder> {
         let mut builder = HostBuilder::new(&self.data_dir)
             .id(self.id)
             .guest(
@@ -132,7 +188,7 @@ impl RunArgs {
                 relay: self.relay.clone(),
             })
             .api(self.api_addr)
-            .api_allowed_hosts(self.api_allowed_hosts.clone());
+            .api_config(self.api_config()?);
         for node_id in &self.allow {
             builder = builder.allow(*node_id);
         }
@@ -142,7 +198,7 @@ impl RunArgs {
         if let Some(backup) = &self.restore_from {
             builder = builder.restore_from(backup);
         }
-        builder
+        Ok(builder)
     }
 }
 
@@ -160,7 +216,7 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "--bind-addr is unspecified: pass --advertise-addr so peers can dial this node"
             );
         }
-        let mut bound = args.builder().bind().await?;
+        let mut bound = args.builder()?.bind().await?;
         let ticket = bound.ticket();
         // Printed first: a joining node's operator needs it for `add-node`.
         println!("ticket: {ticket}");
@@ -185,10 +241,6 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.unsafe_local_reads {
             tracing::warn!("--unsafe-local-reads: reads are NOT linearizable (a test switch)");
         }
-        if !args.api_addr.ip().is_loopback() {
-            tracing::warn!(addr = %args.api_addr,
-                "the client API has no authentication and is bound beyond loopback");
-        }
         let host = bound.start().await?;
         let status = host.node().status().await?;
         println!(
@@ -201,9 +253,13 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             &status.guest.hash[..16],
             args.data_dir.display()
         );
-        let api_addr = host.api_addr().context("the API was asked for")?;
-        let url = format!("http://{api_addr}");
+        let url = host.api_url().context("the API was asked for")?;
         println!("API: {url}   try, in another terminal:");
+        if args.api_tokens.is_some() {
+            println!(
+                "  (with a token: --token-file FILE or RAFT_HOST_TOKEN; https: --ca-cert PEM)"
+            );
+        }
         let api_flag = if url == api::DEFAULT_API_URL {
             String::new()
         } else {

@@ -1,0 +1,175 @@
+//! Request bodies are read here, before any handler, within a size and a
+//! time limit: a client announcing megabytes and sending a trickle is
+//! answered `408 body_timeout` and its connection closed, instead of
+//! holding a connection (and a file descriptor) for as long as it likes.
+//!
+//! | body (see [`super::policy`]) | at most               | within                       | at once |
+//! |------------------------------|-----------------------|------------------------------|---------|
+//! | JSON (and none)              | `MAX_API_BODY_BYTES`  | [`ApiLimits::body_timeout`]  | one per connection |
+//! | a component (`/v1/upgrade`)  | `MAX_COMPONENT_BYTES` | [`ApiLimits::component_body_timeout`] | [`ApiLimits::max_component_uploads`], else `503 too_many_uploads` |
+//!
+//! A larger announced body is answered `413 body_too_large` without being
+//! read. The headers' own timeout is the connection's (see
+//! [`super::listener`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::config::ApiLimits;
+use super::policy::{BodyKind, policy};
+use super::server::ApiError;
+use crate::limits::{MAX_API_BODY_BYTES, MAX_COMPONENT_BYTES};
+
+/// The middleware's state: the limits, and the upload permits.
+#[derive(Debug)]
+pub struct Admission {
+    limits: ApiLimits,
+    uploads: Arc<Semaphore>,
+}
+
+impl Admission {
+    pub fn new(limits: ApiLimits) -> Self {
+        Admission {
+            uploads: Arc::new(Semaphore::new(limits.max_component_uploads)),
+            limits,
+        }
+    }
+}
+
+/// The middleware (module doc).
+pub async fn read_body(
+    State(admission): State<Arc<Admission>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = policy(request.method(), request.uri().path());
+    let (limit_bytes, timeout) = match route.body {
+        BodyKind::Component => (
+            MAX_COMPONENT_BYTES as usize,
+            admission.limits.component_body_timeout,
+        ),
+        BodyKind::Json | BodyKind::None => (MAX_API_BODY_BYTES, admission.limits.body_timeout),
+    };
+    // Held until the answer is sent: the handler keeps the bytes that long.
+    let _upload = if route.body == BodyKind::Component {
+        match admission.uploads.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_uploads",
+                    format!(
+                        "{} component uploads are running (each may buffer up to {} MiB); \
+                         try again when one has finished",
+                        admission.limits.max_component_uploads,
+                        MAX_COMPONENT_BYTES / (1024 * 1024)
+                    ),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return closing(response);
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(announced) = content_length(request.headers())
+        && announced > limit_bytes as u64
+    {
+        return closing(too_large(limit_bytes));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(timeout, collect(body, limit_bytes)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(Collect::TooLarge)) => return closing(too_large(limit_bytes)),
+        Ok(Err(Collect::Failed(reason))) => {
+            return closing(
+                ApiError::bad_request(format!("reading the body: {reason}")).into_response(),
+            );
+        }
+        Err(_) => {
+            tracing::debug!(path = %parts.uri.path(), "a request body took too long");
+            return closing(
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s; this connection is closed",
+                        timeout.as_secs_f64()
+                    ),
+                )
+                .into_response(),
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large(limit_bytes: usize) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is larger than this call takes ({limit_bytes} bytes)"),
+    )
+    .into_response()
+}
+
+/// An answer sent before the body was read whole: the connection cannot
+/// carry another request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+enum Collect {
+    TooLarge,
+    Failed(String),
+}
+
+async fn collect(mut body: Body, limit_bytes: usize) -> Result<Bytes, Collect> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| Collect::Failed(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit_bytes {
+            return Err(Collect::TooLarge);
+        }
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = Vec::with_capacity(total);
+            for chunk in chunks {
+                all.extend_from_slice(&chunk);
+            }
+            Bytes::from(all)
+        }
+    })
+}
