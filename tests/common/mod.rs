@@ -335,13 +335,20 @@ impl NodeProcess {
 
     /// Run a `raft-host` client subcommand against this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let (subcommand, rest) = args.split_first().expect("a subcommand");
-        in_netns(self.netns.as_deref())
-            .arg(subcommand)
-            .args(["--api", &self.api_url])
-            .args(rest)
+        self.cli_command(args)
             .output()
             .expect("run raft-host client")
+    }
+
+    /// The command [`Self::cli`] runs, for a test that sets more on it.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let (subcommand, rest) = args.split_first().expect("a subcommand");
+        let mut command = in_netns(self.netns.as_deref());
+        command
+            .arg(subcommand)
+            .args(["--api", &self.api_url])
+            .args(rest);
+        command
     }
 
     /// SIGKILL the process: no shutdown code runs.

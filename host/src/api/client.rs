@@ -288,8 +288,12 @@ impl ApiClient {
         for (name, value) in params {
             request = request.query(*name, value);
         }
+        // A node that refuses the upload (no token, too small a role, two
+        // uploads running) answers before the body is sent, instead of
+        // closing the connection under a client still sending megabytes.
         let response = request
             .header("content-type", "application/wasm")
+            .header("expect", "100-continue")
             .send(component)
             .map_err(|e| self.transport_error(e))?;
         self.decode(response)

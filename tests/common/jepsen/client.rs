@@ -112,6 +112,8 @@ fn why(error: &ApiClientError) -> String {
     match error {
         ApiClientError::Api(info) => info.code.clone(),
         ApiClientError::Transport { .. } => "no answer".to_owned(),
+        // Only made when a client is built, never by a call.
+        ApiClientError::Config(reason) => reason.clone(),
     }
 }
 
