@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::policy::{BodyKind, policy};
 use super::server::ApiError;
 
 /// Who may reach the API besides clients using an IP address or
@@ -116,7 +117,7 @@ fn check(
                     .trim()
                     .to_ascii_lowercase()
             });
-        let accepted: &[&str] = if path == "/v1/upgrade" {
+        let accepted: &[&str] = if policy(method, path).body == BodyKind::Component {
             COMPONENT_TYPES
         } else {
             &["application/json"]
