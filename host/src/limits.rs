@@ -388,6 +388,11 @@ pub const API_COMPONENT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
 /// `MAX_COMPONENT_BYTES`) the API runs at once; another is answered
 /// `503 too_many_uploads`.
 pub const API_MAX_COMPONENT_UPLOADS: usize = 2;
+/// How long a write to an API client may make no progress (a client that
+/// stopped reading its answer, e.g. a backup download) before the
+/// connection is closed. Progress resets it, so a slow but moving
+/// download of a large snapshot still completes.
+pub const API_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping API waits for requests in flight before it drops
 /// their connections.
 pub const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

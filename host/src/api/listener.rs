@@ -15,11 +15,15 @@
 //! `503 too_many_connections` (JSON, `Retry-After`) at once, and a flood
 //! costs the node at most `max_connections + max_refusing_connections`
 //! file descriptors. hyper's header timeout also runs while a keep-alive
-//! connection is idle, so an idle connection is closed after it too.
+//! connection is idle, so an idle connection is closed after it too. A
+//! client that stops reading its answer is closed once writing to it has
+//! made no progress for [`API_WRITE_STALL_TIMEOUT`].
 //!
 //! This replaces `axum::serve`, which has neither TLS nor limits.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,14 +31,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::config::ApiLimits;
 use super::server::ApiError;
-use crate::limits::API_SHUTDOWN_GRACE;
+use crate::limits::{API_SHUTDOWN_GRACE, API_WRITE_STALL_TIMEOUT};
 
 /// Pause after an accept error that is not the client's (out of file
 /// descriptors): retrying at once would spin.
@@ -143,6 +147,7 @@ async fn http<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(keep_alive);
+    let io = WriteStall::new(io, API_WRITE_STALL_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
     tokio::select! {
@@ -184,4 +189,127 @@ fn is_connection_error(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
     )
+}
+
+/// An IO whose writes fail with `TimedOut` once one has been pending (no
+/// byte accepted) for `limit`: hyper has no write timeout, and a client
+/// that never reads would hold its connection forever.
+#[derive(Debug)]
+struct WriteStall<I> {
+    io: I,
+    limit: Duration,
+    /// Runs while a write is pending; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> WriteStall<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        WriteStall {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// `poll` is the IO's answer: progress clears the timer, pending starts
+    /// it (or fails once it ran out).
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client has not read its answer for too long",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteStall<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteStall<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        // A pipe holding 64 bytes whose reader never reads.
+        let (near, _far) = tokio::io::duplex(64);
+        let mut io = WriteStall::new(near, Duration::from_millis(100));
+        let error = io
+            .write_all(&[0u8; 4096])
+            .await
+            .expect_err("the write stalls");
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_moving_client_is_not() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut far, &mut sink)
+                .await
+                .map(|_| sink.len())
+        });
+        let mut io = WriteStall::new(near, Duration::from_secs(5));
+        io.write_all(&[0u8; 64 * 1024]).await.expect("write");
+        io.shutdown().await.expect("shutdown");
+        drop(io);
+        assert_eq!(reader.await.expect("join").expect("read"), 64 * 1024);
+    }
 }

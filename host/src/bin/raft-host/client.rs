@@ -162,11 +162,11 @@ pub struct ApiArgs {
         long,
         value_name = "TOKEN",
         env = "RAFT_HOST_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
+        hide_env_values = true
     )]
     token: Option<String>,
-    /// Read the bearer token from this file (its first line).
+    /// Read the bearer token from this file (its first line); it takes
+    /// precedence over --token and RAFT_HOST_TOKEN.
     #[arg(long, value_name = "FILE", env = "RAFT_HOST_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Trust the certificates in this PEM file for https (a node's
@@ -178,13 +178,13 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// The client these flags describe.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => Some(token.trim().to_string()),
-            (None, Some(path)) => {
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading the token file {}", path.display()))?;
                 Some(text.lines().next().unwrap_or_default().trim().to_string())
             }
+            (None, Some(token)) => Some(token.trim().to_string()),
             (None, None) => None,
         };
         let ca_certs_pem = match &self.ca_cert {
