@@ -71,6 +71,7 @@ fn t60_metrics_report_raft_state_proposals_and_guest_counters() {
         status,
         content_type,
         body: text,
+        ..
     } = http_get(&format!("{}/metrics", node.api_url));
     assert_eq!(status, 200, "{text}");
     assert!(

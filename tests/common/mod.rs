@@ -71,19 +71,26 @@ pub fn leader_of(statuses: impl IntoIterator<Item = NodeStatus>) -> Option<NodeS
 pub struct HttpResponse {
     pub status: u16,
     pub content_type: String,
+    pub headers: ureq::http::HeaderMap,
     pub body: String,
 }
 
 /// `GET url`; any status is an answer (panics only if there is none).
 pub fn http_get(url: &str) -> HttpResponse {
+    http_get_with(url, &[])
+}
+
+/// `GET url` with these extra headers (name, value).
+pub fn http_get_with(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let content_type = response
         .headers()
         .get("content-type")
@@ -99,6 +106,7 @@ pub fn http_get(url: &str) -> HttpResponse {
     HttpResponse {
         status: response.status().as_u16(),
         content_type,
+        headers: response.headers().clone(),
         body,
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use iroh_raft::api::{ApiClient, ApiClientError, ClientOptions};
 
-use crate::common::{HTTP_BODY_LIMIT, NodeProcess, guest, raft_host};
+use crate::common::{NodeProcess, guest, http_get_with, raft_host};
 
 const ADMIN: &str = "admin-7f3c9e1a5b2d4f6a8c0e";
 const WRITER: &str = "write-2b4d6f8a0c1e3a5c7e9b";
@@ -53,34 +53,25 @@ fn code<T: std::fmt::Debug>(result: Result<T, ApiClientError>) -> String {
     }
 }
 
-/// A raw GET: status, `WWW-Authenticate`, and the JSON error code.
+/// A GET with an optional `Authorization`: status, `WWW-Authenticate`,
+/// and the JSON error code.
 fn raw_get(url: &str, authorization: Option<&str>) -> (u16, String, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.get(url);
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    let mut response = request.call().expect("an answer");
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("authorization", value))
+        .into_iter()
+        .collect();
+    let response = http_get_with(url, &headers);
     let challenge = response
-        .headers()
+        .headers
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(HTTP_BODY_LIMIT)
-        .read_to_string()
-        .expect("body");
-    let code = serde_json::from_str::<serde_json::Value>(&body)
+    let code = serde_json::from_str::<serde_json::Value>(&response.body)
         .ok()
         .and_then(|json| json["error"]["code"].as_str().map(str::to_string))
         .unwrap_or_default();
-    (response.status().as_u16(), challenge, code)
+    (response.status, challenge, code)
 }
 
 #[test]
