@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use iroh_raft::api::ApiClientError;
 use iroh_raft::limits::API_MAX_COMPONENT_UPLOADS;
 
-use crate::common::{NodeProcess, guest, wait_for};
+use crate::common::{NodeProcess, guest, http_get, wait_for};
 
 /// How long a test reads an answer before it calls the node stuck (far
 /// beyond every timeout the tests configure).
@@ -108,8 +108,13 @@ fn t47_slow_bodies_and_idle_connections_are_cut_off() {
     wait_for("the node to close the connections", || {
         (node_fds(&node) <= before + 2).then_some(())
     });
-    // And it still serves.
+    // And it still serves, and counts what it refused.
     node.client().propose(b"add 1").expect("propose");
+    let metrics = http_get(&format!("{}/metrics", node.api_url)).body;
+    assert!(
+        metrics.contains("iroh_raft_api_refused_total{reason=\"body_timeout\"} 50\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -135,7 +140,18 @@ fn t47_connections_over_the_cap_are_answered_503() {
     }
     // A freed slot serves again.
     drop(held.pop());
-    wait_for("a freed connection slot", || node.client().status().ok());
+    let metrics = wait_for("a freed connection slot", || {
+        let answer = http_get(&format!("{}/metrics", node.api_url));
+        (answer.status == 200).then_some(answer.body)
+    });
+    assert!(
+        metrics.contains("iroh_raft_api_refused_total{reason=\"too_many_connections\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("too_many_connections\"} 0\n"),
+        "{metrics}"
+    );
     drop(held);
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use super::config::ApiLimits;
 use super::policy::{BodyKind, policy};
 use super::server::ApiError;
+use super::stats::{ApiStats, Refused};
 use crate::limits::{MAX_API_BODY_BYTES, MAX_COMPONENT_BYTES};
 
 /// The middleware's state: the limits, and the upload permits.
@@ -32,13 +33,15 @@ use crate::limits::{MAX_API_BODY_BYTES, MAX_COMPONENT_BYTES};
 pub struct Admission {
     limits: ApiLimits,
     uploads: Arc<Semaphore>,
+    stats: Arc<ApiStats>,
 }
 
 impl Admission {
-    pub fn new(limits: ApiLimits) -> Self {
+    pub fn new(limits: ApiLimits, stats: Arc<ApiStats>) -> Self {
         Admission {
             uploads: Arc::new(Semaphore::new(limits.max_component_uploads)),
             limits,
+            stats,
         }
     }
 }
@@ -62,6 +65,7 @@ pub async fn read_body(
         match admission.uploads.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
+                admission.stats.refused(Refused::TooManyUploads);
                 let mut response = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too_many_uploads",
@@ -85,18 +89,23 @@ pub async fn read_body(
     if let Some(announced) = content_length(request.headers())
         && announced > limit_bytes as u64
     {
+        admission.stats.refused(Refused::BodyTooLarge);
         return closing(too_large(limit_bytes));
     }
     let (parts, body) = request.into_parts();
     let bytes = match tokio::time::timeout(timeout, collect(body, limit_bytes)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(Collect::TooLarge)) => return closing(too_large(limit_bytes)),
+        Ok(Err(Collect::TooLarge)) => {
+            admission.stats.refused(Refused::BodyTooLarge);
+            return closing(too_large(limit_bytes));
+        }
         Ok(Err(Collect::Failed(reason))) => {
             return closing(
                 ApiError::bad_request(format!("reading the body: {reason}")).into_response(),
             );
         }
         Err(_) => {
+            admission.stats.refused(Refused::BodyTimeout);
             tracing::debug!(path = %parts.uri.path(), "a request body took too long");
             return closing(
                 ApiError::new(

@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use super::policy::{Need, Role, policy};
 use super::secret::{CredentialError, read_private};
 use super::server::ApiError;
+use super::stats::{ApiStats, Refused};
 use crate::limits::MIN_API_TOKEN_CHARS;
 
 /// The tokens the API accepts, each with its role.
@@ -147,11 +148,11 @@ fn is_token_byte(byte: u8) -> bool {
 /// or the request is refused (module doc). Without tokens configured the
 /// API is open and this lets everything through.
 pub async fn authenticate(
-    State(tokens): State<Arc<Option<ApiTokens>>>,
+    State(state): State<Arc<AuthState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(tokens) = tokens.as_ref() else {
+    let Some(tokens) = state.tokens.as_ref() else {
         return next.run(request).await;
     };
     let route = policy(request.method(), request.uri().path());
@@ -160,8 +161,22 @@ pub async fn authenticate(
     };
     match check(tokens, needed, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(request.method(), request.uri().path()),
+        Err(refusal) => {
+            state.stats.refused(match refusal {
+                Refusal::Role { .. } => Refused::InsufficientRole,
+                Refusal::Missing | Refusal::Invalid => Refused::Unauthenticated,
+            });
+            refusal.into_response(request.method(), request.uri().path())
+        }
     }
+}
+
+/// The middleware's state.
+#[derive(Debug)]
+pub struct AuthState {
+    /// `None`: no authentication.
+    pub tokens: Option<ApiTokens>,
+    pub stats: Arc<ApiStats>,
 }
 
 /// Why a request was refused.

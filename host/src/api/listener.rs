@@ -38,6 +38,7 @@ use tokio::task::JoinSet;
 
 use super::config::ApiLimits;
 use super::server::ApiError;
+use super::stats::{ApiStats, Refused};
 use crate::limits::{API_SHUTDOWN_GRACE, API_WRITE_STALL_TIMEOUT};
 
 /// Pause after an accept error that is not the client's (out of file
@@ -51,6 +52,7 @@ pub(super) async fn serve(
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ApiLimits,
+    stats: Arc<ApiStats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let served = Arc::new(Semaphore::new(limits.max_connections));
@@ -78,23 +80,26 @@ pub(super) async fn serve(
                 }
             },
         };
-        let (app, permit, keep_alive) = match served.clone().try_acquire_owned() {
-            Ok(permit) => (app.clone(), permit, true),
+        let (app, permit, counted) = match served.clone().try_acquire_owned() {
+            Ok(permit) => (app.clone(), permit, Some(stats.connection())),
             Err(_) => match refusing.clone().try_acquire_owned() {
                 Ok(permit) => {
                     tracing::debug!(%peer, "API connection over the cap: answered 503");
-                    (refuse_app.clone(), permit, false)
+                    stats.refused(Refused::TooManyConnections);
+                    (refuse_app.clone(), permit, None)
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "API connection over the cap: closed");
+                    stats.refused(Refused::ClosedOverCap);
                     continue;
                 }
             },
         };
+        let keep_alive = counted.is_some();
         let tls = tls.clone();
         let stop = stop_rx.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, counted);
             let _ = stream.set_nodelay(true);
             connection(stream, tls, app, limits, keep_alive, stop).await;
         });

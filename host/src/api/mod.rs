@@ -19,6 +19,7 @@ pub mod listener;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod stats;
 pub mod tls;
 pub mod types;
 pub mod upgrades;

@@ -39,9 +39,11 @@ use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
 use super::admission::Admission;
+use super::auth::AuthState;
 use super::config::{ApiConfig, ExposureError};
 #[cfg(doc)]
 use super::guard::ApiAccess;
+use super::stats::ApiStats;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
     ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
@@ -134,7 +136,12 @@ pub fn router(node: NodeHandle) -> Router {
 /// Each request passes, in order: the cross-site guard, authentication,
 /// the body's admission, then its handler.
 pub fn router_with(node: NodeHandle, config: impl Into<ApiConfig>) -> Router {
-    let config = config.into();
+    router_counting(node, config.into(), Arc::new(ApiStats::default()))
+}
+
+/// [`router_with`], counting refusals in `stats` (shared with the
+/// listener, shown on `/metrics`).
+fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) -> Router {
     Router::new()
         .route("/v1/propose", post(propose))
         .route("/v1/query", post(query))
@@ -150,13 +157,17 @@ pub fn router_with(node: NodeHandle, config: impl Into<ApiConfig>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Admission::new(config.limits)),
+            Arc::new(Admission::new(config.limits, stats.clone())),
             super::admission::read_body,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(config.tokens),
+            Arc::new(AuthState {
+                tokens: config.tokens,
+                stats: stats.clone(),
+            }),
             super::auth::authenticate,
         ))
+        .layer(axum::Extension(stats))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.access),
             super::guard::refuse_cross_site,
@@ -205,12 +216,13 @@ pub async fn serve_with(
     let limits = config.limits;
     let serves_tls = tls.is_some();
     let stopping = node.clone();
+    let stats = Arc::new(ApiStats::default());
     let task = tokio::spawn(async move {
-        let app = router_with(node, config);
+        let app = router_counting(node, config, stats.clone());
         let shutdown = async move {
             stopping.stopped().await;
         };
-        super::listener::serve(listener, app, tls, limits, shutdown).await;
+        super::listener::serve(listener, app, tls, limits, stats, shutdown).await;
     });
     Ok(ServeHandle {
         local_addr,
@@ -349,8 +361,12 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
     }))
 }
 
-async fn metrics(State(node): State<NodeHandle>) -> Result<Response, ApiError> {
-    let text = within_timeout(node.metrics_text()).await?;
+async fn metrics(
+    State(node): State<NodeHandle>,
+    axum::Extension(stats): axum::Extension<Arc<ApiStats>>,
+) -> Result<Response, ApiError> {
+    let mut text = within_timeout(node.metrics_text()).await?;
+    text.push_str(&stats.render());
     Ok((
         [(header::CONTENT_TYPE, crate::node::metrics::CONTENT_TYPE)],
         text,
