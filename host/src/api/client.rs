@@ -103,7 +103,9 @@ impl ApiClient {
         let authorization = match &options.token {
             Some(token) if token.is_empty() || token.chars().any(char::is_whitespace) => {
                 return Err(ApiClientError::Config(
-                    "the token is empty or holds white space".into(),
+                    "the token is empty or holds white space (a client's token file holds \
+                     the token alone, not the node's `ROLE TOKEN` lines)"
+                        .into(),
                 ));
             }
             Some(token) => Some(format!("Bearer {token}")),
