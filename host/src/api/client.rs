@@ -313,9 +313,11 @@ impl ApiClient {
     }
 
     fn transport_error(&self, reason: impl ToString) -> ApiClientError {
+        let reason = reason.to_string();
+        let hint = scheme_hint(&self.base_url, &reason);
         ApiClientError::Transport {
             url: self.base_url.clone(),
-            reason: reason.to_string(),
+            reason: format!("{reason}{hint}"),
         }
     }
 
@@ -372,5 +374,17 @@ impl ApiClient {
                 String::from_utf8_lossy(&bytes)
             ))),
         }
+    }
+}
+
+/// A hint when the answer looks like the other scheme: a TLS alert read
+/// as HTTP, or plain HTTP read as TLS.
+fn scheme_hint(url: &str, reason: &str) -> &'static str {
+    if url.starts_with("http://") && reason.contains("invalid HTTP version") {
+        " (does the node serve TLS? use an https:// URL)"
+    } else if url.starts_with("https://") && reason.contains("InvalidContentType") {
+        " (the node does not seem to serve TLS: use an http:// URL)"
+    } else {
+        ""
     }
 }
