@@ -24,9 +24,6 @@ pub mod tls;
 pub mod types;
 pub mod upgrades;
 
-#[cfg(test)]
-mod tests;
-
 pub use auth::ApiTokens;
 pub use client::{ApiClient, ApiClientError, ClientOptions, DEFAULT_API_URL};
 pub use config::{ApiConfig, ApiLimits, ExposureError};

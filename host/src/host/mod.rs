@@ -28,4 +28,6 @@ pub use error::HostError;
 pub use running::Host;
 
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 mod tests;

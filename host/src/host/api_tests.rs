@@ -1,11 +1,12 @@
-//! The route table and the router agree: every route in
-//! [`super::policy::ROUTES`] is served, and answers a client without the
-//! role it lists with 401 or 403; and a host refuses an open API beyond
-//! loopback before it creates anything.
+//! A host's API: the route table and the router agree (every route in
+//! [`crate::api::policy::ROUTES`] is served, and answers a client without
+//! the role it lists with 401 or 403), and a host refuses an open API
+//! beyond loopback before it creates anything. Here, not in `api`, because
+//! they start a host (and `api` does not import `host`).
 
-use super::auth::ApiTokens;
-use super::policy::{BodyKind, Need, ROUTES, Role, Verb};
-use crate::host::{HostBuilder, HostError};
+use super::{HostBuilder, HostError};
+use crate::api::ApiTokens;
+use crate::api::policy::{BodyKind, Need, ROUTES, Role, Verb};
 
 const READER: &str = "read-0123456789abcdef";
 const ADMIN: &str = "admin-0123456789abcdef";
