@@ -8,8 +8,10 @@
 //! | JSON (and none)              | `MAX_API_BODY_BYTES`  | [`ApiLimits::body_timeout`]  | one per connection |
 //! | a component (`/v1/upgrade`)  | `MAX_COMPONENT_BYTES` | [`ApiLimits::component_body_timeout`] | [`ApiLimits::max_component_uploads`], else `503 too_many_uploads` |
 //!
-//! A larger announced body is answered `413 body_too_large` without being
-//! read. The headers' own timeout is the connection's (see
+//! A larger announced body is answered `413 body_too_large`: unread when
+//! the client sent `Expect: 100-continue`, else after reading (and
+//! dropping) up to the limit of it, so the client is not cut off while
+//! still sending. The headers' own timeout is the connection's (see
 //! [`super::listener`]).
 
 use std::pin::Pin;
@@ -86,16 +88,24 @@ pub async fn read_body(
     } else {
         None
     };
-    if let Some(announced) = content_length(request.headers())
-        && announced > limit_bytes as u64
-    {
-        admission.stats.refused(Refused::BodyTooLarge);
-        return closing(too_large(limit_bytes));
-    }
+    // A body announced too large is refused unread when the client waits
+    // for our go-ahead (`Expect: 100-continue`). Otherwise it is already
+    // sending: up to the limit of it is read and dropped first, so a client
+    // slightly over gets its 413 instead of a broken pipe mid-write.
+    let keep = match content_length(request.headers()) {
+        Some(announced) if announced > limit_bytes as u64 => {
+            if request.headers().contains_key(header::EXPECT) {
+                admission.stats.refused(Refused::BodyTooLarge);
+                return closing(too_large(limit_bytes));
+            }
+            false
+        }
+        _ => true,
+    };
     let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(timeout, collect(body, limit_bytes)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(Collect::TooLarge)) => {
+    let bytes = match tokio::time::timeout(timeout, collect(body, limit_bytes, keep)).await {
+        Ok(Ok(bytes)) if keep => bytes,
+        Ok(Ok(_)) | Ok(Err(Collect::TooLarge)) => {
             admission.stats.refused(Refused::BodyTooLarge);
             return closing(too_large(limit_bytes));
         }
@@ -156,7 +166,9 @@ enum Collect {
     Failed(String),
 }
 
-async fn collect(mut body: Body, limit_bytes: usize) -> Result<Bytes, Collect> {
+/// The body, up to `limit_bytes`; with `keep` false its bytes are read
+/// and dropped (and an empty body returned).
+async fn collect(mut body: Body, limit_bytes: usize, keep: bool) -> Result<Bytes, Collect> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
@@ -168,7 +180,9 @@ async fn collect(mut body: Body, limit_bytes: usize) -> Result<Bytes, Collect> {
         if total > limit_bytes {
             return Err(Collect::TooLarge);
         }
-        chunks.push(data);
+        if keep {
+            chunks.push(data);
+        }
     }
     Ok(match chunks.len() {
         0 => Bytes::new(),
