@@ -10,8 +10,8 @@ mod common;
 
 mod t40_bad_input;
 mod t45_disk_full;
-mod t46_api_auth;
-mod t47_api_limits;
+mod t47_api_auth;
+mod t48_api_limits;
 mod t58_divergence;
 mod t59_checker_can_fail;
 mod t90_hostile_cluster;

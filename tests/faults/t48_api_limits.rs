@@ -64,7 +64,7 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
 }
 
 #[test]
-fn t47_slow_bodies_and_idle_connections_are_cut_off() {
+fn t48_slow_bodies_and_idle_connections_are_cut_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(
         dir.path(),
@@ -118,7 +118,7 @@ fn t47_slow_bodies_and_idle_connections_are_cut_off() {
 }
 
 #[test]
-fn t47_connections_over_the_cap_are_answered_503() {
+fn t48_connections_over_the_cap_are_answered_503() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(
         dir.path(),
@@ -156,7 +156,7 @@ fn t47_connections_over_the_cap_are_answered_503() {
 }
 
 #[test]
-fn t47_at_most_two_component_uploads_run_at_once() {
+fn t48_at_most_two_component_uploads_run_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = NodeProcess::start(dir.path(), &[]);
     let addr = addr(&node);

@@ -75,7 +75,7 @@ fn raw_get(url: &str, authorization: Option<&str>) -> (u16, String, String) {
 }
 
 #[test]
-fn t46_each_role_reaches_as_far_as_it_goes() {
+fn t47_each_role_reaches_as_far_as_it_goes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = token_file(dir.path());
     let tokens_arg = tokens.to_str().expect("utf-8 path");
@@ -180,7 +180,7 @@ fn t46_each_role_reaches_as_far_as_it_goes() {
 }
 
 #[test]
-fn t46_the_cli_speaks_tls_to_a_self_signed_node() {
+fn t47_the_cli_speaks_tls_to_a_self_signed_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = token_file(dir.path());
     let (cert, key) = certificate(dir.path());
@@ -249,7 +249,7 @@ fn in_env(mut command: std::process::Command, token: &str) -> std::process::Outp
 }
 
 #[test]
-fn t46_an_open_api_beyond_loopback_refuses_to_start() {
+fn t47_an_open_api_beyond_loopback_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let output = raft_host()
