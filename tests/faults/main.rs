@@ -9,6 +9,7 @@ mod common;
 
 mod t40_bad_input;
 mod t45_disk_full;
+mod t46_damaged_log;
 mod t58_divergence;
 mod t59_checker_can_fail;
 mod t90_hostile_cluster;
