@@ -148,6 +148,10 @@ impl Applier {
             .and_then(|component| self.env.new_machine(component, limits));
         let mut next = match next {
             Ok(next) => next,
+            // This node's disk or memory failed, not the component: stop
+            // applying here rather than record a failure the other replicas
+            // do not have.
+            Err(error) if error.is_local() => return Err(error),
             Err(error) => {
                 return Ok(Err((
                     format!("the new component does not load: {error}"),
@@ -160,6 +164,7 @@ impl Applier {
             (GuestMachine::Memory(current), GuestMachine::Memory(fresh)) => {
                 let state = match current.snapshot_for_upgrade(limits.memory_limit_bytes) {
                     Ok(state) => state,
+                    Err(error) if error.is_local() => return Err(error),
                     Err(error) => {
                         return Ok(Err((
                             format!("the active component's snapshot failed: {error}"),
@@ -169,6 +174,7 @@ impl Applier {
                 };
                 Ok(match fresh.restore(entry, &state) {
                     Ok(()) => Ok((next, WriteSet::new())),
+                    Err(error) if error.is_local() => return Err(error),
                     Err(error) => Err((
                         format!("the new component's restore of the current state failed: {error}"),
                         info,
