@@ -307,6 +307,22 @@ pub const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// because a restarted peer must be reached again quickly (a Raft election
 /// takes about a second).
 pub const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bidirectional QUIC streams a peer may have open at once on one
+/// connection: the two Raft sender streams, one per proposal it forwards,
+/// snapshot and component transfers. Past it the peer's `open_bi` waits for
+/// stream credit; nothing fails. (QUIC's default is 100, which queued
+/// forwarded proposals beyond 100 concurrent clients.)
+pub const MAX_PEER_STREAMS: u32 = 256;
+/// Bytes a peer may have in flight to this node over one connection, over
+/// all its streams (QUIC's connection-level receive window; unlimited by
+/// default, so 100 streams could buffer 125 MB). Two of the largest frames
+/// fit.
+pub const PEER_RECEIVE_WINDOW_BYTES: u32 = 4 * MAX_FRAME_BYTES as u32;
+/// Concurrent `iroh-raft/0` connections accepted from one peer. A node
+/// dials each peer once (and again after a failure, while the broken one
+/// times out); more is a misbehaving or hostile member, refused with
+/// `CLOSE_TOO_MANY_CONNECTIONS`.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
 /// How long a peer may take to answer one piece of a component fetch.
 pub const COMPONENT_FETCH_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to fetch and compile a component before an

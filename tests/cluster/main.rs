@@ -9,6 +9,7 @@ mod common;
 
 mod t10_single_node;
 mod t20_process;
+mod t29_cluster_limits;
 mod t50_cluster;
 mod t51_forward_failover;
 mod t55_protocol;

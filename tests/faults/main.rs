@@ -1,6 +1,6 @@
 //! Faults the cluster must survive or catch on loopback: bad input,
-//! unauthenticated and abusive API clients, a full disk, a replica whose
-//! state drifts, a checker that must catch a broken cluster, hostile
+//! unauthenticated and abusive API clients, a full disk, a damaged log, a
+//! replica whose state drifts, a checker that must catch a broken cluster, hostile
 //! guests on a cluster.
 //!
 //! One test binary per topic; a new test file is one `mod` line here.
@@ -10,6 +10,7 @@ mod common;
 
 mod t40_bad_input;
 mod t45_disk_full;
+mod t46_damaged_log;
 mod t47_api_auth;
 mod t48_api_limits;
 mod t58_divergence;

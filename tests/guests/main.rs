@@ -10,6 +10,7 @@ mod polyglot;
 
 mod t30_hostile_guests;
 mod t31_store_guests;
+mod t32_instance_history;
 mod t35_state_past_the_memory_cap;
 mod t80_guest_check;
 mod t81_guest_languages;

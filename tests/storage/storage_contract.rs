@@ -1094,3 +1094,66 @@ fn one_member() -> Members {
     };
     [(1, addr)].into_iter().collect()
 }
+
+/// A store whose files were replaced by an older copy of themselves (what
+/// sled recovers from a damaged file looks just like that) is refused, and
+/// a store that moved on (a new term truncating an old one's tail) is not.
+#[test]
+fn t50_a_store_older_than_its_durable_mark_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let copy = TempDir::new().expect("tempdir");
+    let storage = SledStorage::open(dir.path()).expect("open");
+    storage
+        .bootstrap(&ConfState::from((vec![1], vec![])))
+        .expect("bootstrap");
+    let entries: Vec<Entry> = (1..=10).map(|i| new_entry(i, 1)).collect();
+    storage
+        .append_and_persist(&entries, Some(&hard_state(1, 1, 10)))
+        .expect("append");
+    drop(storage);
+    for file in ["db", "conf"] {
+        std::fs::copy(dir.path().join(file), copy.path().join(file)).expect("copy");
+    }
+
+    let storage = SledStorage::open(dir.path()).expect("reopen");
+    let entries: Vec<Entry> = (11..=20).map(|i| new_entry(i, 1)).collect();
+    storage
+        .append_and_persist(&entries, Some(&hard_state(1, 1, 20)))
+        .expect("append");
+    drop(storage);
+
+    // Put the old files back under the newer mark.
+    for file in ["db", "conf"] {
+        std::fs::copy(copy.path().join(file), dir.path().join(file)).expect("restore");
+    }
+    let err = SledStorage::open(dir.path()).expect_err("an older store is refused");
+    assert!(
+        matches!(err, StorageError::DurabilityLost { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("corrupt data dir") && message.contains("commit index is 10"),
+        "{message}"
+    );
+}
+
+#[test]
+fn t50_a_new_term_truncating_an_old_tail_passes_the_durable_mark() {
+    let dir = TempDir::new().expect("tempdir");
+    let storage = SledStorage::open(dir.path()).expect("open");
+    storage
+        .bootstrap(&ConfState::from((vec![1, 2, 3], vec![])))
+        .expect("bootstrap");
+    let entries: Vec<Entry> = (1..=10).map(|i| new_entry(i, 1)).collect();
+    storage
+        .append_and_persist(&entries, Some(&hard_state(1, 1, 5)))
+        .expect("append");
+    // A leader of term 2 replaces the uncommitted 6..=10 with one entry.
+    storage
+        .append_and_persist(&[new_entry(6, 2)], Some(&hard_state(2, 2, 5)))
+        .expect("truncate");
+    drop(storage);
+    let storage = SledStorage::open(dir.path()).expect("a truncated log is a valid log");
+    assert_eq!(storage.last_index().expect("last"), 6);
+}

@@ -34,8 +34,9 @@
 //! or a `bytes` field it allocates the claimed length (up to 10 MB,
 //! `READ_RAW_BYTES_MAX_ALLOC`) before finding out the input is shorter. A
 //! 20-byte raft message can so make the receiver allocate ~10 MB (freed at
-//! once when the parse fails). [`parse_raft_message_bounded`] parses the same
-//! messages with every length checked against the input first. (A second,
+//! once when the parse fails). The transport therefore parses peer input
+//! with `transport::protobuf_input::parse_bounded` ([`parse_raft_message_bounded`]
+//! here), which checks every length against the input first. (A second,
 //! milder leniency: `parse_from_bytes` accepts a nested message whose length
 //! runs past the end of the input, parsing what is there; the bounded
 //! parser refuses it.)
@@ -47,7 +48,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use iroh_raft::transport::codec::{self, FRAME_HEADER_BYTES};
 use iroh_raft::transport::message::WireMessage;
-use protobuf::{CodedInputStream, Message as _, ProtobufResult};
+use protobuf::{Message as _, ProtobufResult};
 use raft::prelude::Message as RaftMessage;
 
 mod client_api;
@@ -91,19 +92,13 @@ pub fn raft_payload(data: &[u8]) {
     }
 }
 
-/// Parses a raft-rs message like `parse_from_bytes`, but with every length
-/// inside checked against the input before anything is allocated for it:
-/// the input is a `Bytes` (so `bytes` fields are slices of it, bounds
-/// checked) and the whole input is pushed as the stream's limit (so an
-/// unknown field's claimed length is checked before its buffer is
-/// reserved). The transport should parse peer input this way.
+/// Parses a raft-rs message the way the transport parses a peer's: with
+/// every length inside checked against the input before anything is
+/// allocated for it ([`iroh_raft::transport::protobuf_input::parse_bounded`]).
 pub fn parse_raft_message_bounded(bytes: Bytes) -> ProtobufResult<RaftMessage> {
-    let mut input = CodedInputStream::from_carllerche_bytes(&bytes);
-    input.push_limit(bytes.len() as u64)?;
-    let message = RaftMessage::parse_from(&mut input)?;
-    input.check_eof()?;
-    Ok(message)
+    iroh_raft::transport::protobuf_input::parse_bounded(&bytes)
 }
+
 /// A decoded message encodes again, to a payload that decodes to itself,
 /// and as a frame to that payload behind its length.
 fn check_round_trip(message: &WireMessage) {

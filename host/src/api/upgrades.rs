@@ -67,6 +67,7 @@ impl UpgradeParams {
                 apply_fuel: self.apply_fuel,
                 query_fuel: self.query_fuel,
                 memory_limit_bytes,
+                maintenance_fuel: None,
             },
             dry_run_entries: self.entries,
         })

@@ -163,3 +163,77 @@ async fn raft_runs_on_the_callers_endpoint_and_router() {
     first.shutdown().await;
     router.shutdown().await.expect("router");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_its_connection_limit_is_refused() {
+    use crate::limits::MAX_CONNECTIONS_PER_PEER;
+    use crate::transport::handler::CLOSE_TOO_MANY_CONNECTIONS;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .expect("addr")
+        .clear_relay_transports()
+        .bind()
+        .await
+        .expect("client endpoint");
+    let host = HostBuilder::new(dir.path())
+        .allow(client.id())
+        .start()
+        .await
+        .expect("start");
+    let target = host.addr().endpoint_addr().expect("address");
+    let mut open = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_PEER {
+        let connection = client
+            .connect(target.clone(), crate::transport::RAFT_ALPN)
+            .await
+            .expect("connect");
+        open.push(connection);
+    }
+    let extra = client
+        .connect(target.clone(), crate::transport::RAFT_ALPN)
+        .await
+        .expect("the handshake completes");
+    let reason = tokio::time::timeout(Duration::from_secs(10), extra.closed())
+        .await
+        .expect("the extra connection is closed");
+    assert!(
+        matches!(
+            &reason,
+            iroh::endpoint::ConnectionError::ApplicationClosed(close)
+                if close.error_code == CLOSE_TOO_MANY_CONNECTIONS.into()
+        ),
+        "{reason:?}"
+    );
+    assert!(
+        open.iter().all(|c| c.close_reason().is_none()),
+        "the first connections stay open"
+    );
+    // Closing one frees a slot.
+    open.pop().expect("one").close(0u32.into(), b"done");
+    let again = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let connection = client
+                .connect(target.clone(), crate::transport::RAFT_ALPN)
+                .await
+                .expect("connect");
+            let refused = tokio::time::timeout(Duration::from_millis(500), connection.closed())
+                .await
+                .is_ok();
+            if !refused {
+                return connection;
+            }
+        }
+    })
+    .await
+    .expect("a slot frees up once a connection closed");
+    again.close(0u32.into(), b"done");
+    for connection in open {
+        connection.close(0u32.into(), b"done");
+    }
+    client.close().await;
+    host.shutdown().await;
+}

@@ -140,6 +140,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
     tracing::info!(id = config.id, guest = %machine.info().name,
         version = %machine.info().version, hash = %machine.component().hash,
         applied_index, "guest loaded");
+    warn_if_limits_differ(config, &history);
 
     let members = if storage.is_fresh() {
         bootstrap(config, &storage)?
@@ -440,6 +441,22 @@ fn resume_from_store(
     Ok((machine, history, stored.index))
 }
 
+/// The guest limits are the cluster's (set when it was created, changed by
+/// upgrades); a node's flags only create a cluster. Say so when they differ.
+fn warn_if_limits_differ(config: &NodeConfig, history: &upgrade::ComponentHistory) {
+    let cluster = history.active.limits.resolve(config.limits);
+    if cluster != config.limits {
+        tracing::warn!(
+            apply_fuel = cluster.apply_fuel,
+            query_fuel = cluster.query_fuel,
+            maintenance_fuel = cluster.maintenance_fuel,
+            memory_limit_bytes = cluster.memory_limit_bytes,
+            "this node's guest limit flags differ from the cluster's; the cluster's apply \
+             (change them with `raft-host upgrade <component> --apply-fuel ...`)"
+        );
+    }
+}
+
 /// Pick the component this data dir runs: the stored one if the cluster
 /// exists, else the configured one (which is then stored).
 fn load_active_guest(
@@ -477,7 +494,12 @@ fn load_active_guest(
                     engine.load(&bytes)?
                 }
             };
-            Ok(env.new_machine(loaded, config.limits)?)
+            let limits = match storage.genesis_limits()? {
+                Some(limits) => limits,
+                // A data dir from before the limits were recorded.
+                None => config.limits,
+            };
+            Ok(env.new_machine(loaded, limits)?)
         }
         _ => {
             let (loaded, bytes) = match given {
@@ -488,6 +510,9 @@ fn load_active_guest(
                 }
             };
             let machine = env.new_machine(loaded, config.limits)?;
+            // The new cluster's limits: recorded, so that a restart with
+            // other flags replays the log with the same ones.
+            storage.set_genesis_limits(&config.limits)?;
             let hash = components
                 .put(&bytes)
                 .map_err(|source| NodeError::DataDir {

@@ -49,6 +49,24 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// The store came back behind what it had made durable (sled recovered an
+    /// older prefix of a damaged file, or the files were replaced): serving it
+    /// would lose acknowledged writes, a term or a vote.
+    #[error(
+        "corrupt data dir: the log store in {path} is behind what it had made durable: {reason}. \
+         It was damaged or replaced; this node must not serve it. To recover the member, \
+         remove it from the cluster (`raft-host remove-node ID`, or add a fresh node with \
+         `add-node TICKET --replaces ID`), then start it with an empty data dir; a single \
+         node restores from a backup (`--restore-from FILE`). See the README, \"A damaged log is \
+         refused\""
+    )]
+    DurabilityLost {
+        /// The log store's directory.
+        path: PathBuf,
+        /// What went back, e.g. "its commit index is 75 but it had made commit index 300 durable".
+        reason: String,
+    },
+
     /// A protobuf message could not be encoded.
     #[error("failed to encode {what}: {source}")]
     Codec {

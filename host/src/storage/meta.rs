@@ -6,7 +6,7 @@
 
 use super::{SledStorage, StorageError};
 use crate::membership::{self, Members};
-use crate::wasm::ComponentHash;
+use crate::wasm::{ComponentHash, GuestLimits};
 
 /// The members' addresses (a [`membership::encode_members`] map).
 const MEMBERS_KEY: &str = "members";
@@ -17,6 +17,11 @@ const CONF_INDEX_KEY: &str = "conf_index";
 /// cluster's first component, or that of an installed snapshot. Upgrades
 /// after it are activation entries in the log, replayed on start.
 const ACTIVE_COMPONENT_KEY: &str = "active_component";
+
+/// The guest limits the cluster was created with: `apply query maintenance
+/// memory` as decimal text. They are the cluster's, not the node's: every
+/// replica applies the log from index 1 with them, whatever its own flags.
+const GENESIS_LIMITS_KEY: &str = "genesis_limits";
 
 /// Metadata that must change atomically with the conf state.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,6 +76,42 @@ impl SledStorage {
     /// Records the component the log's first entry is applied with, durably.
     pub fn set_active_component(&self, hash: &ComponentHash) -> Result<(), StorageError> {
         self.put_meta(ACTIVE_COMPONENT_KEY, hash.to_hex().as_bytes())
+    }
+
+    /// The guest limits the cluster was created with, if recorded (data dirs
+    /// from before they were recorded have none).
+    pub fn genesis_limits(&self) -> Result<Option<GuestLimits>, StorageError> {
+        let Some(raw) = self.get_meta(GENESIS_LIMITS_KEY)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&raw);
+        let numbers: Result<Vec<u64>, _> = text.split(' ').map(str::parse).collect();
+        match numbers.as_deref() {
+            Ok(&[apply_fuel, query_fuel, maintenance_fuel, memory_limit_bytes]) => {
+                Ok(Some(GuestLimits {
+                    apply_fuel,
+                    query_fuel,
+                    maintenance_fuel,
+                    memory_limit_bytes,
+                }))
+            }
+            _ => Err(StorageError::corrupt(
+                "the stored genesis limits",
+                format!("`{text}` is not four numbers"),
+            )),
+        }
+    }
+
+    /// Records the guest limits the cluster is created with, durably.
+    pub fn set_genesis_limits(&self, limits: &GuestLimits) -> Result<(), StorageError> {
+        let text = format!(
+            "{} {} {} {}",
+            limits.apply_fuel,
+            limits.query_fuel,
+            limits.maintenance_fuel,
+            limits.memory_limit_bytes
+        );
+        self.put_meta(GENESIS_LIMITS_KEY, text.as_bytes())
     }
 
     /// Persists a new conf state together with the metadata that must

@@ -94,6 +94,7 @@ mod codec;
 mod components;
 mod data_dir;
 mod durability;
+mod durable_mark;
 mod error;
 mod guest_store;
 mod keys;
@@ -118,6 +119,7 @@ pub use self::data_dir::{
     DATA_DIR_MODE, DATA_FILE_MODE, DataDir, create_dir_durably, create_private_file, make_private,
 };
 use self::durability::Syncer;
+use self::durable_mark::{DurableMark, MarkFile, MarkWriter};
 pub use self::error::StorageError;
 pub use self::guest_store::{CommitListener, Export, GuestStore, StoreApplied, StorePin};
 use self::keys::entry_key;
@@ -136,8 +138,11 @@ struct Inner {
     /// Held for writing through a whole mutation, including its fsync, so
     /// readers never see sled contents the cache does not describe yet.
     state: RwLock<State>,
-    /// The first write failure; once set, every write is refused.
-    failure: OnceLock<String>,
+    /// The first write failure; once set, every write is refused. Shared
+    /// with the durable mark's writer thread.
+    failure: Arc<OnceLock<String>>,
+    /// Records each durable position outside sled (`durable_mark.rs`).
+    marks: MarkWriter,
     /// Bench-only switch, see [`SledStorage::set_fdatasync_for_bench`].
     fdatasync: AtomicBool,
     /// Raft asked for a snapshot the stored one cannot serve (too old, or
@@ -148,6 +153,38 @@ struct Inner {
 struct State {
     cache: Cache,
     syncer: Syncer,
+    /// A durable write happened under the current write lock: its guard
+    /// posts the new durable mark when released.
+    mark_due: bool,
+}
+
+/// The write lock on [`State`]; when released after a durable write, it
+/// hands the position the cache now describes to the mark writer (callers
+/// update the cache only after the write is durable, so that position is).
+struct WriteGuard<'a> {
+    marks: &'a MarkWriter,
+    state: RwLockWriteGuard<'a, State>,
+}
+
+impl std::ops::Deref for WriteGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.state.mark_due) {
+            self.marks.post(DurableMark::of(&self.state.cache));
+        }
+    }
 }
 
 /// Whether a write must be on disk before it returns.
@@ -174,7 +211,9 @@ impl SledStorage {
     /// Opens (creating if needed) the log store in the directory `dir`.
     ///
     /// Validates what is there: a store that cannot be decoded, misses required
-    /// keys or has a hole in its log is [`StorageError::Corrupt`]; a directory
+    /// keys or has a hole in its log is [`StorageError::Corrupt`]; one behind
+    /// its durable mark (sled recovered an older prefix of a damaged file) is
+    /// [`StorageError::DurabilityLost`]; a directory
     /// that cannot be created or written is [`StorageError::DataDirUnwritable`];
     /// a directory already open (in this or another process) is a
     /// [`StorageError::Sled`] lock error.
@@ -206,7 +245,11 @@ impl SledStorage {
             "opened sled"
         );
         let recovered = recovery::load(&db, data_file_had_content)?;
+        let mark_file = check_durable_mark(dir, &recovered)?;
         let syncer = Syncer::open(dir)?;
+        let failure = Arc::new(OnceLock::new());
+        let marks = MarkWriter::start(mark_file, Arc::clone(&failure))
+            .map_err(StorageError::io("start the durable mark's thread", dir))?;
         let storage = SledStorage {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -214,8 +257,10 @@ impl SledStorage {
                 state: RwLock::new(State {
                     cache: recovered.cache,
                     syncer,
+                    mark_due: false,
                 }),
-                failure: OnceLock::new(),
+                failure,
+                marks,
                 fdatasync: AtomicBool::new(true),
                 snapshot_wanted: AtomicBool::new(false),
             }),
@@ -641,8 +686,8 @@ impl Inner {
     }
 
     /// The write lock, refused once a write failed or a writer panicked.
-    fn write(&self) -> Result<RwLockWriteGuard<'_, State>, StorageError> {
-        let guard = self.state.write().map_err(|_| StorageError::Failed {
+    fn write(&self) -> Result<WriteGuard<'_>, StorageError> {
+        let state = self.state.write().map_err(|_| StorageError::Failed {
             cause: "a thread panicked while writing to the store".to_owned(),
         })?;
         if let Some(cause) = self.failure.get() {
@@ -650,7 +695,10 @@ impl Inner {
                 cause: cause.clone(),
             });
         }
-        Ok(guard)
+        Ok(WriteGuard {
+            marks: &self.marks,
+            state,
+        })
     }
 
     /// Applies `batch` atomically and, for [`Durability::Durable`], makes it durable.
@@ -670,6 +718,9 @@ impl Inner {
                 Durability::Durable => self.make_durable(&mut state.syncer),
                 Durability::Lazy => Ok(()),
             });
+        if result.is_ok() && durability == Durability::Durable {
+            state.mark_due = true;
+        }
         if let Err(e) = &result {
             let _ = self.failure.set(e.to_string());
             tracing::error!(dir = %self.dir.display(), error = %e, "log store write failed; the store is now read-only");
@@ -685,6 +736,35 @@ impl Inner {
             syncer.sync()?;
         }
         Ok(())
+    }
+}
+
+/// Checks the recovered store against the durable mark in `dir` and opens
+/// the mark for writing; creates the mark when there is none (a new store,
+/// or one from a version without marks).
+fn check_durable_mark(
+    dir: &Path,
+    recovered: &recovery::Recovered,
+) -> Result<MarkFile, StorageError> {
+    let now = DurableMark::of(&recovered.cache);
+    match MarkFile::open(dir)? {
+        Some((file, mark)) => {
+            mark.check(&recovered.cache)
+                .map_err(|reason| StorageError::DurabilityLost {
+                    path: dir.to_path_buf(),
+                    reason,
+                })?;
+            Ok(file)
+        }
+        None => {
+            if !recovered.is_new {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the log store has no durable mark (written by an older version?); creating one"
+                );
+            }
+            MarkFile::create(dir, &now)
+        }
     }
 }
 

@@ -6,16 +6,21 @@
 //! the node's inbox; nothing here touches `RawNode`.
 
 use crate::limits::MAX_FRAME_BYTES;
-use crate::limits::{COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES};
-use std::sync::{Arc, OnceLock};
+use crate::limits::{COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES, MAX_CONNECTIONS_PER_PEER};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use iroh::EndpointId;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
-use protobuf::Message as _;
 use raft::prelude::Message;
 
 use super::codec::{self, CodecError};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
+
+/// QUIC close code for a connection past [`MAX_CONNECTIONS_PER_PEER`].
+pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 429;
 use super::message::{
     ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
 };
@@ -39,6 +44,48 @@ struct HandlerInner {
     /// where its components are. Snapshots and component fetches are
     /// refused until it is set.
     link: Arc<OnceLock<NodeLink>>,
+    /// Open connections per peer, to enforce [`MAX_CONNECTIONS_PER_PEER`].
+    connections: Arc<Mutex<HashMap<EndpointId, usize>>>,
+}
+
+/// Counts one accepted connection of a peer while it lives.
+struct ConnectionSlot {
+    connections: Arc<Mutex<HashMap<EndpointId, usize>>>,
+    peer: EndpointId,
+}
+
+impl ConnectionSlot {
+    /// A slot for `peer`, or `None` when it already holds the maximum.
+    fn take(
+        connections: &Arc<Mutex<HashMap<EndpointId, usize>>>,
+        peer: EndpointId,
+    ) -> Option<Self> {
+        let mut open = connections.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(peer).or_default();
+        if *count >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            connections: Arc::clone(connections),
+            peer,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl RaftProtocolHandler {
@@ -68,6 +115,7 @@ impl RaftProtocolHandler {
                 inbox,
                 directory,
                 link,
+                connections: Arc::default(),
             }),
         }
     }
@@ -87,6 +135,15 @@ impl ProtocolHandler for RaftProtocolHandler {
             connection.close(VarInt::from_u32(CLOSE_NOT_ALLOWED), b"not a member");
             return Ok(());
         }
+        let Some(_slot) = ConnectionSlot::take(&self.inner.connections, remote) else {
+            tracing::warn!(node_id = %remote.fmt_short(), limit = MAX_CONNECTIONS_PER_PEER,
+                "refusing a connection: the peer already holds the maximum");
+            connection.close(
+                VarInt::from_u32(CLOSE_TOO_MANY_CONNECTIONS),
+                b"too many connections",
+            );
+            return Ok(());
+        };
         loop {
             let (send, recv) = match connection.accept_bi().await {
                 Ok(streams) => streams,
@@ -229,7 +286,7 @@ impl HandlerInner {
         // No preallocation from a count the peer chose.
         let mut messages = Vec::new();
         for bytes in &batch.messages {
-            let message = match Message::parse_from_bytes(bytes) {
+            let message = match super::protobuf_input::parse_bounded::<Message>(bytes) {
                 Ok(message) => message,
                 Err(e) => return error_frame(ErrorCode::Malformed, format!("raft message: {e}")),
             };

@@ -158,6 +158,8 @@ impl From<Activation> for WireActivation {
                     apply_fuel,
                     query_fuel,
                     memory_limit_bytes,
+                    // Not part of a request: the applier fills it in.
+                    maintenance_fuel: _,
                 },
             source,
         } = activation;
@@ -192,6 +194,7 @@ impl From<WireActivation> for Activation {
                 apply_fuel,
                 query_fuel,
                 memory_limit_bytes,
+                maintenance_fuel: None,
             },
             source,
         }

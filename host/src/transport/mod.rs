@@ -32,6 +32,7 @@ pub mod handler;
 pub mod identity;
 pub mod message;
 pub mod net;
+pub mod protobuf_input;
 pub mod sender;
 pub mod snapshot;
 

@@ -5,7 +5,7 @@ use crate::limits::MAX_COMPONENT_BYTES;
 use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::{
     COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, FORWARD_ACK_PATIENCE,
-    QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
+    MAX_PEER_STREAMS, PEER_RECEIVE_WINDOW_BYTES, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -143,6 +143,10 @@ pub fn endpoint_builder(
     let quic = QuicTransportConfig::builder()
         .keep_alive_interval(QUIC_KEEP_ALIVE)
         .max_idle_timeout(Some(idle_timeout))
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_PEER_STREAMS))
+        // The protocol uses no unidirectional streams.
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .receive_window(VarInt::from_u32(PEER_RECEIVE_WINDOW_BYTES))
         .build();
     let mut builder = Endpoint::builder(presets::Minimal)
         .transport_config(quic)

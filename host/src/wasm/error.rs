@@ -49,12 +49,33 @@ pub enum WasmError {
     /// never a replicated result: the node stops applying.
     #[error(transparent)]
     StoreIo(#[from] super::kv::StoreIoError),
+    /// This machine failed to provide a resource the guest was entitled to
+    /// (memory within its cap). Local, never a replicated result: the node
+    /// stops applying.
+    #[error("the host could not provide a guest resource: {reason}")]
+    HostResources { reason: String },
     /// A call that only one world has was made on a guest of the other.
     #[error("{call} is not supported by a {world}")]
     WrongWorld {
         call: &'static str,
         world: super::GuestWorld,
     },
+}
+
+impl WasmError {
+    /// An error of this machine (its disk, its memory, its configuration),
+    /// not of the component: it must stop this node, never become an
+    /// entry's result, which every replica has to agree on.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            WasmError::ReadFile { .. }
+                | WasmError::Cache { .. }
+                | WasmError::Engine { .. }
+                | WasmError::StoreIo(_)
+                | WasmError::HostResources { .. }
+        )
+    }
 }
 
 /// Why one call into a guest produced no value. Deterministic: every replica

@@ -133,9 +133,17 @@ impl GuestInstance {
             GuestPreKind::Memory(pre) => pre.instantiate(&mut store).map(Bindings::Memory),
             GuestPreKind::Store(pre) => pre.instantiate(&mut store).map(Bindings::Store),
         };
-        let bindings = instantiated.map_err(|e| WasmError::Instantiate {
-            reason: classify(e, limits.maintenance_fuel).to_string(),
-        })?;
+        let bindings = match instantiated {
+            Ok(bindings) => bindings,
+            Err(e) => {
+                if let Some(reason) = store.data_mut().limiter.take_host_fault() {
+                    return Err(WasmError::HostResources { reason });
+                }
+                return Err(WasmError::Instantiate {
+                    reason: classify(e, limits.maintenance_fuel).to_string(),
+                });
+            }
+        };
         let startup_fuel_used = limits
             .maintenance_fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
@@ -156,6 +164,16 @@ impl GuestInstance {
 
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// `Err` when the last calls failed because this machine could not
+    /// provide memory within the cap ([`super::limits::HostMemoryFault`]):
+    /// their failure is local and must not be recorded as a result.
+    pub fn check_host_fault(&mut self) -> Result<(), WasmError> {
+        match self.store.data_mut().limiter.take_host_fault() {
+            Some(reason) => Err(WasmError::HostResources { reason }),
+            None => Ok(()),
+        }
     }
 
     /// Linear memory the instance currently holds.

@@ -63,6 +63,17 @@ pub struct MemoryLimitExceeded {
     pub limit_bytes: u64,
 }
 
+/// Raised (as a trap) when this machine failed to provide memory the guest
+/// was entitled to (an `mmap`/`mprotect` failure). Local, so never a
+/// replicated result: the instance reports it ([`MemoryLimiter::take_host_fault`])
+/// and the node stops applying instead of recording a failure the other
+/// replicas would not.
+#[derive(Debug, thiserror::Error)]
+#[error("the host could not provide guest memory: {reason}")]
+pub struct HostMemoryFault {
+    pub reason: String,
+}
+
 /// Enforces [`GuestLimits::memory_limit_bytes`] over all memories of one
 /// instance. A growth past the cap traps instead of returning -1, so the
 /// failure is a clean, recognizable error rather than whatever the guest's
@@ -71,6 +82,8 @@ pub struct MemoryLimitExceeded {
 pub struct MemoryLimiter {
     limit_bytes: u64,
     used_bytes: u64,
+    /// Set when the operating system refused memory within the cap.
+    host_fault: Option<String>,
 }
 
 impl MemoryLimiter {
@@ -78,7 +91,13 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit_bytes,
             used_bytes: 0,
+            host_fault: None,
         }
+    }
+
+    /// The host's failure to provide memory since the last call, if any.
+    pub fn take_host_fault(&mut self) -> Option<String> {
+        self.host_fault.take()
     }
 
     /// Linear memory currently held by the instance.
@@ -104,6 +123,25 @@ impl ResourceLimiter for MemoryLimiter {
         }
         self.used_bytes = total;
         Ok(true)
+    }
+
+    /// Growth failed after [`Self::memory_growing`] allowed it (or before,
+    /// past what the memory's type can represent). Failures wasmtime
+    /// decides from the module (its declared maximum, its page size) are
+    /// the same on every replica: `memory.grow` returns -1 as usual. An
+    /// operating-system error (the chain holds an errno) is this machine's
+    /// fault and must not become the entry's result.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        let from_the_host = error
+            .chain()
+            .any(|cause| cause.is::<std::io::Error>() || cause.is::<rustix::io::Errno>());
+        if !from_the_host {
+            return Ok(());
+        }
+        let reason = format!("{error:#}");
+        tracing::error!(%reason, "the host could not provide guest memory");
+        self.host_fault = Some(reason.clone());
+        Err(HostMemoryFault { reason }.into())
     }
 
     fn table_growing(
@@ -148,6 +186,23 @@ mod tests {
                 .memory_growing(60, 100, None)
                 .expect("exactly the cap")
         );
+    }
+
+    #[test]
+    fn only_an_operating_system_error_is_a_host_fault() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        let module_limit = wasmtime::Error::msg("Memory maximum size exceeded");
+        assert!(limiter.memory_grow_failed(module_limit).is_ok());
+        assert_eq!(limiter.take_host_fault(), None);
+
+        let mmap = wasmtime::Error::from(rustix::io::Errno::NOMEM).context("mprotect");
+        let err = limiter
+            .memory_grow_failed(mmap)
+            .expect_err("an errno traps");
+        assert!(err.downcast_ref::<HostMemoryFault>().is_some());
+        let fault = limiter.take_host_fault().expect("recorded");
+        assert!(fault.contains("mprotect"), "{fault}");
+        assert_eq!(limiter.take_host_fault(), None, "taken once");
     }
 
     #[test]

@@ -311,6 +311,7 @@ impl StateMachine {
         command: &[u8],
     ) -> Result<ApplyOutcome, WasmError> {
         let (result, CallCost { fuel_used }) = self.instance.apply(entry, command);
+        self.instance.check_host_fault()?;
         self.last_entry = entry;
         self.stats.applied += 1;
         self.stats.apply_fuel += fuel_used;
@@ -357,6 +358,7 @@ impl StateMachine {
         match self.instance.snapshot(self.last_entry) {
             Ok(bytes) => Ok(bytes),
             Err(failure) => {
+                self.instance.check_host_fault()?;
                 self.checkpoint_failed(failure.clone())?;
                 Err(WasmError::SnapshotFailed { failure })
             }
@@ -377,7 +379,7 @@ impl StateMachine {
         if !larger || self.failing.is_none() {
             match self.snapshot() {
                 Ok(bytes) => return Ok(bytes),
-                Err(error) if !larger => return Err(error),
+                Err(error) if !larger || error.is_local() => return Err(error),
                 Err(_) => {}
             }
         }
@@ -385,20 +387,26 @@ impl StateMachine {
             memory_limit_bytes,
             ..self.limits
         };
-        self.replayed_instance(limits)?
-            .snapshot(self.last_entry)
-            .map_err(|failure| WasmError::SnapshotFailed { failure })
+        let mut scratch = self.replayed_instance(limits)?;
+        match scratch.snapshot(self.last_entry) {
+            Ok(bytes) => Ok(bytes),
+            Err(failure) => {
+                scratch.check_host_fault()?;
+                Err(WasmError::SnapshotFailed { failure })
+            }
+        }
     }
 
     /// Replace the state with `snapshot` (taken at `entry`). On failure the
     /// previous state is kept.
     pub fn restore(&mut self, entry: EntryContext, snapshot: &[u8]) -> Result<(), WasmError> {
         let mut fresh = GuestInstance::new(&self.component, &self.info.name, self.limits)?;
-        fresh
-            .restore(entry, snapshot)
-            .map_err(|failure| WasmError::RestoreRejected {
+        if let Err(failure) = fresh.restore(entry, snapshot) {
+            fresh.check_host_fault()?;
+            return Err(WasmError::RestoreRejected {
                 reason: failure.to_string(),
-            })?;
+            });
+        }
         self.instance = fresh;
         self.checkpoint = Some(snapshot.to_vec());
         self.checkpoint_entry = entry;
@@ -448,7 +456,10 @@ impl StateMachine {
                         failing_since = failing.since_index, "in-memory checkpoints succeed again");
                 }
             }
-            Err(failure) => self.checkpoint_failed(failure)?,
+            Err(failure) => {
+                self.instance.check_host_fault()?;
+                self.checkpoint_failed(failure)?;
+            }
         }
         Ok(())
     }

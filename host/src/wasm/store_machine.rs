@@ -155,6 +155,7 @@ impl StoreMachine {
         self.instance
             .begin(Transaction::new(pending, Access::ReadWrite));
         let (result, CallCost { fuel_used }) = self.instance.apply(entry, command);
+        self.instance.check_host_fault()?;
         let writes = self.end_transaction(result.is_ok())?;
         self.pending.commit(
             &writes,
@@ -213,6 +214,7 @@ impl StoreMachine {
         self.instance
             .begin(Transaction::new(self.state.clone(), Access::ReadWrite));
         let (result, _) = self.instance.migrate(entry, previous);
+        self.instance.check_host_fault()?;
         let writes = self.end_transaction(result.is_ok())?;
         if self.instance.is_poisoned() {
             self.replace_instance()?;

@@ -427,6 +427,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 apply_fuel,
                 query_fuel,
                 memory_limit_bytes: memory_limit_mib.map(|mib| mib * 1024 * 1024),
+                maintenance_fuel: None,
             };
             let upgrade = upgrades::UpgradeCommand {
                 guest,

@@ -55,10 +55,28 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: many of our error types
+/// already include their cause's text in their own message (`storage:
+/// {0}`), which `{:#}` would print again.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if report.contains(&text) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&text);
+    }
+    report
 }
 
 fn init_tracing() {

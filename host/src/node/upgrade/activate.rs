@@ -34,6 +34,9 @@ impl Applier {
         activation: &Activation,
         rx: &mpsc::Receiver<ApplyJob>,
     ) -> Result<Result<Vec<u8>, GuestFailure>, WasmError> {
+        // The cluster's limits are part of the replicated state: what the
+        // upgrade does not set stays as the active component has it.
+        let limits = activation.limits.resolve(self.machine.limits());
         let mut record = ComponentRecord {
             index: entry.index,
             kind: activation.kind,
@@ -42,7 +45,7 @@ impl Applier {
             name: String::new(),
             version: String::new(),
             timestamp_ms: entry.timestamp_ms,
-            limits: activation.limits,
+            limits: LimitOverrides::all(limits),
             outcome: ActivationOutcome::Activated,
         };
         // Everything applied before reaches the store first: the new
@@ -140,7 +143,7 @@ impl Applier {
                 entry.index
             ),
         })?;
-        let limits = activation.limits.resolve(self.env.limits);
+        let limits = activation.limits.resolve(self.machine.limits());
         let next = self
             .env
             .engine
@@ -148,6 +151,10 @@ impl Applier {
             .and_then(|component| self.env.new_machine(component, limits));
         let mut next = match next {
             Ok(next) => next,
+            // This node's disk or memory failed, not the component: stop
+            // applying here rather than record a failure the other replicas
+            // do not have.
+            Err(error) if error.is_local() => return Err(error),
             Err(error) => {
                 return Ok(Err((
                     format!("the new component does not load: {error}"),
@@ -160,6 +167,7 @@ impl Applier {
             (GuestMachine::Memory(current), GuestMachine::Memory(fresh)) => {
                 let state = match current.snapshot_for_upgrade(limits.memory_limit_bytes) {
                     Ok(state) => state,
+                    Err(error) if error.is_local() => return Err(error),
                     Err(error) => {
                         return Ok(Err((
                             format!("the active component's snapshot failed: {error}"),
@@ -169,6 +177,7 @@ impl Applier {
                 };
                 Ok(match fresh.restore(entry, &state) {
                     Ok(()) => Ok((next, WriteSet::new())),
+                    Err(error) if error.is_local() => return Err(error),
                     Err(error) => Err((
                         format!("the new component's restore of the current state failed: {error}"),
                         info,
@@ -211,7 +220,7 @@ impl Applier {
         let (candidate_compile_ms, entries) = (candidate.compile_ms, candidate.entries);
         let candidate = Side {
             component: candidate.component,
-            limits: candidate.limits.resolve(self.env.limits),
+            limits: candidate.limits.resolve(self.machine.limits()),
             info: candidate.info,
         };
         let applied_index = self.shared.applied_index();
@@ -262,7 +271,8 @@ impl Applier {
     }
 }
 
-/// The history of a node that starts from scratch: the genesis component.
+/// The history of a node that starts from scratch: the genesis component,
+/// with the limits the cluster was created with (the machine runs them).
 pub fn genesis_history(machine: &GuestMachine) -> ComponentHistory {
     ComponentHistory::new(ComponentRecord {
         index: 0,
@@ -272,7 +282,7 @@ pub fn genesis_history(machine: &GuestMachine) -> ComponentHistory {
         name: machine.info().name.clone(),
         version: machine.info().version.clone(),
         timestamp_ms: 0,
-        limits: LimitOverrides::default(),
+        limits: LimitOverrides::all(machine.limits()),
         outcome: ActivationOutcome::Activated,
     })
 }

@@ -223,11 +223,19 @@ impl NodeHandle {
     ) -> Result<(ValidatedComponent, Vec<u8>), ClientError> {
         check_overrides(&limits)?;
         let env = self.inner.upgrades.clone();
+        // Over the cluster's current limits, as the activation will be.
+        let current = self
+            .inner
+            .applier
+            .history()
+            .active
+            .limits
+            .resolve(env.limits);
         tokio::task::spawn_blocking(move || {
             let validated = validate_component(
                 &env.engine,
                 &bytes,
-                limits.resolve(env.limits),
+                limits.resolve(current),
                 env.compile_budget,
             )?;
             Ok((validated, bytes))

@@ -47,8 +47,14 @@ pub enum ActivationKind {
 }
 
 /// Resource settings of one component, replicated with its activation so
-/// every replica meters it the same way. `None` fields use the node's
-/// configured defaults.
+/// every replica meters it the same way.
+///
+/// In an upgrade request, `None` keeps the cluster's current value. In the
+/// component history every record written since the limits became part of
+/// the replicated configuration has every field set ([`Self::all`]): the
+/// genesis record holds the limits the cluster was created with, each
+/// activation the limits it resolved to. Only records of older clusters have
+/// `None` fields, which then fall back to the node's configured limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,18 +63,32 @@ pub struct LimitOverrides {
     pub query_fuel: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// Fuel of instantiation, snapshots, restores and `migrate`. Not settable
+    /// by an upgrade (the wire's activation has no field for it): it comes
+    /// from the cluster's creation and is carried by every record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_fuel: Option<u64>,
 }
 
 impl LimitOverrides {
-    /// The effective limits on a node whose defaults are `defaults`.
-    pub fn resolve(&self, defaults: GuestLimits) -> GuestLimits {
+    /// Every field set: how the component history records limits.
+    pub fn all(limits: GuestLimits) -> Self {
+        LimitOverrides {
+            apply_fuel: Some(limits.apply_fuel),
+            query_fuel: Some(limits.query_fuel),
+            memory_limit_bytes: Some(limits.memory_limit_bytes),
+            maintenance_fuel: Some(limits.maintenance_fuel),
+        }
+    }
+
+    /// These overrides applied over `base` (the cluster's current limits,
+    /// or for an older cluster's record, the node's configured ones).
+    pub fn resolve(&self, base: GuestLimits) -> GuestLimits {
         GuestLimits {
-            apply_fuel: self.apply_fuel.unwrap_or(defaults.apply_fuel),
-            query_fuel: self.query_fuel.unwrap_or(defaults.query_fuel),
-            memory_limit_bytes: self
-                .memory_limit_bytes
-                .unwrap_or(defaults.memory_limit_bytes),
-            ..defaults
+            apply_fuel: self.apply_fuel.unwrap_or(base.apply_fuel),
+            query_fuel: self.query_fuel.unwrap_or(base.query_fuel),
+            memory_limit_bytes: self.memory_limit_bytes.unwrap_or(base.memory_limit_bytes),
+            maintenance_fuel: self.maintenance_fuel.unwrap_or(base.maintenance_fuel),
         }
     }
 
@@ -83,6 +103,7 @@ impl LimitOverrides {
         let given = [
             ("apply fuel", self.apply_fuel, MAX_CALL_FUEL),
             ("query fuel", self.query_fuel, MAX_CALL_FUEL),
+            ("maintenance fuel", self.maintenance_fuel, MAX_CALL_FUEL),
             (
                 "the memory limit (bytes)",
                 self.memory_limit_bytes,
