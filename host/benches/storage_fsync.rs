@@ -5,7 +5,10 @@
 //!
 //! - `flush only`: sled's `flush()` (ends in `sync_file_range` on Linux), NOT
 //!   durable against power loss; only here to show what the extra sync costs;
-//! - `flush + fdatasync`: what ships (see `host/src/storage/durability.rs`).
+//! - `flush + fdatasync, no mark`: durable, without the durable mark;
+//! - `+ durable mark`: what ships: the same, and the background thread
+//!   recording what was made durable (`host/src/storage/durable_mark.rs`),
+//!   one more `fdatasync` of a small file per write (coalesced).
 //!
 //! Run: `cargo bench --bench storage_fsync` (set `STORAGE_BENCH_DIR` to measure
 //! another disk; the default is cargo's target tmp dir, not a tmpfs `/tmp`).
@@ -31,28 +34,46 @@ const PAYLOAD_BYTES: usize = 128;
 struct Case {
     durability: &'static str,
     fdatasync: bool,
+    /// Record the durable mark (a second, background `fdatasync`), as a node does.
+    durable_mark: bool,
     entries_per_append: u64,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 6] = [
     Case {
         durability: "flush only (not durable)",
         fdatasync: false,
+        durable_mark: false,
         entries_per_append: 1,
     },
     Case {
-        durability: "flush + fdatasync (shipped)",
+        durability: "flush + fdatasync, no mark",
         fdatasync: true,
+        durable_mark: false,
+        entries_per_append: 1,
+    },
+    Case {
+        durability: "+ durable mark (shipped)",
+        fdatasync: true,
+        durable_mark: true,
         entries_per_append: 1,
     },
     Case {
         durability: "flush only (not durable)",
         fdatasync: false,
+        durable_mark: false,
         entries_per_append: 64,
     },
     Case {
-        durability: "flush + fdatasync (shipped)",
+        durability: "flush + fdatasync, no mark",
         fdatasync: true,
+        durable_mark: false,
+        entries_per_append: 64,
+    },
+    Case {
+        durability: "+ durable mark (shipped)",
+        fdatasync: true,
+        durable_mark: true,
         entries_per_append: 64,
     },
 ];
@@ -105,6 +126,7 @@ fn run(base: &std::path::Path, case: Case) -> Result<Stats, Box<dyn Error>> {
         .tempdir_in(base)?;
     let storage = SledStorage::open(dir.path())?;
     storage.set_fdatasync_for_bench(case.fdatasync);
+    storage.set_durable_mark_for_bench(case.durable_mark);
     let payload = vec![0xA5u8; PAYLOAD_BYTES];
 
     let mut next_index = 1u64;

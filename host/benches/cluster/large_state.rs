@@ -176,6 +176,19 @@ async fn add_member_retrying(members: &[Member], id: u64) -> anyhow::Result<(Mem
     Ok((member, started.elapsed()))
 }
 
+/// Each node's snapshot index and log range: shows whether the log
+/// behind a snapshot is still being compacted.
+async fn log_positions(members: &[Member], when: &str) {
+    for member in members {
+        if let Ok(status) = member.node.status().await {
+            println!(
+                "# {when}: node {} snapshot {:?}, log {}..={}",
+                status.id, status.snapshot_index, status.first_log_index, status.last_index
+            );
+        }
+    }
+}
+
 fn row(label: &str, report: &mut Report) {
     report.latencies.sort();
     println!(
@@ -264,7 +277,9 @@ pub async fn run(
         settling.elapsed().as_secs_f64()
     );
     converge(members).await?;
+    log_positions(members, "before the full-state run").await;
     let mut full = run_clients(&node, CLIENTS, duration).await;
+    log_positions(members, "after the full-state run").await;
     row(
         &format!("put, 64 clients, {state_mib} MiB, between snapshots"),
         &mut full,

@@ -145,6 +145,8 @@ struct Inner {
     marks: MarkWriter,
     /// Bench-only switch, see [`SledStorage::set_fdatasync_for_bench`].
     fdatasync: AtomicBool,
+    /// Bench-only switch, see [`SledStorage::set_durable_mark_for_bench`].
+    durable_mark: AtomicBool,
     /// Raft asked for a snapshot the stored one cannot serve (too old, or
     /// from before the receiving peer joined); the node takes a new one.
     snapshot_wanted: AtomicBool,
@@ -162,7 +164,8 @@ struct State {
 /// hands the position the cache now describes to the mark writer (callers
 /// update the cache only after the write is durable, so that position is).
 struct WriteGuard<'a> {
-    marks: &'a MarkWriter,
+    /// `None` only in benchmarks that measure the mark's cost.
+    marks: Option<&'a MarkWriter>,
     state: RwLockWriteGuard<'a, State>,
 }
 
@@ -181,8 +184,10 @@ impl std::ops::DerefMut for WriteGuard<'_> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        if std::mem::take(&mut self.state.mark_due) {
-            self.marks.post(DurableMark::of(&self.state.cache));
+        if std::mem::take(&mut self.state.mark_due)
+            && let Some(marks) = self.marks
+        {
+            marks.post(DurableMark::of(&self.state.cache));
         }
     }
 }
@@ -262,6 +267,7 @@ impl SledStorage {
                 failure,
                 marks,
                 fdatasync: AtomicBool::new(true),
+                durable_mark: AtomicBool::new(true),
                 snapshot_wanted: AtomicBool::new(false),
             }),
         };
@@ -663,6 +669,15 @@ impl SledStorage {
     pub fn set_fdatasync_for_bench(&self, on: bool) {
         self.inner.fdatasync.store(on, Ordering::Relaxed);
     }
+
+    /// BENCHMARKS ONLY: `false` stops recording the durable mark
+    /// (`durable_mark.rs`), so a damaged store would no longer be noticed.
+    /// Exists to measure its cost in `benches/storage_fsync.rs`; never call
+    /// it in a node.
+    #[doc(hidden)]
+    pub fn set_durable_mark_for_bench(&self, on: bool) {
+        self.inner.durable_mark.store(on, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Inner {
@@ -696,7 +711,10 @@ impl Inner {
             });
         }
         Ok(WriteGuard {
-            marks: &self.marks,
+            marks: self
+                .durable_mark
+                .load(Ordering::Relaxed)
+                .then_some(&self.marks),
             state,
         })
     }
