@@ -166,6 +166,9 @@ pub struct CutTotals {
 
 impl CutTotals {
     pub fn add(&mut self, report: CutReport) {
+        if std::env::var_os("POWER_VERBOSE").is_some() {
+            eprintln!("cut {}: {:#?}", self.cuts + 1, report.unsynced);
+        }
         self.cuts += 1;
         self.lost_pages += report.lost_pages;
         self.kept_pages += report.kept_pages;

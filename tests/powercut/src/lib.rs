@@ -75,8 +75,11 @@ pub struct Disk {
 }
 
 /// What one cut lost (differences of [`Stats`] over the cut).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CutReport {
+    /// What was unsynced when the power went, one line per file or
+    /// directory (before [`CutMode::KeepSomePages`] kept any of it).
+    pub unsynced: Vec<String>,
     /// Unsynced pages the cut lost.
     pub lost_pages: u64,
     /// Unsynced pages it kept ([`CutMode::KeepSomePages`]).
@@ -158,10 +161,12 @@ impl Disk {
         let report = {
             let mut shared = self.lock();
             let before = shared.model.stats;
+            let unsynced = shared.model.describe_unsynced();
             shared.model.power_cut(mode);
             shared.generation += 1;
             let after = shared.model.stats;
             CutReport {
+                unsynced,
                 lost_pages: after.lost_pages - before.lost_pages,
                 kept_pages: after.kept_pages - before.kept_pages,
                 lost_sizes: after.lost_sizes - before.lost_sizes,

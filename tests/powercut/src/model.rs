@@ -546,6 +546,60 @@ impl Model {
         (pages, dirs)
     }
 
+    /// What a cut now would lose, one line per file or directory, by path
+    /// (paths as the view names them; unnamed inodes are not listed).
+    pub fn describe_unsynced(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut stack = vec![(ROOT_INO, std::path::PathBuf::from("/"))];
+        let mut seen = BTreeSet::new();
+        while let Some((ino, path)) = stack.pop() {
+            if !seen.insert(ino) {
+                continue;
+            }
+            let Some(inode) = self.inodes.get(&ino) else {
+                continue;
+            };
+            match &inode.body {
+                Body::File(file) => {
+                    if !file.dirty.is_empty() || file.view.len() != file.durable.len() {
+                        lines.push(format!(
+                            "{}: {} unsynced pages, size {} (durable {})",
+                            path.display(),
+                            file.dirty.len(),
+                            file.view.len(),
+                            file.durable.len()
+                        ));
+                    }
+                }
+                Body::Dir(dir) => {
+                    let added: Vec<_> = dir
+                        .view
+                        .iter()
+                        .filter(|(name, ino)| dir.durable.get(*name) != Some(ino))
+                        .map(|(name, _)| name.to_string_lossy().into_owned())
+                        .collect();
+                    let removed: Vec<_> = dir
+                        .durable
+                        .iter()
+                        .filter(|(name, ino)| dir.view.get(*name) != Some(ino))
+                        .map(|(name, _)| name.to_string_lossy().into_owned())
+                        .collect();
+                    if !added.is_empty() || !removed.is_empty() {
+                        lines.push(format!(
+                            "{}: unsynced entries, new {added:?}, removed {removed:?}",
+                            path.display()
+                        ));
+                    }
+                    for (name, &child) in &dir.view {
+                        stack.push((child, path.join(name)));
+                    }
+                }
+            }
+        }
+        lines.sort();
+        lines
+    }
+
     /// Adds a file that is already durable (loading the backing directory).
     pub fn load_file(&mut self, parent: u64, name: &OsStr, perm: u16, data: Vec<u8>) -> u64 {
         let len = data.len();
