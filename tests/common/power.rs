@@ -8,9 +8,16 @@
 //! power-loss`), `SEED=S` replays one run.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use powercut::{CutMode, CutReport, Faults, Stats};
+
+use super::NodeProcess;
+
+/// Clients writing at once; each has at most one write in flight when the
+/// node dies, which may have committed without its acknowledgement.
+pub const WRITERS: u64 = 3;
 
 /// Why tests that mount FUSE are skipped, if they are.
 pub fn skip_reason() -> Option<&'static str> {
@@ -176,4 +183,33 @@ impl CutTotals {
         self.lost_dir_changes += report.lost_dir_changes;
         self.cuts_that_lost += u64::from(report.lost_anything());
     }
+}
+
+/// The counter, read once the node serves.
+pub fn counter(node: &NodeProcess) -> u64 {
+    let client = node.client();
+    super::wait_for("the counter to be readable", || {
+        client.query(b"get").ok()?.output.text?.parse().ok()
+    })
+}
+
+/// Start `WRITERS` clients sending `add 1` to the counter guest until the
+/// node stops answering; each acknowledgement is one message on the
+/// returned channel.
+pub fn start_writers(node: &NodeProcess) -> (mpsc::Receiver<()>, Vec<std::thread::JoinHandle<()>>) {
+    let (acked_tx, acked_rx) = mpsc::channel();
+    let writers = (0..WRITERS)
+        .map(|_| {
+            let client = node.client();
+            let acked_tx = acked_tx.clone();
+            std::thread::spawn(move || {
+                while client.propose(b"add 1").is_ok() {
+                    if acked_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    (acked_rx, writers)
 }

@@ -11,6 +11,7 @@ mod t40_bad_input;
 mod t45_disk_full;
 mod t46_power_loss;
 mod t47_power_loss_cluster;
+mod t48_disk_faults;
 mod t58_divergence;
 mod t59_checker_can_fail;
 mod t90_hostile_cluster;

@@ -12,54 +12,19 @@
 //! `POWER_CUTS=N` (default [`SHORT_FORM_CUTS`]) and `SEED=S`: see
 //! `tests/common/power.rs`; `make power-loss` is the long form.
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::power::{CutTotals, PowerDisk, Rng};
-use crate::common::{self, NodeProcess, power};
+use crate::common::NodeProcess;
+use crate::common::power::{self, CutTotals, PowerDisk, Rng, WRITERS, counter, start_writers};
 
 /// Cuts in the short form (`make test`).
 const SHORT_FORM_CUTS: u64 = 12;
-/// Clients writing at once; each has at most one write in flight when the
-/// node dies, which may have committed without its acknowledgement.
-const WRITERS: u64 = 3;
 /// Most acknowledged writes before a kill.
 const MAX_ACKS_PER_ROUND: u64 = 80;
 /// How long a writing client may go without an acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Frequent snapshots and compaction, so cuts land around them too.
 const NODE_ARGS: &[&str] = &["--snapshot-every", "40", "--snapshot-keep-entries", "10"];
-
-/// The counter, read once the node serves.
-pub fn counter(node: &NodeProcess) -> u64 {
-    let client = node.client();
-    common::wait_for("the counter to be readable", || {
-        client.query(b"get").ok()?.output.text?.parse().ok()
-    })
-}
-
-/// Start `WRITERS` clients sending `add 1` until the node stops answering;
-/// each acknowledgement is one message on the returned channel.
-pub fn start_writers(
-    node: &NodeProcess,
-    command: &'static str,
-) -> (mpsc::Receiver<()>, Vec<std::thread::JoinHandle<()>>) {
-    let (acked_tx, acked_rx) = mpsc::channel();
-    let writers = (0..WRITERS)
-        .map(|_| {
-            let client = node.client();
-            let acked_tx = acked_tx.clone();
-            std::thread::spawn(move || {
-                while client.propose(command.as_bytes()).is_ok() {
-                    if acked_tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    (acked_rx, writers)
-}
 
 #[test]
 fn t46_power_cuts_on_one_node_lose_no_acknowledged_write() {
@@ -95,7 +60,7 @@ fn t46_power_cuts_on_one_node_lose_no_acknowledged_write() {
         } else {
             1 + rng.below(MAX_ACKS_PER_ROUND)
         };
-        let (acked_rx, writers) = start_writers(&node, "add 1");
+        let (acked_rx, writers) = start_writers(&node);
         for _ in 0..acks_before_kill {
             acked_rx
                 .recv_timeout(ACK_TIMEOUT)
