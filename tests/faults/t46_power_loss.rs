@@ -18,7 +18,7 @@ use crate::common::NodeProcess;
 use crate::common::power::{self, CutTotals, PowerDisk, Rng, WRITERS, counter, start_writers};
 
 /// Cuts in the short form (`make test`).
-const SHORT_FORM_CUTS: u64 = 12;
+const SHORT_FORM_CUTS: u64 = 30;
 /// Most acknowledged writes before a kill.
 const MAX_ACKS_PER_ROUND: u64 = 80;
 /// How long a writing client may go without an acknowledgement.
