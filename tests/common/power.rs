@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use powercut::{CutMode, CutReport, Faults, Stats};
 
 use super::NodeProcess;
+pub use super::jepsen::rng::Rng;
 
 /// Clients writing at once; each has at most one write in flight when the
 /// node dies, which may have committed without its acknowledgement.
@@ -127,34 +128,14 @@ pub fn seed(test: &str) -> u64 {
     seed
 }
 
-/// SplitMix64: the tests' schedule generator.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Half the cuts drop every unsynced write, half keep a random subset
-    /// of the unsynced pages (torn, reordered write-back).
-    pub fn cut_mode(&mut self) -> CutMode {
-        if self.below(2) == 0 {
-            CutMode::DropAll
-        } else {
-            CutMode::KeepSomePages { seed: self.next() }
+/// Half the cuts drop every unsynced write, half keep a random subset of
+/// the unsynced pages (torn, reordered write-back).
+pub fn cut_mode(rng: &mut Rng) -> CutMode {
+    if rng.below(2) == 0 {
+        CutMode::DropAll
+    } else {
+        CutMode::KeepSomePages {
+            seed: rng.next_u64(),
         }
     }
 }
@@ -182,6 +163,20 @@ impl CutTotals {
         self.lost_sizes += report.lost_sizes;
         self.lost_dir_changes += report.lost_dir_changes;
         self.cuts_that_lost += u64::from(report.lost_anything());
+    }
+
+    /// What the cuts lost, for the closing line of a run.
+    pub fn describe(&self) -> String {
+        format!(
+            "the cuts dropped {} unsynced pages ({} more kept by torn write-back), {} unsynced \
+             sizes and {} directories' unsynced entries; {} of {} cuts lost something",
+            self.lost_pages,
+            self.kept_pages,
+            self.lost_sizes,
+            self.lost_dir_changes,
+            self.cuts_that_lost,
+            self.cuts
+        )
     }
 }
 

@@ -74,20 +74,13 @@ fn t46_power_cuts_on_one_node_lose_no_acknowledged_write() {
         acknowledged += acked;
         floor += acked;
         ceiling += acked + WRITERS;
-        totals.add(disk.cut(rng.cut_mode()));
+        totals.add(disk.cut(power::cut_mode(&mut rng)));
     }
     eprintln!(
-        "t46: {} power cuts in {:.0?}, {acknowledged} acknowledged writes, none lost; \
-         the cuts dropped {} unsynced pages ({} kept by torn write-back), {} unsynced sizes \
-         and {} directories' unsynced entries; {} of {} cuts lost something; disk: {:?}",
+        "t46: {} power cuts in {:.0?}, {acknowledged} acknowledged writes, none lost; {}; disk: {:?}",
         totals.cuts,
         started.elapsed(),
-        totals.lost_pages,
-        totals.kept_pages,
-        totals.lost_sizes,
-        totals.lost_dir_changes,
-        totals.cuts_that_lost,
-        totals.cuts,
+        totals.describe(),
         disk.stats(),
     );
     // Otherwise the cuts tested nothing: the node would have to have synced

@@ -265,26 +265,19 @@ fn t47_power_cuts_in_a_cluster_lose_no_acknowledged_write() {
         floor += acked;
         ceiling += acked + WRITERS;
         for &victim in &victims {
-            totals.add(members[victim].disk.cut(rng.cut_mode()));
+            totals.add(members[victim].disk.cut(power::cut_mode(&mut rng)));
         }
         for &victim in &victims {
             members[victim].start();
         }
     }
     eprintln!(
-        "t47: {} power cuts in {:.0?}, {} acknowledged writes, none \
-         lost, replicas converged every round; the cuts dropped {} unsynced pages ({} kept by \
-         torn write-back), {} unsynced sizes and {} directories' unsynced entries; {} of {} \
-         cuts lost something",
+        "t47: {} power cuts in {:.0?}, {} acknowledged writes, none lost, replicas converged \
+         every round; {}",
         totals.cuts,
         started.elapsed(),
         acknowledged.len(),
-        totals.lost_pages,
-        totals.kept_pages,
-        totals.lost_sizes,
-        totals.lost_dir_changes,
-        totals.cuts_that_lost,
-        totals.cuts,
+        totals.describe(),
     );
     assert!(
         totals.cuts == 0 || totals.cuts_that_lost > 0,

@@ -16,7 +16,7 @@
 //! from a machine that lost power, and cannot change the new state.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -27,7 +27,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::model::{Attr, Model};
+use crate::model::{Attr, Entry, Model};
 
 /// How long the kernel may cache names and attributes. Every change goes
 /// through this one mount, so the kernel's caches stay right; a cut
@@ -58,7 +58,7 @@ pub(crate) struct Fs {
     generation: u64,
     /// Directory listings taken at `opendir`, so `readdir` offsets stay
     /// valid while the directory changes.
-    listings: Mutex<HashMap<u64, Vec<(OsString, u64, bool)>>>,
+    listings: Mutex<HashMap<u64, Vec<Entry>>>,
     next_handle: AtomicU64,
 }
 
@@ -80,6 +80,14 @@ impl Fs {
         } else {
             Err(Errno::EIO)
         }
+    }
+
+    /// Creates a file or directory with the permission bits of `mode`.
+    fn make(&self, parent: INodeNo, name: &OsStr, is_dir: bool, mode: u32) -> Result<Attr, Errno> {
+        self.with(|m| {
+            let ino = m.create(parent.0, name, is_dir, (mode & 0o7777) as u16)?;
+            m.attr(ino)
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Model) -> Result<T, Errno>) -> Result<T, Errno> {
@@ -111,19 +119,34 @@ fn file_attr(attr: Attr, req: &Request) -> FileAttr {
     }
 }
 
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, req: &Request, result: Result<Attr, Errno>) {
+    match result {
+        Ok(attr) => reply.entry(&TTL, &file_attr(attr, req), Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_attr(reply: ReplyAttr, req: &Request, result: Result<Attr, Errno>) {
+    match result {
+        Ok(attr) => reply.attr(&TTL, &file_attr(attr, req)),
+        Err(e) => reply.error(e),
+    }
+}
+
 impl Filesystem for Fs {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.with(|m| m.attr(m.lookup(parent.0, name)?)) {
-            Ok(attr) => reply.entry(&TTL, &file_attr(attr, req), Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, req, self.with(|m| m.attr(m.lookup(parent.0, name)?)));
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.with(|m| m.attr(ino.0)) {
-            Ok(attr) => reply.attr(&TTL, &file_attr(attr, req)),
-            Err(e) => reply.error(e),
-        }
+        reply_attr(reply, req, self.with(|m| m.attr(ino.0)));
     }
 
     fn setattr(
@@ -153,10 +176,7 @@ impl Filesystem for Fs {
             }
             m.attr(ino.0)
         });
-        match result {
-            Ok(attr) => reply.attr(&TTL, &file_attr(attr, req)),
-            Err(e) => reply.error(e),
-        }
+        reply_attr(reply, req, result);
     }
 
     fn mknod(
@@ -173,14 +193,7 @@ impl Filesystem for Fs {
             reply.error(Errno::EPERM);
             return;
         }
-        let perm = (mode & !umask & 0o7777) as u16;
-        match self.with(|m| {
-            let ino = m.create(parent.0, name, false, perm)?;
-            m.attr(ino)
-        }) {
-            Ok(attr) => reply.entry(&TTL, &file_attr(attr, req), Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, req, self.make(parent, name, false, mode & !umask));
     }
 
     fn mkdir(
@@ -192,28 +205,15 @@ impl Filesystem for Fs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let perm = (mode & !umask & 0o7777) as u16;
-        match self.with(|m| {
-            let ino = m.create(parent.0, name, true, perm)?;
-            m.attr(ino)
-        }) {
-            Ok(attr) => reply.entry(&TTL, &file_attr(attr, req), Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        reply_entry(reply, req, self.make(parent, name, true, mode & !umask));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.with(|m| m.remove(parent.0, name, false)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.with(|m| m.remove(parent.0, name, false)));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.with(|m| m.remove(parent.0, name, true)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.with(|m| m.remove(parent.0, name, true)));
     }
 
     fn rename(
@@ -233,10 +233,10 @@ impl Filesystem for Fs {
             return;
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.with(|m| m.rename(parent.0, name, newparent.0, newname, no_replace)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.with(|m| m.rename(parent.0, name, newparent.0, newname, no_replace)),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -307,10 +307,7 @@ impl Filesystem for Fs {
     ) {
         // fdatasync is treated as fsync: the size is data we model, and the
         // other metadata (times) is not modelled.
-        match self.with(|m| m.sync_file(ino.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.with(|m| m.sync_file(ino.0)));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -343,9 +340,11 @@ impl Filesystem for Fs {
             (OsStr::new("."), ino.0, true),
             (OsStr::new(".."), ino.0, true),
         ];
-        let entries = dots
-            .into_iter()
-            .chain(listing.iter().map(|(n, i, d)| (n.as_os_str(), *i, *d)));
+        let entries = dots.into_iter().chain(
+            listing
+                .iter()
+                .map(|e| (e.name.as_os_str(), e.ino, e.is_dir)),
+        );
         for (index, (name, child, is_dir)) in entries.enumerate().skip(offset as usize) {
             let kind = if is_dir {
                 FileType::Directory
@@ -382,10 +381,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.with(|m| m.sync_dir(ino.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.with(|m| m.sync_dir(ino.0)));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -465,9 +461,6 @@ impl Filesystem for Fs {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result);
     }
 }

@@ -78,6 +78,18 @@ pub struct Stats {
     pub faults_injected: u64,
 }
 
+/// What [`Model::walk_durable`] calls: path, permission bits, and the
+/// durable contents of a file (`None` for a directory).
+pub type Visit<'a> = dyn FnMut(&std::path::Path, u16, Option<&[u8]>) + 'a;
+
+/// One entry of [`Model::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub ino: u64,
+    pub is_dir: bool,
+}
+
 /// Attributes the glue reports for an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
@@ -230,14 +242,18 @@ impl Model {
 
     /// The entries of directory `ino`, in name order, with whether each is a
     /// directory.
-    pub fn list(&self, ino: u64) -> Result<Vec<(OsString, u64, bool)>, Errno> {
+    pub fn list(&self, ino: u64) -> Result<Vec<Entry>, Errno> {
         let dir = self.dir(ino)?;
         Ok(dir
             .view
             .iter()
             .map(|(name, &child)| {
                 let is_dir = matches!(self.inodes.get(&child).map(|i| &i.body), Some(Body::Dir(_)));
-                (name.clone(), child, is_dir)
+                Entry {
+                    name: name.clone(),
+                    ino: child,
+                    is_dir,
+                }
             })
             .collect())
     }
@@ -635,13 +651,8 @@ impl Model {
     }
 
     /// The durable tree under `ino`, for saving to the backing directory:
-    /// calls `file(path, perm, data)` and `dir(path, perm)` parents first.
-    pub fn walk_durable(
-        &self,
-        ino: u64,
-        path: &std::path::Path,
-        visit: &mut dyn FnMut(&std::path::Path, u16, Option<&[u8]>),
-    ) {
+    /// calls `visit` on each file and directory, parents first.
+    pub fn walk_durable(&self, ino: u64, path: &std::path::Path, visit: &mut Visit<'_>) {
         let Some(inode) = self.inodes.get(&ino) else {
             return;
         };
