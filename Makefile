@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak simulate clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -145,6 +145,16 @@ JEPSEN_SECONDS ?= 3600
 JEPSEN_NODES ?= 5
 jepsen-soak: setup
 	JEPSEN_SECONDS=$(JEPSEN_SECONDS) JEPSEN_NODES=$(JEPSEN_NODES) $(CARGO) test --test netns t92_jepsen -- --nocapture
+
+## The power-loss tests (tests/faults/t52_power_loss.rs, one node, and
+## t53_power_loss_cluster.rs, three; a short form of each is in `make
+## test`) with POWER_CUTS power cuts each (default 500): real nodes on the
+## powercut FUSE filesystem (tests/powercut), SIGKILLed and cut, losing what
+## was not fsynced. SEED=... replays a schedule; POWER_VERBOSE=1 prints
+## what each cut lost. Root and /dev/fuse, like `make test`.
+POWER_CUTS ?= 500
+power-loss: setup
+	POWER_CUTS=$(POWER_CUTS) $(CARGO) test --test faults power_cuts -- --nocapture --test-threads 1
 
 ## Many seeds of the deterministic simulation, optimized build:
 ## SIM_SEEDS (default 5000) from SIM_FIRST_SEED (default 1), SIM_THREADS

@@ -22,6 +22,7 @@ use iroh_raft::wasm::GuestLimits;
 pub mod cluster;
 pub mod jepsen;
 pub mod netns;
+pub mod power;
 
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

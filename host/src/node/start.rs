@@ -57,6 +57,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     let id = config.id;
     // Carries the node id and, recorded as it changes, the current term.
     let span = tracing::info_span!("node", id, term = tracing::field::Empty);
+    let applier_on_fatal = applier_shared.clone();
     let driver = tokio::spawn(
         driver::run(core, inbox_rx, controls, applier_tx, env.clone(), transport).instrument(span),
     );
@@ -77,6 +78,8 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             }
             Err(error) => {
                 tracing::error!(id, %error, "node stopped by a fatal error");
+                // The disk may be what failed: sled must not touch it again.
+                applier_on_fatal.abandon_store();
                 (error.to_string(), None)
             }
         };

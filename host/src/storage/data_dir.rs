@@ -51,6 +51,14 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// file renamed into a directory whose own entry was never synced can
 /// vanish with it after a power loss.
 pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    create_durably_with(&builder, dir)
+}
+
+/// [`create_dir_durably`] with `builder`'s options (which must be
+/// recursive).
+fn create_durably_with(builder: &std::fs::DirBuilder, dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -61,7 +69,7 @@ pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
         created.push(path);
         missing = path.parent();
     }
-    std::fs::create_dir_all(dir)?;
+    builder.create(dir)?;
     for path in created {
         let parent = path
             .parent()
@@ -124,7 +132,11 @@ impl DataDir {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, DATA_DIR_MODE);
-        builder.create(&self.root)
+        // Durably: the first writes a node acknowledges go into this
+        // directory, and a power cut before its name reached the disk took
+        // the whole store with it (the node came back as a new cluster;
+        // found by tests/faults/t46_power_loss.rs).
+        create_durably_with(&builder, &self.root)
     }
 
     pub fn root(&self) -> &Path {

@@ -283,6 +283,16 @@ impl GuestStore {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The node stopped on a fatal error (a failed log write: the disk is
+    /// full or fails `fsync`): never flush this store again, not even in
+    /// sled's drop, which ends in `sync_all().unwrap()` and so panicked on a
+    /// disk answering `EIO` (exit 101 and a backtrace after the real cause).
+    /// Like a crash at this point: a restart replays the log from the
+    /// store's durable applied index.
+    pub fn abandon(&self) {
+        self.mark_failed();
+    }
+
     fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.pins.write().unwrap_or_else(|p| p.into_inner())
     }

@@ -46,6 +46,12 @@ pub struct ApplierShared {
 }
 
 impl ApplierShared {
+    /// The node stopped on a fatal error: leave the guest store unflushed
+    /// (see [`GuestStore::abandon`]).
+    pub(crate) fn abandon_store(&self) {
+        self.store.abandon();
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.applied_index.load(Ordering::Acquire)
     }
