@@ -117,6 +117,88 @@ fn main() -> Result<(), Box<dyn Error>> {
             stats.entries_per_s,
         );
     }
+    compaction(&base)?;
+    Ok(())
+}
+
+/// Entries behind a snapshot removed by one compaction step, as the node
+/// does after a snapshot (`COMPACTION_BATCH_ENTRIES` per round of its loop).
+const COMPACTION_LOG_ENTRIES: u64 = 250_000;
+/// Payload of the compacted entries: the large-state bench's 1 KiB puts.
+const COMPACTION_PAYLOAD_BYTES: usize = 1024;
+
+/// What one compaction step costs: a log of [`COMPACTION_LOG_ENTRIES`]
+/// entries, a snapshot at its end, then `compact` one batch at a time,
+/// timing each batch and an append right after it (what a write waits for
+/// while the log behind a snapshot is removed).
+fn compaction(base: &std::path::Path) -> Result<(), Box<dyn Error>> {
+    use iroh_raft::limits::COMPACTION_BATCH_ENTRIES;
+    let dir = tempfile::Builder::new()
+        .prefix("storage-compaction-")
+        .tempdir_in(base)?;
+    let storage = SledStorage::open(dir.path())?;
+    let payload = vec![0x5Au8; COMPACTION_PAYLOAD_BYTES];
+    let mut next = 1u64;
+    while next <= COMPACTION_LOG_ENTRIES {
+        let entries: Vec<Entry> = (next..next + 1000)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                data: payload.clone().into(),
+                ..Default::default()
+            })
+            .collect();
+        let hard_state = HardState {
+            term: 1,
+            vote: 1,
+            commit: next + 999,
+            ..Default::default()
+        };
+        storage.append_and_persist(&entries, Some(&hard_state))?;
+        next += 1000;
+    }
+    let last = next - 1;
+    let mut snapshot = raft::prelude::Snapshot::default();
+    snapshot.mut_metadata().index = last;
+    snapshot.mut_metadata().term = 1;
+    storage.save_snapshot(&snapshot)?;
+
+    let mut steps = Vec::new();
+    let mut appends = Vec::new();
+    let started = Instant::now();
+    let mut first = storage.first_log_index();
+    while first <= last {
+        let to = (first + COMPACTION_BATCH_ENTRIES).min(last + 1);
+        let step = Instant::now();
+        storage.compact(to)?;
+        steps.push(step.elapsed());
+        let entry = Entry {
+            index: next,
+            term: 1,
+            data: payload.clone().into(),
+            ..Default::default()
+        };
+        let append = Instant::now();
+        storage.append_and_persist(&[entry], None)?;
+        appends.push(append.elapsed());
+        next += 1;
+        first = to;
+    }
+    let total = started.elapsed();
+    let summary = |mut times: Vec<Duration>| {
+        times.sort_unstable();
+        let at = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)].as_micros();
+        format!("p50 {} us, p99 {} us, max {} us", at(50), at(99), at(100))
+    };
+    println!();
+    println!(
+        "compaction: {COMPACTION_LOG_ENTRIES} entries of {COMPACTION_PAYLOAD_BYTES} bytes behind a \
+         snapshot, removed {COMPACTION_BATCH_ENTRIES} per step: {} steps in {:.2} s",
+        steps.len(),
+        total.as_secs_f64()
+    );
+    println!("  one step: {}", summary(steps));
+    println!("  an append right after it: {}", summary(appends));
     Ok(())
 }
 

@@ -66,7 +66,8 @@
 //!
 //! # Durability rule
 //!
-//! Every write except [`SledStorage::set_commit`] is durable when it returns
+//! Every write except [`SledStorage::set_commit`] and [`SledStorage::compact`]
+//! (both can be lost in a crash without harm) is durable when it returns
 //! `Ok`: `sled::Db::flush`, then `fdatasync` of sled's data file `db` (sled's
 //! flush ends in `sync_file_range` on Linux, which flushes neither the device
 //! cache nor file metadata), of any new blob file under `blobs/` (sled writes
@@ -528,8 +529,13 @@ impl SledStorage {
         Ok(())
     }
 
-    /// Discards the log entries before `compact_index`, durably; the first index
+    /// Discards the log entries before `compact_index`; the first index
     /// becomes `compact_index`. Indexes at or below the first index are a no-op.
+    ///
+    /// Not synced: the removal reaches the disk with the next durable write
+    /// (or sled's own flush within [`SLED_FLUSH_EVERY_MS`]). A crash before
+    /// that brings removed entries back, a longer log behind the same
+    /// snapshot, which is as valid; nothing acknowledged depends on it.
     ///
     /// `compact_index` may not exceed `last_index + 1`, nor the stored
     /// snapshot's index + 1: entries no snapshot covers must stay, or a
@@ -553,10 +559,10 @@ impl SledStorage {
                 ),
             ));
         }
-        // In durable chunks, oldest first: one batch of hundreds of
-        // thousands of removals made sled (and the allocator) hold hundreds
-        // of MiB until its flush. A crash between chunks leaves a shorter
-        // prefix removed, which is as valid a log.
+        // In chunks, oldest first: one batch of hundreds of thousands of
+        // removals made sled (and the allocator) hold hundreds of MiB until
+        // its flush. A crash between chunks leaves a shorter prefix
+        // removed, which is as valid a log.
         let mut from = first;
         while from < compact_index {
             let to = compact_index.min(from + COMPACTION_BATCH_ENTRIES);
@@ -567,7 +573,7 @@ impl SledStorage {
             self.inner.commit(
                 &mut state,
                 batch,
-                Durability::Durable,
+                Durability::Lazy,
                 "apply the compaction batch",
             )?;
             state.cache.log.compact_to(to);

@@ -194,6 +194,11 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Whether log behind a snapshot is still to be removed.
+    pub(crate) fn compaction_pending(&self) -> bool {
+        self.snapshots.compact_to.is_some()
+    }
+
     /// Compact the log by one batch of [`COMPACTION_BATCH_ENTRIES`] towards
     /// the last snapshot (every round calls it). In one go, the 250,000
     /// entries behind a snapshot of a 256 MiB store-backed state took this
