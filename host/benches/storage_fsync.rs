@@ -140,14 +140,7 @@ fn compaction(base: &std::path::Path) -> Result<(), Box<dyn Error>> {
     let payload = vec![0x5Au8; COMPACTION_PAYLOAD_BYTES];
     let mut next = 1u64;
     while next <= COMPACTION_LOG_ENTRIES {
-        let entries: Vec<Entry> = (next..next + 1000)
-            .map(|index| Entry {
-                index,
-                term: 1,
-                data: payload.clone().into(),
-                ..Default::default()
-            })
-            .collect();
+        let entries = entries(next, 1000, &payload);
         let hard_state = HardState {
             term: 1,
             vote: 1,
@@ -202,6 +195,18 @@ fn compaction(base: &std::path::Path) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// `count` entries of term 1 from index `first`, each carrying `payload`.
+fn entries(first: u64, count: u64, payload: &[u8]) -> Vec<Entry> {
+    (first..first + count)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            data: payload.to_vec().into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn run(base: &std::path::Path, case: Case) -> Result<Stats, Box<dyn Error>> {
     let dir = tempfile::Builder::new()
         .prefix("storage-fsync-")
@@ -214,14 +219,7 @@ fn run(base: &std::path::Path, case: Case) -> Result<Stats, Box<dyn Error>> {
     let mut next_index = 1u64;
     let mut latencies = Vec::with_capacity(ITERATIONS);
     for iteration in 0..WARMUP_ITERATIONS + ITERATIONS {
-        let entries: Vec<Entry> = (0..case.entries_per_append)
-            .map(|i| Entry {
-                index: next_index + i,
-                term: 1,
-                data: payload.clone().into(),
-                ..Default::default()
-            })
-            .collect();
+        let entries = entries(next_index, case.entries_per_append, &payload);
         // As in a follower's Ready: the commit trails the new entries.
         let hard_state = HardState {
             term: 1,

@@ -17,6 +17,12 @@ fn expect_out_of_fuel(node: &NodeProcess) {
     }
 }
 
+/// `add 1`, which must succeed; the counter it returns.
+fn add_one(node: &NodeProcess) -> String {
+    let answer = node.client().propose(b"add 1").expect("add 1");
+    answer.output.text.unwrap_or_default()
+}
+
 fn counter(node: &NodeProcess) -> String {
     node.client()
         .query(b"get")
@@ -61,27 +67,11 @@ fn t29_guest_limits_are_the_clusters_not_the_nodes_flags() {
         "100000",
     ]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        node.client()
-            .propose(b"add 1")
-            .expect("add 1")
-            .output
-            .text
-            .as_deref(),
-        Some("1")
-    );
+    assert_eq!(add_one(&node), "1");
     node.kill();
 
     // And a restart with the old flag keeps them too.
     let node = NodeProcess::start(&data_dir, &["--apply-fuel", "1000"]);
     assert_eq!(counter(&node), "1");
-    assert_eq!(
-        node.client()
-            .propose(b"add 1")
-            .expect("add 1")
-            .output
-            .text
-            .as_deref(),
-        Some("2")
-    );
+    assert_eq!(add_one(&node), "2");
 }

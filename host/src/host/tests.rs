@@ -71,6 +71,19 @@ impl ProtocolHandler for Seen {
     }
 }
 
+/// An iroh endpoint on loopback, relay off: a peer or a stranger.
+async fn client_endpoint() -> iroh::Endpoint {
+    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .expect("addr")
+        .clear_relay_transports()
+        .bind()
+        .await
+        .expect("client endpoint")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_protocol_shares_the_router_with_raft() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -80,15 +93,7 @@ async fn another_protocol_shares_the_router_with_raft() {
         .start()
         .await
         .expect("start");
-    let client = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-        .relay_mode(iroh::RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .expect("addr")
-        .clear_relay_transports()
-        .bind()
-        .await
-        .expect("client endpoint");
+    let client = client_endpoint().await;
     let target = host.addr().endpoint_addr().expect("address");
     // A stranger reaches the other protocol (no allowlist hook) ...
     let connection = client
@@ -170,15 +175,7 @@ async fn a_peer_past_its_connection_limit_is_refused() {
     use crate::transport::handler::CLOSE_TOO_MANY_CONNECTIONS;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-        .relay_mode(iroh::RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .expect("addr")
-        .clear_relay_transports()
-        .bind()
-        .await
-        .expect("client endpoint");
+    let client = client_endpoint().await;
     let host = HostBuilder::new(dir.path())
         .allow(client.id())
         .start()
