@@ -96,7 +96,7 @@ pub fn raft_payload(data: &[u8]) {
 /// every length inside checked against the input before anything is
 /// allocated for it ([`iroh_raft::transport::protobuf_input::parse_bounded`]).
 pub fn parse_raft_message_bounded(bytes: Bytes) -> ProtobufResult<RaftMessage> {
-    iroh_raft::transport::protobuf_input::parse_bounded(&bytes)
+    iroh_raft::transport::protobuf_input::parse_bounded(bytes)
 }
 
 /// A decoded message encodes again, to a payload that decodes to itself,

@@ -770,7 +770,6 @@ fn check_durable_mark(
     dir: &Path,
     recovered: &recovery::Recovered,
 ) -> Result<MarkFile, StorageError> {
-    let now = DurableMark::of(&recovered.cache);
     match MarkFile::open(dir)? {
         Some((file, mark)) => {
             mark.check(&recovered.cache)
@@ -787,7 +786,7 @@ fn check_durable_mark(
                     "the log store has no durable mark (written by an older version?); creating one"
                 );
             }
-            MarkFile::create(dir, &now)
+            MarkFile::create(dir, &DurableMark::of(&recovered.cache))
         }
     }
 }

@@ -285,8 +285,8 @@ impl HandlerInner {
         }
         // No preallocation from a count the peer chose.
         let mut messages = Vec::new();
-        for bytes in &batch.messages {
-            let message = match super::protobuf_input::parse_bounded::<Message>(bytes) {
+        for bytes in batch.messages {
+            let message = match super::protobuf_input::parse_bounded::<Message>(bytes.into()) {
                 Ok(message) => message,
                 Err(e) => return error_frame(ErrorCode::Malformed, format!("raft message: {e}")),
             };

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use protobuf::{CodedInputStream, Message, ProtobufResult};
 
 /// Parse one `M` that fills `bytes` exactly, allocating nothing a length in
-/// it claims beyond what `bytes` holds.
-pub fn parse_bounded<M: Message>(bytes: &[u8]) -> ProtobufResult<M> {
-    let bytes = Bytes::copy_from_slice(bytes);
+/// it claims beyond what `bytes` holds. Takes `Bytes` (a `Vec<u8>` converts
+/// without a copy): its `bytes` fields become slices of it.
+pub fn parse_bounded<M: Message>(bytes: Bytes) -> ProtobufResult<M> {
     let mut input = CodedInputStream::from_carllerche_bytes(&bytes);
     input.push_limit(bytes.len() as u64)?;
     let message = M::parse_from(&mut input)?;
@@ -39,7 +39,7 @@ mod tests {
         let input = [
             8, 4, 16, 158, 31, 250, 198, 203, 2, 245, 242, 85, 24, 1, 32, 3, 80, 1, 88, 7, 255,
         ];
-        assert!(parse_bounded::<RaftMessage>(&input).is_err());
+        assert!(parse_bounded::<RaftMessage>(Bytes::copy_from_slice(&input)).is_err());
     }
 
     #[test]
@@ -59,10 +59,13 @@ mod tests {
         };
         let bytes = message.write_to_bytes().expect("encode");
         assert_eq!(
-            parse_bounded::<RaftMessage>(&bytes).expect("parse"),
+            parse_bounded::<RaftMessage>(bytes.clone().into()).expect("parse"),
             message
         );
         // One byte short: refused, not half-parsed.
-        assert!(parse_bounded::<RaftMessage>(&bytes[..bytes.len() - 1]).is_err());
+        assert!(
+            parse_bounded::<RaftMessage>(Bytes::copy_from_slice(&bytes[..bytes.len() - 1]))
+                .is_err()
+        );
     }
 }

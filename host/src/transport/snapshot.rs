@@ -251,12 +251,10 @@ impl SnapshotReceiver<'_> {
         &self,
         offer: &SnapshotOffer,
     ) -> Result<(Message, PathBuf, PathBuf), ErrorFrame> {
-        let message =
-            super::protobuf_input::parse_bounded::<Message>(&offer.message).map_err(|e| {
-                ErrorFrame {
-                    code: ErrorCode::Malformed,
-                    message: format!("snapshot message: {e}"),
-                }
+        let message = super::protobuf_input::parse_bounded::<Message>(offer.message.clone().into())
+            .map_err(|e| ErrorFrame {
+                code: ErrorCode::Malformed,
+                message: format!("snapshot message: {e}"),
             })?;
         if message.get_msg_type() != MessageType::MsgSnapshot {
             return Err(ErrorFrame {
