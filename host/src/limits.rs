@@ -278,6 +278,14 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// log is compacted). An idle loop goes round again at once while
 /// compaction is pending, so small batches do not make it slow.
 pub const COMPACTION_BATCH_ENTRIES: u64 = 256;
+
+/// The log store's durable mark (`storage/durable_mark.rs`) is written at
+/// most this often: each write is an `fdatasync` of its own, and one per
+/// durable log write (thousands per second under load) competed with the
+/// log's own syncs for the disk. The mark is a lower bound of what the store
+/// made durable, so one that lags by this much refuses a damaged store all
+/// the same, unless the damage only took away the last few milliseconds.
+pub const DURABLE_MARK_INTERVAL: Duration = Duration::from_millis(10);
 /// sled's page cache for the Raft log (its default, 1 GiB, is far more
 /// than a compacted log needs).
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;

@@ -10,15 +10,25 @@ use super::applier::{ApplierEnv, ApplierInbox, ApplyJob, unix_now_ms};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
+use super::persist::{Persisted, Persister};
 use super::ports::Transport;
 use super::round::{self, Deferred, SnapshotAnswer};
 use super::upgrade::fetch as component_fetch;
+use crate::storage::StorageError;
 
 /// Channels the loop listens on besides the inbox.
 #[derive(Debug)]
 pub struct Controls {
     pub shutdown: mpsc::Receiver<oneshot::Sender<()>>,
     pub fatal: watch::Receiver<Option<String>>,
+}
+
+/// The persistence thread (`node::persist`): where staged Readies go, and
+/// where the news that they are durable comes back.
+#[derive(Debug)]
+pub(crate) struct Persistence {
+    pub persister: Persister,
+    pub persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
 }
 
 /// Run the node until shutdown, until every handle is dropped, or until a
@@ -29,8 +39,13 @@ pub(crate) async fn run(
     mut controls: Controls,
     applier: ApplierInbox,
     prepare_env: ApplierEnv,
+    persistence: Persistence,
     mut transport: impl Transport,
 ) -> Result<Option<oneshot::Sender<()>>, NodeError> {
+    let Persistence {
+        persister,
+        mut persisted,
+    } = persistence;
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut snapshot_answer: Option<SnapshotAnswer> = None;
@@ -55,6 +70,10 @@ pub(crate) async fn run(
         if round.snapshot_answer.is_some() {
             snapshot_answer = round.snapshot_answer;
         }
+        if !round.persist.into_iter().all(|job| persister.submit(job)) {
+            // The thread stopped after a storage error it is reporting.
+            tracing::debug!("the persistence thread stopped");
+        }
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
             // can never delay them.
@@ -64,6 +83,16 @@ pub(crate) async fn run(
                 let reason = controls.fatal.borrow().clone().unwrap_or_default();
                 break Err(NodeError::StateMachine(reason));
             }
+            done = persisted.recv() => match done {
+                Some(Ok(done)) => {
+                    if !done.messages.is_empty() {
+                        transport.send(done.messages);
+                    }
+                    core.on_persisted(done.number);
+                }
+                Some(Err(error)) => break Err(error.into()),
+                None => break Err(NodeError::StateMachine("the persistence thread stopped".into())),
+            },
             taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
                 snapshot_answer = None;
                 let taken = taken.unwrap_or_else(|_| Err("the applier stopped".into()));

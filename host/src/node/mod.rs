@@ -55,6 +55,7 @@ mod handle;
 pub(crate) mod inbox;
 mod logger;
 pub mod metrics;
+pub(crate) mod persist;
 mod ports;
 pub(crate) mod round;
 pub mod snapshot;

@@ -16,6 +16,7 @@ use super::applier::{ApplyJob, TakenSnapshot};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
+use super::persist::PersistJob;
 use super::upgrade::Activation;
 use crate::membership::PeerAddr;
 
@@ -33,6 +34,9 @@ pub(crate) struct RoundOutput {
     pub messages: Vec<Message>,
     /// A snapshot job was handed out: its answer arrives here.
     pub snapshot_answer: Option<SnapshotAnswer>,
+    /// Staged Readies for the persistence thread, in order; their
+    /// messages leave when it reports them durable.
+    pub persist: Vec<PersistJob>,
 }
 
 /// Handle Ready, compact the log by one batch if a compaction is under way,
@@ -50,6 +54,7 @@ pub(crate) fn ready(
         members: out.members,
         messages: out.messages,
         snapshot_answer: None,
+        persist: out.persist,
     };
     if !snapshot_in_flight && let Some((job, answer)) = core.snapshot_job() {
         round.jobs.push(job);

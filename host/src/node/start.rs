@@ -16,6 +16,7 @@ use super::handle::{HandleInner, NodeHandle};
 use super::inbox::NodeInbox;
 
 use super::metrics::NodeMetrics;
+use super::persist::Persister;
 use super::ports::{NodeLink, Transport};
 use super::upgrade;
 
@@ -42,6 +43,11 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
                 source,
             },
         )?;
+    let (persister, persisted) =
+        Persister::start(size_reader.clone()).map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
     let (inbox_tx, inbox_rx) = mpsc::channel(NODE_INBOX_CAPACITY);
     transport.attach(NodeLink {
         inbox: NodeInbox::new(inbox_tx.clone()),
@@ -59,7 +65,19 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
     let span = tracing::info_span!("node", id, term = tracing::field::Empty);
     let applier_on_fatal = applier_shared.clone();
     let driver = tokio::spawn(
-        driver::run(core, inbox_rx, controls, applier_tx, env.clone(), transport).instrument(span),
+        driver::run(
+            core,
+            inbox_rx,
+            controls,
+            applier_tx,
+            env.clone(),
+            driver::Persistence {
+                persister,
+                persisted,
+            },
+            transport,
+        )
+        .instrument(span),
     );
     tokio::spawn(async move {
         // raft-rs panics when a storage read fails after start-up; a panic

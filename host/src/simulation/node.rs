@@ -7,8 +7,10 @@
 //! node waits for its applier (an `ApplyJob::Barrier`) so that what the
 //! guest did is part of the step. A crash drops everything in memory
 //! (unsent messages, waiting clients, the guest) and keeps exactly what the
-//! storage made durable: every storage write is fsynced before it returns,
-//! except the commit index, which Raft recomputes.
+//! storage made durable. Staged Readies are made durable within the step
+//! that staged them (`persist::complete`, as the persistence thread does),
+//! so a crash between steps loses only the commit index, which Raft
+//! recomputes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::node::applier::{self, ApplierInbox, ApplierShared, ApplyJob, WallClock};
 use crate::node::core::{NodeCore, RaftView};
 use crate::node::inbox::NodeMsg;
+use crate::node::persist;
 use crate::node::round::{self, Deferred, SnapshotAnswer};
 use crate::node::{NodeConfig, NodeError, NodeParts, PartsOverrides, assemble};
 use crate::storage::SledStorage;
@@ -203,6 +206,15 @@ impl Live {
             output.messages.extend(early);
             self.hand_over(round.jobs)?;
             output.messages.extend(round.messages);
+            // The persistence thread's work, done at once (the same
+            // `persist::complete`): staged Readies become durable, then
+            // their messages leave and raft-rs hears of it.
+            if !round.persist.is_empty() {
+                let done = persist::complete(&self.storage, round.persist)
+                    .map_err(|e| format!("persisting: {e}"))?;
+                output.messages.extend(done.messages);
+                self.core.on_persisted(done.number);
+            }
             if round.snapshot_answer.is_some() {
                 self.snapshot_answer = round.snapshot_answer;
             }

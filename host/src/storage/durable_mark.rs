@@ -49,6 +49,9 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::limits::DURABLE_MARK_INTERVAL;
 
 use super::cache::{Cache, TermLookup};
 use super::data_dir::create_private_file;
@@ -320,7 +323,8 @@ fn read_slots(file: &File, path: &Path) -> Result<Option<(u64, DurableMark)>, St
 
 /// Writes marks from a background thread, so that a durable write does not
 /// wait for a second `fdatasync`. Coalesces: only the newest pending mark is
-/// written.
+/// written, at most once per [`DURABLE_MARK_INTERVAL`] (a mark is a lower
+/// bound of what is durable, so a later one only checks a little less).
 pub(crate) struct MarkWriter {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -349,7 +353,9 @@ impl MarkWriter {
         let thread = std::thread::Builder::new()
             .name("durable-mark".into())
             .spawn(move || {
-                while let Some(mark) = thread_shared.next() {
+                let mut not_before = Instant::now();
+                while let Some(mark) = thread_shared.next(not_before) {
+                    not_before = Instant::now() + DURABLE_MARK_INTERVAL;
                     if let Err(e) = file.write(&mark) {
                         tracing::error!(error = %e, "durable mark write failed; the store is now read-only");
                         let _ = failure.set(e.to_string());
@@ -391,15 +397,25 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next mark to write; `None` once stopped with nothing pending.
-    fn next(&self) -> Option<DurableMark> {
+    /// The next mark to write, not before `not_before` (unless stopping);
+    /// `None` once stopped with nothing pending.
+    fn next(&self, not_before: Instant) -> Option<DurableMark> {
         let mut pending = self.lock();
         loop {
+            if pending.stop {
+                return pending.mark.take();
+            }
+            let now = Instant::now();
+            if now < not_before {
+                pending = self
+                    .wake
+                    .wait_timeout(pending, not_before - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
             if let Some(mark) = pending.mark.take() {
                 return Some(mark);
-            }
-            if pending.stop {
-                return None;
             }
             pending = self
                 .wake

@@ -16,12 +16,16 @@
 //! keeps another clone to write with. For each `Ready`, in raft-rs's order:
 //!
 //! 1. `ready.snapshot()` not empty → [`SledStorage::apply_snapshot`];
-//! 2. `ready.entries()` and `ready.hs()` → [`SledStorage::append_and_persist`],
-//!    one atomic sled batch, durable before it returns;
+//! 2. `ready.entries()` and `ready.hs()` → [`SledStorage::stage_append`],
+//!    one atomic sled batch, readable at once but not yet durable; the
+//!    node's persistence thread then calls [`SledStorage::sync_staged`],
+//!    which makes everything staged so far durable with one flush and
+//!    `fdatasync` (`node::persist`; [`SledStorage::append_and_persist`]
+//!    does both in one call);
 //! 3. only then send `ready.persisted_messages()`: a vote or an append
 //!    acknowledgement must never be sent for state that could still be lost;
-//! 4. the light ready's commit index → [`SledStorage::set_commit`] (not synced:
-//!    Raft can recompute it; the next durable write carries it to disk).
+//! 4. a commit index alone is staged too (Raft can recompute it; the next
+//!    durable write carries it to disk).
 //!
 //! Applied conf changes go to [`SledStorage::set_conf_state`]. To bound the
 //! log, the host takes a snapshot of its state machine at an applied index
@@ -61,13 +65,15 @@
 //!
 //! First/last index, the log's terms (run-length encoded), the hard state, the
 //! conf state and the snapshot metadata live in memory; the cache is replaced
-//! only after the write it describes is durable, so readers always see
-//! acknowledged state. Open scans and validates the whole store (`recovery.rs`).
+//! only after the write it describes is in sled (durable, or staged for the
+//! next sync), so it never describes what sled does not hold. Open scans and
+//! validates the whole store (`recovery.rs`).
 //!
 //! # Durability rule
 //!
-//! Every write except [`SledStorage::set_commit`] and [`SledStorage::compact`]
-//! (both can be lost in a crash without harm) is durable when it returns
+//! Every write except [`SledStorage::set_commit`], [`SledStorage::compact`]
+//! (both can be lost in a crash without harm) and [`SledStorage::stage_append`]
+//! (durable at the next [`SledStorage::sync_staged`]) is durable when it returns
 //! `Ok`: `sled::Db::flush`, then `fdatasync` of sled's data file `db` (sled's
 //! flush ends in `sync_file_range` on Linux, which flushes neither the device
 //! cache nor file metadata), of any new blob file under `blobs/` (sled writes
@@ -109,7 +115,9 @@ use crate::limits::{
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 
@@ -139,6 +147,10 @@ struct Inner {
     /// Held for writing through a whole mutation, including its fsync, so
     /// readers never see sled contents the cache does not describe yet.
     state: RwLock<State>,
+    /// The handles that complete sled's flush (`durability.rs`). Apart from
+    /// the state lock: [`SledStorage::sync_staged`] makes staged writes
+    /// durable on another thread while the node goes on staging.
+    syncer: Mutex<Syncer>,
     /// The first write failure; once set, every write is refused. Shared
     /// with the durable mark's writer thread.
     failure: Arc<OnceLock<String>>,
@@ -155,7 +167,6 @@ struct Inner {
 
 struct State {
     cache: Cache,
-    syncer: Syncer,
     /// A durable write happened under the current write lock: its guard
     /// posts the new durable mark when released.
     mark_due: bool,
@@ -262,9 +273,9 @@ impl SledStorage {
                 db,
                 state: RwLock::new(State {
                     cache: recovered.cache,
-                    syncer,
                     mark_due: false,
                 }),
+                syncer: Mutex::new(syncer),
                 failure,
                 marks,
                 fdatasync: AtomicBool::new(true),
@@ -336,6 +347,57 @@ impl SledStorage {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<(), StorageError> {
+        self.append_with(entries, hard_state, Durability::Durable)
+    }
+
+    /// [`Self::append_and_persist`] without the wait for the disk: the
+    /// entries and hard state are written to sled and readable at once
+    /// (raft-rs reads them back after `advance_append_async`), and become
+    /// durable at the next [`Self::sync_staged`] (or any durable write).
+    /// Nothing that depends on them may be acknowledged before then. A
+    /// crash may keep any prefix of the staged batches, each whole (sled
+    /// batches are atomic), which Raft treats like writes that were never
+    /// acknowledged.
+    pub fn stage_append(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
+        self.append_with(entries, hard_state, Durability::Lazy)
+    }
+
+    /// Makes everything staged so far durable, without holding up writers:
+    /// the position the store describes is taken first, then sled is
+    /// flushed and synced, then that position is recorded as the durable
+    /// mark. Called by the node's persistence thread, which then lets
+    /// raft-rs know (`on_persist_ready`).
+    pub fn sync_staged(&self) -> Result<(), StorageError> {
+        let mark = {
+            let state = self.inner.read();
+            if let Some(cause) = self.inner.failure.get() {
+                return Err(StorageError::Failed {
+                    cause: cause.clone(),
+                });
+            }
+            DurableMark::of(&state.cache)
+        };
+        if let Err(e) = self.inner.make_durable() {
+            let _ = self.inner.failure.set(e.to_string());
+            tracing::error!(dir = %self.inner.dir.display(), error = %e, "log store sync failed; the store is now read-only");
+            return Err(e);
+        }
+        if self.inner.durable_mark.load(Ordering::Relaxed) {
+            self.inner.marks.post(mark);
+        }
+        Ok(())
+    }
+
+    fn append_with(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -361,12 +423,8 @@ impl SledStorage {
             batch.insert(keys::HARD_STATE, encode("hard state", hard_state)?);
             next.hard_state = Some(hard_state.clone());
         }
-        self.inner.commit(
-            &mut state,
-            batch,
-            Durability::Durable,
-            "apply the append batch",
-        )?;
+        self.inner
+            .commit(&mut state, batch, durability, "apply the append batch")?;
         state.cache = next;
         Ok(())
     }
@@ -739,7 +797,7 @@ impl Inner {
             .apply_batch(batch)
             .map_err(StorageError::sled(action))
             .and_then(|()| match durability {
-                Durability::Durable => self.make_durable(&mut state.syncer),
+                Durability::Durable => self.make_durable(),
                 Durability::Lazy => Ok(()),
             });
         if result.is_ok() && durability == Durability::Durable {
@@ -752,7 +810,10 @@ impl Inner {
         result
     }
 
-    fn make_durable(&self, syncer: &mut Syncer) -> Result<(), StorageError> {
+    /// Makes every batch applied so far durable: sled's flush, then the
+    /// `fdatasync`/`fsync` calls that complete it.
+    fn make_durable(&self) -> Result<(), StorageError> {
+        let mut syncer = self.syncer()?;
         self.db
             .flush()
             .map_err(StorageError::sled("flush the store to disk"))?;
@@ -760,6 +821,12 @@ impl Inner {
             syncer.sync()?;
         }
         Ok(())
+    }
+
+    fn syncer(&self) -> Result<MutexGuard<'_, Syncer>, StorageError> {
+        self.syncer.lock().map_err(|_| StorageError::Failed {
+            cause: "a thread panicked while syncing the store".to_owned(),
+        })
     }
 }
 

@@ -22,6 +22,7 @@ use raft::{RawNode, StateRole};
 use super::admission::Admission;
 use super::applier::{ApplyJob, ProposalReply, QueryReply};
 use super::error::{ClientError, NodeError};
+use super::persist::PersistJob;
 use super::snapshot::SnapshotPolicy;
 use tokio::sync::{oneshot, watch};
 
@@ -46,6 +47,23 @@ pub struct Outbound {
     pub jobs: Vec<ApplyJob>,
     /// The membership after a configuration change applied this round.
     pub members: Option<BTreeMap<u64, PeerAddr>>,
+    /// Staged Readies to make durable (`node::persist`), in order.
+    pub(crate) persist: Vec<PersistJob>,
+}
+
+/// Which Readies went to the persistence thread and which it finished.
+#[derive(Debug, Default)]
+struct PersistProgress {
+    /// The number of the last Ready handed over as a [`PersistJob`].
+    submitted: u64,
+    /// Every Ready up to this number is durable.
+    acknowledged: u64,
+}
+
+impl PersistProgress {
+    fn in_flight(&self) -> bool {
+        self.submitted > self.acknowledged
+    }
 }
 
 /// A membership change, proposed through the log (raft-rs `ConfChangeV2`).
@@ -208,6 +226,7 @@ pub struct NodeCore {
     /// [`CoreSetup::unsafe_local_reads`]).
     unsafe_local_reads: bool,
     admission: Admission,
+    persist: PersistProgress,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -318,6 +337,7 @@ impl NodeCore {
             },
             unsafe_local_reads: setup.unsafe_local_reads,
             admission: setup.admission,
+            persist: PersistProgress::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use super::{NodeCore, Outbound};
 use crate::node::applier::{ApplyItem, ApplyJob};
 use crate::node::envelope::{self, Payload};
 use crate::node::error::{ClientError, NodeError};
+use crate::node::persist::PersistJob;
 
 impl NodeCore {
     /// Handle every pending `Ready`, in the order raft-rs documents:
@@ -47,19 +48,36 @@ impl NodeCore {
                 send_early(early);
             }
             if !ready.snapshot().is_empty() {
-                self.install_snapshot(ready.snapshot(), out)?;
+                self.handle_snapshot_ready(ready, out)?;
+                continue;
             }
             self.collect_committed(ready.take_committed_entries(), out)?;
             let read_states = ready.take_read_states();
             self.collect_read_states(&read_states, out);
-            self.persist(ready.entries(), ready.hs())?;
-            out.messages.extend(ready.take_persisted_messages());
-            let mut light = self.raw.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                self.storage.set_commit(commit)?;
+            // Staged: readable by raft-rs at once, durable once the
+            // persistence thread synced it (`node::persist`).
+            self.storage.stage_append(ready.entries(), ready.hs())?;
+            let number = ready.number();
+            let messages = ready.take_persisted_messages();
+            let in_flight = self.persist.in_flight();
+            if ready.must_sync() || (in_flight && !messages.is_empty()) {
+                // Messages wait for this Ready, and for every earlier one:
+                // a follower's answer may acknowledge entries staged before.
+                out.persist.push(PersistJob {
+                    number,
+                    sync: ready.must_sync(),
+                    messages,
+                });
+                self.persist.submitted = number;
+                self.raw.advance_append_async(ready);
+            } else {
+                // Nothing new to make durable, nothing durable pending.
+                out.messages.extend(messages);
+                self.raw.advance_append_async(ready);
+                if !in_flight {
+                    self.raw.on_persist_ready(number);
+                }
             }
-            out.messages.extend(light.take_messages());
-            self.collect_committed(light.take_committed_entries(), out)?;
             // "Applied" to raft-rs means handed to the applier, which applies
             // strictly in this order.
             self.raw.advance_apply();
@@ -73,6 +91,42 @@ impl NodeCore {
             log.last_index()
         );
         Ok(())
+    }
+
+    /// A Ready with a snapshot from the leader is handled synchronously:
+    /// everything staged before it is made durable first, so that
+    /// `advance` may count every earlier Ready as persisted.
+    fn handle_snapshot_ready(
+        &mut self,
+        mut ready: raft::Ready,
+        out: &mut Outbound,
+    ) -> Result<(), NodeError> {
+        self.storage.sync_staged()?;
+        self.install_snapshot(ready.snapshot(), out)?;
+        self.collect_committed(ready.take_committed_entries(), out)?;
+        let read_states = ready.take_read_states();
+        self.collect_read_states(&read_states, out);
+        self.persist_now(ready.entries(), ready.hs())?;
+        out.messages.extend(ready.take_persisted_messages());
+        self.persist.submitted = ready.number();
+        self.persist.acknowledged = ready.number();
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit)?;
+        }
+        out.messages.extend(light.take_messages());
+        self.collect_committed(light.take_committed_entries(), out)?;
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// The persistence thread made every Ready up to `number` durable
+    /// (the caller sent the messages that waited for them).
+    pub fn on_persisted(&mut self, number: u64) {
+        if number > self.persist.acknowledged {
+            self.persist.acknowledged = number;
+            self.raw.on_persist_ready(number);
+        }
     }
 
     pub(super) fn collect_committed(
@@ -143,7 +197,7 @@ impl NodeCore {
     /// hard state whose term and vote are unchanged (only the commit index
     /// moved) with no new entries needs no fsync; the commit index can be
     /// recomputed after a crash and rides along with the next durable write.
-    pub(super) fn persist(
+    fn persist_now(
         &self,
         entries: &[Entry],
         hard_state: Option<&HardState>,

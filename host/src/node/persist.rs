@@ -1,0 +1,110 @@
+//! Persistence off the node loop (raft-rs's asynchronous Ready).
+//!
+//! The loop stages each Ready's entries and hard state in the log store
+//! (written to sled, readable, not yet durable) and goes on stepping;
+//! a [`PersistJob`] tells the persistence thread which Ready that was and
+//! which messages wait for it. The thread takes every job that queued up
+//! while it was busy, makes them durable with one
+//! [`SledStorage::sync_staged`] (group commit: the batch grows with the
+//! disk's latency), and hands back a [`Persisted`]: the loop then sends
+//! those messages and calls raft-rs's `on_persist_ready`. So the rule
+//! "persist before you send what depends on it" holds, and a slow fsync
+//! no longer stops the loop from reading its inbox.
+//!
+//! The simulation runs the same jobs through [`complete`] on its own
+//! thread, so it tests the code production runs.
+
+use std::sync::mpsc as std_mpsc;
+
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+
+use crate::storage::{SledStorage, StorageError};
+
+/// One staged Ready that still has to be made durable (or that has to
+/// wait for an earlier one).
+#[derive(Debug)]
+pub(crate) struct PersistJob {
+    /// raft-rs's number of the Ready (`Ready::number`).
+    pub number: u64,
+    /// It staged entries or a new term or vote: it needs an fsync.
+    /// Otherwise it only carries messages that must not overtake the
+    /// jobs before it (a follower's answer may acknowledge entries an
+    /// earlier Ready staged).
+    pub sync: bool,
+    /// raft-rs's `persisted_messages`: sent only once this is durable.
+    pub messages: Vec<Message>,
+}
+
+/// Jobs up to `number` are durable; `messages` may now be sent.
+#[derive(Debug)]
+pub(crate) struct Persisted {
+    pub number: u64,
+    pub messages: Vec<Message>,
+}
+
+/// Make a group of jobs durable with at most one sync.
+pub(crate) fn complete(
+    storage: &SledStorage,
+    jobs: Vec<PersistJob>,
+) -> Result<Persisted, StorageError> {
+    if jobs.iter().any(|job| job.sync) {
+        storage.sync_staged()?;
+    }
+    let mut persisted = Persisted {
+        number: 0,
+        messages: Vec::new(),
+    };
+    for job in jobs {
+        persisted.number = persisted.number.max(job.number);
+        persisted.messages.extend(job.messages);
+    }
+    Ok(persisted)
+}
+
+/// The loop's end of the persistence thread. Dropping it ends the thread
+/// once the jobs already given are done.
+#[derive(Debug)]
+pub(crate) struct Persister {
+    jobs: std_mpsc::Sender<PersistJob>,
+}
+
+impl Persister {
+    /// Start the thread; results (or the storage error that ends it) come
+    /// back on the returned receiver.
+    pub(crate) fn start(
+        storage: SledStorage,
+    ) -> std::io::Result<(
+        Self,
+        mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    )> {
+        let (jobs, queue) = std_mpsc::channel::<PersistJob>();
+        let (done, results) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("raft-persist".into())
+            .spawn(move || run(&storage, &queue, &done))?;
+        Ok((Persister { jobs }, results))
+    }
+
+    /// Queue a job; false if the thread has stopped (after a storage
+    /// error, which it reported).
+    pub(crate) fn submit(&self, job: PersistJob) -> bool {
+        self.jobs.send(job).is_ok()
+    }
+}
+
+fn run(
+    storage: &SledStorage,
+    queue: &std_mpsc::Receiver<PersistJob>,
+    done: &mpsc::UnboundedSender<Result<Persisted, StorageError>>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(queue.try_iter());
+        let result = complete(storage, jobs);
+        let failed = result.is_err();
+        if done.send(result).is_err() || failed {
+            return;
+        }
+    }
+}
