@@ -1138,6 +1138,53 @@ fn t50_a_store_older_than_its_durable_mark_is_refused() {
     );
 }
 
+/// Staged writes (the node's async Ready): readable at once, as raft-rs
+/// requires before `advance_append_async`; `sync_staged` makes them durable
+/// and records the durable mark, so rolling the files back behind them is
+/// refused like any other lost write.
+#[test]
+fn t50_b_staged_entries_are_readable_at_once_and_marked_durable_by_sync_staged() {
+    let dir = TempDir::new().expect("tempdir");
+    let copy = TempDir::new().expect("tempdir");
+    let storage = SledStorage::open(dir.path()).expect("open");
+    storage
+        .bootstrap(&ConfState::from((vec![1], vec![])))
+        .expect("bootstrap");
+    let entries: Vec<Entry> = (1..=10).map(|i| new_entry(i, 1)).collect();
+    storage
+        .append_and_persist(&entries, Some(&hard_state(1, 1, 10)))
+        .expect("append");
+    drop(storage);
+    for file in ["db", "conf"] {
+        std::fs::copy(dir.path().join(file), copy.path().join(file)).expect("copy");
+    }
+
+    let storage = SledStorage::open(dir.path()).expect("reopen");
+    let staged: Vec<Entry> = (11..=20).map(|i| new_entry(i, 2)).collect();
+    storage
+        .stage_append(&staged, Some(&hard_state(2, 1, 15)))
+        .expect("stage");
+    assert_eq!(storage.last_index().expect("last index"), 20);
+    assert_eq!(storage.term(20).expect("term"), 2);
+    assert_eq!(
+        storage
+            .entries(11, 21, None, ctx())
+            .expect("staged entries"),
+        staged
+    );
+    storage.sync_staged().expect("sync");
+    drop(storage);
+
+    for file in ["db", "conf"] {
+        std::fs::copy(copy.path().join(file), dir.path().join(file)).expect("restore");
+    }
+    let err = SledStorage::open(dir.path()).expect_err("the staged and synced writes were marked");
+    assert!(
+        err.to_string().contains("it had made term 2 durable"),
+        "{err}"
+    );
+}
+
 #[test]
 fn t50_a_new_term_truncating_an_old_tail_passes_the_durable_mark() {
     let dir = TempDir::new().expect("tempdir");

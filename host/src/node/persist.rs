@@ -108,3 +108,86 @@ fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::prelude::{Entry, HardState, MessageType};
+
+    use super::*;
+
+    fn message(to: u64) -> Message {
+        Message {
+            msg_type: MessageType::MsgAppendResponse.into(),
+            to,
+            ..Default::default()
+        }
+    }
+
+    fn job(number: u64, sync: bool, to: &[u64]) -> PersistJob {
+        PersistJob {
+            number,
+            sync,
+            messages: to.iter().map(|&to| message(to)).collect(),
+        }
+    }
+
+    /// A group reports its last number and every message, in job order;
+    /// what was staged before it is durable afterwards.
+    #[test]
+    fn a_group_is_made_durable_once_and_keeps_its_messages_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = SledStorage::open(dir.path()).expect("open");
+        let entry = Entry {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        };
+        let hard_state = HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+            ..Default::default()
+        };
+        storage
+            .stage_append(&[entry], Some(&hard_state))
+            .expect("stage");
+        let done = complete(
+            &storage,
+            vec![
+                job(4, true, &[2]),
+                job(5, false, &[3, 2]),
+                job(6, false, &[]),
+            ],
+        )
+        .expect("complete");
+        assert_eq!(done.number, 6);
+        let order: Vec<u64> = done.messages.iter().map(|m| m.to).collect();
+        assert_eq!(order, [2, 3, 2]);
+        drop(storage);
+        let reopened = SledStorage::open(dir.path()).expect("reopen");
+        assert_eq!(raft::Storage::last_index(&reopened).expect("last"), 1);
+    }
+
+    /// The thread reports each group on the channel, and the results of
+    /// jobs given one after another arrive in order.
+    #[tokio::test]
+    async fn the_thread_reports_groups_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = SledStorage::open(dir.path()).expect("open");
+        let (persister, mut results) = Persister::start(storage).expect("start");
+        for number in 1..=20 {
+            assert!(persister.submit(job(number, number % 3 == 0, &[number])));
+        }
+        let mut seen = Vec::new();
+        while seen.last() != Some(&20) {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(10), results.recv())
+                .await
+                .expect("a report within 10 s")
+                .expect("the thread runs")
+                .expect("no storage error");
+            seen.extend(done.messages.iter().map(|m| m.to));
+            assert_eq!(seen.last(), Some(&done.number));
+        }
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+    }
+}

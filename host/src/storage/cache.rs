@@ -5,8 +5,10 @@
 //! log's terms are kept run-length encoded ([`LogIndex`]): a few words of memory
 //! for any log length, and `term` never decodes an entry.
 //!
-//! The cache is replaced only after the write it describes is durable, so it
-//! always describes the last acknowledged state.
+//! The cache is replaced only after the write it describes is in sled
+//! (durable, or staged until the next sync), so it never describes what the
+//! store does not hold; the durable mark takes its position from it just
+//! before a sync.
 
 use raft::prelude::{ConfState, Entry, HardState, SnapshotMetadata};
 

@@ -28,6 +28,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::error::StorageError;
 
@@ -92,7 +93,11 @@ impl Syncer {
     }
 
     fn sync_blobs(&mut self) -> Result<(), StorageError> {
-        self.blobs.refresh()?;
+        let listed = self.blobs.refresh()?;
+        if !listed && self.synced_blobs.is_empty() {
+            // No blob files, and none created since.
+            return self.blobs.sync_if_dirty();
+        }
         let mut live = HashMap::with_capacity(self.blobs.names.len());
         for name in &self.blobs.names {
             let path = self.blobs.path.join(name);
@@ -123,7 +128,18 @@ struct DirWatch {
     names: BTreeSet<OsString>,
     /// The listing changed since the directory was last synced.
     dirty: bool,
+    /// The directory's modification time when it was last listed, if that
+    /// time was already [`DIR_MTIME_SETTLE`] old then: while it stays the
+    /// same, the listing cannot have changed and is not read again (one
+    /// `statx` instead of `open`, `getdents` and `close` per durable write).
+    settled_mtime: Option<SystemTime>,
 }
+
+/// How old a directory's modification time must be before an unchanged one
+/// is trusted to mean an unchanged listing. The kernel stamps directories
+/// from a coarse clock (a few milliseconds): an entry created in the same
+/// tick as the listing, just after it, would leave the time as it was.
+const DIR_MTIME_SETTLE: Duration = Duration::from_millis(100);
 
 impl DirWatch {
     fn new(path: PathBuf) -> Self {
@@ -132,11 +148,23 @@ impl DirWatch {
             path,
             names: BTreeSet::new(),
             dirty: true,
+            settled_mtime: None,
         }
     }
 
     /// Re-reads the listing (one `getdents` for our handful of files).
-    fn refresh(&mut self) -> Result<(), StorageError> {
+    /// Returns whether the listing was read (false: provably unchanged).
+    fn refresh(&mut self) -> Result<bool, StorageError> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|meta| meta.modified())
+            .map_err(StorageError::io("stat a sled directory", &self.path))?;
+        if self.settled_mtime == Some(mtime) {
+            return Ok(false);
+        }
+        let settled = SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age >= DIR_MTIME_SETTLE);
+        self.settled_mtime = settled.then_some(mtime);
         let mut names = BTreeSet::new();
         let entries = std::fs::read_dir(&self.path)
             .map_err(StorageError::io("list a sled directory", &self.path))?;
@@ -148,7 +176,7 @@ impl DirWatch {
             self.names = names;
             self.dirty = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn sync_if_dirty(&mut self) -> Result<(), StorageError> {
@@ -198,8 +226,8 @@ mod tests {
     fn synced_names(storage: &SledStorage) -> BTreeSet<OsString> {
         storage
             .inner
-            .read()
-            .syncer
+            .syncer()
+            .expect("syncer")
             .synced_blobs
             .keys()
             .cloned()
@@ -217,12 +245,9 @@ mod tests {
         let on_disk = blob_names(dir.path());
         assert!(!on_disk.is_empty(), "the entries should have become blobs");
         assert_eq!(synced_names(&storage), on_disk);
-        let state = storage.inner.read();
-        assert!(
-            !state.syncer.blobs.dirty,
-            "blobs/ was synced after it changed"
-        );
-        assert!(!state.syncer.dir.dirty, "the data directory was synced");
+        let syncer = storage.inner.syncer().expect("syncer");
+        assert!(!syncer.blobs.dirty, "blobs/ was synced after it changed");
+        assert!(!syncer.dir.dirty, "the data directory was synced");
     }
 
     /// The bookkeeping alone, on a directory laid out like sled's.
