@@ -117,7 +117,7 @@ mod tests {
 
     fn message(to: u64) -> Message {
         Message {
-            msg_type: MessageType::MsgAppendResponse.into(),
+            msg_type: MessageType::MsgAppendResponse,
             to,
             ..Default::default()
         }
