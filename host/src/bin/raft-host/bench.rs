@@ -107,7 +107,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Workload::Put)]
     workload: Workload,
     /// The nodes' API URLs (comma-separated or repeated; plain http).
-    #[arg(long, value_name = "URL", value_delimiter = ',',
+    #[arg(long, visible_alias = "api", value_name = "URL", value_delimiter = ',',
           default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
     endpoints: Vec<String>,
     /// Which endpoints get the load.
