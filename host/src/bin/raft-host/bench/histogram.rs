@@ -1,6 +1,7 @@
 //! A latency histogram of fixed size: log-linear buckets (HdrHistogram's
 //! layout with two significant digits), so a run of any length costs the
-//! same memory and a percentile is within [`RELATIVE_ERROR`] of the truth.
+//! same memory and a percentile is within 1/64 (`RELATIVE_ERROR`) of the
+//! truth.
 //!
 //! Values below [`LINEAR_LIMIT`] µs have a bucket each; above, each power of
 //! two is cut into `LINEAR_LIMIT / 2` equal buckets. A value is reported as
