@@ -23,9 +23,11 @@
 //! connections from one process on a few threads.
 
 mod histogram;
+mod http;
+mod report;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,16 +38,14 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use iroh_raft::api;
 use iroh_raft::node::Consistency;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 use self::histogram::Histogram;
+use self::http::{Connection, Endpoint, Failure, find_leader, parse_endpoint, send};
+use self::report::{Latency, Report, print_table, show_progress};
 
 /// Clients when `--clients` is not given.
 pub const DEFAULT_CLIENTS: usize = 16;
@@ -71,17 +71,11 @@ pub const DEFAULT_KEY_SPACE: u64 = 100_000;
 /// How long one request may take before it counts as a `timeout` error
 /// (its connection is then dropped and opened again).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
-/// How long finding the endpoints' roles may take.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed connect before the client tries again: a node that
 /// is down is not hammered in a tight loop (the failure is counted).
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// How often the progress line on stderr is refreshed.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Distinct error kinds kept per client; any further kind counts as `other`.
 const MAX_ERROR_KINDS: usize = 32;
-/// The largest response body read (an answer to `get` holds one value).
-const MAX_RESPONSE_BYTES: usize = MAX_VALUE_BYTES + 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,19 +189,6 @@ struct Progress {
     errors: AtomicU64,
 }
 
-/// One shared keep-alive connection; `None` until (re)opened.
-struct Connection {
-    endpoint: Endpoint,
-    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
-}
-
-#[derive(Debug, Clone)]
-struct Endpoint {
-    url: String,
-    /// `host:port`, for connecting and the `Host` header.
-    authority: String,
-}
-
 /// What one client saw.
 #[derive(Default)]
 struct ClientResult {
@@ -224,37 +205,6 @@ impl ClientResult {
         };
         *self.errors.entry(kind).or_default() += 1;
     }
-}
-
-/// The machine-readable result (`--json`); the table prints the same.
-#[derive(Debug, Serialize)]
-struct Report {
-    workload: Workload,
-    consistency: Option<Consistency>,
-    endpoints: Vec<String>,
-    clients: usize,
-    connections: usize,
-    key_bytes: usize,
-    value_bytes: usize,
-    key_space: u64,
-    elapsed_secs: f64,
-    /// Requests answered with 200.
-    ops: u64,
-    ops_per_sec: f64,
-    latency_us: Latency,
-    errors: u64,
-    errors_by_kind: BTreeMap<String, u64>,
-}
-
-/// Latencies of the successful requests, µs (within 1/64 above the truth).
-#[derive(Debug, Serialize)]
-struct Latency {
-    mean: f64,
-    p50: u64,
-    p90: u64,
-    p99: u64,
-    p999: u64,
-    max: u64,
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -306,35 +256,6 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-fn parse_endpoint(url: &str) -> anyhow::Result<Endpoint> {
-    let uri: Uri = url
-        .trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("{url:?} is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => bail!(
-            "{url}: the bench speaks plain http only (measure a TLS node through a local \
-             proxy, or without --api-tls-cert)"
-        ),
-        _ => bail!("{url:?} is not an http:// URL"),
-    }
-    let authority = uri
-        .authority()
-        .with_context(|| format!("{url:?} has no host"))?;
-    let authority = match authority.port_u16() {
-        Some(_) => authority.to_string(),
-        None => format!("{}:80", authority.host()),
-    };
-    if uri.path() != "/" && !uri.path().is_empty() {
-        bail!("{url:?}: give the node's base URL, without a path");
-    }
-    Ok(Endpoint {
-        url: format!("http://{authority}"),
-        authority,
     })
 }
 
@@ -416,76 +337,6 @@ async fn bench(
         errors: errors_by_kind.values().sum(),
         errors_by_kind,
     })
-}
-
-/// The endpoint whose node says it leads.
-async fn find_leader(endpoints: &[Endpoint], plan: &Plan) -> anyhow::Result<Endpoint> {
-    let mut seen = Vec::new();
-    for endpoint in endpoints {
-        let answer = tokio::time::timeout(STATUS_TIMEOUT, async {
-            let mut sender = connect(endpoint).await?;
-            let request = request(endpoint, plan, Method::GET, "/v1/status", Bytes::new())?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = read_body(response.into_body()).await?;
-            if !status.is_success() {
-                bail!("{status}: {}", String::from_utf8_lossy(&body));
-            }
-            let status: serde_json::Value = serde_json::from_slice(&body)?;
-            Ok(status["role"].as_str().unwrap_or("unknown").to_string())
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {STATUS_TIMEOUT:?}")));
-        match answer {
-            Ok(role) if role == "leader" => return Ok(endpoint.clone()),
-            Ok(role) => seen.push(format!("{}: {role}", endpoint.url)),
-            Err(error) => seen.push(format!("{}: {error:#}", endpoint.url)),
-        }
-    }
-    bail!(
-        "no leader among the endpoints ({}); give the leader's URL in --endpoints, or \
-         --target all",
-        seen.join("; ")
-    )
-}
-
-async fn connect(endpoint: &Endpoint) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(&endpoint.authority).await?;
-    // One small request per round trip: Nagle would hold it back.
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    // The connection's I/O task ends when the sender is dropped or the
-    // server closes.
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-fn request(
-    endpoint: &Endpoint,
-    plan: &Plan,
-    method: Method,
-    path: &str,
-    body: Bytes,
-) -> anyhow::Result<Request<Full<Bytes>>> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, &endpoint.authority);
-    if !body.is_empty() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    if let Some(authorization) = &plan.authorization {
-        builder = builder.header(hyper::header::AUTHORIZATION, authorization);
-    }
-    Ok(builder.body(Full::new(body))?)
-}
-
-async fn read_body(body: hyper::body::Incoming) -> anyhow::Result<Bytes> {
-    let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => bail!("reading the answer: {error}"),
-    }
 }
 
 /// A small, fast, seedable generator (SplitMix64) for keys and values: the
@@ -631,180 +482,9 @@ fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-enum Failure {
-    /// The connection could not be opened.
-    Connect(String),
-    /// The connection broke or timed out.
-    Transport(String),
-    /// An answer other than 200: its status and `error.code`.
-    Status(u16, String),
-}
-
-impl Failure {
-    fn kind(&self) -> String {
-        match self {
-            Failure::Connect(kind) => format!("connect: {kind}"),
-            Failure::Transport(kind) => kind.clone(),
-            Failure::Status(status, code) if code.is_empty() => format!("http {status}"),
-            Failure::Status(status, code) => format!("http {status} {code}"),
-        }
-    }
-}
-
-/// Send one request on the connection (opening it if needed) and read the
-/// whole answer.
-async fn send(
-    connection: &Connection,
-    plan: &Plan,
-    path: &str,
-    body: Bytes,
-) -> Result<(), Failure> {
-    let mut slot = connection.sender.lock().await;
-    let sender = match slot.as_mut() {
-        Some(sender) if !sender.is_closed() => sender,
-        _ => {
-            let fresh = connect(&connection.endpoint)
-                .await
-                .map_err(|error| Failure::Connect(io_kind(&error)))?;
-            slot.insert(fresh)
-        }
-    };
-    sender
-        .ready()
-        .await
-        .map_err(|error| Failure::Transport(format!("connection: {error}")))?;
-    let request = request(&connection.endpoint, plan, Method::POST, path, body)
-        .map_err(|error| Failure::Transport(format!("request: {error}")))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| Failure::Transport(format!("connection: {error}")))?;
-    let status = response.status();
-    let body = read_body(response.into_body())
-        .await
-        .map_err(|error| Failure::Transport(format!("{error}")))?;
-    if status == hyper::StatusCode::OK {
-        return Ok(());
-    }
-    let code = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|answer| answer["error"]["code"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    Err(Failure::Status(status.as_u16(), code))
-}
-
-/// A connect error by its kind (`connection refused`), not its full text:
-/// the kinds are what the table counts.
-fn io_kind(error: &anyhow::Error) -> String {
-    match error.downcast_ref::<std::io::Error>() {
-        Some(io) => io.kind().to_string(),
-        None => error.to_string(),
-    }
-}
-
-async fn show_progress(progress: Arc<Progress>, started: Instant) {
-    let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
-    interval.tick().await;
-    let mut previous = (0, Instant::now());
-    loop {
-        interval.tick().await;
-        let ok = progress.ok.load(Ordering::Relaxed);
-        let errors = progress.errors.load(Ordering::Relaxed);
-        let now = Instant::now();
-        let rate = (ok - previous.0) as f64 / (now - previous.1).as_secs_f64();
-        previous = (ok, now);
-        let mut stderr = std::io::stderr().lock();
-        // \r and "erase line": the line is rewritten in place.
-        let _ = write!(
-            stderr,
-            "\r\x1b[2K{:>6.1} s  {ok:>10} ops  {rate:>10.0} ops/s  {errors} errors",
-            started.elapsed().as_secs_f64()
-        );
-        let _ = stderr.flush();
-    }
-}
-
-fn print_table(report: &Report) {
-    let what = match report.consistency {
-        Some(consistency) => format!("get ({})", consistency_name(consistency)),
-        None => "put".to_string(),
-    };
-    say!(
-        "{what} of {}-byte keys (key space {}){} to {}",
-        report.key_bytes,
-        report.key_space,
-        if report.workload == Workload::Put {
-            format!(", {}-byte values", report.value_bytes)
-        } else {
-            String::new()
-        },
-        report.endpoints.join(", ")
-    );
-    say!(
-        "{} clients over {} connections, {:.2} s",
-        report.clients,
-        report.connections,
-        report.elapsed_secs
-    );
-    say!();
-    say!(
-        "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "ops",
-        "ops/s",
-        "mean ms",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "max ms",
-        "errors"
-    );
-    let ms = |us: u64| us as f64 / 1000.0;
-    let latency = &report.latency_us;
-    say!(
-        "{:>10} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8}",
-        report.ops,
-        report.ops_per_sec,
-        latency.mean / 1000.0,
-        ms(latency.p50),
-        ms(latency.p90),
-        ms(latency.p99),
-        ms(latency.p999),
-        ms(latency.max),
-        report.errors
-    );
-    if !report.errors_by_kind.is_empty() {
-        say!();
-        say!("errors by kind:");
-        for (kind, count) in &report.errors_by_kind {
-            say!("  {count:>10}  {kind}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_parse_or_say_why() {
-        let endpoint = parse_endpoint("http://127.0.0.1:7701/").expect("a base URL");
-        assert_eq!(endpoint.authority, "127.0.0.1:7701");
-        assert_eq!(
-            parse_endpoint("http://localhost")
-                .expect("no port")
-                .authority,
-            "localhost:80"
-        );
-        for bad in [
-            "https://127.0.0.1:7701",
-            "127.0.0.1:7701",
-            "http://h:1/v1",
-            "not a url",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad} accepted");
-        }
-    }
 
     #[test]
     fn keys_have_the_asked_length_and_stay_in_the_key_space() {
