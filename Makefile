@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -117,6 +117,16 @@ bench: setup guests-polyglot
 	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench guests
 	$(CARGO) bench --bench memory_state
+
+## iroh-raft and etcd side by side on this machine (not part of `make
+## test`: about 3 minutes). Installs etcd-server, etcd-client and wrk if
+## missing (apt-get, as root), starts a 3-node cluster of each on loopback
+## with data on the same disk, runs the same wrk workloads against both,
+## prints ours/etcd ratios against the issue's targets and records them in
+## BENCHMARKS.md. BENCH_SECONDS per run (default 10), BENCH_ONLY=name,...;
+## the rest is in the script's header.
+bench-vs-etcd: setup
+	./.ci/bench-vs-etcd
 
 ## Every fuzz target (frames, raft messages, snapshot transfers and files,
 ## API bodies, entry payloads) on stable over 100k deterministic inputs

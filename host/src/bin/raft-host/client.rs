@@ -1,6 +1,6 @@
 //! The subcommands that talk to a running node through its HTTP API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -144,6 +144,10 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Load the nodes with concurrent writes or reads and report
+    /// throughput and latency percentiles (a closed loop: each client has
+    /// one request in flight). For a guest that speaks the kv grammar.
+    Bench(crate::bench::BenchArgs),
     /// Work with guest components (no node needed).
     Guest {
         #[command(subcommand)]
@@ -178,15 +182,7 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// The client these flags describe.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
-        let token = match (&self.token_file, &self.token) {
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the token file {}", path.display()))?;
-                Some(text.lines().next().unwrap_or_default().trim().to_string())
-            }
-            (None, Some(token)) => Some(token.trim().to_string()),
-            (None, None) => None,
-        };
+        let token = read_token(self.token_file.as_deref(), self.token.as_deref())?;
         let ca_certs_pem = match &self.ca_cert {
             Some(path) => Some(
                 std::fs::read(path)
@@ -201,6 +197,19 @@ impl ApiArgs {
         };
         Ok(ApiClient::with_options(&self.api, &options)?)
     }
+}
+
+/// The bearer token: the file's first line, else the given one.
+pub fn read_token(file: Option<&Path>, token: Option<&str>) -> anyhow::Result<Option<String>> {
+    Ok(match (file, token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().trim().to_string())
+        }
+        (None, Some(token)) => Some(token.trim().to_string()),
+        (None, None) => None,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +422,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             report_membership(answer, &format!("node {id} removed"))
         }
         Command::Guest { command } => guest::run_guest(command),
+        Command::Bench(args) => crate::bench::run_bench(args),
         Command::Upgrade {
             guest,
             dry_run,

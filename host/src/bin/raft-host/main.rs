@@ -3,7 +3,7 @@
 //! Thin by design: parse the command line, set up tracing, call the library
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
 //! `run.rs`, the client subcommands in `client.rs`, `guest.rs` and
-//! `upgrades.rs`.
+//! `upgrades.rs`, the load generator in `bench.rs` and `bench/`.
 
 use std::process::ExitCode;
 
@@ -18,6 +18,7 @@ macro_rules! say {
     }};
 }
 
+mod bench;
 mod client;
 mod guest;
 mod run;
