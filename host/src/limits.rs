@@ -87,14 +87,22 @@ pub const JOIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 // ── State checks ───────────────────────────────────────────────────────
 
 /// Committed entries between state checks, by default (0 turns them off).
-pub const DEFAULT_STATE_CHECK_EVERY: u64 = 10_000;
+/// Each check fingerprints the whole state on every replica (a full
+/// serialization for a guest that keeps its state in memory), so it comes
+/// as rarely as snapshots do (BENCHMARKS.md, "Issue 16").
+pub const DEFAULT_STATE_CHECK_EVERY: u64 = 100_000;
 /// Check rounds remembered (hashes of older ones are dropped).
 pub const KEPT_CHECK_ROUNDS: usize = 16;
 
 // ── Snapshots ──────────────────────────────────────────────────────────
 
-/// Take a snapshot after this many applied entries by default.
-pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Take a snapshot after this many applied entries by default (etcd's
+/// `--snapshot-count` default too). Each snapshot serializes the whole
+/// state and stalls the applier meanwhile (35-70 ms for 10 MB of kv
+/// state); every 10,000 entries that was 1 KB of snapshot per write and
+/// most of the tail latency under load (BENCHMARKS.md, "Issue 16"). A
+/// restart replays at most this many entries.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
 /// Or after this many bytes of log by default, whichever comes first.
 pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Entries kept in the log behind a snapshot by default, so a follower that
@@ -164,8 +172,18 @@ pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Replay tail size (bytes of commands) below which no checkpoint is taken.
 pub const CHECKPOINT_MIN_TAIL_BYTES: usize = 4 * 1024 * 1024;
-/// Most entries replayed after a trap before a checkpoint is forced.
+/// Most entries replayed after a trap before a checkpoint is forced, for
+/// a state of up to [`CHECKPOINT_STATE_BYTES_PER_TAIL_ENTRY`] times as many
+/// bytes.
 pub const CHECKPOINT_MAX_TAIL_ENTRIES: usize = 10_000;
+/// A larger state waits for one entry per this many bytes of it: a
+/// checkpoint serializes the whole state and stalls the applier meanwhile
+/// (~35 ms for 10 MB of kv state), so it is amortized over at most this
+/// many bytes of serialization per entry. Every 10,000 entries, a 10 MB
+/// state cost 1 KB per write and most of the cluster's tail latency under
+/// load (BENCHMARKS.md, "Issue 16"); a replay after a trap stays under a
+/// second (a few µs per entry).
+pub const CHECKPOINT_STATE_BYTES_PER_TAIL_ENTRY: usize = 100;
 /// While checkpoints fail (a state that no longer fits twice in the guest's
 /// memory), the commands since the last one are all a trap can be rolled
 /// back with, and the node's snapshot fails too, so the log is not

@@ -83,21 +83,28 @@ pub(crate) async fn run(
                 let reason = controls.fatal.borrow().clone().unwrap_or_default();
                 break Err(NodeError::StateMachine(reason));
             }
-            done = persisted.recv() => match done {
-                Some(Ok(done)) => {
-                    if !done.messages.is_empty() {
-                        transport.send(done.messages);
-                    }
-                    core.on_persisted(done.number);
-                }
-                Some(Err(error)) => break Err(error.into()),
-                None => break Err(NodeError::StateMachine("the persistence thread stopped".into())),
-            },
+            // Ticks before the inbox: a flood of messages must not hold
+            // up heartbeats and elections.
+            _ = ticker.tick() => core.tick(Instant::now(), unix_now_ms()),
             taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
                 snapshot_answer = None;
                 let taken = taken.unwrap_or_else(|_| Err("the applier stopped".into()));
                 if let Err(error) = core.snapshot_done(taken) {
                     break Err(error);
+                }
+            }
+            done = persisted.recv() => {
+                let Some(first) = done else {
+                    break Err(NodeError::StateMachine("the persistence thread stopped".into()));
+                };
+                match drain_persisted(first, &mut persisted) {
+                    Ok(done) => {
+                        if !done.messages.is_empty() {
+                            transport.send(done.messages);
+                        }
+                        core.on_persisted(done.number);
+                    }
+                    Err(error) => break Err(error.into()),
                 }
             }
             message = inbox.recv() => {
@@ -114,7 +121,6 @@ pub(crate) async fn run(
                     break Err(error);
                 }
             }
-            _ = ticker.tick() => core.tick(Instant::now(), unix_now_ms()),
             // Nothing else to do: go round again, removing one more batch
             // of the log behind a snapshot (each round removes one, so
             // messages and ticks are never held up by more than a batch).
@@ -123,6 +129,22 @@ pub(crate) async fn run(
     };
     core.abandon_pending();
     result
+}
+
+/// `first` and everything else the persistence thread has finished, as one
+/// report: a busy thread must not keep the inbox waiting behind a queue of
+/// reports.
+fn drain_persisted(
+    first: Result<Persisted, StorageError>,
+    persisted: &mut mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+) -> Result<Persisted, StorageError> {
+    let mut done = first?;
+    while let Ok(next) = persisted.try_recv() {
+        let next = next?;
+        done.messages.extend(next.messages);
+        done.number = next.number;
+    }
+    Ok(done)
 }
 
 async fn hand_over(applier: &ApplierInbox, jobs: Vec<ApplyJob>) -> Result<(), NodeError> {

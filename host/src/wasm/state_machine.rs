@@ -43,8 +43,8 @@ use super::instance::{CallCost, GuestInstance};
 use super::limits::GuestLimits;
 use super::wasi::EntryContext;
 use crate::limits::{
-    CHECKPOINT_MAX_TAIL_ENTRIES, CHECKPOINT_MIN_TAIL_BYTES, MAX_UNCHECKPOINTED_TAIL_BYTES,
-    MAX_UNCHECKPOINTED_TAIL_ENTRIES,
+    CHECKPOINT_MAX_TAIL_ENTRIES, CHECKPOINT_MIN_TAIL_BYTES, CHECKPOINT_STATE_BYTES_PER_TAIL_ENTRY,
+    MAX_UNCHECKPOINTED_TAIL_BYTES, MAX_UNCHECKPOINTED_TAIL_ENTRIES,
 };
 
 /// The outcome of applying one entry.
@@ -467,10 +467,16 @@ impl StateMachine {
     fn checkpoint_due(&self) -> bool {
         let (due_bytes, due_entries) = match &self.failing {
             Some(failing) => (failing.retry_at_bytes, failing.retry_at_entries),
-            None => (
-                CHECKPOINT_MIN_TAIL_BYTES.max(self.checkpoint.as_ref().map_or(0, Vec::len)),
-                CHECKPOINT_MAX_TAIL_ENTRIES,
-            ),
+            None => {
+                let checkpoint_len = self.checkpoint.as_ref().map_or(0, Vec::len);
+                (
+                    CHECKPOINT_MIN_TAIL_BYTES.max(checkpoint_len),
+                    (checkpoint_len / CHECKPOINT_STATE_BYTES_PER_TAIL_ENTRY).clamp(
+                        CHECKPOINT_MAX_TAIL_ENTRIES,
+                        MAX_UNCHECKPOINTED_TAIL_ENTRIES / 2,
+                    ),
+                )
+            }
         };
         self.tail_bytes >= due_bytes || self.tail.len() >= due_entries
     }
