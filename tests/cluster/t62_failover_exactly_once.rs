@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use iroh_raft::node::Consistency;
+use iroh_raft::node::{ClientError, Consistency, ForwardId, ForwardTag};
+use iroh_raft::wasm::GuestLimits;
 
 use crate::common::cluster::Cluster;
-use crate::common::wait_for;
+use crate::common::{query_ok, start_node, wait_for};
 
 /// Leader kills per run.
 const KILLS: usize = 3;
@@ -56,7 +57,7 @@ fn t62_writes_through_a_follower_apply_exactly_once_across_leader_sigkills() {
 
         let writes = Arc::new(Writes::default());
         let stop = Arc::new(AtomicBool::new(false));
-        // Set once the kill was sent; writes compare their start with it.
+        // Set when the kill is sent; writes compare their start with it.
         let killed_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
         let writers: Vec<_> = (0..WRITERS)
             .map(|_| {
@@ -92,9 +93,12 @@ fn t62_writes_through_a_follower_apply_exactly_once_across_leader_sigkills() {
         wait_for("writes through the follower before the kill", || {
             (writes.acknowledged.load(Ordering::Acquire) >= 10).then_some(())
         });
-        let at = Instant::now();
+        // Recorded just before the signal: a write sent earlier and
+        // answered later was in flight when the leader died.
+        killed_at
+            .set(Instant::now())
+            .expect("the kill is recorded once");
         cluster.member_mut(leader).kill();
-        killed_at.set(at).expect("the kill is recorded once");
         wait_for("writes through the follower after the kill", || {
             let writer_died = writers.iter().any(|w| w.is_finished());
             (writer_died
@@ -131,4 +135,45 @@ fn t62_writes_through_a_follower_apply_exactly_once_across_leader_sigkills() {
         cluster.member_mut(leader).start();
         cluster.wait_all_see("get", &acknowledged_total.to_string());
     }
+}
+
+/// The origin of a forwarded command proves that a lost one never commits
+/// from the term it was proposed in: the leader must propose it in exactly
+/// the term the forward names, and refuse it in any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t62_a_leader_proposes_a_forwarded_command_only_in_the_term_it_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(dir.path(), "counter", GuestLimits::default());
+    let term = node.status().await.expect("status").term;
+    let tag = |term, seq| ForwardTag {
+        id: ForwardId {
+            origin: 9,
+            incarnation: 1,
+            seq,
+        },
+        term,
+    };
+    for other in [term + 1, term - 1] {
+        let answer = node
+            .inbox()
+            .propose_forwarded(b"add 1".to_vec(), tag(other, other))
+            .await;
+        assert!(
+            matches!(answer, Err(ClientError::NotLeader { .. })),
+            "term {other} while leading term {term}: {answer:?}"
+        );
+    }
+    let applied = node
+        .inbox()
+        .propose_forwarded(b"add 1".to_vec(), tag(term, 0))
+        .await
+        .expect("proposed in the term it names");
+    assert_eq!(applied.term, term);
+    assert_eq!(applied.result.as_deref(), Ok(&b"1"[..]));
+    assert_eq!(
+        query_ok(&node, "get").await,
+        "1",
+        "applied once, the refused ones never"
+    );
+    node.shutdown().await;
 }

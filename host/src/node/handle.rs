@@ -64,8 +64,21 @@ impl NodeHandle {
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let timer = self.inner.metrics.start_proposal();
         let result = match self.inner.forwarder.as_ref() {
-            Some(forwarder) => self.propose_tagged(forwarder.as_ref(), command).await,
             None => self.propose_here(command).await,
+            // The leader proposes plain entries: no id to carry, no waiter
+            // to register, on the path most writes take.
+            Some(forwarder) if *self.inner.leader.borrow() == Some(self.inner.id) => {
+                match self.propose_here(command.clone()).await {
+                    // Certainly not applied (no longer the leader, or
+                    // another leader's entry took its index): on as a
+                    // follower.
+                    Err(ClientError::NotLeader { .. } | ClientError::ProposalDropped) => {
+                        self.propose_tagged(forwarder.as_ref(), command).await
+                    }
+                    answer => answer,
+                }
+            }
+            Some(forwarder) => self.propose_tagged(forwarder.as_ref(), command).await,
         };
         timer.finish(&result);
         result

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::super::node::SimNode;
 use super::{Event, MAX_CLOCK_BEHIND_MS, Step, TICK, World};
+use crate::limits::{ELECTION_TICKS, MAX_ELECTION_TICKS};
 use crate::node::applier::WallClock;
 use crate::node::{ClusterMode, GuestSource, NodeConfig};
 use crate::storage::{ComponentStore, DataDir};
@@ -39,7 +40,10 @@ impl<'a> World<'a> {
     }
 
     pub(super) fn restart(&mut self, id: u64) -> Step<()> {
-        let ticks = self.rng.range(10, 20) as usize;
+        // The range a production node draws its election timeout from.
+        let ticks = self
+            .rng
+            .range(ELECTION_TICKS as u64, MAX_ELECTION_TICKS as u64) as usize;
         let behind = self.rng.range(0, MAX_CLOCK_BEHIND_MS);
         let clock = {
             let wall = self.wall_ms.clone();
