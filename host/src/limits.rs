@@ -360,7 +360,9 @@ pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 /// leader, before the forward counts as not delivered and goes to the new
 /// leader. A live peer acknowledges within a round trip plus its ack delay
 /// (25 ms), a retransmission or two included; a dead one never does. Short,
-/// because a client waits on it after every leader crash.
+/// because a client forwarding an activation waits on it after every
+/// leader crash (a forwarded command does not: its origin settles it from
+/// its own log, see [`crate::node::NodeHandle::propose`]).
 pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
 /// How long a peer may take to answer a Raft frame; a stream silent for
 /// longer is treated as broken (Raft heartbeats come every few hundred ms).

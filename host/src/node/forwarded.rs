@@ -37,7 +37,7 @@
 //!
 //! So it never commits, and sending the command again cannot apply it
 //! twice. A replica that skips entries (it installs a snapshot) cannot tell
-//! and answers [`Settled::LostTrack`]: that, and a leader that neither
+//! and answers `LostTrack` (`outcome_unknown`): that, and a leader that neither
 //! answers nor loses its term, are the only `outcome_unknown` left.
 //!
 //! Ids carry the node's incarnation (random per process), so entries a
@@ -77,7 +77,7 @@ pub struct ForwardTag {
 
 /// How a forwarded command's fate was learned from the local log.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Settled {
+pub(crate) enum Settled {
     /// Its entry applied here, with this result.
     Applied(Applied),
     /// An entry of this later term applied first: it can never commit.
@@ -95,7 +95,7 @@ struct Waiter {
 /// The forwarded commands of this node whose clients still wait. Fed by
 /// the applier with every entry it applies, in log order.
 #[derive(Debug)]
-pub struct ForwardWaiters {
+pub(crate) struct ForwardWaiters {
     origin: u64,
     incarnation: u64,
     next_seq: AtomicU64,
@@ -104,15 +104,15 @@ pub struct ForwardWaiters {
 
 /// One registered waiter; dropping it unregisters it.
 #[derive(Debug)]
-pub struct Registration<'a> {
+pub(crate) struct Registration<'a> {
     waiters: &'a ForwardWaiters,
-    pub tag: ForwardTag,
+    pub(crate) tag: ForwardTag,
     answer: oneshot::Receiver<Settled>,
 }
 
 impl Registration<'_> {
     /// Wait until the command's fate is known.
-    pub async fn settled(&mut self) -> Settled {
+    pub(crate) async fn settled(&mut self) -> Settled {
         (&mut self.answer).await.unwrap_or(Settled::LostTrack)
     }
 }
@@ -124,7 +124,7 @@ impl Drop for Registration<'_> {
 }
 
 impl ForwardWaiters {
-    pub fn new(origin: u64) -> Self {
+    pub(crate) fn new(origin: u64) -> Self {
         // A per-process random key from std's hasher seed, mixed with the
         // clock: two runs of a node never share an incarnation.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -153,7 +153,7 @@ impl ForwardWaiters {
 
     /// A fresh id, waiting for its entry, for a proposal to the leader of
     /// `term` (this node's current term: the leader refuses any other).
-    pub fn register(&self, term: u64) -> Registration<'_> {
+    pub(crate) fn register(&self, term: u64) -> Registration<'_> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         self.lock().insert(seq, Waiter { term, reply });
@@ -173,7 +173,7 @@ impl ForwardWaiters {
 
     /// The applier applied the committed entry at `index` of `term`,
     /// carrying `forward` (if it is a forwarded command) with this result.
-    pub fn applied(
+    pub(crate) fn applied(
         &self,
         index: u64,
         term: u64,
@@ -213,7 +213,7 @@ impl ForwardWaiters {
 
     /// Entries were skipped (a snapshot was installed) or will not be
     /// applied any more: no waiter can tell what became of its command.
-    pub fn lost_track(&self) {
+    pub(crate) fn lost_track(&self) {
         for (_, waiter) in std::mem::take(&mut *self.lock()) {
             let _ = waiter.reply.send(Settled::LostTrack);
         }

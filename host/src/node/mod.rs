@@ -53,7 +53,7 @@ pub(crate) mod divergence;
 pub(crate) mod driver;
 pub mod envelope;
 mod error;
-pub(crate) mod forwarded;
+pub mod forwarded;
 mod handle;
 pub(crate) mod inbox;
 mod logger;
