@@ -10,11 +10,14 @@
 //!     kill is answered committed (their commands were forwarded to the
 //!     dead leader; see `iroh_raft::node::NodeHandle::propose`).
 //!
-//! [`WRITERS`] clients send `add 1` to the counter guest through the
-//! follower without pause. After each kill the killed node restarts and
+//! [`DEFAULT_WRITERS`] clients (`BENCH_WRITERS`) send `add 1` to the
+//! counter guest through the follower without pause. After each kill the killed node restarts and
 //! catches up before the next. At the end the counter must equal the number
 //! of acknowledged adds (none lost, none applied twice), and no write may
-//! fail; the bench exits non-zero otherwise. Prints p50/p90/max of (a) and
+//! fail; the bench exits non-zero otherwise. It also counts elections: the
+//! term must rise by one per kill and not at all in between (while the
+//! clients write and the killed node restarts and catches up); more is a
+//! split vote or a spurious election. Prints p50/p90/max of (a) and
 //! (b) in ms (see BENCHMARKS.md, "Failover (issue 16)").
 
 #[path = "../../tests/common/mod.rs"]
@@ -32,9 +35,10 @@ use common::wait_for;
 
 /// Leader kills by default (`BENCH_KILLS` overrides).
 const DEFAULT_KILLS: usize = 20;
-/// Clients writing through the follower at once, so writes are in flight
-/// whenever the leader dies.
-const WRITERS: usize = 4;
+/// Clients writing through the follower at once by default
+/// (`BENCH_WRITERS` overrides), so writes are in flight whenever the leader
+/// dies.
+const DEFAULT_WRITERS: usize = 4;
 /// Acknowledged writes after a kill before the round ends.
 const WRITES_AFTER_KILL: u64 = 20;
 
@@ -73,11 +77,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_KILLS);
+    let writer_count: usize = std::env::var("BENCH_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_WRITERS);
     let mut cluster = Cluster::start(3, "counter", &[]);
     let mut first_commit = Vec::new();
     let mut in_flight_commit = Vec::new();
     let mut acknowledged_total = 0u64;
     let mut failures = Vec::new();
+    // Term rises: in the round of a kill (1 is the election it forces) and
+    // between rounds (should be 0).
+    let mut kill_elections = Vec::new();
+    let mut spurious_elections = 0;
+    let mut last_term = None;
     for kill in 0..kills {
         let leader = cluster.leader();
         let follower = cluster
@@ -88,9 +101,13 @@ fn main() {
         wait_for(&format!("node {follower} to follow {leader}"), || {
             (cluster.member(follower).status().leader_id == Some(leader)).then_some(())
         });
+        let term_before = cluster.member(follower).status().term;
+        if let Some(last) = last_term {
+            spurious_elections += term_before - last;
+        }
         let round = Arc::new(Round::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let writers: Vec<_> = (0..WRITERS)
+        let writers: Vec<_> = (0..writer_count)
             .map(|_| {
                 let client = cluster.member(follower).client();
                 let (round, stop) = (round.clone(), stop.clone());
@@ -152,6 +169,9 @@ fn main() {
             writer.join().expect("a writer thread");
         }
         acknowledged_total += round.acknowledged.load(Ordering::Acquire);
+        let term_after = cluster.member(follower).status().term;
+        kill_elections.push(term_after - term_before);
+        last_term = Some(term_after);
         let answers = round
             .after_kill
             .lock()
@@ -199,7 +219,12 @@ fn main() {
         cluster.wait_all_see("get", &expected);
     }
     println!(
-        "three raft-host processes, counter guest, {WRITERS} clients writing through a follower, {kills} leader SIGKILLs"
+        "three raft-host processes, counter guest, {writer_count} clients writing through a \
+         follower, {kills} leader SIGKILLs"
+    );
+    println!(
+        "term rises per kill: {kill_elections:?}; between kills (spurious elections): \
+         {spurious_elections}"
     );
     summary(
         "(a) kill -> first write sent after the kill committed",
