@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -127,6 +127,14 @@ bench: setup guests-polyglot
 ## the rest is in the script's header.
 bench-vs-etcd: setup
 	./.ci/bench-vs-etcd
+
+## Leader failover of three raft-host processes: 20 SIGKILLs of the leader
+## while clients write through a follower; prints kill -> first commit and
+## kill -> in-flight writes committed (p50/p90/max) and checks that no
+## acknowledged write was lost or doubled. About two minutes; not part of
+## `make test`. BENCHMARKS.md, "Failover (issue 16)".
+bench-failover: setup
+	$(CARGO) bench --bench failover
 
 ## Every fuzz target (frames, raft messages, snapshot transfers and files,
 ## API bodies, entry payloads) on stable over 100k deterministic inputs

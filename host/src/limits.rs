@@ -15,12 +15,28 @@ use std::time::Duration;
 
 // ── Consensus and the node loop ────────────────────────────────────────
 
-/// One Raft tick.
-pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
-/// Ticks without a heartbeat before a follower starts an election.
+/// One Raft tick. Every consensus timeout is a whole number of ticks, so
+/// the tick is also their granularity: 50 ms lets the election timeout be
+/// drawn from several distinct values (two survivors rarely time out on
+/// the same tick and split the vote), at a negligible cost per tick.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
+/// Ticks without a heartbeat before a follower starts an election (500 ms):
+/// the shortest election timeout, and how long a leader may go without
+/// hearing from a quorum before it steps down (check-quorum). A leader
+/// killed by the kernel is replaced within about this plus one vote round
+/// trip. Five heartbeats must be lost or late in a row before anyone
+/// starts an election, which a loaded 2-core machine does not do (etcd's
+/// default is ten, 1 s, for networks with longer round trips).
 pub const ELECTION_TICKS: usize = 10;
-/// Ticks between leader heartbeats.
-pub const HEARTBEAT_TICKS: usize = 3;
+/// Upper bound (exclusive) of the randomized election timeout, in ticks
+/// (800 ms): raft-rs draws each follower's timeout from
+/// `[ELECTION_TICKS, MAX_ELECTION_TICKS)`. Its default, twice the minimum,
+/// makes the median failover half an election timeout slower; six distinct
+/// values still separate two candidates most of the time, and pre-vote
+/// keeps a split vote from raising the term.
+pub const MAX_ELECTION_TICKS: usize = 16;
+/// Ticks between leader heartbeats (100 ms): five per election timeout.
+pub const HEARTBEAT_TICKS: usize = 2;
 /// Largest append message raft-rs builds.
 pub const MAX_RAFT_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
 /// Append messages in flight per follower.
@@ -50,7 +66,8 @@ pub const RECENT_RESULTS_CAPACITY: usize = 10_000;
 /// they reach the log; sled keeps every entry inline below this size.
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 /// How long a follower that knows no leader waits for one before it
-/// answers `not_leader` (about two election timeouts).
+/// answers `not_leader` (a few election timeouts: an election that split
+/// the vote and the next one).
 pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// Rounds [`NodeHandle::propose`](crate::node::NodeHandle::propose) makes on
 /// a follower: each is one forward to a leader or one wait (up to
@@ -59,6 +76,12 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// forward again, and once more; a cluster whose leaders keep failing that
 /// often gets `not_leader` back.
 pub const MAX_PROPOSE_ROUNDS: usize = 6;
+/// How long a follower waits for its own log to settle a forwarded
+/// command whose leader failed before answering (see
+/// [`crate::node::NodeHandle::propose`]): the next leader's first entry
+/// settles it, so this covers a few elections; past it the client gets
+/// `outcome_unknown`.
+pub const FORWARD_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long API calls wait for the node by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a linearizable read may wait for its read index before the
@@ -66,10 +89,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a leader serves `lease` reads after a quorum confirmed its
 /// leadership. Followers refuse to elect anyone for one election timeout
-/// (`ELECTION_TICKS` ticks, 1 s) after they last heard from the leader, so a
-/// lease shorter than that is safe while clocks run at about the same rate
-/// (drift under 20%).
-pub const LEASE_DURATION: Duration = Duration::from_millis(800);
+/// (`ELECTION_TICKS` ticks, 500 ms) after they last heard from the leader,
+/// so a lease of at most 80% of that is safe while clocks run at about the
+/// same rate (drift under 20%; checked at the end of this file).
+pub const LEASE_DURATION: Duration = Duration::from_millis(400);
 
 // ── Membership ─────────────────────────────────────────────────────────
 
@@ -363,7 +386,9 @@ pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 /// leader, before the forward counts as not delivered and goes to the new
 /// leader. A live peer acknowledges within a round trip plus its ack delay
 /// (25 ms), a retransmission or two included; a dead one never does. Short,
-/// because a client waits on it after every leader crash.
+/// because a client forwarding an activation waits on it after every
+/// leader crash (a forwarded command does not: its origin settles it from
+/// its own log, see [`crate::node::NodeHandle::propose`]).
 pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
 /// How long a peer may take to answer a Raft frame; a stream silent for
 /// longer is treated as broken (Raft heartbeats come every few hundred ms).
@@ -456,10 +481,16 @@ pub const MAX_API_SECRET_FILE_BYTES: u64 = 1024 * 1024;
 const _: () = assert!(MAX_RESULT_BYTES * 2 <= MAX_FRAME_BYTES);
 const _: () = assert!(MAX_RESULT_BYTES as u64 * 8 <= MAX_RESPONSE_BYTES);
 const _: () = assert!(MAX_ERROR_MESSAGE_BYTES * 8 <= MAX_FRAME_BYTES);
-// A lease must end before followers may elect another leader (see
-// `LEASE_DURATION`).
-const _: () =
-    assert!(LEASE_DURATION.as_millis() < ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis());
+// A lease must end before followers may elect another leader, even on a
+// clock 20% fast (see `LEASE_DURATION`): lease <= 80% of the shortest
+// election timeout.
+const _: () = assert!(
+    LEASE_DURATION.as_millis() * 5 <= ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis() * 4
+);
+// Heartbeats come several times per election timeout, so a few late ones
+// do not start an election; the randomized range is not empty.
+const _: () = assert!(HEARTBEAT_TICKS * 4 <= ELECTION_TICKS);
+const _: () = assert!(MAX_ELECTION_TICKS > ELECTION_TICKS);
 // A guest check's script runs commands as a client would send them.
 const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
 // One pair of the largest size fits a scan.

@@ -17,4 +17,5 @@ mod t56_snapshots_membership;
 mod t57_upgrades;
 mod t60_metrics;
 mod t61_store_cluster;
+mod t62_failover_exactly_once;
 mod t63_bench;

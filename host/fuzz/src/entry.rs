@@ -17,11 +17,12 @@ pub fn entry_payload(data: &[u8]) {
     // is the property.
     if let Ok(Payload::Command {
         timestamp_ms,
+        forward,
         command,
     }) = envelope::decode(data)
     {
         assert_eq!(
-            envelope::encode_command(timestamp_ms, &command),
+            envelope::encode_command(timestamp_ms, forward.as_ref(), &command),
             data,
             "decode then encode changed the payload"
         );

@@ -215,9 +215,18 @@ pub fn entry_payloads() -> Vec<Vec<u8>> {
     change_v2.set_context(b"ctx".to_vec().into());
     vec![
         Vec::new(),
-        envelope::encode_command(1_700_000_000_000, b"add 5"),
-        envelope::encode_command(0, b""),
-        envelope::encode_command(u64::MAX, &[0xff; 20]),
+        envelope::encode_command(1_700_000_000_000, None, b"add 5"),
+        envelope::encode_command(0, None, b""),
+        envelope::encode_command(u64::MAX, None, &[0xff; 20]),
+        envelope::encode_command(
+            7,
+            Some(&iroh_raft::node::ForwardId {
+                origin: 2,
+                incarnation: u64::MAX,
+                seq: 1,
+            }),
+            b"add 1",
+        ),
         change.write_to_bytes().expect("a change encodes"),
         change_v2.write_to_bytes().expect("a change encodes"),
     ]

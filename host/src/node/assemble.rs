@@ -3,8 +3,8 @@
 //! build the Raft core over the opened storage.
 
 use crate::limits::{
-    ELECTION_TICKS, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY, MAX_INFLIGHT_MESSAGES,
-    MAX_RAFT_MESSAGE_BYTES,
+    ELECTION_TICKS, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY, MAX_ELECTION_TICKS,
+    MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES,
 };
 use std::collections::BTreeMap;
 
@@ -153,6 +153,8 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         id: config.id,
         election_tick: ELECTION_TICKS,
         heartbeat_tick: HEARTBEAT_TICKS,
+        min_election_tick: ELECTION_TICKS,
+        max_election_tick: MAX_ELECTION_TICKS,
         // The guest starts from the snapshot: have raft-rs hand out every
         // committed entry after it again (see the module docs).
         applied: applied_index,

@@ -1,6 +1,6 @@
 //! [`NodeHandle`]: the cheap, cloneable front door to a running node.
 
-use crate::limits::{LEADER_WAIT, MAX_PROPOSE_ROUNDS};
+use crate::limits::{FORWARD_SETTLE_TIMEOUT, LEADER_WAIT, MAX_PROPOSE_ROUNDS};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use super::applier::{Applied, ApplierShared, QueryAnswer};
 
 use super::core::{Consistency, MembershipChange, SnapshotInfo};
 use super::error::{ClientError, ForwardError};
+use super::forwarded::Settled;
 use super::inbox::{NodeInbox, NodeMsg};
 use super::metrics::{self, NodeMetrics, PeerStatsRegistry};
 use super::ports::Forwarder;
@@ -53,6 +54,8 @@ pub(super) struct HandleInner {
     pub(super) stopped: watch::Receiver<Option<String>>,
     /// The leader this node currently knows of.
     pub(super) leader: watch::Receiver<Option<u64>>,
+    /// This node's current term.
+    pub(super) term: watch::Receiver<u64>,
 }
 
 impl NodeHandle {
@@ -60,13 +63,178 @@ impl NodeHandle {
     /// follower that knows the leader, the proposal is forwarded to it.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let timer = self.inner.metrics.start_proposal();
-        let result = self.propose_or_forward(Proposal::Command(command)).await;
+        let result = match self.inner.forwarder.as_ref() {
+            None => self.propose_here(command).await,
+            // The leader proposes plain entries: no id to carry, no waiter
+            // to register, on the path most writes take.
+            Some(forwarder) if *self.inner.leader.borrow() == Some(self.inner.id) => {
+                match self.propose_here(command.clone()).await {
+                    // Certainly not applied (no longer the leader, or
+                    // another leader's entry took its index): on as a
+                    // follower.
+                    Err(ClientError::NotLeader { .. } | ClientError::ProposalDropped) => {
+                        self.propose_tagged(forwarder.as_ref(), command).await
+                    }
+                    answer => answer,
+                }
+            }
+            Some(forwarder) => self.propose_tagged(forwarder.as_ref(), command).await,
+        };
         timer.finish(&result);
         result
     }
 
-    /// Propose here; on a follower, forward to the leader (waiting briefly
-    /// for one to be known). A forward that certainly did not reach the
+    /// Propose a command in a cluster, exactly once, whoever leads and
+    /// whenever a leader dies (see [`super::forwarded`]). Each round
+    /// proposes under a fresh id to the leader of the current term (this
+    /// node or a peer) and waits for whichever comes first: the answer, or
+    /// this node's own log settling the id. The round is over without the
+    /// command once it certainly was not proposed (the leader refused it or
+    /// never received it) or certainly never commits (an entry of a later
+    /// term applied here first); the next round goes to the next leader.
+    /// An answer that leaves the outcome open (the leader died, or the
+    /// connection to it did) is settled by the log alone, within
+    /// [`FORWARD_SETTLE_TIMEOUT`]. Bounded by [`MAX_PROPOSE_ROUNDS`] rounds.
+    async fn propose_tagged(
+        &self,
+        forwarder: &dyn Forwarder,
+        command: Vec<u8>,
+    ) -> Result<Applied, ClientError> {
+        // The leader and term of the last round, once it is over: not
+        // tried again until the node names another.
+        let mut done_with = None;
+        let mut last_error = ClientError::NotLeader { leader_hint: None };
+        for _ in 0..MAX_PROPOSE_ROUNDS {
+            let Some((leader, term)) = self.wait_for_leader_other_than_in(done_with).await else {
+                return Err(last_error);
+            };
+            let mut registration = self.inner.applier.forwards.register(term);
+            let tag = registration.tag;
+            let attempt = async {
+                if leader == self.inner.id {
+                    self.propose_forwarded_here(command.clone(), tag)
+                        .await
+                        .map_err(ForwardError::Client)
+                } else {
+                    forwarder
+                        .forward_propose(leader, command.clone(), tag, self.inner.leader.clone())
+                        .await
+                }
+            };
+            let first = tokio::select! {
+                answer = attempt => Ok(answer),
+                settled = registration.settled() => Err(settled),
+            };
+            done_with = Some((leader, term));
+            let settled = match first {
+                Err(settled) => settled,
+                Ok(Ok(applied)) => return Ok(applied),
+                // Certainly not proposed: the next leader gets it.
+                Ok(Err(ForwardError::NotDelivered { leader, reason })) => {
+                    tracing::info!(leader, term, %reason,
+                        "a forwarded command did not reach the leader; waiting for another");
+                    last_error = ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    };
+                    continue;
+                }
+                Ok(Err(ForwardError::Client(
+                    error @ (ClientError::NotLeader { .. } | ClientError::ProposalDropped),
+                ))) => {
+                    last_error = error;
+                    continue;
+                }
+                // A peer whose node stopped before it took the command.
+                Ok(Err(ForwardError::Client(ClientError::Stopped))) if leader != self.inner.id => {
+                    last_error = ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    };
+                    continue;
+                }
+                // The leader may have proposed it: this node's log tells.
+                Ok(Err(ForwardError::Client(
+                    ClientError::OutcomeUnknown | ClientError::Timeout { .. },
+                ))) => {
+                    tracing::info!(
+                        leader,
+                        term,
+                        "the outcome of a forwarded command is open; waiting for this node's log to settle it"
+                    );
+                    match tokio::time::timeout(FORWARD_SETTLE_TIMEOUT, registration.settled()).await
+                    {
+                        Ok(settled) => settled,
+                        Err(_) => return Err(ClientError::OutcomeUnknown),
+                    }
+                }
+                Ok(Err(ForwardError::Client(error))) => return Err(error),
+            };
+            match settled {
+                Settled::Applied(applied) => return Ok(applied),
+                Settled::NeverCommits { term: later } => {
+                    tracing::info!(
+                        leader,
+                        term,
+                        later,
+                        "a command forwarded to a former leader never commits; sending it to the new one"
+                    );
+                    last_error = ClientError::NotLeader {
+                        leader_hint: Some(leader),
+                    };
+                }
+                Settled::LostTrack => return Err(ClientError::OutcomeUnknown),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Wait (at most [`LEADER_WAIT`]) until this node knows a leader, in a
+    /// term, other than `done_with`; `None` if none came or the node stopped.
+    async fn wait_for_leader_other_than_in(
+        &self,
+        done_with: Option<(u64, u64)>,
+    ) -> Option<(u64, u64)> {
+        let mut leader = self.inner.leader.clone();
+        let mut term = self.inner.term.clone();
+        let known = async {
+            loop {
+                let named = *leader.borrow_and_update();
+                let current = *term.borrow_and_update();
+                if let Some(named) = named
+                    && done_with != Some((named, current))
+                {
+                    return Some((named, current));
+                }
+                tokio::select! {
+                    changed = leader.changed() => changed.ok()?,
+                    changed = term.changed() => changed.ok()?,
+                }
+            }
+        };
+        tokio::time::timeout(LEADER_WAIT, known)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Propose a tagged command on this node (see [`Self::propose_tagged`]).
+    async fn propose_forwarded_here(
+        &self,
+        command: Vec<u8>,
+        tag: super::forwarded::ForwardTag,
+    ) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.inbox.try_send(NodeMsg::ProposeForwarded {
+            command,
+            tag,
+            reply,
+        })?;
+        // Dropped unanswered: the node stopped after it took the command.
+        answer.await.map_err(|_| ClientError::OutcomeUnknown)?
+    }
+
+    /// Propose a component activation here; on a follower, forward it to
+    /// the leader (waiting briefly for one to be known). Commands take
+    /// [`Self::propose_tagged`] instead. A forward that certainly did not reach the
     /// leader (it died, or lost its leadership before acknowledging the
     /// request) is sent again once this node's leader watch names another
     /// leader (or this node); one that may have reached it answers
@@ -74,8 +242,9 @@ impl NodeHandle {
     /// most [`LEADER_WAIT`] or one forward each.
     pub(super) async fn propose_or_forward(
         &self,
-        proposal: Proposal,
+        activation: upgrade::Activation,
     ) -> Result<Applied, ClientError> {
+        let proposal = Proposal::Activation(activation.clone());
         let Some(forwarder) = self.inner.forwarder.as_ref() else {
             return self.propose_here_as(proposal).await;
         };
@@ -101,18 +270,9 @@ impl NodeHandle {
                 _ => return result,
             };
             let leader_view = self.inner.leader.clone();
-            let forwarded = match proposal.clone() {
-                Proposal::Command(command) => {
-                    forwarder
-                        .forward_propose(leader, command, leader_view)
-                        .await
-                }
-                Proposal::Activation(activation) => {
-                    forwarder
-                        .forward_activation(leader, activation, leader_view)
-                        .await
-                }
-            };
+            let forwarded = forwarder
+                .forward_activation(leader, activation.clone(), leader_view)
+                .await;
             match forwarded {
                 Ok(applied) => return Ok(applied),
                 // A node that no longer leads proposes nothing: as good as

@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::applier::{Applied, Candidate, ProposalReply, QueryReply};
 use super::core::{Consistency, MembershipChange, RaftView, SnapshotInfo};
 use super::error::ClientError;
+use super::forwarded::ForwardTag;
 use super::upgrade::{Activation, DryRunReport};
 
 /// Input for the node.
@@ -14,6 +15,13 @@ use super::upgrade::{Activation, DryRunReport};
 pub enum NodeMsg {
     Propose {
         command: Vec<u8>,
+        reply: ProposalReply,
+    },
+    /// A command forwarded under an id, for the leader of exactly
+    /// `tag.term` (see [`crate::node::forwarded`]).
+    ProposeForwarded {
+        command: Vec<u8>,
+        tag: ForwardTag,
         reply: ProposalReply,
     },
     /// Switch the guest to another component (leader only).
@@ -130,6 +138,23 @@ impl NodeInbox {
     pub async fn propose(&self, command: Vec<u8>) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(NodeMsg::Propose { command, reply })?;
+        answer.await.map_err(|_| ClientError::OutcomeUnknown)?
+    }
+
+    /// Propose a command a follower forwarded under `tag` (see
+    /// [`crate::node::forwarded`]); answered as [`Self::propose`], and
+    /// `NotLeader` unless this node leads `tag.term`.
+    pub async fn propose_forwarded(
+        &self,
+        command: Vec<u8>,
+        tag: ForwardTag,
+    ) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(NodeMsg::ProposeForwarded {
+            command,
+            tag,
+            reply,
+        })?;
         answer.await.map_err(|_| ClientError::OutcomeUnknown)?
     }
 

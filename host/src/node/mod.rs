@@ -27,7 +27,9 @@
 //! components. The types that cross module boundaries live in small leaf
 //! modules: `inbox` (the loop's input messages), `ports` (what the node
 //! needs from outside: [`Transport`], [`Forwarder`]) and `admission`
-//! (whether the applier lets the core take new commands). A client is
+//! (whether the applier lets the core take new commands). `forwarded`
+//! is how a command a follower forwarded outlives its leader, applied
+//! exactly once. A client is
 //! answered only after its entry is durable (fsynced), committed and applied.
 //!
 //! **Restart.** The guest's state lives in memory. On start the node
@@ -51,6 +53,7 @@ pub(crate) mod divergence;
 pub(crate) mod driver;
 pub mod envelope;
 mod error;
+pub mod forwarded;
 mod handle;
 pub(crate) mod inbox;
 mod logger;
@@ -68,6 +71,7 @@ pub use self::config::{ClusterMode, GuestSource, NodeConfig};
 pub use self::core::{Consistency, MembershipChange, SnapshotInfo};
 
 pub use self::error::{ClientError, ForwardError, NodeError};
+pub use self::forwarded::{ForwardId, ForwardTag};
 pub use self::handle::NodeHandle;
 pub use self::inbox::{NodeInbox, NodeMsg};
 pub use self::ports::{Forwarder, NoPeers, NodeLink, PeerFuture, PeerView, Transport};

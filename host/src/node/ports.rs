@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::applier::Applied;
 use super::error::ForwardError;
+use super::forwarded::ForwardTag;
 use super::inbox::NodeInbox;
 use super::upgrade::Activation;
 use crate::membership::PeerAddr;
@@ -66,10 +67,14 @@ pub type PeerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// acknowledged gives up as not delivered instead of waiting for a dead
 /// connection to time out.
 pub trait Forwarder: Send + Sync + std::fmt::Debug + 'static {
+    /// Forward a command under `tag`: the leader proposes it only while it
+    /// leads `tag.term`, and its entry carries `tag.id` (see
+    /// [`crate::node::ForwardTag`]).
     fn forward_propose(
         &self,
         leader: u64,
         command: Vec<u8>,
+        tag: ForwardTag,
         leader_view: watch::Receiver<Option<u64>>,
     ) -> PeerFuture<'_, Result<Applied, ForwardError>>;
 

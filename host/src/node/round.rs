@@ -84,6 +84,11 @@ pub(crate) fn dispatch(
 ) -> Option<Deferred> {
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms, reply),
+        NodeMsg::ProposeForwarded {
+            command,
+            tag,
+            reply,
+        } => core.propose_forwarded(command, tag, now_ms, reply),
         NodeMsg::ProposeActivation { activation, reply } => {
             core.propose_activation(&activation, now_ms, reply)
         }

@@ -33,6 +33,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         storage: size_reader,
         leader: leader_rx,
     } = assemble(&config, PartsOverrides::default())?;
+    let term_rx = core.term_watch();
     let data_dir = &config.data_dir;
     transport.set_members(&members);
     let (fatal_tx, fatal_rx) = watch::channel(None);
@@ -127,6 +128,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             data_dir: config.data_dir,
             stopped: stopped_rx,
             leader: leader_rx,
+            term: term_rx,
         }),
     })
 }

@@ -443,6 +443,17 @@ mod tests {
                 command: Vec::new(),
             }),
             WireMessage::Request(Request::Members),
+            WireMessage::Request(Request::ProposeForwarded {
+                command: b"add 1".to_vec(),
+                tag: crate::node::ForwardTag {
+                    id: crate::node::ForwardId {
+                        origin: 2,
+                        incarnation: u64::MAX,
+                        seq: 7,
+                    },
+                    term: 3,
+                },
+            }),
             WireMessage::Request(Request::ProposeActivation {
                 activation: WireActivation {
                     hash: "ab".repeat(32),

@@ -229,6 +229,9 @@ impl HandlerInner {
             WireMessage::RaftMessage(batch) => self.deliver(batch, peer_raft_id),
             WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
             WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
+            WireMessage::Request(Request::ProposeForwarded { command, tag }) => {
+                proposal_answer(self.inbox.propose_forwarded(command, tag).await)
+            }
             WireMessage::Request(Request::ProposeActivation { activation }) => {
                 self.propose_activation(activation.into()).await
             }

@@ -40,8 +40,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::membership::PeerAddr;
-use crate::node::ClientError;
 use crate::node::upgrade::{Activation, ActivationKind, LimitOverrides};
+use crate::node::{ClientError, ForwardTag};
 use crate::wasm::GuestFailure;
 
 /// One frame of the protocol.
@@ -94,6 +94,11 @@ pub enum Request {
     /// The sender's state hash at the state check entry `index` (see
     /// `node::divergence`); answered with `Delivered`.
     StateHash { index: u64, hash: [u8; 32] },
+    /// A follower forwards a client's command under an id, for the leader
+    /// of exactly `tag.term` (see `node::forwarded`); answered like
+    /// `Propose`, or `Refused(NotLeader)` by any other node. Last, so the
+    /// older variants keep their numbers on the wire.
+    ProposeForwarded { command: Vec<u8>, tag: ForwardTag },
 }
 
 /// Answers.

@@ -28,7 +28,9 @@ use crate::membership::{NodeTicket, PeerAddr};
 use crate::node::PeerFuture;
 use crate::node::metrics::{PeerStats, PeerStatsRegistry};
 use crate::node::upgrade::Activation;
-use crate::node::{Applied, ClientError, ForwardError, Forwarder, NodeInbox, NodeLink, Transport};
+use crate::node::{
+    Applied, ClientError, ForwardError, ForwardTag, Forwarder, NodeInbox, NodeLink, Transport,
+};
 use crate::wasm::{ComponentHash, GuestFailure};
 
 /// Whether and how the endpoint uses relays (for clusters behind NATs).
@@ -448,9 +450,14 @@ impl Forwarder for ProposalForwarder {
         &self,
         leader: u64,
         command: Vec<u8>,
+        tag: ForwardTag,
         leader_view: watch::Receiver<Option<u64>>,
     ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
-        Box::pin(self.forward(leader, Request::Propose { command }, leader_view))
+        Box::pin(self.forward(
+            leader,
+            Request::ProposeForwarded { command, tag },
+            leader_view,
+        ))
     }
 
     fn forward_activation(

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::divergence::{Divergence, DivergenceMonitor};
 use super::envelope::Payload;
 use super::error::ClientError;
+use super::forwarded::ForwardWaiters;
 use super::upgrade::ComponentHistory;
 use crate::wasm::{EntryContext, GuestFailure, GuestMachine, WasmError};
 
@@ -68,6 +69,7 @@ pub fn spawn(
         busy_index: AtomicU64::new(0),
         busy_since: AtomicU64::new(0),
         epoch: std::time::Instant::now(),
+        forwards: ForwardWaiters::new(env.node_id),
     });
     shared
         .read_targets
@@ -133,6 +135,9 @@ impl Applier {
                 ApplyJob::Apply(items) => {
                     for item in items {
                         if let Some(divergence) = self.monitor.diverged() {
+                            // Nothing applies any more: forwarded commands
+                            // can no longer be followed here.
+                            self.shared.forwards.lost_track();
                             refuse(item.reply, divergence.index);
                             continue;
                         }
@@ -233,6 +238,7 @@ impl Applier {
             "entries are applied in log order: {} after {previous}",
             item.index
         );
+        let mut forward = None;
         let (result, fuel_used) = match item.payload {
             // A leader's no-op or a membership change: applied once it is
             // in the configuration; there is no guest result.
@@ -242,8 +248,10 @@ impl Applier {
             }
             Payload::Command {
                 timestamp_ms,
+                forward: id,
                 command,
             } => {
+                forward = id;
                 self.shared
                     .last_timestamp_ms
                     .store(timestamp_ms, Ordering::Release);
@@ -281,6 +289,9 @@ impl Applier {
         self.shared
             .applied_index
             .store(item.index, Ordering::Release);
+        self.shared
+            .forwards
+            .applied(item.index, item.term, forward.as_ref(), &result, fuel_used);
         if let Some(reply) = item.reply {
             // The client may have given up waiting; the entry is applied
             // regardless.

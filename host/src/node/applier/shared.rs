@@ -1,6 +1,7 @@
 //! What the applier publishes for status pages, readable from any thread.
 
 use crate::limits::RECENT_RESULTS_CAPACITY;
+use crate::node::forwarded::ForwardWaiters;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,9 @@ pub struct ApplierShared {
     pub(super) busy_index: AtomicU64,
     pub(super) busy_since: AtomicU64,
     pub(super) epoch: std::time::Instant,
+    /// The forwarded commands of this node's clients, settled by what the
+    /// applier applies (see [`crate::node::forwarded`]).
+    pub(crate) forwards: ForwardWaiters,
 }
 
 impl ApplierShared {

@@ -161,6 +161,8 @@ impl Applier {
         self.shared
             .applied_index
             .store(header.index, Ordering::Release);
+        // The entries the snapshot covers were never seen here.
+        self.shared.forwards.lost_track();
         tracing::info!(index = header.index, term = header.term,
             guest = %self.machine.info().name, "restored a snapshot");
         Ok(())

@@ -207,6 +207,9 @@ pub struct NodeCore {
     campaign_on_start: bool,
     /// Publishes the known leader (followers wait on it to forward).
     leader_tx: watch::Sender<Option<u64>>,
+    /// Publishes the current term (a follower tags what it forwards with
+    /// it: see [`crate::node::forwarded`]).
+    term_tx: watch::Sender<u64>,
     /// Index of the last conf change already in the stored conf state.
     conf_applied_index: u64,
     /// By id: retried in id order, so a simulation replays identically.
@@ -299,11 +302,17 @@ pub struct CoreSetup {
 }
 
 impl NodeCore {
+    /// The current term, as of the last round (0 before the first).
+    pub fn term_watch(&self) -> watch::Receiver<u64> {
+        self.term_tx.subscribe()
+    }
+
     pub fn new(raw: RawNode<SledStorage>, setup: CoreSetup) -> Self {
         let last_role = raw.raft.state;
         let stale_read_floor = raw.raft.raft_log.committed;
         NodeCore {
             leader_tx: setup.leader_tx,
+            term_tx: watch::channel(0).0,
             members: setup.members,
             campaign_on_start: true,
             raw,

@@ -8,6 +8,7 @@ use super::{NodeCore, PendingProposal};
 use crate::node::applier::ProposalReply;
 use crate::node::envelope;
 use crate::node::error::ClientError;
+use crate::node::forwarded::ForwardTag;
 use crate::node::upgrade::Activation;
 
 impl NodeCore {
@@ -40,7 +41,33 @@ impl NodeCore {
         let stamp = self.leader_stamp(timestamp_ms);
         let checked = Self::check_command(&command)
             .and_then(|()| self.admission.check())
-            .map(|()| envelope::encode_command(stamp, &command));
+            .map(|()| envelope::encode_command(stamp, None, &command));
+        self.propose_data(checked, reply);
+    }
+
+    /// Propose a command a follower forwarded (or this node's own handle
+    /// tagged), carrying its id, but only as the leader of exactly
+    /// `tag.term`: the origin's proof that a lost forward never commits
+    /// rests on knowing the term of its entry (see
+    /// [`crate::node::forwarded`]). Checked here, in the same step as the
+    /// proposal, so leadership cannot change in between.
+    pub fn propose_forwarded(
+        &mut self,
+        command: Vec<u8>,
+        tag: ForwardTag,
+        timestamp_ms: u64,
+        reply: ProposalReply,
+    ) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.term != tag.term {
+            let _ = reply.send(Err(ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            }));
+            return;
+        }
+        let stamp = self.leader_stamp(timestamp_ms);
+        let checked = Self::check_command(&command)
+            .and_then(|()| self.admission.check())
+            .map(|()| envelope::encode_command(stamp, Some(&tag.id), &command));
         self.propose_data(checked, reply);
     }
 

@@ -223,6 +223,7 @@ impl NodeCore {
         );
         if raft.term != self.last_term {
             tracing::Span::current().record("term", raft.term);
+            self.term_tx.send_replace(raft.term);
         }
         self.last_term = raft.term;
         if raft.state != self.last_role || raft.leader_id != self.last_leader {

@@ -183,8 +183,7 @@ impl NodeHandle {
     /// leader.
     async fn activate(&self, activation: Activation) -> Result<Applied, ClientError> {
         self.prepare_members(&activation).await;
-        self.propose_or_forward(crate::node::handle::Proposal::Activation(activation))
-            .await
+        self.propose_or_forward(activation).await
     }
 
     /// Run `bytes` as a candidate against this node's current state and its
