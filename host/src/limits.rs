@@ -121,13 +121,15 @@ pub const KEPT_CHECK_ROUNDS: usize = 16;
 
 // ── Snapshots ──────────────────────────────────────────────────────────
 
-/// Take a snapshot after this many applied entries by default (etcd's
-/// `--snapshot-count` default too). Each snapshot serializes the whole
-/// state and stalls the applier meanwhile (35-70 ms for 10 MB of kv
-/// state); every 10,000 entries that was 1 KB of snapshot per write and
-/// most of the tail latency under load (BENCHMARKS.md, "Issue 16"). A
-/// restart replays at most this many entries.
-pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
+/// Take a snapshot after this many applied entries by default. Each
+/// snapshot serializes the state (35-80 ms for 10 MB of kv state) and is
+/// followed by the removal of the log behind it, which under full write
+/// load holds the cluster up for about as long as removing that many sled
+/// keys takes: ~50 ms at 10,000 entries, ~0.5 s at 100,000 (etcd's
+/// `--snapshot-count`), which made the p99 of a 10 s run 0.4-0.5 s
+/// (BENCHMARKS.md, "Issue 16"). Small stalls often beat large ones rarely
+/// until the log's removal is cheap. A restart replays at most this many.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
 /// Or after this many bytes of log by default, whichever comes first.
 pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Entries kept in the log behind a snapshot by default, so a follower that
