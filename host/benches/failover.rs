@@ -93,14 +93,7 @@ fn main() {
     let mut last_term = None;
     for kill in 0..kills {
         let leader = cluster.leader();
-        let follower = cluster
-            .running()
-            .find(|m| m.id != leader)
-            .expect("a follower")
-            .id;
-        wait_for(&format!("node {follower} to follow {leader}"), || {
-            (cluster.member(follower).status().leader_id == Some(leader)).then_some(())
-        });
+        let follower = cluster.follower_of(leader);
         let term_before = cluster.member(follower).status().term;
         if let Some(last) = last_term {
             spurious_elections += term_before - last;

@@ -46,14 +46,7 @@ fn t62_writes_through_a_follower_apply_exactly_once_across_leader_sigkills() {
     let mut acknowledged_total = 0;
     for kill in 0..KILLS {
         let leader = cluster.leader();
-        let follower = cluster
-            .running()
-            .find(|m| m.id != leader)
-            .expect("a follower")
-            .id;
-        wait_for(&format!("node {follower} to follow {leader}"), || {
-            (cluster.member(follower).status().leader_id == Some(leader)).then_some(())
-        });
+        let follower = cluster.follower_of(leader);
 
         let writes = Arc::new(Writes::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -162,6 +162,19 @@ impl Cluster {
         leader(&self.members)
     }
 
+    /// A running node other than `leader`, once it follows `leader`.
+    pub fn follower_of(&self, leader: u64) -> u64 {
+        let follower = self
+            .running()
+            .find(|m| m.id != leader)
+            .expect("a follower")
+            .id;
+        wait_for(&format!("node {follower} to follow {leader}"), || {
+            (self.member(follower).status().leader_id == Some(leader)).then_some(())
+        });
+        follower
+    }
+
     /// Run a CLI command against the leader; panics unless it succeeds.
     pub fn cli_on_leader(&self, args: &[&str]) -> String {
         let out = self.member(self.leader()).process().cli(args);

@@ -1095,11 +1095,10 @@ fn one_member() -> Members {
     [(1, addr)].into_iter().collect()
 }
 
-/// A store whose files were replaced by an older copy of themselves (what
-/// sled recovers from a damaged file looks just like that) is refused, and
-/// a store that moved on (a new term truncating an old one's tail) is not.
-#[test]
-fn t50_a_store_older_than_its_durable_mark_is_refused() {
+/// A store holding entries 1..=10 of term 1 (committed), closed, and a
+/// copy of its files as they are now, to put back later under a newer
+/// durable mark.
+fn store_with_an_older_copy() -> (TempDir, TempDir) {
     let dir = TempDir::new().expect("tempdir");
     let copy = TempDir::new().expect("tempdir");
     let storage = SledStorage::open(dir.path()).expect("open");
@@ -1114,6 +1113,15 @@ fn t50_a_store_older_than_its_durable_mark_is_refused() {
     for file in ["db", "conf"] {
         std::fs::copy(dir.path().join(file), copy.path().join(file)).expect("copy");
     }
+    (dir, copy)
+}
+
+/// A store whose files were replaced by an older copy of themselves (what
+/// sled recovers from a damaged file looks just like that) is refused, and
+/// a store that moved on (a new term truncating an old one's tail) is not.
+#[test]
+fn t50_a_store_older_than_its_durable_mark_is_refused() {
+    let (dir, copy) = store_with_an_older_copy();
 
     let storage = SledStorage::open(dir.path()).expect("reopen");
     let entries: Vec<Entry> = (11..=20).map(|i| new_entry(i, 1)).collect();
@@ -1144,20 +1152,7 @@ fn t50_a_store_older_than_its_durable_mark_is_refused() {
 /// refused like any other lost write.
 #[test]
 fn t50_b_staged_entries_are_readable_at_once_and_marked_durable_by_sync_staged() {
-    let dir = TempDir::new().expect("tempdir");
-    let copy = TempDir::new().expect("tempdir");
-    let storage = SledStorage::open(dir.path()).expect("open");
-    storage
-        .bootstrap(&ConfState::from((vec![1], vec![])))
-        .expect("bootstrap");
-    let entries: Vec<Entry> = (1..=10).map(|i| new_entry(i, 1)).collect();
-    storage
-        .append_and_persist(&entries, Some(&hard_state(1, 1, 10)))
-        .expect("append");
-    drop(storage);
-    for file in ["db", "conf"] {
-        std::fs::copy(dir.path().join(file), copy.path().join(file)).expect("copy");
-    }
+    let (dir, copy) = store_with_an_older_copy();
 
     let storage = SledStorage::open(dir.path()).expect("reopen");
     let staged: Vec<Entry> = (11..=20).map(|i| new_entry(i, 2)).collect();
