@@ -1,0 +1,253 @@
+//! Watching changes: `GET /v1/watch?prefix=P&since=I`, newline-delimited
+//! JSON, resumed across dropped connections.
+//!
+//! The node answers with one JSON object per line ([`WatchMessage`]): a
+//! `start` line, then the `changes` of each log entry that touch the prefix
+//! (in log order, an entry's changes together), a `progress` line when idle
+//! (everything up to its `applied_index` was delivered), and possibly a last
+//! `compacted` or `error` line.
+//!
+//! A `Watch` (the async client's; the blocking client's iterator runs one) keeps the index it has delivered up to (the last entry's, or
+//! a later `progress`). When the connection drops, a node stops, or nothing
+//! arrives for [`WATCH_IDLE_TIMEOUT`], it reconnects (the same endpoint
+//! first, then the next ones) with `since` = that index, and skips any entry
+//! at or below it, so the consumer sees each change exactly once.
+//! `compacted` (the node no longer holds the changes after that index) ends
+//! the watch with [`Error::Compacted`].
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(doc)]
+use crate::error::Error;
+#[cfg(doc)]
+use crate::limits::WATCH_IDLE_TIMEOUT;
+use crate::types::{ErrorInfo, Output};
+#[cfg(feature = "async")]
+pub use crate::watch_stream::Watch;
+
+/// One line of a watch stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WatchMessage {
+    /// The first line: the stream carries the entries after `since`.
+    Start { since: u64, applied_index: u64 },
+    /// The changes of one entry (those under the prefix), in order.
+    Changes(Changes),
+    /// Idle: every change up to `applied_index` was delivered.
+    Progress { applied_index: u64 },
+    /// The last line: the changes before `oldest_index` are gone.
+    Compacted { oldest_index: u64 },
+    /// The last line: the node stopped the stream (e.g. it shuts down).
+    Error { error: ErrorInfo },
+    /// A line of a kind this client does not know (a newer node); skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The changes one log entry made under the watched prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The entry's log index.
+    pub index: u64,
+    pub events: Vec<WatchEvent>,
+}
+
+/// One key's change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WatchEvent {
+    Put { key: Output, value: Output },
+    Delete { key: Output },
+}
+
+impl WatchEvent {
+    /// The key changed.
+    pub fn key(&self) -> &Output {
+        match self {
+            WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
+        }
+    }
+}
+
+impl Changes {
+    /// The changes as the node sent them: one `changes` line of JSON.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(&WatchMessage::Changes(self.clone()))
+            .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
+    }
+}
+
+/// What a message means for the consumer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Deliver(Changes),
+    /// A stream (re)started.
+    Started,
+    Nothing,
+    Compacted(u64),
+    Stopped(ErrorInfo),
+}
+
+/// Where a watch resumes from: the exactly-once bookkeeping, without I/O.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resume {
+    /// Every change of the entries up to here was delivered.
+    since: Option<u64>,
+}
+
+impl Resume {
+    pub(crate) fn new(since: Option<u64>) -> Self {
+        Resume { since }
+    }
+
+    pub(crate) fn since(&self) -> Option<u64> {
+        self.since
+    }
+
+    pub(crate) fn on(&mut self, message: WatchMessage) -> Outcome {
+        match message {
+            WatchMessage::Start { since, .. } => {
+                if self.since.is_none() {
+                    self.since = Some(since);
+                }
+                Outcome::Started
+            }
+            WatchMessage::Changes(changes) => {
+                if self.since.is_some_and(|since| changes.index <= since) {
+                    return Outcome::Nothing;
+                }
+                self.since = Some(changes.index);
+                Outcome::Deliver(changes)
+            }
+            WatchMessage::Progress { applied_index } => {
+                self.since = Some(self.since.map_or(applied_index, |s| s.max(applied_index)));
+                Outcome::Nothing
+            }
+            WatchMessage::Compacted { oldest_index } => Outcome::Compacted(oldest_index),
+            WatchMessage::Error { error } => Outcome::Stopped(error),
+            WatchMessage::Unknown => Outcome::Nothing,
+        }
+    }
+}
+
+/// Splits a byte stream into lines, each at most `max` bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    buf: Vec<u8>,
+    /// Bytes of `buf` known to hold no newline.
+    scanned: usize,
+}
+
+impl Lines {
+    /// Add bytes; fails when a line grows past `max` bytes.
+    pub(crate) fn push(&mut self, bytes: &[u8], max: usize) -> Result<(), String> {
+        self.buf.extend_from_slice(bytes);
+        let unfinished = match self.buf.iter().rposition(|&b| b == b'\n') {
+            Some(newline) => self.buf.len() - newline - 1,
+            None => self.buf.len(),
+        };
+        if unfinished > max {
+            return Err(format!("a line of the stream is longer than {max} bytes"));
+        }
+        Ok(())
+    }
+
+    /// The next complete line, without its newline.
+    pub(crate) fn next_line(&mut self) -> Option<Vec<u8>> {
+        let Some(found) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        let newline = self.scanned + found;
+        let mut line: Vec<u8> = self.buf.drain(..=newline).collect();
+        line.pop();
+        self.scanned = 0;
+        Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(index: u64) -> WatchMessage {
+        WatchMessage::Changes(Changes {
+            index,
+            events: vec![WatchEvent::Delete {
+                key: Output::from_bytes(b"k"),
+            }],
+        })
+    }
+
+    #[test]
+    fn messages_read_as_the_spec_writes_them() {
+        let line = r#"{"type":"changes","index":5,"events":[{"op":"put","key":{"text":"a","base64":"YQ=="},"value":{"text":"1","base64":"MQ=="}},{"op":"delete","key":{"base64":"/w=="}}]}"#;
+        let message: WatchMessage = serde_json::from_str(line).expect("changes");
+        let WatchMessage::Changes(changes) = &message else {
+            panic!("not changes: {message:?}");
+        };
+        assert_eq!(changes.index, 5);
+        assert_eq!(changes.events[1].key().to_bytes().expect("b64"), vec![0xff]);
+        assert_eq!(changes.to_json_line(), line, "printed as received");
+        let start: WatchMessage =
+            serde_json::from_str(r#"{"type":"start","since":3,"applied_index":9}"#).expect("start");
+        assert_eq!(
+            start,
+            WatchMessage::Start {
+                since: 3,
+                applied_index: 9
+            }
+        );
+        let future: WatchMessage =
+            serde_json::from_str(r#"{"type":"heartbeat_v2","x":1}"#).expect("unknown");
+        assert_eq!(future, WatchMessage::Unknown);
+    }
+
+    #[test]
+    fn each_change_is_delivered_once_across_restarts() {
+        let mut resume = Resume::new(None);
+        assert_eq!(
+            resume.on(WatchMessage::Start {
+                since: 10,
+                applied_index: 10
+            }),
+            Outcome::Started
+        );
+        assert!(matches!(resume.on(changes(11)), Outcome::Deliver(_)));
+        assert!(matches!(resume.on(changes(12)), Outcome::Deliver(_)));
+        // A reconnect resumes after 12; a node that repeats 12 is skipped.
+        assert_eq!(resume.since(), Some(12));
+        assert_eq!(
+            resume.on(WatchMessage::Start {
+                since: 12,
+                applied_index: 14
+            }),
+            Outcome::Started
+        );
+        assert_eq!(resume.on(changes(12)), Outcome::Nothing);
+        assert!(matches!(resume.on(changes(14)), Outcome::Deliver(_)));
+        assert_eq!(
+            resume.on(WatchMessage::Progress { applied_index: 20 }),
+            Outcome::Nothing
+        );
+        assert_eq!(resume.since(), Some(20));
+        assert_eq!(resume.on(changes(19)), Outcome::Nothing);
+        assert_eq!(
+            resume.on(WatchMessage::Compacted { oldest_index: 30 }),
+            Outcome::Compacted(30)
+        );
+    }
+
+    #[test]
+    fn lines_split_and_are_bounded() {
+        let mut lines = Lines::default();
+        lines.push(b"ab", 10).expect("short");
+        assert_eq!(lines.next_line(), None);
+        lines.push(b"c\nd\n\ne", 10).expect("short");
+        assert_eq!(lines.next_line().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(lines.next_line().as_deref(), Some(&b"d"[..]));
+        assert_eq!(lines.next_line().as_deref(), Some(&b""[..]));
+        assert_eq!(lines.next_line(), None);
+        assert!(lines.push(b"0123456789x", 10).is_err());
+    }
+}
