@@ -132,32 +132,6 @@ impl Endpoints {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_parse_or_say_why() {
-        assert_eq!(
-            parse_endpoint("127.0.0.1:7701").expect("bare"),
-            "http://127.0.0.1:7701"
-        );
-        assert_eq!(
-            parse_endpoint("https://node:7701/").expect("https"),
-            "https://node:7701"
-        );
-        for bad in ["ftp://h:1", "http://", "", "http:// x"] {
-            assert!(parse_endpoint(bad).is_err(), "{bad:?} accepted");
-        }
-        assert_eq!(
-            parse_endpoints(["a:1,b:2", "a:1", "http://c:3"]).expect("list"),
-            vec!["http://a:1", "http://b:2", "http://c:3"]
-        );
-        assert!(parse_endpoints(Vec::<String>::new()).is_err());
-        assert!(parse_endpoints([" , "]).is_err());
-    }
-}
-
 /// Anything that names endpoints: one URL or `host:port` (or several,
 /// comma-separated, in one string), or a list of them.
 pub trait IntoEndpoints {
@@ -198,5 +172,31 @@ impl<S: AsRef<str>> IntoEndpoints for &[S] {
 impl<S: AsRef<str>, const N: usize> IntoEndpoints for [S; N] {
     fn into_items(self) -> Vec<String> {
         self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_or_say_why() {
+        assert_eq!(
+            parse_endpoint("127.0.0.1:7701").expect("bare"),
+            "http://127.0.0.1:7701"
+        );
+        assert_eq!(
+            parse_endpoint("https://node:7701/").expect("https"),
+            "https://node:7701"
+        );
+        for bad in ["ftp://h:1", "http://", "", "http:// x"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            parse_endpoints(["a:1,b:2", "a:1", "http://c:3"]).expect("list"),
+            vec!["http://a:1", "http://b:2", "http://c:3"]
+        );
+        assert!(parse_endpoints(Vec::<String>::new()).is_err());
+        assert!(parse_endpoints([" , "]).is_err());
     }
 }

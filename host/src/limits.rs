@@ -428,13 +428,11 @@ pub const MAX_RESULTS_PER_CALL: usize = 10_000;
 /// component before the activation applies.
 pub const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// How long the client waits for one call (the server gives up after
-/// `DEFAULT_REQUEST_TIMEOUT`, which is shorter).
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the client waits for calls that may take minutes (adding a
-/// voter that must catch up first, taking or downloading a snapshot).
-pub const LONG_CLIENT_TIMEOUT: Duration = Duration::from_secs(330);
-/// Largest response body the client reads.
-pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// `DEFAULT_REQUEST_TIMEOUT`, which is shorter), for calls that may take
+/// minutes, and the largest response body it reads: the client crate's.
+pub use iroh_raft_client::limits::{CLIENT_TIMEOUT, LONG_CLIENT_TIMEOUT, MAX_RESPONSE_BYTES};
+// A backup the node serves is one the client downloads.
+const _: () = assert!(MAX_SNAPSHOT_FILE_BYTES <= iroh_raft_client::limits::MAX_DOWNLOAD_BYTES);
 
 // ── Client API: connections, slow clients, credentials ─────────────────
 //

@@ -40,7 +40,7 @@ fn client(url: &str, token: Option<&str>, ca_cert: Option<&Path>) -> ApiClient {
     let options = ClientOptions {
         token: token.map(str::to_string),
         ca_certs_pem: ca_cert.map(|path| std::fs::read(path).expect("read certificate")),
-        timeout: None,
+        ..Default::default()
     };
     ApiClient::with_options(url, &options).expect("client")
 }

@@ -65,12 +65,7 @@ impl ApiError {
     pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            info: ErrorInfo {
-                code: code.into(),
-                message: message.into(),
-                index: None,
-                leader_hint: None,
-            },
+            info: ErrorInfo::new(code, message),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::limits::{
     ELECTION_TICKS, HEARTBEAT_TICKS, MAX_COMMITTED_BYTES_PER_READY, MAX_ELECTION_TICKS,
     MAX_INFLIGHT_MESSAGES, MAX_RAFT_MESSAGE_BYTES,
 };
+use crate::node::upgrade::LimitOverridesExt as _;
 use std::collections::BTreeMap;
 
 use raft::RawNode;

@@ -18,20 +18,8 @@
 use crate::limits::KEPT_CHECK_ROUNDS;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-/// What a replica found when it disagreed with the majority.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Divergence {
-    /// The state check's log index.
-    pub index: u64,
-    /// BLAKE3 (hex) of this replica's state there.
-    pub own_hash: String,
-    /// The hash a majority of voters reported.
-    pub majority_hash: String,
-    /// The voters that reported the majority hash.
-    pub majority: Vec<u64>,
-}
+/// What a replica found when it disagreed with the majority (a wire type).
+pub use iroh_raft_client::Divergence;
 
 /// Hashes reported for recent state checks, and the verdict.
 #[derive(Debug)]

@@ -29,6 +29,7 @@
 //! held no commit or import changes it (they wait, at most one query long),
 //! so every read of one query sees the state at one applied index.
 
+use crate::wasm::kv::StoreSizeExt as _;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 

@@ -85,36 +85,9 @@ impl std::fmt::Debug for WasmEngine {
 }
 
 /// Which version of the contract a guest implements, which decides where
-/// its state lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GuestWorld {
-    /// `iroh-raft:state-machine@0.1.0`, world `guest`: the guest keeps its
-    /// state in its linear memory (`snapshot`/`restore` move it).
-    Memory,
-    /// `iroh-raft:state-machine@0.2.0`, world `store-guest`: the guest keeps
-    /// its state in the host's key-value store.
-    Store,
-}
-
-impl GuestWorld {
-    /// The exported interface that identifies the world.
-    pub fn export_name(self) -> &'static str {
-        match self {
-            GuestWorld::Memory => "iroh-raft:state-machine/state-machine@0.1.0",
-            GuestWorld::Store => "iroh-raft:state-machine/state-machine@0.2.0",
-        }
-    }
-}
-
-impl std::fmt::Display for GuestWorld {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GuestWorld::Memory => "0.1.0 guest (state in guest memory)",
-            GuestWorld::Store => "0.2.0 store-guest (state in the host's store)",
-        })
-    }
-}
+/// its state lives (a wire type, also persisted: defined in the client
+/// crate, with its interface names).
+pub use iroh_raft_client::GuestWorld;
 
 /// The linked exports of a component, of either world.
 #[derive(Clone)]

@@ -114,6 +114,8 @@ fn why(error: &ApiClientError) -> String {
         ApiClientError::Transport { .. } => "no answer".to_owned(),
         // Only made when a client is built, never by a call.
         ApiClientError::Config(reason) => reason.clone(),
+        // A watch's end, or a list of endpoints: neither is used here.
+        other => other.to_string(),
     }
 }
 

@@ -38,8 +38,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
-use iroh_raft::api;
-use iroh_raft::node::Consistency;
+use iroh_raft_client::{Consistency, DEFAULT_API_URL};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -102,7 +101,7 @@ pub struct BenchArgs {
     workload: Workload,
     /// The nodes' API URLs (comma-separated or repeated; plain http).
     #[arg(long, visible_alias = "api", value_name = "URL", value_delimiter = ',',
-          default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
+          default_value = DEFAULT_API_URL, env = "RAFT_HOST_API")]
     endpoints: Vec<String>,
     /// Which endpoints get the load.
     #[arg(long, value_enum, default_value_t = Target::Leader)]
@@ -178,6 +177,8 @@ struct Plan {
     consistency: Consistency,
     timeout: Duration,
     authorization: Option<String>,
+    /// The token of `authorization`, for the client crate.
+    token: Option<String>,
 }
 
 /// Counters the progress line reads while the clients run.
@@ -240,7 +241,8 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         key_space: args.key_space,
         consistency: args.consistency,
         timeout: Duration::from_millis(args.timeout_ms),
-        authorization: token.map(|token| format!("Bearer {token}")),
+        authorization: token.as_ref().map(|token| format!("Bearer {token}")),
+        token,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -267,7 +269,7 @@ async fn bench(
 ) -> anyhow::Result<Report> {
     let targets = match args.target {
         Target::All => endpoints,
-        Target::Leader => vec![find_leader(&endpoints, &plan).await?],
+        Target::Leader => vec![find_leader(&endpoints, plan.token.as_deref()).await?],
     };
     let connections: Vec<Arc<Connection>> = (0..connection_count)
         .map(|i| {
@@ -496,6 +498,7 @@ mod tests {
             consistency: Consistency::Linearizable,
             timeout: Duration::from_secs(1),
             authorization: None,
+            token: None,
         };
         let mut rng = SplitMix64(7);
         for _ in 0..100 {

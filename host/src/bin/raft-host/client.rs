@@ -1,4 +1,6 @@
-//! The subcommands that talk to a running node through its HTTP API.
+//! The subcommands that talk to running nodes through their HTTP API, with
+//! the client crate's blocking client (`iroh_raft_client::blocking`): one
+//! endpoint (`--api`) or several with failover (`--endpoints`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,9 +9,13 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Subcommand};
-use iroh_raft::api::{self, ApiClient, ApiClientError, ClientOptions, Output};
-use iroh_raft::node::{self, Consistency};
+use iroh_raft::node;
 use iroh_raft::transport::NodeTicket;
+use iroh_raft_client::blocking::Client as ApiClient;
+use iroh_raft_client::{
+    AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError,
+    MembershipResponse, Output, WatchEvent,
+};
 
 use crate::guest::{self, GuestCommand};
 use crate::upgrades;
@@ -144,6 +150,26 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print the changes of the keys under PREFIX as they commit, one line
+    /// per key (`INDEX put KEY VALUE`, `INDEX delete KEY`; keys and values
+    /// that are not UTF-8 as `base64:...`), for guests that keep their
+    /// state in the node's store. Resumes by itself when a node goes away
+    /// (give several with --endpoints). Exits 3 when the changes it must
+    /// resume from were compacted away (read the state, then watch again
+    /// with a fresh --since).
+    Watch {
+        /// Watch the keys that start with this (default: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start after this log index [default: now].
+        #[arg(long, value_name = "INDEX")]
+        since: Option<u64>,
+        /// Print each entry's changes as the JSON line the node sent.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Load the nodes with concurrent writes or reads and report
     /// throughput and latency percentiles (a closed loop: each client has
     /// one request in flight). For a guest that speaks the kv grammar.
@@ -157,9 +183,21 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// URL of the node's API (`https://` for a node with TLS).
-    #[arg(long, value_name = "URL", default_value = api::DEFAULT_API_URL, env = "RAFT_HOST_API")]
+    /// URL of the node's API (`https://` for a node with TLS; a bare
+    /// HOST:PORT means http://HOST:PORT).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_API_URL, env = "RAFT_HOST_API")]
     api: String,
+    /// The APIs of several nodes (comma-separated): a call goes to the
+    /// next one when a node cannot be reached and follows leader hints; a
+    /// write is sent again only when it provably did not reach a node.
+    /// Takes precedence over --api.
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        env = "RAFT_HOST_ENDPOINTS"
+    )]
+    endpoints: Option<Vec<String>>,
     /// Bearer token for a node with --api-tokens (prefer the environment
     /// variable or --token-file: a command line is visible to other users).
     #[arg(
@@ -193,9 +231,14 @@ impl ApiArgs {
         let options = ClientOptions {
             token,
             ca_certs_pem,
-            timeout: None,
+            ..Default::default()
         };
-        Ok(ApiClient::with_options(&self.api, &options)?)
+        Ok(match &self.endpoints {
+            Some(endpoints) if !endpoints.is_empty() => {
+                ApiClient::with_options(endpoints.clone(), &options)?
+            }
+            _ => ApiClient::with_options(self.api.as_str(), &options)?,
+        })
     }
 }
 
@@ -367,7 +410,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             replaces,
             api,
         } => {
-            let request = api::AddMemberRequest {
+            let request = AddMemberRequest {
                 ticket: ticket.to_string(),
                 learner,
                 replaces,
@@ -450,6 +493,12 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Rollback { api } => upgrades::run_rollback(&api.client()?),
         Command::Components { json, api } => upgrades::run_components(&api.client()?, json),
+        Command::Watch {
+            prefix,
+            since,
+            json,
+            api,
+        } => run_watch(&api.client()?, &prefix, since, json),
         Command::Health { api } => match api.client()?.health() {
             Ok(health) => {
                 say!("{}", health.status);
@@ -463,8 +512,43 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Print each change under `prefix` until the watch ends.
+fn run_watch(
+    client: &ApiClient,
+    prefix: &str,
+    since: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    for changes in client.watch(prefix, since)? {
+        let changes = match changes {
+            Ok(changes) => changes,
+            Err(error @ ApiClientError::Compacted { .. }) => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::from(3));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if json {
+            say!("{}", changes.to_json_line());
+            continue;
+        }
+        for event in &changes.events {
+            match event {
+                WatchEvent::Put { key, value } => say!(
+                    "{} put {} {}",
+                    changes.index,
+                    key.display(),
+                    value.display()
+                ),
+                WatchEvent::Delete { key } => say!("{} delete {}", changes.index, key.display()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn report_membership(
-    answer: Result<api::types::MembershipResponse, ApiClientError>,
+    answer: Result<MembershipResponse, ApiClientError>,
     done: &str,
 ) -> anyhow::Result<ExitCode> {
     match answer {

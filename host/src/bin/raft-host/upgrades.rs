@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use iroh_raft::api::types::UpgradeResponse;
-use iroh_raft::api::{ApiClient, ApiClientError};
-use iroh_raft::node::upgrade::validate_component;
-use iroh_raft::node::upgrade::{ActivationOutcome, CheckOutcome, DryRunReport, LimitOverrides};
+use iroh_raft::node::upgrade::{LimitOverridesExt as _, validate_component};
 use iroh_raft::wasm::{GuestLimits, WasmEngine};
+use iroh_raft_client::blocking::Client as ApiClient;
+use iroh_raft_client::upgrade::{ActivationOutcome, CheckOutcome, DryRunReport, LimitOverrides};
+use iroh_raft_client::{Error as ApiClientError, UpgradeResponse};
 
 /// What `raft-host upgrade` was asked.
 #[derive(Debug)]
@@ -222,10 +222,7 @@ pub fn run_components(client: &ApiClient, json: bool) -> anyhow::Result<ExitCode
             ActivationOutcome::Activated => "activated".to_string(),
             ActivationOutcome::Failed { reason } => format!("failed: {reason}"),
         };
-        let kind = serde_json::to_value(record.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let kind = record.kind.name();
         say!(
             "{:>8}  {:<8}  {:<16}  {:<20}  {outcome}",
             record.index,

@@ -101,22 +101,8 @@ pub struct Candidate {
     pub entries: usize,
 }
 
-/// Which component applied an entry, and what came out (for comparing
-/// replicas: every replica must show the same records).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AppliedRecord {
-    pub index: u64,
-    /// BLAKE3 (hex) of the component that applied it.
-    pub component: String,
-    pub ok: bool,
-    /// BLAKE3 (hex) of the result bytes, or of the failure's JSON.
-    pub result_hash: String,
-    /// BLAKE3 (hex) of the guest's `snapshot()` right after this entry;
-    /// only recorded when `ApplierEnv::hash_states` is on (a simulation's
-    /// check that replicas agree at every index).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_hash: Option<String>,
-}
+/// Which component applied an entry, and what came out (a wire type).
+pub use iroh_raft_client::AppliedRecord;
 
 /// A snapshot the applier wrote: the Raft view of it (metadata plus the
 /// file's descriptor as data) and its size.

@@ -33,7 +33,7 @@ pub use self::jobs::{
     TakenSnapshot,
 };
 pub use self::reader::ApplierInbox;
-pub use self::shared::{ApplierBusy, ApplierShared};
+pub use self::shared::ApplierShared;
 pub use self::snapshots::{
     build_machine, install_state, raft_snapshot, store_mark, stored_history,
 };

@@ -14,12 +14,8 @@ use crate::storage::GuestStore;
 use crate::wasm::kv::{CommittedState, StoreSize};
 use crate::wasm::{GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
 
-/// The entry the applier has been on, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApplierBusy {
-    pub index: u64,
-    pub for_ms: u64,
-}
+/// The entry the applier has been on, and for how long (a wire type).
+pub use iroh_raft_client::ApplierBusy;
 
 /// What the applier publishes for status pages, readable from any thread.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 //! is streamed out of the store into the file, and out of the file into
 //! the store, pair by pair (see [`crate::storage::GuestStore`]).
 
+use crate::node::upgrade::LimitOverridesExt as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 

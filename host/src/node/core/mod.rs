@@ -85,35 +85,9 @@ pub enum MembershipChange {
     Replace { old: u64, id: u64, addr: PeerAddr },
 }
 
-/// How fresh a query's answer must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Consistency {
-    /// Includes every write acknowledged before the query started (ReadIndex:
-    /// the leader confirms it still leads with a heartbeat round).
-    #[default]
-    Linearizable,
-    /// Served by the leader from its lease without a round trip (see
-    /// [`crate::limits::LEASE_DURATION`] for the clock assumption); falls back to
-    /// `linearizable` when the lease is not fresh or on a follower.
-    Lease,
-    /// This node's current state, whatever it is: fastest, may lag.
-    Stale,
-}
-
-impl std::str::FromStr for Consistency {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "linearizable" => Ok(Consistency::Linearizable),
-            "lease" => Ok(Consistency::Lease),
-            "stale" => Ok(Consistency::Stale),
-            other => Err(format!(
-                "unknown consistency {other:?}: use linearizable, lease or stale"
-            )),
-        }
-    }
-}
+/// How fresh a query's answer must be (a wire type, defined in the client
+/// crate; [`crate::limits::LEASE_DURATION`] is the lease's clock assumption).
+pub use iroh_raft_client::Consistency;
 
 /// A client waiting for its proposal to apply.
 #[derive(Debug)]
@@ -183,14 +157,8 @@ struct SnapshotState {
     waiting: Vec<oneshot::Sender<Result<SnapshotInfo, ClientError>>>,
 }
 
-/// A snapshot, as reported to an operator.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SnapshotInfo {
-    pub index: u64,
-    pub term: u64,
-    pub file_bytes: u64,
-    pub path: String,
-}
+/// A snapshot, as reported to an operator (a wire type).
+pub use iroh_raft_client::SnapshotInfo;
 
 /// The node's consensus state machine.
 pub struct NodeCore {

@@ -2,6 +2,8 @@
 //! entry (migrating the state), and runs dry runs beside the active one.
 
 use crate::limits::MAX_COMPONENT_BYTES;
+use crate::node::upgrade::ComponentHistoryExt as _;
+use crate::node::upgrade::LimitOverridesExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::canary::{self, CanaryInput, Side};

@@ -36,7 +36,7 @@ pub struct CanaryInput {
 
 /// Run the dry run and report.
 pub fn run(input: CanaryInput) -> DryRunReport {
-    let mut report = DryRunReport::empty(&input.active, &input.candidate);
+    let mut report = empty_report(&input.active, &input.candidate);
     report.compile_ms = input.compile_ms;
     report.applied_index = input.applied_index;
     check_restore(&input, &mut report);
@@ -46,58 +46,56 @@ pub fn run(input: CanaryInput) -> DryRunReport {
     report
 }
 
-impl DryRunReport {
-    /// A report of nothing compared yet.
-    pub(super) fn empty(active: &Side, candidate: &Side) -> Self {
-        DryRunReport {
-            candidate_hash: candidate.component.hash.to_hex(),
-            candidate_name: candidate.info.name.clone(),
-            candidate_version: candidate.info.version.clone(),
-            active_hash: active.component.hash.to_hex(),
-            active_name: active.info.name.clone(),
-            active_version: active.info.version.clone(),
-            compile_ms: 0,
-            applied_index: 0,
-            restore: CheckOutcome::Ok,
-            same_snapshot_bytes: None,
-            compared_from_index: None,
-            compared_to_index: None,
-            entries_compared: 0,
-            differing_entries: 0,
-            differences: Vec::new(),
-            new_failures: 0,
-            active_fuel: 0,
-            candidate_fuel: 0,
-            active_state_hash: None,
-            candidate_state_hash: None,
-            notes: Vec::new(),
-        }
+/// A report of nothing compared yet.
+pub(super) fn empty_report(active: &Side, candidate: &Side) -> DryRunReport {
+    DryRunReport {
+        candidate_hash: candidate.component.hash.to_hex(),
+        candidate_name: candidate.info.name.clone(),
+        candidate_version: candidate.info.version.clone(),
+        active_hash: active.component.hash.to_hex(),
+        active_name: active.info.name.clone(),
+        active_version: active.info.version.clone(),
+        compile_ms: 0,
+        applied_index: 0,
+        restore: CheckOutcome::Ok,
+        same_snapshot_bytes: None,
+        compared_from_index: None,
+        compared_to_index: None,
+        entries_compared: 0,
+        differing_entries: 0,
+        differences: Vec::new(),
+        new_failures: 0,
+        active_fuel: 0,
+        candidate_fuel: 0,
+        active_state_hash: None,
+        candidate_state_hash: None,
+        notes: Vec::new(),
     }
+}
 
-    /// Count one entry both sides applied.
-    pub(super) fn record(
-        &mut self,
-        entry: EntryContext,
-        command: &[u8],
-        old: &ApplyOutcome,
-        new: &ApplyOutcome,
-    ) {
-        self.entries_compared += 1;
-        self.active_fuel += old.fuel_used;
-        self.candidate_fuel += new.fuel_used;
-        if old.result.is_ok() && new.result.is_err() {
-            self.new_failures += 1;
-        }
-        if old.result != new.result {
-            self.differing_entries += 1;
-            if self.differences.len() < MAX_DRY_RUN_DIFFERENCES {
-                self.differences.push(ResultDifference {
-                    index: entry.index,
-                    command: shown(command),
-                    active: describe(&old.result),
-                    candidate: describe(&new.result),
-                });
-            }
+/// Count one entry both sides applied.
+pub(super) fn record_entry(
+    report: &mut DryRunReport,
+    entry: EntryContext,
+    command: &[u8],
+    old: &ApplyOutcome,
+    new: &ApplyOutcome,
+) {
+    report.entries_compared += 1;
+    report.active_fuel += old.fuel_used;
+    report.candidate_fuel += new.fuel_used;
+    if old.result.is_ok() && new.result.is_err() {
+        report.new_failures += 1;
+    }
+    if old.result != new.result {
+        report.differing_entries += 1;
+        if report.differences.len() < MAX_DRY_RUN_DIFFERENCES {
+            report.differences.push(ResultDifference {
+                index: entry.index,
+                command: shown(command),
+                active: describe(&old.result),
+                candidate: describe(&new.result),
+            });
         }
     }
 }
@@ -168,7 +166,7 @@ fn compare_recent(input: &CanaryInput, report: &mut DryRunReport) -> Result<(), 
         let new = candidate
             .apply(*entry, command)
             .map_err(|e| format!("candidate at index {}: {e}", entry.index))?;
-        report.record(*entry, command, &old, &new);
+        record_entry(report, *entry, command, &old, &new);
     }
     report.active_state_hash = active.snapshot().ok().map(|s| hash_hex(&s));
     report.candidate_state_hash = candidate.snapshot().ok().map(|s| hash_hex(&s));

@@ -32,7 +32,7 @@ pub struct StoreCanaryInput {
 
 /// Run the dry run and report.
 pub fn run(input: StoreCanaryInput) -> DryRunReport {
-    let mut report = DryRunReport::empty(&input.active, &input.candidate);
+    let mut report = super::canary::empty_report(&input.active, &input.candidate);
     report.compile_ms = input.compile_ms;
     report.applied_index = input.applied_index;
     report.notes.push(
@@ -98,7 +98,7 @@ fn compare(input: &StoreCanaryInput, report: &mut DryRunReport) -> Result<(), St
         let new = candidate
             .apply(*entry, command)
             .map_err(|e| format!("candidate at index {}: {e}", entry.index))?;
-        report.record(*entry, command, &old, &new);
+        super::canary::record_entry(report, *entry, command, &old, &new);
     }
     active.flush().map_err(|e| e.to_string())?;
     candidate.flush().map_err(|e| e.to_string())?;

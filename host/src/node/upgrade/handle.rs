@@ -4,6 +4,7 @@
 
 use crate::limits::{DEFAULT_DRY_RUN_ENTRIES, MAX_COMPONENT_BYTES};
 use crate::limits::{PREPARE_ROUND_TIMEOUT, PREPARE_STRAGGLER_GRACE};
+use crate::node::upgrade::LimitOverridesExt as _;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;

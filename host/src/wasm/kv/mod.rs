@@ -43,16 +43,18 @@ pub struct StagedWrite {
 /// The writes of one successful call, by key (so in byte-wise key order).
 pub type WriteSet = BTreeMap<Vec<u8>, StagedWrite>;
 
-/// Number of keys and bytes (keys plus values) in a store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoreSize {
-    pub keys: u64,
-    pub bytes: u64,
+/// Number of keys and bytes (keys plus values) in a store (a wire type).
+pub use iroh_raft_client::StoreSize;
+
+/// What a write does to a store's size (the node's logic over the wire
+/// type [`StoreSize`]).
+pub trait StoreSizeExt {
+    /// The size after `write` is applied.
+    fn after(self, key: &[u8], write: &StagedWrite) -> StoreSize;
 }
 
-impl StoreSize {
-    /// The size after `write` is applied.
-    pub fn after(self, key: &[u8], write: &StagedWrite) -> StoreSize {
+impl StoreSizeExt for StoreSize {
+    fn after(self, key: &[u8], write: &StagedWrite) -> StoreSize {
         let pair = |value: &Option<Vec<u8>>| value.as_ref().map(|v| (key.len() + v.len()) as u64);
         let mut size = self;
         if let Some(bytes) = pair(&write.old) {

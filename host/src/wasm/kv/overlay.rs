@@ -3,6 +3,7 @@
 //! (and the active component) on, so the node's real state is never
 //! touched.
 
+use crate::wasm::kv::StoreSizeExt as _;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 

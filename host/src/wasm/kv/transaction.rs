@@ -1,6 +1,7 @@
 //! One call's view of the store: the committed state plus its own writes.
 
 use crate::limits::{MAX_STORE_KEY_BYTES, MAX_STORE_VALUE_BYTES, MAX_STORE_WRITE_SET_BYTES};
+use crate::wasm::kv::StoreSizeExt as _;
 use std::ops::Bound;
 use std::sync::Arc;
 

@@ -1,6 +1,12 @@
 //! The bench's HTTP/1.1 side: endpoints, shared keep-alive connections
 //! (hyper's low-level client: one request at a time per connection, opened
 //! again after a transport error), and what a failed request counts as.
+//!
+//! Finding the leader goes through the client crate; the measured requests
+//! do not: the bench controls which connection carries each request (one
+//! in flight per connection, shared by `--clients / --connections`
+//! clients) and counts every failure by kind, where the client crate's
+//! pool and failover would hide both.
 
 use std::time::Duration;
 
@@ -62,24 +68,23 @@ pub(super) fn parse_endpoint(url: &str) -> anyhow::Result<Endpoint> {
     })
 }
 
-/// The endpoint whose node says it leads.
-pub(super) async fn find_leader(endpoints: &[Endpoint], plan: &Plan) -> anyhow::Result<Endpoint> {
+/// The endpoint whose node says it leads (asked with the client crate).
+pub(super) async fn find_leader(
+    endpoints: &[Endpoint],
+    token: Option<&str>,
+) -> anyhow::Result<Endpoint> {
+    let options = iroh_raft_client::ClientOptions {
+        token: token.map(str::to_string),
+        timeout: Some(STATUS_TIMEOUT),
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     for endpoint in endpoints {
-        let answer = tokio::time::timeout(STATUS_TIMEOUT, async {
-            let mut sender = connect(endpoint).await?;
-            let request = request(endpoint, plan, Method::GET, "/v1/status", Bytes::new())?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = read_body(response.into_body()).await?;
-            if !status.is_success() {
-                bail!("{status}: {}", String::from_utf8_lossy(&body));
-            }
-            let status: serde_json::Value = serde_json::from_slice(&body)?;
-            Ok(status["role"].as_str().unwrap_or("unknown").to_string())
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {STATUS_TIMEOUT:?}")));
+        let client = iroh_raft_client::Client::with_options(endpoint.url.as_str(), &options)?;
+        let answer = tokio::time::timeout(STATUS_TIMEOUT, client.status())
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer in {STATUS_TIMEOUT:?}"))
+            .and_then(|status| Ok(status?.role));
         match answer {
             Ok(role) if role == "leader" => return Ok(endpoint.clone()),
             Ok(role) => seen.push(format!("{}: {role}", endpoint.url)),
@@ -187,9 +192,8 @@ pub(super) async fn send(
     if status == hyper::StatusCode::OK {
         return Ok(());
     }
-    let code = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|answer| answer["error"]["code"].as_str().map(str::to_string))
+    let code = serde_json::from_slice::<iroh_raft_client::ErrorBody>(&body)
+        .map(|answer| answer.error.code)
         .unwrap_or_default();
     Err(Failure::Status(status.as_u16(), code))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use iroh_raft::node::Consistency;
+use iroh_raft_client::Consistency;
 use serde::Serialize;
 
 use super::{Progress, Workload, consistency_name};
