@@ -233,9 +233,15 @@ impl Watcher {
         loop {
             tokio::select! {
                 item = feed.recv() => match item {
-                    Ok(FeedItem::Committed { applied, changes }) => {
-                        for entry in changes.iter().filter(|e| e.index > self.cursor) {
-                            if let Some(matched) = matching(entry, &self.prefix) {
+                    Ok(FeedItem::Committed { applied, changes, rendered }) => {
+                        for (entry, rendered) in changes.iter().zip(rendered.iter()) {
+                            if entry.index <= self.cursor {
+                                continue;
+                            }
+                            if entry.changes.iter().all(|c| c.key.starts_with(&self.prefix)) {
+                                let line = rendered.get_or_init(|| render(&changes_line(entry)));
+                                self.send_rendered(line.clone()).await?;
+                            } else if let Some(matched) = matching(entry, &self.prefix) {
                                 self.send(&changes_line(&matched)).await?;
                             }
                         }
@@ -270,12 +276,11 @@ impl Watcher {
     }
 
     async fn send(&self, line: &WatchLine) -> Result<(), End> {
-        let mut bytes = serde_json::to_vec(line).unwrap_or_default();
-        bytes.push(b'\n');
-        self.lines
-            .send(Bytes::from(bytes))
-            .await
-            .map_err(|_| End::Disconnected)
+        self.send_rendered(render(line)).await
+    }
+
+    async fn send_rendered(&self, line: Bytes) -> Result<(), End> {
+        self.lines.send(line).await.map_err(|_| End::Disconnected)
     }
 
     /// Send the last line; the watch ends either way.
@@ -283,6 +288,13 @@ impl Watcher {
         self.send(line).await?;
         Err(End::Finished)
     }
+}
+
+/// A line as sent: its JSON and a newline.
+fn render(line: &WatchLine) -> Bytes {
+    let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
 }
 
 fn changes_line(entry: &EntryChanges) -> WatchLine {

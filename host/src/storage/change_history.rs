@@ -148,6 +148,10 @@ pub enum FeedItem {
     Committed {
         applied: u64,
         changes: std::sync::Arc<[EntryChanges]>,
+        /// One slot per entry of `changes` for its rendering as a watcher
+        /// sends it unfiltered: the first watcher to send it fills the
+        /// slot, a thousand others reuse the bytes.
+        rendered: std::sync::Arc<[std::sync::OnceLock<bytes::Bytes>]>,
     },
     /// A snapshot replaced the state at `index`: the changes between a
     /// watcher's position and `index` are unknown here.

@@ -986,6 +986,7 @@ impl CommittedState for GuestStore {
         self.publish(|| FeedItem::Committed {
             applied: mark.index,
             changes: mark.changes.into(),
+            rendered: mark.changes.iter().map(|_| Default::default()).collect(),
         });
         let written: usize = writes
             .iter()

@@ -146,7 +146,9 @@ fn the_feed_tells_watchers_of_commits_and_snapshot_loads() {
     let mut feed = store.subscribe();
     commit_put(&store, 1, "a", "1");
     match feed.try_recv().expect("a commit") {
-        FeedItem::Committed { applied, changes } => {
+        FeedItem::Committed {
+            applied, changes, ..
+        } => {
             assert_eq!(applied, 1);
             assert_eq!(
                 changes.to_vec(),
