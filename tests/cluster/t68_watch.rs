@@ -55,6 +55,8 @@ fn t68_watchers_see_each_change_once_in_order_across_a_leader_kill_and_a_followe
         // Outside the prefix: never shown.
         put(&client, &format!("x/{i}"), "ignored");
     }
+    // Writing a key's value again is an event too (like etcd).
+    expected.push(put_seen(put(&client, "k/01", "v1"), "k/01", "v1"));
     let deleted = client.propose(b"delete k/00").expect("delete");
     assert_eq!(deleted.output.text.as_deref(), Some("1"));
     expected.push((deleted.index, WatchOp::Delete, "k/00".into(), None));
@@ -164,4 +166,69 @@ fn t68_compacted_history_and_unwatchable_guests_are_answered_clearly() {
     assert_eq!(refused.status, 400);
     let body: ErrorBody = serde_json::from_str(&refused.body).expect("an error body");
     assert_eq!(body.error.code, "watch_unsupported");
+}
+
+#[test]
+fn t68_a_watcher_that_stops_reading_catches_up_from_the_history() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let cluster = Cluster::start(1, "kv_store", &[]);
+    let node = cluster.member(1);
+    let client = node.client();
+    // A watch whose client reads nothing for a while: its connection and
+    // buffer fill, the node's watch task blocks, and the live feed (1,024
+    // commits deep) runs past it; reading again, it must catch up from the
+    // history.
+    let address = node
+        .process()
+        .api_url
+        .trim_start_matches("http://")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "GET /v1/watch?prefix=big/ HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    while !head.contains(r#""type":"start""#) {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "{head}");
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let value = "v".repeat(8 * 1024);
+    let mut expected = Vec::new();
+    for i in 0..2_000 {
+        expected.push(put(&client, &format!("big/{i:04}"), &value));
+    }
+    // Now read: every change, once, in order (chunked encoding: a line of
+    // JSON is a chunk's payload, the chunk sizes are lines of hex).
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        let line = line.expect("read the stream");
+        let Ok(parsed) = serde_json::from_str::<WatchLine>(&line) else {
+            continue;
+        };
+        if let WatchLine::Changes { index, events } = parsed {
+            assert_eq!(events.len(), 1);
+            seen.push(index);
+            if seen.len() == expected.len() {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, expected);
+    // The watch task blocked on the full connection while the feed ran on:
+    // once read again, it found it had lagged and read the history.
+    assert!(
+        node.process()
+            .wait_for_log(
+                &["fell behind the live feed"],
+                crate::common::CONVERGENCE_TIMEOUT
+            )
+            .is_some(),
+        "the watch lagged behind the feed"
+    );
 }

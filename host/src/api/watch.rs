@@ -254,7 +254,7 @@ impl Watcher {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, cursor = self.cursor,
+                        tracing::info!(missed, cursor = self.cursor,
                             "a watch fell behind the live feed; reading the history");
                         return Ok(());
                     }

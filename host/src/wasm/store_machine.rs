@@ -24,7 +24,9 @@ use super::bindings::GuestInfo;
 use super::engine::LoadedComponent;
 use super::error::{GuestFailure, WasmError};
 use super::instance::{CallCost, GuestInstance};
-use super::kv::{Access, CommitMark, CommittedState, EntryChanges, Overlay, Transaction, WriteSet};
+use super::kv::{
+    Access, CommitMark, CommittedState, EntryChanges, Overlay, Transaction, WriteSet, only_changes,
+};
 use super::limits::GuestLimits;
 use super::state_machine::{ApplyOutcome, RuntimeStats};
 use super::store_reader::query_over;
@@ -164,6 +166,7 @@ impl StoreMachine {
         let writes = self.end_transaction(result.is_ok())?;
         self.pending_changes
             .extend(EntryChanges::of(entry.index, &writes));
+        let writes = only_changes(writes);
         self.pending.commit(
             &writes,
             CommitMark {
@@ -223,7 +226,7 @@ impl StoreMachine {
             .begin(Transaction::new(self.state.clone(), Access::ReadWrite));
         let (result, _) = self.instance.migrate(entry, previous);
         self.instance.check_host_fault()?;
-        let writes = self.end_transaction(result.is_ok())?;
+        let writes = only_changes(self.end_transaction(result.is_ok())?);
         if self.instance.is_poisoned() {
             self.replace_instance()?;
         }
@@ -248,7 +251,8 @@ impl StoreMachine {
         }
     }
 
-    /// Take the transaction back; its writes if `keep`. A store I/O error
+    /// Take the transaction back; all its writes if `keep` (see
+    /// [`Transaction::into_all_writes`]). A store I/O error
     /// during the call is returned instead, whatever the call's result.
     fn end_transaction(&mut self, keep: bool) -> Result<WriteSet, WasmError> {
         let Some(tx) = self.instance.finish() else {
@@ -258,7 +262,7 @@ impl StoreMachine {
             return Err(error.clone().into());
         }
         Ok(if keep {
-            tx.into_writes()
+            tx.into_all_writes()
         } else {
             WriteSet::new()
         })

@@ -26,7 +26,7 @@ mod transaction;
 pub use empty::EmptyState;
 pub use link::{STORE_INTERFACE, link};
 pub use overlay::Overlay;
-pub use transaction::{Access, Transaction};
+pub use transaction::{Access, Transaction, only_changes};
 
 use std::collections::BTreeMap;
 
@@ -127,9 +127,10 @@ pub struct EntryChanges {
 }
 
 impl EntryChanges {
-    /// What `writes` (the write set of the entry at `index`) changed,
-    /// hidden keys and deletions of absent keys left out; `None` if that
-    /// leaves nothing.
+    /// What `writes` (the write set of the entry at `index`) changed:
+    /// every key written, also to the value it had (a put is an event,
+    /// like etcd's), hidden keys and deletions of absent keys left out;
+    /// `None` if that leaves nothing.
     pub fn of(index: u64, writes: &WriteSet) -> Option<Self> {
         let changes: Vec<Change> = writes
             .iter()
