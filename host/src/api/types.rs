@@ -134,6 +134,45 @@ pub struct ErrorInfo {
     /// For `not_leader`: the Raft id of the leader, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_hint: Option<u64>,
+    /// For `compacted` (a watch): the first index whose changes are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_index: Option<u64>,
+}
+
+/// One line of a watch's stream (`GET /v1/watch`, newline-delimited JSON;
+/// see [`super::watch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WatchLine {
+    /// The first line: changes after `since` follow.
+    Start { since: u64, applied_index: u64 },
+    /// The changes of one log entry under the watched prefix.
+    Changes { index: u64, events: Vec<WatchEvent> },
+    /// Every change up to `applied_index` was sent (resume after it).
+    Progress { applied_index: u64 },
+    /// The last line: the changes before `oldest_index` are gone.
+    Compacted { oldest_index: u64 },
+    /// The last line: the watch ended on the node's side.
+    Error { error: ErrorInfo },
+}
+
+/// One key's change in a [`WatchLine::Changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// `put` or `delete`.
+    pub op: WatchOp,
+    pub key: Output,
+    /// The new value (`put` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Output>,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchOp {
+    Put,
+    Delete,
 }
 
 /// Pick the bytes out of a text-or-base64 pair (what the server does with

@@ -230,6 +230,7 @@ impl<'a> From<&'a StoreMark> for CommitMark<'a> {
             index: mark.index,
             term: mark.term,
             node_meta: Some(&mark.history),
+            changes: &[],
         }
     }
 }

@@ -459,6 +459,7 @@ mod tests {
             index: 1,
             term: 1,
             node_meta: None,
+            changes: &[],
         };
         store.commit(&writes, mark).expect("commit");
         assert_eq!(store_contents(store.as_ref()), Ok(pairs(&[("k", "v")])));
