@@ -2,15 +2,20 @@
 //! clusters of `raft-host` processes: two clients racing a `cas` on the
 //! same revision (exactly one wins, every round), and keys with a TTL that
 //! expire at one log index on every replica, also across a leader kill
-//! and a restart of the node that proposed them.
+//! and a restart of the node that proposed them, on an idle cluster (the
+//! leader's timer proposes the expiry) and across leader changes between
+//! nodes whose clocks differ by seconds; watchers see the expiry as a
+//! `delete` of that index and never the guest's hidden bookkeeping.
 
 use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-use iroh_raft::api::{ApiClient, ApiClientError};
+use iroh_raft::api::{ApiClient, ApiClientError, WatchLine, WatchOp};
 use iroh_raft::node::Consistency;
 
 use crate::common::cluster::Cluster;
-use crate::common::{self, wait_for};
+use crate::common::watch::Watch;
+use crate::common::{self, CONVERGENCE_TIMEOUT, wait_for};
 
 /// Rounds of the cas race.
 const CAS_ROUNDS: u64 = 50;
@@ -247,6 +252,113 @@ fn t64_a_ttl_key_expires_at_one_index_on_every_replica() {
         assert_eq!(
             member.query("count", Consistency::Stale).as_deref(),
             Some("0")
+        );
+    }
+}
+
+/// Node 2's clock runs 1.5 s ahead of the others, node 3's 1.5 s behind.
+fn skewed_clocks(id: u64) -> Vec<String> {
+    let skew_ms = match id {
+        2 => "1500",
+        3 => "-1500",
+        _ => return Vec::new(),
+    };
+    vec!["--clock-skew-ms".to_owned(), skew_ms.to_owned()]
+}
+
+/// Read `watch` until it shows the delete of `key`; that entry's index.
+/// The put of `key` may come first; any other key (a hidden one, say)
+/// fails the test.
+fn deleted_at(watch: &mut Watch, key: &str) -> u64 {
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match watch.next(left) {
+            Some(WatchLine::Changes { index, events }) => {
+                for event in events {
+                    let name = event.key.text.clone().unwrap_or_default();
+                    assert_eq!(name, key, "only {key} changes: {event:?}");
+                    if event.op == WatchOp::Delete {
+                        return index;
+                    }
+                }
+            }
+            Some(WatchLine::Progress { .. }) => {}
+            other => panic!("waiting for the delete of {key}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn t64_ttl_keys_expire_on_an_idle_cluster_at_one_index_whatever_the_clocks() {
+    let cluster = Cluster::start_each(3, "kv_store", &[], skewed_clocks);
+    let mut watches: Vec<(u64, Watch)> = cluster
+        .running()
+        .map(|m| {
+            let watch = Watch::open(&m.process().api_url, "prefix=t").expect("a watch");
+            (m.id, watch)
+        })
+        .collect();
+    let mut expire = |key: &str, put: u64| -> u64 {
+        let at: Vec<(u64, u64)> = watches
+            .iter_mut()
+            .map(|(id, watch)| (*id, deleted_at(watch, key)))
+            .collect();
+        assert!(
+            at.iter().all(|&(_, index)| index == at[0].1 && index > put),
+            "{key} (put at {put}) expired at one index on every node: {at:?}"
+        );
+        at[0].1
+    };
+
+    // Idle: one put and nothing else; the leader's timer call expires it.
+    let leader = cluster.leader();
+    let started = Instant::now();
+    let (put, _) = propose_ok(&cluster.member(leader).client(), "put t0 v ttl=1");
+    let gone = expire("t0", put);
+    let took = started.elapsed();
+    eprintln!(
+        "idle: t0 (ttl=1, put at {put} under node {leader}) expired at index {gone} after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a ttl=1 key on an idle cluster is gone within seconds, not {took:?}"
+    );
+
+    // Granted under one clock, expired under another: leadership moves to
+    // each node in turn (1.5 s ahead, 1.5 s behind, on time) right after
+    // the put.
+    let mut leader = leader;
+    for (round, next) in [2u64, 3, 1].into_iter().enumerate() {
+        let key = format!("t{}", round + 1);
+        let (put, _) = propose_ok(
+            &cluster.member(leader).client(),
+            &format!("put {key} v ttl=2"),
+        );
+        if next != leader {
+            cluster
+                .member(leader)
+                .client()
+                .transfer_leader(Some(next))
+                .expect("transfer leadership");
+            wait_for(&format!("node {next} to lead"), || {
+                (cluster.leader() == next).then_some(())
+            });
+        }
+        let gone = expire(&key, put);
+        eprintln!(
+            "{key} (ttl=2, put at {put} under node {leader}) expired at index {gone} under node {next}"
+        );
+        leader = next;
+    }
+    for member in cluster.running() {
+        assert_eq!(
+            member.query("count", Consistency::Stale).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            member.query("lease list", Consistency::Stale).as_deref(),
+            Some("")
         );
     }
 }

@@ -51,7 +51,11 @@ impl<'s, S: KvStore> Tx<'s, S> {
                 .scan_keys(EXPIRY, prefix_end(EXPIRY).as_deref(), 1)
                 .first()
                 .and_then(|key| parse_expiry_key(key))
-                .map(|(at, _)| at);
+                // A lease still due (more keys than the entry's budget)
+                // fires at this entry's time: a due time that moves makes
+                // the host call again at once rather than after its retry
+                // interval.
+                .map(|(at, _)| at.max(self.meta.timestamp_ms));
             // Through `self`, so the timer key is counted as hidden too.
             set_timer(&mut self, soonest)?;
         }
