@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover bench-watch fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -135,6 +135,12 @@ bench-vs-etcd: setup
 ## `make test`. BENCHMARKS.md, "Failover (issue 16)".
 bench-failover: setup
 	$(CARGO) bench --bench failover
+
+## Watch fan-out: 0, 1, 100 and 1,000 watchers on a follower of a 3-node
+## kv_store cluster taking writes; their cost on write throughput and
+## whether they keep up (BENCHMARKS.md, "Watch fan-out").
+bench-watch: setup
+	$(CARGO) bench --bench watch_fanout
 
 ## Every fuzz target (frames, raft messages, snapshot transfers and files,
 ## API bodies, entry payloads) on stable over 100k deterministic inputs

@@ -94,7 +94,7 @@
 //!
 //! ```no_run
 //! use futures_core::Stream;
-//! use iroh_raft_client::{Client, Error, WatchEvent};
+//! use iroh_raft_client::{Client, Error, WatchOp};
 //!
 //! # async fn run() -> Result<(), Error> {
 //! let client = Client::new(["127.0.0.1:7701", "127.0.0.1:7702"])?;
@@ -102,11 +102,11 @@
 //! while let Some(changes) = watch.next().await {
 //!     let changes = changes?;
 //!     for event in &changes.events {
-//!         match event {
-//!             WatchEvent::Put { key, value } => {
-//!                 println!("{} put {} {}", changes.index, key.display(), value.display())
+//!         match (event.op, &event.value) {
+//!             (WatchOp::Put, Some(value)) => {
+//!                 println!("{} put {} {}", changes.index, event.key.display(), value.display())
 //!             }
-//!             WatchEvent::Delete { key } => println!("{} delete {}", changes.index, key.display()),
+//!             _ => println!("{} delete {}", changes.index, event.key.display()),
 //!         }
 //!     }
 //! }
@@ -179,7 +179,7 @@ pub use types::{
 };
 #[cfg(feature = "async")]
 pub use watch::Watch;
-pub use watch::{Changes, WatchEvent, WatchMessage};
+pub use watch::{Changes, WatchEvent, WatchLine, WatchOp};
 
 /// The default address of a node's API.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";

@@ -1,7 +1,7 @@
 //! Watching changes: `GET /v1/watch?prefix=P&since=I`, newline-delimited
 //! JSON, resumed across dropped connections.
 //!
-//! The node answers with one JSON object per line ([`WatchMessage`]): a
+//! The node answers with one JSON object per line ([`WatchLine`]): a
 //! `start` line, then the `changes` of each log entry that touch the prefix
 //! (in log order, an entry's changes together), a `progress` line when idle
 //! (everything up to its `applied_index` was delivered), and possibly a last
@@ -25,26 +25,44 @@ use crate::types::{ErrorInfo, Output};
 #[cfg(feature = "async")]
 pub use crate::watch_stream::Watch;
 
-/// One line of a watch stream.
+/// One line of a watch stream (the node writes them, the clients read
+/// them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum WatchMessage {
-    /// The first line: the stream carries the entries after `since`.
+pub enum WatchLine {
+    /// The first line: changes after `since` follow.
     Start { since: u64, applied_index: u64 },
-    /// The changes of one entry (those under the prefix), in order.
-    Changes(Changes),
-    /// Idle: every change up to `applied_index` was delivered.
+    /// The changes of one log entry under the watched prefix, in order.
+    Changes { index: u64, events: Vec<WatchEvent> },
+    /// Every change up to `applied_index` was sent (resume after it).
     Progress { applied_index: u64 },
     /// The last line: the changes before `oldest_index` are gone.
     Compacted { oldest_index: u64 },
-    /// The last line: the node stopped the stream (e.g. it shuts down).
+    /// The last line: the watch ended on the node's side (e.g. it stops).
     Error { error: ErrorInfo },
-    /// A line of a kind this client does not know (a newer node); skipped.
-    #[serde(other)]
-    Unknown,
 }
 
-/// The changes one log entry made under the watched prefix.
+/// One key's change in a [`WatchLine::Changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// `put` or `delete`.
+    pub op: WatchOp,
+    pub key: Output,
+    /// The new value (`put` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Output>,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchOp {
+    Put,
+    Delete,
+}
+
+/// The changes one log entry made under the watched prefix: what a watch
+/// delivers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     /// The entry's log index.
@@ -52,28 +70,35 @@ pub struct Changes {
     pub events: Vec<WatchEvent>,
 }
 
-/// One key's change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum WatchEvent {
-    Put { key: Output, value: Output },
-    Delete { key: Output },
-}
-
-impl WatchEvent {
-    /// The key changed.
-    pub fn key(&self) -> &Output {
-        match self {
-            WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
-        }
-    }
-}
-
 impl Changes {
     /// The changes as the node sent them: one `changes` line of JSON.
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(&WatchMessage::Changes(self.clone()))
+        let line = WatchLine::Changes {
+            index: self.index,
+            events: self.events.clone(),
+        };
+        serde_json::to_string(&line)
             .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
+    }
+}
+
+/// Read a line; `Ok(None)` for a line of a type this client does not know
+/// (a newer node's), which a watch skips.
+pub(crate) fn parse_line(line: &[u8]) -> Result<Option<WatchLine>, serde_json::Error> {
+    match serde_json::from_slice(line) {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(error) => {
+            #[derive(Deserialize)]
+            struct Kind {
+                #[serde(rename = "type")]
+                kind: String,
+            }
+            const KNOWN: [&str; 5] = ["start", "changes", "progress", "compacted", "error"];
+            match serde_json::from_slice::<Kind>(line) {
+                Ok(Kind { kind }) if !KNOWN.contains(&kind.as_str()) => Ok(None),
+                _ => Err(error),
+            }
+        }
     }
 }
 
@@ -104,28 +129,27 @@ impl Resume {
         self.since
     }
 
-    pub(crate) fn on(&mut self, message: WatchMessage) -> Outcome {
+    pub(crate) fn on(&mut self, message: WatchLine) -> Outcome {
         match message {
-            WatchMessage::Start { since, .. } => {
+            WatchLine::Start { since, .. } => {
                 if self.since.is_none() {
                     self.since = Some(since);
                 }
                 Outcome::Started
             }
-            WatchMessage::Changes(changes) => {
-                if self.since.is_some_and(|since| changes.index <= since) {
+            WatchLine::Changes { index, events } => {
+                if self.since.is_some_and(|since| index <= since) {
                     return Outcome::Nothing;
                 }
-                self.since = Some(changes.index);
-                Outcome::Deliver(changes)
+                self.since = Some(index);
+                Outcome::Deliver(Changes { index, events })
             }
-            WatchMessage::Progress { applied_index } => {
+            WatchLine::Progress { applied_index } => {
                 self.since = Some(self.since.map_or(applied_index, |s| s.max(applied_index)));
                 Outcome::Nothing
             }
-            WatchMessage::Compacted { oldest_index } => Outcome::Compacted(oldest_index),
-            WatchMessage::Error { error } => Outcome::Stopped(error),
-            WatchMessage::Unknown => Outcome::Nothing,
+            WatchLine::Compacted { oldest_index } => Outcome::Compacted(oldest_index),
+            WatchLine::Error { error } => Outcome::Stopped(error),
         }
     }
 }
@@ -170,44 +194,48 @@ impl Lines {
 mod tests {
     use super::*;
 
-    fn changes(index: u64) -> WatchMessage {
-        WatchMessage::Changes(Changes {
+    fn changes(index: u64) -> WatchLine {
+        WatchLine::Changes {
             index,
-            events: vec![WatchEvent::Delete {
+            events: vec![WatchEvent {
+                op: WatchOp::Delete,
                 key: Output::from_bytes(b"k"),
+                value: None,
             }],
-        })
+        }
     }
 
     #[test]
     fn messages_read_as_the_spec_writes_them() {
         let line = r#"{"type":"changes","index":5,"events":[{"op":"put","key":{"text":"a","base64":"YQ=="},"value":{"text":"1","base64":"MQ=="}},{"op":"delete","key":{"base64":"/w=="}}]}"#;
-        let message: WatchMessage = serde_json::from_str(line).expect("changes");
-        let WatchMessage::Changes(changes) = &message else {
+        let message = parse_line(line.as_bytes()).expect("changes");
+        let Some(WatchLine::Changes { index, events }) = message else {
             panic!("not changes: {message:?}");
         };
-        assert_eq!(changes.index, 5);
-        assert_eq!(changes.events[1].key().to_bytes().expect("b64"), vec![0xff]);
+        assert_eq!(index, 5);
+        assert_eq!(events[1].key.to_bytes().expect("b64"), vec![0xff]);
+        assert_eq!(events[1].op, WatchOp::Delete);
+        let changes = Changes { index, events };
         assert_eq!(changes.to_json_line(), line, "printed as received");
-        let start: WatchMessage =
+        let start: WatchLine =
             serde_json::from_str(r#"{"type":"start","since":3,"applied_index":9}"#).expect("start");
         assert_eq!(
             start,
-            WatchMessage::Start {
+            WatchLine::Start {
                 since: 3,
                 applied_index: 9
             }
         );
-        let future: WatchMessage =
-            serde_json::from_str(r#"{"type":"heartbeat_v2","x":1}"#).expect("unknown");
-        assert_eq!(future, WatchMessage::Unknown);
+        let future = parse_line(br#"{"type":"heartbeat_v2","x":1}"#).expect("unknown");
+        assert_eq!(future, None, "a newer node's line is skipped");
+        assert!(parse_line(br#"{"type":"changes","index":"x"}"#).is_err());
     }
 
     #[test]
     fn each_change_is_delivered_once_across_restarts() {
         let mut resume = Resume::new(None);
         assert_eq!(
-            resume.on(WatchMessage::Start {
+            resume.on(WatchLine::Start {
                 since: 10,
                 applied_index: 10
             }),
@@ -218,7 +246,7 @@ mod tests {
         // A reconnect resumes after 12; a node that repeats 12 is skipped.
         assert_eq!(resume.since(), Some(12));
         assert_eq!(
-            resume.on(WatchMessage::Start {
+            resume.on(WatchLine::Start {
                 since: 12,
                 applied_index: 14
             }),
@@ -227,13 +255,13 @@ mod tests {
         assert_eq!(resume.on(changes(12)), Outcome::Nothing);
         assert!(matches!(resume.on(changes(14)), Outcome::Deliver(_)));
         assert_eq!(
-            resume.on(WatchMessage::Progress { applied_index: 20 }),
+            resume.on(WatchLine::Progress { applied_index: 20 }),
             Outcome::Nothing
         );
         assert_eq!(resume.since(), Some(20));
         assert_eq!(resume.on(changes(19)), Outcome::Nothing);
         assert_eq!(
-            resume.on(WatchMessage::Compacted { oldest_index: 30 }),
+            resume.on(WatchLine::Compacted { oldest_index: 30 }),
             Outcome::Compacted(30)
         );
     }

@@ -12,7 +12,7 @@ use crate::limits::{
     ATTEMPTS_PER_ENDPOINT, MAX_RESPONSE_BYTES, MAX_RETRY_BACKOFF, MAX_WATCH_RECONNECTS,
     RETRY_BACKOFF, WATCH_IDLE_TIMEOUT,
 };
-use crate::watch::{Changes, Lines, Outcome, Resume, WatchMessage};
+use crate::watch::{Changes, Lines, Outcome, Resume, WatchLine, parse_line};
 
 /// A watch of the changes under a prefix: a [`Stream`](futures_core::Stream)
 /// of [`Changes`], one item per log entry, resumed across dropped
@@ -275,15 +275,23 @@ fn refusal(code: &str) -> bool {
 
 impl Conn {
     /// The next message; `None` at the end of the stream.
-    async fn next_message(&mut self, url: &str) -> Result<Option<WatchMessage>, Error> {
+    async fn next_message(&mut self, url: &str) -> Result<Option<WatchLine>, Error> {
         loop {
             if let Some(line) = self.lines.next_line() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return serde_json::from_slice(&line).map(Some).map_err(|e| {
-                    Error::transport(url, format!("an unreadable watch line: {e}"), false)
-                });
+                match parse_line(&line) {
+                    Ok(Some(parsed)) => return Ok(Some(parsed)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Err(Error::transport(
+                            url,
+                            format!("an unreadable watch line: {e}"),
+                            false,
+                        ));
+                    }
+                }
             }
             let chunk = tokio::time::timeout(WATCH_IDLE_TIMEOUT, self.response.chunk())
                 .await

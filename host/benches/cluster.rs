@@ -219,7 +219,7 @@ fn start(bound: Bound, cluster: ClusterMode) -> anyhow::Result<Member> {
         ticket: Some(ticket.to_string()),
         compile_budget: iroh_raft::limits::DEFAULT_COMPILE_BUDGET,
         state_check_every: iroh_raft::limits::DEFAULT_STATE_CHECK_EVERY,
-        unsafe_local_reads: false,
+        ..NodeConfig::new(dir.path())
     };
     let node = node::start(config, transport).with_context(|| format!("starting node {id}"))?;
     let router = acceptor.serve(node.inbox());

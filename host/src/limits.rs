@@ -269,6 +269,41 @@ pub const SNAPSHOT_SYNC_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 /// the memory an install holds at once.
 pub const STORE_IMPORT_BATCH_RECORDS: usize = 4_096;
 
+// Watches (`GET /v1/watch`) and the change history behind them.
+
+/// Applied entries whose changes a store-backed guest's node keeps for
+/// watchers to resume from (`--watch-history`); a watcher asking for older
+/// ones is answered `compacted`. About 100 bytes plus the values written
+/// per entry, kept in the guest store beside the state.
+pub const DEFAULT_WATCH_HISTORY_ENTRIES: u64 = 100_000;
+/// History records removed per store commit at least, past the retention
+/// (and two per record added): the history keeps pace with any write rate
+/// and shrinks back after the retention is lowered.
+pub const HISTORY_PRUNE_MIN_PER_COMMIT: usize = 16;
+/// Store commits (batches of entries) the live feed buffers for each
+/// watcher; one further behind reads the history instead.
+pub const WATCH_FEED_CAPACITY: usize = 1_024;
+/// Entries of history one read gives a watcher catching up.
+pub const WATCH_PAGE_ENTRIES: usize = 256;
+/// Bytes of history one read gives a watcher catching up (about).
+pub const WATCH_PAGE_BYTES: usize = 1024 * 1024;
+/// An idle watch is sent a `progress` line this often: it tells the
+/// client how far it may resume from and keeps proxies from closing it.
+pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Lines buffered between a watch and its connection; a client that
+/// reads slower than changes arrive falls back to the history.
+pub const WATCH_STREAM_BUFFER_LINES: usize = 64;
+/// Watches a node serves at once (`--max-watchers`); one more is answered
+/// `503 too_many_watchers`. Each holds one of the API's connections
+/// (`API_MAX_CONNECTIONS`) for as long as it runs, so the default leaves a
+/// quarter of them to other requests; raise both to serve more watchers.
+pub const DEFAULT_MAX_WATCHERS: usize = 192;
+
+/// How long the leader waits before calling a guest again for the same
+/// due time of its timer (a guest that did not move its timer on the last
+/// call): bounds the empty entries a misbehaving guest causes.
+pub const GUEST_TIMER_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 // ── Guest checks ───────────────────────────────────────────────────────
 
 /// Most steps in a script: a check runs the script four times with a

@@ -19,3 +19,5 @@ mod t60_metrics;
 mod t61_store_cluster;
 mod t62_failover_exactly_once;
 mod t63_bench;
+mod t64_kv_cas_leases;
+mod t68_watch;

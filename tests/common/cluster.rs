@@ -94,15 +94,28 @@ pub struct Cluster {
     pub members: Vec<Member>,
     guest: String,
     extra: Vec<String>,
+    /// Arguments for node `id` alone (e.g. a clock skew).
+    per_node: fn(u64) -> Vec<String>,
 }
 
 impl Cluster {
     /// Start node 1 as a new cluster and grow it to `n` voters.
     pub fn start(n: u64, guest: &str, extra: &[&str]) -> Self {
+        Self::start_each(n, guest, extra, |_| Vec::new())
+    }
+
+    /// [`Self::start`], with `per_node(id)`'s arguments added for node `id`.
+    pub fn start_each(
+        n: u64,
+        guest: &str,
+        extra: &[&str],
+        per_node: fn(u64) -> Vec<String>,
+    ) -> Self {
         let mut cluster = Cluster {
             members: Vec::new(),
             guest: guest.to_string(),
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            per_node,
         };
         let mut first = cluster.new_member();
         first.start();
@@ -114,8 +127,10 @@ impl Cluster {
     }
 
     fn new_member(&self) -> Member {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        Member::new(self.members.len() as u64 + 1, &self.guest, &extra)
+        let id = self.members.len() as u64 + 1;
+        let own = (self.per_node)(id);
+        let extra: Vec<&str> = self.extra.iter().chain(&own).map(String::as_str).collect();
+        Member::new(id, &self.guest, &extra)
     }
 
     /// Start a new node with `--join` and add it through the leader with

@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod jepsen;
 pub mod netns;
 pub mod power;
+pub mod watch;
 
 /// How long a test waits for a node process to print its API address.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

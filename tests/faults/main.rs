@@ -19,3 +19,4 @@ mod t54_disk_faults;
 mod t58_divergence;
 mod t59_checker_can_fail;
 mod t90_hostile_cluster;
+mod t91_cas_linearizable;

@@ -92,7 +92,11 @@ async fn t31_kv_store_answers_exactly_like_kv() {
         .guest
         .store
         .expect("a store-backed guest reports its store");
-    assert_eq!(size.keys, 4, "b, user/x, user/y, empty");
+    assert_eq!(
+        size.keys, 9,
+        "b, user/x, user/y, empty, their revision records and the count of those (hidden keys)"
+    );
+    assert_eq!(query_ok(&kv_store, "count").await, "4");
     kv.shutdown().await;
     kv_store.shutdown().await;
 }

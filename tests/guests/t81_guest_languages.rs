@@ -283,7 +283,12 @@ fn kv_snapshot_of(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 #[test]
 fn t81_the_store_guests_give_the_results_of_kv_in_every_language() {
-    let tricky = tricky_commands();
+    // Not the empty command: to a store guest it is the host's timer tick
+    // (the Rust kv-store answers `OK`, see the store SDK's `TIMER_KEY`).
+    let tricky: Vec<Vec<u8>> = tricky_commands()
+        .into_iter()
+        .filter(|command| !command.is_empty())
+        .collect();
     let mut steps: Vec<Step> = tricky.iter().cloned().map(Step::Apply).collect();
     steps.extend(tricky.iter().cloned().map(Step::Query));
     let seed = 0x5eed_1234_abcd_0002;
@@ -300,8 +305,11 @@ fn t81_the_store_guests_give_the_results_of_kv_in_every_language() {
     }
     assert_same_results(&steps, &results);
     for (name, machine) in &stores {
-        let pairs = conformance::store_contents(machine.state().as_ref())
+        // Without the guest's bookkeeping (hidden keys, first byte 0xFF:
+        // the Rust kv-store's revisions).
+        let mut pairs = conformance::store_contents(machine.state().as_ref())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        pairs.retain(|(key, _)| key.first() != Some(&0xFF));
         assert!(
             kv_snapshot_of(&pairs) == kv_snapshot,
             "{name} holds other pairs than kv (seed {seed:#x}): {} keys",

@@ -13,3 +13,4 @@ mod common;
 mod t70_partition;
 mod t92_jepsen;
 mod t93_stale_leader_proposal;
+mod t94_watch_partition;

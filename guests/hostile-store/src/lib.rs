@@ -12,7 +12,6 @@
 //! | anything else         | as `kv-store`                                       |
 
 use iroh_raft_store_guest::{EntryMeta, KvStore, StoreGuest, describe};
-use kv_command::Command;
 
 struct HostileStore;
 
@@ -27,11 +26,7 @@ impl StoreGuest for HostileStore {
     const NAME: &'static str = "hostile-store";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn apply(
-        store: &mut impl KvStore,
-        _meta: EntryMeta,
-        command: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    fn apply(store: &mut impl KvStore, meta: EntryMeta, command: &[u8]) -> Result<Vec<u8>, String> {
         let text = std::str::from_utf8(command).map_err(|e| e.to_string())?;
         if let Some(key) = text.strip_prefix("incr ") {
             let now: u64 = store
@@ -65,11 +60,11 @@ impl StoreGuest for HostileStore {
                 seen = std::hint::black_box(seen + store.scan(b"", None, u32::MAX).len());
             }
         }
-        kv_store_logic::execute(store, Command::parse(command)?).map(String::into_bytes)
+        kv_store_logic::apply(store, meta, command).map(String::into_bytes)
     }
 
     fn query(store: &impl KvStore, request: &[u8]) -> Result<Vec<u8>, String> {
-        kv_store_logic::read(store, Command::parse(request)?).map(String::into_bytes)
+        kv_store_logic::query(store, request).map(String::into_bytes)
     }
 }
 

@@ -8,7 +8,6 @@
 //! after having written `_migrated`: the failed upgrade must discard it.
 
 use iroh_raft_store_guest::{EntryMeta, GuestInfo, KvStore, StoreGuest, describe};
-use kv_command::Command;
 
 struct KvStoreV2;
 
@@ -16,16 +15,12 @@ impl StoreGuest for KvStoreV2 {
     const NAME: &'static str = "kv-store";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn apply(
-        store: &mut impl KvStore,
-        _meta: EntryMeta,
-        command: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        kv_store_logic::execute(store, Command::parse(command)?).map(String::into_bytes)
+    fn apply(store: &mut impl KvStore, meta: EntryMeta, command: &[u8]) -> Result<Vec<u8>, String> {
+        kv_store_logic::apply(store, meta, command).map(String::into_bytes)
     }
 
     fn query(store: &impl KvStore, request: &[u8]) -> Result<Vec<u8>, String> {
-        kv_store_logic::read(store, Command::parse(request)?).map(String::into_bytes)
+        kv_store_logic::query(store, request).map(String::into_bytes)
     }
 
     fn migrate(
@@ -33,7 +28,7 @@ impl StoreGuest for KvStoreV2 {
         meta: EntryMeta,
         previous: &GuestInfo,
     ) -> Result<(), String> {
-        let keys = store.size().keys;
+        let keys = kv_store_logic::count(store);
         let note = format!(
             "from {} {} at {}: {keys} keys",
             previous.name, previous.version, meta.index

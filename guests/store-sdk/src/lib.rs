@@ -36,6 +36,29 @@
 //!
 //! Unit-test the logic natively with [`MemoryStore`], which behaves like
 //! the host's store (byte-wise key order, the same limits and errors).
+//!
+//! ## Hidden keys and the timer: two conventions with the host
+//!
+//! - **Hidden keys.** A key whose first byte is [`HIDDEN_KEY_PREFIX`]
+//!   (`0xFF`) is the guest's private bookkeeping (revisions, leases,
+//!   counters, indexes): the host's change feed (`/v1/watch`) never reports
+//!   it. UTF-8 text never contains the byte `0xFF`, so a guest that stores
+//!   its users' keys as text can put its metadata under `0xFF` and never
+//!   collide with them. They are ordinary keys otherwise: replicated,
+//!   snapshotted, counted by [`KvStore::size`] (a guest that reports a key
+//!   count to users keeps its own count of hidden keys to subtract).
+//! - **The timer.** A guest that needs to act at a time (expire a lease,
+//!   fire a deadline) writes the key [`TIMER_KEY`] (`0xFF` then ASCII
+//!   `timer`) with the time, in milliseconds since the Unix epoch, as a
+//!   big-endian `u64` ([`set_timer`]). Once the leader's clock passes it,
+//!   the leader proposes an **empty command** (zero bytes), so `apply` runs
+//!   with [`EntryMeta::timestamp_ms`] at or after the due time; the guest
+//!   does what is due and then rewrites the key (the next due time) or
+//!   deletes it (nothing due), or it is proposed again. An empty command
+//!   may also come from a client: treat it as a "tick" that does what is
+//!   due and otherwise nothing, and never fail it (a failed entry's writes
+//!   are discarded, so the due work would stay due). Time is the entries'
+//!   leader timestamps, identical on every replica, never the wall clock.
 
 /// The wit-bindgen output for `world store-guest`; [`export_store_guest!`]
 /// reaches it from the guest crate, hence `pub`.
@@ -67,6 +90,52 @@ pub fn describe(error: &StoreError) -> String {
         StoreError::ValueTooLarge(len) => format!("value of {len} bytes is too large"),
         StoreError::WriteSetTooLarge => "this command writes too much".to_owned(),
         StoreError::ReadOnly => "the store is read-only in a query".to_owned(),
+    }
+}
+
+/// The first byte of a hidden key: the guest's bookkeeping, never
+/// reported to watchers (see [the crate docs](crate#hidden-keys-and-the-timer-two-conventions-with-the-host)).
+pub const HIDDEN_KEY_PREFIX: u8 = 0xFF;
+
+/// The key of the guest's timer: a big-endian `u64`, milliseconds since
+/// the Unix epoch; the host proposes an empty command once its leader's
+/// clock passes it (see [`set_timer`]).
+pub const TIMER_KEY: &[u8] = b"\xfftimer";
+
+/// Whether `key` is a hidden key (starts with [`HIDDEN_KEY_PREFIX`]).
+pub fn is_hidden(key: &[u8]) -> bool {
+    key.first() == Some(&HIDDEN_KEY_PREFIX)
+}
+
+/// The time the guest's timer is set to, if it is set (a value that is not
+/// 8 bytes counts as unset).
+pub fn timer(store: &impl KvStore) -> Option<u64> {
+    let value = store.get(TIMER_KEY)?;
+    Some(u64::from_be_bytes(value.try_into().ok()?))
+}
+
+/// Set the guest's timer to `due_ms` (milliseconds since the Unix epoch),
+/// or clear it with `None`. Writes only when the value changes, so calling
+/// it on every entry costs one read. Once the leader's clock passes
+/// `due_ms` the host proposes an empty command; the guest must then move
+/// the timer on or clear it.
+///
+/// ```
+/// use iroh_raft_store_guest::{set_timer, timer, MemoryStore};
+///
+/// let mut store = MemoryStore::default();
+/// set_timer(&mut store, Some(1_700_000_000_000)).expect("a small write");
+/// assert_eq!(timer(&store), Some(1_700_000_000_000));
+/// set_timer(&mut store, None).expect("a delete");
+/// assert_eq!(timer(&store), None);
+/// ```
+pub fn set_timer(store: &mut impl KvStore, due_ms: Option<u64>) -> Result<(), StoreError> {
+    if timer(store) == due_ms {
+        return Ok(());
+    }
+    match due_ms {
+        Some(due) => store.set(TIMER_KEY, &due.to_be_bytes()),
+        None => store.delete(TIMER_KEY).map(|_| ()),
     }
 }
 

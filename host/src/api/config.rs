@@ -10,7 +10,7 @@ use super::guard::ApiAccess;
 use super::tls::ApiTls;
 use crate::limits::{
     API_BODY_TIMEOUT, API_COMPONENT_BODY_TIMEOUT, API_HEADER_TIMEOUT, API_MAX_COMPONENT_UPLOADS,
-    API_MAX_CONNECTIONS, API_MAX_REFUSING_CONNECTIONS,
+    API_MAX_CONNECTIONS, API_MAX_REFUSING_CONNECTIONS, DEFAULT_MAX_WATCHERS,
 };
 
 /// Everything about serving the API besides its address.
@@ -56,6 +56,8 @@ pub struct ApiLimits {
     pub component_body_timeout: Duration,
     /// Component uploads at once ([`API_MAX_COMPONENT_UPLOADS`]).
     pub max_component_uploads: usize,
+    /// Watches at once ([`DEFAULT_MAX_WATCHERS`]; 0: watching is off).
+    pub max_watchers: usize,
 }
 
 impl Default for ApiLimits {
@@ -67,6 +69,7 @@ impl Default for ApiLimits {
             body_timeout: API_BODY_TIMEOUT,
             component_body_timeout: API_COMPONENT_BODY_TIMEOUT,
             max_component_uploads: API_MAX_COMPONENT_UPLOADS,
+            max_watchers: DEFAULT_MAX_WATCHERS,
         }
     }
 }

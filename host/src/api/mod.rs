@@ -23,6 +23,7 @@ pub mod stats;
 pub mod tls;
 pub mod types;
 pub mod upgrades;
+pub mod watch;
 
 pub use auth::ApiTokens;
 pub use client::{ApiClient, ApiClientError, ClientOptions, DEFAULT_API_URL};
@@ -34,5 +35,5 @@ pub use server::{ServeError, ServeHandle, router, router_with, serve, serve_with
 pub use tls::ApiTls;
 pub use types::{
     AddMemberRequest, ErrorBody, ErrorInfo, Output, ProposeResponse, QueryResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    TransferLeaderRequest, TransferLeaderResponse, WatchEvent, WatchLine, WatchOp,
 };

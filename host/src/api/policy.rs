@@ -145,6 +145,7 @@ pub const ROUTES: &[RoutePolicy] = &[
     route(Get, "/health", Open, NONE),
     route(Get, "/metrics", READ, NONE),
     route(Get, "/v1/status", READ, NONE),
+    route(Get, "/v1/watch", READ, NONE),
     route(Post, "/v1/query", READ, Json),
     route(Get, "/v1/components", READ, NONE),
     route(Get, "/v1/results", READ, NONE),

@@ -11,6 +11,7 @@
 //! | POST   | `/v1/snapshot` |                 | `SnapshotInfo` (takes one now)   |
 //! | GET    | `/v1/snapshot/latest` |          | the latest snapshot file (a backup) |
 //! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
+//! | GET    | `/v1/watch?prefix=&since=` |     | a stream of `WatchLine`s, see [`super::watch`] |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
@@ -149,6 +150,7 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(super::upgrades::routes())
+        .merge(super::watch::routes(config.limits.max_watchers))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -445,6 +447,6 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /health, /metrics",
+        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /v1/watch, /health, /metrics",
     )
 }

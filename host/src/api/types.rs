@@ -15,6 +15,7 @@ pub use iroh_raft_client::types::{
     ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
     TransferLeaderResponse, UpgradeParams, UpgradeResponse,
 };
+pub use iroh_raft_client::watch::{WatchEvent, WatchLine, WatchOp};
 
 /// Pick the bytes out of a text-or-base64 pair (what the server does with
 /// the `command`/`request` fields; public for the fuzz targets).

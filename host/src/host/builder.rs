@@ -128,6 +128,19 @@ impl HostBuilder {
         self
     }
 
+    /// Keep the changes of this many applied entries for watchers to resume
+    /// from (store-backed guests; 0: none).
+    pub fn watch_history(mut self, entries: u64) -> Self {
+        self.node.watch_history_entries = entries;
+        self
+    }
+
+    /// Tests only: run this node's wall clock `ms` ahead (negative: behind).
+    pub fn clock_skew_ms(mut self, ms: i64) -> Self {
+        self.node.clock_skew_ms = ms;
+        self
+    }
+
     /// Tests only: serve reads from local state, breaking linearizability.
     pub fn unsafe_local_reads(mut self, unsafe_local_reads: bool) -> Self {
         self.node.unsafe_local_reads = unsafe_local_reads;

@@ -20,7 +20,9 @@
 //!   its invocation), what a time means, and the JSON-lines file format.
 //! - [`Recorder`]: a thread-safe recorder with a logical clock.
 //! - [`Model`]: the sequential specification; [`KvModel`] and
-//!   [`CounterModel`] describe the two guests.
+//!   [`CounterModel`] describe the two guests, [`CasModel`] the `kv-store`
+//!   guest's revisions and compare-and-swap (it learns each write's
+//!   revision from the history's answers).
 //! - [`check`]: splits the history per key when the model allows
 //!   (linearizability is compositional), runs the Wing & Gong search with
 //!   Lowe's memoization (as porcupine does) on each part within a step
@@ -56,6 +58,7 @@
 //! A recorded file is checked again with
 //! `cargo run --example check_history -- path [kv|counter]`.
 
+mod cas;
 mod check;
 mod counter;
 pub mod history;
@@ -67,6 +70,7 @@ mod search;
 #[cfg(test)]
 mod tests;
 
+pub use cas::{CasAt, CasInput, CasKey, CasModel, CasOutput};
 pub use check::{
     Candidate, CheckOptions, DeadEndReport, MAX_SEARCH_STEPS, Report, Verdict, Violation, check,
     check_with,

@@ -89,7 +89,11 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         engine: engine.clone(),
         limits: config.limits,
         components: components.clone(),
-        guest_store: GuestStore::open(&data_dir.guest_store())?,
+        guest_store: {
+            let store = GuestStore::open(&data_dir.guest_store())?;
+            store.set_history_retention(config.watch_history_entries)?;
+            store
+        },
         snapshot_dir: data_dir.snapshots(),
         fetch: config
             .forwarder
@@ -103,7 +107,12 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         state_hashes: state_hash_tx,
         wall_clock: overrides
             .wall_clock
-            .unwrap_or_else(applier::WallClock::system),
+            .unwrap_or_else(|| match config.clock_skew_ms {
+                0 => applier::WallClock::system(),
+                skew => applier::WallClock::new(move || {
+                    applier::unix_now_ms().saturating_add_signed(skew)
+                }),
+            }),
         hash_states: overrides.hash_states,
         admission: Admission::default(),
         queries_in_log_order: overrides.queries_in_log_order,
@@ -191,6 +200,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             state_check_every: config.state_check_every,
             unsafe_local_reads: config.unsafe_local_reads,
             admission: env.admission.clone(),
+            guest_timer: env.guest_store.timer(),
         },
     );
     Ok(NodeParts {

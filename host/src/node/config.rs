@@ -82,6 +82,13 @@ pub struct NodeConfig {
     /// Tests only: break linearizable reads (see
     /// `CoreSetup::unsafe_local_reads`).
     pub unsafe_local_reads: bool,
+    /// Applied entries whose changes are kept for watchers to resume from
+    /// (store-backed guests; 0: none).
+    pub watch_history_entries: u64,
+    /// Tests only: this node's wall clock runs this many ms ahead (or,
+    /// negative, behind) the system's, as a badly synchronized machine's
+    /// would. It stamps the entries this node appends as leader.
+    pub clock_skew_ms: i64,
 }
 
 impl NodeConfig {
@@ -100,6 +107,8 @@ impl NodeConfig {
             compile_budget: crate::limits::DEFAULT_COMPILE_BUDGET,
             state_check_every: crate::limits::DEFAULT_STATE_CHECK_EVERY,
             unsafe_local_reads: false,
+            watch_history_entries: crate::limits::DEFAULT_WATCH_HISTORY_ENTRIES,
+            clock_skew_ms: 0,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::applier::{ApplierEnv, ApplierInbox, ApplyJob, unix_now_ms};
+use super::applier::{ApplierEnv, ApplierInbox, ApplyJob};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
@@ -85,7 +85,7 @@ pub(crate) async fn run(
             }
             // Ticks before the inbox: a flood of messages must not hold
             // up heartbeats and elections.
-            _ = ticker.tick() => core.tick(Instant::now(), unix_now_ms()),
+            _ = ticker.tick() => core.tick(Instant::now(), prepare_env.wall_clock.now_ms()),
             taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
                 snapshot_answer = None;
                 let taken = taken.unwrap_or_else(|_| Err("the applier stopped".into()));
@@ -163,7 +163,8 @@ fn handle(
     jobs: &mut Vec<ApplyJob>,
     prepare_env: &ApplierEnv,
 ) {
-    match round::dispatch(core, message, Instant::now(), unix_now_ms(), jobs) {
+    let now_ms = prepare_env.wall_clock.now_ms();
+    match round::dispatch(core, message, Instant::now(), now_ms, jobs) {
         None => {}
         Some(Deferred::PrepareComponent { activation, reply }) => {
             let env = prepare_env.clone();

@@ -19,7 +19,7 @@ use super::ports::PeerView;
 use super::snapshot;
 use super::status::{GuestStatus, MemberStatus, NodeStatus};
 use super::upgrade;
-use crate::storage::{DataDir, SledStorage};
+use crate::storage::{DataDir, GuestStore, SledStorage};
 
 /// What a client proposes: a guest command or a component activation.
 #[derive(Debug, Clone)]
@@ -501,6 +501,19 @@ impl NodeHandle {
     }
 
     /// Wait until the node stops; returns the fatal error, if any.
+    /// The store a store-backed guest keeps its state in, for watching
+    /// its changes ([`GuestStore::subscribe`], [`GuestStore::history_after`]);
+    /// `None` when the guest keeps its state in its own memory (WIT 0.1.0),
+    /// whose changes the node cannot see.
+    pub fn watched_store(&self) -> Option<GuestStore> {
+        self.inner.applier.store_if_used().cloned()
+    }
+
+    /// The index the guest's state was applied up to.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.applier.applied_index()
+    }
+
     pub async fn stopped(&self) -> Option<String> {
         let mut stopped = self.inner.stopped.clone();
         let reason = stopped

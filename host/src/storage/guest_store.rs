@@ -10,6 +10,7 @@
 //! | `m/sum`                   | the state's additive hash (4 × u64 BE)      |
 //! | `m/node`                  | the node's metadata at `m/applied` (opaque) |
 //! | `m/importing`             | present while a snapshot is being loaded    |
+//! | `h` + index, `m/history-floor` | the change history (see [`super::change_history`]) |
 //!
 //! Every entry's writes, the applied index, the size and the hash are one
 //! `sled::Batch`, so they are atomic. They are not fsynced per entry: the
@@ -34,13 +35,16 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::limits::{
-    SLED_STORE_CACHE_BYTES, STORE_EXPORT_BATCH_BYTES, STORE_EXPORT_BATCH_PAIRS,
-    STORE_FLUSH_EVERY_BYTES, STORE_IMPORT_BATCH_RECORDS,
+    HISTORY_PRUNE_MIN_PER_COMMIT, SLED_STORE_CACHE_BYTES, STORE_EXPORT_BATCH_BYTES,
+    STORE_EXPORT_BATCH_PAIRS, STORE_FLUSH_EVERY_BYTES, STORE_IMPORT_BATCH_RECORDS,
+    WATCH_FEED_CAPACITY,
 };
 use crate::wasm::kv::{
-    CommitMark, CommittedState, PairIter, Pairs, StoreIoError, StoreSize, WriteSet, prefix_end,
+    CommitMark, CommittedState, EntryChanges, PairIter, Pairs, StoreIoError, StoreSize, TIMER_KEY,
+    WriteSet, prefix_end, timer_due_ms,
 };
 
+use super::change_history::{self, FeedItem, HistoryError, HistoryPage};
 use super::error::StorageError;
 
 const TREE: &[u8] = b"guest-store";
@@ -70,6 +74,43 @@ pub struct GuestStore {
     on_commit: Arc<Mutex<Option<CommitListener>>>,
     /// Set once a write or flush failed (see `Drop`).
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// How much change history is kept, and from where it is complete.
+    history: Arc<Mutex<History>>,
+    /// Tells live watchers about each commit and import.
+    feed: tokio::sync::broadcast::Sender<FeedItem>,
+    /// The time the guest asked to be called at ([`TIMER_KEY`]).
+    timer: GuestTimer,
+}
+
+/// The change history's setting and extent (see [`super::change_history`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct History {
+    /// Entries of history kept behind the applied index (0: none).
+    retention: u64,
+    /// The history is complete for the entries after this index.
+    floor: u64,
+}
+
+/// The time a store-backed guest asked to be called at, in ms since the
+/// Unix epoch (from its [`TIMER_KEY`]); shared by the store, which sees it
+/// change, and the node's core, which proposes the call on the leader.
+#[derive(Debug, Clone, Default)]
+pub struct GuestTimer(Arc<std::sync::atomic::AtomicU64>);
+
+impl GuestTimer {
+    /// The time the guest is due to be called at, if it asked.
+    pub fn due_ms(&self) -> Option<u64> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            due => Some(due),
+        }
+    }
+
+    fn set(&self, due_ms: Option<u64>) {
+        // A timer at time 0 is due at once, like one at time 1.
+        let value = due_ms.map_or(0, |due| due.max(1));
+        self.0.store(value, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Drop for GuestStore {
@@ -237,6 +278,18 @@ impl GuestStore {
             }
             None => StoreApplied::default(),
         };
+        let floor = match read(change_history::FLOOR)? {
+            Some(bytes) => u64s::<1>(&bytes).ok_or_else(|| corrupt(change_history::FLOOR))?[0],
+            // A store from before the history (or with it off): complete
+            // from here on.
+            None => applied.index,
+        };
+        let timer = GuestTimer::default();
+        timer.set(
+            tree.get(data_key(TIMER_KEY))
+                .map_err(StorageError::sled("read the guest store's timer"))?
+                .and_then(|value| timer_due_ms(&value)),
+        );
         Ok(GuestStore {
             db,
             tree,
@@ -246,7 +299,188 @@ impl GuestStore {
             pins: Arc::default(),
             on_commit: Arc::default(),
             failed: Arc::default(),
+            history: Arc::new(Mutex::new(History {
+                retention: 0,
+                floor,
+            })),
+            feed: tokio::sync::broadcast::channel(WATCH_FEED_CAPACITY).0,
+            timer,
         })
+    }
+
+    /// Keep the changes of the last `entries` applied entries for watchers
+    /// (0: keep none; watchers then only see what happens while they
+    /// watch). Turning it off removes the history kept so far.
+    pub fn set_history_retention(&self, entries: u64) -> Result<(), StorageError> {
+        let _exclusive = self.exclusive();
+        let applied = self.totals().applied.index;
+        let mut history = self.history();
+        if entries == 0 {
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut count = 0;
+                for key in self.tree.scan_prefix(change_history::HISTORY_PREFIX).keys() {
+                    batch.remove(key.map_err(StorageError::sled("clear the change history"))?);
+                    count += 1;
+                    if count == STORE_IMPORT_BATCH_RECORDS {
+                        break;
+                    }
+                }
+                if count == 0 {
+                    break;
+                }
+                self.tree
+                    .apply_batch(batch)
+                    .map_err(StorageError::sled("clear the change history"))?;
+            }
+            self.tree
+                .remove(change_history::FLOOR)
+                .map_err(StorageError::sled("clear the change history"))?;
+            history.floor = applied;
+        } else if history.retention == 0 {
+            // Complete from the floor read at open (the applied index if
+            // the history was off before).
+            self.tree
+                .insert(change_history::FLOOR, &history.floor.to_be_bytes())
+                .map_err(StorageError::sled("start the change history"))?;
+        }
+        history.retention = entries;
+        Ok(())
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first index whose changes a watcher can still be given.
+    pub fn history_oldest_index(&self) -> u64 {
+        let history = *self.history();
+        if history.retention == 0 {
+            self.totals().applied.index + 1
+        } else {
+            history.floor + 1
+        }
+    }
+
+    /// Live news of every commit and import from now on (a receiver that
+    /// falls more than [`WATCH_FEED_CAPACITY`] commits behind is told it
+    /// lagged, and reads the history instead).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedItem> {
+        self.feed.subscribe()
+    }
+
+    /// The changes of the entries after `since` under `prefix`, oldest
+    /// first: at most `max_entries` of them and about `max_bytes` (one
+    /// always fits). Subscribe first, then read: a commit is published
+    /// after it is readable here, so nothing falls between the two.
+    pub fn history_after(
+        &self,
+        since: u64,
+        prefix: &[u8],
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<HistoryPage, HistoryError> {
+        let oldest = self.history_oldest_index();
+        if since.saturating_add(1) < oldest {
+            return Err(HistoryError::Compacted {
+                oldest_index: oldest,
+            });
+        }
+        // Read before the records: everything committed up to here is in
+        // them (a commit's batch lands before its index is published).
+        let committed = self.totals().applied.index;
+        let mut page = HistoryPage {
+            entries: Vec::new(),
+            scanned_to: committed.max(since),
+        };
+        let mut bytes = 0usize;
+        let start = change_history::record_key(since.saturating_add(1));
+        let end = change_history::record_key(committed.saturating_add(1));
+        if start < end {
+            for record in self.tree.range(start..end) {
+                let (key, value) = record.map_err(io("read the change history"))?;
+                let index = change_history::record_index(&key)
+                    .ok_or_else(|| StoreIoError("a change history key is damaged".into()))?;
+                if page.entries.len() == max_entries || bytes >= max_bytes {
+                    page.scanned_to = index - 1;
+                    break;
+                }
+                let changes = change_history::decode(&value).map_err(|reason| {
+                    StoreIoError(format!("the change history at index {index}: {reason}"))
+                })?;
+                let entry = EntryChanges { index, changes };
+                if let Some(matched) = change_history::matching(&entry, prefix) {
+                    bytes += value.len();
+                    page.entries.push(matched);
+                }
+            }
+        }
+        // Pruned while it was read: what it skipped may be gone.
+        let oldest = self.history_oldest_index();
+        if since.saturating_add(1) < oldest {
+            return Err(HistoryError::Compacted {
+                oldest_index: oldest,
+            });
+        }
+        Ok(page)
+    }
+
+    /// The time the guest asked to be called at (shared, kept current).
+    pub fn timer(&self) -> GuestTimer {
+        self.timer.clone()
+    }
+
+    /// Add the records of `changes` to `batch` and remove the oldest ones
+    /// past the retention (a few more than were added, so the history
+    /// shrinks back after the retention is lowered).
+    fn record_history(
+        &self,
+        batch: &mut sled::Batch,
+        changes: &[EntryChanges],
+        applied: u64,
+    ) -> Result<(), StoreIoError> {
+        let mut history = self.history();
+        if history.retention == 0 {
+            history.floor = applied;
+            return Ok(());
+        }
+        for entry in changes {
+            batch.insert(
+                &change_history::record_key(entry.index)[..],
+                change_history::encode(&entry.changes),
+            );
+        }
+        let target = applied.saturating_sub(history.retention);
+        if target <= history.floor {
+            return Ok(());
+        }
+        let budget = HISTORY_PRUNE_MIN_PER_COMMIT + 2 * changes.len();
+        let mut floor = target;
+        let range = change_history::record_key(history.floor + 1)
+            ..change_history::record_key(target.saturating_add(1));
+        for (removed, key) in self.tree.range(range).keys().enumerate() {
+            let key = key.map_err(io("prune the change history"))?;
+            if removed == budget {
+                let index = change_history::record_index(&key)
+                    .ok_or_else(|| StoreIoError("a change history key is damaged".into()))?;
+                floor = index - 1;
+                break;
+            }
+            batch.remove(key);
+        }
+        // Moved before the batch lands, so a reader that misses a removed
+        // record sees the new floor when it checks afterwards.
+        history.floor = floor;
+        batch.insert(change_history::FLOOR, &floor.to_be_bytes());
+        Ok(())
+    }
+
+    /// Tell live watchers about a commit (only if any listen: the changes
+    /// are copied for them).
+    fn publish(&self, item: impl FnOnce() -> FeedItem) {
+        if self.feed.receiver_count() > 0 {
+            let _ = self.feed.send(item());
+        }
     }
 
     /// Keep the store as it is while the returned pin lives: commits and
@@ -509,12 +743,27 @@ impl GuestStore {
         }
         self.write_meta(&mut batch, &totals, &mark);
         batch.remove(IMPORTING);
+        {
+            // The history before the snapshot's index is unknown here.
+            let mut history = self.history();
+            history.floor = mark.index;
+            if history.retention > 0 {
+                batch.insert(change_history::FLOOR, &mark.index.to_be_bytes());
+            }
+        }
         self.tree
             .apply_batch(batch)
             .map_err(io("load the snapshot into the guest store"))?;
         *self.totals() = totals;
+        self.timer.set(
+            self.tree
+                .get(data_key(TIMER_KEY))
+                .map_err(io("read the guest store's timer"))?
+                .and_then(|value| timer_due_ms(&value)),
+        );
         drop(exclusive);
         self.committed_to(mark.index);
+        self.publish(|| FeedItem::Imported { index: mark.index });
         // Not required (the snapshot file stays until a newer one), but a
         // restart right after then need not load it again.
         self.db.flush().map_err(io("flush the guest store"))?;
@@ -718,6 +967,8 @@ impl CommittedState for GuestStore {
             }
         }
         self.write_meta(&mut batch, &totals, &mark);
+        self.record_history(&mut batch, mark.changes, mark.index)
+            .inspect_err(|_| self.mark_failed())?;
         self.tree
             .apply_batch(batch)
             .map_err(io("commit to the guest store"))
@@ -727,9 +978,17 @@ impl CommittedState for GuestStore {
             term: mark.term,
         };
         *self.totals() = totals;
+        if let Some(write) = writes.get(TIMER_KEY) {
+            self.timer.set(write.new.as_deref().and_then(timer_due_ms));
+        }
         drop(capture);
         drop(exclusive);
         self.committed_to(mark.index);
+        self.publish(|| FeedItem::Committed {
+            applied: mark.index,
+            changes: mark.changes.into(),
+            rendered: mark.changes.iter().map(|_| Default::default()).collect(),
+        });
         let written: usize = writes
             .iter()
             .map(|(key, write)| key.len() + write.new.as_ref().map_or(0, Vec::len))
@@ -779,6 +1038,7 @@ mod tests {
             index,
             term: 1,
             node_meta: None,
+            changes: &[],
         }
     }
 
@@ -982,3 +1242,7 @@ mod tests {
         assert_eq!(store.committed(), StoreApplied { index: 4, term: 1 });
     }
 }
+
+#[cfg(test)]
+#[path = "guest_store_history_tests.rs"]
+mod history_tests;

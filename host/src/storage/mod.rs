@@ -97,6 +97,7 @@
 //! `raft::Storage` read side · `error.rs` [`StorageError`].
 
 mod cache;
+pub mod change_history;
 mod codec;
 mod components;
 mod data_dir;
@@ -130,7 +131,9 @@ pub use self::data_dir::{
 use self::durability::Syncer;
 use self::durable_mark::{DurableMark, MarkFile, MarkWriter};
 pub use self::error::StorageError;
-pub use self::guest_store::{CommitListener, Export, GuestStore, StoreApplied, StorePin};
+pub use self::guest_store::{
+    CommitListener, Export, GuestStore, GuestTimer, StoreApplied, StorePin,
+};
 use self::keys::entry_key;
 pub use self::meta::MetaUpdate;
 use self::rules::{check_append, check_hard_state};

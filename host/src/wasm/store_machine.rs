@@ -24,7 +24,9 @@ use super::bindings::GuestInfo;
 use super::engine::LoadedComponent;
 use super::error::{GuestFailure, WasmError};
 use super::instance::{CallCost, GuestInstance};
-use super::kv::{Access, CommitMark, CommittedState, Overlay, Transaction, WriteSet};
+use super::kv::{
+    Access, CommitMark, CommittedState, EntryChanges, Overlay, Transaction, WriteSet, only_changes,
+};
 use super::limits::GuestLimits;
 use super::state_machine::{ApplyOutcome, RuntimeStats};
 use super::store_reader::query_over;
@@ -41,6 +43,8 @@ pub struct StoreMachine {
     /// Entries applied but not yet flushed to `state`, and the last of them.
     pending: Arc<Overlay>,
     pending_mark: Option<(u64, u64)>,
+    /// What each entry in `pending` changed, for the store's history.
+    pending_changes: Vec<EntryChanges>,
     last_entry: EntryContext,
     stats: RuntimeStats,
     /// The last commands applied (for an upgrade's dry run), bounded by
@@ -70,6 +74,7 @@ impl StoreMachine {
             instance,
             pending: Arc::new(Overlay::new(state.clone())),
             pending_mark: None,
+            pending_changes: Vec::new(),
             state,
             last_entry: EntryContext::default(),
             stats: RuntimeStats::default(),
@@ -130,13 +135,15 @@ impl StoreMachine {
         let Some((index, term)) = self.pending_mark.take() else {
             return Ok(());
         };
-        let changes = self.pending.take_changes();
+        let writes = self.pending.take_changes();
+        let changes = std::mem::take(&mut self.pending_changes);
         self.state.commit(
-            &changes,
+            &writes,
             CommitMark {
                 index,
                 term,
                 node_meta: None,
+                changes: &changes,
             },
         )?;
         Ok(())
@@ -157,12 +164,16 @@ impl StoreMachine {
         let (result, CallCost { fuel_used }) = self.instance.apply(entry, command);
         self.instance.check_host_fault()?;
         let writes = self.end_transaction(result.is_ok())?;
+        self.pending_changes
+            .extend(EntryChanges::of(entry.index, &writes));
+        let writes = only_changes(writes);
         self.pending.commit(
             &writes,
             CommitMark {
                 index: entry.index,
                 term: entry.term,
                 node_meta: None,
+                changes: &[],
             },
         )?;
         self.pending_mark = Some((entry.index, entry.term));
@@ -215,7 +226,7 @@ impl StoreMachine {
             .begin(Transaction::new(self.state.clone(), Access::ReadWrite));
         let (result, _) = self.instance.migrate(entry, previous);
         self.instance.check_host_fault()?;
-        let writes = self.end_transaction(result.is_ok())?;
+        let writes = only_changes(self.end_transaction(result.is_ok())?);
         if self.instance.is_poisoned() {
             self.replace_instance()?;
         }
@@ -240,7 +251,8 @@ impl StoreMachine {
         }
     }
 
-    /// Take the transaction back; its writes if `keep`. A store I/O error
+    /// Take the transaction back; all its writes if `keep` (see
+    /// [`Transaction::into_all_writes`]). A store I/O error
     /// during the call is returned instead, whatever the call's result.
     fn end_transaction(&mut self, keep: bool) -> Result<WriteSet, WasmError> {
         let Some(tx) = self.instance.finish() else {
@@ -250,7 +262,7 @@ impl StoreMachine {
             return Err(error.clone().into());
         }
         Ok(if keep {
-            tx.into_writes()
+            tx.into_all_writes()
         } else {
             WriteSet::new()
         })

@@ -14,7 +14,7 @@ use iroh_raft::transport::NodeTicket;
 use iroh_raft_client::blocking::Client as ApiClient;
 use iroh_raft_client::{
     AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError,
-    MembershipResponse, Output, WatchEvent,
+    MembershipResponse, Output, WatchOp,
 };
 
 use crate::guest::{self, GuestCommand};
@@ -533,14 +533,13 @@ fn run_watch(
             continue;
         }
         for event in &changes.events {
-            match event {
-                WatchEvent::Put { key, value } => say!(
-                    "{} put {} {}",
-                    changes.index,
-                    key.display(),
-                    value.display()
-                ),
-                WatchEvent::Delete { key } => say!("{} delete {}", changes.index, key.display()),
+            let key = event.key.display();
+            match (event.op, &event.value) {
+                (WatchOp::Put, Some(value)) => {
+                    say!("{} put {key} {}", changes.index, value.display())
+                }
+                (WatchOp::Put, None) => say!("{} put {key}", changes.index),
+                (WatchOp::Delete, _) => say!("{} delete {key}", changes.index),
             }
         }
     }

@@ -114,6 +114,20 @@ pub struct RunArgs {
     /// that their checker catches it. Never use it in production.
     #[arg(long, hide = true)]
     unsafe_local_reads: bool,
+    /// TESTS ONLY: run this node's wall clock this many ms ahead (negative:
+    /// behind), as a machine with a badly set clock would. Its entries as
+    /// leader carry that time (lease expiry follows them).
+    #[arg(long, hide = true, value_name = "MS", allow_negative_numbers = true)]
+    clock_skew_ms: Option<i64>,
+    /// Applied entries whose changes are kept for watchers to resume from
+    /// (`raft-host watch --since`); older ones are answered `compacted`
+    /// (0: keep none, watches see only what happens while they run).
+    #[arg(long, value_name = "ENTRIES", default_value_t = iroh_raft::limits::DEFAULT_WATCH_HISTORY_ENTRIES)]
+    watch_history: u64,
+    /// Watches served at once; each holds an API connection
+    /// (--api-max-connections) while it runs.
+    #[arg(long, value_name = "N", default_value_t = iroh_raft::limits::DEFAULT_MAX_WATCHERS)]
+    max_watchers: usize,
     /// A host name clients use to reach the API (repeatable); besides IP
     /// addresses and `localhost` the API refuses requests naming other
     /// hosts (DNS rebinding).
@@ -158,6 +172,7 @@ impl RunArgs {
                 max_connections: self.api_max_connections,
                 header_timeout: std::time::Duration::from_secs(self.api_header_timeout_secs),
                 body_timeout: std::time::Duration::from_secs(self.api_body_timeout_secs),
+                max_watchers: self.max_watchers,
                 ..ApiLimits::default()
             },
             insecure: self.api_insecure,
@@ -182,6 +197,8 @@ impl RunArgs {
             .compile_budget(std::time::Duration::from_secs(self.compile_budget_secs))
             .state_check_every(self.state_check_every)
             .unsafe_local_reads(self.unsafe_local_reads)
+            .clock_skew_ms(self.clock_skew_ms.unwrap_or(0))
+            .watch_history(self.watch_history)
             .transport(TransportConfig {
                 bind_addr: self.bind_addr,
                 advertise_addrs: self.advertise_addr.clone(),

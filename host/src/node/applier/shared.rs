@@ -82,6 +82,13 @@ impl ApplierShared {
     pub fn world(&self) -> GuestWorld {
         *self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
+    /// The guest store, when the guest is store-backed (for watchers).
+    pub fn store_if_used(&self) -> Option<&GuestStore> {
+        match self.world() {
+            GuestWorld::Store => Some(&self.store),
+            GuestWorld::Memory => None,
+        }
+    }
     /// Keys and bytes in the store, when the guest is store-backed.
     pub fn store_size(&self) -> Option<StoreSize> {
         match self.world() {

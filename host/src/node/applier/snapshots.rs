@@ -231,6 +231,7 @@ impl<'a> From<&'a StoreMark> for CommitMark<'a> {
             index: mark.index,
             term: mark.term,
             node_meta: Some(&mark.history),
+            changes: &[],
         }
     }
 }

@@ -27,7 +27,7 @@ use super::snapshot::SnapshotPolicy;
 use tokio::sync::{oneshot, watch};
 
 use crate::membership::PeerAddr;
-use crate::storage::SledStorage;
+use crate::storage::{GuestTimer, SledStorage};
 
 mod clock;
 mod membership;
@@ -35,6 +35,7 @@ mod proposals;
 mod reads;
 mod ready;
 mod snapshots;
+mod timers;
 
 /// What one round of Ready handling produced.
 #[derive(Debug, Default)]
@@ -198,6 +199,7 @@ pub struct NodeCore {
     unsafe_local_reads: bool,
     admission: Admission,
     persist: PersistProgress,
+    timers: timers::TimerCalls,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -267,6 +269,8 @@ pub struct CoreSetup {
     pub unsafe_local_reads: bool,
     /// Whether new commands are let in (the applier decides).
     pub admission: Admission,
+    /// When a store-backed guest wants to be called (the store keeps it).
+    pub guest_timer: GuestTimer,
 }
 
 impl NodeCore {
@@ -315,6 +319,7 @@ impl NodeCore {
             unsafe_local_reads: setup.unsafe_local_reads,
             admission: setup.admission,
             persist: PersistProgress::default(),
+            timers: timers::TimerCalls::new(setup.guest_timer),
         }
     }
 
@@ -337,6 +342,7 @@ impl NodeCore {
         self.drive_promotions(now);
         self.leave_joint_if_stuck();
         self.propose_state_check_if_due(now_ms);
+        self.call_guest_timer_if_due(now, now_ms);
     }
 
     /// Whether Raft has work for [`Self::handle_ready`].

@@ -14,7 +14,7 @@ use super::{
     LimitOverrides,
 };
 use crate::node::applier::{Applier, ApplyJob, Candidate, store_mark};
-use crate::wasm::kv::{CommittedState, WriteSet};
+use crate::wasm::kv::{CommitMark, CommittedState, EntryChanges, WriteSet};
 use crate::wasm::{EntryContext, GuestFailure, GuestInfo, GuestMachine, WasmError};
 
 /// What a successful migration produced: the next machine, and for a
@@ -93,9 +93,12 @@ impl Applier {
             // The migration's writes (if it succeeded) and the new history
             // commit with the activation's index, atomically.
             let mark = store_mark(entry.index, entry.term, &self.history);
-            self.env
-                .guest_store
-                .commit(&store_writes.unwrap_or_default(), (&mark).into())?;
+            let writes = store_writes.unwrap_or_default();
+            let changes: Vec<EntryChanges> =
+                EntryChanges::of(entry.index, &writes).into_iter().collect();
+            let mut mark: CommitMark<'_> = (&mark).into();
+            mark.changes = &changes;
+            self.env.guest_store.commit(&writes, mark)?;
         }
         Ok(result)
     }

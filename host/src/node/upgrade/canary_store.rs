@@ -72,6 +72,7 @@ fn compare(input: &StoreCanaryInput, report: &mut DryRunReport) -> Result<(), St
                 index: input.current_entry.index,
                 term: input.current_entry.term,
                 node_meta: None,
+                changes: &[],
             };
             candidate_view
                 .commit(&writes, mark)

@@ -50,6 +50,7 @@ mod tests {
             index: 1,
             term: 1,
             node_meta: None,
+            changes: &[],
         }
     }
 

@@ -26,7 +26,7 @@ mod transaction;
 pub use empty::EmptyState;
 pub use link::{STORE_INTERFACE, link};
 pub use overlay::Overlay;
-pub use transaction::{Access, Transaction};
+pub use transaction::{Access, Transaction, only_changes};
 
 use std::collections::BTreeMap;
 
@@ -84,6 +84,69 @@ pub struct CommitMark<'a> {
     pub term: u64,
     /// Replaces the stored node metadata when given.
     pub node_meta: Option<&'a [u8]>,
+    /// What each entry committed here changed, in log order, for the
+    /// store's change history (watchers); empty where nobody watches (an
+    /// upgrade's dry run).
+    pub changes: &'a [EntryChanges],
+}
+
+/// Store keys beginning with this byte are a guest's private bookkeeping
+/// (revisions, leases, timers): watchers are never told about them. Text
+/// keys (UTF-8) never begin with it, so a guest's user-facing keys cannot
+/// collide with them.
+pub const HIDDEN_KEY_PREFIX: u8 = 0xff;
+
+/// The store key a guest sets to be called at a time: a u64 big-endian,
+/// milliseconds since the Unix epoch. Once the leader's clock passes it,
+/// the leader proposes an empty command, so the guest's `apply` runs with
+/// a timestamp at or after that time; the guest then rewrites the key (its
+/// next time) or deletes it.
+pub const TIMER_KEY: &[u8] = b"\xfftimer";
+
+/// Whether `key` is hidden from watchers (see [`HIDDEN_KEY_PREFIX`]).
+pub fn is_hidden_key(key: &[u8]) -> bool {
+    key.first() == Some(&HIDDEN_KEY_PREFIX)
+}
+
+/// The time in [`TIMER_KEY`]'s value (`None`: not 8 bytes, so no timer).
+pub fn timer_due_ms(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
+}
+
+/// One key's change, as a watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: Vec<u8>,
+    /// The new value; `None`: the key was deleted.
+    pub value: Option<Vec<u8>>,
+}
+
+/// The visible changes of one applied entry, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryChanges {
+    pub index: u64,
+    pub changes: Vec<Change>,
+}
+
+impl EntryChanges {
+    /// What `writes` (the write set of the entry at `index`) changed:
+    /// every key written, also to the value it had (a put is an event,
+    /// like etcd's), hidden keys and deletions of absent keys left out;
+    /// `None` if that leaves nothing.
+    pub fn of(index: u64, writes: &WriteSet) -> Option<Self> {
+        let changes: Vec<Change> = writes
+            .iter()
+            .filter(|(key, write)| {
+                let deleted_absent = write.old.is_none() && write.new.is_none();
+                !is_hidden_key(key) && !deleted_absent
+            })
+            .map(|(key, write)| Change {
+                key: key.clone(),
+                value: write.new.clone(),
+            })
+            .collect();
+        (!changes.is_empty()).then_some(EntryChanges { index, changes })
+    }
 }
 
 /// An I/O failure of the local store. Never a replicated result: the node
@@ -131,6 +194,51 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b"\xff\xff"), None);
         assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn entry_changes_leave_out_hidden_keys_and_no_op_deletes() {
+        let mut writes = WriteSet::new();
+        let put = |new: &[u8]| StagedWrite {
+            old: None,
+            new: Some(new.to_vec()),
+        };
+        writes.insert(b"a".to_vec(), put(b"1"));
+        writes.insert(TIMER_KEY.to_vec(), put(&7u64.to_be_bytes()));
+        writes.insert(
+            b"gone".to_vec(),
+            StagedWrite {
+                old: Some(b"x".to_vec()),
+                new: None,
+            },
+        );
+        writes.insert(
+            b"never".to_vec(),
+            StagedWrite {
+                old: None,
+                new: None,
+            },
+        );
+        let changes = EntryChanges::of(9, &writes).expect("visible changes");
+        assert_eq!(changes.index, 9);
+        assert_eq!(
+            changes.changes,
+            vec![
+                Change {
+                    key: b"a".to_vec(),
+                    value: Some(b"1".to_vec())
+                },
+                Change {
+                    key: b"gone".to_vec(),
+                    value: None
+                },
+            ]
+        );
+        let mut hidden_only = WriteSet::new();
+        hidden_only.insert(TIMER_KEY.to_vec(), put(b"x"));
+        assert_eq!(EntryChanges::of(10, &hidden_only), None);
+        assert_eq!(timer_due_ms(&7u64.to_be_bytes()), Some(7));
+        assert_eq!(timer_due_ms(b"short"), None);
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub struct Transaction {
     io_error: Option<StoreIoError>,
 }
 
+/// `writes` without the keys whose value did not change (nothing to commit).
+pub fn only_changes(mut writes: WriteSet) -> WriteSet {
+    writes.retain(|_, write| write.old != write.new);
+    writes
+}
+
 impl Transaction {
     pub fn new(base: Arc<dyn CommittedState>, access: Access) -> Self {
         Transaction {
@@ -57,9 +63,13 @@ impl Transaction {
 
     /// The writes to commit (keys whose value did not change left out).
     pub fn into_writes(self) -> WriteSet {
-        let mut writes = self.writes;
-        writes.retain(|_, write| write.old != write.new);
-        writes
+        only_changes(self.into_all_writes())
+    }
+
+    /// Every write made, also those that set a key to the value it had
+    /// (a watcher is told of those too: they are writes, like etcd's).
+    pub fn into_all_writes(self) -> WriteSet {
+        self.writes
     }
 
     /// The I/O error that aborted the call, if any.
