@@ -2,7 +2,7 @@
 //! thread, so it works in any thread (a test thread inside a network
 //! namespace included) and inside async code without a runtime of its own.
 //! Its [`watch`](Client::watch) is the exception: it drives the async
-//! [`Watch`](crate::Watch) on a private current-thread runtime (still on
+//! [`Watch`] on a private current-thread runtime (still on
 //! the calling thread), and so must not be called from async code.
 
 use std::time::Duration;

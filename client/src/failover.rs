@@ -2,23 +2,23 @@
 //! async and the blocking client both drive it).
 //!
 //! A call starts at the endpoint that answered last. When an attempt
-//! fails, [`Plan::failed`] decides:
+//! fails, the call's plan decides:
 //!
 //! - **Stop** with that error when the call may not be repeated: a
-//!   non-idempotent call ([`Safety::Once`]: a proposal, a membership
+//!   non-idempotent call (a proposal, a membership
 //!   change, an upgrade...) is only sent again when the first try provably
 //!   did not reach a node (the connection could not be opened) or a node
 //!   refused it before doing anything (`not_leader`, `overloaded`,
 //!   `too_many_connections`). After a timeout or a connection lost
 //!   mid-call the node may have applied it: retrying could apply it twice,
-//!   so the error goes back to the caller. A read ([`Safety::Repeatable`])
+//!   so the error goes back to the caller. A read
 //!   is tried again on any transport error and on the errors of a node
 //!   that cannot serve (`node_stopped`, `timeout`, `diverged`, ...).
 //!   A client with one endpoint never retries: it behaves as a plain
 //!   HTTP call.
 //! - **Try** another endpoint: for `not_leader` with a `leader_hint`, the
-//!   endpoint whose node has that Raft id ([`Step::Locate`] first if no
-//!   endpoint's id is known yet: the driver asks their `/v1/status`);
+//!   endpoint whose node has that Raft id (if no endpoint's id is
+//!   known yet, the client first asks their `/v1/status`);
 //!   otherwise the next one in the list. After each round through the
 //!   whole list it pauses ([`RETRY_BACKOFF`], doubling up to
 //!   [`MAX_RETRY_BACKOFF`]), e.g. while the cluster elects a leader.

@@ -1,5 +1,5 @@
 //! The client-facing API: an HTTP/JSON server in front of a [`NodeHandle`]
-//! and the blocking client the CLI uses.
+//! and the names of the clients (which live in the `iroh_raft_client` crate).
 //!
 //! The API talks to the node only through its cloneable handle. A request
 //! travels: [`listener`] (connection cap, TLS, header timeout) → [`guard`]
