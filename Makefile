@@ -8,7 +8,7 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover bench-watch fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
+.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover bench-watch bench-cas fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -141,6 +141,11 @@ bench-failover: setup
 ## whether they keep up (BENCHMARKS.md, "Watch fan-out").
 bench-watch: setup
 	$(CARGO) bench --bench watch_fanout
+
+## Compare-and-swap under contention: read-modify-write loops with `cas`
+## over 1 hot key and over 64 keys (BENCHMARKS.md).
+bench-cas: setup
+	$(CARGO) bench --bench cas_contention
 
 ## Every fuzz target (frames, raft messages, snapshot transfers and files,
 ## API bodies, entry payloads) on stable over 100k deterministic inputs

@@ -3,8 +3,9 @@
 //! taking writes, and whether the watchers keep up.
 //!
 //! Run: `make bench-watch` (or `cargo bench --bench watch_fanout`;
-//! `BENCH_WATCHERS=0,1,100,1000`, `BENCH_SECONDS=10`, `BENCH_CLIENTS=64`
-//! override). For each watcher count: that many `GET /v1/watch?prefix=k`
+//! `BENCH_WATCHERS=0,1,100,1000,1000:idle`, `BENCH_SECONDS=10`,
+//! `BENCH_CLIENTS=64` override; `N:idle` watchers watch a prefix no write
+//! touches). For each watcher count: that many `GET /v1/watch?prefix=k`
 //! streams are opened on a follower, `raft-host bench` puts at the leader
 //! for the duration (random keys under `k`, 128-byte values), and then the
 //! bench waits until every watcher has received one event per write the
@@ -25,7 +26,9 @@ use std::time::{Duration, Instant};
 use common::cluster::Cluster;
 
 /// Watcher counts measured by default (`BENCH_WATCHERS` overrides).
-const DEFAULT_WATCHERS: &str = "0,1,100,1000";
+/// `N` watches the written keys; `N:idle` watches a prefix no write
+/// touches (what a watcher costs when nothing it asked for changes).
+const DEFAULT_WATCHERS: &str = "0,1,100,1000,1000:idle";
 /// Seconds of write load per row (`BENCH_SECONDS`).
 const DEFAULT_SECONDS: u64 = 10;
 /// Writers (`BENCH_CLIENTS`).
@@ -48,8 +51,8 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn open(api_url: &str) -> Watcher {
-        let url = format!("{api_url}/v1/watch?prefix=k");
+    fn open(api_url: &str, prefix: &str) -> Watcher {
+        let url = format!("{api_url}/v1/watch?prefix={prefix}");
         let response = ureq::get(&url)
             .call()
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -108,6 +111,7 @@ fn cpu_time(pid: u32) -> Duration {
 
 struct Row {
     watchers: usize,
+    idle: bool,
     ops_per_sec: f64,
     p99_ms: f64,
     events_per_sec: f64,
@@ -116,14 +120,20 @@ struct Row {
 }
 
 fn main() {
-    let counts: Vec<usize> = std::env::var("BENCH_WATCHERS")
+    let counts: Vec<(usize, bool)> = std::env::var("BENCH_WATCHERS")
         .unwrap_or_else(|_| DEFAULT_WATCHERS.into())
         .split(',')
-        .map(|n| n.trim().parse().expect("BENCH_WATCHERS: numbers"))
+        .map(|spec| {
+            let (n, idle) = match spec.trim().split_once(':') {
+                Some((n, "idle")) => (n, true),
+                _ => (spec.trim(), false),
+            };
+            (n.parse().expect("BENCH_WATCHERS: N or N:idle"), idle)
+        })
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", DEFAULT_SECONDS);
     let clients: u64 = env_or("BENCH_CLIENTS", DEFAULT_CLIENTS);
-    let most = counts.iter().copied().max().unwrap_or(0).max(1);
+    let most = counts.iter().map(|c| c.0).max().unwrap_or(0).max(1);
     let max_watchers = (most + 16).to_string();
     let max_connections = (most + 256).to_string();
     let cluster = Cluster::start(
@@ -142,9 +152,10 @@ fn main() {
     let follower_process = cluster.member(follower).process();
     let follower_pid = follower_process.child.id();
     let mut rows = Vec::new();
-    for &count in &counts {
+    for &(count, idle) in &counts {
+        let prefix = if idle { "idle/" } else { "k" };
         let watchers: Vec<Watcher> = (0..count)
-            .map(|_| Watcher::open(&follower_process.api_url))
+            .map(|_| Watcher::open(&follower_process.api_url, prefix))
             .collect();
         let cpu_before = cpu_time(follower_pid);
         let started = Instant::now();
@@ -174,9 +185,10 @@ fn main() {
         let p99_ms = report["latency_us"]["p99"].as_f64().expect("p99") / 1000.0;
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let drain = loop {
-            if watchers
-                .iter()
-                .all(|w| w.events.load(Ordering::Relaxed) >= ops)
+            if idle
+                || watchers
+                    .iter()
+                    .all(|w| w.events.load(Ordering::Relaxed) >= ops)
             {
                 break load_ended.elapsed();
             }
@@ -193,6 +205,7 @@ fn main() {
             .sum();
         rows.push(Row {
             watchers: count,
+            idle,
             ops_per_sec,
             p99_ms,
             events_per_sec: delivered as f64 / (started.elapsed().as_secs_f64()),
@@ -206,10 +219,11 @@ fn main() {
             watcher.stop.store(true, Ordering::Relaxed);
         }
         if !watchers.is_empty() {
+            let wake = format!("put {prefix}stop 1");
             cluster
                 .member(leader)
                 .client()
-                .propose(b"put kstop 1")
+                .propose(wake.as_bytes())
                 .expect("a write to wake the watchers");
         }
         for watcher in watchers {
@@ -224,8 +238,9 @@ fn main() {
     let base = rows.iter().find(|r| r.watchers == 0).map(|r| r.ops_per_sec);
     for row in &rows {
         let ratio = base.map_or("—".to_string(), |b| format!("{:.2}", row.ops_per_sec / b));
+        let idle = if row.idle { " (idle prefix)" } else { "" };
         println!(
-            "| {} | {:.0} | {ratio} | {:.1} | {:.0} | {} ms | {:.0} |",
+            "| {}{idle} | {:.0} | {ratio} | {:.1} | {:.0} | {} ms | {:.0} |",
             row.watchers,
             row.ops_per_sec,
             row.p99_ms,
