@@ -362,3 +362,69 @@ fn t64_ttl_keys_expire_on_an_idle_cluster_at_one_index_whatever_the_clocks() {
         );
     }
 }
+
+#[test]
+fn t64_the_kv_subcommands_build_the_grammar_for_the_operator() {
+    let cluster = Cluster::start(1, "kv_store", &[]);
+    let node = cluster.member(1).process();
+    // The API by its environment variable: `cli` puts `--api` after the
+    // first word, which here names a group of subcommands.
+    let run = |args: &[&str]| {
+        let out = common::raft_host()
+            .args(args)
+            .env("RAFT_HOST_API", &node.api_url)
+            .output()
+            .expect("run raft-host kv");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (success, stdout, stderr) = run(args);
+        assert!(success, "{args:?}: {stderr}");
+        stdout
+    };
+    assert_eq!(ok(&["kv", "put", "a", "one two", "--ttl", "600"]), "OK");
+    let meta: serde_json::Value =
+        serde_json::from_str(&ok(&["kv", "get", "a", "--meta"])).expect("get --meta: JSON");
+    assert_eq!(meta["value"], "one two");
+    assert_ne!(meta["lease"], 0, "put --ttl attached a lease");
+    let revision = meta["mod_revision"].as_u64().expect("a revision");
+    // A value that ends like an option word is stored as given.
+    assert_eq!(ok(&["kv", "put", "b", "wait ttl=5"]), "OK");
+    assert_eq!(ok(&["kv", "get", "b"]), "wait ttl=5");
+
+    let (won, _, stderr) = run(&["kv", "cas", "a", &(revision + 100).to_string(), "x"]);
+    assert!(!won && stderr.contains("cas failed"), "{stderr}");
+    assert_eq!(
+        ok(&["kv", "cas", "a", &revision.to_string(), "three"]),
+        "OK"
+    );
+    assert_eq!(ok(&["kv", "get", "a"]), "three");
+
+    let txn = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        txn.path(),
+        r#"{"compare":[{"key":"a","target":"value","op":"=","value":"three"}],
+            "success":[{"op":"put","key":"c","value":"3"}],"failure":[]}"#,
+    )
+    .expect("write the transaction");
+    let answer: serde_json::Value =
+        serde_json::from_str(&ok(&["kv", "txn", &txn.path().display().to_string()]))
+            .expect("txn: JSON");
+    assert_eq!(answer["succeeded"], true);
+    assert_eq!(ok(&["kv", "list"]), "a\nb\nc");
+
+    let id = ok(&["kv", "lease", "grant", "60"]);
+    assert_eq!(ok(&["kv", "put", "d", "4", "--lease", &id]), "OK");
+    let lease: serde_json::Value =
+        serde_json::from_str(&ok(&["kv", "lease", "ttl", &id])).expect("lease ttl: JSON");
+    assert_eq!(lease["keys"], serde_json::json!(["d"]));
+    assert_eq!(ok(&["kv", "lease", "revoke", &id]), "1");
+    let (found, _, _) = run(&["kv", "get", "d"]);
+    assert!(!found, "a revoked lease's key is gone");
+    let (refused, _, stderr) = run(&["kv", "put", "two words", "v"]);
+    assert!(!refused && stderr.contains("one word"), "{stderr}");
+}

@@ -174,6 +174,12 @@ pub enum Command {
     /// throughput and latency percentiles (a closed loop: each client has
     /// one request in flight). For a guest that speaks the kv grammar.
     Bench(crate::bench::BenchArgs),
+    /// The kv-store guest's commands: put (with a TTL or lease), get
+    /// (with revisions), delete, cas, txn, list, leases.
+    Kv {
+        #[command(subcommand)]
+        command: crate::kv::KvCommand,
+    },
     /// Work with guest components (no node needed).
     Guest {
         #[command(subcommand)]
@@ -465,6 +471,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             report_membership(answer, &format!("node {id} removed"))
         }
         Command::Guest { command } => guest::run_guest(command),
+        Command::Kv { command } => crate::kv::run_kv(command),
         Command::Bench(args) => crate::bench::run_bench(args),
         Command::Upgrade {
             guest,
@@ -578,7 +585,7 @@ fn input_bytes(argument: &str, base64: bool) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Print a guest result: as text when it is text, else as base64.
-fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Result<ExitCode> {
+pub fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Result<ExitCode> {
     match result {
         Ok(output) => {
             match (&output.text, base64) {

@@ -2,7 +2,7 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
-//! `run.rs`, the client subcommands in `client.rs`, `guest.rs` and
+//! `run.rs`, the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
 //! `upgrades.rs`, the load generator in `bench.rs` and `bench/`.
 
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ macro_rules! say {
 mod bench;
 mod client;
 mod guest;
+mod kv;
 mod run;
 mod upgrades;
 
