@@ -367,6 +367,16 @@ impl NodeProcess {
         self.child.wait().expect("reap");
     }
 
+    /// The node's status through `raft-host status --json` (in its
+    /// network namespace, if any); `None` if it does not answer.
+    pub fn cli_status(&self) -> Option<NodeStatus> {
+        let output = self.cli(&["status", "--json"]);
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
     /// The log lines the node wrote since the last call (or since it
     /// started), for a test that keeps them.
     pub fn take_log(&self) -> Vec<String> {

@@ -232,6 +232,37 @@ impl TestNet {
         ]
     }
 
+    /// Start a cluster of this network's nodes running `guest` (a path),
+    /// node `i` in namespace `i` with data dir `dirs[i - 1]`: node 1 creates
+    /// it, the others join and are added through node 1.
+    pub fn start_cluster(
+        &self,
+        guest: &str,
+        dirs: &[tempfile::TempDir],
+    ) -> Vec<super::NodeProcess> {
+        use super::NodeProcess;
+        let first_args = self.node_args(1, guest);
+        let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+        let first =
+            NodeProcess::spawn_in(Some(&self.ns(1)), dirs[0].path(), &first_args).wait_ready();
+        let mut nodes = vec![first];
+        for i in 2..=self.nodes {
+            let mut joiner = self.node_args(i, guest);
+            joiner.extend(["--join".to_string(), nodes[0].ticket.clone()]);
+            let joiner: Vec<&str> = joiner.iter().map(String::as_str).collect();
+            let starting =
+                NodeProcess::spawn_in(Some(&self.ns(i)), dirs[(i - 1) as usize].path(), &joiner);
+            let added = nodes[0].cli(&["add-node", &starting.ticket]);
+            assert!(
+                added.status.success(),
+                "{}",
+                String::from_utf8_lossy(&added.stderr)
+            );
+            nodes.push(starting.wait_ready());
+        }
+        nodes
+    }
+
     /// Give every node namespace an nftables table for [`Self::block`] and
     /// [`Self::lossy`], and probe for `tc netem`. Panics, saying what to
     /// install, when `nft` is missing.

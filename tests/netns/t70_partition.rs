@@ -11,11 +11,7 @@ use crate::common::netns::{self, TestNet};
 use crate::common::{self, NodeProcess, leader_of, wait_for};
 
 fn status(node: &NodeProcess) -> Option<NodeStatus> {
-    let output = node.cli(&["status", "--json"]);
-    if !output.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&output.stdout).ok()
+    node.cli_status()
 }
 
 fn query(node: &NodeProcess, request: &str) -> Option<String> {
@@ -37,26 +33,7 @@ fn t70_minority_cannot_commit_and_healing_converges() {
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     let kv = common::guest("kv").display().to_string();
-    let args = |i: u8| net.node_args(i, &kv);
-
-    let first_args = args(1);
-    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
-    let first = NodeProcess::spawn_in(Some(&net.ns(1)), dirs[0].path(), &first_args).wait_ready();
-    let mut nodes = vec![first];
-    for i in 2..=3u8 {
-        let mut joiner = args(i);
-        joiner.extend(["--join".to_string(), nodes[0].ticket.clone()]);
-        let joiner: Vec<&str> = joiner.iter().map(String::as_str).collect();
-        let starting =
-            NodeProcess::spawn_in(Some(&net.ns(i)), dirs[(i - 1) as usize].path(), &joiner);
-        let added = nodes[0].cli(&["add-node", &starting.ticket]);
-        assert!(
-            added.status.success(),
-            "{}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-        nodes.push(starting.wait_ready());
-    }
+    let nodes = net.start_cluster(&kv, &dirs);
     let propose = |node: &NodeProcess, command: &str| node.cli(&["propose", command]);
     assert!(propose(&nodes[1], "put a 1").status.success());
     for node in &nodes {

@@ -12,11 +12,7 @@ use crate::common::watch::{Seen, Watch};
 use crate::common::{self, NodeProcess, leader_of, wait_for};
 
 fn status(node: &NodeProcess) -> Option<NodeStatus> {
-    let output = node.cli(&["status", "--json"]);
-    if !output.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&output.stdout).ok()
+    node.cli_status()
 }
 
 /// Put through `node` (from inside its namespace); the entry's index once
@@ -41,24 +37,7 @@ fn t94_a_watcher_on_a_partitioned_follower_catches_up_after_healing() {
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     let kv_store = common::guest("kv_store").display().to_string();
-    let first_args = net.node_args(1, &kv_store);
-    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
-    let first = NodeProcess::spawn_in(Some(&net.ns(1)), dirs[0].path(), &first_args).wait_ready();
-    let mut nodes = vec![first];
-    for i in 2..=3u8 {
-        let mut joiner = net.node_args(i, &kv_store);
-        joiner.extend(["--join".to_string(), nodes[0].ticket.clone()]);
-        let joiner: Vec<&str> = joiner.iter().map(String::as_str).collect();
-        let starting =
-            NodeProcess::spawn_in(Some(&net.ns(i)), dirs[(i - 1) as usize].path(), &joiner);
-        let added = nodes[0].cli(&["add-node", &starting.ticket]);
-        assert!(
-            added.status.success(),
-            "{}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-        nodes.push(starting.wait_ready());
-    }
+    let nodes = net.start_cluster(&kv_store, &dirs);
     let leader = wait_for("a leader", || {
         leader_of(nodes.iter().filter_map(status)).map(|s| s.id as u8)
     });

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::server::{ApiError, body_bytes, within};
-use super::types::UpgradeResponse;
+use super::types::{UpgradeParams, UpgradeResponse};
 use crate::node::AppliedRecord;
 use crate::node::upgrade::handle::activated_record;
 use crate::node::upgrade::{ComponentHistory, DryRunReport, LimitOverrides, UpgradeOptions};
@@ -42,36 +42,23 @@ pub fn routes() -> Router<NodeHandle> {
         .route("/v1/results", get(results))
 }
 
-/// Query parameters of `/v1/upgrade`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpgradeParams {
-    #[serde(default)]
-    pub dry_run: bool,
-    pub entries: Option<usize>,
-    pub apply_fuel: Option<u64>,
-    pub query_fuel: Option<u64>,
-    pub memory_limit_mib: Option<u64>,
-}
-
-impl UpgradeParams {
-    fn options(&self) -> Result<UpgradeOptions, ApiError> {
-        let memory_limit_bytes = match self.memory_limit_mib {
-            Some(mib) => Some(mib.checked_mul(1024 * 1024).ok_or_else(|| {
-                ApiError::bad_request(format!("memory_limit_mib {mib} is too large"))
-            })?),
-            None => None,
-        };
-        Ok(UpgradeOptions {
-            limits: LimitOverrides {
-                apply_fuel: self.apply_fuel,
-                query_fuel: self.query_fuel,
-                memory_limit_bytes,
-                maintenance_fuel: None,
-            },
-            dry_run_entries: self.entries,
-        })
-    }
+/// What an upgrade's query parameters ask for, checked.
+fn upgrade_options(params: &UpgradeParams) -> Result<UpgradeOptions, ApiError> {
+    let memory_limit_bytes = match params.memory_limit_mib {
+        Some(mib) => Some(mib.checked_mul(1024 * 1024).ok_or_else(|| {
+            ApiError::bad_request(format!("memory_limit_mib {mib} is too large"))
+        })?),
+        None => None,
+    };
+    Ok(UpgradeOptions {
+        limits: LimitOverrides {
+            apply_fuel: params.apply_fuel,
+            query_fuel: params.query_fuel,
+            memory_limit_bytes,
+            maintenance_fuel: None,
+        },
+        dry_run_entries: params.entries,
+    })
 }
 
 /// `/v1/results` parameters.
@@ -96,7 +83,7 @@ async fn upgrade(
             "the body must be the component file (.wasm)",
         ));
     }
-    let options = params.options()?;
+    let options = upgrade_options(&params)?;
     if params.dry_run {
         let report: DryRunReport =
             within(UPGRADE_TIMEOUT, node.dry_run(body.to_vec(), options)).await?;

@@ -14,17 +14,11 @@ fn store_at(retention: u64) -> (tempfile::TempDir, sled::Db, GuestStore) {
     (dir, db, store)
 }
 
-/// Commit entry `index` putting `key` = `value` (and the change record).
-fn commit_put(store: &GuestStore, index: u64, key: &str, value: &str) {
-    let old = store.get(key.as_bytes()).expect("get");
-    let writes: WriteSet = [(
-        key.as_bytes().to_vec(),
-        StagedWrite {
-            old,
-            new: Some(value.as_bytes().to_vec()),
-        },
-    )]
-    .into();
+/// Commit entry `index` setting `key` to `new` (`None`: deleting it),
+/// with its change record; returns the changes watchers were given.
+fn commit_one(store: &GuestStore, index: u64, key: &[u8], new: Option<Vec<u8>>) -> usize {
+    let old = store.get(key).expect("get");
+    let writes: WriteSet = [(key.to_vec(), StagedWrite { old, new })].into();
     let changes: Vec<EntryChanges> = EntryChanges::of(index, &writes).into_iter().collect();
     store
         .commit(
@@ -37,6 +31,17 @@ fn commit_put(store: &GuestStore, index: u64, key: &str, value: &str) {
             },
         )
         .expect("commit");
+    changes.len()
+}
+
+/// Commit entry `index` putting `key` = `value` (and the change record).
+fn commit_put(store: &GuestStore, index: u64, key: &str, value: &str) {
+    commit_one(
+        store,
+        index,
+        key.as_bytes(),
+        Some(value.as_bytes().to_vec()),
+    );
 }
 
 fn keys(page: &HistoryPage) -> Vec<(u64, String)> {
@@ -199,41 +204,13 @@ fn the_timer_follows_the_guest_timer_key() {
     let (_dir, db, store) = store_at(100);
     let timer = store.timer();
     assert_eq!(timer.due_ms(), None);
-    let set = |index: u64, value: Option<Vec<u8>>| {
-        let old = store.get(TIMER_KEY).expect("get");
-        let writes: WriteSet = [(TIMER_KEY.to_vec(), StagedWrite { old, new: value })].into();
-        let changes: Vec<EntryChanges> = EntryChanges::of(index, &writes).into_iter().collect();
-        assert!(changes.is_empty(), "the timer key is hidden from watchers");
-        store
-            .commit(
-                &writes,
-                CommitMark {
-                    index,
-                    term: 1,
-                    node_meta: None,
-                    changes: &changes,
-                },
-            )
-            .expect("commit");
-    };
-    set(1, Some(1_234u64.to_be_bytes().to_vec()));
+    let hidden = commit_one(&store, 1, TIMER_KEY, Some(1_234u64.to_be_bytes().to_vec()));
+    assert_eq!(hidden, 0, "the timer key is hidden from watchers");
     assert_eq!(timer.due_ms(), Some(1_234));
     drop(store);
     let reopened = GuestStore::open_in(db).expect("reopen");
     assert_eq!(reopened.timer().due_ms(), Some(1_234));
     let store = reopened;
-    let old = store.get(TIMER_KEY).expect("get");
-    let writes: WriteSet = [(TIMER_KEY.to_vec(), StagedWrite { old, new: None })].into();
-    store
-        .commit(
-            &writes,
-            CommitMark {
-                index: 2,
-                term: 1,
-                node_meta: None,
-                changes: &[],
-            },
-        )
-        .expect("commit");
+    commit_one(&store, 2, TIMER_KEY, None);
     assert_eq!(store.timer().due_ms(), None);
 }
