@@ -20,5 +20,6 @@ mod t61_store_cluster;
 mod t62_failover_exactly_once;
 mod t63_bench;
 mod t64_kv_cas_leases;
+mod t65_dashboard;
 mod t66_client;
 mod t68_watch;

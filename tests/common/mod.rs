@@ -19,6 +19,7 @@ use iroh_raft::api::ApiClient;
 use iroh_raft::node::{self, GuestSource, NoPeers, NodeConfig, NodeHandle, NodeStatus};
 use iroh_raft::wasm::GuestLimits;
 
+pub mod browser;
 pub mod cluster;
 pub mod jepsen;
 pub mod netns;

@@ -22,6 +22,7 @@ pub mod server;
 pub mod stats;
 pub mod tls;
 pub mod types;
+pub mod ui;
 pub mod upgrades;
 pub mod watch;
 

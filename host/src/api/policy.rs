@@ -9,6 +9,9 @@
 //! | `write` | all of `read`, and propose commands                          |
 //! | `admin` | all of `write`, and change the cluster: upgrades and dry runs, rollbacks, membership, leadership, snapshots and backups |
 //!
+//! The dashboard's static page (`/ui` and its script and style) needs no
+//! token either: it holds no data, and reads the API with the operator's.
+//!
 //! `write` exists so the programs that feed a cluster its commands do not
 //! hold the keys to replace its logic or read out its whole state (a
 //! backup is the state). `/health` needs no token: load balancers and
@@ -143,6 +146,12 @@ const NONE: BodyKind = BodyKind::None;
 /// Every route of the API: the one place its role is decided.
 pub const ROUTES: &[RoutePolicy] = &[
     route(Get, "/health", Open, NONE),
+    // The dashboard's static assets: no data (the page calls the API with
+    // the operator's token).
+    route(Get, "/ui", Open, NONE),
+    route(Get, "/ui/", Open, NONE),
+    route(Get, "/ui/app.js", Open, NONE),
+    route(Get, "/ui/style.css", Open, NONE),
     route(Get, "/metrics", READ, NONE),
     route(Get, "/v1/status", READ, NONE),
     route(Get, "/v1/watch", READ, NONE),

@@ -12,6 +12,7 @@
 //! | GET    | `/v1/snapshot/latest` |          | the latest snapshot file (a backup) |
 //! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
 //! | GET    | `/v1/watch?prefix=&since=` |     | a stream of `WatchLine`s, see [`super::watch`] |
+//! | GET    | `/ui`         |                  | the dashboard, see [`super::ui`] |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
@@ -151,6 +152,7 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .route("/metrics", get(metrics))
         .merge(super::upgrades::routes())
         .merge(super::watch::routes(config.limits.max_watchers))
+        .merge(super::ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
