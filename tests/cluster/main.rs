@@ -21,4 +21,5 @@ mod t62_failover_exactly_once;
 mod t63_bench;
 mod t64_kv_cas_leases;
 mod t66_client;
+mod t67_cli;
 mod t68_watch;
