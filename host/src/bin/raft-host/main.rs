@@ -60,7 +60,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum TopCommand {
     #[command(flatten)]
-    Client(client::Command),
+    Client(Box<client::Command>),
     /// Print a shell completion script (bash: `source <(raft-host
     /// completion bash)`).
     Completion {
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         Some(TopCommand::Man) => print_man(command),
         Some(TopCommand::Client(command)) => {
             init_tracing();
-            client::run_client(command)
+            client::run_client(*command)
         }
         None => {
             init_tracing();
