@@ -2,8 +2,9 @@
 //! requests from a file or stdin (larger than a command line may be),
 //! the node's flags from a TOML config file and from `RAFT_HOST_*`
 //! environment variables (command line > environment > file), a config
-//! file with an unknown key refused as a usage error, and the completion
-//! scripts and man page.
+//! file with an unknown key refused as a usage error, the completion
+//! scripts and man page, and the exit codes and one error format of the
+//! client subcommands (the dry run's exit 3 is checked in `t57_upgrades`).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -244,4 +245,53 @@ fn t67_completion_scripts_and_the_man_page() {
         .output()
         .expect("run raft-host");
     assert_eq!(bad.status.code(), Some(2), "an unknown shell");
+}
+
+#[test]
+fn t67_client_errors_have_one_format_and_distinct_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guest_path = guest("kv_store");
+    let guest_path = guest_path.to_str().expect("utf-8 path");
+    let node = NodeProcess::start(&dir.path().join("node"), &["--guest", guest_path]);
+
+    // The guest refuses a committed command: its code and index, exit 1.
+    let output = node.cli(&["propose", "frobnicate k"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error [guest_rejected] at index "),
+        "{stderr}"
+    );
+    // The node refuses a request (an empty command): its code, exit 1.
+    let output = node.cli(&["propose", ""]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error [empty_command]: "), "{stderr}");
+    // No node there: the client's code, exit 1.
+    let closed = format!("http://127.0.0.1:{}", free_tcp_port());
+    let output = raft_host()
+        .args(["status", "--api", &closed])
+        .output()
+        .expect("run raft-host");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error [transport]: "), "{stderr}");
+    let output = raft_host()
+        .args(["health", "--api", &closed])
+        .output()
+        .expect("run raft-host");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error [transport]: "), "{stderr}");
+    // A local problem (a missing file): no code, exit 1.
+    let output = node.cli(&["propose", "-f", "/nonexistent/command"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: reading /nonexistent/command"),
+        "{stderr}"
+    );
+    // A usage error: exit 2.
+    let output = node.cli(&["propose", "--consistency", "stale", "x"]);
+    assert_eq!(output.status.code(), Some(2));
 }

@@ -525,8 +525,8 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
-                eprintln!("unhealthy: {error}");
-                Ok(ExitCode::FAILURE)
+                eprintln!("{}", crate::error_line(&error.into()));
+                Ok(ExitCode::from(crate::EXIT_ERROR))
             }
         },
     }
@@ -543,8 +543,8 @@ fn run_watch(
         let changes = match changes {
             Ok(changes) => changes,
             Err(error @ ApiClientError::Compacted { .. }) => {
-                eprintln!("error: {error}");
-                return Ok(ExitCode::from(3));
+                eprintln!("error [compacted]: {error}");
+                return Ok(ExitCode::from(crate::EXIT_ACT));
             }
             Err(error) => return Err(error.into()),
         };
@@ -575,14 +575,7 @@ fn report_membership(
             say!("{done} (log index {})", response.index);
             Ok(ExitCode::SUCCESS)
         }
-        Err(ApiClientError::Api(info)) => {
-            let hint = info
-                .leader_hint
-                .map(|id| format!(" (the leader is node {id}: ask its API)"))
-                .unwrap_or_default();
-            eprintln!("error [{}]: {}{hint}", info.code, info.message);
-            Ok(ExitCode::FAILURE)
-        }
+        // Printed by main, as every error of a client subcommand is.
         Err(error) => Err(error.into()),
     }
 }
@@ -641,15 +634,7 @@ pub fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::R
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(ApiClientError::Api(info)) => {
-            match info.index {
-                Some(index) => {
-                    eprintln!("error [{}] at index {index}: {}", info.code, info.message)
-                }
-                None => eprintln!("error [{}]: {}", info.code, info.message),
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        // Printed by main (`error [CODE] at index N: MESSAGE`, exit 1).
         Err(error) => Err(error.into()),
     }
 }

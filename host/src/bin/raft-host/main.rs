@@ -72,8 +72,16 @@ enum TopCommand {
     Man,
 }
 
-/// The exit code of a usage error (clap's own, and a bad config file).
-const EXIT_USAGE: u8 = 2;
+/// Exit code: the cluster, a node or a guest refused or failed the call
+/// (also any other error of a client subcommand, and a node that stops
+/// with an error).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a usage error (clap's own, and a bad config file).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of an answer to act on, not an error: an upgrade's dry run
+/// found differences, or a watch must start again (its changes were
+/// compacted away).
+pub const EXIT_ACT: u8 = 3;
 
 fn main() -> ExitCode {
     let command = config::with_env(Cli::command());
@@ -110,9 +118,43 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", error_report(&error));
-            ExitCode::FAILURE
+            eprintln!("{}", error_line(&error));
+            ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// The one line of an error on stderr: `error [CODE]: MESSAGE` when a
+/// node or the client gave it a code (the API's stable codes, or
+/// `transport`, `unavailable`, `compacted`, `client_config` from the
+/// client), else `error: MESSAGE` (a local problem: a file, an argument).
+pub fn error_line(error: &anyhow::Error) -> String {
+    use iroh_raft_client::Error as ClientError;
+    let coded = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>());
+    match coded {
+        Some(ClientError::Api(info)) => {
+            let at = info
+                .index
+                .map(|i| format!(" at index {i}"))
+                .unwrap_or_default();
+            let hint = info
+                .leader_hint
+                .map(|id| format!(" (the leader is node {id}: ask its API)"))
+                .unwrap_or_default();
+            format!("error [{}]{at}: {}{hint}", info.code, info.message)
+        }
+        Some(client_error) => {
+            let code = match client_error {
+                ClientError::Transport { .. } => "transport",
+                ClientError::Unavailable { .. } => "unavailable",
+                ClientError::Compacted { .. } => "compacted",
+                _ => "client_config",
+            };
+            format!("error [{code}]: {}", error_report(error))
+        }
+        None => format!("error: {}", error_report(error)),
     }
 }
 
