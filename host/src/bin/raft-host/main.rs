@@ -41,7 +41,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///
 /// Without a subcommand, runs a node. The subcommands talk to a running node.
 /// Every node flag can also be given as an environment variable
-/// RAFT_HOST_<FLAG> (`--data-dir`: RAFT_HOST_DATA_DIR) or in the TOML file of
+/// `RAFT_HOST_<FLAG>` (`--data-dir`: `RAFT_HOST_DATA_DIR`) or in the TOML file of
 /// --config; the command line wins over the environment, which wins over
 /// the file.
 #[derive(Debug, Parser)]
