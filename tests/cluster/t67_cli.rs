@@ -221,6 +221,18 @@ fn t67_a_config_file_with_an_unknown_key_or_a_bad_value_is_a_usage_error() {
             && stderr.contains(config.to_str().expect("utf-8 path")),
         "names the key and the file: {stderr}"
     );
+
+    // A certificate without its key would serve plain http: refused like
+    // the same flags on a command line.
+    write_config(&config, "api-tls-cert = \"cert.pem\"\n");
+    let output = clean_raft_host()
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run raft-host");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--api-tls-key"), "{stderr}");
 }
 
 #[test]

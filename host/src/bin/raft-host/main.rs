@@ -99,6 +99,14 @@ fn main() -> ExitCode {
         _ => matches,
     };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if cli.command.is_none()
+        && let Err(message) = cli.run.check()
+    {
+        command
+            .clone()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     let outcome = match cli.command {
         Some(TopCommand::Completion { shell }) => {
             let mut command = command;
