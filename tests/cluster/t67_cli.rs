@@ -4,7 +4,8 @@
 //! environment variables (command line > environment > file), a config
 //! file with an unknown key refused as a usage error, the completion
 //! scripts and man page, and the exit codes and one error format of the
-//! client subcommands (the dry run's exit 3 is checked in `t57_upgrades`).
+//! client subcommands (the dry run's exit 3 is checked in `t57_upgrades`,
+//! a compacted watch's here).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -264,7 +265,10 @@ fn t67_client_errors_have_one_format_and_distinct_exit_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let guest_path = guest("kv_store");
     let guest_path = guest_path.to_str().expect("utf-8 path");
-    let node = NodeProcess::start(&dir.path().join("node"), &["--guest", guest_path]);
+    let node = NodeProcess::start(
+        &dir.path().join("node"),
+        &["--guest", guest_path, "--watch-history", "2"],
+    );
 
     // The guest refuses a committed command: its code and index, exit 1.
     let output = node.cli(&["propose", "frobnicate k"]);
@@ -306,4 +310,12 @@ fn t67_client_errors_have_one_format_and_distinct_exit_codes() {
     // A usage error: exit 2.
     let output = node.cli(&["propose", "--consistency", "stale", "x"]);
     assert_eq!(output.status.code(), Some(2));
+    // A watch from before the history kept must start again: exit 3.
+    for i in 0..5 {
+        stdout(&node.cli(&["propose", &format!("put k{i} v")]));
+    }
+    let output = node.cli(&["watch", "--since", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.starts_with("error [compacted]: "), "{stderr}");
 }
