@@ -2,7 +2,8 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
-//! `run.rs`, the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
+//! `run.rs` (their environment variables and config file in `config.rs`),
+//! the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
 //! `upgrades.rs`, the load generator in `bench.rs` and `bench/`.
 
 use std::path::PathBuf;
