@@ -22,4 +22,5 @@ mod t63_bench;
 mod t64_kv_cas_leases;
 mod t65_dashboard;
 mod t66_client;
+mod t67_cli;
 mod t68_watch;

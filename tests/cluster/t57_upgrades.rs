@@ -334,13 +334,13 @@ fn t57_failed_upgrades_restart_rollback_and_dry_run() {
         )
         .expect("dry run");
     assert!(matches!(rejecting.restore, CheckOutcome::Failed { .. }));
-    // The CLI prints the difference and exits 2.
+    // The CLI prints the difference and exits 3 (2 is a usage error).
     let path = common::guest("counter_v2").display().to_string();
     let out = cluster
         .member(leader)
         .process()
         .cli(&["upgrade", "--guest", &path, "--dry-run"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("1 differ") && text.contains("mul 3"),

@@ -290,8 +290,15 @@ impl NodeProcess {
         if !args.contains(&"--bind-addr") {
             command.args(["--bind-addr", "127.0.0.1:0"]);
         }
+        command.args(args);
+        Self::spawn_command(netns, command)
+    }
+
+    /// Start a `raft-host` command the caller set up (its flags and
+    /// environment: a test of how the node reads its settings) and wait
+    /// only for its ticket.
+    pub fn spawn_command(netns: Option<&str>, mut command: Command) -> StartingNode {
         let mut child = command
-            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -24,15 +24,27 @@ use crate::upgrades;
 pub enum Command {
     /// Propose a command; prints the guest's result once it is applied.
     Propose {
-        /// The command (text, or base64 with --base64).
-        command: String,
+        /// The command (text, or base64 with --base64); `-` reads it from
+        /// stdin (a command that is a lone `-`: `--base64 LQ==` or a file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        command: Option<String>,
+        /// Read the command from FILE (`-`: stdin), for commands too large
+        /// for a command line or not text; one final newline is dropped.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         io: IoArgs,
     },
     /// Run a read-only query against the node's state.
     Query {
-        /// The request (text, or base64 with --base64).
-        request: String,
+        /// The request (text, or base64 with --base64); `-` reads it from
+        /// stdin (a request that is a lone `-`: `--base64 LQ==` or a file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        request: Option<String>,
+        /// Read the request from FILE (`-`: stdin); one final newline is
+        /// dropped.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         /// `linearizable` (sees every write acknowledged before it), `lease`
         /// (leader lease, no round trip) or `stale` (this node's state).
         #[arg(long, default_value = "linearizable")]
@@ -272,18 +284,19 @@ pub struct IoArgs {
 
 pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Propose { command, io } => {
+        Command::Propose { command, file, io } => {
             let client = io.api.client()?;
-            let bytes = input_bytes(&command, io.base64)?;
+            let bytes = input_bytes(command.as_deref(), file.as_deref(), io.base64)?;
             report(client.propose(&bytes).map(|r| r.output), io.base64)
         }
         Command::Query {
             request,
+            file,
             consistency,
             io,
         } => {
             let client = io.api.client()?;
-            let bytes = input_bytes(&request, io.base64)?;
+            let bytes = input_bytes(request.as_deref(), file.as_deref(), io.base64)?;
             report(
                 client.query_with(&bytes, consistency).map(|r| r.output),
                 io.base64,
@@ -512,8 +525,8 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
-                eprintln!("unhealthy: {error}");
-                Ok(ExitCode::FAILURE)
+                eprintln!("{}", crate::error_line(&error.into()));
+                Ok(ExitCode::from(crate::EXIT_ERROR))
             }
         },
     }
@@ -530,8 +543,8 @@ fn run_watch(
         let changes = match changes {
             Ok(changes) => changes,
             Err(error @ ApiClientError::Compacted { .. }) => {
-                eprintln!("error: {error}");
-                return Ok(ExitCode::from(3));
+                eprintln!("error [compacted]: {error}");
+                return Ok(ExitCode::from(crate::EXIT_ACT));
             }
             Err(error) => return Err(error.into()),
         };
@@ -562,26 +575,52 @@ fn report_membership(
             say!("{done} (log index {})", response.index);
             Ok(ExitCode::SUCCESS)
         }
-        Err(ApiClientError::Api(info)) => {
-            let hint = info
-                .leader_hint
-                .map(|id| format!(" (the leader is node {id}: ask its API)"))
-                .unwrap_or_default();
-            eprintln!("error [{}]: {}{hint}", info.code, info.message);
-            Ok(ExitCode::FAILURE)
-        }
+        // Printed by main, as every error of a client subcommand is.
         Err(error) => Err(error.into()),
     }
 }
 
-fn input_bytes(argument: &str, base64: bool) -> anyhow::Result<Vec<u8>> {
+/// The bytes of a command or request: the argument, or (for `-` or
+/// `--file`) what stdin or the file holds, base64-decoded with `--base64`.
+fn input_bytes(
+    argument: Option<&str>,
+    file: Option<&Path>,
+    base64: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let bytes = match (argument, file) {
+        (Some("-"), _) => read_input(Path::new("-"))?,
+        (Some(argument), _) => argument.as_bytes().to_vec(),
+        (None, Some(file)) => read_input(file)?,
+        (None, None) => anyhow::bail!("give the argument, `-` (stdin) or --file FILE"),
+    };
     if base64 {
+        let text = std::str::from_utf8(&bytes).context("the input is not valid base64")?;
         BASE64
-            .decode(argument.trim())
-            .context("the argument is not valid base64")
+            .decode(text.trim())
+            .context("the input is not valid base64")
     } else {
-        Ok(argument.as_bytes().to_vec())
+        Ok(bytes)
     }
+}
+
+/// What `path` holds (`-`: stdin), without one final newline (`echo` and
+/// editors add one; a command that must end in a newline goes as base64).
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .context("reading stdin")?;
+        bytes
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Ok(bytes)
 }
 
 /// Print a guest result: as text when it is text, else as base64.
@@ -595,15 +634,7 @@ pub fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::R
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(ApiClientError::Api(info)) => {
-            match info.index {
-                Some(index) => {
-                    eprintln!("error [{}] at index {index}: {}", info.code, info.message)
-                }
-                None => eprintln!("error [{}]: {}", info.code, info.message),
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        // Printed by main (`error [CODE] at index N: MESSAGE`, exit 1).
         Err(error) => Err(error.into()),
     }
 }

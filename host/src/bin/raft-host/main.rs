@@ -2,12 +2,14 @@
 //!
 //! Thin by design: parse the command line, set up tracing, call the library
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
-//! `run.rs`, the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
+//! `run.rs` (their environment variables and config file in `config.rs`),
+//! the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
 //! `upgrades.rs`, the load generator in `bench.rs` and `bench/`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Print a line to stdout; a closed pipe (`raft-host status | head -1`) is
 /// not an error worth a panic.
@@ -20,6 +22,7 @@ macro_rules! say {
 
 mod bench;
 mod client;
+mod config;
 mod guest;
 mod kv;
 mod run;
@@ -38,29 +41,139 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// logic as a WebAssembly component.
 ///
 /// Without a subcommand, runs a node. The subcommands talk to a running node.
+/// Every node flag can also be given as an environment variable
+/// `RAFT_HOST_<FLAG>` (`--data-dir`: `RAFT_HOST_DATA_DIR`) or in the TOML file of
+/// --config; the command line wins over the environment, which wins over
+/// the file.
 #[derive(Debug, Parser)]
 #[command(name = "raft-host", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<client::Command>,
+    command: Option<TopCommand>,
+    /// Read node flags from this TOML file (keys: the flag names without
+    /// `--`, e.g. `data-dir = "/var/lib/raft"`).
+    #[arg(long, value_name = "FILE", env = "RAFT_HOST_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     run: run::RunArgs,
 }
 
+#[derive(Debug, Subcommand)]
+enum TopCommand {
+    #[command(flatten)]
+    Client(Box<client::Command>),
+    /// Print a shell completion script (bash: `source <(raft-host
+    /// completion bash)`).
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `raft-host man > raft-host.1; man
+    /// ./raft-host.1`).
+    Man,
+}
+
+/// Exit code: the cluster, a node or a guest refused or failed the call
+/// (also any other error of a client subcommand, and a node that stops
+/// with an error).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a usage error (clap's own, and a bad config file).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of an answer to act on, not an error: an upgrade's dry run
+/// found differences, or a watch must start again (its changes were
+/// compacted away).
+pub const EXIT_ACT: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let command = config::with_env(Cli::command());
+    let matches = command.clone().get_matches();
+    let matches = match matches.get_one::<PathBuf>("config") {
+        Some(path) if matches.subcommand().is_none() => {
+            match config::with_file(command.clone(), path) {
+                Ok(with_file) => with_file.get_matches(),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+        _ => matches,
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if cli.command.is_none()
+        && let Err(message) = cli.run.check()
+    {
+        command
+            .clone()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     let outcome = match cli.command {
-        None => run::run_node(cli.run),
-        Some(command) => client::run_client(command),
+        Some(TopCommand::Completion { shell }) => {
+            let mut command = command;
+            clap_complete::generate(shell, &mut command, "raft-host", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(TopCommand::Man) => print_man(command),
+        Some(TopCommand::Client(command)) => {
+            init_tracing();
+            client::run_client(*command)
+        }
+        None => {
+            init_tracing();
+            run::run_node(cli.run)
+        }
     };
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", error_report(&error));
-            ExitCode::FAILURE
+            eprintln!("{}", error_line(&error));
+            ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The one line of an error on stderr: `error [CODE]: MESSAGE` when a
+/// node or the client gave it a code (the API's stable codes, or
+/// `transport`, `unavailable`, `compacted`, `client_config` from the
+/// client), else `error: MESSAGE` (a local problem: a file, an argument).
+pub fn error_line(error: &anyhow::Error) -> String {
+    use iroh_raft_client::Error as ClientError;
+    let coded = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>());
+    match coded {
+        Some(ClientError::Api(info)) => {
+            let at = info
+                .index
+                .map(|i| format!(" at index {i}"))
+                .unwrap_or_default();
+            let hint = info
+                .leader_hint
+                .map(|id| format!(" (the leader is node {id}: ask its API)"))
+                .unwrap_or_default();
+            format!("error [{}]{at}: {}{hint}", info.code, info.message)
+        }
+        Some(client_error) => {
+            let code = match client_error {
+                ClientError::Transport { .. } => "transport",
+                ClientError::Unavailable { .. } => "unavailable",
+                ClientError::Compacted { .. } => "compacted",
+                _ => "client_config",
+            };
+            format!("error [{code}]: {}", error_report(error))
+        }
+        None => format!("error: {}", error_report(error)),
+    }
+}
+
+/// The man page: the node's flags (with their environment variables) and
+/// the list of subcommands (each one's flags: `raft-host SUBCOMMAND --help`).
+fn print_man(command: clap::Command) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command).render(&mut out)?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The error and its causes, each said once: many of our error types

@@ -151,6 +151,19 @@ fn parse_relay(text: &str) -> Result<RelayChoice, String> {
 }
 
 impl RunArgs {
+    /// The rules between flags that clap checks only on the command line
+    /// (a config file's values are defaults to clap): a usage error.
+    pub fn check(&self) -> Result<(), String> {
+        if self.api_tls_cert.is_some() != self.api_tls_key.is_some() {
+            return Err(
+                "--api-tls-cert and --api-tls-key go together: one of them is set (on the \
+                 command line, in the environment or in the config file), the other is not"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
     /// How the API is served: its tokens and certificate are read here, so
     /// a bad file stops the node before anything starts.
     fn api_config(&self) -> anyhow::Result<ApiConfig> {

@@ -65,7 +65,7 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
         return Ok(if clean {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(2)
+            ExitCode::from(crate::EXIT_ACT)
         });
     }
     let answer = client.upgrade(&bytes, &params);
@@ -104,7 +104,9 @@ fn report_activation(
         }
         Err(ApiClientError::Api(info)) if info.code == "upgrade_failed" => {
             eprintln!(
-                "{what} failed at log index {} and every replica stays on the {stayed} component: {}",
+                "error [{}] at index {}: {what} failed and every replica stays on the {stayed} \
+                 component: {}",
+                info.code,
                 info.index.unwrap_or_default(),
                 info.message
             );
