@@ -22,3 +22,4 @@ mod t63_bench;
 mod t64_kv_cas_leases;
 mod t66_client;
 mod t68_watch;
+mod t69_ops;

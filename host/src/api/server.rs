@@ -13,6 +13,7 @@
 //! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
 //! | GET    | `/v1/watch?prefix=&since=` |     | a stream of `WatchLine`s, see [`super::watch`] |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
+//! | GET    | `/ready`      |                  | `ReadyResponse`, or `503` saying why not (see [`ready`]) |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
@@ -23,8 +24,9 @@
 //! bodies too large or too slow (see [`super::admission`]). Connections are
 //! capped and TLS is served by [`super::listener`].
 
+use crate::limits::SNAPSHOT_TIMEOUT;
 use crate::limits::{APPLIER_STALLED_AFTER, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
-use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
+use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, READY_MAX_APPLY_LAG_ENTRIES};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -47,8 +49,8 @@ use super::guard::ApiAccess;
 use super::stats::ApiStats;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
-    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
-    TransferLeaderResponse, bytes_from,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, ReadyResponse,
+    TransferLeaderRequest, TransferLeaderResponse, bytes_from,
 };
 
 use crate::node::{ClientError, MembershipChange, NodeHandle, SnapshotInfo};
@@ -148,10 +150,13 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .route("/v1/snapshot", post(take_snapshot))
         .route("/v1/snapshot/latest", get(latest_snapshot))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(super::upgrades::routes())
         .merge(super::watch::routes(config.limits.max_watchers))
         .fallback(not_found)
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Admission::new(config.limits, stats.clone())),
@@ -339,10 +344,20 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
     // Healthy means the node loop answers, not merely that HTTP is up,
     // and the applier moves.
     let status = within_timeout(node.status()).await?;
-    if let Some(busy) = status.applier_busy
-        && busy.for_ms >= APPLIER_STALLED_AFTER.as_millis() as u64
-    {
-        return Err(ApiError::new(
+    if let Some(stalled) = applier_stalled(&status) {
+        return Err(stalled);
+    }
+    Ok(axum::Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
+/// `503 applier_stalled` when the applier has been on one entry for
+/// [`APPLIER_STALLED_AFTER`].
+fn applier_stalled(status: &crate::node::NodeStatus) -> Option<ApiError> {
+    let busy = status.applier_busy.as_ref()?;
+    (busy.for_ms >= APPLIER_STALLED_AFTER.as_millis() as u64).then(|| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "applier_stalled",
             format!(
@@ -351,10 +366,73 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
                 busy.index,
                 busy.for_ms / 1000
             ),
+        )
+    })
+}
+
+/// `GET /ready`: whether a load balancer should send this node clients
+/// now. `/health` says the node works; ready says more: it is healthy, it
+/// knows a leader (so writes can be forwarded and linearizable reads
+/// answered), it has not diverged, its guest takes commands, and its
+/// applied index is within [`READY_MAX_APPLY_LAG_ENTRIES`] of the commit
+/// index it knows.
+///
+/// A follower knows the commit index the leader sends it, which raft caps
+/// at what the follower already holds: a follower far behind in its *log*
+/// looks caught up here while entries are still streaming in. The lag
+/// counted is the applier's, the one that makes reads stale.
+async fn ready(State(node): State<NodeHandle>) -> Result<axum::Json<ReadyResponse>, ApiError> {
+    let status = within_timeout(node.status()).await?;
+    let not_ready =
+        |code: &str, message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    if let Some(stalled) = applier_stalled(&status) {
+        return Err(stalled);
+    }
+    if let Some(divergence) = &status.diverged {
+        return Err(not_ready(
+            "diverged",
+            format!(
+                "node {} diverged from the majority at index {} and stopped applying",
+                status.id, divergence.index
+            ),
         ));
     }
-    Ok(axum::Json(HealthResponse {
-        status: "ok".into(),
+    let Some(leader_id) = status.leader_id else {
+        return Err(not_ready(
+            "no_leader",
+            format!(
+                "node {} knows no leader in term {} (an election, or it cannot reach a \
+                 majority)",
+                status.id, status.term
+            ),
+        ));
+    };
+    let lag = status.commit_index.saturating_sub(status.applied_index);
+    if lag > READY_MAX_APPLY_LAG_ENTRIES {
+        return Err(not_ready(
+            "catching_up",
+            format!(
+                "node {} has applied {} of {} committed entries ({lag} behind, more than \
+                 {READY_MAX_APPLY_LAG_ENTRIES})",
+                status.id, status.applied_index, status.commit_index
+            ),
+        ));
+    }
+    if status.guest.refusing_commands {
+        return Err(not_ready(
+            "guest_stalled",
+            format!(
+                "node {}'s guest cannot checkpoint its state and refuses new commands",
+                status.id
+            ),
+        ));
+    }
+    Ok(axum::Json(ReadyResponse {
+        status: "ready".into(),
+        leader_id,
+        term: status.term,
+        commit_index: status.commit_index,
+        applied_index: status.applied_index,
     }))
 }
 
@@ -447,6 +525,20 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /v1/watch, /health, /metrics",
+        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /v1/watch, /health, \
+         /ready, /metrics",
+    )
+}
+
+/// A route that exists, called with a method it does not take (axum keeps
+/// the `Allow` header listing the ones it does).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; the Allow header lists the methods it does",
+            uri.path()
+        ),
     )
 }

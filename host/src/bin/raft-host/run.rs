@@ -18,8 +18,28 @@ use crate::guest::GuestLimitArgs;
 use iroh_raft::node::{GuestSource, SnapshotPolicy};
 use iroh_raft::transport::{NodeTicket, RelayChoice, TransportConfig};
 
+/// How the node writes its log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    Text,
+    /// One JSON object a line, for log shippers (Vector, Fluent Bit, Loki's
+    /// promtail, journald's JSON readers).
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// How the node writes its log (stderr): `text` for people, `json`
+    /// (one object a line) for log shippers.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "RAFT_HOST_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// Guest component (.wasm) for a new cluster [default: the built-in counter].
     /// An existing data dir keeps the guest it was created with.
     #[arg(long, value_name = "PATH")]

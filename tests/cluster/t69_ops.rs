@@ -1,0 +1,262 @@
+//! What operators' tools rely on (issue 18): `GET /ready` for load
+//! balancers, the JSON error body on a 404 and a 405, JSON log lines for
+//! log shippers, and the systemd unit in `packaging/`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use iroh_raft::api::ErrorBody;
+use iroh_raft::limits::{MAX_ELECTION_TICKS, TICK_INTERVAL};
+
+use crate::common::cluster::Cluster;
+use crate::common::{HttpResponse, NodeProcess, POLL_INTERVAL, http_get, poll, wait_for};
+
+/// The `error.code` of a JSON error answer; panics on any other body.
+fn error_code(response: &HttpResponse) -> String {
+    assert!(
+        response.content_type.starts_with("application/json"),
+        "{} {}: {}",
+        response.status,
+        response.content_type,
+        response.body
+    );
+    let body: ErrorBody = serde_json::from_str(&response.body)
+        .unwrap_or_else(|e| panic!("not an error body ({e}): {}", response.body));
+    body.error.code
+}
+
+#[test]
+fn t69_ready_on_a_healthy_cluster_and_no_leader_once_cut_off() {
+    let mut cluster = Cluster::start(3, "kv", &[]);
+    let leader = cluster.leader();
+    // Every member: followers learn the leader from its heartbeats.
+    for member in &cluster.members {
+        let url = format!("{}/ready", member.process().api_url);
+        let ready = wait_for(&format!("node {} ready", member.id), || {
+            let response = http_get(&url);
+            (response.status == 200).then_some(response)
+        });
+        let body: serde_json::Value = serde_json::from_str(&ready.body).expect("JSON");
+        assert_eq!(body["status"], "ready", "{}", ready.body);
+        assert_eq!(body["leader_id"], leader, "{}", ready.body);
+        assert!(
+            body["applied_index"].as_u64() <= body["commit_index"].as_u64(),
+            "{}",
+            ready.body
+        );
+    }
+
+    // The leader loses both followers: check-quorum makes it step down
+    // within two election timeouts, and it must then say it is not ready.
+    let followers: Vec<u64> = cluster
+        .members
+        .iter()
+        .map(|m| m.id)
+        .filter(|&id| id != leader)
+        .collect();
+    for id in followers {
+        cluster.member_mut(id).kill();
+    }
+    let url = format!("{}/ready", cluster.member(leader).process().api_url);
+    let max_election_timeout = TICK_INTERVAL * MAX_ELECTION_TICKS as u32;
+    // Two election timeouts for check-quorum, one more for a loaded machine.
+    let bound = max_election_timeout * 3;
+    let cut_off = Instant::now();
+    let refused = poll(bound, POLL_INTERVAL, || {
+        let response = http_get(&url);
+        (response.status != 200).then_some(response)
+    })
+    .unwrap_or_else(|| panic!("node {leader} still ready {bound:?} after losing its quorum"));
+    eprintln!("not ready after {:?}", cut_off.elapsed());
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(error_code(&refused), "no_leader", "{}", refused.body);
+    // `/health` still passes: the node works, it just cannot serve.
+    assert_eq!(
+        http_get(&format!(
+            "{}/health",
+            cluster.member(leader).process().api_url
+        ))
+        .status,
+        200
+    );
+}
+
+/// A request with `method` to `url`, answered whatever its status.
+fn request(method: &str, url: &str) -> HttpResponse {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .expect("a request");
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let content_type = header("content-type");
+    let headers = response.headers().clone();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("body of {method} {url}: {e}"));
+    HttpResponse {
+        status: response.status().as_u16(),
+        content_type,
+        headers,
+        body,
+    }
+}
+
+#[test]
+fn t69_404_and_405_answer_the_json_error_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &[]);
+    let api = &node.api_url;
+
+    let missing = http_get(&format!("{api}/v1/nope"));
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(error_code(&missing), "not_found");
+
+    for (method, path, allowed) in [
+        ("GET", "/v1/propose", "POST"),
+        ("DELETE", "/v1/status", "GET"),
+        ("DELETE", "/ready", "GET"),
+        ("DELETE", "/v1/upgrade", "POST"),
+        ("GET", "/v1/members/3", "DELETE"),
+    ] {
+        let response = request(method, &format!("{api}{path}"));
+        assert_eq!(response.status, 405, "{method} {path}: {}", response.body);
+        assert_eq!(
+            error_code(&response),
+            "method_not_allowed",
+            "{method} {path}"
+        );
+        let allow = response
+            .headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow:?}");
+    }
+}
+
+#[test]
+fn t69_log_format_json_writes_one_object_a_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &["--log-format", "json"]);
+    // Every line from the start up to the one saying it leads.
+    let mut lines: Vec<String> = Vec::new();
+    wait_for("the node to log its role", || {
+        lines.extend(node.take_log());
+        lines
+            .iter()
+            .any(|l| l.contains("raft role changed"))
+            .then_some(())
+    });
+    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        for key in ["timestamp", "level", "target"] {
+            assert!(value[key].is_string(), "no `{key}` in {line}");
+        }
+        assert!(
+            value["fields"]["message"].is_string(),
+            "no `fields.message` in {line}"
+        );
+    }
+    let role = lines
+        .iter()
+        .find(|l| l.contains("raft role changed"))
+        .expect("found above");
+    let value: serde_json::Value = serde_json::from_str(role).expect("checked above");
+    assert_eq!(value["level"], "INFO", "{role}");
+    assert_eq!(value["fields"]["role"], "Leader", "{role}");
+    // The node's span carries its id, as in the text format.
+    assert_eq!(value["span"]["id"], 1, "{role}");
+
+    // The default is text: not JSON.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = NodeProcess::start(dir.path(), &[]);
+    let line = text
+        .wait_for_log(&["raft role changed"], Duration::from_secs(30))
+        .expect("a log line about the role");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err(),
+        "{line}"
+    );
+
+    // An unknown format is refused by the argument parser.
+    let output = Command::new(env!("CARGO_BIN_EXE_raft-host"))
+        .args(["--log-format", "xml"])
+        .output()
+        .expect("run raft-host");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--log-format"), "{stderr}");
+}
+
+#[test]
+fn t69_systemd_unit_passes_systemd_analyze_verify() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("SKIPPED t69_systemd_unit: systemd-analyze not found on PATH");
+        return;
+    };
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/raft-host.service")
+        .canonicalize()
+        .expect("packaging/raft-host.service exists");
+    // `verify` checks that ExecStart's binary exists: point it at the one
+    // cargo built, in a copy of the unit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(&unit).expect("read the unit");
+    assert!(
+        text.contains("ExecStart=/usr/local/bin/raft-host "),
+        "the unit's ExecStart changed; update this test"
+    );
+    let copy = dir.path().join("raft-host.service");
+    std::fs::write(
+        &copy,
+        text.replace(
+            "ExecStart=/usr/local/bin/raft-host ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_raft-host")),
+        ),
+    )
+    .expect("write the copy");
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .env("SYSTEMD_LOG_LEVEL", "notice")
+        .output()
+        .expect("run systemd-analyze");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Any complaint about our unit (unknown keys, bad values) fails it;
+    // messages about the machine's own units are not ours.
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("raft-host.service"))
+        .collect();
+    assert!(
+        output.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {:?}\n{stderr}",
+        output.status
+    );
+}
+
+/// The path of `program` on `PATH`.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or(())
+}
