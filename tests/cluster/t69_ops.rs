@@ -223,6 +223,20 @@ fn t69_systemd_unit_passes_systemd_analyze_verify() {
         text.contains("ExecStart=/usr/local/bin/raft-host "),
         "the unit's ExecStart changed; update this test"
     );
+    // The hardening the README promises.
+    for setting in [
+        "DynamicUser=yes",
+        "StateDirectory=raft-host",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK AF_UNIX",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(text.contains(setting), "the unit lacks {setting:?}");
+    }
     let copy = dir.path().join("raft-host.service");
     std::fs::write(
         &copy,
