@@ -46,6 +46,15 @@ fn t69_ready_on_a_healthy_cluster_and_no_leader_once_cut_off() {
         );
     }
 
+    // The CLI's readiness probe agrees.
+    let output = cluster.member(leader).process().cli(&["ready"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.starts_with(&format!("ready (leader {leader}")),
+        "{stdout}"
+    );
+
     // The leader loses both followers: check-quorum makes it step down
     // within two election timeouts, and it must then say it is not ready.
     let followers: Vec<u64> = cluster
@@ -70,6 +79,13 @@ fn t69_ready_on_a_healthy_cluster_and_no_leader_once_cut_off() {
     eprintln!("not ready after {:?}", cut_off.elapsed());
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(error_code(&refused), "no_leader", "{}", refused.body);
+    let output = cluster.member(leader).process().cli(&["ready"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stderr.contains("not ready") && stderr.contains("no_leader"),
+        "{stderr}"
+    );
     // `/health` still passes: the node works, it just cannot serve.
     assert_eq!(
         http_get(&format!(
