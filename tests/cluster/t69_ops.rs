@@ -290,3 +290,57 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .find(|candidate| candidate.is_file())
         .ok_or(())
 }
+
+/// The compose file hands every node `RAFT_HOST_JOIN`, empty for node 1 (and
+/// for restarts): empty must mean "no ticket", anything else a ticket.
+#[test]
+fn t69_an_empty_raft_host_join_starts_a_new_cluster() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raft-host"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--api-addr", "127.0.0.1:0", "--bind-addr", "127.0.0.1:0"])
+        .env("RAFT_HOST_JOIN", "")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn raft-host");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A new cluster's node leads at once; a joining one would wait, so
+    // wait for the line with a deadline.
+    let deadline = Instant::now() + crate::common::STARTUP_TIMEOUT;
+    let mut leads = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("is leader") => {
+                leads = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(leads, "the node did not start a cluster of its own");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_raft-host"))
+        .arg("--data-dir")
+        .arg(dir.path().join("other"))
+        .env("RAFT_HOST_JOIN", "not-a-ticket")
+        .output()
+        .expect("run raft-host");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--join"), "{stderr}");
+    assert!(!dir.path().join("other").exists(), "created the data dir");
+}
