@@ -13,7 +13,7 @@
 //! | POST   | `/v1/upgrade`, `/v1/rollback`; GET `/v1/components`, `/v1/results` | see [`super::upgrades`] | |
 //! | GET    | `/v1/watch?prefix=&since=` |     | a stream of `WatchLine`s, see [`super::watch`] |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
-//! | GET    | `/ready`      |                  | `ReadyResponse`, or `503` saying why not (see [`ready`]) |
+//! | GET    | `/ready`      |                  | `ReadyResponse`, or `503` saying why not (`no_leader`, `catching_up`, ...) |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
