@@ -383,9 +383,15 @@ fn applier_stalled(status: &crate::node::NodeStatus) -> Option<ApiError> {
 /// counted is the applier's, the one that makes reads stale.
 async fn ready(State(node): State<NodeHandle>) -> Result<axum::Json<ReadyResponse>, ApiError> {
     let status = within_timeout(node.status()).await?;
+    readiness(&status).map(axum::Json)
+}
+
+/// [`ready`]'s verdict on a status; the first reason found wins, the
+/// gravest first.
+fn readiness(status: &crate::node::NodeStatus) -> Result<ReadyResponse, ApiError> {
     let not_ready =
         |code: &str, message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    if let Some(stalled) = applier_stalled(&status) {
+    if let Some(stalled) = applier_stalled(status) {
         return Err(stalled);
     }
     if let Some(divergence) = &status.diverged {
@@ -427,13 +433,13 @@ async fn ready(State(node): State<NodeHandle>) -> Result<axum::Json<ReadyRespons
             ),
         ));
     }
-    Ok(axum::Json(ReadyResponse {
+    Ok(ReadyResponse {
         status: "ready".into(),
         leader_id,
         term: status.term,
         commit_index: status.commit_index,
         applied_index: status.applied_index,
-    }))
+    })
 }
 
 async fn metrics(
@@ -541,4 +547,93 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
             uri.path()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeStatus;
+    use iroh_raft_client::status::{ApplierBusy, Divergence, GuestStatus};
+
+    fn healthy() -> NodeStatus {
+        NodeStatus {
+            id: 2,
+            role: "follower".into(),
+            term: 3,
+            leader_id: Some(1),
+            commit_index: 5_000,
+            applied_index: 5_000 - READY_MAX_APPLY_LAG_ENTRIES,
+            last_index: 5_000,
+            voters: vec![1, 2, 3],
+            pending_proposals: 0,
+            members: Vec::new(),
+            guest: GuestStatus {
+                name: "kv".into(),
+                version: "0.1.0".into(),
+                hash: "ab".into(),
+                since_index: 0,
+                applied_entries: 0,
+                failed_entries: 0,
+                instance_rebuilds: 0,
+                world: None,
+                store: None,
+                checkpoint_failures: 0,
+                checkpoint_failing_since: None,
+                uncheckpointed_bytes: 0,
+                refusing_commands: false,
+            },
+            data_dir: "/tmp/x".into(),
+            ticket: None,
+            snapshot_index: None,
+            first_log_index: 1,
+            applier_busy: None,
+            diverged: None,
+            last_verified_state_check: None,
+        }
+    }
+
+    fn code(status: &NodeStatus) -> String {
+        match readiness(status) {
+            Ok(ready) => ready.status,
+            Err(error) => {
+                assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+                error.info.code
+            }
+        }
+    }
+
+    #[test]
+    fn readiness_names_the_first_reason_not_to_serve() {
+        // At the bound: still ready.
+        let ready = readiness(&healthy()).expect("ready");
+        assert_eq!((ready.status.as_str(), ready.leader_id), ("ready", 1));
+
+        let mut status = healthy();
+        status.applied_index -= 1;
+        assert_eq!(code(&status), "catching_up");
+
+        let mut status = healthy();
+        status.leader_id = None;
+        assert_eq!(code(&status), "no_leader");
+
+        let mut status = healthy();
+        status.guest.refusing_commands = true;
+        assert_eq!(code(&status), "guest_stalled");
+
+        let mut status = healthy();
+        status.leader_id = None;
+        status.diverged = Some(Divergence {
+            index: 40,
+            own_hash: "aa".into(),
+            majority_hash: "bb".into(),
+            majority: vec![1, 3],
+        });
+        assert_eq!(code(&status), "diverged");
+
+        status.applier_busy = Some(ApplierBusy {
+            index: 41,
+            for_ms: APPLIER_STALLED_AFTER.as_millis() as u64,
+        });
+        assert_eq!(code(&status), "applier_stalled");
+    }
 }
