@@ -344,3 +344,106 @@ fn t69_an_empty_raft_host_join_starts_a_new_cluster() {
     assert!(stderr.contains("--join"), "{stderr}");
     assert!(!dir.path().join("other").exists(), "created the data dir");
 }
+
+/// `packaging/` in the repository.
+fn packaging(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `raft-host ARGS --help` exits 0 only when clap accepts every flag and
+/// value before `--help`: the packaging's command lines still fit the CLI.
+fn assert_cli_accepts(origin: &str, args: &[String]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_raft-host"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("run raft-host");
+    assert!(
+        output.status.success(),
+        "{origin}: raft-host refuses {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The container image and the compose file cannot be built or run here
+/// (no container runtime on the machines that run the tests), so check
+/// what can go stale: their command lines against the CLI, and the files
+/// the Dockerfile copies against what the build makes.
+#[test]
+fn t69_packaging_command_lines_fit_the_cli() {
+    let dockerfile = packaging("Dockerfile");
+    // The JSON-array instructions: ENTRYPOINT + CMD, and the health
+    // check's `CMD` (on the line after `HEALTHCHECK`).
+    let json_arrays = |prefix: &str| -> Vec<Vec<String>> {
+        dockerfile
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect()
+    };
+    assert_eq!(json_arrays("ENTRYPOINT "), [["raft-host"]]);
+    let cmds = json_arrays("CMD ");
+    assert_eq!(cmds.len(), 2, "the health check's CMD and the image's");
+    for cmd in cmds {
+        match cmd.split_first() {
+            Some((program, args)) if program == "raft-host" => {
+                assert_eq!(args.first().map(String::as_str), Some("health"));
+                assert_cli_accepts("Dockerfile HEALTHCHECK", args);
+            }
+            _ => assert_cli_accepts("Dockerfile CMD", &cmd),
+        }
+    }
+    assert!(dockerfile.contains("--profile dist --bin raft-host"));
+    assert!(
+        packaging("../Cargo.toml").contains("[profile.dist]"),
+        "the Dockerfile builds with the profile `dist`"
+    );
+    // Each guest the image ships is one the build makes.
+    let guests_dir = "target/guests/wasm32-wasip2/release/";
+    let shipped: Vec<&str> = dockerfile
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix(guests_dir))
+        .filter_map(|file| file.strip_suffix(".wasm"))
+        .collect();
+    assert_eq!(shipped, ["kv", "kv_store", "counter"]);
+    for name in &shipped {
+        assert!(crate::common::guest(name).is_file(), "{name}");
+    }
+
+    // The compose services' commands (flow sequences, one per service).
+    let compose = packaging("docker-compose.yml");
+    let mut commands = 0;
+    for chunk in compose.split("command: [").skip(1) {
+        let list = chunk.split(']').next().expect("a closing bracket");
+        let args: Vec<String> = list
+            .split(',')
+            .map(|word| word.trim().trim_matches('"').to_string())
+            .filter(|word| !word.is_empty())
+            .collect();
+        if let Some(guest) = args.iter().skip_while(|a| *a != "--guest").nth(1) {
+            let file = guest
+                .strip_prefix("/usr/local/share/raft-host/guests/")
+                .expect("a guest the image ships");
+            assert!(
+                dockerfile.contains(&format!("{guests_dir}{file}")),
+                "{file}"
+            );
+        }
+        assert_cli_accepts("docker-compose.yml", &args);
+        commands += 1;
+    }
+    assert_eq!(commands, 3, "three nodes");
+
+    // The systemd environment file's node arguments (the active line).
+    let env = packaging("raft-host.env");
+    let args = env
+        .lines()
+        .find_map(|l| l.strip_prefix("RAFT_HOST_ARGS="))
+        .expect("RAFT_HOST_ARGS");
+    let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    assert_cli_accepts("raft-host.env", &args);
+}
