@@ -18,7 +18,8 @@ use crate::limits::{ID_PROBE_TIMEOUT, MAX_DOWNLOAD_BYTES, MAX_RESPONSE_BYTES};
 use crate::status::{AppliedRecord, Consistency, NodeStatus, SnapshotInfo};
 use crate::types::{
     AddMemberRequest, HealthResponse, MembershipResponse, ProposeRequest, ProposeResponse,
-    QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse, UpgradeResponse,
+    QueryRequest, QueryResponse, ReadyResponse, TransferLeaderRequest, TransferLeaderResponse,
+    UpgradeResponse,
 };
 use crate::upgrade::{ComponentHistory, DryRunReport};
 use crate::watch::{Changes, Watch};
@@ -131,6 +132,12 @@ impl Client {
     /// `ok` if the node answering works.
     pub fn health(&self) -> Result<HealthResponse, Error> {
         self.json(Call::get("/health"))
+    }
+
+    /// `ready` if the node answering can serve now (see the async
+    /// client's `ready`).
+    pub fn ready(&self) -> Result<ReadyResponse, Error> {
+        self.json(Call::get("/ready"))
     }
 
     /// The node's metrics in the Prometheus text format.

@@ -14,7 +14,8 @@ use crate::limits::{ID_PROBE_TIMEOUT, MAX_DOWNLOAD_BYTES, MAX_RESPONSE_BYTES};
 use crate::status::{AppliedRecord, Consistency, NodeStatus, SnapshotInfo};
 use crate::types::{
     AddMemberRequest, HealthResponse, MembershipResponse, ProposeRequest, ProposeResponse,
-    QueryRequest, QueryResponse, TransferLeaderRequest, TransferLeaderResponse, UpgradeResponse,
+    QueryRequest, QueryResponse, ReadyResponse, TransferLeaderRequest, TransferLeaderResponse,
+    UpgradeResponse,
 };
 use crate::upgrade::{ComponentHistory, DryRunReport};
 use crate::watch::Watch;
@@ -102,6 +103,13 @@ impl Client {
     /// moves).
     pub async fn health(&self) -> Result<HealthResponse, Error> {
         self.json(Call::get("/health")).await
+    }
+
+    /// `ready` if the node answering can serve now: it knows a leader and
+    /// has applied close to the commit index; else an `Api` error whose
+    /// code says why (`no_leader`, `catching_up`, ...).
+    pub async fn ready(&self) -> Result<ReadyResponse, Error> {
+        self.json(Call::get("/ready")).await
     }
 
     /// The node's metrics in the Prometheus text format.

@@ -174,8 +174,8 @@ pub use status::{
 };
 pub use types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
-    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
-    TransferLeaderResponse, UpgradeParams, UpgradeResponse,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, ReadyResponse,
+    TransferLeaderRequest, TransferLeaderResponse, UpgradeParams, UpgradeResponse,
 };
 #[cfg(feature = "async")]
 pub use watch::Watch;

@@ -164,6 +164,19 @@ pub struct HealthResponse {
     pub status: String,
 }
 
+/// `GET /ready`: the node can serve (it knows a leader and has applied
+/// close to the commit index it knows); when it cannot, the answer is a
+/// `503` [`ErrorBody`] whose code says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyResponse {
+    /// `ready`.
+    pub status: String,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+}
+
 /// Every error the API returns: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

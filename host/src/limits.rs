@@ -55,6 +55,13 @@ pub const APPLY_QUEUE_CAPACITY: usize = 256;
 /// How long the applier may stay on one entry before `/health` reports it
 /// stalled (a guest looping through a large fuel budget, a huge migration).
 pub const APPLIER_STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// How far a node's applied index may trail the commit index it knows for
+/// `GET /ready` to say `ready`: a node further behind (catching up after
+/// a restart, or a replica whose applier is slower than the log) answers
+/// `503 catching_up`, so a load balancer sends reads elsewhere meanwhile.
+/// Four apply queues' worth: a node under steady load stays well inside
+/// it, one replaying thousands of entries does not.
+pub const READY_MAX_APPLY_LAG_ENTRIES: u64 = 4 * APPLY_QUEUE_CAPACITY as u64;
 /// Queries of a store-backed guest queued or waiting for their read index
 /// on the query thread; past it a query is answered `overloaded`.
 pub const QUERY_QUEUE_CAPACITY: usize = 16_384;

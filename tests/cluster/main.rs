@@ -24,3 +24,4 @@ mod t65_dashboard;
 mod t66_client;
 mod t67_cli;
 mod t68_watch;
+mod t69_ops;

@@ -96,8 +96,10 @@ fn t47_each_role_reaches_as_far_as_it_goes() {
         );
         assert!(challenge.starts_with("Bearer"), "{challenge}");
     }
-    // /health stays open (probes carry no credentials); /metrics does not.
+    // /health and /ready stay open (probes carry no credentials); /metrics
+    // does not. (A single node leads at once: ready.)
     assert_eq!(raw_get(&format!("{url}/health"), None).0, 200);
+    assert_eq!(raw_get(&format!("{url}/ready"), None).0, 200);
     assert_eq!(raw_get(&format!("{url}/metrics"), None).0, 401);
     assert_eq!(
         code(client(&url, None, None).propose(b"add 1")),

@@ -14,9 +14,9 @@
 //!
 //! `write` exists so the programs that feed a cluster its commands do not
 //! hold the keys to replace its logic or read out its whole state (a
-//! backup is the state). `/health` needs no token: load balancers and
-//! Kubernetes probes call it without credentials, and it tells only
-//! whether the node works.
+//! backup is the state). `/health` and `/ready` need no token: load
+//! balancers and Kubernetes probes call them without credentials, and they
+//! tell only whether the node works and whether it can serve now.
 //!
 //! The table is consulted by the authentication middleware (the role) and
 //! by the admission middleware (how large a body may be, how long it may
@@ -146,6 +146,7 @@ const NONE: BodyKind = BodyKind::None;
 /// Every route of the API: the one place its role is decided.
 pub const ROUTES: &[RoutePolicy] = &[
     route(Get, "/health", Open, NONE),
+    route(Get, "/ready", Open, NONE),
     // The dashboard's static assets: no data (the page calls the API with
     // the operator's token).
     route(Get, "/ui", Open, NONE),
@@ -209,6 +210,7 @@ mod tests {
     fn each_route_has_its_role() {
         let need = |method: Method, path: &str| policy(&method, path).need;
         assert_eq!(need(Method::GET, "/health"), Open);
+        assert_eq!(need(Method::GET, "/ready"), Open);
         assert_eq!(need(Method::GET, "/v1/status"), READ);
         assert_eq!(need(Method::POST, "/v1/query"), READ);
         assert_eq!(need(Method::POST, "/v1/propose"), WRITE);

@@ -14,6 +14,7 @@
 //! | GET    | `/v1/watch?prefix=&since=` |     | a stream of `WatchLine`s, see [`super::watch`] |
 //! | GET    | `/ui`         |                  | the dashboard, see [`super::ui`] |
 //! | GET    | `/health`     |                  | `HealthResponse`  |
+//! | GET    | `/ready`      |                  | `ReadyResponse`, or `503` saying why not (`no_leader`, `catching_up`, ...) |
 //! | GET    | `/metrics`    |                  | Prometheus text (format 0.0.4), see [`crate::node::metrics`] |
 //!
 //! Every error is `ErrorBody` JSON with a stable code; bad input never
@@ -24,8 +25,9 @@
 //! bodies too large or too slow (see [`super::admission`]). Connections are
 //! capped and TLS is served by [`super::listener`].
 
+use crate::limits::SNAPSHOT_TIMEOUT;
 use crate::limits::{APPLIER_STALLED_AFTER, DEFAULT_REQUEST_TIMEOUT, MAX_COMMAND_BYTES};
-use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, SNAPSHOT_TIMEOUT};
+use crate::limits::{MAX_API_BODY_BYTES, MEMBERSHIP_TIMEOUT, READY_MAX_APPLY_LAG_ENTRIES};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -48,8 +50,8 @@ use super::guard::ApiAccess;
 use super::stats::ApiStats;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
-    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
-    TransferLeaderResponse, bytes_from,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, ReadyResponse,
+    TransferLeaderRequest, TransferLeaderResponse, bytes_from,
 };
 
 use crate::node::{ClientError, MembershipChange, NodeHandle, SnapshotInfo};
@@ -149,11 +151,14 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .route("/v1/snapshot", post(take_snapshot))
         .route("/v1/snapshot/latest", get(latest_snapshot))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(super::upgrades::routes())
         .merge(super::watch::routes(config.limits.max_watchers))
         .merge(super::ui::routes())
         .fallback(not_found)
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Admission::new(config.limits, stats.clone())),
@@ -341,10 +346,20 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
     // Healthy means the node loop answers, not merely that HTTP is up,
     // and the applier moves.
     let status = within_timeout(node.status()).await?;
-    if let Some(busy) = status.applier_busy
-        && busy.for_ms >= APPLIER_STALLED_AFTER.as_millis() as u64
-    {
-        return Err(ApiError::new(
+    if let Some(stalled) = applier_stalled(&status) {
+        return Err(stalled);
+    }
+    Ok(axum::Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
+/// `503 applier_stalled` when the applier has been on one entry for
+/// [`APPLIER_STALLED_AFTER`].
+fn applier_stalled(status: &crate::node::NodeStatus) -> Option<ApiError> {
+    let busy = status.applier_busy.as_ref()?;
+    (busy.for_ms >= APPLIER_STALLED_AFTER.as_millis() as u64).then(|| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "applier_stalled",
             format!(
@@ -353,11 +368,80 @@ async fn health(State(node): State<NodeHandle>) -> Result<axum::Json<HealthRespo
                 busy.index,
                 busy.for_ms / 1000
             ),
+        )
+    })
+}
+
+/// `GET /ready`: whether a load balancer should send this node clients
+/// now. `/health` says the node works; ready says more: it is healthy, it
+/// knows a leader (so writes can be forwarded and linearizable reads
+/// answered), it has not diverged, its guest takes commands, and its
+/// applied index is within [`READY_MAX_APPLY_LAG_ENTRIES`] of the commit
+/// index it knows.
+///
+/// A follower knows the commit index the leader sends it, which raft caps
+/// at what the follower already holds: a follower far behind in its *log*
+/// looks caught up here while entries are still streaming in. The lag
+/// counted is the applier's, the one that makes reads stale.
+async fn ready(State(node): State<NodeHandle>) -> Result<axum::Json<ReadyResponse>, ApiError> {
+    let status = within_timeout(node.status()).await?;
+    readiness(&status).map(axum::Json)
+}
+
+/// [`ready`]'s verdict on a status; the first reason found wins, the
+/// gravest first.
+fn readiness(status: &crate::node::NodeStatus) -> Result<ReadyResponse, ApiError> {
+    let not_ready =
+        |code: &str, message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    if let Some(stalled) = applier_stalled(status) {
+        return Err(stalled);
+    }
+    if let Some(divergence) = &status.diverged {
+        return Err(not_ready(
+            "diverged",
+            format!(
+                "node {} diverged from the majority at index {} and stopped applying",
+                status.id, divergence.index
+            ),
         ));
     }
-    Ok(axum::Json(HealthResponse {
-        status: "ok".into(),
-    }))
+    let Some(leader_id) = status.leader_id else {
+        return Err(not_ready(
+            "no_leader",
+            format!(
+                "node {} knows no leader in term {} (an election, or it cannot reach a \
+                 majority)",
+                status.id, status.term
+            ),
+        ));
+    };
+    let lag = status.commit_index.saturating_sub(status.applied_index);
+    if lag > READY_MAX_APPLY_LAG_ENTRIES {
+        return Err(not_ready(
+            "catching_up",
+            format!(
+                "node {} has applied {} of {} committed entries ({lag} behind, more than \
+                 {READY_MAX_APPLY_LAG_ENTRIES})",
+                status.id, status.applied_index, status.commit_index
+            ),
+        ));
+    }
+    if status.guest.refusing_commands {
+        return Err(not_ready(
+            "guest_stalled",
+            format!(
+                "node {}'s guest cannot checkpoint its state and refuses new commands",
+                status.id
+            ),
+        ));
+    }
+    Ok(ReadyResponse {
+        status: "ready".into(),
+        leader_id,
+        term: status.term,
+        commit_index: status.commit_index,
+        applied_index: status.applied_index,
+    })
 }
 
 async fn metrics(
@@ -449,6 +533,109 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /v1/watch, /health, /metrics",
+        "no such endpoint; see /v1/propose, /v1/query, /v1/status, /v1/watch, /health, \
+         /ready, /metrics",
     )
+}
+
+/// A route that exists, called with a method it does not take (axum keeps
+/// the `Allow` header listing the ones it does).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; the Allow header lists the methods it does",
+            uri.path()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeStatus;
+    use iroh_raft_client::status::{ApplierBusy, Divergence, GuestStatus};
+
+    fn healthy() -> NodeStatus {
+        NodeStatus {
+            id: 2,
+            role: "follower".into(),
+            term: 3,
+            leader_id: Some(1),
+            commit_index: 5_000,
+            applied_index: 5_000 - READY_MAX_APPLY_LAG_ENTRIES,
+            last_index: 5_000,
+            voters: vec![1, 2, 3],
+            pending_proposals: 0,
+            members: Vec::new(),
+            guest: GuestStatus {
+                name: "kv".into(),
+                version: "0.1.0".into(),
+                hash: "ab".into(),
+                since_index: 0,
+                applied_entries: 0,
+                failed_entries: 0,
+                instance_rebuilds: 0,
+                world: None,
+                store: None,
+                checkpoint_failures: 0,
+                checkpoint_failing_since: None,
+                uncheckpointed_bytes: 0,
+                refusing_commands: false,
+            },
+            data_dir: "/tmp/x".into(),
+            ticket: None,
+            snapshot_index: None,
+            first_log_index: 1,
+            applier_busy: None,
+            diverged: None,
+            last_verified_state_check: None,
+        }
+    }
+
+    fn code(status: &NodeStatus) -> String {
+        match readiness(status) {
+            Ok(ready) => ready.status,
+            Err(error) => {
+                assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+                error.info.code
+            }
+        }
+    }
+
+    #[test]
+    fn readiness_names_the_first_reason_not_to_serve() {
+        // At the bound: still ready.
+        let ready = readiness(&healthy()).expect("ready");
+        assert_eq!((ready.status.as_str(), ready.leader_id), ("ready", 1));
+
+        let mut status = healthy();
+        status.applied_index -= 1;
+        assert_eq!(code(&status), "catching_up");
+
+        let mut status = healthy();
+        status.leader_id = None;
+        assert_eq!(code(&status), "no_leader");
+
+        let mut status = healthy();
+        status.guest.refusing_commands = true;
+        assert_eq!(code(&status), "guest_stalled");
+
+        let mut status = healthy();
+        status.leader_id = None;
+        status.diverged = Some(Divergence {
+            index: 40,
+            own_hash: "aa".into(),
+            majority_hash: "bb".into(),
+            majority: vec![1, 3],
+        });
+        assert_eq!(code(&status), "diverged");
+
+        status.applier_busy = Some(ApplierBusy {
+            index: 41,
+            for_ms: APPLIER_STALLED_AFTER.as_millis() as u64,
+        });
+        assert_eq!(code(&status), "applier_stalled");
+    }
 }

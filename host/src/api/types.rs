@@ -12,8 +12,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 pub use iroh_raft_client::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
-    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, TransferLeaderRequest,
-    TransferLeaderResponse, UpgradeParams, UpgradeResponse,
+    ProposeRequest, ProposeResponse, QueryRequest, QueryResponse, ReadyResponse,
+    TransferLeaderRequest, TransferLeaderResponse, UpgradeParams, UpgradeResponse,
 };
 pub use iroh_raft_client::watch::{WatchEvent, WatchLine, WatchOp};
 

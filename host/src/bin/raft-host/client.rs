@@ -65,6 +65,13 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Exit 0 if the node can serve now (it knows a leader and has applied
+    /// close to the commit index: `GET /ready`), 1 with the reason
+    /// otherwise. For readiness probes; `health` is the liveness probe.
+    Ready {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Print the node's ticket (what other nodes and `add-node` need).
     Ticket {
         #[command(flatten)]
@@ -519,6 +526,23 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             json,
             api,
         } => run_watch(&api.client()?, &prefix, since, json),
+        Command::Ready { api } => match api.client()?.ready() {
+            Ok(ready) => {
+                say!(
+                    "{} (leader {}, term {}, applied {} of {})",
+                    ready.status,
+                    ready.leader_id,
+                    ready.term,
+                    ready.applied_index,
+                    ready.commit_index
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("not ready: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Health { api } => match api.client()?.health() {
             Ok(health) => {
                 say!("{}", health.status);

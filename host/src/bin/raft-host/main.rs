@@ -116,11 +116,13 @@ fn main() -> ExitCode {
         }
         Some(TopCommand::Man) => print_man(command),
         Some(TopCommand::Client(command)) => {
-            init_tracing();
+            // The client subcommands log little, and log it as text.
+            init_tracing(run::LogFormat::Text);
             client::run_client(*command)
         }
         None => {
-            init_tracing();
+            // Only a node has a log format to choose.
+            init_tracing(cli.run.log_format);
             run::run_node(cli.run)
         }
     };
@@ -194,12 +196,20 @@ fn error_report(error: &anyhow::Error) -> String {
     report
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info,raft=warn`):
+/// as text for people, or as one JSON object a line for log shippers
+/// (`{"timestamp":..,"level":"INFO","fields":{"message":..},"target":..,
+/// "span":{..},"spans":[..]}`, tracing-subscriber's JSON format).
+fn init_tracing(format: run::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        run::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        run::LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

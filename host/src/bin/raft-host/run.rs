@@ -18,8 +18,41 @@ use crate::guest::GuestLimitArgs;
 use iroh_raft::node::{GuestSource, SnapshotPolicy};
 use iroh_raft::transport::{NodeTicket, RelayChoice, TransportConfig};
 
+/// `--join`'s ticket; `None` when given empty.
+#[derive(Debug, Clone)]
+struct JoinTicket(Option<NodeTicket>);
+
+fn parse_join(text: &str) -> Result<JoinTicket, String> {
+    if text.is_empty() {
+        return Ok(JoinTicket(None));
+    }
+    text.parse()
+        .map(|ticket| JoinTicket(Some(ticket)))
+        .map_err(|e: iroh_raft::membership::TicketError| e.to_string())
+}
+
+/// How the node writes its log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    Text,
+    /// One JSON object a line, for log shippers (Vector, Fluent Bit, Loki's
+    /// promtail, journald's JSON readers).
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// How the node writes its log (stderr): `text` for people, `json`
+    /// (one object a line) for log shippers.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "RAFT_HOST_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// Guest component (.wasm) for a new cluster [default: the built-in counter].
     /// An existing data dir keeps the guest it was created with.
     #[arg(long, value_name = "PATH")]
@@ -77,9 +110,10 @@ pub struct RunArgs {
     advertise_addr: Vec<SocketAddr>,
     /// Join an existing cluster through this member's ticket (first add this
     /// node on the leader with `raft-host add-node`). Ignored once the data
-    /// dir holds a log.
-    #[arg(long, value_name = "TICKET")]
-    join: Option<NodeTicket>,
+    /// dir holds a log. An empty RAFT_HOST_JOIN counts as unset (compose
+    /// files and unit environments pass one to every node).
+    #[arg(long, value_name = "TICKET", env = "RAFT_HOST_JOIN", value_parser = parse_join)]
+    join: Option<JoinTicket>,
     /// Relays for clusters across NATs: `disabled` (default), `default`
     /// (n0's public relays) or a relay URL.
     #[arg(long, value_name = "MODE", default_value = "disabled", value_parser = parse_relay)]
@@ -222,7 +256,7 @@ impl RunArgs {
         for node_id in &self.allow {
             builder = builder.allow(*node_id);
         }
-        if let Some(join) = &self.join {
+        if let Some(JoinTicket(Some(join))) = &self.join {
             builder = builder.join(join.clone());
         }
         if let Some(backup) = &self.restore_from {
