@@ -158,3 +158,59 @@ fn t60_metrics_report_raft_state_proposals_and_guest_counters() {
     // A single node has no peers.
     assert!(!text.contains("iroh_raft_peer_"), "{text}");
 }
+
+/// Every `iroh_raft_*` metric name in `text`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("iroh_raft_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
+#[test]
+fn t60_the_monitoring_examples_use_only_metrics_a_node_exports() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/monitoring");
+    let dashboard = std::fs::read_to_string(format!("{docs}/grafana-dashboard.json"))
+        .expect("the Grafana dashboard");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let alerts =
+        std::fs::read_to_string(format!("{docs}/prometheus-alerts.yml")).expect("the alert rules");
+    assert!(alerts.matches("- alert: ").count() >= 5, "alert rules");
+
+    // A cluster, so the per-peer families are exported too.
+    let cluster = crate::common::cluster::Cluster::start(3, "counter", &[]);
+    let leader = cluster.leader();
+    cluster
+        .member(leader)
+        .client()
+        .propose(b"add 1")
+        .expect("a write");
+    let metrics = http_get(&format!(
+        "{}/metrics",
+        cluster.member(leader).process().api_url
+    ));
+    let samples = parse(&metrics.body);
+    let exported: std::collections::BTreeSet<&str> = samples
+        .keys()
+        .map(|series| series.split('{').next().unwrap_or_default())
+        .collect();
+    let used = metric_names(&dashboard.to_string())
+        .into_iter()
+        .chain(metric_names(&alerts));
+    for name in used {
+        assert!(
+            exported.contains(name.as_str()),
+            "docs/monitoring uses {name}, which a node does not export"
+        );
+    }
+}
