@@ -8,7 +8,8 @@ DATA_DIR ?= data/node1
 # Where cargo builds (the host's build script exports guest paths under it).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover bench-watch bench-cas fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
+# (package and install-check: see below)
+.PHONY: package install-check setup guests guests-polyglot test-polyglot run cluster test verify fmt clippy doc bench bench-vs-etcd bench-failover bench-watch bench-cas fuzz-smoke fuzz jepsen-soak power-loss simulate clean-data
 
 ## Install what the build needs: the guest target, protoc (raft-rs's
 ## protobuf build), iproute2 and nftables (partition and Jepsen tests). Safe
@@ -193,6 +194,30 @@ SIM_FIRST_SEED ?= 1
 SIM_THREADS ?= 2
 simulate: setup
 	SIM_SEEDS=$(SIM_SEEDS) SIM_FIRST_SEED=$(SIM_FIRST_SEED) SIM_THREADS=$(SIM_THREADS) $(CARGO) test --release --test simulation t15_seeded -- --nocapture
+
+## The crates as they would be published: iroh-raft-client and iroh-raft
+## as .crate files in target/package/, the host's with the default guest
+## built into it (host/default-guest/, see host/build.rs), so it builds
+## without the guest sources. `make install-check` builds and runs what
+## this packs.
+package: guests
+	mkdir -p host/default-guest
+	cp target/guests/$(GUEST_TARGET)/release/counter.wasm host/default-guest/counter.wasm
+	$(CARGO) package -p iroh-raft-client -p iroh-raft --allow-dirty --no-verify
+
+## `cargo install` from the packaged crate (release build, ~10 minutes),
+## outside the repository, then the installed raft-host runs a node with
+## its built-in guest and takes a write. The client crate stands in for its
+## crates.io release through a patch.
+INSTALL_ROOT := $(abspath $(TARGET_DIR))/install-check
+install-check: package
+	rm -rf $(INSTALL_ROOT) && mkdir -p $(INSTALL_ROOT)/src
+	tar -xzf $(TARGET_DIR)/package/iroh-raft-0.1.0.crate -C $(INSTALL_ROOT)/src
+	tar -xzf $(TARGET_DIR)/package/iroh-raft-client-0.1.0.crate -C $(INSTALL_ROOT)/src
+	cd $(INSTALL_ROOT)/src/iroh-raft-0.1.0 && $(CARGO) install --path . --root $(INSTALL_ROOT) \
+		--target-dir $(abspath $(TARGET_DIR))/install-check-build \
+		--config 'patch.crates-io.iroh-raft-client.path="../iroh-raft-client-0.1.0"'
+	./.ci/smoke-installed $(INSTALL_ROOT)/bin/raft-host
 
 clean-data:
 	rm -rf data

@@ -46,12 +46,17 @@ const POLYGLOT_DIR: &str = "polyglot";
 const POLYGLOT_GUESTS: &[&str] = &["kv_python", "kv_js", "kv_store_python", "kv_store_js"];
 
 fn main() {
+    export_rustc_version();
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
         .parent()
         .expect("host/ lives inside the workspace root")
         .to_path_buf();
     let guests_dir = root.join("guests");
+    if !guests_dir.join("Cargo.toml").exists() {
+        use_bundled_default_guest(&manifest_dir);
+        return;
+    }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     // The workspace manifest and every crate of the guests workspace (cargo
     // scans directories recursively). Only cargo crates: the Python and
@@ -99,6 +104,42 @@ fn main() {
             path.display()
         );
     }
+}
+
+/// Where a packaged crate carries the default guest, built (`make package`
+/// puts it there; the package's `include` takes it along).
+const BUNDLED_DEFAULT_GUEST: &str = "default-guest/counter.wasm";
+
+/// Outside the repository (a crate from `make package`, installed with
+/// `cargo install`) there are no guest sources: embed the bundled default
+/// guest. Only the node needs it; the test guests come with the repository.
+fn use_bundled_default_guest(manifest_dir: &Path) {
+    let bundled = manifest_dir.join(BUNDLED_DEFAULT_GUEST);
+    println!("cargo:rerun-if-changed={}", bundled.display());
+    assert!(
+        bundled.exists(),
+        "neither the guest sources (../guests) nor the bundled default guest ({}) are here: \
+         build from the repository, or package with `make package`",
+        bundled.display()
+    );
+    println!(
+        "cargo:rustc-env=IROH_RAFT_GUEST_COUNTER={}",
+        bundled.display()
+    );
+}
+
+/// The compiler's version (`1.95.0`), for the `iroh_raft_build_info`
+/// metric; `unknown` if rustc cannot say.
+fn export_rustc_version() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.split_whitespace().nth(1).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=IROH_RAFT_RUSTC_VERSION={version}");
 }
 
 fn build_guests(guests_dir: &Path, target_dir: &Path) {

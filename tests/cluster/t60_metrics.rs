@@ -155,21 +155,47 @@ fn t60_metrics_report_raft_state_proposals_and_guest_counters() {
         .collect();
     assert_eq!(info, [1.0], "{text}");
 
+    // What etcd operators look for. The proposal refused before the log
+    // failed; the guest's error did not (it applied).
+    assert_eq!(value("iroh_raft_proposals_failed_total"), 1.0);
+    assert_eq!(value("iroh_raft_has_leader"), 1.0);
+    // A single node elected itself once.
+    assert_eq!(value("iroh_raft_leader_changes_seen_total"), 1.0);
+    // Every write was made durable by at least one fsync; every command
+    // was one guest apply.
+    assert!(value("iroh_raft_disk_fsync_duration_seconds_count") >= 1.0);
+    assert!(value("iroh_raft_disk_fsync_duration_seconds_sum") > 0.0);
+    assert!(value("iroh_raft_apply_duration_seconds_count") >= applied_proposals);
+    assert_eq!(
+        value("iroh_raft_snapshot_duration_seconds_count{phase=\"create\"}"),
+        0.0
+    );
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_open_fds") > 0.0);
+    assert!(
+        m.keys()
+            .any(|series| series.starts_with("iroh_raft_build_info{version=\"")),
+        "{text}"
+    );
+
     // A single node has no peers.
     assert!(!text.contains("iroh_raft_peer_"), "{text}");
 }
 
-/// Every `iroh_raft_*` metric name in `text`.
+/// Every `iroh_raft_*` and `process_*` metric name in `text`.
 fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("iroh_raft_") {
-        let name: String = rest[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[at + name.len()..];
-        names.insert(name);
+    for prefix in ["iroh_raft_", "process_"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.insert(name);
+        }
     }
     names
 }

@@ -448,11 +448,11 @@ async fn metrics(
     State(node): State<NodeHandle>,
     axum::Extension(stats): axum::Extension<Arc<ApiStats>>,
 ) -> Result<Response, ApiError> {
-    let mut text = within_timeout(node.metrics_text()).await?;
-    text.push_str(&stats.render());
+    let mut registry = within_timeout(node.metrics_registry()).await?;
+    registry.register_collector(Box::new(stats));
     Ok((
         [(header::CONTENT_TYPE, crate::node::metrics::CONTENT_TYPE)],
-        text,
+        crate::node::metrics::encode_text(&registry),
     )
         .into_response())
 }

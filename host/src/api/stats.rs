@@ -8,7 +8,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::node::metrics::{Kind, TextEncoder};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use crate::node::metrics::collect;
 
 /// Why the API refused a connection or a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,29 +78,23 @@ impl ApiStats {
         self.connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(self.clone())
     }
+}
 
-    /// The families, in Prometheus text.
-    pub fn render(&self) -> String {
-        let mut enc = TextEncoder::default();
-        enc.single(
+/// Read at each scrape of `/metrics`.
+impl Collector for ApiStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> collect::Written {
+        collect::gauge(
+            &mut encoder,
             "iroh_raft_api_connections",
-            Kind::Gauge,
             "Client API connections served now.",
             self.connections.load(Ordering::Relaxed),
-        );
-        enc.family(
-            "iroh_raft_api_refused_total",
-            Kind::Counter,
+        )?;
+        collect::labelled_counters(
+            &mut encoder,
+            "iroh_raft_api_refused",
             "Client API connections and requests refused, by reason.",
-        );
-        for why in ALL {
-            enc.sample(
-                "iroh_raft_api_refused_total",
-                &[("reason", why.name())],
-                self.refused_count(why),
-            );
-        }
-        enc.finish()
+            ALL.map(|why| ([("reason", why.name())], self.refused_count(why))),
+        )
     }
 }
 
@@ -121,13 +118,18 @@ mod tests {
         stats.refused(Refused::BodyTimeout);
         stats.refused(Refused::BodyTimeout);
         let guard = stats.connection();
-        let text = stats.render();
+        let render = |stats: &std::sync::Arc<ApiStats>| {
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(Box::new(stats.clone()));
+            crate::node::metrics::encode_text(&registry)
+        };
+        let text = render(&stats);
         assert!(text.contains("iroh_raft_api_connections 1\n"), "{text}");
         assert!(
             text.contains("iroh_raft_api_refused_total{reason=\"body_timeout\"} 2\n"),
             "{text}"
         );
         drop(guard);
-        assert!(stats.render().contains("iroh_raft_api_connections 0\n"));
+        assert!(render(&stats).contains("iroh_raft_api_connections 0\n"));
     }
 }

@@ -19,6 +19,7 @@ use super::config::{ClusterMode, GuestSource, NodeConfig};
 use super::core::{CoreSetup, NodeCore};
 use super::error::NodeError;
 use super::logger;
+use super::metrics::NodeInstruments;
 use super::snapshot::{self, LoadedSnapshot};
 use super::upgrade;
 use crate::membership::{self, Members, PeerAddr};
@@ -41,6 +42,8 @@ pub struct NodeParts {
     pub storage: SledStorage,
     /// The leader the core currently knows of.
     pub leader: watch::Receiver<Option<u64>>,
+    /// What the node's parts record for `/metrics`.
+    pub instruments: NodeInstruments,
 }
 
 /// Where a simulated node differs from a production one.
@@ -74,6 +77,8 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         source,
     })?;
     let storage = SledStorage::open(&data_dir.raft_log())?;
+    let instruments = NodeInstruments::default();
+    storage.observe_syncs(instruments.fsync_observer());
     let state_hash_tx = broadcast_state_hashes(config);
     let engine = match overrides.engine {
         Some(engine) => engine,
@@ -116,6 +121,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         hash_states: overrides.hash_states,
         admission: Admission::default(),
         queries_in_log_order: overrides.queries_in_log_order,
+        instruments: instruments.clone(),
     };
     if let ClusterMode::Restore { backup, addr } = &config.cluster
         && storage.is_fresh()
@@ -201,6 +207,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
             unsafe_local_reads: config.unsafe_local_reads,
             admission: env.admission.clone(),
             guest_timer: env.guest_store.timer(),
+            instruments: instruments.clone(),
         },
     );
     Ok(NodeParts {
@@ -212,6 +219,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         members,
         storage,
         leader: leader_rx,
+        instruments,
     })
 }
 

@@ -13,7 +13,7 @@ use super::core::{Consistency, MembershipChange, SnapshotInfo};
 use super::error::{ClientError, ForwardError};
 use super::forwarded::Settled;
 use super::inbox::{NodeInbox, NodeMsg};
-use super::metrics::{self, NodeMetrics, PeerStatsRegistry};
+use super::metrics::{self, NodeInstruments, PeerStatsRegistry};
 use super::ports::Forwarder;
 use super::ports::PeerView;
 use super::snapshot;
@@ -45,7 +45,7 @@ pub(super) struct HandleInner {
     pub(super) directory: Option<Arc<dyn PeerView>>,
     pub(super) ticket: Option<String>,
     pub(super) applier: Arc<ApplierShared>,
-    pub(super) metrics: NodeMetrics,
+    pub(super) metrics: NodeInstruments,
     pub(super) peer_stats: Option<PeerStatsRegistry>,
     /// Read only for its size on disk.
     pub(super) storage: SledStorage,
@@ -468,6 +468,15 @@ impl NodeHandle {
     /// The node's metrics in the Prometheus text format (see
     /// [`crate::node::metrics`]).
     pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        Ok(metrics::encode_text(&self.metrics_registry().await?))
+    }
+
+    /// The node's metrics as a `prometheus-client` registry, read now: the
+    /// caller may register its own (the API adds its refusals) before
+    /// encoding it with [`metrics::encode_text`].
+    pub async fn metrics_registry(
+        &self,
+    ) -> Result<prometheus_client::registry::Registry, ClientError> {
         let status = self.status().await?;
         let storage = self.inner.storage.clone();
         // A stat and a directory listing: kept off the async threads.
@@ -487,12 +496,12 @@ impl NodeHandle {
             .map(PeerStatsRegistry::snapshot)
             .unwrap_or_default();
         let scrape = metrics::Scrape {
-            status: &status,
+            status,
             guest: self.inner.applier.stats(),
-            peers: &peers,
+            peers,
             storage_bytes,
         };
-        Ok(metrics::render(&self.inner.metrics, &scrape))
+        Ok(metrics::registry(&self.inner.metrics, scrape))
     }
 
     /// True while the node loop runs.

@@ -15,7 +15,6 @@ use super::error::NodeError;
 use super::handle::{HandleInner, NodeHandle};
 use super::inbox::NodeInbox;
 
-use super::metrics::NodeMetrics;
 use super::persist::Persister;
 use super::ports::{NodeLink, Transport};
 use super::upgrade;
@@ -32,6 +31,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
         members,
         storage: size_reader,
         leader: leader_rx,
+        instruments,
     } = assemble(&config, PartsOverrides::default())?;
     let term_rx = core.term_watch();
     let data_dir = &config.data_dir;
@@ -122,7 +122,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             directory: config.directory,
             ticket: config.ticket,
             applier: applier_shared,
-            metrics: NodeMetrics::default(),
+            metrics: instruments,
             peer_stats: config.peer_stats,
             storage: size_reader,
             data_dir: config.data_dir,

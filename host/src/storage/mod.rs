@@ -144,6 +144,10 @@ pub struct SledStorage {
     inner: Arc<Inner>,
 }
 
+/// Called with the duration of each flush + fdatasync of the log store
+/// (see [`SledStorage::observe_syncs`]).
+pub type SyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 struct Inner {
     dir: PathBuf,
     db: sled::Db,
@@ -166,6 +170,8 @@ struct Inner {
     /// Raft asked for a snapshot the stored one cannot serve (too old, or
     /// from before the receiving peer joined); the node takes a new one.
     snapshot_wanted: AtomicBool,
+    /// Told how long each flush + fdatasync took (the node's metrics).
+    sync_observer: OnceLock<SyncObserver>,
 }
 
 struct State {
@@ -284,6 +290,7 @@ impl SledStorage {
                 fdatasync: AtomicBool::new(true),
                 durable_mark: AtomicBool::new(true),
                 snapshot_wanted: AtomicBool::new(false),
+                sync_observer: OnceLock::new(),
             }),
         };
         if recovered.is_new {
@@ -729,6 +736,13 @@ impl SledStorage {
             .map_err(StorageError::sled("measure the store's size on disk"))
     }
 
+    /// Report the duration of every later flush + fdatasync to
+    /// `observer` (the node's `iroh_raft_disk_fsync_duration_seconds`).
+    /// The first observer stays; later calls are ignored.
+    pub fn observe_syncs(&self, observer: SyncObserver) {
+        let _ = self.inner.sync_observer.set(observer);
+    }
+
     /// BENCHMARKS ONLY: `false` skips the `fdatasync`/`fsync` calls after sled's
     /// flush, which makes writes NOT durable. Exists to measure their cost in
     /// `benches/storage_fsync.rs`; never call it in a node.
@@ -817,11 +831,15 @@ impl Inner {
     /// `fdatasync`/`fsync` calls that complete it.
     fn make_durable(&self) -> Result<(), StorageError> {
         let mut syncer = self.syncer()?;
+        let started = std::time::Instant::now();
         self.db
             .flush()
             .map_err(StorageError::sled("flush the store to disk"))?;
         if self.fdatasync.load(Ordering::Relaxed) {
             syncer.sync()?;
+        }
+        if let Some(observe) = self.sync_observer.get() {
+            observe(started.elapsed());
         }
         Ok(())
     }

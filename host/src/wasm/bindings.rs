@@ -4,7 +4,7 @@
 //! never mixes with host logic.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "wit",
     world: "guest",
 });
 

@@ -6,7 +6,7 @@
 //! store itself (to charge fuel), which generated host traits do not get.
 
 wasmtime::component::bindgen!({
-    path: "../wit/v0.2.0",
+    path: "wit/v0.2.0",
     world: "store-guest",
 });
 

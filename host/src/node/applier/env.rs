@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::node::admission::Admission;
+use crate::node::metrics::NodeInstruments;
 use crate::node::upgrade::fetch::PeerFetch;
 use crate::storage::{ComponentStore, GuestStore};
 use crate::wasm::{
@@ -45,6 +46,8 @@ pub struct ApplierEnv {
     /// in log order, instead of on a thread beside it: for simulations,
     /// whose answers must not depend on thread timing.
     pub queries_in_log_order: bool,
+    /// Apply and snapshot durations for `/metrics`.
+    pub instruments: NodeInstruments,
 }
 
 impl ApplierEnv {

@@ -260,7 +260,9 @@ impl Applier {
                     term: item.term,
                     timestamp_ms,
                 };
+                let started = std::time::Instant::now();
                 let outcome = self.machine.apply(entry, &command)?;
+                self.env.instruments.observe_apply(started.elapsed());
                 self.record_result(item.index, &outcome.result)?;
                 (outcome.result, outcome.fuel_used)
             }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{Applier, ApplierEnv, TakenSnapshot};
 use crate::membership::PeerAddr;
+use crate::node::metrics::{NodeInstruments, SnapshotPhase};
 use crate::node::snapshot::{
     self, LoadedSnapshot, SnapshotDescriptor, SnapshotHeader, StateFormat,
 };
@@ -84,6 +85,7 @@ impl Applier {
             state_format: StateFormat::GuestBytes,
         };
         let dir = self.env.snapshot_dir.clone();
+        let instruments = self.env.instruments.clone();
         match &mut self.machine {
             GuestMachine::Memory(machine) => {
                 let written = machine
@@ -94,7 +96,11 @@ impl Applier {
                         snapshot::write(&dir, &header, &component, &state)
                             .map_err(|e| e.to_string())
                     });
-                answer(written.map(|descriptor| taken(&header, &descriptor, started)));
+                answer(
+                    written.map(|descriptor| {
+                        taken(&header, &descriptor, started, &self.env.instruments)
+                    }),
+                );
             }
             GuestMachine::Store(_) => {
                 let export = match self.env.guest_store.begin_export() {
@@ -120,7 +126,9 @@ impl Applier {
                             );
                             answer(
                                 written
-                                    .map(|descriptor| taken(&header, &descriptor, started))
+                                    .map(|descriptor| {
+                                        taken(&header, &descriptor, started, &instruments)
+                                    })
                                     .map_err(|e| e.to_string()),
                             );
                         });
@@ -179,6 +187,7 @@ pub fn install_state(
     loaded: &LoadedSnapshot,
 ) -> Result<ComponentHistory, WasmError> {
     let header = &loaded.header;
+    let started = std::time::Instant::now();
     let entry = snapshot_entry(header);
     let history = header.component_history(machine.info());
     match (machine, header.state_format) {
@@ -203,6 +212,8 @@ pub fn install_state(
             });
         }
     }
+    env.instruments
+        .observe_snapshot(SnapshotPhase::Install, started.elapsed(), header.state_len);
     Ok(history)
 }
 
@@ -252,6 +263,7 @@ fn taken(
     header: &SnapshotHeader,
     descriptor: &SnapshotDescriptor,
     started: std::time::Instant,
+    instruments: &NodeInstruments,
 ) -> TakenSnapshot {
     tracing::info!(
         index = header.index,
@@ -261,6 +273,7 @@ fn taken(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "took a snapshot"
     );
+    instruments.observe_snapshot(SnapshotPhase::Create, started.elapsed(), header.state_len);
     TakenSnapshot {
         snapshot: raft_snapshot(header, descriptor),
         file_len: descriptor.file_len,

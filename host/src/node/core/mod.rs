@@ -22,6 +22,7 @@ use raft::{RawNode, StateRole};
 use super::admission::Admission;
 use super::applier::{ApplyJob, ProposalReply, QueryReply};
 use super::error::{ClientError, NodeError};
+use super::metrics::NodeInstruments;
 use super::persist::PersistJob;
 use super::snapshot::SnapshotPolicy;
 use tokio::sync::{oneshot, watch};
@@ -176,6 +177,7 @@ pub struct NodeCore {
     campaign_on_start: bool,
     /// Publishes the known leader (followers wait on it to forward).
     leader_tx: watch::Sender<Option<u64>>,
+    instruments: NodeInstruments,
     /// Publishes the current term (a follower tags what it forwards with
     /// it: see [`crate::node::forwarded`]).
     term_tx: watch::Sender<u64>,
@@ -271,6 +273,8 @@ pub struct CoreSetup {
     pub admission: Admission,
     /// When a store-backed guest wants to be called (the store keeps it).
     pub guest_timer: GuestTimer,
+    /// Counts leader changes for `/metrics`.
+    pub instruments: NodeInstruments,
 }
 
 impl NodeCore {
@@ -284,6 +288,7 @@ impl NodeCore {
         let stale_read_floor = raw.raft.raft_log.committed;
         NodeCore {
             leader_tx: setup.leader_tx,
+            instruments: setup.instruments,
             term_tx: watch::channel(0).0,
             members: setup.members,
             campaign_on_start: true,

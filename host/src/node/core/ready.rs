@@ -232,7 +232,11 @@ impl NodeCore {
             self.last_role = raft.state;
             self.last_leader = raft.leader_id;
             let leader = (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id);
-            self.leader_tx.send_replace(leader);
+            let previous = self.leader_tx.send_replace(leader);
+            // As etcd counts: a leader known after none or another one.
+            if leader.is_some() && leader != previous {
+                self.instruments.leader_changed();
+            }
         }
     }
 }
