@@ -206,18 +206,18 @@ package: guests
 	$(CARGO) package -p iroh-raft-client -p iroh-raft --allow-dirty --no-verify
 
 ## `cargo install` from the packaged crate (release build, ~10 minutes),
-## outside the repository, then the installed raft-host runs a node with
-## its built-in guest and takes a write. The client crate stands in for its
-## crates.io release through a patch.
-INSTALL_ROOT := $(abspath $(TARGET_DIR))/install-check
+## unpacked outside the repository (INSTALL_CHECK_DIR), then the installed
+## raft-host runs a node with its built-in guest and takes writes. The
+## client crate stands in for its crates.io release through a patch.
+INSTALL_CHECK_DIR ?= /tmp/iroh-raft-install-check
 install-check: package
-	rm -rf $(INSTALL_ROOT) && mkdir -p $(INSTALL_ROOT)/src
-	tar -xzf $(TARGET_DIR)/package/iroh-raft-0.1.0.crate -C $(INSTALL_ROOT)/src
-	tar -xzf $(TARGET_DIR)/package/iroh-raft-client-0.1.0.crate -C $(INSTALL_ROOT)/src
-	cd $(INSTALL_ROOT)/src/iroh-raft-0.1.0 && $(CARGO) install --path . --root $(INSTALL_ROOT) \
-		--target-dir $(abspath $(TARGET_DIR))/install-check-build \
+	rm -rf $(INSTALL_CHECK_DIR) && mkdir -p $(INSTALL_CHECK_DIR)/src
+	tar -xzf $(TARGET_DIR)/package/iroh-raft-0.1.0.crate -C $(INSTALL_CHECK_DIR)/src
+	tar -xzf $(TARGET_DIR)/package/iroh-raft-client-0.1.0.crate -C $(INSTALL_CHECK_DIR)/src
+	cd $(INSTALL_CHECK_DIR)/src/iroh-raft-0.1.0 && $(CARGO) install --path . --root $(INSTALL_CHECK_DIR) \
+		--target-dir $(abspath $(TARGET_DIR))/install-check \
 		--config 'patch.crates-io.iroh-raft-client.path="../iroh-raft-client-0.1.0"'
-	./.ci/smoke-installed $(INSTALL_ROOT)/bin/raft-host
+	./.ci/smoke-installed $(INSTALL_CHECK_DIR)/bin/raft-host
 
 clean-data:
 	rm -rf data
