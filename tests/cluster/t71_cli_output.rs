@@ -103,6 +103,33 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(rows.len(), history.records.len() + 1, "{table}");
     assert!(rows[1].contains("genesis") && rows[1].contains("kv-store"));
 
+    // watch: one JSON line per entry, or table rows as they come.
+    for (format, check) in [
+        ("json", "{\"type\":\"changes\""),
+        ("table", "INDEX"),
+    ] {
+        let mut watch = node
+            .cli_command(&["watch", "k/", "--since", "1", "-o", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        let stdout = watch.stdout.take().expect("piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().expect("a line").expect("utf-8");
+        assert!(first.starts_with(check), "{format}: {first}");
+        if format == "table" {
+            let row = lines.next().expect("a row").expect("utf-8");
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cells[1..], ["put", "k/a", "1"], "{row}");
+        } else {
+            let line: serde_json::Value = serde_json::from_str(&first).expect("JSON");
+            assert_eq!(line["events"][0]["key"]["text"], "k/a", "{line}");
+        }
+        watch.kill().expect("kill the watch");
+        watch.wait().expect("reap the watch");
+    }
+
     // Single answers.
     assert_eq!(
         json(&node.cli(&["health", "-o", "json"]), "health")["status"],
@@ -140,32 +167,6 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     let rolled = quiet(&node.cli(&["rollback", "-o", "table"]), "rollback");
     assert_eq!(field(&rolled, "kind"), Some("rollback"), "{rolled}");
 
-    // watch: one JSON line per entry, or table rows as they come.
-    for (format, check) in [
-        ("json", "{\"type\":\"changes\""),
-        ("table", "INDEX"),
-    ] {
-        let mut watch = node
-            .cli_command(&["watch", "k/", "--since", "1", "-o", format])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watch");
-        let stdout = watch.stdout.take().expect("piped");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        assert!(first.starts_with(check), "{format}: {first}");
-        if format == "table" {
-            let row = lines.next().expect("a row").expect("utf-8");
-            let cells: Vec<&str> = row.split_whitespace().collect();
-            assert_eq!(cells[1..], ["put", "k/a", "1"], "{row}");
-        } else {
-            let line: serde_json::Value = serde_json::from_str(&first).expect("JSON");
-            assert_eq!(line["events"][0]["key"]["text"], "k/a", "{line}");
-        }
-        watch.kill().expect("kill the watch");
-        watch.wait().expect("reap the watch");
-    }
 }
 
 #[test]
@@ -233,13 +234,13 @@ fn t71_a_node_that_cannot_start_says_why_once() {
     let data_dir = dir.path().join("held");
     let _holder = NodeProcess::start(&data_dir, &[]);
     let (stdout, stderr) = failed_start(node_command(&data_dir, "127.0.0.1:0"));
-    says_once(&stdout, &stderr, "is used by another process");
+    says_once(&stdout, &stderr, "is another node using this directory?");
 
     // A guest file that is no component.
     let mut command = node_command(&dir.path().join("bad-guest"), "127.0.0.1:0");
     command.args(["--guest", "/etc/passwd"]);
     let (stdout, stderr) = failed_start(command);
-    says_once(&stdout, &stderr, "/etc/passwd");
+    says_once(&stdout, &stderr, "not a WebAssembly component");
 
     // An API address in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");

@@ -491,7 +491,7 @@ fn add_node(
     );
     bar.finish_and_clear();
     let answer = answer?;
-    let mut fields = vec![
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![
         ("id", id.into()),
         ("role", role.into()),
         ("index", answer.index.into()),

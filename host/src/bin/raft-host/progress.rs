@@ -73,11 +73,10 @@ pub fn entries(message: impl Into<Cow<'static, str>>) -> ProgressBar {
 
 /// Run `call` on this thread while `poll` runs every [`POLL_INTERVAL`] on
 /// another, until `call` returns. Without a terminal `poll` never runs.
-pub fn while_polling<T>(poll: impl FnMut() + Send, call: impl FnOnce() -> T) -> T {
+pub fn while_polling<T>(mut poll: impl FnMut() + Send, call: impl FnOnce() -> T) -> T {
     if !shown() {
         return call();
     }
-    let mut poll = poll;
     let (done, stop) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
         scope.spawn(move || {
