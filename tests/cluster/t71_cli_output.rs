@@ -32,6 +32,17 @@ fn field<'a>(table: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
+/// `raft-host kv ...` against `node` (`--api` goes after the nested
+/// subcommand, so through the environment).
+fn kv(node: &NodeProcess, args: &[&str]) -> std::process::Output {
+    raft_host()
+        .arg("kv")
+        .args(args)
+        .env("RAFT_HOST_API", &node.api_url)
+        .output()
+        .expect("run raft-host kv")
+}
+
 #[test]
 fn t71_every_client_subcommand_prints_text_json_and_tables() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,7 +72,7 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(table_index, index + 1, "{table}");
     assert!(field(&table, "term").is_some() && field(&table, "result") == Some("OK"));
     // kv's proposals are proposals too.
-    let put = json(&node.cli(&["kv", "put", "k/d", "4", "--json"]), "kv put");
+    let put = json(&kv(&node, &["put", "k/d", "4", "--json"]), "kv put");
     assert_eq!(put["index"].as_u64(), Some(index + 2), "{put}");
 
     // query, and `--json` as the alias of `-o json`.
@@ -74,7 +85,7 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(bad.status.code(), Some(2), "an unknown format");
 
     // Lists as columns.
-    let keys = quiet(&node.cli(&["kv", "list", "k/", "-o", "table"]), "kv list");
+    let keys = quiet(&kv(&node, &["list", "k/", "-o", "table"]), "kv list");
     assert_eq!(keys, "KEY\nk/a\nk/b\nk/c\nk/d\n");
     let status: NodeStatus =
         serde_json::from_value(json(&node.cli(&["status", "-o", "json"]), "status"))
