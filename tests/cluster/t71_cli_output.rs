@@ -15,7 +15,10 @@ use crate::common::{NodeProcess, guest, raft_host};
 fn quiet(output: &std::process::Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{what} failed: {stderr}");
-    assert!(stderr.is_empty(), "{what}: nothing on stderr, got {stderr:?}");
+    assert!(
+        stderr.is_empty(),
+        "{what}: nothing on stderr, got {stderr:?}"
+    );
     String::from_utf8(output.stdout.clone()).expect("utf-8 output")
 }
 
@@ -62,11 +65,20 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
         said.starts_with("applied at index ") && said.contains("(term "),
         "{said}"
     );
-    let proposed = json(&node.cli(&["propose", "-o", "json", "put k/b 2"]), "propose");
+    let proposed = json(
+        &node.cli(&["propose", "-o", "json", "put k/b 2"]),
+        "propose",
+    );
     let index = proposed["index"].as_u64().expect("an index");
-    assert!(index > 0 && proposed["term"].as_u64() > Some(0), "{proposed}");
+    assert!(
+        index > 0 && proposed["term"].as_u64() > Some(0),
+        "{proposed}"
+    );
     assert_eq!(proposed["output"]["text"], "OK");
-    let table = quiet(&node.cli(&["propose", "-o", "table", "put k/c 3"]), "propose");
+    let table = quiet(
+        &node.cli(&["propose", "-o", "table", "put k/c 3"]),
+        "propose",
+    );
     assert!(table.starts_with("FIELD"), "{table}");
     let table_index: u64 = field(&table, "index").expect("index").parse().expect("n");
     assert_eq!(table_index, index + 1, "{table}");
@@ -80,7 +92,11 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(read["output"]["text"], "1");
     assert!(read["applied_index"].as_u64() >= Some(index + 2));
     let conflict = node.cli(&["query", "--json", "-o", "table", "get k/a"]);
-    assert_eq!(conflict.status.code(), Some(2), "two formats: a usage error");
+    assert_eq!(
+        conflict.status.code(),
+        Some(2),
+        "two formats: a usage error"
+    );
     let bad = node.cli(&["status", "-o", "yaml"]);
     assert_eq!(bad.status.code(), Some(2), "an unknown format");
 
@@ -100,9 +116,14 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
         .lines()
         .find(|line| line.starts_with("ID "))
         .expect("the members' header");
-    assert!(header.contains("ROLE") && header.contains("MATCH"), "{header}");
     assert!(
-        table.lines().any(|l| l.starts_with("1 ") && l.contains("leader")),
+        header.contains("ROLE") && header.contains("MATCH"),
+        "{header}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("leader")),
         "a row per member: {table}"
     );
     let history: ComponentHistory =
@@ -110,15 +131,15 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
             .expect("a history");
     let table = quiet(&node.cli(&["components", "-o", "table"]), "components");
     let rows: Vec<&str> = table.lines().collect();
-    assert!(rows[0].starts_with("INDEX") && rows[0].contains("OUTCOME"), "{table}");
+    assert!(
+        rows[0].starts_with("INDEX") && rows[0].contains("OUTCOME"),
+        "{table}"
+    );
     assert_eq!(rows.len(), history.records.len() + 1, "{table}");
     assert!(rows[1].contains("genesis") && rows[1].contains("kv-store"));
 
     // watch: one JSON line per entry, or table rows as they come.
-    for (format, check) in [
-        ("json", "{\"type\":\"changes\""),
-        ("table", "INDEX"),
-    ] {
+    for (format, check) in [("json", "{\"type\":\"changes\""), ("table", "INDEX")] {
         let mut watch = node
             .cli_command(&["watch", "k/", "--since", "1", "-o", format])
             .stdout(Stdio::piped())
@@ -147,7 +168,10 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
         "ok"
     );
     let ready = json(&node.cli(&["ready", "-o", "json"]), "ready");
-    assert_eq!((ready["status"].as_str(), ready["leader_id"].as_u64()), (Some("ready"), Some(1)));
+    assert_eq!(
+        (ready["status"].as_str(), ready["leader_id"].as_u64()),
+        (Some("ready"), Some(1))
+    );
     let ticket = json(&node.cli(&["ticket", "-o", "json"]), "ticket");
     assert_eq!(ticket["ticket"], node.ticket.as_str());
     let table = quiet(&node.cli(&["ticket", "-o", "table"]), "ticket");
@@ -170,14 +194,19 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     // rollback: their phases stay off stderr too.
     let v2 = guest("kv_store_v2");
     let upgraded = json(
-        &node.cli(&["upgrade", "--guest", v2.to_str().expect("utf-8"), "-o", "json"]),
+        &node.cli(&[
+            "upgrade",
+            "--guest",
+            v2.to_str().expect("utf-8"),
+            "-o",
+            "json",
+        ]),
         "upgrade",
     );
     let hash = blake3::hash(&std::fs::read(&v2).expect("read v2")).to_hex();
     assert_eq!(upgraded["record"]["hash"], hash.as_str(), "{upgraded}");
     let rolled = quiet(&node.cli(&["rollback", "-o", "table"]), "rollback");
     assert_eq!(field(&rolled, "kind"), Some("rollback"), "{rolled}");
-
 }
 
 #[test]
@@ -195,7 +224,10 @@ fn t71_add_node_prints_its_answer_without_progress_noise() {
         &first.cli(&["add-node", joining.ticket.as_str(), "-o", "json"]),
         "add-node",
     );
-    assert_eq!((added["id"].as_u64(), added["role"].as_str()), (Some(2), Some("voter")));
+    assert_eq!(
+        (added["id"].as_u64(), added["role"].as_str()),
+        (Some(2), Some("voter"))
+    );
     assert!(added["index"].as_u64() > Some(0), "{added}");
     let second = joining.wait_ready();
     assert_eq!(second.client().status().expect("status").id, 2);
@@ -225,15 +257,20 @@ fn says_once(stdout: &str, stderr: &str, cause: &str) {
     assert_eq!(error_lines.len(), 1, "one error line:\n{stderr}");
     assert!(error_lines[0].contains(cause), "{stderr}");
     assert!(!stderr.contains("ERROR"), "no ERROR log line:\n{stderr}");
-    assert!(!stdout.contains("ticket:"), "no ticket before a refusal:\n{stdout}");
+    assert!(
+        !stdout.contains("ticket:"),
+        "no ticket before a refusal:\n{stdout}"
+    );
 }
 
 fn node_command(data_dir: &std::path::Path, api_addr: &str) -> Command {
     let mut command = raft_host();
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--api-addr", api_addr, "--bind-addr", "127.0.0.1:0"]);
+    command.arg("--data-dir").arg(data_dir).args([
+        "--api-addr",
+        api_addr,
+        "--bind-addr",
+        "127.0.0.1:0",
+    ]);
     command
 }
 

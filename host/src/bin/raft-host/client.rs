@@ -13,8 +13,7 @@ use iroh_raft::node;
 use iroh_raft::transport::NodeTicket;
 use iroh_raft_client::blocking::Client as ApiClient;
 use iroh_raft_client::{
-    AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError,
-    WatchOp,
+    AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError, WatchOp,
 };
 
 use crate::guest::{self, GuestCommand};
@@ -319,10 +318,7 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             output::fields(
                 api.format(),
                 &ticket,
-                &[
-                    ("id", status.id.into()),
-                    ("ticket", ticket.clone().into()),
-                ],
+                &[("id", status.id.into()), ("ticket", ticket.clone().into())],
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -403,11 +399,9 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Rollback { api } => upgrades::run_rollback(&api.client()?, api.format()),
         Command::Components { api } => upgrades::run_components(&api.client()?, api.format()),
-        Command::Watch {
-            prefix,
-            since,
-            api,
-        } => run_watch(&api.client()?, &prefix, since, api.format()),
+        Command::Watch { prefix, since, api } => {
+            run_watch(&api.client()?, &prefix, since, api.format())
+        }
         Command::Ready { api } => match api.client()?.ready() {
             Ok(ready) => {
                 match api.format() {

@@ -46,7 +46,8 @@ fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
 }
 
 const SPINNER: &str = "{spinner} {elapsed:>4} {msg}";
-const BYTES: &str = "{spinner} {elapsed:>4} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})";
+const BYTES: &str =
+    "{spinner} {elapsed:>4} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})";
 const ENTRIES: &str = "{spinner} {elapsed:>4} {msg} [{bar:30}] {pos}/{len}";
 
 /// A phase of unknown length: a spinner, the time it took, a message.
@@ -263,7 +264,10 @@ mod tests {
         assert_eq!(upgrade_phase(&moved, 100, "bbbb"), UpgradePhase::Activating);
         let mut switched = status(serde_json::json!({"last_index": 101}));
         switched.guest.hash = "bbbb".into();
-        assert_eq!(upgrade_phase(&switched, 100, "bbbb"), UpgradePhase::Activated);
+        assert_eq!(
+            upgrade_phase(&switched, 100, "bbbb"),
+            UpgradePhase::Activated
+        );
     }
 
     #[test]

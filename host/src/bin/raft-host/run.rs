@@ -316,9 +316,10 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.unsafe_local_reads {
             tracing::warn!("--unsafe-local-reads: reads are NOT linearizable (a test switch)");
         }
-        let restoring = args.restore_from.as_ref().map(|backup| {
-            progress::spinner(format!("restoring {}", backup.display()))
-        });
+        let restoring = args
+            .restore_from
+            .as_ref()
+            .map(|backup| progress::spinner(format!("restoring {}", backup.display())));
         let host = bound.start().await;
         if let Some(bar) = restoring {
             bar.finish_and_clear();

@@ -84,9 +84,12 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
         });
     }
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let answer = with_phases(client, &format!("uploading {} bytes", bytes.len()), &hash, || {
-        client.upgrade(&bytes, &params)
-    });
+    let answer = with_phases(
+        client,
+        &format!("uploading {} bytes", bytes.len()),
+        &hash,
+        || client.upgrade(&bytes, &params),
+    );
     report_activation(
         answer,
         command.format,
@@ -98,12 +101,7 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
 
 /// Run an upgrade or rollback call (to the component `hash`, if known)
 /// under a spinner whose message follows the phase the node's status shows.
-fn with_phases<T>(
-    client: &ApiClient,
-    first: &str,
-    hash: &str,
-    call: impl FnOnce() -> T,
-) -> T {
+fn with_phases<T>(client: &ApiClient, first: &str, hash: &str, call: impl FnOnce() -> T) -> T {
     let bar = progress::spinner(first.to_string());
     // Where the log was: an activation entry moves it.
     let before = progress::shown()
@@ -255,13 +253,7 @@ pub fn run_rollback(client: &ApiClient, format: Format) -> anyhow::Result<ExitCo
         .and_then(|history| history.previous().map(|record| record.hash.clone()))
         .unwrap_or_default();
     let answer = with_phases(client, "rolling back", &previous, || client.rollback());
-    report_activation(
-        answer,
-        format,
-        "rolled back to",
-        "the rollback",
-        "current",
-    )
+    report_activation(answer, format, "rolled back to", "the rollback", "current")
 }
 
 /// Print the component history.
@@ -277,8 +269,8 @@ pub fn run_components(client: &ApiClient, format: Format) -> anyhow::Result<Exit
                 "index", "kind", "hash", "name", "version", "active", "outcome",
             ]);
             for record in &history.records {
-                let active = record.index == history.active.index
-                    && record.hash == history.active.hash;
+                let active =
+                    record.index == history.active.index && record.hash == history.active.hash;
                 table.row([
                     record.index.to_string(),
                     record.kind.name().to_string(),
