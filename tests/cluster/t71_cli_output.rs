@@ -4,11 +4,15 @@
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use iroh_raft_client::NodeStatus;
 use iroh_raft_client::upgrade::ComponentHistory;
 
 use crate::common::{NodeProcess, guest, raft_host};
+
+/// How long a watch may take to print a change that is already committed.
+const WATCH_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A successful run's stdout; its stderr must be empty (no progress bars,
 /// no logs: stderr is not a terminal here).
@@ -147,11 +151,27 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
             .spawn()
             .expect("spawn watch");
         let stdout = watch.stdout.take().expect("piped");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
+        // Read on a thread: a watch that prints nothing must fail the
+        // test, not hang it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut next = || {
+            rx.recv_timeout(WATCH_LINE_TIMEOUT)
+                .unwrap_or_else(|_| panic!("watch -o {format} printed no line"))
+        };
+        let first = next();
         assert!(first.starts_with(check), "{format}: {first}");
         if format == "table" {
-            let row = lines.next().expect("a row").expect("utf-8");
+            let row = next();
             let cells: Vec<&str> = row.split_whitespace().collect();
             assert_eq!(cells[1..], ["put", "k/a", "1"], "{row}");
         } else {

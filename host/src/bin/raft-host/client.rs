@@ -338,8 +338,9 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { api } => {
+            let client = api.client()?;
             let bar = progress::spinner("taking a snapshot");
-            let info = api.client()?.snapshot();
+            let info = client.snapshot();
             bar.finish_and_clear();
             let info = info?;
             match api.format() {

@@ -36,11 +36,14 @@ fn target() -> ProgressDrawTarget {
     }
 }
 
-fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
+/// `bar` with its style and message, then turning (in that order: the
+/// first frame already shows the message).
+fn styled(bar: ProgressBar, template: &str, message: Cow<'static, str>) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .expect("the templates are literals, checked by the tests")
         .progress_chars("=> ");
     bar.set_style(style);
+    bar.set_message(message);
     bar.enable_steady_tick(TICK_INTERVAL);
     bar
 }
@@ -52,24 +55,21 @@ const ENTRIES: &str = "{spinner} {elapsed:>4} {msg} [{bar:30}] {pos}/{len}";
 
 /// A phase of unknown length: a spinner, the time it took, a message.
 pub fn spinner(message: impl Into<Cow<'static, str>>) -> ProgressBar {
-    let bar = styled(ProgressBar::with_draw_target(None, target()), SPINNER);
-    bar.set_message(message);
-    bar
+    let bar = ProgressBar::with_draw_target(None, target());
+    styled(bar, SPINNER, message.into())
 }
 
 /// A transfer of `total` bytes.
 pub fn bytes(total: u64, message: impl Into<Cow<'static, str>>) -> ProgressBar {
-    let bar = styled(ProgressBar::with_draw_target(Some(total), target()), BYTES);
-    bar.set_message(message);
-    bar
+    let bar = ProgressBar::with_draw_target(Some(total), target());
+    styled(bar, BYTES, message.into())
 }
 
 /// A bar whose position and length are log indexes (a member catching up
 /// with the commit index).
 pub fn entries(message: impl Into<Cow<'static, str>>) -> ProgressBar {
-    let bar = styled(ProgressBar::with_draw_target(Some(0), target()), ENTRIES);
-    bar.set_message(message);
-    bar
+    let bar = ProgressBar::with_draw_target(Some(0), target());
+    styled(bar, ENTRIES, message.into())
 }
 
 /// Run `call` on this thread while `poll` runs every [`POLL_INTERVAL`] on

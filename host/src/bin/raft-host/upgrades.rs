@@ -29,7 +29,13 @@ pub struct UpgradeCommand {
 pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Result<ExitCode> {
     let bytes = WasmEngine::read_component_file(&command.guest)
         .with_context(|| format!("reading {}", command.guest.display()))?;
-    let bar = progress::spinner(format!("validating {} here", command.guest.display()));
+    let bar = progress::spinner(format!(
+        "validating {} here",
+        command.guest.file_name().map_or_else(
+            || command.guest.display().to_string(),
+            |name| name.to_string_lossy().into_owned()
+        )
+    ));
     let validated = WasmEngine::new(None)
         .context("starting the wasm engine")
         .and_then(|engine| {
