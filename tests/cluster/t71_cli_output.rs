@@ -164,7 +164,7 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
                 }
             }
         });
-        let mut next = || {
+        let next = || {
             rx.recv_timeout(WATCH_LINE_TIMEOUT)
                 .unwrap_or_else(|_| panic!("watch -o {format} printed no line"))
         };
