@@ -4,6 +4,8 @@
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use iroh_raft_client::NodeStatus;
@@ -227,6 +229,15 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(upgraded["record"]["hash"], hash.as_str(), "{upgraded}");
     let rolled = quiet(&node.cli(&["rollback", "-o", "table"]), "rollback");
     assert_eq!(field(&rolled, "kind"), Some("rollback"), "{rolled}");
+    // The count behind the upload's progress: every byte, once.
+    let v2_bytes = std::fs::read(&v2).expect("read v2");
+    let sent = Arc::new(AtomicU64::new(0));
+    let again = node
+        .client()
+        .upgrade_with_progress(&v2_bytes, &[], &sent)
+        .expect("upgrade again");
+    assert_eq!(again.record.hash, hash.as_str());
+    assert_eq!(sent.load(Ordering::Relaxed), v2_bytes.len() as u64);
 }
 
 #[test]

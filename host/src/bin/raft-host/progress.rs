@@ -11,10 +11,11 @@
 
 use std::borrow::Cow;
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use iroh_raft_client::NodeStatus;
 
 /// How often a waiting call asks the node how far it got.
@@ -113,6 +114,28 @@ impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A component being uploaded: the bytes the client sent so far, of all.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub sent: &'a AtomicU64,
+    pub total: u64,
+}
+
+impl Upload<'_> {
+    /// `uploading 1.50 MiB of 4.00 MiB` while bytes are left to send;
+    /// `None` once all are sent (the node's phases follow).
+    pub fn message(&self) -> Option<String> {
+        let sent = self.sent.load(Ordering::Relaxed);
+        (sent < self.total).then(|| {
+            format!(
+                "uploading {} of {}",
+                HumanBytes(sent),
+                HumanBytes(self.total)
+            )
+        })
     }
 }
 
@@ -254,6 +277,21 @@ mod tests {
         assert_eq!((bar.position(), bar.length()), (40, Some(100)));
         show_catch_up(&bar, 4, catch_up(&voter, 4));
         assert_eq!(bar.position(), 100, "full once caught up");
+    }
+
+    #[test]
+    fn an_upload_is_shown_until_its_last_byte() {
+        let sent = AtomicU64::new(0);
+        let upload = Upload {
+            sent: &sent,
+            total: 3 * 1024 * 1024,
+        };
+        assert_eq!(
+            upload.message().as_deref(),
+            Some("uploading 0 B of 3.00 MiB")
+        );
+        sent.store(3 * 1024 * 1024, Ordering::Relaxed);
+        assert_eq!(upload.message(), None, "the node's phases follow");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use iroh_raft::limits::DEFAULT_COMPILE_BUDGET;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::Context as _;
 use iroh_raft::node::upgrade::{LimitOverridesExt as _, validate_component};
@@ -90,12 +92,14 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
         });
     }
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let answer = with_phases(
-        client,
-        &format!("uploading {} bytes", bytes.len()),
-        &hash,
-        || client.upgrade(&bytes, &params),
-    );
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = progress::Upload {
+        sent: &sent,
+        total: bytes.len() as u64,
+    };
+    let answer = with_phases(client, "uploading", &hash, Some(upload), || {
+        client.upgrade_with_progress(&bytes, &params, &sent)
+    });
     report_activation(
         answer,
         command.format,
@@ -106,8 +110,15 @@ pub fn run_upgrade(client: &ApiClient, command: &UpgradeCommand) -> anyhow::Resu
 }
 
 /// Run an upgrade or rollback call (to the component `hash`, if known)
-/// under a spinner whose message follows the phase the node's status shows.
-fn with_phases<T>(client: &ApiClient, first: &str, hash: &str, call: impl FnOnce() -> T) -> T {
+/// under a spinner whose message follows the phase: the upload's bytes,
+/// then what the node's status shows.
+fn with_phases<T>(
+    client: &ApiClient,
+    first: &str,
+    hash: &str,
+    upload: Option<progress::Upload<'_>>,
+    call: impl FnOnce() -> T,
+) -> T {
     let bar = progress::spinner(first.to_string());
     // Where the log was: an activation entry moves it.
     let before = progress::shown()
@@ -117,7 +128,9 @@ fn with_phases<T>(client: &ApiClient, first: &str, hash: &str, call: impl FnOnce
     let poller = client.clone();
     let answer = progress::while_polling(
         || {
-            if let (Some(before), Ok(status)) = (before, poller.status()) {
+            if let Some(message) = upload.as_ref().and_then(progress::Upload::message) {
+                bar.set_message(message);
+            } else if let (Some(before), Ok(status)) = (before, poller.status()) {
                 let phase = progress::upgrade_phase(&status, before, hash);
                 bar.set_message(progress::upgrade_message(phase));
             }
@@ -258,7 +271,9 @@ pub fn run_rollback(client: &ApiClient, format: Format) -> anyhow::Result<ExitCo
         .flatten()
         .and_then(|history| history.previous().map(|record| record.hash.clone()))
         .unwrap_or_default();
-    let answer = with_phases(client, "rolling back", &previous, || client.rollback());
+    let answer = with_phases(client, "rolling back", &previous, None, || {
+        client.rollback()
+    });
     report_activation(answer, format, "rolled back to", "the rollback", "current")
 }
 
