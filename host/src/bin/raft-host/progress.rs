@@ -37,13 +37,16 @@ fn target() -> ProgressDrawTarget {
     }
 }
 
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("the templates are literals, checked by the tests")
+        .progress_chars("=> ")
+}
+
 /// `bar` with its style and message, then turning (in that order: the
 /// first frame already shows the message).
 fn styled(bar: ProgressBar, template: &str, message: Cow<'static, str>) -> ProgressBar {
-    let style = ProgressStyle::with_template(template)
-        .expect("the templates are literals, checked by the tests")
-        .progress_chars("=> ");
-    bar.set_style(style);
+    bar.set_style(style(template));
     bar.set_message(message);
     bar.enable_steady_tick(TICK_INTERVAL);
     bar
@@ -67,10 +70,10 @@ pub fn bytes(total: u64, message: impl Into<Cow<'static, str>>) -> ProgressBar {
 }
 
 /// A bar whose position and length are log indexes (a member catching up
-/// with the commit index).
+/// with the commit index); a spinner until [`show_catch_up`] knows them.
 pub fn entries(message: impl Into<Cow<'static, str>>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), target());
-    styled(bar, ENTRIES, message.into())
+    styled(bar, SPINNER, message.into())
 }
 
 /// Run `call` on this thread while `poll` runs every [`POLL_INTERVAL`] on
@@ -174,6 +177,7 @@ pub fn show_catch_up(bar: &ProgressBar, id: u64, phase: CatchUp) {
     match phase {
         CatchUp::Waiting => bar.set_message(format!("adding node {id}")),
         CatchUp::Behind { matched, commit } => {
+            bar.set_style(style(ENTRIES));
             bar.set_length(commit);
             bar.set_position(matched);
             bar.set_message(format!("node {id} catching up (snapshot, then log)"));
