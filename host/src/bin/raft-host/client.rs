@@ -22,7 +22,8 @@ use crate::{progress, upgrades};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Propose a command; prints the guest's result once it is applied.
+    /// Propose a command; prints the guest's result once it is applied
+    /// (`-o text`: the index and term it was applied at go to stderr).
     Propose {
         /// The command (text, or base64 with --base64); `-` reads it from
         /// stdin (a command that is a lone `-`: `--base64 LQ==` or a file).

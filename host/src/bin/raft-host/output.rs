@@ -20,7 +20,8 @@ use serde::Serialize;
 /// The output formats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// For people (and today's scripts): the result alone, or a few lines.
+    /// For people and existing scripts: a guest's result alone on stdout,
+    /// or a few lines.
     #[default]
     Text,
     /// One JSON document (`watch`: one JSON line per log entry).
