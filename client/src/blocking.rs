@@ -5,6 +5,8 @@
 //! [`Watch`] on a private current-thread runtime (still on
 //! the calling thread), and so must not be called from async code.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -206,6 +208,21 @@ impl Client {
         self.json(component_call(component, params))
     }
 
+    /// [`Self::upgrade`], counting in `sent` the bytes of the component
+    /// sent so far (for a progress bar read from another thread).
+    pub fn upgrade_with_progress(
+        &self,
+        component: &[u8],
+        params: &[(&str, String)],
+        sent: &Arc<AtomicU64>,
+    ) -> Result<UpgradeResponse, Error> {
+        let call = Call {
+            sent: Some(Arc::clone(sent)),
+            ..component_call(component, params)
+        };
+        self.json(call)
+    }
+
     /// Run `component` side by side with the active one; changes nothing.
     pub fn dry_run(
         &self,
@@ -376,14 +393,27 @@ impl Client {
                     request = request.header("authorization", value);
                 }
                 match call.payload {
-                    Payload::Wasm(body) => request
-                        .header("content-type", "application/wasm")
-                        // A node that refuses the upload (no token, too
-                        // small a role, two uploads running) answers before
-                        // the body is sent, instead of closing the
-                        // connection under a client still sending megabytes.
-                        .header("expect", "100-continue")
-                        .send(body),
+                    Payload::Wasm(body) => {
+                        let request = request
+                            .header("content-type", "application/wasm")
+                            // A node that refuses the upload (no token, too
+                            // small a role, two uploads running) answers
+                            // before the body is sent, instead of closing
+                            // the connection under a client still sending
+                            // megabytes.
+                            .header("expect", "100-continue");
+                        match &call.sent {
+                            Some(sent) => {
+                                sent.store(0, Ordering::Relaxed);
+                                let mut reader = Counting { body, sent };
+                                // Announced, so the reader is not sent chunked.
+                                request
+                                    .header("content-length", body.len().to_string())
+                                    .send(ureq::SendBody::from_reader(&mut reader))
+                            }
+                            None => request.send(body),
+                        }
+                    }
                     Payload::Json(body) => request
                         .header("content-type", "application/json")
                         .send(body),
@@ -447,6 +477,20 @@ fn component_call<'a>(component: &'a [u8], params: &[(&str, String)]) -> Call<'a
     Call {
         payload: Payload::Wasm(component),
         ..Call::post(upgrade_path(params), EMPTY_JSON).long()
+    }
+}
+
+/// A component's bytes as a reader that counts what was read (sent).
+struct Counting<'a> {
+    body: &'a [u8],
+    sent: &'a AtomicU64,
+}
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = std::io::Read::read(&mut self.body, buf)?;
+        self.sent.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
     }
 }
 

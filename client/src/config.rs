@@ -158,6 +158,9 @@ pub(crate) struct Call<'a> {
     /// Gets [`LONG_CLIENT_TIMEOUT`].
     pub(crate) long: bool,
     pub(crate) safety: Safety,
+    /// Counts the bytes of a component sent so far (the blocking client's
+    /// [`upgrade_with_progress`](crate::blocking::Client::upgrade_with_progress)).
+    pub(crate) sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl<'a> Call<'a> {
@@ -168,6 +171,7 @@ impl<'a> Call<'a> {
             payload: Payload::None,
             long: false,
             safety: Safety::Repeatable,
+            sent: None,
         }
     }
 
@@ -180,6 +184,7 @@ impl<'a> Call<'a> {
             payload: Payload::Json(json),
             long: false,
             safety: Safety::Once,
+            sent: None,
         }
     }
 
@@ -190,6 +195,7 @@ impl<'a> Call<'a> {
             payload: Payload::None,
             long: false,
             safety: Safety::Once,
+            sent: None,
         }
     }
 

@@ -33,7 +33,9 @@
 //! [`transfer_leader`](Client::transfer_leader),
 //! [`snapshot`](Client::snapshot) and
 //! [`download_snapshot`](Client::download_snapshot) (a backup), upgrades
-//! ([`upgrade`](Client::upgrade), [`dry_run`](Client::dry_run),
+//! ([`upgrade`](Client::upgrade) (blocking, with the bytes sent so far:
+//! [`upgrade_with_progress`](blocking::Client::upgrade_with_progress)),
+//! [`dry_run`](Client::dry_run),
 //! [`rollback`](Client::rollback), [`components`](Client::components),
 //! [`results`](Client::results)) and [`watch`](Client::watch).
 //!

@@ -25,3 +25,4 @@ mod t66_client;
 mod t67_cli;
 mod t68_watch;
 mod t69_ops;
+mod t71_cli_output;

@@ -44,6 +44,12 @@ impl BoundHost {
         self.transport.endpoint()
     }
 
+    /// Give up before starting: close the endpoint (a dropped one is
+    /// logged by iroh as an error).
+    pub async fn close(self) {
+        self.transport.endpoint().close().await;
+    }
+
     /// The data dir holds no cluster yet (joining and restoring need this).
     pub fn is_fresh(&self) -> bool {
         self.fresh
@@ -97,13 +103,17 @@ impl BoundHost {
             ..
         } = builder;
         let local_addr = transport.local_addr();
+        let endpoint = transport.endpoint().clone();
         config.cluster = match (entry, joined) {
             (_, Some(members)) => ClusterMode::Join { members },
             (Entry::Restore(backup), _) if fresh => ClusterMode::Restore {
                 backup,
                 addr: Some(local_addr),
             },
-            (Entry::Restore(_), _) => return Err(HostError::NotEmpty(config.data_dir)),
+            (Entry::Restore(_), _) => {
+                endpoint.close().await;
+                return Err(HostError::NotEmpty(config.data_dir));
+            }
             _ => ClusterMode::NewClusterAt(local_addr),
         };
         let ticket = transport.ticket();
@@ -111,9 +121,16 @@ impl BoundHost {
         config.directory = Some(std::sync::Arc::new(directory));
         config.peer_stats = Some(transport.peer_stats_registry());
         config.ticket = Some(ticket.to_string());
-        let endpoint = transport.endpoint().clone();
         let acceptor = transport.acceptor();
-        let node = node::start(config, transport).map_err(HostError::Node)?;
+        let node = match node::start(config, transport) {
+            Ok(node) => node,
+            Err(error) => {
+                // Closed, not dropped: iroh logs a dropped endpoint as an
+                // ERROR, which would come before (and look like) the cause.
+                endpoint.close().await;
+                return Err(HostError::Node(error));
+            }
+        };
         let handler = acceptor.handler(node.inbox());
         let router = match routing {
             Routing::Own(protocols) => {
@@ -135,6 +152,7 @@ impl BoundHost {
                     if let Some(router) = &router {
                         let _ = router.shutdown().await;
                     }
+                    endpoint.close().await;
                     return Err(HostError::Api { addr, source });
                 }
             },

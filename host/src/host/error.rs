@@ -28,7 +28,8 @@ pub enum HostError {
     BadBackup { path: PathBuf, reason: String },
     #[error("starting the node")]
     Node(#[source] NodeError),
-    #[error("serving the API on {addr}")]
+    /// The source names the address (said once in the error line).
+    #[error("serving the API")]
     Api {
         addr: SocketAddr,
         #[source]

@@ -156,9 +156,10 @@ pub struct BenchArgs {
     /// Read the bearer token from this file (its first line).
     #[arg(long, value_name = "FILE", env = "RAFT_HOST_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    /// `-o json`: the report as JSON on stdout (`table` and `text`: the
+    /// report's table).
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 /// When the clients stop sending.
@@ -249,8 +250,8 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the bench's runtime")?;
     let report = runtime.block_on(bench(&args, connections, endpoints, plan))?;
-    if args.json {
-        say!("{}", serde_json::to_string_pretty(&report)?);
+    if args.output.format() == crate::output::Format::Json {
+        crate::output::json(&report)?;
     } else {
         print_table(&report);
     }

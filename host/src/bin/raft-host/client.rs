@@ -13,16 +13,17 @@ use iroh_raft::node;
 use iroh_raft::transport::NodeTicket;
 use iroh_raft_client::blocking::Client as ApiClient;
 use iroh_raft_client::{
-    AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError,
-    MembershipResponse, Output, WatchOp,
+    AddMemberRequest, ClientOptions, Consistency, DEFAULT_API_URL, Error as ApiClientError, WatchOp,
 };
 
 use crate::guest::{self, GuestCommand};
-use crate::upgrades;
+use crate::output::{self, Format, OutputArgs};
+use crate::{progress, upgrades};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Propose a command; prints the guest's result once it is applied.
+    /// Propose a command; prints the guest's result once it is applied
+    /// (`-o text`: the index and term it was applied at go to stderr).
     Propose {
         /// The command (text, or base64 with --base64); `-` reads it from
         /// stdin (a command that is a lone `-`: `--base64 LQ==` or a file).
@@ -54,9 +55,6 @@ pub enum Command {
     },
     /// Show the node's role, term, indexes and guest.
     Status {
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -148,9 +146,6 @@ pub enum Command {
         /// Memory cap of the new component, in MiB [default: the nodes'].
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::guest::MAX_MEMORY_LIMIT_MIB))]
         memory_limit_mib: Option<u64>,
-        /// Print the answer as JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -163,9 +158,6 @@ pub enum Command {
     /// The component history: every activation, its index, hash, name,
     /// version and outcome.
     Components {
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -183,9 +175,6 @@ pub enum Command {
         /// Start after this log index [default: now].
         #[arg(long, value_name = "INDEX")]
         since: Option<u64>,
-        /// Print each entry's changes as the JSON line the node sent.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -240,9 +229,16 @@ pub struct ApiArgs {
     /// self-signed certificate, or its CA) instead of the public CAs.
     #[arg(long, value_name = "PEM", env = "RAFT_HOST_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 impl ApiArgs {
+    /// The output format asked for (`-o`, `--json`).
+    pub fn format(&self) -> Format {
+        self.output.format()
+    }
+
     /// The client these flags describe.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         let token = read_token(self.token_file.as_deref(), self.token.as_deref())?;
@@ -294,7 +290,9 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         Command::Propose { command, file, io } => {
             let client = io.api.client()?;
             let bytes = input_bytes(command.as_deref(), file.as_deref(), io.base64)?;
-            report(client.propose(&bytes).map(|r| r.output), io.base64)
+            let answer = client.propose(&bytes)?;
+            output::proposal(&answer, io.api.format(), io.base64)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Query {
             request,
@@ -304,130 +302,25 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let client = io.api.client()?;
             let bytes = input_bytes(request.as_deref(), file.as_deref(), io.base64)?;
-            report(
-                client.query_with(&bytes, consistency).map(|r| r.output),
-                io.base64,
-            )
+            let answer = client.query_with(&bytes, consistency)?;
+            output::query(&answer, io.api.format(), io.base64, None)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json, api } => {
+        Command::Status { api } => {
             let status = api.client()?.status()?;
-            if json {
-                say!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                let leader = status
-                    .leader_id
-                    .map_or_else(|| "none".to_string(), |id| id.to_string());
-                say!("node id:       {}", status.id);
-                say!("role:          {} (leader: {leader})", status.role);
-                say!("term:          {}", status.term);
-                say!("commit index:  {}", status.commit_index);
-                say!("applied index: {}", status.applied_index);
-                say!("last index:    {}", status.last_index);
-                say!("voters:        {:?}", status.voters);
-                say!(
-                    "snapshot:      {}   first log index: {}",
-                    status
-                        .snapshot_index
-                        .map_or("none".to_string(), |i| format!("at index {i}")),
-                    status.first_log_index
-                );
-                say!(
-                    "guest:         {} {} ({}), active since index {}",
-                    status.guest.name,
-                    status.guest.version,
-                    status.guest.hash,
-                    status.guest.since_index
-                );
-                say!(
-                    "guest stats:   {} applied, {} failed, {} instance rebuilds",
-                    status.guest.applied_entries,
-                    status.guest.failed_entries,
-                    status.guest.instance_rebuilds
-                );
-                if let Some(world) = status.guest.world {
-                    say!("guest world:   {world}");
-                }
-                if let Some(store) = status.guest.store {
-                    say!(
-                        "guest store:   {} keys, {:.1} MiB",
-                        store.keys,
-                        store.bytes as f64 / (1024.0 * 1024.0)
-                    );
-                }
-                if let Some(since) = status.guest.checkpoint_failing_since {
-                    say!(
-                        "checkpoints:   FAILING since index {since} ({} failures; {} bytes to \
-                         replay on a trap; no snapshots, the log is not compacted)",
-                        status.guest.checkpoint_failures,
-                        status.guest.uncheckpointed_bytes
-                    );
-                }
-                if status.guest.refusing_commands {
-                    say!(
-                        "               REFUSING NEW COMMANDS: the guest can no longer make \
-                         progress; raise its memory limit (`raft-host upgrade --guest <the active \
-                         .wasm> --memory-limit-mib <larger>`) or move to a store-backed guest"
-                    );
-                }
-                match &status.diverged {
-                    Some(d) => say!(
-                        "state check:   DIVERGED at index {} (own state {}, majority {:?} {}): \
-                         this node stopped applying; wipe it and add it again",
-                        d.index,
-                        &d.own_hash[..16],
-                        d.majority,
-                        &d.majority_hash[..16]
-                    ),
-                    None => say!(
-                        "state check:   {}",
-                        status
-                            .last_verified_state_check
-                            .map_or("none verified yet".to_string(), |i| format!(
-                                "agreed with the majority at index {i}"
-                            ))
-                    ),
-                }
-                say!("data dir:      {}", status.data_dir);
-                if let Some(ticket) = &status.ticket {
-                    say!("ticket:        {ticket}");
-                }
-                say!("members:");
-                for member in &status.members {
-                    let node_id = member
-                        .node_id
-                        .as_deref()
-                        .map_or("?".to_string(), |id| id.chars().take(10).collect());
-                    let addrs: Vec<String> = member.addrs.iter().map(|a| a.to_string()).collect();
-                    let matched = member
-                        .match_index
-                        .map_or("-".to_string(), |m| m.to_string());
-                    let contact = member
-                        .last_contact_ms
-                        .map_or("-".to_string(), |ms| format!("{ms} ms ago"));
-                    let role = match (status.leader_id == Some(member.id), member.voter) {
-                        (true, _) => "leader ",
-                        (false, true) => "voter  ",
-                        (false, false) => "learner",
-                    };
-                    say!(
-                        "  {:>3} {role} node {node_id} at {} match {matched} last contact {contact}",
-                        member.id,
-                        if addrs.is_empty() {
-                            "-".to_string()
-                        } else {
-                            addrs.join(",")
-                        }
-                    );
-                }
-            }
+            output::status(&status, api.format())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ticket { api } => {
             let status = api.client()?.status()?;
-            match status.ticket {
-                Some(ticket) => say!("{ticket}"),
-                None => anyhow::bail!("this node has no network address"),
-            }
+            let Some(ticket) = status.ticket else {
+                anyhow::bail!("this node has no network address");
+            };
+            output::fields(
+                api.format(),
+                &ticket,
+                &[("id", status.id.into()), ("ticket", ticket.clone().into())],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::AddNode {
@@ -435,60 +328,49 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             learner,
             replaces,
             api,
-        } => {
-            let request = AddMemberRequest {
-                ticket: ticket.to_string(),
-                learner,
-                replaces,
-            };
-            let what = match (learner, replaces) {
-                (true, _) => format!("node {} added as a learner", ticket.raft_id),
-                (false, Some(old)) => format!("node {} replaced node {old}", ticket.raft_id),
-                (false, None) => format!("node {} added as a voter", ticket.raft_id),
-            };
-            report_membership(api.client()?.change_members(request), &what)
-        }
+        } => add_node(&api, &ticket, learner, replaces),
         Command::TransferLeader { target, api } => {
             let answer = api.client()?.transfer_leader(target)?;
-            say!("node {} leads", answer.leader_id);
+            output::fields(
+                api.format(),
+                &format!("node {} leads", answer.leader_id),
+                &[("leader id", answer.leader_id.into())],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Snapshot { api } => {
-            let info = api.client()?.snapshot()?;
-            say!(
-                "snapshot at index {} (term {}), {} bytes: {}",
-                info.index,
-                info.term,
-                info.file_bytes,
-                info.path
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Backup { out, api } => {
             let client = api.client()?;
-            let info = client.snapshot()?;
-            let partial = out.with_extension("partial");
-            let mut file = std::fs::File::create(&partial)
-                .with_context(|| format!("cannot create {}", partial.display()))?;
-            let bytes = client.download_snapshot(&mut file)?;
-            file.sync_all()?;
-            drop(file);
-            // Check the whole file before calling it a backup.
-            let loaded = iroh_raft::node::snapshot::read(&partial)
-                .with_context(|| format!("the downloaded snapshot {}", partial.display()))?;
-            std::fs::rename(&partial, &out)?;
-            say!(
-                "backup of index {} (term {}, snapshot taken at {}), {bytes} bytes: {}",
-                loaded.header.index,
-                loaded.header.term,
-                info.index,
-                out.display()
-            );
+            let bar = progress::spinner("taking a snapshot");
+            let info = client.snapshot();
+            bar.finish_and_clear();
+            let info = info?;
+            match api.format() {
+                Format::Json => output::json(&info)?,
+                format => output::fields(
+                    format,
+                    &format!(
+                        "snapshot at index {} (term {}), {} bytes: {}",
+                        info.index, info.term, info.file_bytes, info.path
+                    ),
+                    &[
+                        ("index", info.index.into()),
+                        ("term", info.term.into()),
+                        ("file bytes", info.file_bytes.into()),
+                        ("path", info.path.clone().into()),
+                    ],
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { out, api } => backup(&api, &out),
         Command::RemoveNode { id, api } => {
-            let answer = api.client()?.remove_member(id);
-            report_membership(answer, &format!("node {id} removed"))
+            let answer = api.client()?.remove_member(id)?;
+            output::fields(
+                api.format(),
+                &format!("node {id} removed (log index {})", answer.index),
+                &[("removed", id.into()), ("index", answer.index.into())],
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Guest { command } => guest::run_guest(command),
         Command::Kv { command } => crate::kv::run_kv(command),
@@ -500,7 +382,6 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
             apply_fuel,
             query_fuel,
             memory_limit_mib,
-            json,
             api,
         } => {
             let limits = node::upgrade::LimitOverrides {
@@ -514,28 +395,38 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 dry_run,
                 entries,
                 limits,
-                json,
+                format: api.format(),
             };
             upgrades::run_upgrade(&api.client()?, &upgrade)
         }
-        Command::Rollback { api } => upgrades::run_rollback(&api.client()?),
-        Command::Components { json, api } => upgrades::run_components(&api.client()?, json),
-        Command::Watch {
-            prefix,
-            since,
-            json,
-            api,
-        } => run_watch(&api.client()?, &prefix, since, json),
+        Command::Rollback { api } => upgrades::run_rollback(&api.client()?, api.format()),
+        Command::Components { api } => upgrades::run_components(&api.client()?, api.format()),
+        Command::Watch { prefix, since, api } => {
+            run_watch(&api.client()?, &prefix, since, api.format())
+        }
         Command::Ready { api } => match api.client()?.ready() {
             Ok(ready) => {
-                say!(
-                    "{} (leader {}, term {}, applied {} of {})",
-                    ready.status,
-                    ready.leader_id,
-                    ready.term,
-                    ready.applied_index,
-                    ready.commit_index
-                );
+                match api.format() {
+                    Format::Json => output::json(&ready)?,
+                    format => output::fields(
+                        format,
+                        &format!(
+                            "{} (leader {}, term {}, applied {} of {})",
+                            ready.status,
+                            ready.leader_id,
+                            ready.term,
+                            ready.applied_index,
+                            ready.commit_index
+                        ),
+                        &[
+                            ("status", ready.status.clone().into()),
+                            ("leader id", ready.leader_id.into()),
+                            ("term", ready.term.into()),
+                            ("applied index", ready.applied_index.into()),
+                            ("commit index", ready.commit_index.into()),
+                        ],
+                    )?,
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
@@ -545,7 +436,14 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Health { api } => match api.client()?.health() {
             Ok(health) => {
-                say!("{}", health.status);
+                match api.format() {
+                    Format::Json => output::json(&health)?,
+                    format => output::fields(
+                        format,
+                        &health.status,
+                        &[("status", health.status.clone().into())],
+                    )?,
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
@@ -556,14 +454,114 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Print each change under `prefix` until the watch ends.
+/// Add a node; while the leader works (the learner catching up through a
+/// snapshot and the log, then its promotion), a bar shows its match index
+/// against the commit index.
+fn add_node(
+    api: &ApiArgs,
+    ticket: &NodeTicket,
+    learner: bool,
+    replaces: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let client = api.client()?;
+    let request = AddMemberRequest {
+        ticket: ticket.to_string(),
+        learner,
+        replaces,
+    };
+    let id = ticket.raft_id;
+    let (what, role) = match (learner, replaces) {
+        (true, _) => (format!("node {id} added as a learner"), "learner"),
+        (false, Some(old)) => (format!("node {id} replaced node {old}"), "voter"),
+        (false, None) => (format!("node {id} added as a voter"), "voter"),
+    };
+    let bar = progress::entries(format!("adding node {id}"));
+    let poller = client.clone();
+    let answer = progress::while_polling(
+        || {
+            if let Ok(status) = poller.status() {
+                progress::show_catch_up(&bar, id, progress::catch_up(&status, id));
+            }
+        },
+        || client.change_members(request),
+    );
+    bar.finish_and_clear();
+    let answer = answer?;
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![
+        ("id", id.into()),
+        ("role", role.into()),
+        ("index", answer.index.into()),
+    ];
+    if let Some(old) = replaces {
+        fields.push(("replaced", old.into()));
+    }
+    output::fields(
+        api.format(),
+        &format!("{what} (log index {})", answer.index),
+        &fields,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Take a snapshot, download it to `out` (a bar of its bytes) and check
+/// the whole file before calling it a backup.
+fn backup(api: &ApiArgs, out: &Path) -> anyhow::Result<ExitCode> {
+    let client = api.client()?;
+    let bar = progress::spinner("taking a snapshot");
+    let info = client.snapshot();
+    bar.finish_and_clear();
+    let info = info?;
+    let partial = out.with_extension("partial");
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let bar = progress::bytes(info.file_bytes, "downloading");
+    let mut counted = progress::Counted::new(file, &bar);
+    let bytes = client.download_snapshot(&mut counted);
+    bar.finish_and_clear();
+    let bytes = bytes?;
+    let file = counted.inner;
+    file.sync_all()?;
+    drop(file);
+    let bar = progress::spinner("checking the backup");
+    let loaded = iroh_raft::node::snapshot::read(&partial);
+    bar.finish_and_clear();
+    let loaded =
+        loaded.with_context(|| format!("the downloaded snapshot {}", partial.display()))?;
+    std::fs::rename(&partial, out)?;
+    output::fields(
+        api.format(),
+        &format!(
+            "backup of index {} (term {}, snapshot taken at {}), {bytes} bytes: {}",
+            loaded.header.index,
+            loaded.header.term,
+            info.index,
+            out.display()
+        ),
+        &[
+            ("index", loaded.header.index.into()),
+            ("term", loaded.header.term.into()),
+            ("snapshot index", info.index.into()),
+            ("bytes", bytes.into()),
+            ("path", out.display().to_string().into()),
+        ],
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print each change under `prefix` until the watch ends: text lines, the
+/// node's JSON lines, or table rows (columns of a fixed width: the rows
+/// come one by one).
 fn run_watch(
     client: &ApiClient,
     prefix: &str,
     since: Option<u64>,
-    json: bool,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
-    for changes in client.watch(prefix, since)? {
+    let watch = client.watch(prefix, since)?;
+    if format == Format::Table {
+        say!("{}", watch_row("INDEX", "OP", "KEY", ""));
+    }
+    for changes in watch {
         let changes = match changes {
             Ok(changes) => changes,
             Err(error @ ApiClientError::Compacted { .. }) => {
@@ -572,36 +570,38 @@ fn run_watch(
             }
             Err(error) => return Err(error.into()),
         };
-        if json {
+        if format == Format::Json {
             say!("{}", changes.to_json_line());
             continue;
         }
         for event in &changes.events {
             let key = event.key.display();
-            match (event.op, &event.value) {
-                (WatchOp::Put, Some(value)) => {
-                    say!("{} put {key} {}", changes.index, value.display())
-                }
-                (WatchOp::Put, None) => say!("{} put {key}", changes.index),
-                (WatchOp::Delete, _) => say!("{} delete {key}", changes.index),
+            let (op, value) = match event.op {
+                WatchOp::Put => ("put", event.value.as_ref().map(|v| v.display())),
+                WatchOp::Delete => ("delete", None),
+            };
+            if format == Format::Table {
+                let index = changes.index.to_string();
+                say!(
+                    "{}",
+                    watch_row(&index, op, &key, value.as_deref().unwrap_or_default())
+                );
+                continue;
+            }
+            match value {
+                Some(value) => say!("{} {op} {key} {value}", changes.index),
+                None => say!("{} {op} {key}", changes.index),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn report_membership(
-    answer: Result<MembershipResponse, ApiClientError>,
-    done: &str,
-) -> anyhow::Result<ExitCode> {
-    match answer {
-        Ok(response) => {
-            say!("{done} (log index {})", response.index);
-            Ok(ExitCode::SUCCESS)
-        }
-        // Printed by main, as every error of a client subcommand is.
-        Err(error) => Err(error.into()),
-    }
+/// A row of `watch -o table`.
+fn watch_row(index: &str, op: &str, key: &str, value: &str) -> String {
+    format!("{index:<10}  {op:<6}  {key:<24}  {value}")
+        .trim_end()
+        .to_string()
 }
 
 /// The bytes of a command or request: the argument, or (for `-` or
@@ -645,20 +645,4 @@ pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     Ok(bytes)
-}
-
-/// Print a guest result: as text when it is text, else as base64.
-pub fn report(result: Result<Output, ApiClientError>, base64: bool) -> anyhow::Result<ExitCode> {
-    match result {
-        Ok(output) => {
-            match (&output.text, base64) {
-                (Some(text), false) => say!("{text}"),
-                (None, false) => say!("base64:{}", output.base64),
-                (_, true) => say!("{}", output.base64),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        // Printed by main (`error [CODE] at index N: MESSAGE`, exit 1).
-        Err(error) => Err(error.into()),
-    }
 }

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::conformance;
 
+use crate::output::{Format, OutputArgs};
+
 #[derive(Debug, Subcommand)]
 pub enum GuestCommand {
     /// Check that a component is a well-behaved guest: load it as a node
@@ -22,9 +24,10 @@ pub enum GuestCommand {
     Check {
         /// The component (.wasm) to check.
         path: PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+        /// `-o json`: the report as JSON (`table`: as `text`, a report
+        /// is already laid out in columns).
+        #[command(flatten)]
+        output: OutputArgs,
         /// Run this script instead of the built-in one (lines `apply CMD`,
         /// `query REQ`, `apply-base64 B64`, `query-base64 B64`).
         #[arg(long, value_name = "FILE")]
@@ -74,7 +77,7 @@ impl GuestLimitArgs {
 pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
     let GuestCommand::Check {
         path,
-        json,
+        output,
         script,
         cache_dir,
         limits,
@@ -89,8 +92,8 @@ pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
         cache_dir,
     };
     let report = conformance::check_file(&path, &options);
-    if json {
-        say!("{}", serde_json::to_string_pretty(&report)?);
+    if output.format() == Format::Json {
+        crate::output::json(&report)?;
     } else {
         say!("{}", report.to_text().trim_end());
     }

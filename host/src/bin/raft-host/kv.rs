@@ -11,7 +11,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use iroh_raft::node::Consistency;
 
-use crate::client::{ApiArgs, report};
+use crate::client::ApiArgs;
+use crate::output;
 
 #[derive(Debug, Subcommand)]
 pub enum KvCommand {
@@ -158,20 +159,20 @@ fn word(what: &str, text: &str) -> anyhow::Result<()> {
 }
 
 fn propose(api: &ApiArgs, command: &str) -> anyhow::Result<ExitCode> {
-    report(
-        api.client()?.propose(command.as_bytes()).map(|r| r.output),
-        false,
-    )
+    let answer = api.client()?.propose(command.as_bytes())?;
+    output::proposal(&answer, api.format(), false)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn query(read: &ReadArgs, request: &str) -> anyhow::Result<ExitCode> {
-    report(
-        read.api
-            .client()?
-            .query_with(request.as_bytes(), read.consistency)
-            .map(|r| r.output),
-        false,
-    )
+/// Run a read; `lines` names the column of an answer that is a list, one
+/// item a line (`-o table` shows a row per item).
+fn query(read: &ReadArgs, request: &str, lines: Option<&str>) -> anyhow::Result<ExitCode> {
+    let answer = read
+        .api
+        .client()?
+        .query_with(request.as_bytes(), read.consistency)?;
+    output::query(&answer, read.api.format(), false, lines)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_kv(command: KvCommand) -> anyhow::Result<ExitCode> {
@@ -192,7 +193,7 @@ pub fn run_kv(command: KvCommand) -> anyhow::Result<ExitCode> {
             } else {
                 format!("get {key}")
             };
-            query(&read, &request)
+            query(&read, &request, None)
         }
         KvCommand::Delete { key, api } => {
             word("key", &key)?;
@@ -230,7 +231,7 @@ pub fn run_kv(command: KvCommand) -> anyhow::Result<ExitCode> {
             if !prefix.is_empty() {
                 word("prefix", &prefix)?;
             }
-            query(&read, format!("list {prefix}").trim_end())
+            query(&read, format!("list {prefix}").trim_end(), Some("key"))
         }
         KvCommand::Lease { command } => match command {
             LeaseCommand::Grant { ttl_secs, api } => {
@@ -238,8 +239,8 @@ pub fn run_kv(command: KvCommand) -> anyhow::Result<ExitCode> {
             }
             LeaseCommand::Keepalive { id, api } => propose(&api, &format!("lease keepalive {id}")),
             LeaseCommand::Revoke { id, api } => propose(&api, &format!("lease revoke {id}")),
-            LeaseCommand::Ttl { id, read } => query(&read, &format!("lease ttl {id}")),
-            LeaseCommand::List { read } => query(&read, "lease list"),
+            LeaseCommand::Ttl { id, read } => query(&read, &format!("lease ttl {id}"), None),
+            LeaseCommand::List { read } => query(&read, "lease list", Some("lease")),
         },
     }
 }

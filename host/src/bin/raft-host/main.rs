@@ -4,7 +4,8 @@
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
 //! `run.rs` (their environment variables and config file in `config.rs`),
 //! the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
-//! `upgrades.rs`, the load generator in `bench.rs` and `bench/`.
+//! `upgrades.rs` (how they print in `output.rs`, their progress bars in
+//! `progress.rs`), the load generator in `bench.rs` and `bench/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ mod client;
 mod config;
 mod guest;
 mod kv;
+mod output;
+mod progress;
 mod run;
 mod upgrades;
 

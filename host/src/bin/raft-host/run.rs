@@ -15,6 +15,7 @@ use iroh_raft::api::{self, ApiConfig, ApiLimits, ApiTls, ApiTokens};
 use iroh_raft::host::HostBuilder;
 
 use crate::guest::GuestLimitArgs;
+use crate::progress;
 use iroh_raft::node::{GuestSource, SnapshotPolicy};
 use iroh_raft::transport::{NodeTicket, RelayChoice, TransportConfig};
 
@@ -282,30 +283,51 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let mut bound = args.builder()?.bind().await?;
         let ticket = bound.ticket();
-        // Printed first: a joining node's operator needs it for `add-node`.
-        println!("ticket: {ticket}");
         if args.restore_from.is_some() && !bound.is_fresh() {
+            bound.close().await;
             anyhow::bail!(
                 "--restore-from needs an empty data dir; {} already holds a cluster",
                 args.data_dir.display()
             );
         }
-        let hint = format!(
-            "waiting to be added to the cluster: on the leader run `{} add-node {ticket}`",
-            invocation_name()
-        );
-        tokio::select! {
-            () = bound.wait_until_added(|attempt| {
-                if attempt.is_multiple_of(10) {
-                    println!("{hint}");
-                }
-            }) => {}
-            _ = shutdown_signal() => anyhow::bail!("interrupted while waiting to join"),
+        // A node that joins prints its ticket now: the operator needs it
+        // for `add-node` before the node can start. Any other node prints
+        // it once it runs, so a node that fails to start prints only why.
+        let joining = matches!(&args.join, Some(JoinTicket(Some(_)))) && bound.is_fresh();
+        if joining {
+            println!("ticket: {ticket}");
+            let hint = format!(
+                "waiting to be added to the cluster: on the leader run `{} add-node {ticket}`",
+                invocation_name()
+            );
+            let added = tokio::select! {
+                () = bound.wait_until_added(|attempt| {
+                    if attempt.is_multiple_of(10) {
+                        println!("{hint}");
+                    }
+                }) => true,
+                _ = shutdown_signal() => false,
+            };
+            if !added {
+                bound.close().await;
+                anyhow::bail!("interrupted while waiting to join");
+            }
         }
         if args.unsafe_local_reads {
             tracing::warn!("--unsafe-local-reads: reads are NOT linearizable (a test switch)");
         }
-        let host = bound.start().await?;
+        let restoring = args
+            .restore_from
+            .as_ref()
+            .map(|backup| progress::spinner(format!("restoring {}", backup.display())));
+        let host = bound.start().await;
+        if let Some(bar) = restoring {
+            bar.finish_and_clear();
+        }
+        let host = host?;
+        if !joining {
+            println!("ticket: {ticket}");
+        }
         let status = host.node().status().await?;
         println!(
             "raft-host: node {} is {} (term {}), guest {} {} ({}), data dir {}",
