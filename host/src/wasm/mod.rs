@@ -20,6 +20,7 @@ mod bindings;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+pub mod examples;
 pub mod instance;
 pub mod kv;
 pub mod limits;
