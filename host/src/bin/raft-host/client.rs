@@ -347,6 +347,9 @@ pub fn run_client(command: Command) -> anyhow::Result<ExitCode> {
                 if let Some(world) = status.guest.world {
                     say!("guest world:   {world}");
                 }
+                if !status.guest.examples.is_empty() {
+                    say!("guest examples: {}", status.guest.examples.join("; "));
+                }
                 if let Some(store) = status.guest.store {
                     say!(
                         "guest store:   {} keys, {:.1} MiB",
