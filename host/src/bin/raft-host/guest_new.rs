@@ -66,17 +66,19 @@ macro_rules! template {
     };
 }
 
-const RUST: Template = template!("rust": "Cargo.toml", "README.md", "src/lib.rs");
-const RUST_STORE: Template = template!("rust-store": "Cargo.toml", "README.md", "src/lib.rs");
+const RUST: Template = template!("rust":
+    ".gitignore", "Cargo.toml", "README.md", "src/lib.rs");
+const RUST_STORE: Template = template!("rust-store":
+    ".gitignore", "Cargo.toml", "README.md", "src/lib.rs");
 const PYTHON: Template = template!("python":
-    "Makefile", "README.md", "app.py", "counter.py", "test_counter.py", "examples.txt");
+    ".gitignore", "Makefile", "README.md", "app.py", "counter.py", "test_counter.py", "examples.txt");
 const PYTHON_STORE: Template = template!("python-store":
-    "Makefile", "README.md", "app.py", "kvmap.py", "test_kvmap.py", "examples.txt");
+    ".gitignore", "Makefile", "README.md", "app.py", "kvmap.py", "test_kvmap.py", "examples.txt");
 const JS: Template = template!("js":
-    "package.json", "README.md", "build.mjs", "examples.txt",
+    ".gitignore", "package.json", "README.md", "build.mjs", "examples.txt",
     "src/guest.js", "src/counter.js", "test/counter.test.mjs");
 const JS_STORE: Template = template!("js-store":
-    "package.json", "README.md", "build.mjs", "examples.txt",
+    ".gitignore", "package.json", "README.md", "build.mjs", "examples.txt",
     "src/guest.js", "src/kvmap.js", "test/kvmap.test.mjs");
 
 /// Why a scaffold was refused.
