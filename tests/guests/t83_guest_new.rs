@@ -61,6 +61,17 @@ fn assert_checks(component: &Path, expected_examples: &[&str]) {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a report");
     assert!(output.status.success(), "{report:#}");
     assert_eq!(report["passed"], true);
+    let named = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["name"] == "examples")
+        .and_then(|check| check["detail"].as_str())
+        .expect("an examples check");
+    assert!(
+        named.starts_with(&format!("{} named: ", expected_examples.len())),
+        "{named}"
+    );
     let bytes = std::fs::read(component).expect("read the component");
     assert_eq!(examples::read(&bytes).lines, expected_examples);
 }

@@ -71,3 +71,23 @@ fn t85_a_kv_node_suggests_commands_that_work() {
         ]
     );
 }
+
+#[test]
+fn t85_a_guest_without_examples_gets_generic_hints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guest = common::guest("counter_v2");
+    let node = NodeProcess::start(
+        dir.path(),
+        &["--guest", guest.to_str().expect("UTF-8 path")],
+    );
+    let banner = node.banner_until(" query");
+    assert!(
+        !banner.iter().any(|line| line.contains(" propose")),
+        "no command to propose is guessed: {banner:#?}"
+    );
+    assert!(
+        banner.iter().any(|line| line.contains(" status")),
+        "{banner:#?}"
+    );
+    assert!(node.cli_status().expect("status").guest.examples.is_empty());
+}
