@@ -3,9 +3,10 @@
 //! passes; bad names and occupied directories are refused. Also: the SDKs'
 //! WIT copies (what their published crates bind) equal `wit/`.
 //!
-//! The Rust scaffolds build into one target dir kept under the test target
-//! dir (so a second run compiles only the scaffold), with the SDKs of this
-//! repository by path and `guests/Cargo.lock`'s versions; the Python and
+//! The Rust scaffolds build into the guests' own target dirs
+//! (`target/guests`, `target/guests-native`: same profiles, so only the
+//! scaffold itself compiles), with the SDKs of this repository by path and
+//! `guests/Cargo.lock`'s versions; the Python and
 //! JavaScript ones use the project-local toolchains of `make
 //! guests-polyglot`.
 
@@ -20,6 +21,14 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ is in the repository")
+        .to_path_buf()
+}
+
+/// The workspace's target dir.
+fn target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
         .to_path_buf()
 }
 
@@ -107,7 +116,9 @@ fn t83_refuses_bad_names_and_occupied_directories() {
 fn t83_rust_scaffolds_build_check_and_test() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-scaffolds");
+    // The guests' own target dirs: the scaffold's profile is theirs, so
+    // wit-bindgen and the SDKs are already built there.
+    let (wasm_target, native_target) = (target().join("guests"), target().join("guests-native"));
     for (name, store, sdk, expected) in [
         (
             "my-counter",
@@ -138,15 +149,15 @@ fn t83_rust_scaffolds_build_check_and_test() {
             .expect("copy the lock file");
         run(Command::new(&cargo)
             .current_dir(&guest)
-            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_TARGET_DIR", &wasm_target)
             .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]));
-        let component = target_dir
+        let component = wasm_target
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", name.replace('-', "_")));
         assert_checks(&component, expected);
         let output = run(Command::new(&cargo)
             .current_dir(&guest)
-            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_TARGET_DIR", &native_target)
             .args(["test", "--quiet"]));
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("1 passed"), "{stdout}");
@@ -166,11 +177,7 @@ fn toolchain(path: PathBuf) -> PathBuf {
 
 #[test]
 fn t83_python_scaffold_builds_checks_and_tests() {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .to_path_buf();
-    let componentize = toolchain(target.join("guest-toolchains/python/bin/componentize-py"));
+    let componentize = toolchain(target().join("guest-toolchains/python/bin/componentize-py"));
     let dir = tempfile::tempdir().expect("tempdir");
     let guest = dir.path().join("py-counter");
     assert!(guest_new(&guest, &["--lang", "python"]).status.success());
