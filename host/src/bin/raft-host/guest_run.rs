@@ -35,6 +35,10 @@ const MAX_SHOWN_KEYS: usize = 100;
 /// Most keys listed as written by one step.
 const MAX_LISTED_WRITES: usize = 8;
 
+/// Above this many keys in the store, a step's writes are not listed:
+/// finding them compares the whole store before and after the step.
+const MAX_DIFFED_KEYS: u64 = 10_000;
+
 /// One line of a run: a script step, or `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -174,7 +178,7 @@ impl Session {
     }
 
     fn run_step(&mut self, step: &Step) -> anyhow::Result<()> {
-        let before = self.store_pairs()?;
+        let before = self.pairs_to_diff()?;
         let (result, fuel) = match step {
             Step::Apply(command) => {
                 let outcome = run_apply(&mut self.machine, entry_for(self.applied), command)?;
@@ -195,17 +199,26 @@ impl Session {
             },
             GuestMachine::Store(machine) => {
                 let size = machine.state().size()?;
-                let after = self.store_pairs()?;
-                format!(
-                    "store {} keys, {} bytes{}",
-                    size.keys,
-                    size.bytes,
-                    written(&before, &after)
-                )
+                let writes = match (before, self.pairs_to_diff()?) {
+                    (Some(before), Some(after)) => written(&before, &after),
+                    _ => format!("; writes not listed (over {MAX_DIFFED_KEYS} keys)"),
+                };
+                format!("store {} keys, {} bytes{writes}", size.keys, size.bytes)
             }
         };
         say!("  fuel {fuel}, {state}");
         Ok(())
+    }
+
+    /// A store-backed guest's pairs, to find a step's writes; `None` when
+    /// there are more than [`MAX_DIFFED_KEYS`].
+    fn pairs_to_diff(&self) -> anyhow::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+        match &self.machine {
+            GuestMachine::Store(machine) if machine.state().size()?.keys > MAX_DIFFED_KEYS => {
+                Ok(None)
+            }
+            _ => self.store_pairs().map(Some),
+        }
     }
 
     /// A store-backed guest's pairs (nothing for a 0.1.0 guest).
@@ -223,14 +236,16 @@ impl Session {
                 Ok(snapshot) => say!("  snapshot, {} bytes: {}", snapshot.len(), shown(&snapshot)),
                 Err(error) => say!("  error: {error}"),
             },
-            GuestMachine::Store(_) => {
-                let pairs = self.store_pairs()?;
-                say!("  {} keys", pairs.len());
-                for (key, value) in pairs.iter().take(MAX_SHOWN_KEYS) {
-                    say!("  {} = {}", shown(key), shown(value));
+            GuestMachine::Store(machine) => {
+                let state = machine.state();
+                let keys = state.size()?.keys;
+                say!("  {keys} keys");
+                for pair in state.scan(b"", None).take(MAX_SHOWN_KEYS) {
+                    let (key, value) = pair?;
+                    say!("  {} = {}", shown(&key), shown(&value));
                 }
-                if pairs.len() > MAX_SHOWN_KEYS {
-                    say!("  ... and {} more", pairs.len() - MAX_SHOWN_KEYS);
+                if keys > MAX_SHOWN_KEYS as u64 {
+                    say!("  ... and {} more", keys - MAX_SHOWN_KEYS as u64);
                 }
             }
         }
