@@ -21,6 +21,7 @@ use base64::Engine as _;
 use iroh_raft::limits::MAX_SCRIPT_BYTES;
 use iroh_raft::wasm::conformance::script::{self, Step};
 use iroh_raft::wasm::conformance::{ScriptMachine, empty_store, entry_for, store_contents};
+use iroh_raft::wasm::kv::Pairs;
 use iroh_raft::wasm::{
     GuestFailure, GuestLimits, GuestMachine, GuestWorld, StateMachine, StoreMachine, WasmEngine,
 };
@@ -212,7 +213,7 @@ impl Session {
 
     /// A store-backed guest's pairs, to find a step's writes; `None` when
     /// there are more than [`MAX_DIFFED_KEYS`].
-    fn pairs_to_diff(&self) -> anyhow::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+    fn pairs_to_diff(&self) -> anyhow::Result<Option<Pairs>> {
         match &self.machine {
             GuestMachine::Store(machine) if machine.state().size()?.keys > MAX_DIFFED_KEYS => {
                 Ok(None)
@@ -222,7 +223,7 @@ impl Session {
     }
 
     /// A store-backed guest's pairs (nothing for a 0.1.0 guest).
-    fn store_pairs(&self) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn store_pairs(&self) -> anyhow::Result<Pairs> {
         match &self.machine {
             GuestMachine::Memory(_) => Ok(Vec::new()),
             GuestMachine::Store(machine) => Ok(store_contents(machine.state().as_ref())?),
