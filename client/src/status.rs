@@ -117,6 +117,10 @@ pub struct GuestStatus {
     /// commands (`guest_stalled`); committed entries still apply.
     #[serde(default)]
     pub refusing_commands: bool,
+    /// Commands the guest suggests trying (`propose put a 1`, `query get
+    /// a`), from its `iroh-raft:examples` section; empty when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
 }
 
 /// One member of the cluster.

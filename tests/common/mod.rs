@@ -215,6 +215,8 @@ pub struct NodeProcess {
     /// The node's ticket, as it printed it.
     pub ticket: String,
     stderr_lines: mpsc::Receiver<String>,
+    /// What it printed on stdout after its API line (the start banner).
+    stdout_lines: mpsc::Receiver<String>,
 }
 
 /// A node process that printed its ticket but may not serve yet (a joining
@@ -225,6 +227,7 @@ pub struct StartingNode {
     pub ticket: String,
     api_rx: mpsc::Receiver<String>,
     stderr_lines: Option<mpsc::Receiver<String>>,
+    stdout_lines: Option<mpsc::Receiver<String>>,
 }
 
 impl StartingNode {
@@ -232,6 +235,7 @@ impl StartingNode {
     pub fn wait_ready(mut self) -> NodeProcess {
         let mut child = self.child.take().expect("not yet taken");
         let stderr_lines = self.stderr_lines.take().expect("not yet taken");
+        let stdout_lines = self.stdout_lines.take().expect("not yet taken");
         match self.api_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(api_url) => NodeProcess {
                 child,
@@ -239,6 +243,7 @@ impl StartingNode {
                 netns: self.netns.clone(),
                 ticket: self.ticket.clone(),
                 stderr_lines,
+                stdout_lines,
             },
             Err(_) => {
                 let _ = child.kill();
@@ -308,9 +313,16 @@ impl NodeProcess {
         let stderr = child.stderr.take().expect("piped stderr");
         let (ticket_tx, ticket_rx) = mpsc::channel();
         let (api_tx, api_rx) = mpsc::channel();
+        let (out_tx, stdout_lines) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut api_seen = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if api_seen {
+                    // Nobody may be listening: the send's error is no error.
+                    let _ = out_tx.send(line.clone());
+                }
                 if let Some(rest) = line.strip_prefix("API: ") {
+                    api_seen = true;
                     let url = rest
                         .split_whitespace()
                         .next()
@@ -337,6 +349,7 @@ impl NodeProcess {
                 ticket,
                 api_rx,
                 stderr_lines: Some(stderr_lines),
+                stdout_lines: Some(stdout_lines),
             },
             Err(_) => {
                 let _ = child.kill();
@@ -383,6 +396,23 @@ impl NodeProcess {
             return None;
         }
         serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// The start banner's lines after its `API:` line, up to the line
+    /// containing `last` (waits for them).
+    pub fn banner_until(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .stdout_lines
+                .recv_timeout(STARTUP_TIMEOUT)
+                .unwrap_or_else(|_| panic!("no banner line with {last:?} after {lines:#?}"));
+            let done = line.contains(last);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
     }
 
     /// The log lines the node wrote since the last call (or since it

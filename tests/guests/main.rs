@@ -15,3 +15,6 @@ mod t35_state_past_the_memory_cap;
 mod t80_guest_check;
 mod t81_guest_languages;
 mod t82_polyglot_cluster;
+mod t83_guest_new;
+mod t84_guest_run;
+mod t85_guest_examples;

@@ -36,6 +36,7 @@ impl StateMachine for CounterGuest {
 }
 
 iroh_raft_guest::export_state_machine!(CounterGuest);
+iroh_raft_guest::guest_examples!("propose add 5", "query get");
 
 #[cfg(test)]
 mod tests {

@@ -22,3 +22,8 @@ impl StoreGuest for KvStoreGuest {
 }
 
 iroh_raft_store_guest::export_store_guest!(KvStoreGuest);
+iroh_raft_store_guest::guest_examples!(
+    "propose put greeting hello",
+    "query get greeting",
+    "query list"
+);

@@ -55,6 +55,11 @@ impl StateMachine for Kv {
 }
 
 iroh_raft_guest::export_state_machine!(Kv);
+iroh_raft_guest::guest_examples!(
+    "propose put greeting hello",
+    "query get greeting",
+    "query list"
+);
 
 #[cfg(test)]
 mod tests {

@@ -66,7 +66,9 @@
 #[allow(unsafe_code)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        // A copy of the repository's WIT (the contract shared with the
+        // host) inside the crate, so the published crate is self-contained.
+        path: "wit",
         world: "store-guest",
         pub_export_macro: true,
         export_macro_name: "export_store_guest_world",
@@ -282,4 +284,47 @@ macro_rules! export_store_guest {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::exports::iroh_raft::state_machine::state_machine::Guest;
+}
+
+/// The name of the custom section [`guest_examples!`] writes; the host reads
+/// it to suggest commands (its start banner, `guest.examples` in status).
+pub const EXAMPLES_SECTION: &str = "iroh-raft:examples";
+
+/// Declare commands that work on this guest, one `propose CMD` or `query
+/// REQ` per string; a node prints them in its start banner. They are
+/// stored in the custom section [`EXAMPLES_SECTION`] of the component (no
+/// code runs, and hosts that do not know the section ignore it). At most
+/// 4 KiB and 16 lines are read.
+///
+/// ```text
+/// iroh_raft_store_guest::guest_examples!("propose add 5", "query get");
+/// ```
+#[macro_export]
+macro_rules! guest_examples {
+    ($($line:literal),+ $(,)?) => {
+        const _: () = {
+            const TEXT: &str = ::core::concat!($($line, "\n"),+);
+            const LEN: usize = TEXT.len();
+            // A `link_section` static must be an array of bytes (unused
+            // natively, where the static is not compiled).
+            #[allow(dead_code)]
+            const BYTES: [u8; LEN] = {
+                let text = TEXT.as_bytes();
+                let mut bytes = [0u8; LEN];
+                let mut at = 0;
+                while at < LEN {
+                    bytes[at] = text[at];
+                    at += 1;
+                }
+                bytes
+            };
+            // `used`: kept through LTO although nothing reads it; only on
+            // wasm, where a link section is a custom section.
+            #[cfg(target_family = "wasm")]
+            #[used]
+            #[allow(unsafe_code)]
+            #[unsafe(link_section = "iroh-raft:examples")]
+            static EXAMPLES: [u8; LEN] = BYTES;
+        };
+    };
 }

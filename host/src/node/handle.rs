@@ -454,6 +454,7 @@ impl NodeHandle {
                 checkpoint_failing_since: stats.checkpoint_failing_since,
                 uncheckpointed_bytes: stats.uncheckpointed_bytes,
                 refusing_commands: stats.stalled,
+                examples: applier.examples().to_vec(),
             },
             data_dir: self.inner.data_dir.display().to_string(),
             ticket: self.inner.ticket.clone(),

@@ -101,6 +101,8 @@ pub(super) enum GuestPreKind {
 pub struct LoadedComponent {
     pub hash: ComponentHash,
     pub size_bytes: u64,
+    /// The guest's command examples (see [`super::examples`]).
+    pub examples: Arc<[String]>,
     pub(super) pre: GuestPreKind,
 }
 
@@ -142,6 +144,8 @@ pub struct CompiledComponent {
     pub size_bytes: u64,
     /// Whether the compiled code came from the cache (no compilation).
     pub from_cache: bool,
+    /// The guest's command examples (see [`super::examples`]).
+    pub examples: Arc<[String]>,
     component: Component,
 }
 
@@ -279,10 +283,15 @@ impl WasmEngine {
         }
         let hash = ComponentHash::of(bytes);
         let (component, from_cache) = self.compile_cached(hash, bytes)?;
+        let examples = super::examples::read(bytes);
+        for warning in &examples.warnings {
+            tracing::warn!(component = %hash, "{warning}");
+        }
         Ok(CompiledComponent {
             hash,
             size_bytes: bytes.len() as u64,
             from_cache,
+            examples: examples.lines.into(),
             component,
         })
     }
@@ -313,6 +322,7 @@ impl WasmEngine {
         Ok(LoadedComponent {
             hash: compiled.hash,
             size_bytes: compiled.size_bytes,
+            examples: compiled.examples.clone(),
             pre,
         })
     }

@@ -14,12 +14,14 @@
 //! node hands it entries in log order. See [`state_machine`] for the rollback
 //! rule and [`wasi`] for what "deterministic WASI" means here;
 //! [`conformance`] checks a component against the contract from outside
-//! (`raft-host guest check`).
+//! (`raft-host guest check`); [`examples`] reads the commands a guest
+//! suggests (its `iroh-raft:examples` custom section).
 
 mod bindings;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+pub mod examples;
 pub mod instance;
 pub mod kv;
 pub mod limits;

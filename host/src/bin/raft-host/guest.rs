@@ -4,12 +4,12 @@ use iroh_raft::limits::{
     DEFAULT_APPLY_FUEL, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_FUEL, MAX_CALL_FUEL,
     MAX_MEMORY_LIMIT_BYTES,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use iroh_raft::wasm::GuestLimits;
 use iroh_raft::wasm::conformance;
+use iroh_raft::wasm::{GuestLimits, WasmEngine};
 
 use crate::output::{Format, OutputArgs};
 
@@ -39,6 +39,39 @@ pub enum GuestCommand {
         /// The limits to check under (use the cluster's).
         #[command(flatten)]
         limits: GuestLimitArgs,
+    },
+    /// Run commands against a guest on this machine, without a cluster:
+    /// each step's result, fuel and state size (a store-backed guest runs
+    /// on an in-memory store). Lines as in a check script, plus `state`
+    /// (print the whole state). Without --script, reads stdin: a prompt
+    /// when it is a terminal, else a script.
+    Run {
+        /// The component (.wasm) to run.
+        path: PathBuf,
+        /// Read the lines from this file (`-`: stdin).
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// The limits to run under (use the cluster's).
+        #[command(flatten)]
+        limits: GuestLimitArgs,
+    },
+    /// Create a new guest in directory NAME: sources, the WIT it
+    /// implements, a build command and a test (see its README.md).
+    New(crate::guest_new::NewArgs),
+    /// Attach command examples to a component (the custom section
+    /// `iroh-raft:examples`, replacing any at its top level): a node
+    /// suggests them in its start banner. For guests built without the
+    /// Rust SDKs' `guest_examples!`.
+    Describe {
+        /// The component (.wasm) to describe.
+        path: PathBuf,
+        /// The examples: lines `propose CMD` or `query REQ` (`#` comments).
+        #[arg(long, value_name = "FILE")]
+        examples: PathBuf,
+        /// Where to write the described component (may be the input).
+        /// Not `-o`: that is the output format everywhere else.
+        #[arg(long = "out", value_name = "OUT")]
+        output: PathBuf,
     },
 }
 
@@ -75,13 +108,59 @@ impl GuestLimitArgs {
 }
 
 pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
-    let GuestCommand::Check {
-        path,
-        output,
-        script,
-        cache_dir,
-        limits,
-    } = command;
+    match command {
+        GuestCommand::Check {
+            path,
+            output,
+            script,
+            cache_dir,
+            limits,
+        } => check(path, &output, script, cache_dir, limits),
+        GuestCommand::Run {
+            path,
+            script,
+            limits,
+        } => crate::guest_run::run(&path, script, limits.limits()),
+        GuestCommand::New(args) => crate::guest_new::run(&args),
+        GuestCommand::Describe {
+            path,
+            examples,
+            output,
+        } => describe(&path, &examples, &output),
+    }
+}
+
+/// `guest describe`: the component with its examples section replaced.
+fn describe(path: &Path, examples: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use iroh_raft::wasm::examples::{self, MAX_EXAMPLES_BYTES};
+    let component = WasmEngine::read_component_file(path)?;
+    let size = std::fs::metadata(examples)
+        .with_context(|| format!("cannot read {}", examples.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_EXAMPLES_BYTES as u64,
+        "{} is {size} bytes, more than the limit of {MAX_EXAMPLES_BYTES}",
+        examples.display()
+    );
+    let text = std::fs::read_to_string(examples)
+        .with_context(|| format!("cannot read {}", examples.display()))?;
+    let described = examples::with_examples(&component, &text)
+        .with_context(|| format!("{}", examples.display()))?;
+    std::fs::write(output, &described)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let lines = examples::read(&described).lines;
+    say!("{}: {} examples", output.display(), lines.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    path: PathBuf,
+    output: &OutputArgs,
+    script: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    limits: GuestLimitArgs,
+) -> anyhow::Result<ExitCode> {
     let script = match script {
         Some(file) => conformance::script::read_file(&file)?,
         None => conformance::default_script(),

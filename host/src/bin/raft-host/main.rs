@@ -3,9 +3,10 @@
 //! Thin by design: parse the command line, set up tracing, call the library
 //! ([`iroh_raft::host::HostBuilder`] runs the node). The node's flags are in
 //! `run.rs` (their environment variables and config file in `config.rs`),
-//! the client subcommands in `client.rs`, `guest.rs`, `kv.rs` and
-//! `upgrades.rs` (how they print in `output.rs`, their progress bars in
-//! `progress.rs`), the load generator in `bench.rs` and `bench/`.
+//! the client subcommands in `client.rs`, `guest.rs` (with `guest_new.rs`,
+//! `guest_run.rs`), `kv.rs` and `upgrades.rs` (how they print in
+//! `output.rs`, their progress bars in `progress.rs`), the load generator
+//! in `bench.rs` and `bench/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ mod bench;
 mod client;
 mod config;
 mod guest;
+mod guest_new;
+mod guest_run;
 mod kv;
 mod output;
 mod progress;

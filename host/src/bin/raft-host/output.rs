@@ -227,6 +227,9 @@ pub fn status(status: &NodeStatus, format: Format) -> anyhow::Result<()> {
             if let Some(ticket) = &status.ticket {
                 fields.push(("ticket", ticket.clone()));
             }
+            if !status.guest.examples.is_empty() {
+                fields.push(("guest examples", status.guest.examples.join("; ")));
+            }
             Table::fields(fields).print();
             say!("");
             members_table(status).print();
@@ -306,6 +309,9 @@ fn status_text(status: &NodeStatus) {
     );
     if let Some(world) = status.guest.world {
         say!("guest world:   {world}");
+    }
+    if !status.guest.examples.is_empty() {
+        say!("guest examples: {}", status.guest.examples.join("; "));
     }
     if let Some(store) = status.guest.store {
         say!(

@@ -352,9 +352,15 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             format!(" --api {url}")
         };
         let exe = invocation_name();
-        println!("  {exe} propose{api_flag} 'add 5'");
-        println!("  {exe} query{api_flag} get");
+        for (verb, argument) in banner_examples(&status.guest.examples) {
+            println!("  {exe} {verb}{api_flag} {argument}");
+        }
         println!("  {exe} status{api_flag}");
+        if status.guest.examples.is_empty() {
+            println!(
+                "  {exe} query{api_flag} REQUEST   (this guest names no examples: see its docs)"
+            );
+        }
 
         let reason = tokio::select! {
             reason = host.stopped() => reason,
@@ -369,6 +375,28 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
             None => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// The guest's examples as CLI arguments: `propose 'put a 1'`, `query get`
+/// (quoted for a POSIX shell when they need it).
+fn banner_examples(examples: &[String]) -> Vec<(&str, String)> {
+    examples
+        .iter()
+        .filter_map(|line| {
+            let (verb, rest) = line.split_once(' ')?;
+            Some((verb, shell_quote(rest)))
+        })
+        .collect()
+}
+
+/// `text` as one word of a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@,+".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// How to call this binary from the current directory, for the hints the

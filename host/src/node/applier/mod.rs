@@ -59,6 +59,7 @@ pub fn spawn(
         applied_index: AtomicU64::new(applied_index),
         guest: Mutex::new((machine.info().clone(), machine.component().hash.to_hex())),
         world: Mutex::new(machine.world()),
+        examples: Mutex::new(machine.component().examples.clone()),
         store: env.guest_store.clone(),
         stats: Mutex::new(machine.stats()),
         history: Mutex::new(history.clone()),

@@ -3,8 +3,8 @@
 use crate::limits::RECENT_RESULTS_CAPACITY;
 use crate::node::forwarded::ForwardWaiters;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::AppliedRecord;
 use super::reader::ReadTargets;
@@ -23,6 +23,8 @@ pub struct ApplierShared {
     pub(super) applied_index: AtomicU64,
     pub(super) guest: Mutex<(GuestInfo, String)>,
     pub(super) world: Mutex<GuestWorld>,
+    /// The running guest's command examples (its `iroh-raft:examples`).
+    pub(super) examples: Mutex<Arc<[String]>>,
     /// The guest store (read for its size when the guest is store-backed).
     pub(super) store: GuestStore,
     pub(super) stats: Mutex<RuntimeStats>,
@@ -78,6 +80,13 @@ impl ApplierShared {
     pub fn guest(&self) -> (GuestInfo, String) {
         self.guest.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+    /// The running guest's command examples (`propose ...`, `query ...`).
+    pub fn examples(&self) -> Arc<[String]> {
+        self.examples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
     /// Where the running guest keeps its state.
     pub fn world(&self) -> GuestWorld {
         *self.world.lock().unwrap_or_else(|p| p.into_inner())
@@ -128,6 +137,8 @@ impl ApplierShared {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
             (machine.info().clone(), machine.component().hash.to_hex());
         *self.world.lock().unwrap_or_else(|p| p.into_inner()) = machine.world();
+        *self.examples.lock().unwrap_or_else(|p| p.into_inner()) =
+            machine.component().examples.clone();
     }
     /// `machine` answers queries of the store's state from `from_index`
     /// on (call it before committing anything at that index; the store is

@@ -183,6 +183,7 @@ mod tests {
                 checkpoint_failing_since: None,
                 uncheckpointed_bytes: 0,
                 refusing_commands: false,
+                examples: Vec::new(),
             },
             data_dir: "/tmp/x".into(),
             ticket: None,

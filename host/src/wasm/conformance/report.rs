@@ -13,6 +13,7 @@ use crate::wasm::engine::GuestWorld;
 /// that never ran because an earlier one failed is reported as skipped.
 pub const CHECK_NAMES: &[&str] = &[
     "component",
+    "examples",
     "imports",
     "exports",
     "start-up",
@@ -32,6 +33,7 @@ pub const CHECK_NAMES: &[&str] = &[
 /// [`SNAPSHOT_CHECK_NAMES`] follow them as not applicable.
 pub const STORE_CHECK_NAMES: &[&str] = &[
     "component",
+    "examples",
     "imports",
     "exports",
     "start-up",

@@ -11,11 +11,35 @@ use super::report::{self, Check, Outcome, Report};
 use super::{CheckOptions, list, mib, millis, store};
 use crate::wasm::engine::{GuestWorld, LoadedComponent, WasmEngine};
 use crate::wasm::error::WasmError;
+use crate::wasm::examples::{self, EXAMPLES_SECTION};
 use crate::wasm::instance::GuestInstance;
 use crate::wasm::limits::GuestLimits;
 use crate::wasm::machine::GuestMachine;
 use crate::wasm::state_machine::StateMachine;
 use crate::wasm::store_machine::StoreMachine;
+
+/// The `examples` check: the command examples the guest names (its
+/// `iroh-raft:examples` section), which a node suggests at start; none is
+/// fine, a malformed section a warning (a node ignores what it cannot use).
+fn examples_check(bytes: &[u8]) -> Check {
+    let found = examples::read(bytes);
+    if !found.warnings.is_empty() {
+        return Check::warn("examples", list(found.warnings));
+    }
+    if found.lines.is_empty() {
+        return Check::pass(
+            "examples",
+            format!(
+                "none: a node suggests only generic commands (name some: the SDKs' \
+                 `guest_examples!`, or `raft-host guest describe`; section {EXAMPLES_SECTION})"
+            ),
+        );
+    }
+    Check::pass(
+        "examples",
+        format!("{} named: {}", found.lines.len(), found.lines.join("; ")),
+    )
+}
 
 /// Compile and link: the `component`, `imports` and `exports` checks.
 pub(super) fn load(
@@ -57,6 +81,8 @@ pub(super) fn load(
             millis(started)
         ),
     ));
+
+    report.push(examples_check(bytes));
 
     report.exports = compiled.export_names(&engine);
     // The rule `WasmEngine::link` applies: the 0.2.0 export makes a
