@@ -41,6 +41,9 @@ KV_STORE_JS_WASM := $(POLYGLOT_DIR)/kv_store_js.wasm
 KV_PYTHON_MODULES := $(filter-out %/test_kv.py,$(wildcard guests/kv-python/*.py))
 KV_JS_MODULES := $(wildcard guests/kv-js/src/*.js)
 JS_BUILD := guests/kv-js/componentize.mjs
+# The command examples the polyglot kv guests carry (their start banner).
+KV_EXAMPLES := guests/kv-examples.txt
+ATTACH_EXAMPLES := guests/tools/attach-examples
 
 guests-polyglot: $(KV_PYTHON_WASM) $(KV_JS_WASM) $(KV_STORE_PYTHON_WASM) $(KV_STORE_JS_WASM)
 
@@ -49,28 +52,32 @@ $(PY_TOOLCHAIN): guests/kv-python/requirements.txt
 	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-$(KV_PYTHON_WASM): $(PY_TOOLCHAIN) wit/state-machine.wit $(KV_PYTHON_MODULES)
+$(KV_PYTHON_WASM): $(PY_TOOLCHAIN) wit/state-machine.wit $(KV_PYTHON_MODULES) $(KV_EXAMPLES) $(ATTACH_EXAMPLES)
 	@mkdir -p $(@D)
 	PYTHONDONTWRITEBYTECODE=1 $(PY_VENV)/bin/componentize-py -d wit -w guest componentize -p guests/kv-python app -o $@.tmp
+	$(ATTACH_EXAMPLES) $@.tmp $(KV_EXAMPLES)
 	mv $@.tmp $@
 
 # kv.py comes from the kv guest's directory, the second path.
-$(KV_STORE_PYTHON_WASM): $(PY_TOOLCHAIN) wit/v0.2.0/state-machine.wit $(KV_PYTHON_MODULES) $(filter-out %/test_kv_store.py,$(wildcard guests/kv-store-python/*.py))
+$(KV_STORE_PYTHON_WASM): $(PY_TOOLCHAIN) wit/v0.2.0/state-machine.wit $(KV_PYTHON_MODULES) $(filter-out %/test_kv_store.py,$(wildcard guests/kv-store-python/*.py)) $(KV_EXAMPLES) $(ATTACH_EXAMPLES)
 	@mkdir -p $(@D)
 	PYTHONDONTWRITEBYTECODE=1 $(PY_VENV)/bin/componentize-py -d wit/v0.2.0 -w store-guest componentize -p guests/kv-store-python -p guests/kv-python store_app -o $@.tmp
+	$(ATTACH_EXAMPLES) $@.tmp $(KV_EXAMPLES)
 	mv $@.tmp $@
 
 $(JS_TOOLCHAIN): guests/kv-js/package.json guests/kv-js/package-lock.json
 	cd guests/kv-js && npm ci --no-audit --no-fund
 	touch $@
 
-$(KV_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/state-machine.wit guests/kv-js/build.mjs $(KV_JS_MODULES)
+$(KV_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/state-machine.wit guests/kv-js/build.mjs $(KV_JS_MODULES) $(KV_EXAMPLES) $(ATTACH_EXAMPLES)
 	@mkdir -p $(@D)
 	node guests/kv-js/build.mjs $(abspath $@)
+	$(ATTACH_EXAMPLES) $@ $(KV_EXAMPLES)
 
-$(KV_STORE_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/v0.2.0/state-machine.wit guests/kv-store-js/build.mjs $(KV_JS_MODULES) $(wildcard guests/kv-store-js/src/*.js)
+$(KV_STORE_JS_WASM): $(JS_TOOLCHAIN) $(JS_BUILD) wit/v0.2.0/state-machine.wit guests/kv-store-js/build.mjs $(KV_JS_MODULES) $(wildcard guests/kv-store-js/src/*.js) $(KV_EXAMPLES) $(ATTACH_EXAMPLES)
 	@mkdir -p $(@D)
 	node guests/kv-store-js/build.mjs $(abspath $@)
+	$(ATTACH_EXAMPLES) $@ $(KV_EXAMPLES)
 
 ## Their logic's unit tests, natively (no WebAssembly). The store-backed
 ## guests run over fakes of the host's store, with the kv guests' modules

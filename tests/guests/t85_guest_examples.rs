@@ -1,6 +1,6 @@
 //! Guests name their command examples (the custom section
 //! `iroh-raft:examples`): the Rust SDKs' `guest_examples!` survives into
-//! the component, a node shows the examples in its status and suggests
+//! the component (the polyglot guests get the section appended), a node shows the examples in its status and suggests
 //! them in its start banner, and the suggested command works.
 
 use iroh_raft::wasm::examples;
@@ -8,11 +8,17 @@ use iroh_raft::wasm::examples;
 use crate::common::{self, NodeProcess};
 
 #[test]
-fn t85_the_rust_guests_name_their_examples() {
+fn t85_the_guests_name_their_examples() {
     for (guest, first) in [
         ("counter", "propose add 5"),
         ("kv", "propose put greeting hello"),
         ("kv_store", "propose put greeting hello"),
+        // The polyglot guests get theirs appended after their build
+        // (guests/tools/attach-examples in the Makefile).
+        ("kv_python", "propose put greeting hello"),
+        ("kv_js", "propose put greeting hello"),
+        ("kv_store_python", "propose put greeting hello"),
+        ("kv_store_js", "propose put greeting hello"),
     ] {
         let bytes = std::fs::read(common::guest(guest)).expect("read the guest");
         let found = examples::read(&bytes);
