@@ -240,6 +240,44 @@ fn t71_every_client_subcommand_prints_text_json_and_tables() {
     assert_eq!(sent.load(Ordering::Relaxed), v2_bytes.len() as u64);
 }
 
+/// On a terminal the same calls draw their progress: `backup` run under
+/// `script(1)` (a pseudo-terminal; util-linux, Debian's essential
+/// `bsdutils`) shows its three phases on the terminal, and still writes
+/// the file.
+#[test]
+fn t71_on_a_terminal_a_backup_draws_its_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(
+        dir.path(),
+        &["--guest", guest("kv_store").to_str().expect("utf-8")],
+    );
+    node.client()
+        .propose(b"put greeting hello")
+        .expect("a write");
+    let out = dir.path().join("on-a-terminal.snap");
+    let line = format!(
+        "{} backup {} --api {}",
+        env!("CARGO_BIN_EXE_raft-host"),
+        out.display(),
+        node.api_url
+    );
+    let terminal = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1)");
+    let shown = String::from_utf8_lossy(&terminal.stdout);
+    assert!(terminal.status.success(), "backup on a terminal: {shown}");
+    for phase in ["taking a snapshot", "downloading", "checking the backup"] {
+        assert!(
+            shown.contains(phase),
+            "no {phase:?} on the terminal: {shown:?}"
+        );
+    }
+    assert!(std::fs::metadata(&out).expect("the backup").len() > 0);
+}
+
 #[test]
 fn t71_add_node_prints_its_answer_without_progress_noise() {
     let dirs = [
