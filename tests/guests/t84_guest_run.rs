@@ -147,3 +147,47 @@ fn t84_refuses_bad_files_and_lines() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("error: loading "), "{stderr}");
 }
+
+/// On a terminal (a pseudo-terminal from `script(1)`, util-linux, fed the
+/// lines through its stdin) `guest run` is a prompt: each line answered
+/// after a `> `, a bad line reported and skipped (the session goes on),
+/// Ctrl-D (the end of the input) ends it.
+#[test]
+fn t84_on_a_terminal_guest_run_is_a_prompt() {
+    let command = format!(
+        "{} guest run {}",
+        env!("CARGO_BIN_EXE_raft-host"),
+        common::guest("counter").display()
+    );
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input
+        .write_all(b"apply add 5\nfrobnicate\napply add 2\nquery get\n")
+        .expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().expect("wait for script");
+    let shown = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert!(output.status.success(), "{shown}");
+    // The answers come after prompts, in order; the bad line did not end
+    // the session.
+    let answers: Vec<&str> = shown
+        .lines()
+        // An error follows its prompt on the same line.
+        .map(|line| line.trim_start_matches("> "))
+        .filter(|line| line.starts_with("  ok: ") || line.starts_with("error: "))
+        .collect();
+    assert_eq!(answers.len(), 4, "{shown}");
+    assert_eq!(answers[0], "  ok: \"5\"", "{shown}");
+    assert!(answers[1].starts_with("error: "), "{shown}");
+    assert_eq!(answers[2], "  ok: \"7\"", "{shown}");
+    assert_eq!(answers[3], "  ok: \"7\"", "{shown}");
+    assert!(shown.matches("> ").count() >= 4, "{shown}");
+}
