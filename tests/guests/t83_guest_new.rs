@@ -112,6 +112,53 @@ fn t83_refuses_bad_names_and_occupied_directories() {
     assert_eq!(output.status.code(), Some(2), "--sdk-path is for rust");
 }
 
+/// `-o json` on `guest new` and `guest describe`: what was created, and
+/// the examples attached.
+#[test]
+fn t83_guest_new_and_describe_print_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("tally");
+    let output = run(raft_host()
+        .args(["guest", "new"])
+        .arg(&dir)
+        .args(["--lang", "python", "-o", "json"]));
+    let created: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("guest new -o json is JSON");
+    assert_eq!(created["lang"], "python");
+    assert_eq!(created["world"], "guest");
+    let files: Vec<&str> = created["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|file| file.as_str())
+        .collect();
+    for file in ["app.py", "examples.txt", "wit/state-machine.wit"] {
+        assert!(files.contains(&file), "{created}");
+    }
+    for file in &files {
+        assert!(dir.join(file).is_file(), "{file} listed but not written");
+    }
+
+    let examples_file = tmp.path().join("examples.txt");
+    std::fs::write(&examples_file, "propose add 5\nquery get\n").expect("write examples");
+    let described = tmp.path().join("described.wasm");
+    let output = run(raft_host()
+        .args(["guest", "describe", "--examples"])
+        .arg(&examples_file)
+        .arg(crate::common::guest("counter_v2"))
+        .arg("--out")
+        .arg(&described)
+        .args(["-o", "json"]));
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("guest describe -o json is JSON");
+    assert_eq!(
+        answer["examples"],
+        serde_json::json!(["propose add 5", "query get"])
+    );
+    let bytes = std::fs::read(&described).expect("the described component");
+    assert_eq!(examples::read(&bytes).lines, ["propose add 5", "query get"]);
+}
+
 #[test]
 fn t83_rust_scaffolds_build_check_and_test() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -191,3 +191,48 @@ fn t84_on_a_terminal_guest_run_is_a_prompt() {
     assert_eq!(answers[3], "  ok: \"7\"", "{shown}");
     assert!(shown.matches("> ").count() >= 4, "{shown}");
 }
+
+/// `-o json`: one JSON object a line, the guest first, then each step with
+/// its result, fuel and the keys it wrote or deleted, then the state.
+#[test]
+fn t84_guest_run_prints_json_lines() {
+    let output = guest_run(
+        "kv_store",
+        &["-o", "json"],
+        Some("apply put a 1\napply delete a\nquery get a\nstate\n"),
+    );
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0]["guest"]["name"], "kv-store");
+    let keys = |step: &serde_json::Value, list: &str| -> Vec<String> {
+        step["store"][list]
+            .as_array()
+            .expect("a list of keys")
+            .iter()
+            .filter_map(|key| key["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(lines[1]["step"], "apply put a 1");
+    assert_eq!(lines[1]["ok"]["text"], "OK");
+    assert!(lines[1]["fuel"].as_u64() > Some(0));
+    assert!(
+        keys(&lines[1], "wrote").contains(&"a".to_string()),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        keys(&lines[2], "deleted").contains(&"a".to_string()),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3]["error"].is_string(), "a missing key: {}", lines[3]);
+    let pairs = lines[4]["state"]["pairs"].as_array().expect("pairs");
+    assert!(
+        pairs.iter().all(|pair| pair["key"]["text"] != "a"),
+        "{}",
+        lines[4]
+    );
+}

@@ -51,6 +51,10 @@ pub enum GuestCommand {
         /// Read the lines from this file (`-`: stdin).
         #[arg(long, value_name = "FILE")]
         script: Option<PathBuf>,
+        /// `-o json`: one JSON object a line (the guest, then each step:
+        /// `step`, `ok` or `error`, `fuel`, the state); `table`: as `text`.
+        #[command(flatten)]
+        output: OutputArgs,
         /// The limits to run under (use the cluster's).
         #[command(flatten)]
         limits: GuestLimitArgs,
@@ -71,7 +75,10 @@ pub enum GuestCommand {
         /// Where to write the described component (may be the input).
         /// Not `-o`: that is the output format everywhere else.
         #[arg(long = "out", value_name = "OUT")]
-        output: PathBuf,
+        out: PathBuf,
+        /// `-o json`: the written file and its examples as JSON.
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -119,19 +126,26 @@ pub fn run_guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
         GuestCommand::Run {
             path,
             script,
+            output,
             limits,
-        } => crate::guest_run::run(&path, script, limits.limits()),
+        } => crate::guest_run::run(&path, script, limits.limits(), output.format()),
         GuestCommand::New(args) => crate::guest_new::run(&args),
         GuestCommand::Describe {
             path,
             examples,
+            out,
             output,
-        } => describe(&path, &examples, &output),
+        } => describe(&path, &examples, &out, output.format()),
     }
 }
 
 /// `guest describe`: the component with its examples section replaced.
-fn describe(path: &Path, examples: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+fn describe(
+    path: &Path,
+    examples: &Path,
+    output: &Path,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use iroh_raft::wasm::examples::{self, MAX_EXAMPLES_BYTES};
     let component = WasmEngine::read_component_file(path)?;
@@ -150,7 +164,14 @@ fn describe(path: &Path, examples: &Path, output: &Path) -> anyhow::Result<ExitC
     std::fs::write(output, &described)
         .with_context(|| format!("cannot write {}", output.display()))?;
     let lines = examples::read(&described).lines;
-    say!("{}: {} examples", output.display(), lines.len());
+    if format == Format::Json {
+        crate::output::json(&serde_json::json!({
+            "out": output.display().to_string(),
+            "examples": lines,
+        }))?;
+    } else {
+        say!("{}: {} examples", output.display(), lines.len());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

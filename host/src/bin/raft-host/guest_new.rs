@@ -44,6 +44,10 @@ pub struct NewArgs {
     /// crates.io release.
     #[arg(long, value_name = "DIR")]
     sdk_path: Option<PathBuf>,
+    /// `-o json`: what was created (`dir`, `lang`, `world`, `files`) as
+    /// JSON; `table`: as `text`.
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,13 +186,24 @@ fn scaffold(args: &NewArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(path, text)| (*path, fill(text)))
         .chain([("wit/state-machine.wit", wit.to_string())]);
-    for (path, text) in files {
-        let path = dir.join(path);
+    let mut created = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        created.push(file);
+    }
+    if args.output.format() == crate::output::Format::Json {
+        return crate::output::json(&serde_json::json!({
+            "dir": dir.display().to_string(),
+            "lang": format!("{:?}", args.lang).to_lowercase(),
+            "world": world,
+            "what": what,
+            "files": created,
+        }));
     }
     say!("created {} ({})", dir.display(), what);
     say!("next: cd {} and see README.md", dir.display());

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+
+use crate::output::Format;
 use base64::Engine as _;
 use iroh_raft::limits::MAX_SCRIPT_BYTES;
 use iroh_raft::wasm::conformance::script::{self, Step};
@@ -25,6 +27,7 @@ use iroh_raft::wasm::kv::Pairs;
 use iroh_raft::wasm::{
     GuestFailure, GuestLimits, GuestMachine, GuestWorld, StateMachine, StoreMachine, WasmEngine,
 };
+use iroh_raft_client::Output;
 
 /// Most bytes of a state, or of a result, printed (the rest is counted,
 /// not shown): a terminal is not a hex dump tool.
@@ -104,13 +107,26 @@ fn read_script(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// The guest being run, and where the next entry goes.
+/// The guest being run, where the next entry goes, and how to print.
 struct Session {
     machine: GuestMachine,
     applied: u64,
+    /// `json`: one JSON object a line (the guest, then one per step);
+    /// `text` and `table`: lines for people.
+    format: Format,
 }
 
-pub fn run(path: &Path, script: Option<PathBuf>, limits: GuestLimits) -> anyhow::Result<ExitCode> {
+/// Print one JSON object as a line.
+fn json_line(value: &serde_json::Value) {
+    say!("{value}");
+}
+
+pub fn run(
+    path: &Path,
+    script: Option<PathBuf>,
+    limits: GuestLimits,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let engine = WasmEngine::new(None)?;
     let (loaded, _) = engine
         .load_file(path)
@@ -123,14 +139,33 @@ pub fn run(path: &Path, script: Option<PathBuf>, limits: GuestLimits) -> anyhow:
     let mut session = Session {
         machine,
         applied: 0,
+        format,
     };
-    let world = match session.machine.world() {
-        GuestWorld::Memory => "0.1.0, state in its memory",
-        GuestWorld::Store => "0.2.0, state in an in-memory store",
-    };
-    say!("guest {} {} ({world})", info.name, info.version);
-    for example in session.machine.component().examples.iter() {
-        say!("  example: {}", example.replacen("propose", "apply", 1));
+    let examples: Vec<String> = session
+        .machine
+        .component()
+        .examples
+        .iter()
+        .map(|example| example.replacen("propose", "apply", 1))
+        .collect();
+    if format == Format::Json {
+        json_line(&serde_json::json!({
+            "guest": {
+                "name": info.name,
+                "version": info.version,
+                "world": session.machine.world().to_string(),
+                "examples": examples,
+            }
+        }));
+    } else {
+        let world = match session.machine.world() {
+            GuestWorld::Memory => "0.1.0, state in its memory",
+            GuestWorld::Store => "0.2.0, state in an in-memory store",
+        };
+        say!("guest {} {} ({world})", info.name, info.version);
+        for example in &examples {
+            say!("  example: {example}");
+        }
     }
 
     let interactive = script.is_none() && std::io::stdin().is_terminal();
@@ -149,9 +184,12 @@ pub fn run(path: &Path, script: Option<PathBuf>, limits: GuestLimits) -> anyhow:
 /// Read lines at a prompt until end of input; a bad line is reported and
 /// skipped.
 fn repl(session: &mut Session) -> anyhow::Result<ExitCode> {
-    say!(
-        "lines: apply CMD | query REQ | apply-base64 B64 | query-base64 B64 | state (Ctrl-D ends)"
-    );
+    if session.format != Format::Json {
+        say!(
+            "lines: apply CMD | query REQ | apply-base64 B64 | query-base64 B64 | state (Ctrl-D \
+             ends)"
+        );
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     loop {
@@ -165,6 +203,9 @@ fn repl(session: &mut Session) -> anyhow::Result<ExitCode> {
         match parse_line(&line) {
             Ok(Some(parsed)) => session.run_line(&parsed)?,
             Ok(None) => {}
+            Err(reason) if session.format == Format::Json => {
+                json_line(&serde_json::json!({ "error": reason }));
+            }
             Err(reason) => say!("error: {reason}"),
         }
     }
@@ -188,23 +229,48 @@ impl Session {
             }
             Step::Query(request) => run_query(&mut self.machine, request)?,
         };
+        let state = match &mut self.machine {
+            GuestMachine::Memory(machine) => StepState::Memory(
+                machine
+                    .snapshot()
+                    .map(|snapshot| snapshot.len() as u64)
+                    .map_err(|error| error.to_string()),
+            ),
+            GuestMachine::Store(machine) => {
+                let size = machine.state().size()?;
+                let writes = match (before, self.pairs_to_diff()?) {
+                    (Some(before), Some(after)) => Some(written(&before, &after)),
+                    _ => None,
+                };
+                StepState::Store {
+                    keys: size.keys,
+                    bytes: size.bytes,
+                    writes,
+                }
+            }
+        };
+        if self.format == Format::Json {
+            json_line(&step_json(step, &result, fuel, &state));
+            return Ok(());
+        }
         say!("{}", step.describe());
         match &result {
             Ok(bytes) => say!("  ok: {}", shown(bytes)),
             Err(failure) => say!("  error: {failure}"),
         }
-        let state = match &mut self.machine {
-            GuestMachine::Memory(machine) => match machine.snapshot() {
-                Ok(snapshot) => format!("state {} bytes", snapshot.len()),
-                Err(error) => format!("state unavailable ({error})"),
-            },
-            GuestMachine::Store(machine) => {
-                let size = machine.state().size()?;
-                let writes = match (before, self.pairs_to_diff()?) {
-                    (Some(before), Some(after)) => written(&before, &after),
-                    _ => format!("; writes not listed (over {MAX_DIFFED_KEYS} keys)"),
+        let state = match state {
+            StepState::Memory(Ok(bytes)) => format!("state {bytes} bytes"),
+            StepState::Memory(Err(error)) => format!("state unavailable ({error})"),
+            StepState::Store {
+                keys,
+                bytes,
+                writes,
+            } => {
+                let writes = match writes {
+                    Some(writes) => writes.to_text(),
+                    None => format!("; writes not listed (over {MAX_DIFFED_KEYS} keys)"),
                 };
-                format!("store {} keys, {} bytes{writes}", size.keys, size.bytes)
+                format!("store {keys} keys, {bytes} bytes{writes}")
             }
         };
         say!("  fuel {fuel}, {state}");
@@ -231,6 +297,31 @@ impl Session {
     }
 
     fn print_state(&mut self) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            let state = match &mut self.machine {
+                GuestMachine::Memory(machine) => match machine.snapshot() {
+                    Ok(snapshot) => {
+                        serde_json::json!({ "snapshot": Output::from_bytes(&snapshot) })
+                    }
+                    Err(error) => serde_json::json!({ "error": error.to_string() }),
+                },
+                GuestMachine::Store(machine) => {
+                    let state = machine.state();
+                    let keys = state.size()?.keys;
+                    let mut pairs = Vec::new();
+                    for pair in state.scan(b"", None).take(MAX_SHOWN_KEYS) {
+                        let (key, value) = pair?;
+                        pairs.push(serde_json::json!({
+                            "key": Output::from_bytes(&key),
+                            "value": Output::from_bytes(&value),
+                        }));
+                    }
+                    serde_json::json!({ "keys": keys, "pairs": pairs })
+                }
+            };
+            json_line(&serde_json::json!({ "state": state }));
+            return Ok(());
+        }
         say!("state");
         match &mut self.machine {
             GuestMachine::Memory(machine) => match machine.snapshot() {
@@ -252,6 +343,55 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The state after a step.
+enum StepState {
+    /// A 0.1.0 guest: its snapshot's size (or why it has none).
+    Memory(Result<u64, String>),
+    /// A store-backed guest: the store's size and the keys the step
+    /// changed (`None` over [`MAX_DIFFED_KEYS`]).
+    Store {
+        keys: u64,
+        bytes: u64,
+        writes: Option<Writes>,
+    },
+}
+
+/// One step as a JSON object: `step`, `ok` (the result as text and
+/// base64) or `error`, `fuel`, and the state (`state_bytes`, or `store`
+/// with `keys`, `bytes` and the keys `wrote` and `deleted`).
+fn step_json(
+    step: &Step,
+    result: &Result<Vec<u8>, GuestFailure>,
+    fuel: u64,
+    state: &StepState,
+) -> serde_json::Value {
+    let mut object = serde_json::json!({ "step": step.describe(), "fuel": fuel });
+    match result {
+        Ok(bytes) => object["ok"] = serde_json::json!(Output::from_bytes(bytes)),
+        Err(failure) => object["error"] = serde_json::json!(failure.to_string()),
+    }
+    match state {
+        StepState::Memory(Ok(bytes)) => object["state_bytes"] = serde_json::json!(bytes),
+        StepState::Memory(Err(error)) => object["state_error"] = serde_json::json!(error),
+        StepState::Store {
+            keys,
+            bytes,
+            writes,
+        } => {
+            let mut store = serde_json::json!({ "keys": keys, "bytes": bytes });
+            if let Some(writes) = writes {
+                let keys = |list: &[Vec<u8>]| -> Vec<Output> {
+                    list.iter().map(|key| Output::from_bytes(key)).collect()
+                };
+                store["wrote"] = serde_json::json!(keys(&writes.wrote));
+                store["deleted"] = serde_json::json!(keys(&writes.deleted));
+            }
+            object["store"] = store;
+        }
+    }
+    object
 }
 
 type StepOutcome = (Result<Vec<u8>, GuestFailure>, u64);
@@ -294,9 +434,40 @@ fn shown(bytes: &[u8]) -> String {
     text
 }
 
-/// `; wrote a, b; deleted c` for the keys that differ between two sorted
-/// lists of pairs.
-fn written(before: &[(Vec<u8>, Vec<u8>)], after: &[(Vec<u8>, Vec<u8>)]) -> String {
+/// The keys a step changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Writes {
+    wrote: Vec<Vec<u8>>,
+    deleted: Vec<Vec<u8>>,
+}
+
+impl Writes {
+    /// `; wrote a, b; deleted c` (at most [`MAX_LISTED_WRITES`] of each).
+    fn to_text(&self) -> String {
+        let list = |keys: &[Vec<u8>]| {
+            let mut text: Vec<String> = keys
+                .iter()
+                .take(MAX_LISTED_WRITES)
+                .map(|k| shown(k))
+                .collect();
+            if keys.len() > MAX_LISTED_WRITES {
+                text.push(format!("and {} more", keys.len() - MAX_LISTED_WRITES));
+            }
+            text.join(", ")
+        };
+        let mut text = String::new();
+        if !self.wrote.is_empty() {
+            text.push_str(&format!("; wrote {}", list(&self.wrote)));
+        }
+        if !self.deleted.is_empty() {
+            text.push_str(&format!("; deleted {}", list(&self.deleted)));
+        }
+        text
+    }
+}
+
+/// The keys that differ between two sorted lists of pairs.
+fn written(before: &[(Vec<u8>, Vec<u8>)], after: &[(Vec<u8>, Vec<u8>)]) -> Writes {
     use std::collections::BTreeMap;
     let before: BTreeMap<&[u8], &[u8]> = before
         .iter()
@@ -306,35 +477,18 @@ fn written(before: &[(Vec<u8>, Vec<u8>)], after: &[(Vec<u8>, Vec<u8>)]) -> Strin
         .iter()
         .map(|(k, v)| (k.as_slice(), v.as_slice()))
         .collect();
-    let wrote: Vec<&[u8]> = after_map
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|(k, _)| *k)
-        .collect();
-    let deleted: Vec<&[u8]> = before
-        .keys()
-        .filter(|k| !after_map.contains_key(*k))
-        .copied()
-        .collect();
-    let list = |keys: &[&[u8]]| {
-        let mut text: Vec<String> = keys
+    Writes {
+        wrote: after_map
             .iter()
-            .take(MAX_LISTED_WRITES)
-            .map(|k| shown(k))
-            .collect();
-        if keys.len() > MAX_LISTED_WRITES {
-            text.push(format!("and {} more", keys.len() - MAX_LISTED_WRITES));
-        }
-        text.join(", ")
-    };
-    let mut text = String::new();
-    if !wrote.is_empty() {
-        text.push_str(&format!("; wrote {}", list(&wrote)));
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| k.to_vec())
+            .collect(),
+        deleted: before
+            .keys()
+            .filter(|k| !after_map.contains_key(*k))
+            .map(|k| k.to_vec())
+            .collect(),
     }
-    if !deleted.is_empty() {
-        text.push_str(&format!("; deleted {}", list(&deleted)));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -365,10 +519,15 @@ mod tests {
             (b"a".to_vec(), b"9".to_vec()),
             (b"c".to_vec(), b"3".to_vec()),
         ];
+        let writes = written(&before, &after);
         assert_eq!(
-            written(&before, &after),
-            "; wrote \"a\", \"c\"; deleted \"b\""
+            writes,
+            Writes {
+                wrote: vec![b"a".to_vec(), b"c".to_vec()],
+                deleted: vec![b"b".to_vec()],
+            }
         );
+        assert_eq!(writes.to_text(), "; wrote \"a\", \"c\"; deleted \"b\"");
         assert_eq!(shown(&[0xff]), "base64:/w==");
     }
 }
