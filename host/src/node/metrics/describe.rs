@@ -1,7 +1,9 @@
 //! Writing scrape-time values through `prometheus-client`'s collector
 //! interface: a family's `# HELP`/`# TYPE` once, then its samples.
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric as _,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -9,46 +11,24 @@ use prometheus_client::metrics::gauge::ConstGauge;
 /// The result of writing into a scrape's text.
 pub(crate) type Written = Result<(), std::fmt::Error>;
 
-/// A family of one unlabelled gauge.
-pub(crate) fn gauge(
+/// A family of one unlabelled gauge (an integer or a float).
+pub(crate) fn gauge<V: EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: u64,
+    value: V,
 ) -> Written {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     ConstGauge::new(value).encode(metric)
 }
 
-/// A family of one unlabelled gauge with a fractional value.
-pub(crate) fn gauge_f64(
+/// A family of one unlabelled counter (an integer, or a float: seconds of
+/// CPU). `name` is without `_total`: the encoder adds it.
+pub(crate) fn counter<V: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: f64,
-) -> Written {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(metric)
-}
-
-/// A family of one unlabelled counter. `name` is without `_total`: the
-/// encoder adds it.
-pub(crate) fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Written {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(value).encode(metric)
-}
-
-/// A family of one counter that may be fractional (seconds of CPU).
-pub(crate) fn counter_f64(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: f64,
+    value: V,
 ) -> Written {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     ConstCounter::new(value).encode(metric)

@@ -119,7 +119,7 @@ impl Collector for ProcessCollector {
 }
 
 fn write_sample(encoder: &mut DescriptorEncoder, sample: &ProcessSample) -> Written {
-    describe::counter_f64(
+    describe::counter(
         encoder,
         "process_cpu_seconds",
         "Total user and system CPU time spent in seconds.",
@@ -143,7 +143,7 @@ fn write_sample(encoder: &mut DescriptorEncoder, sample: &ProcessSample) -> Writ
         "Number of OS threads in the process.",
         sample.threads,
     )?;
-    describe::gauge_f64(
+    describe::gauge(
         encoder,
         "process_start_time_seconds",
         "Start time of the process since unix epoch in seconds.",
