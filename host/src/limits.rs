@@ -356,6 +356,13 @@ pub const PREPARE_STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 /// exits, a moment after the last handle is dropped (an in-process restart);
 /// another process holding the lock still fails after this wait.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The Raft log is stored in chunks of consecutive entries, one sled value
+/// each (`storage/chunks.rs`); a chunk is closed once it holds this many
+/// bytes (an entry larger than this gets a chunk of its own). Small enough
+/// that a sled leaf page of chunks (up to 17 values) stays under sled's
+/// ~128 KiB threshold for writing a page out of line as a blob file, which
+/// costs a file and an fsync of its own.
+pub const LOG_CHUNK_TARGET_BYTES: usize = 4 * 1024;
 /// Log entries removed per sled batch, and per round of the node loop, when
 /// the log is compacted behind a snapshot: a round never stalls for more
 /// than one such batch (one removal of everything behind a 256 MiB state

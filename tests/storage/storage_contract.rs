@@ -890,10 +890,32 @@ fn populated() -> Fixture {
     let s = fixture.storage();
     s.bootstrap(&ConfState::from((vec![1], vec![])))
         .expect("bootstrap");
-    let ents: Vec<_> = (1..=5).map(|i| new_entry(i, 1)).collect();
-    s.append_and_persist(&ents, Some(&hard_state(1, 1, 3)))
-        .expect("persist");
+    // Three appends, so three chunks: entries 1-2, 3-4 and 5.
+    for range in [1..=2, 3..=4, 5..=5] {
+        let ents: Vec<_> = range.map(|i| new_entry(i, 1)).collect();
+        s.append_and_persist(&ents, Some(&hard_state(1, 1, 3.min(ents[0].index))))
+            .expect("persist");
+    }
     fixture
+}
+
+/// The raw key of the log chunk starting at `index` (the store's layout).
+fn chunk_key(index: u64) -> Vec<u8> {
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// A chunk's raw value: a `u32` count, then each entry's `u32` length and
+/// protobuf bytes (little-endian), as `storage/chunks.rs` documents.
+fn chunk_value(entries: &[Entry]) -> Vec<u8> {
+    let mut value = (entries.len() as u32).to_le_bytes().to_vec();
+    for entry in entries {
+        let bytes = protobuf::Message::write_to_bytes(entry).expect("encode");
+        value.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        value.extend_from_slice(&bytes);
+    }
+    value
 }
 
 fn expect_corrupt(fixture: &Fixture, what_contains: &str) -> StorageError {
@@ -924,36 +946,104 @@ fn t50_garbage_hard_state_is_corrupt() {
 #[test]
 fn t50_garbage_entry_is_corrupt() {
     let mut fixture = populated();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&3u64.to_be_bytes());
     damage(&mut fixture, |db| {
-        db.insert(key, &b"\xff\xfe"[..]).expect("insert");
+        db.insert(chunk_key(3), &b"\xff\xfe"[..]).expect("insert");
     });
-    expect_corrupt(&fixture, "log entry 3");
+    expect_corrupt(&fixture, "log entries from 3");
+
+    // Valid framing around bytes that are no entry.
+    let mut fixture = populated();
+    let mut value = 1u32.to_le_bytes().to_vec();
+    value.extend_from_slice(&3u32.to_le_bytes());
+    value.extend_from_slice(b"\xff\xff\xff");
+    damage(&mut fixture, |db| {
+        db.insert(chunk_key(3), value).expect("insert");
+    });
+    let err = expect_corrupt(&fixture, "log entries from 3");
+    assert!(err.to_string().contains("cannot decode entry 3"), "{err}");
 }
 
 #[test]
 fn t50_hole_in_the_log_is_corrupt() {
     let mut fixture = populated();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&3u64.to_be_bytes());
     damage(&mut fixture, |db| {
-        db.remove(key).expect("remove");
+        db.remove(chunk_key(3)).expect("remove");
     });
-    let err = expect_corrupt(&fixture, "log entry 4");
+    let err = expect_corrupt(&fixture, "log entries from 5");
     assert!(err.to_string().contains("not contiguous"), "{err}");
 }
 
 #[test]
 fn t50_entry_under_the_wrong_key_is_corrupt() {
     let mut fixture = populated();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&2u64.to_be_bytes());
-    let bytes = protobuf::Message::write_to_bytes(&new_entry(7, 1)).expect("encode");
     damage(&mut fixture, |db| {
-        db.insert(key, bytes).expect("insert");
+        db.insert(chunk_key(2), chunk_value(&[new_entry(7, 1)]))
+            .expect("insert");
     });
-    expect_corrupt(&fixture, "log entry 2");
+    let err = expect_corrupt(&fixture, "log entries from 2");
+    assert!(err.to_string().contains("says 7"), "{err}");
+}
+
+/// A store written before chunks (one protobuf entry per key, format 1) is
+/// rewritten as chunks when opened, and reads back exactly.
+#[test]
+fn t50_a_store_of_the_format_before_chunks_is_migrated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let written: Vec<_> = (1..=7)
+        .map(|i| entry_with_data(i, 1 + i / 4, format!("command {i}").as_bytes()))
+        .collect();
+    {
+        let db = sled::open(dir.path()).expect("raw sled open");
+        db.insert(b"m/format", &b"iroh-raft-log/1"[..])
+            .expect("format");
+        let conf = ConfState::from((vec![1], vec![]));
+        db.insert(
+            b"m/conf_state",
+            protobuf::Message::write_to_bytes(&conf).expect("encode"),
+        )
+        .expect("conf");
+        db.insert(
+            b"m/hard_state",
+            protobuf::Message::write_to_bytes(&hard_state(2, 1, 6)).expect("encode"),
+        )
+        .expect("hard state");
+        for entry in &written {
+            db.insert(
+                chunk_key(entry.index),
+                protobuf::Message::write_to_bytes(entry).expect("encode"),
+            )
+            .expect("entry");
+        }
+        db.flush().expect("flush");
+    }
+    for _ in 0..2 {
+        let s = SledStorage::open(dir.path()).expect("open a format-1 store");
+        assert_eq!(
+            s.entries(1, 8, None, ctx()).expect("entries"),
+            written,
+            "every entry reads back"
+        );
+        assert_eq!(s.term(7), Ok(2));
+        assert_eq!(
+            s.initial_state().expect("state").hard_state,
+            hard_state(2, 1, 6)
+        );
+        // Writing on goes into chunks after the migrated ones.
+        if s.last_index() == Ok(7) {
+            s.append_and_persist(&[new_entry(8, 2)], None)
+                .expect("append");
+        }
+    }
+    let db = sled::open(dir.path()).expect("raw sled open");
+    assert_eq!(
+        db.get(b"m/format").expect("get").as_deref(),
+        Some(&b"iroh-raft-log/2"[..])
+    );
+    assert_eq!(
+        db.get(chunk_key(3)).expect("get").as_deref(),
+        Some(&chunk_value(&written[2..3])[..]),
+        "an old entry is now a chunk of one"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //!
 //! | key                     | value                                   |
 //! |-------------------------|-----------------------------------------|
-//! | `e` + index (u64 BE)    | protobuf `Entry`                        |
+//! | `e` + index (u64 BE)    | a chunk of entries from that index on (`chunks.rs`) |
 //! | `m/format`              | [`FORMAT_MARKER`]                       |
 //! | `m/hard_state`          | protobuf `HardState`                    |
 //! | `m/conf_state`          | protobuf `ConfState`                    |
@@ -16,7 +16,10 @@
 
 /// Written once when a store is created; a store without it that is not empty
 /// was not written by this module (or sled lost its contents).
-pub(crate) const FORMAT_MARKER: &[u8] = b"iroh-raft-log/1";
+pub(crate) const FORMAT_MARKER: &[u8] = b"iroh-raft-log/2";
+/// The format before chunks: one protobuf `Entry` per `e` key. Such a store
+/// is rewritten as chunks of one entry when it is opened (`recovery.rs`).
+pub(crate) const FORMAT_MARKER_V1: &[u8] = b"iroh-raft-log/1";
 
 pub(crate) const FORMAT: &[u8] = b"m/format";
 pub(crate) const HARD_STATE: &[u8] = b"m/hard_state";
@@ -28,8 +31,8 @@ const ENTRY_PREFIX: u8 = b'e';
 const USER_PREFIX: &[u8] = b"u/";
 const ENTRY_KEY_LEN: usize = 9;
 
-/// The key of the log entry at `index`.
-pub(crate) fn entry_key(index: u64) -> [u8; ENTRY_KEY_LEN] {
+/// The key of the log chunk whose first entry is `index`.
+pub(crate) fn chunk_key(index: u64) -> [u8; ENTRY_KEY_LEN] {
     let mut key = [0u8; ENTRY_KEY_LEN];
     key[0] = ENTRY_PREFIX;
     key[1..].copy_from_slice(&index.to_be_bytes());
@@ -44,10 +47,24 @@ pub(crate) fn user_key(name: &str) -> Vec<u8> {
     key
 }
 
+/// The first index of the chunk stored under `key`, if it is a chunk key.
+pub(crate) fn chunk_index(key: &[u8]) -> Option<u64> {
+    match parse(key) {
+        Some(Key::Chunk(index)) => Some(index),
+        _ => None,
+    }
+}
+
+/// How errors name the chunk starting at `index`.
+pub(crate) fn describe_chunk(index: u64) -> String {
+    format!("log entries from {index}")
+}
+
 /// What a raw key found in the tree is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
-    Entry(u64),
+    /// A chunk of the log, by its first index.
+    Chunk(u64),
     Format,
     HardState,
     ConfState,
@@ -61,7 +78,7 @@ pub(crate) fn parse(key: &[u8]) -> Option<Key> {
     match key {
         [ENTRY_PREFIX, index @ ..] => {
             let index: [u8; 8] = index.try_into().ok()?;
-            Some(Key::Entry(u64::from_be_bytes(index)))
+            Some(Key::Chunk(u64::from_be_bytes(index)))
         }
         FORMAT => Some(Key::Format),
         HARD_STATE => Some(Key::HardState),
@@ -76,7 +93,7 @@ pub(crate) fn parse(key: &[u8]) -> Option<Key> {
 /// A printable form of a raw key for error messages.
 pub(crate) fn describe(key: &[u8]) -> String {
     match parse(key) {
-        Some(Key::Entry(index)) => format!("log entry {index}"),
+        Some(Key::Chunk(index)) => describe_chunk(index),
         _ => format!("key {}", key.escape_ascii()),
     }
 }
@@ -86,16 +103,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_keys_round_trip() {
+    fn chunk_keys_round_trip() {
         for index in [0, 1, 255, 256, 1 << 32, u64::MAX] {
-            assert_eq!(parse(&entry_key(index)), Some(Key::Entry(index)));
+            assert_eq!(parse(&chunk_key(index)), Some(Key::Chunk(index)));
+            assert_eq!(chunk_index(&chunk_key(index)), Some(index));
         }
     }
 
     #[test]
-    fn entry_keys_sort_by_index() {
+    fn chunk_keys_sort_by_index() {
         let indexes = [0u64, 1, 2, 255, 256, 65_535, 65_536, 1 << 40, u64::MAX];
-        let keys: Vec<_> = indexes.iter().map(|&i| entry_key(i)).collect();
+        let keys: Vec<_> = indexes.iter().map(|&i| chunk_key(i)).collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
@@ -103,7 +121,7 @@ mod tests {
 
     #[test]
     fn entries_sort_before_metadata_and_user_keys() {
-        let last_entry = entry_key(u64::MAX);
+        let last_entry = chunk_key(u64::MAX);
         for key in [FORMAT, HARD_STATE, CONF_STATE, SNAPSHOT_META, SNAPSHOT_DATA] {
             assert!(&last_entry[..] < key);
             assert!(key < &user_key("")[..]);
@@ -132,8 +150,8 @@ mod tests {
     }
 
     #[test]
-    fn describe_names_entries_by_index() {
-        assert_eq!(describe(&entry_key(42)), "log entry 42");
+    fn describe_names_chunks_by_first_index() {
+        assert_eq!(describe(&chunk_key(42)), "log entries from 42");
         assert_eq!(describe(HARD_STATE), "key m/hard_state");
         assert_eq!(describe(b"\x00z"), "key \\x00z");
     }

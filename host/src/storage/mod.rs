@@ -59,7 +59,9 @@
 //!
 //! One sled tree (the default one) with prefixed keys, so a single
 //! `sled::Batch` is atomic over entries and Raft state: `e` + big-endian index
-//! → protobuf `Entry`; `m/hard_state`, `m/conf_state`, `m/snapshot_meta`
+//! → a chunk of consecutive protobuf `Entry`s starting there (an append's
+//! entries in a few values, compaction removes whole chunks: `chunks.rs`);
+//! `m/hard_state`, `m/conf_state`, `m/snapshot_meta`
 //! (protobuf) and `m/snapshot_data` (bytes); `m/format` (a format marker);
 //! `u/<name>` → host metadata. See `keys.rs`.
 //!
@@ -91,13 +93,14 @@
 //!
 //! # Files
 //!
-//! `keys.rs` key layout · `codec.rs` protobuf values · `cache.rs` the in-memory
+//! `keys.rs` key layout · `chunks.rs` the log's chunks · `codec.rs` protobuf values · `cache.rs` the in-memory
 //! mirror · `rules.rs` what a write may not do · `durability.rs` fsync beyond
 //! sled · `recovery.rs` open-time scan and validation · `raft_storage.rs` the
 //! `raft::Storage` read side · `error.rs` [`StorageError`].
 
 mod cache;
 pub mod change_history;
+mod chunks;
 mod codec;
 mod components;
 mod data_dir;
@@ -134,7 +137,6 @@ pub use self::error::StorageError;
 pub use self::guest_store::{
     CommitListener, Export, GuestStore, GuestTimer, StoreApplied, StorePin,
 };
-use self::keys::entry_key;
 pub use self::meta::MetaUpdate;
 use self::rules::{check_append, check_hard_state};
 
@@ -416,15 +418,18 @@ impl SledStorage {
         let mut batch = sled::Batch::default();
         if let Some(first) = entries.first() {
             check_append(&state.cache, entries)?;
-            for entry in entries {
-                batch.insert(&entry_key(entry.index), encode("log entry", entry)?);
+            // A conflicting suffix goes first (the batch keeps the last
+            // write of a key, so a chunk stored at `first.index` is replaced).
+            if state
+                .cache
+                .log
+                .last()
+                .is_some_and(|last| last >= first.index)
+            {
+                chunks::truncate_from(&self.inner.db, &mut batch, first.index)?;
             }
-            // Entries past the new tail belong to the conflicting suffix.
-            let new_last = first.index + entries.len() as u64 - 1;
-            if let Some(old_last) = state.cache.log.last() {
-                for index in new_last + 1..=old_last {
-                    batch.remove(&entry_key(index));
-                }
+            for (key, value) in chunks::encode(entries)? {
+                batch.insert(key, value);
             }
             next.append(entries);
         }
@@ -509,10 +514,8 @@ impl SledStorage {
         } else {
             cache.log.last().unwrap_or(0)
         };
-        if let Some(first) = cache.log.first() {
-            for index in first..=drop_until {
-                batch.remove(&entry_key(index));
-            }
+        if !cache.log.is_empty() {
+            chunks::remove_before(&self.inner.db, &mut batch, drop_until + 1)?;
         }
         if keep_tail {
             next.log.compact_to(meta.index + 1);
@@ -627,17 +630,16 @@ impl SledStorage {
                 ),
             ));
         }
-        // In chunks, oldest first: one batch of hundreds of thousands of
-        // removals made sled (and the allocator) hold hundreds of MiB until
-        // its flush. A crash between chunks leaves a shorter prefix
-        // removed, which is as valid a log.
+        // A batch per step, oldest first: one batch of hundreds of
+        // thousands of removals made sled (and the allocator) hold hundreds
+        // of MiB until its flush. A crash between steps leaves a shorter
+        // prefix removed, which is as valid a log. A chunk that runs past
+        // `to` is stored again from `to` on (`chunks::remove_before`).
         let mut from = first;
         while from < compact_index {
             let to = compact_index.min(from + COMPACTION_BATCH_ENTRIES);
             let mut batch = sled::Batch::default();
-            for index in from..to {
-                batch.remove(&entry_key(index));
-            }
+            chunks::remove_before(&self.inner.db, &mut batch, to)?;
             self.inner.commit(
                 &mut state,
                 batch,

@@ -5,9 +5,9 @@ use raft::{GetEntriesContext, RaftState};
 
 use super::SledStorage;
 use super::cache::TermLookup;
-use super::codec::decode;
+use super::chunks;
 use super::error::StorageError;
-use super::keys::{self, entry_key};
+use super::keys;
 
 impl raft::Storage for SledStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
@@ -42,39 +42,7 @@ impl raft::Storage for SledStorage {
             return Ok(Vec::new());
         }
 
-        let wanted = high - low;
-        let mut entries = Vec::with_capacity(wanted.min(1024) as usize);
-        let mut size = 0u64;
-        let mut limited = false;
-        for item in self.inner.db.range(entry_key(low)..entry_key(high)) {
-            let (key, value) = item
-                .map_err(StorageError::sled("read log entries"))
-                .map_err(StorageError::into_raft)?;
-            let entry: Entry = decode(&key, &value).map_err(StorageError::into_raft)?;
-            let expected = low + entries.len() as u64;
-            if entry.index != expected {
-                return Err(StorageError::corrupt(
-                    keys::describe(&key),
-                    format!("expected log entry {expected}, found {}", entry.index),
-                )
-                .into_raft());
-            }
-            size += u64::from(protobuf::Message::compute_size(&entry));
-            if !entries.is_empty() && size > max_size {
-                limited = true;
-                break;
-            }
-            entries.push(entry);
-        }
-        if !limited && entries.len() as u64 != wanted {
-            let missing = low + entries.len() as u64;
-            return Err(StorageError::corrupt(
-                keys::describe(&entry_key(missing)),
-                format!("missing although the log spans {low}..{high}"),
-            )
-            .into_raft());
-        }
-        Ok(entries)
+        chunks::read(&self.inner.db, low, high, max_size).map_err(StorageError::into_raft)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {

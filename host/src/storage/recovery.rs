@@ -14,6 +14,7 @@ use raft::prelude::{ConfState, Entry, HardState, SnapshotMetadata};
 use tracing::warn;
 
 use super::cache::Cache;
+use super::chunks::{self, Chunk};
 use super::codec::decode;
 use super::error::StorageError;
 use super::keys::{self, Key};
@@ -29,6 +30,7 @@ pub(crate) struct Recovered {
 /// Scans and validates the tree. `data_file_had_content`: sled's data file
 /// existed and was not empty before sled opened it.
 pub(crate) fn load(db: &sled::Db, data_file_had_content: bool) -> Result<Recovered, StorageError> {
+    migrate_v1(db)?;
     let mut cache = Cache::default();
     let mut has_format = false;
     let mut has_snapshot_data = false;
@@ -44,7 +46,7 @@ pub(crate) fn load(db: &sled::Db, data_file_had_content: bool) -> Result<Recover
             ));
         };
         match kind {
-            Key::Entry(index) => load_entry(&mut cache, index, &key, &value)?,
+            Key::Chunk(first) => load_chunk(&mut cache, first, &value)?,
             Key::Format => {
                 if &*value != keys::FORMAT_MARKER {
                     return Err(StorageError::corrupt(
@@ -95,37 +97,74 @@ pub(crate) fn load(db: &sled::Db, data_file_had_content: bool) -> Result<Recover
     })
 }
 
-fn load_entry(cache: &mut Cache, index: u64, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-    let what = || keys::describe(key);
-    let entry: Entry = decode(key, value)?;
-    if entry.index != index {
-        return Err(StorageError::corrupt(
-            what(),
-            format!("the stored entry says index {}", entry.index),
-        ));
-    }
-    if index == 0 {
-        return Err(StorageError::corrupt(what(), "Raft log indexes start at 1"));
-    }
-    if let Some(last) = cache.log.last() {
-        if index != last + 1 {
-            return Err(StorageError::corrupt(
-                what(),
-                format!("the log is not contiguous: the previous entry is {last}"),
-            ));
+fn load_chunk(cache: &mut Cache, first: u64, value: &[u8]) -> Result<(), StorageError> {
+    let chunk = Chunk::parse(first, value)?;
+    for entry in chunk.entries() {
+        let entry = entry?;
+        let what = || keys::describe_chunk(first);
+        if let Some(last) = cache.log.last() {
+            if entry.index != last + 1 {
+                return Err(StorageError::corrupt(
+                    what(),
+                    format!(
+                        "the log is not contiguous: entry {} follows entry {last}",
+                        entry.index
+                    ),
+                ));
+            }
+            let previous_term = cache.log.term(last).unwrap_or(0);
+            if entry.term < previous_term {
+                return Err(StorageError::corrupt(
+                    what(),
+                    format!(
+                        "entry {} has term {}, lower than the previous entry's term {previous_term}",
+                        entry.index, entry.term
+                    ),
+                ));
+            }
         }
-        let previous_term = cache.log.term(last).unwrap_or(0);
-        if entry.term < previous_term {
-            return Err(StorageError::corrupt(
-                what(),
-                format!(
-                    "term {} is lower than the previous entry's term {previous_term}",
-                    entry.term
-                ),
-            ));
-        }
+        cache.log.push(entry.index, entry.term);
     }
-    cache.log.push(index, entry.term);
+    Ok(())
+}
+
+/// Rewrites a store of the format before chunks (one entry per key) as
+/// chunks of one entry each, with the new format marker, in one atomic
+/// batch; the caller's first durable write (or sled's flush) carries it to
+/// disk, and a crash before that leaves the old format, read the same way
+/// again. No-op for any other store.
+fn migrate_v1(db: &sled::Db) -> Result<(), StorageError> {
+    let format = db
+        .get(keys::FORMAT)
+        .map_err(StorageError::sled("read the format marker"))?;
+    if format.as_deref() != Some(keys::FORMAT_MARKER_V1) {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let mut migrated = 0u64;
+    for item in db.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)) {
+        let (key, value) = item.map_err(StorageError::sled("scan the log"))?;
+        let index = keys::chunk_index(&key)
+            .ok_or_else(|| StorageError::corrupt(keys::describe(&key), "not a log entry key"))?;
+        let entry: Entry = decode(&key, &value)?;
+        for (chunk_key, chunk) in chunks::encode(std::slice::from_ref(&entry))? {
+            if keys::chunk_index(&chunk_key) != Some(index) {
+                return Err(StorageError::corrupt(
+                    format!("log entry {index}"),
+                    format!("the stored entry says index {}", entry.index),
+                ));
+            }
+            batch.insert(chunk_key, chunk);
+        }
+        migrated += 1;
+    }
+    batch.insert(keys::FORMAT, keys::FORMAT_MARKER);
+    db.apply_batch(batch)
+        .map_err(StorageError::sled("rewrite the log as chunks"))?;
+    tracing::info!(
+        entries = migrated,
+        "rewrote the log store from format 1 (a key per entry) to format 2 (chunks)"
+    );
     Ok(())
 }
 
