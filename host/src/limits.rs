@@ -128,15 +128,14 @@ pub const KEPT_CHECK_ROUNDS: usize = 16;
 
 // ── Snapshots ──────────────────────────────────────────────────────────
 
-/// Take a snapshot after this many applied entries by default. Each
-/// snapshot serializes the state (35-80 ms for 10 MB of kv state) and is
-/// followed by the removal of the log behind it, which under full write
-/// load holds the cluster up for about as long as removing that many sled
-/// keys takes: ~50 ms at 10,000 entries, ~0.5 s at 100,000 (etcd's
-/// `--snapshot-count`), which made the p99 of a 10 s run 0.4-0.5 s
-/// (BENCHMARKS.md, "Issue 16"). Small stalls often beat large ones rarely
-/// until the log's removal is cheap. A restart replays at most this many.
-pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+/// Take a snapshot after this many applied entries by default (etcd's
+/// `--snapshot-count`). Each snapshot serializes the state (35-80 ms for
+/// 10 MB of kv state, on the applier) and is followed by the removal of
+/// the log behind it. With the log in chunks (`storage/chunks.rs`) that
+/// removal is a few hundred sled keys per 10,000 entries, not 10,000, so
+/// it no longer argues for small, frequent snapshots (it did at 10,000:
+/// BENCHMARKS.md, "Issue 16"). A restart replays at most this many.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
 /// Or after this many bytes of log by default, whichever comes first.
 pub const DEFAULT_SNAPSHOT_EVERY_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Entries kept in the log behind a snapshot by default, so a follower that
@@ -366,12 +365,13 @@ pub const LOG_CHUNK_TARGET_BYTES: usize = 4 * 1024;
 /// Log entries removed per sled batch, and per round of the node loop, when
 /// the log is compacted behind a snapshot: a round never stalls for more
 /// than one such batch (one removal of everything behind a 256 MiB state
-/// held the loop ~2 s, long enough for followers to start elections; a
-/// batch of 4,096 entries of 1 KiB took ~19 ms on tmpfs, 1,024 ~2.8 ms,
-/// and every write waits for a few rounds' batches while a large state's
-/// log is compacted). An idle loop goes round again at once while
-/// compaction is pending, so small batches do not make it slow.
-pub const COMPACTION_BATCH_ENTRIES: u64 = 256;
+/// held the loop ~2 s, long enough for followers to start elections). With
+/// a sled key per entry a batch of 4,096 entries of 1 KiB took ~19 ms on
+/// tmpfs and 1,024 ~2.8 ms; in chunks 1,024 entries are one removal per
+/// 4 KiB of log (about 40 keys for 100-byte entries), so 100,000 entries
+/// behind a snapshot go in ~100 rounds. An idle loop goes round again at
+/// once while compaction is pending.
+pub const COMPACTION_BATCH_ENTRIES: u64 = 1_024;
 
 /// The log store's durable mark (`storage/durable_mark.rs`) is written at
 /// most this often: each write is an `fdatasync` of its own, and one per
