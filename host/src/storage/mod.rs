@@ -58,7 +58,11 @@
 //! # Layout
 //!
 //! One sled tree (the default one) with prefixed keys, so a single
-//! `sled::Batch` is atomic over entries and Raft state: `e` + big-endian index
+//! `sled::Batch` is atomic over entries and Raft state where that is needed
+//! (an append that replaces a conflicting suffix, snapshots, compaction);
+//! an append that only extends the log is written key by key, chunks then
+//! hard state, because any prefix of it is a valid store and sled's atomic
+//! batches cost two IO buffer writes each: `e` + big-endian index
 //! → a chunk of consecutive protobuf `Entry`s starting there (an append's
 //! entries in a few values, compaction removes whole chunks: `chunks.rs`);
 //! `m/hard_state`, `m/conf_state`, `m/snapshot_meta`
@@ -415,31 +419,50 @@ impl SledStorage {
         }
         let mut state = self.inner.write()?;
         let mut next = state.cache.clone();
-        let mut batch = sled::Batch::default();
+        // Entries that only extend the log, then the hard state: any prefix
+        // of these writes is a valid store (a longer log, the earlier hard
+        // state, nothing of it acknowledged before the sync), so they go in
+        // one after another (`Inner::commit_in_order`). A conflicting suffix
+        // is replaced atomically.
+        let mut writes = Vec::new();
+        let mut truncation = None;
         if let Some(first) = entries.first() {
             check_append(&state.cache, entries)?;
-            // A conflicting suffix goes first (the batch keeps the last
-            // write of a key, so a chunk stored at `first.index` is replaced).
             if state
                 .cache
                 .log
                 .last()
                 .is_some_and(|last| last >= first.index)
             {
+                let mut batch = sled::Batch::default();
                 chunks::truncate_from(&self.inner.db, &mut batch, first.index)?;
+                truncation = Some(batch);
             }
-            for (key, value) in chunks::encode(entries)? {
-                batch.insert(key, value);
-            }
+            writes = chunks::encode(entries)?;
             next.append(entries);
         }
         if let Some(hard_state) = hard_state {
             check_hard_state(&state.cache, &next, hard_state, "append")?;
-            batch.insert(keys::HARD_STATE, encode("hard state", hard_state)?);
+            writes.push((keys::HARD_STATE.to_vec(), encode("hard state", hard_state)?));
             next.hard_state = Some(hard_state.clone());
         }
-        self.inner
-            .commit(&mut state, batch, durability, "apply the append batch")?;
+        match truncation {
+            Some(mut batch) => {
+                // The batch keeps the last write of a key, so a chunk stored
+                // at the first new index is replaced.
+                for (key, value) in writes {
+                    batch.insert(key, value);
+                }
+                self.inner
+                    .commit(&mut state, batch, durability, "apply the append batch")?;
+            }
+            None => self.inner.commit_in_order(
+                &mut state,
+                writes,
+                durability,
+                "apply the append batch",
+            )?,
+        }
         state.cache = next;
         Ok(())
     }
@@ -454,11 +477,13 @@ impl SledStorage {
         }
         hard_state.commit = commit;
         check_hard_state(&state.cache, &state.cache, &hard_state, "set_commit")?;
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::HARD_STATE, encode("hard state", &hard_state)?);
-        self.inner.commit(
+        let write = (
+            keys::HARD_STATE.to_vec(),
+            encode("hard state", &hard_state)?,
+        );
+        self.inner.commit_in_order(
             &mut state,
-            batch,
+            vec![write],
             Durability::Lazy,
             "write the commit index",
         )?;
@@ -811,9 +836,36 @@ impl Inner {
         durability: Durability,
         action: &'static str,
     ) -> Result<(), StorageError> {
-        let result = self
-            .db
-            .apply_batch(batch)
+        let applied = self.db.apply_batch(batch);
+        self.finish_commit(state, applied, durability, action)
+    }
+
+    /// Inserts `writes` one after another, for writes of which every prefix
+    /// is a valid store (a crash keeps a prefix of sled's log). sled's
+    /// `apply_batch` rolls its IO buffer twice to make a batch atomic, and
+    /// each roll is a write and a `sync_file_range` of its own: on the path
+    /// of every replicated write that was most of sled's IO.
+    fn commit_in_order(
+        &self,
+        state: &mut State,
+        writes: Vec<(Vec<u8>, Vec<u8>)>,
+        durability: Durability,
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        let applied = writes
+            .into_iter()
+            .try_for_each(|(key, value)| self.db.insert(key, value).map(drop));
+        self.finish_commit(state, applied, durability, action)
+    }
+
+    fn finish_commit(
+        &self,
+        state: &mut State,
+        applied: sled::Result<()>,
+        durability: Durability,
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        let result = applied
             .map_err(StorageError::sled(action))
             .and_then(|()| match durability {
                 Durability::Durable => self.make_durable(),
