@@ -6,6 +6,8 @@
 //! must stay linearizable across the switch.
 
 pub use kv_command as command;
+#[path = "../../kv/src/key.rs"]
+pub mod key;
 #[path = "../../kv/src/snapshot.rs"]
 pub mod snapshot;
 #[path = "../../kv/src/store.rs"]

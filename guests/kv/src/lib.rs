@@ -17,6 +17,7 @@
 //! [`command`], the snapshot format in [`snapshot`].
 
 pub use kv_command as command;
+pub mod key;
 pub mod snapshot;
 pub mod store;
 

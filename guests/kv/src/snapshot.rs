@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 
 use crate::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key, validate_value};
+use crate::key::Key;
 use crate::store::Store;
 
 /// Identifies a key-value snapshot (and not, say, a counter's).
@@ -32,7 +33,7 @@ pub fn encode(store: &Store) -> Vec<u8> {
     let entries = store.entries();
     let payload_bytes: usize = entries
         .iter()
-        .map(|(key, value)| 2 * size_of::<u32>() + key.len() + value.len())
+        .map(|(key, value)| 2 * size_of::<u32>() + key.as_str().len() + value.len())
         .sum();
     let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 1 + size_of::<u64>() + payload_bytes);
     bytes.extend_from_slice(&SNAPSHOT_MAGIC);
@@ -40,7 +41,7 @@ pub fn encode(store: &Store) -> Vec<u8> {
     let count = u64::try_from(entries.len()).expect("usize fits in u64 on wasm32 and x86_64");
     bytes.extend_from_slice(&count.to_le_bytes());
     for (key, value) in entries {
-        put_bytes(&mut bytes, key.as_bytes());
+        put_bytes(&mut bytes, key.as_str().as_bytes());
         put_bytes(&mut bytes, value.as_bytes());
     }
     bytes
@@ -84,7 +85,7 @@ pub fn decode(bytes: &[u8]) -> Result<Store, String> {
         }
         let value = reader.string(MAX_VALUE_BYTES, "value", index)?;
         validate_value(value).map_err(|error| format!("entry {index}: {error}"))?;
-        entries.insert(key.to_owned(), value.to_owned());
+        entries.insert(Key::from(key), value.to_owned());
         previous_key = Some(key);
     }
     if !reader.rest.is_empty() {

@@ -4,23 +4,25 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::command::Command;
+use crate::key::Key;
 
 /// Sorted string keys to string values. A `BTreeMap` so that `list` and the
-/// snapshot see the keys in the same order on every replica.
+/// snapshot see the keys in the same order on every replica (byte order;
+/// [`Key`] compares faster than `String` but in the same order).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Store {
-    entries: BTreeMap<String, String>,
+    entries: BTreeMap<Key, String>,
 }
 
 impl Store {
     /// Wrap entries that already satisfy the key and value limits (the
     /// snapshot decoder checks them).
-    pub(crate) fn from_entries(entries: BTreeMap<String, String>) -> Self {
+    pub(crate) fn from_entries(entries: BTreeMap<Key, String>) -> Self {
         Self { entries }
     }
 
     /// All entries, in key order.
-    pub fn entries(&self) -> &BTreeMap<String, String> {
+    pub fn entries(&self) -> &BTreeMap<Key, String> {
         &self.entries
     }
 
@@ -31,11 +33,11 @@ impl Store {
     pub fn execute(&mut self, command: Command<'_>) -> Result<String, String> {
         match command {
             Command::Put { key, value } => {
-                self.entries.insert(key.to_owned(), value.to_owned());
+                self.entries.insert(Key::from(key), value.to_owned());
                 Ok("OK".to_owned())
             }
             Command::Delete { key } => {
-                let existed = self.entries.remove(key).is_some();
+                let existed = self.entries.remove(&Key::from(key)).is_some();
                 Ok(if existed { "1" } else { "0" }.to_owned())
             }
             read_only => self.read(read_only),
@@ -47,13 +49,13 @@ impl Store {
         match command {
             Command::Get { key } => self
                 .entries
-                .get(key)
+                .get(&Key::from(key))
                 .cloned()
                 .ok_or_else(|| format!("key not found: {key}")),
             Command::List { prefix } => {
                 let keys: Vec<&str> = self
                     .entries
-                    .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                    .range((Bound::Included(Key::from(prefix)), Bound::Unbounded))
                     .map(|(key, _)| key.as_str())
                     .take_while(|key| key.starts_with(prefix))
                     .collect();
