@@ -443,6 +443,24 @@ pub const COMPONENT_PREPARE_TIMEOUT: Duration = Duration::from_secs(300);
 /// leader crash (a forwarded command does not: its origin settles it from
 /// its own log, see [`crate::node::NodeHandle::propose`]).
 pub const FORWARD_ACK_PATIENCE: Duration = Duration::from_millis(500);
+/// Most proposals a follower forwards to the leader in one
+/// `ProposeForwardedBatch` frame. Under load the forwards queued while
+/// earlier batches are in flight go together: one stream and two frames
+/// for many writes instead of a stream per write. The leader refuses a
+/// larger batch (`TooLarge`) before proposing any of it.
+pub const MAX_FORWARD_BATCH_PROPOSALS: usize = 256;
+/// Most command bytes in one forwarded batch; a single command (at most
+/// [`MAX_COMMAND_BYTES`]) always fits, and the frame stays well under
+/// [`MAX_FRAME_BYTES`].
+pub const MAX_FORWARD_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
+/// Batches of forwarded proposals a follower keeps in flight to one
+/// leader. A forward that arrives while fewer are in flight leaves at once
+/// (one client waits no longer than before); past this many, forwards
+/// queue and leave together when a batch is answered.
+pub const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 4;
+/// A follower's queue of forwards to one leader stops its task after this
+/// long without a forward (a former leader's queue does not linger).
+pub const FORWARD_QUEUE_IDLE: Duration = Duration::from_secs(30);
 /// How long a peer may take to answer a Raft frame; a stream silent for
 /// longer is treated as broken (Raft heartbeats come every few hundred ms).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -550,6 +568,8 @@ const _: () = assert!(MAX_STORE_SCAN_BYTES >= (MAX_STORE_KEY_BYTES + MAX_STORE_V
 const _: () = assert!(MAX_STORE_VALUE_BYTES as usize >= MAX_COMMAND_BYTES);
 // A forwarded command travels in one frame.
 const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_FRAME_BYTES);
+// One command always fits in a forwarded batch.
+const _: () = assert!(MAX_COMMAND_BYTES <= MAX_FORWARD_BATCH_BYTES);
 // A frame's length prefix is a u32: the frame limit must be expressible in it.
 const _: () = assert!(MAX_FRAME_BYTES <= u32::MAX as usize);
 // Raft's largest append fits a frame, with room for the framing.

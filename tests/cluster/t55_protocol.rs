@@ -4,16 +4,18 @@
 //! stream, never a panic, nothing reaches Raft, and the handler keeps
 //! serving.
 
-use iroh_raft::limits::MAX_FRAME_BYTES;
+use iroh_raft::limits::{MAX_FORWARD_BATCH_PROPOSALS, MAX_FRAME_BYTES};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use iroh::endpoint::presets;
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMode, SecretKey};
-use iroh_raft::node::{NodeInbox, NodeMsg};
+use iroh_raft::node::{Applied, ClientError, ForwardId, ForwardTag, NodeInbox, NodeMsg};
 use iroh_raft::transport::codec::{encode, read_frame, write_frame};
-use iroh_raft::transport::message::{ErrorCode, Heartbeat, RaftBatch, Response, WireMessage};
+use iroh_raft::transport::message::{
+    ErrorCode, ForwardedProposal, Heartbeat, RaftBatch, Request, Response, WireMessage,
+};
 use iroh_raft::transport::{
     AllowlistHook, PeerAddr, PeerDirectory, RAFT_ALPN, RaftProtocolHandler,
 };
@@ -262,5 +264,127 @@ async fn t55_malformed_oversized_truncated_and_unexpected_frames() {
     assert!(encode(&oversized).is_err());
 
     fx.assert_nothing_reached_raft();
+    fx.assert_still_serving().await;
+}
+
+fn forwarded(seq: u64, command: &str) -> ForwardedProposal {
+    ForwardedProposal {
+        command: command.as_bytes().to_vec(),
+        tag: ForwardTag {
+            id: ForwardId {
+                origin: 1,
+                incarnation: 42,
+                seq,
+            },
+            term: 3,
+        },
+    }
+}
+
+/// A batch of forwarded proposals is handed to the node whole, then
+/// answered with one frame per proposal in the batch's order (whatever
+/// order the node settles them in); an empty or oversized batch is refused
+/// with one error frame before anything reaches the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_a_forwarded_batch_is_answered_per_proposal_in_order_or_refused_whole() {
+    let mut fx = fixture().await;
+
+    let empty = WireMessage::Request(Request::ProposeForwardedBatch {
+        proposals: Vec::new(),
+    });
+    assert_eq!(
+        error_code(fx.request(&empty).await),
+        Some(ErrorCode::Malformed)
+    );
+    let oversized = WireMessage::Request(Request::ProposeForwardedBatch {
+        proposals: (0..=MAX_FORWARD_BATCH_PROPOSALS as u64)
+            .map(|seq| forwarded(seq, "add 1"))
+            .collect(),
+    });
+    assert_eq!(
+        error_code(fx.request(&oversized).await),
+        Some(ErrorCode::TooLarge)
+    );
+    fx.assert_nothing_reached_raft();
+
+    let (mut send, mut recv) = fx.streams(&fx.member).await;
+    let batch = WireMessage::Request(Request::ProposeForwardedBatch {
+        proposals: vec![
+            forwarded(1, "add 1"),
+            forwarded(2, "add 2"),
+            forwarded(3, "add 3"),
+        ],
+    });
+    write_frame(&mut send, &batch).await.expect("write");
+    // The node sees all three before any is answered, and settles them
+    // last first.
+    let mut taken = Vec::new();
+    while taken.len() < 3 {
+        let message = tokio::time::timeout(ANSWER_TIMEOUT, fx.inbox.recv())
+            .await
+            .expect("the batch reaches the node")
+            .expect("inbox open");
+        match message {
+            NodeMsg::ProposeForwarded {
+                command,
+                tag,
+                reply,
+            } => taken.push((command, tag.id.seq, reply)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let commands: Vec<_> = taken.iter().map(|(c, seq, _)| (c.clone(), *seq)).collect();
+    assert_eq!(
+        commands,
+        vec![
+            (b"add 1".to_vec(), 1),
+            (b"add 2".to_vec(), 2),
+            (b"add 3".to_vec(), 3)
+        ]
+    );
+    for (index, (_, seq, reply)) in taken.into_iter().enumerate().rev() {
+        let answer = if seq == 2 {
+            Err(ClientError::NotLeader {
+                leader_hint: Some(9),
+            })
+        } else {
+            Ok(Applied {
+                index: 10 + index as u64,
+                term: 3,
+                result: Ok(seq.to_string().into_bytes()),
+                fuel_used: 5,
+            })
+        };
+        reply.send(answer).expect("the handler waits");
+    }
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, read_frame(&mut recv, MAX_FRAME_BYTES))
+            .await
+            .expect("answer in time")
+            .expect("decodable answer")
+            .expect("an answer per proposal");
+        answers.push(answer);
+    }
+    assert_eq!(
+        answers,
+        vec![
+            WireMessage::Response(Response::Applied {
+                index: 10,
+                term: 3,
+                result: Ok(b"1".to_vec()),
+                fuel_used: 5
+            }),
+            WireMessage::Refused(ClientError::NotLeader {
+                leader_hint: Some(9)
+            }),
+            WireMessage::Response(Response::Applied {
+                index: 12,
+                term: 3,
+                result: Ok(b"3".to_vec()),
+                fuel_used: 5
+            }),
+        ]
+    );
     fx.assert_still_serving().await;
 }

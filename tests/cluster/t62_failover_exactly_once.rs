@@ -26,7 +26,7 @@ use crate::common::{query_ok, start_node, wait_for};
 const KILLS: usize = 3;
 /// Clients writing through the follower at once: with several, some write
 /// is always in flight when the leader dies.
-const WRITERS: usize = 4;
+const WRITERS: usize = 12;
 /// Acknowledged writes after a kill before the round ends (the cluster
 /// serves writes again through the new leader).
 const WRITES_AFTER_KILL: u64 = 20;
@@ -169,4 +169,72 @@ async fn t62_a_leader_proposes_a_forwarded_command_only_in_the_term_it_names() {
         "applied once, the refused ones never"
     );
     node.shutdown().await;
+}
+
+/// Clients writing through a follower at once for
+/// [`t62_concurrent_writes_through_a_follower_go_in_batches_and_apply_once`]:
+/// many more than the forwards a follower keeps in flight, so the rest queue
+/// and leave in batches.
+const BATCH_CLIENTS: usize = 48;
+const BATCH_WRITES_EACH: usize = 10;
+
+/// One labelled counter of a node's `/metrics`.
+fn peer_counter(api_url: &str, name: &str, peer: u64) -> u64 {
+    let metrics = crate::common::http_get(&format!("{api_url}/metrics"));
+    let series = format!("{name}{{peer=\"{peer}\"}} ");
+    metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in\n{}", metrics.body))
+        .parse()
+        .expect("a counter")
+}
+
+/// Many clients writing through a follower at once: their commands go to
+/// the leader in batches (fewer forwarding requests than commands, by the
+/// follower's own metrics), and each one applies exactly once: the
+/// counter's answers are exactly 1..=N, every one once.
+#[test]
+fn t62_concurrent_writes_through_a_follower_go_in_batches_and_apply_once() {
+    let cluster = Cluster::start(3, "counter", &[]);
+    let leader = cluster.leader();
+    let follower = cluster.follower_of(leader);
+    let writers: Vec<_> = (0..BATCH_CLIENTS)
+        .map(|_| {
+            let client = cluster.member(follower).client();
+            thread::spawn(move || {
+                (0..BATCH_WRITES_EACH)
+                    .map(|_| {
+                        let answer = client
+                            .propose(b"add 1")
+                            .expect("a write through the follower");
+                        let text = answer.output.text.expect("a number");
+                        text.parse::<u64>().expect("the counter's new value")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut values: Vec<u64> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().expect("every writer succeeds"))
+        .collect();
+    values.sort_unstable();
+    let total = (BATCH_CLIENTS * BATCH_WRITES_EACH) as u64;
+    assert_eq!(
+        values,
+        (1..=total).collect::<Vec<_>>(),
+        "every add applied once, and answered with its own result"
+    );
+
+    let api_url = &cluster.member(follower).process().api_url;
+    let proposals = peer_counter(api_url, "iroh_raft_peer_forwarded_proposals_total", leader);
+    let batches = peer_counter(api_url, "iroh_raft_peer_forward_batches_total", leader);
+    println!("{proposals} commands forwarded in {batches} requests");
+    assert_eq!(proposals, total, "every write went through the follower");
+    assert!(
+        batches < proposals,
+        "{proposals} commands in {batches} requests: nothing was batched"
+    );
 }

@@ -149,13 +149,26 @@ impl NodeInbox {
         command: Vec<u8>,
         tag: ForwardTag,
     ) -> Result<Applied, ClientError> {
+        self.submit_forwarded(command, tag)?.await
+    }
+
+    /// Hand a forwarded command to the node now and wait for its answer
+    /// later: a batch of forwards is submitted whole (so its entries can
+    /// share one append) before any answer is awaited. The outer error is
+    /// a refusal before the node took the command.
+    pub fn submit_forwarded(
+        &self,
+        command: Vec<u8>,
+        tag: ForwardTag,
+    ) -> Result<impl Future<Output = Result<Applied, ClientError>> + Send + use<>, ClientError>
+    {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(NodeMsg::ProposeForwarded {
             command,
             tag,
             reply,
         })?;
-        answer.await.map_err(|_| ClientError::OutcomeUnknown)?
+        Ok(async move { answer.await.map_err(|_| ClientError::OutcomeUnknown)? })
     }
 
     /// Propose a component activation on this node (forwarded here); as

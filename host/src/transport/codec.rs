@@ -332,8 +332,8 @@ mod tests {
     use crate::membership::PeerAddr;
     use crate::node::ClientError;
     use crate::transport::message::{
-        ErrorCode, ErrorFrame, Heartbeat, RaftBatch, Request, Response, WireActivation,
-        WireGuestFailure,
+        ErrorCode, ErrorFrame, ForwardedProposal, Heartbeat, RaftBatch, Request, Response,
+        WireActivation, WireGuestFailure,
     };
     use crate::wasm::GuestFailure;
 
@@ -453,6 +453,35 @@ mod tests {
                     },
                     term: 3,
                 },
+            }),
+            WireMessage::Request(Request::ProposeForwardedBatch {
+                proposals: vec![
+                    ForwardedProposal {
+                        command: b"put k v".to_vec(),
+                        tag: crate::node::ForwardTag {
+                            id: crate::node::ForwardId {
+                                origin: 3,
+                                incarnation: 9,
+                                seq: u64::MAX,
+                            },
+                            term: 4,
+                        },
+                    },
+                    ForwardedProposal {
+                        command: Vec::new(),
+                        tag: crate::node::ForwardTag {
+                            id: crate::node::ForwardId {
+                                origin: 3,
+                                incarnation: 9,
+                                seq: 0,
+                            },
+                            term: 5,
+                        },
+                    },
+                ],
+            }),
+            WireMessage::Request(Request::ProposeForwardedBatch {
+                proposals: Vec::new(),
             }),
             WireMessage::Request(Request::ProposeActivation {
                 activation: WireActivation {

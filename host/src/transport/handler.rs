@@ -6,7 +6,11 @@
 //! the node's inbox; nothing here touches `RawNode`.
 
 use crate::limits::MAX_FRAME_BYTES;
-use crate::limits::{COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES, MAX_CONNECTIONS_PER_PEER};
+use crate::limits::{
+    COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES, MAX_CONNECTIONS_PER_PEER,
+    MAX_FORWARD_BATCH_PROPOSALS,
+};
+use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -22,7 +26,8 @@ use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
 /// QUIC close code for a connection past [`MAX_CONNECTIONS_PER_PEER`].
 pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 429;
 use super::message::{
-    ErrorCode, ErrorFrame, RaftBatch, Request, Response, WireGuestFailure, WireMessage,
+    ErrorCode, ErrorFrame, ForwardedProposal, RaftBatch, Request, Response, WireGuestFailure,
+    WireMessage,
 };
 use super::snapshot::SnapshotReceiver;
 use crate::node::upgrade::{Activation, ActivationKind};
@@ -217,6 +222,10 @@ impl HandlerInner {
                 }
                 continue;
             }
+            if let WireMessage::Request(Request::ProposeForwardedBatch { proposals }) = request {
+                self.serve_forwarded_batch(&mut send, proposals).await?;
+                continue;
+            }
             let answer = self.answer(request, peer_raft_id).await;
             codec::write_frame(&mut send, &answer).await?;
         }
@@ -259,6 +268,10 @@ impl HandlerInner {
             WireMessage::Request(Request::SnapshotChunk { .. }) => error_frame(
                 ErrorCode::UnexpectedFrame,
                 "a snapshot chunk without an offer".into(),
+            ),
+            WireMessage::Request(Request::ProposeForwardedBatch { .. }) => error_frame(
+                ErrorCode::UnexpectedFrame,
+                "a batch of forwarded proposals is served on its own".into(),
             ),
             WireMessage::Response(_) | WireMessage::Error(_) | WireMessage::Refused(_) => {
                 error_frame(
@@ -312,6 +325,64 @@ impl HandlerInner {
             }
         }
         WireMessage::Response(Response::Delivered { count })
+    }
+
+    /// Propose every command of a forwarded batch, then answer each one,
+    /// in the batch's order, as it applies. The whole batch is handed to
+    /// the node before any answer is awaited, so its entries share an
+    /// append; answers already there when one is written go out with it.
+    async fn serve_forwarded_batch(
+        &self,
+        send: &mut SendStream,
+        proposals: Vec<ForwardedProposal>,
+    ) -> Result<(), CodecError> {
+        if proposals.is_empty() || proposals.len() > MAX_FORWARD_BATCH_PROPOSALS {
+            let answer = error_frame(
+                if proposals.is_empty() {
+                    ErrorCode::Malformed
+                } else {
+                    ErrorCode::TooLarge
+                },
+                format!(
+                    "{} forwarded proposals in one batch; 1 to {MAX_FORWARD_BATCH_PROPOSALS} are accepted",
+                    proposals.len()
+                ),
+            );
+            return codec::write_frame(send, &answer).await;
+        }
+        // Collected: every command is with the node before the first wait.
+        let submitted: Vec<_> = proposals
+            .into_iter()
+            .map(|proposal| {
+                self.inbox
+                    .submit_forwarded(proposal.command, proposal.tag)
+                    .map(Box::pin)
+            })
+            .collect();
+        let mut submitted = submitted.into_iter().peekable();
+        let mut out = Vec::new();
+        while let Some(submission) = submitted.next() {
+            let answer = match submission {
+                Ok(applied) => proposal_answer(applied.await),
+                Err(refused) => WireMessage::Refused(refused),
+            };
+            out.extend_from_slice(&codec::encode_frame(&answer)?);
+            // The answers that are ready as well join this write.
+            while let Some(next) = submitted.peek_mut() {
+                let ready = match next {
+                    Ok(applied) => match applied.as_mut().now_or_never() {
+                        Some(result) => proposal_answer(result),
+                        None => break,
+                    },
+                    Err(refused) => WireMessage::Refused(refused.clone()),
+                };
+                submitted.next();
+                out.extend_from_slice(&codec::encode_frame(&ready)?);
+            }
+            tokio::io::AsyncWriteExt::write_all(send, &out).await?;
+            out.clear();
+        }
+        Ok(())
     }
 
     async fn propose(&self, command: Vec<u8>) -> WireMessage {

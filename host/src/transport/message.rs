@@ -3,7 +3,8 @@
 //! Every frame on a stream is one [`WireMessage`]. The side that opened the
 //! stream sends requests (`Request`, `RaftMessage`, `Heartbeat`); the other
 //! side answers **each one, in order**, with exactly one `Response`,
-//! `Heartbeat`, `Error` or `Refused` frame. An answer is the delivery confirmation: a
+//! `Heartbeat`, `Error` or `Refused` frame (a batch of forwarded proposals
+//! gets one answer per proposal, see `Request::ProposeForwardedBatch`). An answer is the delivery confirmation: a
 //! `RaftMessage` frame answered with `Response::Delivered` reached the peer's
 //! Raft inbox.
 //!
@@ -110,6 +111,21 @@ pub enum Request {
         command: Vec<u8>,
         tag: ForwardTag,
     },
+    /// Several forwarded commands at once (at most
+    /// `MAX_FORWARD_BATCH_PROPOSALS`), each as `ProposeForwarded`. The one
+    /// request answered with more than one frame: one answer per proposal,
+    /// in the batch's order, each as `ProposeForwarded` is answered
+    /// (`Applied` or `Refused`); or a single `Error` frame when the batch
+    /// itself is refused, before any of it is proposed.
+    ProposeForwardedBatch { proposals: Vec<ForwardedProposal> },
+}
+
+/// One command of a `ProposeForwardedBatch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedProposal {
+    #[serde(with = "serde_bytes")]
+    pub command: Vec<u8>,
+    pub tag: ForwardTag,
 }
 
 /// Answers.

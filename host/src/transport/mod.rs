@@ -28,6 +28,7 @@
 
 pub mod codec;
 pub mod directory;
+mod forward;
 pub mod handler;
 pub mod identity;
 pub mod message;

@@ -2,10 +2,9 @@
 //! the node's [`Transport`].
 
 use crate::limits::MAX_COMPONENT_BYTES;
-use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::{
-    COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, FORWARD_ACK_PATIENCE,
-    MAX_PEER_STREAMS, PEER_RECEIVE_WINDOW_BYTES, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
+    COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, MAX_PEER_STREAMS,
+    PEER_RECEIVE_WINDOW_BYTES, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,8 +18,8 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::watch;
 
 use super::RAFT_ALPN;
-use super::codec::{self};
 use super::directory::{AllowlistHook, PeerDirectory};
+use super::forward::{self, ForwardQueues};
 use super::handler::RaftProtocolHandler;
 use super::message::{Request, Response, WireMessage};
 use super::sender::{self, PeerConnection, PeerSender};
@@ -28,10 +27,8 @@ use crate::membership::{NodeTicket, PeerAddr};
 use crate::node::PeerFuture;
 use crate::node::metrics::{PeerStats, PeerStatsRegistry};
 use crate::node::upgrade::Activation;
-use crate::node::{
-    Applied, ClientError, ForwardError, ForwardTag, Forwarder, NodeInbox, NodeLink, Transport,
-};
-use crate::wasm::{ComponentHash, GuestFailure};
+use crate::node::{Applied, ForwardError, ForwardTag, Forwarder, NodeInbox, NodeLink, Transport};
+use crate::wasm::ComponentHash;
 
 /// Whether and how the endpoint uses relays (for clusters behind NATs).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,7 +67,7 @@ type PooledPeer = (Arc<PeerConnection>, Arc<PeerStats>);
 
 /// Connections to peers, shared by the Raft senders and the forwarder.
 #[derive(Debug, Clone)]
-struct ConnectionPool {
+pub(super) struct ConnectionPool {
     endpoint: Endpoint,
     directory: PeerDirectory,
     connections: Arc<Mutex<HashMap<u64, PooledPeer>>>,
@@ -79,7 +76,7 @@ struct ConnectionPool {
 }
 
 impl ConnectionPool {
-    fn get(&self, raft_id: u64) -> PooledPeer {
+    pub(super) fn get(&self, raft_id: u64) -> PooledPeer {
         let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(raft_id)
             .or_insert_with(|| {
@@ -255,6 +252,7 @@ impl IrohTransport {
     pub fn forwarder(&self) -> Arc<dyn Forwarder> {
         Arc::new(ProposalForwarder {
             pool: self.pool.clone(),
+            queues: ForwardQueues::new(self.pool.clone()),
         })
     }
 
@@ -436,13 +434,12 @@ impl Acceptor {
     }
 }
 
-/// The stream reset code of a forward given up as not delivered.
-const FORWARD_ABANDONED: VarInt = VarInt::from_u32(1);
-
 /// Sends a client's proposal to the leader and brings back its result.
 #[derive(Debug)]
 struct ProposalForwarder {
     pool: ConnectionPool,
+    /// Forwarded commands, batched per leader under load.
+    queues: ForwardQueues,
 }
 
 impl Forwarder for ProposalForwarder {
@@ -453,11 +450,7 @@ impl Forwarder for ProposalForwarder {
         tag: ForwardTag,
         leader_view: watch::Receiver<Option<u64>>,
     ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
-        Box::pin(self.forward(
-            leader,
-            Request::ProposeForwarded { command, tag },
-            leader_view,
-        ))
+        Box::pin(self.queues.forward(leader, command, tag, leader_view))
     }
 
     fn forward_activation(
@@ -466,13 +459,13 @@ impl Forwarder for ProposalForwarder {
         activation: Activation,
         leader_view: watch::Receiver<Option<u64>>,
     ) -> PeerFuture<'_, Result<Applied, ForwardError>> {
-        Box::pin(self.forward(
-            leader,
-            Request::ProposeActivation {
+        Box::pin(async move {
+            let (connection, _) = self.pool.get(leader);
+            let request = Request::ProposeActivation {
                 activation: activation.into(),
-            },
-            leader_view,
-        ))
+            };
+            forward::forward_one(&connection, leader, request, leader_view).await
+        })
     }
 
     fn report_state_hash(
@@ -582,127 +575,5 @@ impl ProposalForwarder {
             WireMessage::Refused(error) => Err(error.to_string()),
             other => Err(format!("unexpected answer {other:?}")),
         }
-    }
-
-    /// Send a proposal to the leader and bring back its applied result.
-    ///
-    /// Whether the request reached the leader decides what a failure means.
-    /// It certainly did not ([`ForwardError::NotDelivered`], safe to send
-    /// elsewhere) only when no stream could be opened or the frame could
-    /// not be written whole. Once written, it may have reached the leader
-    /// even if its QUIC acknowledgement never came back (a lost ack, a
-    /// one-way partition, a peer that died before acking): the connection
-    /// dying, or this node no longer naming that node its leader after
-    /// [`FORWARD_ACK_PATIENCE`] (the stream is then reset), is then
-    /// `outcome_unknown`. The Jepsen test caught the earlier rule (retrying
-    /// such a request elsewhere) applying a delete twice.
-    async fn forward(
-        &self,
-        leader: u64,
-        request: Request,
-        mut leader_view: watch::Receiver<Option<u64>>,
-    ) -> Result<Applied, ForwardError> {
-        let not_delivered = |reason: String| ForwardError::NotDelivered { leader, reason };
-        let (connection, _) = self.pool.get(leader);
-        // One stream per forwarded proposal: a slow apply never holds up
-        // Raft traffic or other proposals.
-        let (_, mut send, mut recv) = connection.open_stream().await.map_err(not_delivered)?;
-        // A frame cut short does not decode, so a failed write never
-        // reaches the leader's handler.
-        codec::write_frame(&mut send, &WireMessage::Request(request))
-            .await
-            .map_err(|error| not_delivered(error.to_string()))?;
-        let sent_at = tokio::time::Instant::now();
-        // Finished, the stream's `stopped` resolves once the peer has
-        // acknowledged every byte of it.
-        let _ = send.finish();
-        let acknowledged = send.stopped();
-        let answer = tokio::time::timeout(
-            crate::limits::DEFAULT_REQUEST_TIMEOUT,
-            codec::read_frame(&mut recv, MAX_FRAME_BYTES),
-        );
-        let leader_gone = async {
-            // A closed watch means the node stopped: give up as well.
-            let _ = leader_view.wait_for(|named| *named != Some(leader)).await;
-            tokio::time::sleep_until(sent_at + FORWARD_ACK_PATIENCE).await;
-        };
-        tokio::pin!(acknowledged, answer, leader_gone);
-        let mut delivered = false;
-        let answer = loop {
-            tokio::select! {
-                // The answer settles everything; then a lost connection
-                // (seen by `acknowledged`) before the leader change.
-                biased;
-                answer = &mut answer => break answer,
-                acked = &mut acknowledged, if !delivered => match acked {
-                    // Acknowledged, or stopped by a peer that read it.
-                    Ok(_) => delivered = true,
-                    // The bytes may have been read even though no
-                    // acknowledgement came back (a lost ack, a one-way
-                    // partition): retrying elsewhere could apply it twice.
-                    Err(error) => {
-                        tracing::info!(leader, %error,
-                            "the connection to the leader was lost before the forwarded request was acknowledged");
-                        return Err(ClientError::OutcomeUnknown.into());
-                    }
-                },
-                () = &mut leader_gone, if !delivered => {
-                    let _ = send.reset(FORWARD_ABANDONED);
-                    tracing::info!(leader, patience_ms = FORWARD_ACK_PATIENCE.as_millis() as u64,
-                        "no longer the leader, and the forwarded request unacknowledged");
-                    return Err(ClientError::OutcomeUnknown.into());
-                }
-            }
-        };
-        let failure = match answer {
-            Ok(Ok(Some(WireMessage::Response(Response::Applied {
-                index,
-                term,
-                result,
-                fuel_used,
-            })))) => {
-                return Ok(Applied {
-                    index,
-                    term,
-                    result: result.map_err(GuestFailure::from),
-                    fuel_used,
-                });
-            }
-            Ok(Ok(Some(WireMessage::Refused(error)))) => return Err(error.into()),
-            // The handler refuses a frame it cannot use before proposing
-            // anything: a build mismatch, not a lost outcome.
-            Ok(Ok(Some(WireMessage::Error(frame)))) => {
-                return Err(ClientError::ForwardRefused {
-                    reason: format!("{:?}: {}", frame.code, frame.message),
-                }
-                .into());
-            }
-            // Never sent in answer to a proposal; no decision can be read
-            // from it.
-            Ok(Ok(Some(
-                other @ (WireMessage::Request(_)
-                | WireMessage::Response(_)
-                | WireMessage::RaftMessage(_)
-                | WireMessage::Heartbeat(_)),
-            ))) => format!("unexpected answer {other:?}"),
-            Ok(Ok(None)) => "the leader closed the stream without answering".to_string(),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!(
-                "no answer within {} ms",
-                crate::limits::DEFAULT_REQUEST_TIMEOUT.as_millis()
-            ),
-        };
-        // A stream that broke with the connection may have lost it before
-        // the bytes were acknowledged: look once more, without waiting.
-        let unacknowledged = !delivered
-            && matches!(
-                tokio::time::timeout(Duration::ZERO, &mut acknowledged).await,
-                Ok(Err(_))
-            );
-        if unacknowledged {
-            return Err(not_delivered(failure));
-        }
-        tracing::warn!(leader, %failure, "a forwarded proposal may have reached the leader; its outcome is unknown");
-        Err(ClientError::OutcomeUnknown.into())
     }
 }

@@ -73,6 +73,10 @@ pub struct PeerStats {
     pub queue_drops: AtomicU64,
     pub reconnects: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Requests carrying forwarded client commands (one or a batch).
+    pub forward_batches: AtomicU64,
+    /// Client commands forwarded; over `forward_batches`, the batch size.
+    pub forwarded_proposals: AtomicU64,
 }
 
 /// Every peer's [`PeerStats`], shared with whoever exports them (the node's

@@ -184,7 +184,7 @@ impl Scrape {
             return Ok(());
         }
         type Read = fn(&PeerStats) -> &AtomicU64;
-        let families: [(&str, &str, Read); 6] = [
+        let families: [(&str, &str, Read); 8] = [
             (
                 "iroh_raft_peer_sent_frames",
                 "Frames delivered to the peer.",
@@ -214,6 +214,16 @@ impl Scrape {
                 "iroh_raft_peer_send_errors",
                 "Batches that failed to reach the peer (Raft retransmits).",
                 |s| &s.send_errors,
+            ),
+            (
+                "iroh_raft_peer_forward_batches",
+                "Requests forwarding client commands to the peer as leader (a command or a batch).",
+                |s| &s.forward_batches,
+            ),
+            (
+                "iroh_raft_peer_forwarded_proposals",
+                "Client commands forwarded to the peer as leader.",
+                |s| &s.forwarded_proposals,
             ),
         ];
         for (name, help, read) in families {
