@@ -457,7 +457,7 @@ pub const MAX_FORWARD_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
 /// leader. A forward that arrives while fewer are in flight leaves at once
 /// (one client waits no longer than before); past this many, forwards
 /// queue and leave together when a batch is answered.
-pub const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 4;
+pub const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 2;
 /// A follower's queue of forwards to one leader stops its task after this
 /// long without a forward (a former leader's queue does not linger).
 pub const FORWARD_QUEUE_IDLE: Duration = Duration::from_secs(30);
