@@ -82,6 +82,16 @@ pub(crate) fn dispatch(
     now_ms: u64,
     jobs: &mut Vec<ApplyJob>,
 ) -> Option<Deferred> {
+    // Proposals of a round go to Raft together; anything else goes after
+    // the ones staged before it.
+    if !matches!(
+        message,
+        NodeMsg::Propose { .. }
+            | NodeMsg::ProposeForwarded { .. }
+            | NodeMsg::ProposeActivation { .. }
+    ) {
+        core.flush_proposals();
+    }
     match message {
         NodeMsg::Propose { command, reply } => core.propose(command, now_ms, reply),
         NodeMsg::ProposeForwarded {

@@ -98,6 +98,13 @@ struct PendingProposal {
     reply: ProposalReply,
 }
 
+/// An entry accepted in this round, not yet handed to Raft.
+#[derive(Debug)]
+struct StagedProposal {
+    data: Vec<u8>,
+    reply: ProposalReply,
+}
+
 /// A linearizable read waiting for its read index.
 #[derive(Debug)]
 struct PendingRead {
@@ -168,6 +175,9 @@ pub struct NodeCore {
     storage: SledStorage,
     /// Proposals made on this node, by log index, until that index commits.
     pending: BTreeMap<u64, PendingProposal>,
+    /// Entries accepted in this round, proposed together before anything
+    /// else reaches Raft (see [`Self::flush_proposals`]).
+    staged: Vec<StagedProposal>,
     last_role: StateRole,
     last_leader: u64,
     last_term: u64,
@@ -295,6 +305,7 @@ impl NodeCore {
             raw,
             storage: setup.storage,
             pending: BTreeMap::new(),
+            staged: Vec::new(),
             last_role,
             last_leader: raft::INVALID_ID,
             last_term: 0,
@@ -342,6 +353,7 @@ impl NodeCore {
     /// tick may append); also retries reads that got no read index yet and
     /// drives learner promotions.
     pub fn tick(&mut self, now: Instant, now_ms: u64) {
+        self.flush_proposals();
         self.raw.tick();
         self.retry_reads(now);
         self.drive_promotions(now);
@@ -352,11 +364,13 @@ impl NodeCore {
 
     /// Whether Raft has work for [`Self::handle_ready`].
     pub fn has_ready(&mut self) -> bool {
+        self.flush_proposals();
         self.raw.has_ready()
     }
 
     /// Feed a message from a peer.
     pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
+        self.flush_proposals();
         self.raw.step(message)
     }
 
@@ -402,6 +416,10 @@ impl NodeCore {
 
     /// Fail every waiting client (the node is stopping).
     pub fn abandon_pending(&mut self) {
+        // Never proposed: certainly not applied.
+        for proposal in self.staged.drain(..) {
+            let _ = proposal.reply.send(Err(ClientError::Stopped));
+        }
         self.pending.clear();
         self.reads.clear();
         self.promotions.clear();

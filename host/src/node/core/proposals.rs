@@ -3,8 +3,9 @@
 
 use crate::limits::MAX_COMMAND_BYTES;
 use raft::StateRole;
+use raft::prelude::{Entry, Message, MessageType};
 
-use super::{NodeCore, PendingProposal};
+use super::{NodeCore, PendingProposal, StagedProposal};
 use crate::node::applier::ProposalReply;
 use crate::node::envelope;
 use crate::node::error::ClientError;
@@ -84,17 +85,83 @@ impl NodeCore {
         self.propose_data(Ok(data), reply);
     }
 
+    /// Stage an entry to be proposed with the others of this round (see
+    /// [`Self::flush_proposals`]), or refuse it now.
     pub(super) fn propose_data(
         &mut self,
         data: Result<Vec<u8>, ClientError>,
         reply: ProposalReply,
     ) {
-        match data.and_then(|data| self.append_proposal(data)) {
-            Ok((index, term)) => {
-                self.pending.insert(index, PendingProposal { term, reply });
+        let refused = match data {
+            Err(error) => error,
+            Ok(_) if self.raw.raft.state != StateRole::Leader => ClientError::NotLeader {
+                leader_hint: self.leader_id(),
+            },
+            Ok(data) => {
+                self.staged.push(StagedProposal { data, reply });
+                return;
             }
-            Err(error) => {
-                let _ = reply.send(Err(error));
+        };
+        let _ = reply.send(Err(refused));
+    }
+
+    /// Propose every staged entry at once, as one `MsgPropose` with all of
+    /// them. One proposal per entry made the leader send each follower a
+    /// `MsgAppend` per entry (and each follower answer each one): two
+    /// messages each way per write and per follower, each encoded, framed,
+    /// decoded and stepped. Together they go as one append per follower.
+    /// raft-rs appends all of them or none (`Raft::append_entry`), at
+    /// consecutive indexes.
+    ///
+    /// Called before anything else reaches Raft (a peer's message, a tick,
+    /// a read, a membership change, a Ready), so the staged entries keep
+    /// their place among the node's inputs, and leadership cannot change
+    /// between a proposal's checks (its term, for a forwarded command) and
+    /// its append.
+    pub(crate) fn flush_proposals(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        if self.raw.raft.state != StateRole::Leader {
+            let leader_hint = self.leader_id();
+            for proposal in staged {
+                let _ = proposal
+                    .reply
+                    .send(Err(ClientError::NotLeader { leader_hint }));
+            }
+            return;
+        }
+        let mut replies = Vec::with_capacity(staged.len());
+        let mut entries = Vec::with_capacity(staged.len());
+        for proposal in staged {
+            entries.push(Entry {
+                data: proposal.data.into(),
+                ..Entry::default()
+            });
+            replies.push(proposal.reply);
+        }
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.raw.raft.id;
+        message.set_entries(entries.into());
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.raft.step(message) {
+            Ok(()) => {
+                let term = self.raw.raft.term;
+                debug_assert_eq!(
+                    self.raw.raft.raft_log.last_index(),
+                    before + replies.len() as u64,
+                    "a batch of proposals appends one entry each"
+                );
+                for (index, reply) in (before + 1..).zip(replies) {
+                    self.pending.insert(index, PendingProposal { term, reply });
+                }
+            }
+            Err(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ClientError::ProposalDropped));
+                }
             }
         }
     }
@@ -112,7 +179,6 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Append an encoded entry payload on the leader.
     /// The stamp for a proposal (see `clock.rs`); a follower refuses the
     /// proposal anyway, so it keeps `now_ms` without reading its log.
     fn leader_stamp(&mut self, now_ms: u64) -> u64 {
@@ -123,7 +189,10 @@ impl NodeCore {
         }
     }
 
+    /// Append one entry now, after the staged ones (a state check or a
+    /// timer call, whose index the caller keeps).
     pub(super) fn append_proposal(&mut self, data: Vec<u8>) -> Result<(u64, u64), ClientError> {
+        self.flush_proposals();
         if self.raw.raft.state != StateRole::Leader {
             return Err(ClientError::NotLeader {
                 leader_hint: self.leader_id(),
