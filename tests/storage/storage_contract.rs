@@ -283,6 +283,55 @@ fn t10_compact() {
     }
 }
 
+/// The node loop's compaction step removes whole stored chunks only, the
+/// oldest first and at most as many as asked; a chunk that straddles the
+/// target stays; once nothing whole is left before the target it reports
+/// that it is done; and what it left is the log a restart finds.
+#[test]
+fn t10_compaction_in_steps_of_whole_chunks() {
+    let mut fixture = Fixture::new();
+    let s = fixture.storage();
+    // One append per entry: a stored chunk per entry for 1..=6, then one
+    // chunk of 7..=9.
+    for index in 1..=6 {
+        s.append_and_persist(&[new_entry(index, 1)], Some(&hard_state(1, 1, index)))
+            .expect("append");
+    }
+    s.append_and_persist(
+        &[new_entry(7, 1), new_entry(8, 1), new_entry(9, 1)],
+        Some(&hard_state(1, 1, 9)),
+    )
+    .expect("append");
+    s.save_snapshot(&new_snapshot(9, 1, vec![1]))
+        .expect("save snapshot");
+
+    let step = |target: u64, max_chunks: usize| {
+        s.compact_whole_chunks(target, max_chunks)
+            .expect("a compaction step")
+    };
+    assert!(step(8, 2));
+    assert_eq!(s.first_index(), Ok(3), "two chunks, entries 1 and 2");
+    assert!(step(8, 100));
+    assert_eq!(
+        s.first_index(),
+        Ok(7),
+        "entries 3..=6; the chunk 7..=9 holds entry 8 and stays whole"
+    );
+    assert!(!step(8, 100), "done");
+    assert_eq!(s.first_index(), Ok(7));
+    let kept = all_entries(s);
+    assert_eq!(
+        kept.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
+    // Past the snapshot is refused, as `compact` refuses it.
+    assert!(s.compact_whole_chunks(11, 1).is_err());
+
+    let s = fixture.reopen();
+    assert_eq!(s.first_index(), Ok(7));
+    assert_eq!(all_entries(s), kept);
+}
+
 /// `MemStorage::snapshot` fabricates an empty snapshot at the commit index and
 /// rewrites its index up to `request_index`. `SledStorage` serves the snapshot
 /// saved by the host, with its data, and answers `SnapshotTemporarilyUnavailable`

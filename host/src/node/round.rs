@@ -39,16 +39,20 @@ pub(crate) struct RoundOutput {
     pub persist: Vec<PersistJob>,
 }
 
-/// Handle Ready, compact the log by one batch if a compaction is under way,
-/// and, when no snapshot is in flight, start one that is due.
-/// `send_early` gets the messages that may leave before the fsync.
+/// Handle Ready, compact the log by one batch if `compact` and a
+/// compaction is under way, and, when no snapshot is in flight, start one
+/// that is due. `send_early` gets the messages that may leave before the
+/// fsync.
 pub(crate) fn ready(
     core: &mut NodeCore,
     snapshot_in_flight: bool,
+    compact: bool,
     send_early: &mut dyn FnMut(Vec<Message>),
 ) -> Result<RoundOutput, NodeError> {
     let out = core.handle_ready(send_early)?;
-    core.compact_step()?;
+    if compact {
+        core.compact_step()?;
+    }
     let mut round = RoundOutput {
         jobs: out.jobs,
         members: out.members,

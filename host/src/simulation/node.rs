@@ -200,6 +200,7 @@ impl Live {
             let round = round::ready(
                 &mut self.core,
                 self.snapshot_answer.is_some(),
+                true,
                 &mut |messages| early.extend(messages),
             )
             .map_err(|e| format!("node error: {e}"))?;

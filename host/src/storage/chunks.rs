@@ -328,6 +328,25 @@ pub(crate) fn truncate_from(
     Ok(())
 }
 
+/// The oldest stored chunks that hold only entries before `index`, at most
+/// `max_chunks` of them, as (first index, last index).
+pub(crate) fn whole_chunks_before(
+    db: &sled::Db,
+    index: u64,
+    max_chunks: usize,
+) -> Result<Vec<(u64, u64)>, StorageError> {
+    let mut whole = Vec::new();
+    for item in chunks_in(db, 0, Some(index)).take(max_chunks) {
+        let (first, value) = item?;
+        let last = Chunk::parse(first, &value)?.last();
+        if last >= index {
+            break;
+        }
+        whole.push((first, last));
+    }
+    Ok(whole)
+}
+
 /// Adds to `batch` the removal of every stored entry before `index`; returns
 /// how many chunks go. A chunk holding entries on both sides is stored again
 /// from `index` on, so the log's first index survives a restart.

@@ -2,7 +2,7 @@
 //! compacting the log behind it, and reporting transfers to raft-rs.
 
 use crate::limits::{
-    COMPACTION_BATCH_ENTRIES, SNAPSHOT_AMORTIZE_ABOVE_BYTES, SNAPSHOT_AMORTIZE_MAX_LOG_BYTES,
+    COMPACTION_BATCH_CHUNKS, SNAPSHOT_AMORTIZE_ABOVE_BYTES, SNAPSHOT_AMORTIZE_MAX_LOG_BYTES,
 };
 use raft::prelude::Snapshot;
 use tokio::sync::oneshot;
@@ -199,23 +199,22 @@ impl NodeCore {
         self.snapshots.compact_to.is_some()
     }
 
-    /// Compact the log by one batch of [`COMPACTION_BATCH_ENTRIES`] towards
-    /// the last snapshot (every round calls it). In one go, the 250,000
-    /// entries behind a snapshot of a 256 MiB store-backed state took this
-    /// loop ~2 s of durable batches: no heartbeats meanwhile, so followers
-    /// started elections and proposals were dropped.
+    /// Compact the log by at most [`COMPACTION_BATCH_CHUNKS`] stored chunks
+    /// towards the last snapshot (the loop calls it in idle rounds, and
+    /// under load once per `COMPACTION_STEP_INTERVAL_UNDER_LOAD`). In one
+    /// go, the 250,000 entries behind a snapshot of a 256 MiB store-backed
+    /// state took this loop ~2 s of durable batches: no heartbeats
+    /// meanwhile, so followers started elections and proposals were
+    /// dropped.
     pub(crate) fn compact_step(&mut self) -> Result<(), NodeError> {
         let Some(target) = self.snapshots.compact_to else {
             return Ok(());
         };
-        let to = target.min(
-            self.storage
-                .first_log_index()
-                .saturating_add(COMPACTION_BATCH_ENTRIES),
-        );
-        // A no-op once an installed snapshot moved the log past `to`.
-        self.storage.compact(to)?;
-        if to >= target {
+        // A no-op once an installed snapshot moved the log past `target`.
+        if !self
+            .storage
+            .compact_whole_chunks(target, COMPACTION_BATCH_CHUNKS)?
+        {
             self.snapshots.compact_to = None;
             tracing::debug!(
                 first_log_index = self.storage.first_log_index(),
