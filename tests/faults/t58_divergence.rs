@@ -37,10 +37,21 @@ fn t58_a_replica_whose_state_drifts_is_caught_and_stops_serving() {
         assert_eq!(member.status().diverged, None, "node {}", member.id);
     }
 
-    // Queries on one replica change its state (and only its state).
+    // Queries on one replica change its state (and only its state). The
+    // first is always served (nothing drifted yet). The replica may not
+    // have applied the state check the leader appended after the adds
+    // above: then the queries it serves before that check are in its hash
+    // there, it is caught at that check, and refuses the rest (`diverged`).
+    // That is the detection this test is about, only one check sooner.
     let victim = cluster.member(drifting);
-    for _ in 0..5 {
-        assert!(victim.query("get", Consistency::Stale).is_some());
+    assert!(
+        victim.query("get", Consistency::Stale).is_some(),
+        "the first query is served"
+    );
+    for _ in 1..5 {
+        if victim.query("get", Consistency::Stale).is_none() {
+            break;
+        }
     }
     add(25);
 
