@@ -643,18 +643,7 @@ impl SledStorage {
         if compact_index <= first {
             return Ok(());
         }
-        let limit = (cache.last_index() + 1).min(cache.snapshot_index() + 1);
-        if compact_index > limit {
-            return Err(StorageError::invalid(
-                "compact",
-                format!(
-                    "compact index {compact_index} is past {limit} (last index {} + 1, \
-                     snapshot index {} + 1); save a snapshot first",
-                    cache.last_index(),
-                    cache.snapshot_index()
-                ),
-            ));
-        }
+        compaction_allowed(cache, compact_index)?;
         // A batch per step, oldest first: one batch of hundreds of
         // thousands of removals made sled (and the allocator) hold hundreds
         // of MiB until its flush. A crash between steps leaves a shorter
@@ -694,18 +683,7 @@ impl SledStorage {
         max_chunks: usize,
     ) -> Result<bool, StorageError> {
         let mut state = self.inner.write()?;
-        let limit = (state.cache.last_index() + 1).min(state.cache.snapshot_index() + 1);
-        if compact_index > limit {
-            return Err(StorageError::invalid(
-                "compact",
-                format!(
-                    "compact index {compact_index} is past {limit} (last index {} + 1, \
-                     snapshot index {} + 1); save a snapshot first",
-                    state.cache.last_index(),
-                    state.cache.snapshot_index()
-                ),
-            ));
-        }
+        compaction_allowed(&state.cache, compact_index)?;
         let whole = chunks::whole_chunks_before(&self.inner.db, compact_index, max_chunks.max(1))?;
         let Some(&(_, last)) = whole.last() else {
             return Ok(false);
@@ -965,6 +943,25 @@ impl Inner {
             cause: "a thread panicked while syncing the store".to_owned(),
         })
     }
+}
+
+/// Entries no snapshot covers must stay (see [`SledStorage::compact`]):
+/// `compact_index` may not pass `last_index + 1` nor the stored snapshot's
+/// index + 1.
+fn compaction_allowed(cache: &Cache, compact_index: u64) -> Result<(), StorageError> {
+    let limit = (cache.last_index() + 1).min(cache.snapshot_index() + 1);
+    if compact_index > limit {
+        return Err(StorageError::invalid(
+            "compact",
+            format!(
+                "compact index {compact_index} is past {limit} (last index {} + 1, \
+                     snapshot index {} + 1); save a snapshot first",
+                cache.last_index(),
+                cache.snapshot_index()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the recovered store against the durable mark in `dir` and opens
