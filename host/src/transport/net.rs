@@ -329,16 +329,21 @@ impl IrohTransport {
             tracing::warn!(to, "no node attached; cannot send a snapshot");
             return;
         };
+        // raft-rs sends nothing more to this peer until it hears how the
+        // transfer ended, so a snapshot that does not leave is reported as
+        // failed: Raft then probes the peer again and retries.
         if self
             .snapshot_tasks
             .get(&to)
             .is_some_and(|task| !task.is_finished())
         {
             tracing::debug!(to, "a snapshot transfer to this peer is still running");
+            report_snapshot_failed(link, to);
             return;
         }
         if self.directory.addr_of(to).is_none() {
-            tracing::debug!(to, "no address for this peer; snapshot dropped");
+            tracing::debug!(to, "no address for this peer; snapshot not sent");
+            report_snapshot_failed(link, to);
             return;
         }
         let (connection, stats) = self.pool.get(to);
@@ -364,6 +369,14 @@ impl IrohTransport {
         });
         self.snapshot_tasks.insert(to, task);
     }
+}
+
+/// Tell the node, from a task of its own, that a snapshot to `to` did not
+/// leave (the transport's `send` cannot wait for the node's inbox).
+fn report_snapshot_failed(link: NodeLink, to: u64) {
+    tokio::spawn(async move {
+        let _ = link.inbox.report_snapshot(to, false).await;
+    });
 }
 
 impl Transport for IrohTransport {
@@ -575,5 +588,57 @@ impl ProposalForwarder {
             WireMessage::Refused(error) => Err(error.to_string()),
             other => Err(format!("unexpected answer {other:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::prelude::{Message, MessageType};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::node::inbox::NodeMsg;
+    use crate::storage::ComponentStore;
+
+    /// raft-rs pauses a follower's replication until it hears how a
+    /// snapshot transfer ended; a snapshot the transport cannot even start
+    /// must be reported as failed, or that follower is never caught up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_to_a_peer_without_an_address_is_reported_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = TransportConfig {
+            bind_addr: "127.0.0.1:0".parse().expect("addr"),
+            advertise_addrs: Vec::new(),
+            relay: RelayChoice::Disabled,
+        };
+        let mut transport =
+            IrohTransport::bind(1, SecretKey::generate(), &config, PeerDirectory::new())
+                .await
+                .expect("bind");
+        let (tx, mut rx) = mpsc::channel(8);
+        transport.attach(NodeLink {
+            inbox: NodeInbox::from_sender(tx),
+            snapshot_dir: dir.path().join("snapshots"),
+            components: ComponentStore::open(dir.path().join("components")).expect("store"),
+        });
+        let mut snapshot = Message::default();
+        snapshot.set_msg_type(MessageType::MsgSnapshot);
+        snapshot.to = 7;
+        transport.send(vec![snapshot]);
+        let report = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a report within 10 s")
+            .expect("inbox open");
+        assert!(
+            matches!(
+                report,
+                NodeMsg::SnapshotReport {
+                    to: 7,
+                    delivered: false
+                }
+            ),
+            "{report:?}"
+        );
+        transport.endpoint().close().await;
     }
 }

@@ -54,7 +54,13 @@ impl<'a> World<'a> {
     }
 
     pub(super) fn deliver(&mut self, from: u64, to: u64, message: Message) -> Step<()> {
+        let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
         if !self.nodes.get(&to).is_some_and(SimNode::is_live) {
+            // The transport's contract: a snapshot that cannot arrive is
+            // reported as failed, or the leader waits for it forever.
+            if is_snapshot {
+                self.report_snapshot_later(from, to, false);
+            }
             return Ok(());
         }
         self.note(format!(
@@ -67,25 +73,31 @@ impl<'a> World<'a> {
             message.entries.len(),
             message.reject
         ));
-        if message.get_msg_type() == MessageType::MsgSnapshot {
+        if is_snapshot {
             let delivered = self.copy_snapshot_file(from, to, &message);
-            let life = self.nodes.get(&from).map_or(0, |n| n.life);
-            let delay = Duration::from_millis(self.rng.range(1, 20));
-            self.schedule(
-                delay,
-                Event::SnapshotReport {
-                    leader: from,
-                    life,
-                    to,
-                    delivered,
-                },
-            );
+            self.report_snapshot_later(from, to, delivered);
             if !delivered {
                 return Ok(());
             }
             self.faults.snapshots_sent += 1;
         }
         self.input(to, NodeMsg::Raft(Box::new(message)))
+    }
+
+    /// The leader hears how its snapshot transfer ended, a little later,
+    /// as the transport's background task reports it.
+    fn report_snapshot_later(&mut self, leader: u64, to: u64, delivered: bool) {
+        let life = self.nodes.get(&leader).map_or(0, |n| n.life);
+        let delay = Duration::from_millis(self.rng.range(1, 20));
+        self.schedule(
+            delay,
+            Event::SnapshotReport {
+                leader,
+                life,
+                to,
+                delivered,
+            },
+        );
     }
 
     /// What the transport does for a snapshot: the file, from the
