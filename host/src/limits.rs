@@ -50,6 +50,15 @@ pub const NODE_INBOX_CAPACITY: usize = 4096;
 /// Most inbox messages handled before one round of Ready handling: this is
 /// what batches many proposals into one fsync.
 pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
+/// Batches of proposals a leader keeps uncommitted before it holds new
+/// ones for the next round (see `NodeCore::end_round_proposals`): under
+/// load a commit clocks out the next batch.
+pub const MAX_PROPOSAL_BATCHES_IN_FLIGHT: usize = 2;
+/// Most proposals a leader holds for a later round; more go out at once.
+pub const MAX_HELD_PROPOSALS: usize = 512;
+/// Longest a leader holds proposals waiting for a commit before it sends
+/// them anyway (a follower that stopped answering, a slow disk).
+pub const MAX_PROPOSAL_HOLD: Duration = Duration::from_millis(2);
 /// Batches of committed entries that may wait for the applier.
 pub const APPLY_QUEUE_CAPACITY: usize = 256;
 /// How long the applier may stay on one entry before `/health` reports it

@@ -179,6 +179,7 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
         check_quorum: true,
         pre_vote: true,
+        batch_append: true,
         ..Default::default()
     };
     if let Some(ticks) = overrides.election_timeout_ticks {

@@ -1,11 +1,14 @@
 //! The async loop that drives [`NodeCore`]: it owns the node's inbox, the
 //! tick interval and the hand-off to the applier and the transport.
 
-use crate::limits::{COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND, TICK_INTERVAL};
+use crate::limits::{
+    COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND, MAX_PROPOSAL_HOLD, TICK_INTERVAL,
+};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::answers;
 use super::applier::{ApplierEnv, ApplierInbox, ApplyJob};
 use super::core::NodeCore;
 use super::error::NodeError;
@@ -54,6 +57,7 @@ pub(crate) async fn run(
     // `COMPACTION_STEP_INTERVAL_UNDER_LOAD`.
     let mut idle = false;
     let mut last_compaction = Instant::now();
+    let mut hold_until: Option<tokio::time::Instant> = None;
     let result = loop {
         let compact = idle || last_compaction.elapsed() >= COMPACTION_STEP_INTERVAL_UNDER_LOAD;
         if compact {
@@ -87,6 +91,13 @@ pub(crate) async fn run(
             // The thread stopped after a storage error it is reporting.
             tracing::debug!("the persistence thread stopped");
         }
+        // Proposals held for a commit (see `NodeCore::end_round_proposals`)
+        // go out by `MAX_PROPOSAL_HOLD` after the first was held.
+        hold_until = match (core.holds_proposals(), hold_until) {
+            (false, _) => None,
+            (true, Some(until)) => Some(until),
+            (true, None) => Some(tokio::time::Instant::now() + MAX_PROPOSAL_HOLD),
+        };
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
             // can never delay them.
@@ -99,6 +110,9 @@ pub(crate) async fn run(
             // Ticks before the inbox: a flood of messages must not hold
             // up heartbeats and elections.
             _ = ticker.tick() => core.tick(Instant::now(), prepare_env.wall_clock.now_ms()),
+            () = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
+                core.flush_proposals();
+            }
             taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
                 snapshot_answer = None;
                 let taken = taken.unwrap_or_else(|_| Err("the applier stopped".into()));
@@ -106,31 +120,31 @@ pub(crate) async fn run(
                     break Err(error);
                 }
             }
+            // A persistence report and the inbox are taken in one round
+            // when both have news: one Ready then carries the commit index
+            // the report advanced and the appends the inbox asked for (as
+            // one message per follower: raft-rs's `batch_append`).
             done = persisted.recv() => {
                 let Some(first) = done else {
                     break Err(NodeError::StateMachine("the persistence thread stopped".into()));
                 };
-                match drain_persisted(first, &mut persisted) {
-                    Ok(done) => {
-                        if !done.messages.is_empty() {
-                            transport.send(done.messages);
-                        }
-                        core.on_persisted(done.number);
-                    }
-                    Err(error) => break Err(error.into()),
+                if let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport) {
+                    break Err(error);
+                }
+                let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env);
+                if let Err(error) = hand_over(&applier, jobs).await {
+                    break Err(error);
                 }
             }
             message = inbox.recv() => {
                 let Some(message) = message else { break Ok(None) };
-                let mut jobs = Vec::new();
-                handle(&mut core, message, &mut jobs, &prepare_env);
-                for _ in 1..MAX_MESSAGES_PER_ROUND {
-                    match inbox.try_recv() {
-                        Ok(message) => handle(&mut core, message, &mut jobs, &prepare_env),
-                        Err(_) => break,
-                    }
-                }
+                let jobs = take_inbox(&mut core, Some(message), &mut inbox, &prepare_env);
                 if let Err(error) = hand_over(&applier, jobs).await {
+                    break Err(error);
+                }
+                if let Ok(first) = persisted.try_recv()
+                    && let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport)
+                {
                     break Err(error);
                 }
             }
@@ -152,6 +166,46 @@ pub(crate) async fn run(
     result
 }
 
+/// Send the messages that waited for durability and tell raft-rs, for
+/// `first` and every other report already queued.
+fn take_persisted(
+    first: Result<Persisted, StorageError>,
+    persisted: &mut mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    core: &mut NodeCore,
+    transport: &mut impl Transport,
+) -> Result<(), NodeError> {
+    let done = drain_persisted(first, persisted)?;
+    if !done.messages.is_empty() {
+        transport.send(done.messages);
+    }
+    core.on_persisted(done.number);
+    Ok(())
+}
+
+/// Dispatch `first` and whatever else the inbox holds, up to
+/// `MAX_MESSAGES_PER_ROUND` inputs; returns the applier's work.
+fn take_inbox(
+    core: &mut NodeCore,
+    first: Option<NodeMsg>,
+    inbox: &mut mpsc::Receiver<NodeMsg>,
+    prepare_env: &ApplierEnv,
+) -> Vec<ApplyJob> {
+    let mut jobs = Vec::new();
+    let mut taken = 0;
+    if let Some(message) = first {
+        handle(core, message, &mut jobs, prepare_env);
+        taken += 1;
+    }
+    while taken < MAX_MESSAGES_PER_ROUND {
+        match inbox.try_recv() {
+            Ok(message) => handle(core, message, &mut jobs, prepare_env),
+            Err(_) => break,
+        }
+        taken += 1;
+    }
+    jobs
+}
+
 /// `first` and everything else the persistence thread has finished, as one
 /// report: a busy thread must not keep the inbox waiting behind a queue of
 /// reports.
@@ -165,6 +219,7 @@ fn drain_persisted(
         done.messages.extend(next.messages);
         done.number = next.number;
     }
+    answers::drop_superseded_append_answers(&mut done.messages);
     Ok(done)
 }
 

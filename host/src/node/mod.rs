@@ -45,6 +45,7 @@
 //! streamed in chunks by the transport.
 
 mod admission;
+mod answers;
 pub(crate) mod applier;
 mod assemble;
 mod config;

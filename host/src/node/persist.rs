@@ -19,6 +19,7 @@ use std::sync::mpsc as std_mpsc;
 use raft::prelude::Message;
 use tokio::sync::mpsc;
 
+use super::answers;
 use crate::storage::{SledStorage, StorageError};
 
 /// One staged Ready that still has to be made durable (or that has to
@@ -59,6 +60,7 @@ pub(crate) fn complete(
         persisted.number = persisted.number.max(job.number);
         persisted.messages.extend(job.messages);
     }
+    answers::drop_superseded_append_answers(&mut persisted.messages);
     Ok(persisted)
 }
 

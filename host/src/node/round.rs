@@ -86,13 +86,15 @@ pub(crate) fn dispatch(
     now_ms: u64,
     jobs: &mut Vec<ApplyJob>,
 ) -> Option<Deferred> {
-    // Proposals of a round go to Raft together; anything else goes after
-    // the ones staged before it.
+    // Proposals of a round go to Raft together, at its end; a peer's
+    // message is stepped before them (see `NodeCore::flush_proposals`),
+    // anything else after the ones staged before it.
     if !matches!(
         message,
         NodeMsg::Propose { .. }
             | NodeMsg::ProposeForwarded { .. }
             | NodeMsg::ProposeActivation { .. }
+            | NodeMsg::Raft(_)
     ) {
         core.flush_proposals();
     }

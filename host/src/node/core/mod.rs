@@ -12,7 +12,7 @@
 //! (persistence order) and [`snapshots`] each add methods to [`NodeCore`];
 //! the state they share is defined here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -102,6 +102,10 @@ struct PendingProposal {
 #[derive(Debug)]
 struct StagedProposal {
     data: Vec<u8>,
+    /// The term this node led when it accepted the entry: the entry goes
+    /// to Raft only if it still leads that term (a forwarded command's
+    /// proof rests on it, and the entry's stamp came from that term).
+    term: u64,
     reply: ProposalReply,
 }
 
@@ -175,9 +179,15 @@ pub struct NodeCore {
     storage: SledStorage,
     /// Proposals made on this node, by log index, until that index commits.
     pending: BTreeMap<u64, PendingProposal>,
-    /// Entries accepted in this round, proposed together before anything
-    /// else reaches Raft (see [`Self::flush_proposals`]).
+    /// Entries accepted in this round, proposed together at the end of it
+    /// (see [`Self::flush_proposals`]), or later if held (see
+    /// [`Self::end_round_proposals`]).
     staged: Vec<StagedProposal>,
+    /// Bytes of `staged`.
+    staged_bytes: usize,
+    /// The last index of each batch of proposals that is not committed
+    /// yet, oldest first.
+    batches_in_flight: VecDeque<u64>,
     last_role: StateRole,
     last_leader: u64,
     last_term: u64,
@@ -306,6 +316,8 @@ impl NodeCore {
             storage: setup.storage,
             pending: BTreeMap::new(),
             staged: Vec::new(),
+            staged_bytes: 0,
+            batches_in_flight: VecDeque::new(),
             last_role,
             last_leader: raft::INVALID_ID,
             last_term: 0,
@@ -364,13 +376,12 @@ impl NodeCore {
 
     /// Whether Raft has work for [`Self::handle_ready`].
     pub fn has_ready(&mut self) -> bool {
-        self.flush_proposals();
+        self.end_round_proposals();
         self.raw.has_ready()
     }
 
     /// Feed a message from a peer.
     pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
-        self.flush_proposals();
         self.raw.step(message)
     }
 

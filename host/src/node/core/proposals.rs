@@ -1,7 +1,9 @@
 //! Proposals: client commands, component activations and state checks,
 //! checked and appended on the leader.
 
-use crate::limits::MAX_COMMAND_BYTES;
+use crate::limits::{
+    MAX_COMMAND_BYTES, MAX_HELD_PROPOSALS, MAX_PROPOSAL_BATCHES_IN_FLIGHT, MAX_RAFT_MESSAGE_BYTES,
+};
 use raft::StateRole;
 use raft::prelude::{Entry, Message, MessageType};
 
@@ -50,8 +52,9 @@ impl NodeCore {
     /// tagged), carrying its id, but only as the leader of exactly
     /// `tag.term`: the origin's proof that a lost forward never commits
     /// rests on knowing the term of its entry (see
-    /// [`crate::node::forwarded`]). Checked here, in the same step as the
-    /// proposal, so leadership cannot change in between.
+    /// [`crate::node::forwarded`]). Checked here, and again when the staged
+    /// entry goes to Raft ([`Self::flush_proposals`]), so leadership cannot
+    /// change in between.
     pub fn propose_forwarded(
         &mut self,
         command: Vec<u8>,
@@ -98,11 +101,50 @@ impl NodeCore {
                 leader_hint: self.leader_id(),
             },
             Ok(data) => {
-                self.staged.push(StagedProposal { data, reply });
+                let term = self.raw.raft.term;
+                self.staged_bytes += data.len();
+                self.staged.push(StagedProposal { data, term, reply });
                 return;
             }
         };
         let _ = reply.send(Err(refused));
+    }
+
+    /// The end of a round: propose what was staged, unless the leader holds
+    /// it for the next round. It holds while
+    /// [`MAX_PROPOSAL_BATCHES_IN_FLIGHT`] earlier batches are uncommitted,
+    /// up to [`MAX_HELD_PROPOSALS`] entries or [`MAX_RAFT_MESSAGE_BYTES`]:
+    /// under load the commit of a batch clocks out the next one, so each
+    /// round carries many writes instead of one or two, and every round
+    /// costs the same (a Raft step, a staged write, messages to each
+    /// follower, their answers). An idle leader, or a light load, holds
+    /// nothing. The driver flushes anything held for
+    /// [`crate::limits::MAX_PROPOSAL_HOLD`] (a commit that does not come).
+    pub(crate) fn end_round_proposals(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        while self
+            .batches_in_flight
+            .front()
+            .is_some_and(|last| *last <= committed)
+        {
+            self.batches_in_flight.pop_front();
+        }
+        let hold = self.raw.raft.state == StateRole::Leader
+            && self.batches_in_flight.len() >= MAX_PROPOSAL_BATCHES_IN_FLIGHT
+            && self.staged.len() < MAX_HELD_PROPOSALS
+            && (self.staged_bytes as u64) < MAX_RAFT_MESSAGE_BYTES;
+        if !hold {
+            self.flush_proposals();
+        }
+    }
+
+    /// Whether proposals wait for a later round (see
+    /// [`Self::end_round_proposals`]).
+    pub fn holds_proposals(&self) -> bool {
+        !self.staged.is_empty()
     }
 
     /// Propose every staged entry at once, as one `MsgPropose` with all of
@@ -113,24 +155,37 @@ impl NodeCore {
     /// raft-rs appends all of them or none (`Raft::append_entry`), at
     /// consecutive indexes.
     ///
-    /// Called before anything else reaches Raft (a peer's message, a tick,
-    /// a read, a membership change, a Ready), so the staged entries keep
-    /// their place among the node's inputs, and leadership cannot change
-    /// between a proposal's checks (its term, for a forwarded command) and
-    /// its append.
+    /// Called at the end of a round (through [`Self::end_round_proposals`])
+    /// and before any input that must see the
+    /// entries in the log first (a tick, a read, a membership change, a
+    /// leader transfer, a snapshot request, an entry the node appends
+    /// itself). Peers' messages do not flush: stepping their answers first
+    /// lets one round's proposals leave in the same append as the commit
+    /// index those answers advanced. An entry goes to Raft only if this
+    /// node still leads the term it was accepted in; otherwise it is
+    /// answered `NotLeader`, like a proposal that arrived after the change.
     pub(crate) fn flush_proposals(&mut self) {
         if self.staged.is_empty() {
             return;
         }
-        let staged = std::mem::take(&mut self.staged);
-        if self.raw.raft.state != StateRole::Leader {
+        let mut staged = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
+        let leading = self.raw.raft.state == StateRole::Leader;
+        let term = self.raw.raft.term;
+        if !leading || staged.iter().any(|proposal| proposal.term != term) {
             let leader_hint = self.leader_id();
-            for proposal in staged {
+            let (current, stale): (Vec<_>, Vec<_>) = staged
+                .into_iter()
+                .partition(|proposal| leading && proposal.term == term);
+            for proposal in stale {
                 let _ = proposal
                     .reply
                     .send(Err(ClientError::NotLeader { leader_hint }));
             }
-            return;
+            staged = current;
+            if staged.is_empty() {
+                return;
+            }
         }
         let mut replies = Vec::with_capacity(staged.len());
         let mut entries = Vec::with_capacity(staged.len());
@@ -157,6 +212,8 @@ impl NodeCore {
                 for (index, reply) in (before + 1..).zip(replies) {
                     self.pending.insert(index, PendingProposal { term, reply });
                 }
+                self.batches_in_flight
+                    .push_back(self.raw.raft.raft_log.last_index());
             }
             Err(_) => {
                 for reply in replies {

@@ -21,7 +21,7 @@ impl NodeCore {
         send_early: &mut dyn FnMut(Vec<Message>),
     ) -> Result<Outbound, NodeError> {
         let mut out = Outbound::default();
-        self.flush_proposals();
+        self.end_round_proposals();
         self.drain_ready(&mut out, send_early)?;
         if self.campaign_on_start {
             // raft-rs refuses to campaign while committed configuration
