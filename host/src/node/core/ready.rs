@@ -232,6 +232,8 @@ impl NodeCore {
                 leader = raft.leader_id, "raft role changed");
             self.last_role = raft.state;
             self.last_leader = raft.leader_id;
+            // Batches proposed in an earlier term may never commit.
+            self.batches_in_flight.clear();
             let leader = (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id);
             let previous = self.leader_tx.send_replace(leader);
             // As etcd counts: a leader known after none or another one.
