@@ -18,14 +18,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes, HttpBody as _};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::config::ApiLimits;
-use super::policy::{BodyKind, policy};
+use super::policy::BodyKind;
 use super::server::ApiError;
 use super::stats::{ApiStats, Refused};
 use crate::limits::{MAX_API_BODY_BYTES, MAX_COMPONENT_BYTES};
@@ -48,14 +47,15 @@ impl Admission {
     }
 }
 
-/// The middleware (module doc).
-pub async fn read_body(
-    State(admission): State<Arc<Admission>>,
+/// Read the request's body within its limits (module doc), the last step
+/// of [`super::gate`]: the request comes back with its body whole, or
+/// the answer that refuses it.
+pub(super) async fn read_body(
+    admission: &Admission,
     request: Request,
-    next: Next,
-) -> Response {
-    let route = policy(request.method(), request.uri().path());
-    let (limit_bytes, timeout) = match route.body {
+    body_kind: BodyKind,
+) -> Result<Request, Response> {
+    let (limit_bytes, timeout) = match body_kind {
         BodyKind::Component => (
             MAX_COMPONENT_BYTES as usize,
             admission.limits.component_body_timeout,
@@ -63,7 +63,7 @@ pub async fn read_body(
         BodyKind::Json | BodyKind::None => (MAX_API_BODY_BYTES, admission.limits.body_timeout),
     };
     // Held until the answer is sent: the handler keeps the bytes that long.
-    let _upload = if route.body == BodyKind::Component {
+    let _upload = if body_kind == BodyKind::Component {
         match admission.uploads.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
@@ -82,7 +82,7 @@ pub async fn read_body(
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return closing(response);
+                return Err(closing(response));
             }
         }
     } else {
@@ -96,7 +96,7 @@ pub async fn read_body(
         Some(announced) if announced > limit_bytes as u64 => {
             if request.headers().contains_key(header::EXPECT) {
                 admission.stats.refused(Refused::BodyTooLarge);
-                return closing(too_large(limit_bytes));
+                return Err(closing(too_large(limit_bytes)));
             }
             false
         }
@@ -107,17 +107,17 @@ pub async fn read_body(
         Ok(Ok(bytes)) if keep => bytes,
         Ok(Ok(_)) | Ok(Err(Collect::TooLarge)) => {
             admission.stats.refused(Refused::BodyTooLarge);
-            return closing(too_large(limit_bytes));
+            return Err(closing(too_large(limit_bytes)));
         }
         Ok(Err(Collect::Failed(reason))) => {
-            return closing(
+            return Err(closing(
                 ApiError::bad_request(format!("reading the body: {reason}")).into_response(),
-            );
+            ));
         }
         Err(_) => {
             admission.stats.refused(Refused::BodyTimeout);
             tracing::debug!(path = %parts.uri.path(), "a request body took too long");
-            return closing(
+            return Err(closing(
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
@@ -127,11 +127,10 @@ pub async fn read_body(
                     ),
                 )
                 .into_response(),
-            );
+            ));
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -26,12 +26,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::policy::{Need, Role, policy};
+use super::policy::{Need, Role};
 use super::secret::{CredentialError, read_private};
 use super::server::ApiError;
 use super::stats::{ApiStats, Refused};
@@ -144,34 +143,26 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"-._~+/=".contains(&byte)
 }
 
-/// The middleware: a route that needs a role gets it from a valid token,
-/// or the request is refused (module doc). Without tokens configured the
-/// API is open and this lets everything through.
-pub async fn authenticate(
-    State(state): State<Arc<AuthState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// A route that needs a role gets it from a valid token, or the request
+/// is refused (module doc); the second check of [`super::gate`]. Without
+/// tokens configured the API is open and this lets everything through.
+pub(super) fn admit(state: &AuthState, request: &Request, need: Need) -> Result<(), Response> {
     let Some(tokens) = state.tokens.as_ref() else {
-        return next.run(request).await;
+        return Ok(());
     };
-    let route = policy(request.method(), request.uri().path());
-    let Need::Role(needed) = route.need else {
-        return next.run(request).await;
+    let Need::Role(needed) = need else {
+        return Ok(());
     };
-    match check(tokens, needed, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            state.stats.refused(match refusal {
-                Refusal::Role { .. } => Refused::InsufficientRole,
-                Refusal::Missing | Refusal::Invalid => Refused::Unauthenticated,
-            });
-            refusal.into_response(request.method(), request.uri().path())
-        }
-    }
+    check(tokens, needed, request.headers()).map_err(|refusal| {
+        state.stats.refused(match refusal {
+            Refusal::Role { .. } => Refused::InsufficientRole,
+            Refusal::Missing | Refusal::Invalid => Refused::Unauthenticated,
+        });
+        refusal.into_response(request.method(), request.uri().path())
+    })
 }
 
-/// The middleware's state.
+/// What authentication needs.
 #[derive(Debug)]
 pub struct AuthState {
     /// `None`: no authentication.

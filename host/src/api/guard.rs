@@ -18,11 +18,8 @@
 //! The CLI, `curl -H 'content-type: application/json'` and programs send
 //! no `Origin` and an address or an allowed name as `Host`.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::policy::{BodyKind, policy};
@@ -40,22 +37,16 @@ pub struct ApiAccess {
 /// The content types `/v1/upgrade` takes (a component's bytes).
 const COMPONENT_TYPES: &[&str] = &["application/wasm", "application/octet-stream"];
 
-/// The middleware: refuse what a browser could have been tricked into
-/// sending (see the module doc).
-pub async fn refuse_cross_site(
-    State(access): State<Arc<ApiAccess>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match check(
-        &access,
+/// Refuse what a browser could have been tricked into sending (see the
+/// module doc); the first check of [`super::gate`].
+pub(super) fn admit(access: &ApiAccess, request: &Request) -> Result<(), Response> {
+    check(
+        access,
         request.method(),
         request.uri().path(),
         request.headers(),
-    ) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
+    )
+    .map_err(IntoResponse::into_response)
 }
 
 fn check(

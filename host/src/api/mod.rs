@@ -14,6 +14,7 @@ pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod gate;
 pub mod guard;
 pub mod listener;
 pub mod policy;

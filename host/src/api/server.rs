@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 use super::admission::Admission;
 use super::auth::AuthState;
 use super::config::{ApiConfig, ExposureError};
+use super::gate::Gate;
 #[cfg(doc)]
 use super::guard::ApiAccess;
 use super::stats::ApiStats;
@@ -161,21 +162,17 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Admission::new(config.limits, stats.clone())),
-            super::admission::read_body,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(AuthState {
-                tokens: config.tokens,
-                stats: stats.clone(),
+            Arc::new(Gate {
+                access: config.access,
+                auth: AuthState {
+                    tokens: config.tokens,
+                    stats: stats.clone(),
+                },
+                admission: Admission::new(config.limits, stats.clone()),
             }),
-            super::auth::authenticate,
+            super::gate::pass,
         ))
         .layer(axum::Extension(stats))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(config.access),
-            super::guard::refuse_cross_site,
-        ))
         .with_state(node)
 }
 

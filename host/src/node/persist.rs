@@ -119,7 +119,7 @@ mod tests {
 
     fn message(to: u64) -> Message {
         Message {
-            msg_type: MessageType::MsgAppendResponse,
+            msg_type: MessageType::MsgHeartbeatResponse,
             to,
             ..Default::default()
         }
@@ -168,6 +168,36 @@ mod tests {
         drop(storage);
         let reopened = SledStorage::open(dir.path()).expect("reopen");
         assert_eq!(raft::Storage::last_index(&reopened).expect("last"), 1);
+    }
+
+    /// Answers to several appends from one leader, across the jobs of a
+    /// group: only the last, which acknowledges the most, is sent.
+    #[test]
+    fn a_group_sends_the_last_of_a_run_of_append_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = SledStorage::open(dir.path()).expect("open");
+        let answer = |index: u64| Message {
+            msg_type: MessageType::MsgAppendResponse,
+            to: 1,
+            term: 2,
+            index,
+            ..Default::default()
+        };
+        let jobs = vec![
+            PersistJob {
+                number: 1,
+                sync: true,
+                messages: vec![answer(10), answer(11)],
+            },
+            PersistJob {
+                number: 2,
+                sync: true,
+                messages: vec![answer(12)],
+            },
+        ];
+        let done = complete(&storage, jobs).expect("complete");
+        let indexes: Vec<u64> = done.messages.iter().map(|m| m.index).collect();
+        assert_eq!(indexes, [12]);
     }
 
     /// The thread reports each group on the channel, and the results of
