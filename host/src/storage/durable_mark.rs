@@ -339,6 +339,10 @@ struct Shared {
 struct Pending {
     mark: Option<DurableMark>,
     stop: bool,
+    /// The thread sleeps until a mark comes (not out its interval): only
+    /// then does a post wake it. Waking it on every durable write, to find
+    /// its interval not over, cost a context switch per write.
+    idle: bool,
 }
 
 impl MarkWriter {
@@ -373,7 +377,9 @@ impl MarkWriter {
     pub(crate) fn post(&self, mark: DurableMark) {
         let mut pending = self.shared.lock();
         pending.mark = Some(mark);
-        self.shared.wake.notify_one();
+        if pending.idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Writes what is pending and stops the thread.
@@ -417,10 +423,12 @@ impl Shared {
             if let Some(mark) = pending.mark.take() {
                 return Some(mark);
             }
+            pending.idle = true;
             pending = self
                 .wake
                 .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
+            pending.idle = false;
         }
     }
 }
@@ -589,5 +597,37 @@ mod tests {
         let (_, read) = MarkFile::open(dir.path()).expect("ok").expect("ok");
         assert_eq!(read.commit, 100);
         assert!(failure.get().is_none());
+    }
+
+    /// A mark posted while the thread waits out its interval (and is not
+    /// woken for it) is written when the interval ends, without a stop.
+    #[test]
+    fn a_mark_posted_within_the_interval_is_written_after_it() {
+        let dir = tempfile::tempdir().expect("ok");
+        let file = MarkFile::create(dir.path(), &DurableMark::default()).expect("ok");
+        let failure = Arc::new(OnceLock::new());
+        let writer = MarkWriter::start(file, Arc::clone(&failure)).expect("ok");
+        let written = |commit: u64| {
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let (_, read) = MarkFile::open(dir.path()).expect("ok").expect("ok");
+                if read.commit == commit {
+                    return true;
+                }
+                std::thread::yield_now();
+            }
+            false
+        };
+        let mark = |commit| DurableMark {
+            term: 1,
+            commit,
+            ..Default::default()
+        };
+        writer.post(mark(1));
+        assert!(written(1), "the first mark is written");
+        writer.post(mark(2));
+        assert!(written(2), "the mark posted within the interval is written");
+        assert!(failure.get().is_none());
+        drop(writer);
     }
 }
