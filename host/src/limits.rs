@@ -52,8 +52,11 @@ pub const NODE_INBOX_CAPACITY: usize = 4096;
 pub const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// Batches of proposals a leader keeps uncommitted before it holds new
 /// ones for the next round (see `NodeCore::end_round_proposals`): under
-/// load a commit clocks out the next batch.
-pub const MAX_PROPOSAL_BATCHES_IN_FLIGHT: usize = 2;
+/// load a commit clocks out the next batch. One in flight made the fewest
+/// rounds and the most writes per CPU second here (at 64 clients over
+/// HTTP: 72-78 µs of CPU per write against 93-99 with two; BENCHMARKS.md).
+/// `MAX_PROPOSAL_HOLD` bounds what it costs on a slow network.
+pub const MAX_PROPOSAL_BATCHES_IN_FLIGHT: usize = 1;
 /// Most proposals a leader holds for a later round; more go out at once.
 pub const MAX_HELD_PROPOSALS: usize = 512;
 /// Longest a leader holds proposals waiting for a commit before it sends
