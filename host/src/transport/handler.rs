@@ -10,7 +10,6 @@ use crate::limits::{
     COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES, MAX_CONNECTIONS_PER_PEER,
     MAX_FORWARD_BATCH_PROPOSALS,
 };
-use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -328,9 +327,12 @@ impl HandlerInner {
     }
 
     /// Propose every command of a forwarded batch, then answer each one,
-    /// in the batch's order, as it applies. The whole batch is handed to
-    /// the node before any answer is awaited, so its entries share an
-    /// append; answers already there when one is written go out with it.
+    /// in the batch's order, all in one write once the last has applied.
+    /// The whole batch is handed to the node before any answer is awaited,
+    /// so its entries share an append, commit together and apply together;
+    /// the applier answers them one entry at a time, and writing each
+    /// answer as it came sent a packet per answer (twice the datagrams per
+    /// write of a client talking to the leader).
     async fn serve_forwarded_batch(
         &self,
         send: &mut SendStream,
@@ -353,35 +355,17 @@ impl HandlerInner {
         // Collected: every command is with the node before the first wait.
         let submitted: Vec<_> = proposals
             .into_iter()
-            .map(|proposal| {
-                self.inbox
-                    .submit_forwarded(proposal.command, proposal.tag)
-                    .map(Box::pin)
-            })
+            .map(|proposal| self.inbox.submit_forwarded(proposal.command, proposal.tag))
             .collect();
-        let mut submitted = submitted.into_iter().peekable();
         let mut out = Vec::new();
-        while let Some(submission) = submitted.next() {
+        for submission in submitted {
             let answer = match submission {
                 Ok(applied) => proposal_answer(applied.await),
                 Err(refused) => WireMessage::Refused(refused),
             };
             out.extend_from_slice(&codec::encode_frame(&answer)?);
-            // The answers that are ready as well join this write.
-            while let Some(next) = submitted.peek_mut() {
-                let ready = match next {
-                    Ok(applied) => match applied.as_mut().now_or_never() {
-                        Some(result) => proposal_answer(result),
-                        None => break,
-                    },
-                    Err(refused) => WireMessage::Refused(refused.clone()),
-                };
-                submitted.next();
-                out.extend_from_slice(&codec::encode_frame(&ready)?);
-            }
-            tokio::io::AsyncWriteExt::write_all(send, &out).await?;
-            out.clear();
         }
+        tokio::io::AsyncWriteExt::write_all(send, &out).await?;
         Ok(())
     }
 
