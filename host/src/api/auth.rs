@@ -143,23 +143,21 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"-._~+/=".contains(&byte)
 }
 
-/// A route that needs a role gets it from a valid token, or the request
-/// is refused (module doc); the second check of [`super::gate`]. Without
-/// tokens configured the API is open and this lets everything through.
-pub(super) fn admit(state: &AuthState, request: &Request, need: Need) -> Result<(), Response> {
-    let Some(tokens) = state.tokens.as_ref() else {
-        return Ok(());
-    };
+/// A route that needs a role gets it from a valid token, or this is the
+/// answer that refuses the request (module doc); the second check of
+/// [`super::gate`]. Without tokens configured the API is open and this
+/// lets everything through.
+pub(super) fn refusal(state: &AuthState, request: &Request, need: Need) -> Option<Response> {
+    let tokens = state.tokens.as_ref()?;
     let Need::Role(needed) = need else {
-        return Ok(());
+        return None;
     };
-    check(tokens, needed, request.headers()).map_err(|refusal| {
-        state.stats.refused(match refusal {
-            Refusal::Role { .. } => Refused::InsufficientRole,
-            Refusal::Missing | Refusal::Invalid => Refused::Unauthenticated,
-        });
-        refusal.into_response(request.method(), request.uri().path())
-    })
+    let refusal = check(tokens, needed, request.headers()).err()?;
+    state.stats.refused(match refusal {
+        Refusal::Role { .. } => Refused::InsufficientRole,
+        Refusal::Missing | Refusal::Invalid => Refused::Unauthenticated,
+    });
+    Some(refusal.into_response(request.method(), request.uri().path()))
 }
 
 /// What authentication needs.

@@ -26,11 +26,11 @@ pub struct Gate {
 
 /// The middleware: refuse or pass on, in the order of the module doc.
 pub async fn pass(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    if let Err(refused) = guard::admit(&gate.access, &request) {
+    if let Some(refused) = guard::refusal(&gate.access, &request) {
         return refused;
     }
     let route = policy(request.method(), request.uri().path());
-    if let Err(refused) = auth::admit(&gate.auth, &request, route.need) {
+    if let Some(refused) = auth::refusal(&gate.auth, &request, route.need) {
         return refused;
     }
     match admission::read_body(&gate.admission, request, route.body).await {

@@ -37,16 +37,18 @@ pub struct ApiAccess {
 /// The content types `/v1/upgrade` takes (a component's bytes).
 const COMPONENT_TYPES: &[&str] = &["application/wasm", "application/octet-stream"];
 
-/// Refuse what a browser could have been tricked into sending (see the
-/// module doc); the first check of [`super::gate`].
-pub(super) fn admit(access: &ApiAccess, request: &Request) -> Result<(), Response> {
+/// The answer that refuses what a browser could have been tricked into
+/// sending (see the module doc), if this is such a request; the first
+/// check of [`super::gate`].
+pub(super) fn refusal(access: &ApiAccess, request: &Request) -> Option<Response> {
     check(
         access,
         request.method(),
         request.uri().path(),
         request.headers(),
     )
-    .map_err(IntoResponse::into_response)
+    .err()
+    .map(IntoResponse::into_response)
 }
 
 fn check(
