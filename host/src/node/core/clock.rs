@@ -7,13 +7,17 @@
 //! time run backwards. A leader therefore stamps `max(now, latest stamp)`,
 //! where the latest stamp is the last one in its own log when its term
 //! starts (it holds every committed entry) and its own after that. The
-//! stamp is part of the entry, so every replica sees the same clock.
+//! stamp is part of the entry, so every replica sees the same clock. A log
+//! that holds no stamped entry after its snapshot (a node that has just
+//! installed one from the leader, and was then made leader) takes the
+//! stamp of the snapshot's last entry, from the snapshot file's header.
 
 use raft::GetEntriesContext;
 use raft::prelude::EntryType;
 
 use super::NodeCore;
 use crate::node::envelope;
+use crate::node::snapshot;
 
 /// Entries read at a time while looking back for the latest stamp.
 const STAMP_SCAN_WINDOW: u64 = 64;
@@ -41,7 +45,8 @@ impl NodeCore {
         stamp
     }
 
-    /// The stamp of the last stamped entry in this node's log (0: none).
+    /// The stamp of the last stamped entry in this node's log, else of the
+    /// last entry its latest snapshot includes (0: none).
     fn latest_stamp_in_log(&self) -> u64 {
         let log = &self.raw.raft.raft_log;
         let first = log.first_index();
@@ -49,7 +54,7 @@ impl NodeCore {
         while high > first {
             let low = high.saturating_sub(STAMP_SCAN_WINDOW).max(first);
             let Ok(entries) = log.slice(low, high, None, GetEntriesContext::empty(false)) else {
-                return 0;
+                break;
             };
             let latest = entries.iter().rev().find_map(|entry| {
                 (entry.get_entry_type() == EntryType::EntryNormal)
@@ -61,6 +66,24 @@ impl NodeCore {
             }
             high = low;
         }
-        0
+        self.snapshot_stamp()
+    }
+
+    /// The stamp of the last entry the latest snapshot includes, from its
+    /// file's header (0: no snapshot).
+    fn snapshot_stamp(&self) -> u64 {
+        let Some((index, term)) = self.storage.snapshot_position() else {
+            return 0;
+        };
+        let path = snapshot::path_for(&self.snapshots.dir, index, term);
+        match snapshot::read_header(&path) {
+            Ok(header) => header.last_entry_timestamp_ms,
+            Err(error) => {
+                tracing::warn!(index, %error,
+                    "cannot read the latest snapshot's header for its last stamp; \
+                     stamping with this node's clock");
+                0
+            }
+        }
     }
 }
