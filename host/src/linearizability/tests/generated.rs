@@ -190,8 +190,30 @@ fn mutate_and_check<M: Model>(
     Ok(())
 }
 
+/// The seed `cargo test` draws its cases from, unless `PROPTEST_RNG_SEED`
+/// names another (`PROPTEST_RNG_SEED=$RANDOM` explores new ones). Random
+/// draws on every run once produced a history whose check ran for over
+/// seven minutes in a debug build and held up the whole suite (the search
+/// is exponential in unknown outcomes per key, bounded by `max_steps`
+/// per check, and a failing case is shrunk with many more checks).
+const CASES_SEED: u64 = 1;
+
+fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    let rng_seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        default.rng_seed
+    } else {
+        proptest::test_runner::RngSeed::Fixed(CASES_SEED)
+    };
+    ProptestConfig {
+        cases: 100,
+        rng_seed,
+        ..default
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(100))]
+    #![proptest_config(config())]
 
     #[test]
     fn t85_kv_sequential_executions_are_linearizable(
