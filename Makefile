@@ -221,6 +221,9 @@ install-check: package
 	rm -rf $(INSTALL_CHECK_DIR) && mkdir -p $(INSTALL_CHECK_DIR)/src
 	tar -xzf $(TARGET_DIR)/package/iroh-raft-0.1.0.crate -C $(INSTALL_CHECK_DIR)/src
 	tar -xzf $(TARGET_DIR)/package/iroh-raft-client-0.1.0.crate -C $(INSTALL_CHECK_DIR)/src
+	# A packaged file's mtime is fixed (2006), so cargo would reuse the last
+	# build in the cached target dir: install what was just packed.
+	find $(INSTALL_CHECK_DIR)/src -type f -exec touch {} +
 	cd $(INSTALL_CHECK_DIR)/src/iroh-raft-0.1.0 && $(CARGO) install --path . --root $(INSTALL_CHECK_DIR) \
 		--target-dir $(abspath $(TARGET_DIR))/install-check \
 		--config 'patch.crates-io.iroh-raft-client.path="../iroh-raft-client-0.1.0"'
