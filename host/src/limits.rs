@@ -477,8 +477,11 @@ pub const MAX_FORWARD_BATCH_BYTES: usize = MAX_FRAME_BYTES / 2;
 /// Batches of forwarded proposals a follower keeps in flight to one
 /// leader. A forward that arrives while fewer are in flight leaves at once
 /// (one client waits no longer than before); past this many, forwards
-/// queue and leave together when a batch is answered.
-pub const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 2;
+/// queue and leave together when a batch is answered. One in flight made
+/// the largest batches, so the fewest Raft rounds per write: at 64 clients
+/// through a follower 35 writes a round against 21 with two, and 75-89 µs
+/// of CPU per write against 88-102 (BENCHMARKS.md, step 21).
+pub const MAX_FORWARD_BATCHES_IN_FLIGHT: usize = 1;
 /// A follower's queue of forwards to one leader stops its task after this
 /// long without a forward (a former leader's queue does not linger).
 pub const FORWARD_QUEUE_IDLE: Duration = Duration::from_secs(30);
