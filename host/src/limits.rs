@@ -374,6 +374,14 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// ~128 KiB threshold for writing a page out of line as a blob file, which
 /// costs a file and an fsync of its own.
 pub const LOG_CHUNK_TARGET_BYTES: usize = 4 * 1024;
+/// Most of the newest log entries a store keeps in memory as appended, to
+/// answer Raft's reads of what it just stored (sending it, applying it)
+/// without a sled scan and a decode per entry (`storage/tail.rs`). Enough
+/// for many rounds of a loaded leader; an older read goes to sled.
+pub const LOG_TAIL_CACHE_ENTRIES: usize = 4096;
+/// Most bytes of entries (encoded) the in-memory log tail keeps; it always
+/// keeps the newest entry.
+pub const LOG_TAIL_CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// Log entries removed per sled batch by `SledStorage::compact` (a
 /// compaction in one call: tools and tests). With a sled key per entry a
 /// batch of 4,096 entries of 1 KiB took ~19 ms on tmpfs and 1,024 ~2.8 ms.

@@ -117,6 +117,7 @@ pub mod meta;
 mod raft_storage;
 mod recovery;
 mod rules;
+mod tail;
 
 use crate::limits::{
     COMPACTION_BATCH_ENTRIES, LOCK_RETRY_INTERVAL, LOCK_WAIT, SLED_CACHE_BYTES, SLED_FLUSH_EVERY_MS,
@@ -182,6 +183,8 @@ struct Inner {
 
 struct State {
     cache: Cache,
+    /// The newest entries as appended, answering most reads (`tail.rs`).
+    tail: tail::LogTail,
     /// A durable write happened under the current write lock: its guard
     /// posts the new durable mark when released.
     mark_due: bool,
@@ -288,6 +291,7 @@ impl SledStorage {
                 db,
                 state: RwLock::new(State {
                     cache: recovered.cache,
+                    tail: tail::LogTail::default(),
                     mark_due: false,
                 }),
                 syncer: Mutex::new(syncer),
@@ -464,6 +468,7 @@ impl SledStorage {
             )?,
         }
         state.cache = next;
+        state.tail.append(entries);
         Ok(())
     }
 
@@ -572,6 +577,7 @@ impl SledStorage {
             "apply the snapshot batch",
         )?;
         state.cache = next;
+        state.tail.clear();
         Ok(())
     }
 
@@ -661,6 +667,7 @@ impl SledStorage {
                 "apply the compaction batch",
             )?;
             state.cache.log.compact_to(to);
+            state.tail.trim_before(to);
             from = to;
         }
         Ok(())
@@ -699,6 +706,7 @@ impl SledStorage {
             "remove log chunks behind the snapshot",
         )?;
         state.cache.log.compact_to(last + 1);
+        state.tail.trim_before(last + 1);
         Ok(true)
     }
 

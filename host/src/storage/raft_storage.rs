@@ -42,6 +42,9 @@ impl raft::Storage for SledStorage {
             return Ok(Vec::new());
         }
 
+        if let Some(entries) = state.tail.read(low, high, max_size) {
+            return Ok(entries);
+        }
         chunks::read(&self.inner.db, low, high, max_size).map_err(StorageError::into_raft)
     }
 

@@ -34,6 +34,7 @@ pub use self::jobs::{
 };
 pub use self::reader::ApplierInbox;
 pub use self::shared::ApplierShared;
+use self::shared::ResultRecord;
 pub use self::snapshots::{
     build_machine, install_state, raft_snapshot, store_mark, stored_history,
 };
@@ -394,15 +395,15 @@ impl Applier {
             ),
         };
         let state_hash = if self.env.hash_states {
-            self.state_digest()?.map(|hash| hash.to_hex().to_string())
+            self.state_digest()?
         } else {
             None
         };
-        self.shared.push_result(AppliedRecord {
+        self.shared.push_result(ResultRecord {
             index,
-            component: self.machine.component().hash.to_hex(),
+            component: self.machine.component().hash,
             ok: result.is_ok(),
-            result_hash: result_hash.to_hex().to_string(),
+            result_hash,
             state_hash,
         });
         Ok(())

@@ -12,10 +12,34 @@ use crate::node::divergence::Divergence;
 use crate::node::upgrade::ComponentHistory;
 use crate::storage::GuestStore;
 use crate::wasm::kv::{CommittedState, StoreSize};
-use crate::wasm::{GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
+use crate::wasm::{ComponentHash, GuestInfo, GuestMachine, GuestWorld, RuntimeStats};
 
 /// The entry the applier has been on, and for how long (a wire type).
 pub use iroh_raft_client::ApplierBusy;
+
+/// One applied entry's [`AppliedRecord`] as the applier keeps it: hashes
+/// as bytes, so recording one costs no hex strings on every replica's
+/// applier for every entry; `/v1/results` formats the few it serves.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::node) struct ResultRecord {
+    pub index: u64,
+    pub component: ComponentHash,
+    pub ok: bool,
+    pub result_hash: blake3::Hash,
+    pub state_hash: Option<blake3::Hash>,
+}
+
+impl ResultRecord {
+    fn to_wire(self) -> AppliedRecord {
+        AppliedRecord {
+            index: self.index,
+            component: self.component.to_hex(),
+            ok: self.ok,
+            result_hash: self.result_hash.to_hex().to_string(),
+            state_hash: self.state_hash.map(|hash| hash.to_hex().to_string()),
+        }
+    }
+}
 
 /// What the applier publishes for status pages, readable from any thread.
 #[derive(Debug)]
@@ -29,7 +53,7 @@ pub struct ApplierShared {
     pub(super) store: GuestStore,
     pub(super) stats: Mutex<RuntimeStats>,
     pub(super) history: Mutex<ComponentHistory>,
-    pub(super) recent: Mutex<VecDeque<AppliedRecord>>,
+    pub(super) recent: Mutex<VecDeque<ResultRecord>>,
     /// The divergence verdict and the last verified state check.
     pub(super) divergence: Mutex<(Option<Divergence>, Option<u64>)>,
     /// The components queries run, by the index they apply from.
@@ -131,7 +155,12 @@ impl ApplierShared {
     pub fn recent_results(&self, since: u64, limit: usize) -> Vec<AppliedRecord> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let start = recent.partition_point(|r| r.index < since);
-        recent.iter().skip(start).take(limit).cloned().collect()
+        recent
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|record| record.to_wire())
+            .collect()
     }
     pub(in crate::node) fn set_guest(&self, machine: &GuestMachine) {
         *self.guest.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -154,7 +183,7 @@ impl ApplierShared {
     pub(in crate::node) fn set_history(&self, history: &ComponentHistory) {
         *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history.clone();
     }
-    pub(in crate::node) fn push_result(&self, record: AppliedRecord) {
+    pub(in crate::node) fn push_result(&self, record: ResultRecord) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         // A restore moves the applied index back (restart replays): keep the
         // list ordered by index.
