@@ -38,22 +38,25 @@ impl PartialOrd for Key {
     }
 }
 
-/// Lexicographic byte order (what `<[u8]>::cmp` gives), a big-endian word
-/// of eight bytes at a time while both have that many.
+/// Lexicographic byte order (what `<[u8]>::cmp` gives), eight bytes at a
+/// time while both have that many: the first word that differs is found
+/// with one comparison per word, and its first differing byte with one
+/// `ctz` (words are read little-endian, so the lowest set bit of `x ^ y`
+/// is in the first byte that differs; wasm has no byte swap to read them
+/// big-endian cheaply).
 pub fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
-    let mut a_words = a.chunks_exact(8);
-    let mut b_words = b.chunks_exact(8);
-    for (x, y) in (&mut a_words).zip(&mut b_words) {
+    let common = a.len().min(b.len());
+    let (a_head, b_head) = (&a[..common], &b[..common]);
+    let mut offset = 0;
+    for (x, y) in a_head.chunks_exact(8).zip(b_head.chunks_exact(8)) {
         let (x, y) = (word(x), word(y));
         if x != y {
-            return x.cmp(&y);
+            let first = ((x ^ y).trailing_zeros() / 8) as usize;
+            return a_head[offset + first].cmp(&b_head[offset + first]);
         }
+        offset += 8;
     }
-    // The words agreed: compare what is left byte by byte (fewer than
-    // eight bytes of at least one of them), then the lengths.
-    let done = a.len().min(b.len()) / 8 * 8;
-    let (a_rest, b_rest) = (&a[done..], &b[done..]);
-    for (x, y) in a_rest.iter().zip(b_rest) {
+    for (x, y) in a_head[offset..].iter().zip(&b_head[offset..]) {
         if x != y {
             return x.cmp(y);
         }
@@ -64,12 +67,48 @@ pub fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
 fn word(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(bytes);
-    u64::from_be_bytes(word)
+    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two byte strings that differ in one byte, at every position of the
+    /// first two words and the tail, with byte values on both sides of
+    /// 0x80 (the comparison is unsigned) and the other bytes either equal
+    /// or larger: `compare_bytes` finds the first difference as slices do.
+    #[test]
+    fn first_difference_anywhere_orders_as_slices() {
+        let pairs = [(0x00u8, 0x01u8), (0x7f, 0x80), (0x61, 0xff), (0xfe, 0xff)];
+        for length in 1..=20 {
+            for position in 0..length {
+                for (low, high) in pairs {
+                    for filler in [0x00u8, 0x41, 0xff] {
+                        let mut a = vec![filler; length];
+                        let mut b = vec![filler; length];
+                        a[position] = low;
+                        b[position] = high;
+                        // Later bytes that would order the other way.
+                        for later in position + 1..length {
+                            a[later] = 0xff;
+                            b[later] = 0x00;
+                        }
+                        for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+                            assert_eq!(
+                                compare_bytes(x, y),
+                                x.as_slice().cmp(y.as_slice()),
+                                "{x:?} vs {y:?}"
+                            );
+                        }
+                        let shorter = &a[..position];
+                        assert_eq!(compare_bytes(shorter, &a), Ordering::Less);
+                        assert_eq!(compare_bytes(&a, shorter), Ordering::Greater);
+                    }
+                }
+            }
+        }
+    }
 
     /// Every pair from a set of keys with shared prefixes, every length
     /// around the word size, and bytes above 0x7f: the same order as `str`.

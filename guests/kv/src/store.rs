@@ -1,6 +1,7 @@
 //! The key-value state and what each command does to it.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 
 use crate::command::Command;
@@ -33,7 +34,25 @@ impl Store {
     pub fn execute(&mut self, command: Command<'_>) -> Result<String, String> {
         match command {
             Command::Put { key, value } => {
-                self.entries.insert(Key::from(key), value.to_owned());
+                match self.entries.entry(Key::from(key)) {
+                    Entry::Occupied(mut stored) => {
+                        let stored = stored.get_mut();
+                        // An update of a similar size reuses the old value's
+                        // allocation (no free and malloc); a much smaller
+                        // value does not keep a large one's memory.
+                        if (value.len()..=value.len().saturating_mul(2))
+                            .contains(&stored.capacity())
+                        {
+                            stored.clear();
+                            stored.push_str(value);
+                        } else {
+                            *stored = value.to_owned();
+                        }
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(value.to_owned());
+                    }
+                }
                 Ok("OK".to_owned())
             }
             Command::Delete { key } => {
@@ -103,6 +122,29 @@ mod tests {
         assert_eq!(run(&mut store, "get a"), Err("key not found: a".to_owned()));
         assert_eq!(run(&mut store, "put empty"), Ok("OK".to_owned()));
         assert_eq!(run(&mut store, "get empty"), Ok(String::new()));
+    }
+
+    /// Overwrites of every size relation (longer, same, a bit shorter,
+    /// much shorter, empty): the stored value is the new one, and a much
+    /// shorter value does not keep the old one's memory.
+    #[test]
+    fn overwrites_store_the_new_value() {
+        let mut store = Store::default();
+        let long = "x".repeat(1000);
+        for value in ["ab", "abcdefgh", long.as_str(), &long[..900], "ab", ""] {
+            assert_eq!(
+                run(&mut store, &format!("put k {value}")),
+                Ok("OK".to_owned())
+            );
+            assert_eq!(read(&store, "get k"), Ok(value.to_owned()));
+            let stored = &store.entries()[&Key::from("k")];
+            assert!(
+                stored.capacity() <= value.len().max(8) * 2,
+                "{}",
+                stored.capacity()
+            );
+        }
+        assert_eq!(read(&store, "count"), Ok("1".to_owned()));
     }
 
     #[test]
