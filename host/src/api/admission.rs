@@ -55,6 +55,17 @@ pub(super) async fn read_body(
     request: Request,
     body_kind: BodyKind,
 ) -> Result<Request, Response> {
+    let (parts, bytes) = read_bytes(admission, request, body_kind).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// [`read_body`], giving the body's bytes apart from the request's head
+/// (for [`super::service`]'s direct path, which reads them at once).
+pub(super) async fn read_bytes(
+    admission: &Admission,
+    request: Request,
+    body_kind: BodyKind,
+) -> Result<(axum::http::request::Parts, Bytes), Response> {
     let (limit_bytes, timeout) = match body_kind {
         BodyKind::Component => (
             MAX_COMPONENT_BYTES as usize,
@@ -130,7 +141,7 @@ pub(super) async fn read_body(
             ));
         }
     };
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok((parts, bytes))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

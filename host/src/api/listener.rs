@@ -38,6 +38,7 @@ use tokio::task::JoinSet;
 
 use super::config::ApiLimits;
 use super::server::ApiError;
+use super::service::ApiService;
 use super::stats::{ApiStats, Refused};
 use crate::limits::{API_SHUTDOWN_GRACE, API_WRITE_STALL_TIMEOUT};
 
@@ -49,7 +50,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// in flight finish for up to [`API_SHUTDOWN_GRACE`].
 pub(super) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: ApiService,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ApiLimits,
     stats: Arc<ApiStats>,
@@ -57,7 +58,9 @@ pub(super) async fn serve(
 ) {
     let served = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(limits.max_refusing_connections));
-    let refuse_app = Router::new().fallback(move || async move { too_many_connections(limits) });
+    let refuse_app = ApiService::router_only(
+        Router::new().fallback(move || async move { too_many_connections(limits) }),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -121,7 +124,7 @@ pub(super) async fn serve(
 async fn connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
+    app: ApiService,
     limits: ApiLimits,
     keep_alive: bool,
     stop: watch::Receiver<bool>,
@@ -140,7 +143,7 @@ async fn connection(
 
 async fn http<I>(
     io: I,
-    app: Router,
+    app: ApiService,
     limits: ApiLimits,
     keep_alive: bool,
     mut stop: watch::Receiver<bool>,

@@ -20,6 +20,7 @@ pub mod listener;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod stats;
 pub mod tls;
 pub mod types;

@@ -48,6 +48,7 @@ use super::config::{ApiConfig, ExposureError};
 use super::gate::Gate;
 #[cfg(doc)]
 use super::guard::ApiAccess;
+use super::service::{ApiService, DirectPropose};
 use super::stats::ApiStats;
 use super::types::{
     AddMemberRequest, ErrorBody, ErrorInfo, HealthResponse, MembershipResponse, Output,
@@ -142,6 +143,31 @@ pub fn router_with(node: NodeHandle, config: impl Into<ApiConfig>) -> Router {
 /// [`router_with`], counting refusals in `stats` (shared with the
 /// listener, shown on `/metrics`).
 fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) -> Router {
+    let max_watchers = config.limits.max_watchers;
+    let gate = gate_for(config, stats.clone());
+    router_gated(node, gate, max_watchers, stats)
+}
+
+/// The checks every request passes (see [`super::gate`]), as `config`
+/// says.
+fn gate_for(config: ApiConfig, stats: Arc<ApiStats>) -> Arc<Gate> {
+    Arc::new(Gate {
+        access: config.access,
+        auth: AuthState {
+            tokens: config.tokens,
+            stats: stats.clone(),
+        },
+        admission: Admission::new(config.limits, stats),
+    })
+}
+
+/// The router, every request passing `gate` first.
+fn router_gated(
+    node: NodeHandle,
+    gate: Arc<Gate>,
+    max_watchers: usize,
+    stats: Arc<ApiStats>,
+) -> Router {
     Router::new()
         .route("/v1/propose", post(propose))
         .route("/v1/query", post(query))
@@ -155,21 +181,14 @@ fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) ->
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(super::upgrades::routes())
-        .merge(super::watch::routes(config.limits.max_watchers))
+        .merge(super::watch::routes(max_watchers))
         .merge(super::ui::routes())
         .fallback(not_found)
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Gate {
-                access: config.access,
-                auth: AuthState {
-                    tokens: config.tokens,
-                    stats: stats.clone(),
-                },
-                admission: Admission::new(config.limits, stats.clone()),
-            }),
+            gate,
             super::gate::pass,
         ))
         .layer(axum::Extension(stats))
@@ -219,7 +238,10 @@ pub async fn serve_with(
     let stopping = node.clone();
     let stats = Arc::new(ApiStats::default());
     let task = tokio::spawn(async move {
-        let app = router_counting(node, config, stats.clone());
+        let max_watchers = config.limits.max_watchers;
+        let gate = gate_for(config, stats.clone());
+        let router = router_gated(node.clone(), gate.clone(), max_watchers, stats.clone());
+        let app = ApiService::new(router, DirectPropose::new(gate, node));
         let shutdown = async move {
             stopping.stopped().await;
         };
@@ -290,6 +312,15 @@ pub(super) async fn within<T>(
 
 async fn propose(
     State(node): State<NodeHandle>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<ProposeResponse>, ApiError> {
+    propose_body(&node, body).await
+}
+
+/// `POST /v1/propose` once its body is read: the router's handler and
+/// [`super::service`]'s direct path.
+pub(super) async fn propose_body(
+    node: &NodeHandle,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<ProposeResponse>, ApiError> {
     let request: ProposeRequest = parse_json(body)?;

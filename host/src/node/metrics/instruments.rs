@@ -73,6 +73,10 @@ pub struct NodeInstruments {
     /// (not applied), or [`OUTCOME_ABANDONED`]. Forwarded proposals count
     /// on the node the client called.
     proposals: Family<OneLabel, Counter>,
+    /// `proposals` with `outcome="ok"`, the one nearly every proposal
+    /// counts in: a handle to the same count, without the family's lock
+    /// and label lookup per write.
+    proposals_ok: Counter,
     /// Proposals that got an error instead of an applied result (etcd's
     /// `proposals_failed_total`).
     proposals_failed: Counter,
@@ -91,8 +95,11 @@ pub struct NodeInstruments {
 
 impl Default for NodeInstruments {
     fn default() -> Self {
+        let proposals: Family<OneLabel, Counter> = Family::default();
+        let proposals_ok = proposals.get_or_create(&[("outcome", "ok")]).clone();
         let instruments = NodeInstruments {
-            proposals: Family::default(),
+            proposals,
+            proposals_ok,
             proposals_failed: Counter::default(),
             proposal_seconds: latency_histogram(),
             fsync_seconds: latency_histogram(),
@@ -255,10 +262,14 @@ impl ProposalTimer<'_> {
                 error.code()
             }
         };
-        self.instruments
-            .proposals
-            .get_or_create(&[("outcome", outcome)])
-            .inc();
+        if outcome == "ok" {
+            self.instruments.proposals_ok.inc();
+        } else {
+            self.instruments
+                .proposals
+                .get_or_create(&[("outcome", outcome)])
+                .inc();
+        }
     }
 }
 
