@@ -2,7 +2,8 @@
 //! and the names of the clients (which live in the `iroh_raft_client` crate).
 //!
 //! The API talks to the node only through its cloneable handle. A request
-//! travels: [`listener`] (connection cap, TLS, header timeout) → [`guard`]
+//! travels: [`listener`] (connection cap, TLS, header timeout) →
+//! [`service`] (`POST /v1/propose` straight on, the rest by the router) → [`guard`]
 //! (cross-site requests) → [`auth`] (bearer token, the role [`policy`]
 //! names for the route) → [`admission`] (the body, within its size and
 //! time) → a handler in [`server`] or [`upgrades`]. How it is served is an
