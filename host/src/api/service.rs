@@ -8,7 +8,7 @@
 //! leader's CPU at 64 clients (BENCHMARKS.md, "Issue 16", step 23). The
 //! direct path runs the same checks in the same order ([`super::gate`]:
 //! the cross-site guard, the token, the body's admission) and the same
-//! handler ([`super::server::propose_body`]), so a client cannot tell the
+//! handler (`server::propose_body`), so a client cannot tell the
 //! two apart: the bad-input, cross-site and token tests of a real node
 //! (`tests/faults` t44, `host::api_tests`) go through it.
 
