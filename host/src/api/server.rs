@@ -137,15 +137,20 @@ pub fn router(node: NodeHandle) -> Router {
 /// Each request passes, in order: the cross-site guard, authentication,
 /// the body's admission, then its handler.
 pub fn router_with(node: NodeHandle, config: impl Into<ApiConfig>) -> Router {
-    router_counting(node, config.into(), Arc::new(ApiStats::default()))
+    router_and_gate(node, config.into(), Arc::new(ApiStats::default())).0
 }
 
 /// [`router_with`], counting refusals in `stats` (shared with the
-/// listener, shown on `/metrics`).
-fn router_counting(node: NodeHandle, config: ApiConfig, stats: Arc<ApiStats>) -> Router {
+/// listener, shown on `/metrics`), and the gate its layer runs (for
+/// [`super::service`]'s direct path).
+fn router_and_gate(
+    node: NodeHandle,
+    config: ApiConfig,
+    stats: Arc<ApiStats>,
+) -> (Router, Arc<Gate>) {
     let max_watchers = config.limits.max_watchers;
     let gate = gate_for(config, stats.clone());
-    router_gated(node, gate, max_watchers, stats)
+    (router_gated(node, gate.clone(), max_watchers, stats), gate)
 }
 
 /// The checks every request passes (see [`super::gate`]), as `config`
@@ -238,9 +243,7 @@ pub async fn serve_with(
     let stopping = node.clone();
     let stats = Arc::new(ApiStats::default());
     let task = tokio::spawn(async move {
-        let max_watchers = config.limits.max_watchers;
-        let gate = gate_for(config, stats.clone());
-        let router = router_gated(node.clone(), gate.clone(), max_watchers, stats.clone());
+        let (router, gate) = router_and_gate(node.clone(), config, stats.clone());
         let app = ApiService::new(router, DirectPropose::new(gate, node));
         let shutdown = async move {
             stopping.stopped().await;
