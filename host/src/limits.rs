@@ -62,6 +62,11 @@ pub const MAX_HELD_PROPOSALS: usize = 512;
 /// Longest a leader holds proposals waiting for a commit before it sends
 /// them anyway (a follower that stopped answering, a slow disk).
 pub const MAX_PROPOSAL_HOLD: Duration = Duration::from_millis(2);
+/// Longest a leader waits for a proposal to carry a new commit index to
+/// its followers before it sends the index in an append of its own (see
+/// `node::core::commit_notice`). A closed-loop client's next write comes
+/// well within it; it is also the most it adds to a follower's apply lag.
+pub const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(1);
 /// Batches of committed entries that may wait for the applier.
 pub const APPLY_QUEUE_CAPACITY: usize = 256;
 /// How long the applier may stay on one entry before `/health` reports it

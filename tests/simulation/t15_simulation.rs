@@ -18,8 +18,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use iroh_raft::limits::COMMIT_NOTICE_DELAY;
+use iroh_raft::simulation::network::Weather;
 use iroh_raft::simulation::{self, SimConfig, SimFailure, SimReport};
 use iroh_raft::wasm::WasmEngine;
 
@@ -250,5 +252,24 @@ fn t15_seeds_that_found_bugs_still_pass() {
         if let Err(failure) = simulation::run(&scratch.config(seed, "found")) {
             panic!("{failure}");
         }
+    }
+}
+
+/// A write with no write after it (so no append carries its commit index)
+/// is known committed on every follower within `COMMIT_NOTICE_DELAY` and
+/// one network delay of the leader's commit: the leader's commit notice
+/// (`node::core::commit_notice`), not the next tick or heartbeat (50 and
+/// 100 ms), told them.
+#[test]
+fn t15_followers_learn_a_lone_write_committed_within_the_notice_delay() {
+    let scratch = Scratch::new("notice");
+    let bound = COMMIT_NOTICE_DELAY + Duration::from_millis(Weather::CALM.max_latency_ms + 1);
+    for seed in 1..=5 {
+        let spread = simulation::lone_write_commit_spread(&scratch.config(seed, "notice"))
+            .unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(
+            spread <= bound,
+            "seed {seed}: the followers learned the commit {spread:?} after the leader (at most {bound:?})"
+        );
     }
 }

@@ -180,6 +180,8 @@ pub fn assemble(config: &NodeConfig, overrides: PartsOverrides) -> Result<NodePa
         check_quorum: true,
         pre_vote: true,
         batch_append: true,
+        // The commit index rides on the next append (node::core::commit_notice).
+        skip_bcast_commit: true,
         ..Default::default()
     };
     if let Some(ticks) = overrides.election_timeout_ticks {

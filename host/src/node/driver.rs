@@ -2,7 +2,8 @@
 //! tick interval and the hand-off to the applier and the transport.
 
 use crate::limits::{
-    COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND, MAX_PROPOSAL_HOLD, TICK_INTERVAL,
+    COMMIT_NOTICE_DELAY, COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND,
+    MAX_PROPOSAL_HOLD, TICK_INTERVAL,
 };
 use std::time::Instant;
 
@@ -58,6 +59,7 @@ pub(crate) async fn run(
     let mut idle = false;
     let mut last_compaction = Instant::now();
     let mut hold_until: Option<tokio::time::Instant> = None;
+    let mut notice_at: Option<tokio::time::Instant> = None;
     let result = loop {
         let compact = idle || last_compaction.elapsed() >= COMPACTION_STEP_INTERVAL_UNDER_LOAD;
         if compact {
@@ -98,6 +100,13 @@ pub(crate) async fn run(
             (true, Some(until)) => Some(until),
             (true, None) => Some(tokio::time::Instant::now() + MAX_PROPOSAL_HOLD),
         };
+        // A commit index no proposal carried goes out on its own by
+        // `COMMIT_NOTICE_DELAY` after it advanced (see `core::commit_notice`).
+        notice_at = match (core.owes_commit_notice(), notice_at) {
+            (false, _) => None,
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(tokio::time::Instant::now() + COMMIT_NOTICE_DELAY),
+        };
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
             // can never delay them.
@@ -112,6 +121,9 @@ pub(crate) async fn run(
             _ = ticker.tick() => core.tick(Instant::now(), prepare_env.wall_clock.now_ms()),
             () = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                 core.flush_proposals();
+            }
+            () = tokio::time::sleep_until(notice_at.unwrap_or_else(tokio::time::Instant::now)), if notice_at.is_some() => {
+                core.send_commit_notice();
             }
             taken = async { snapshot_answer.as_mut().expect("guarded").await }, if snapshot_answer.is_some() => {
                 snapshot_answer = None;

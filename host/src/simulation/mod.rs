@@ -234,6 +234,41 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
     result
 }
 
+/// Form a calm cluster from `config` (its faults are not used), propose one
+/// write on the leader and return how long, in virtual time, the followers
+/// took to learn it committed after the leader did (see
+/// [`crate::limits::COMMIT_NOTICE_DELAY`]).
+pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailure> {
+    let result = (|| {
+        let failure = |stop: cluster::Stop| SimFailure {
+            seed: config.seed,
+            at: stop.at,
+            reason: stop.reason,
+            trace_tail: stop.trace_tail,
+        };
+        cluster::write_guest(&config.work_dir, &config.guest).map_err(|e| SimFailure {
+            seed: config.seed,
+            at: Duration::ZERO,
+            reason: format!("writing the guest: {e}"),
+            trace_tail: Vec::new(),
+        })?;
+        let mut world = World::new(config).map_err(|reason| SimFailure {
+            seed: config.seed,
+            at: Duration::ZERO,
+            reason,
+            trace_tail: Vec::new(),
+        })?;
+        let spread = world
+            .form_cluster()
+            .and_then(|()| world.lone_write_commit_spread())
+            .map_err(failure);
+        world.shut_down();
+        spread
+    })();
+    let _ = std::fs::remove_dir_all(&config.work_dir);
+    result
+}
+
 fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
     let failure = |at: Duration, reason: String, trace_tail: Vec<String>| SimFailure {
         seed: config.seed,

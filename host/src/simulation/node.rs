@@ -76,6 +76,9 @@ pub struct SimNode {
     /// virtual one (machines' clocks differ; the stamps guests see must
     /// still never go back).
     pub clock_behind_ms: u64,
+    /// A [`crate::limits::COMMIT_NOTICE_DELAY`] timer is set for this
+    /// incarnation (the driver keeps one at a time too).
+    pub commit_notice_scheduled: bool,
 }
 
 impl SimNode {
@@ -88,6 +91,7 @@ impl SimNode {
             retired: false,
             paused_until: Duration::ZERO,
             clock_behind_ms: 0,
+            commit_notice_scheduled: false,
         }
     }
 

@@ -31,6 +31,7 @@ use crate::membership::PeerAddr;
 use crate::storage::{GuestTimer, SledStorage};
 
 mod clock;
+mod commit_notice;
 mod membership;
 mod proposals;
 mod reads;
@@ -106,6 +107,9 @@ struct StagedProposal {
     /// to Raft only if it still leads that term (a forwarded command's
     /// proof rests on it, and the entry's stamp came from that term).
     term: u64,
+    /// A follower forwarded it (or this node's handle tagged it): its
+    /// origin applies it before it answers (see [`commit_notice`]).
+    forwarded: bool,
     reply: ProposalReply,
 }
 
@@ -188,6 +192,8 @@ pub struct NodeCore {
     /// The last index of each batch of proposals that is not committed
     /// yet, oldest first.
     batches_in_flight: VecDeque<u64>,
+    /// What the followers still have to hear about the commit index.
+    commit_notice: commit_notice::CommitNotice,
     last_role: StateRole,
     last_leader: u64,
     last_term: u64,
@@ -318,6 +324,7 @@ impl NodeCore {
             staged: Vec::new(),
             staged_bytes: 0,
             batches_in_flight: VecDeque::new(),
+            commit_notice: commit_notice::CommitNotice::default(),
             last_role,
             last_leader: raft::INVALID_ID,
             last_term: 0,
@@ -366,6 +373,7 @@ impl NodeCore {
     /// drives learner promotions.
     pub fn tick(&mut self, now: Instant, now_ms: u64) {
         self.flush_proposals();
+        self.send_commit_notice();
         self.raw.tick();
         self.retry_reads(now);
         self.drive_promotions(now);

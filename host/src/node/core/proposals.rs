@@ -45,7 +45,7 @@ impl NodeCore {
         let checked = Self::check_command(&command)
             .and_then(|()| self.admission.check())
             .map(|()| envelope::encode_command(stamp, None, &command));
-        self.propose_data(checked, reply);
+        self.propose_data(checked, false, reply);
     }
 
     /// Propose a command a follower forwarded (or this node's own handle
@@ -72,7 +72,7 @@ impl NodeCore {
         let checked = Self::check_command(&command)
             .and_then(|()| self.admission.check())
             .map(|()| envelope::encode_command(stamp, Some(&tag.id), &command));
-        self.propose_data(checked, reply);
+        self.propose_data(checked, true, reply);
     }
 
     /// Propose switching the guest to another component (see
@@ -85,14 +85,16 @@ impl NodeCore {
         reply: ProposalReply,
     ) {
         let data = envelope::encode_activation(self.leader_stamp(timestamp_ms), activation);
-        self.propose_data(Ok(data), reply);
+        self.propose_data(Ok(data), false, reply);
     }
 
     /// Stage an entry to be proposed with the others of this round (see
-    /// [`Self::flush_proposals`]), or refuse it now.
+    /// [`Self::flush_proposals`]), or refuse it now. `forwarded`: its origin
+    /// waits to apply it (see [`super::commit_notice`]).
     pub(super) fn propose_data(
         &mut self,
         data: Result<Vec<u8>, ClientError>,
+        forwarded: bool,
         reply: ProposalReply,
     ) {
         let refused = match data {
@@ -103,7 +105,12 @@ impl NodeCore {
             Ok(data) => {
                 let term = self.raw.raft.term;
                 self.staged_bytes += data.len();
-                self.staged.push(StagedProposal { data, term, reply });
+                self.staged.push(StagedProposal {
+                    data,
+                    term,
+                    forwarded,
+                    reply,
+                });
                 return;
             }
         };
@@ -189,12 +196,16 @@ impl NodeCore {
         }
         let mut replies = Vec::with_capacity(staged.len());
         let mut entries = Vec::with_capacity(staged.len());
-        for proposal in staged {
+        let mut forwarded = Vec::new();
+        for (offset, proposal) in staged.into_iter().enumerate() {
             entries.push(Entry {
                 data: proposal.data.into(),
                 ..Entry::default()
             });
             replies.push(proposal.reply);
+            if proposal.forwarded {
+                forwarded.push(offset as u64);
+            }
         }
         let mut message = Message::default();
         message.set_msg_type(MessageType::MsgPropose);
@@ -214,6 +225,9 @@ impl NodeCore {
                 }
                 self.batches_in_flight
                     .push_back(self.raw.raft.raft_log.last_index());
+                // raft-rs broadcast the entries, and the commit index with them.
+                self.note_broadcast();
+                self.note_forwarded(forwarded.into_iter().map(|offset| before + 1 + offset));
             }
             Err(_) => {
                 for reply in replies {
@@ -259,6 +273,7 @@ impl NodeCore {
         self.raw
             .propose(Vec::new(), data)
             .map_err(|_| ClientError::ProposalDropped)?;
+        self.note_broadcast();
         let index = self.raw.raft.raft_log.last_index();
         debug_assert_eq!(index, before + 1, "one proposal appends one entry");
         Ok((index, self.raw.raft.term))

@@ -22,6 +22,7 @@ impl NodeCore {
     ) -> Result<Outbound, NodeError> {
         let mut out = Outbound::default();
         self.end_round_proposals();
+        self.notice_forwarded_commits();
         self.drain_ready(&mut out, send_early)?;
         if self.campaign_on_start {
             // raft-rs refuses to campaign while committed configuration

@@ -19,6 +19,7 @@ mod clients;
 mod delivery;
 mod lifecycle;
 mod nemesis;
+mod probes;
 
 use super::invariants::Invariants;
 use super::network::{SimNetwork, Weather};
@@ -48,6 +49,12 @@ const TRACE_TAIL_LINES: usize = 400;
 #[derive(Debug)]
 enum Event {
     Tick {
+        node: u64,
+        life: u64,
+    },
+    /// The leader's commit index goes out on its own, as the driver's
+    /// timer sends it (see `node::core::commit_notice`).
+    CommitNotice {
         node: u64,
         life: u64,
     },
@@ -479,7 +486,7 @@ impl<'a> World<'a> {
     fn handle(&mut self, event: Event) -> Step<()> {
         // A frozen node's input waits for it, in order.
         let addressee = match &event {
-            Event::Tick { node, .. } => Some(*node),
+            Event::Tick { node, .. } | Event::CommitNotice { node, .. } => Some(*node),
             Event::Deliver { to, .. } | Event::StateHash { to, .. } => Some(*to),
             Event::SnapshotReport { leader, .. } => Some(*leader),
             _ => None,
@@ -502,6 +509,14 @@ impl<'a> World<'a> {
                     let (now, now_ms) = (self.instant(), self.wall_of(node));
                     self.drive(node, |live, _| live.core.tick(now, now_ms))?;
                     self.schedule(TICK, Event::Tick { node, life });
+                }
+            }
+            Event::CommitNotice { node, life } => {
+                if let Some(sim) = self.nodes.get_mut(&node)
+                    && sim.life == life
+                {
+                    sim.commit_notice_scheduled = false;
+                    self.drive(node, |live, _| live.core.send_commit_notice())?;
                 }
             }
             Event::Deliver { from, to, message } => self.deliver(from, to, *message)?,
@@ -599,11 +614,21 @@ impl<'a> World<'a> {
             Err(reason) => return Err(self.stop(format!("node {id}: {reason}"))),
         };
         let view = live.core.view();
+        let set_notice = live.core.owes_commit_notice() && !node.commit_notice_scheduled;
+        if set_notice {
+            node.commit_notice_scheduled = true;
+        }
         let checked = self
             .invariants
             .after_step(id, life, &view, &live.storage, &live.shared);
         if let Err(violation) = checked {
             return Err(self.stop(format!("invariant violated: {violation}")));
+        }
+        if set_notice {
+            self.schedule(
+                crate::limits::COMMIT_NOTICE_DELAY,
+                Event::CommitNotice { node: id, life },
+            );
         }
         for message in output.messages {
             self.send(id, message);
