@@ -14,8 +14,9 @@
 //!   append carries the commit index);
 //! - a follower whose forwarded command just committed gets it at once: it
 //!   answers its client only once the command applies there;
-//! - otherwise the driver sends it after [`COMMIT_NOTICE_DELAY`]; the
-//!   simulation, which has no such timer, at the next tick.
+//! - otherwise the driver sends it after [`COMMIT_NOTICE_DELAY`] (the
+//!   simulation sets the same timer in virtual time), and a tick sends
+//!   whatever is still owed.
 //!
 //! raft-rs still broadcasts at once while a configuration change is
 //! pending, and every heartbeat carries the commit index too.
