@@ -5,7 +5,7 @@
 //! router each one is matched against the route table, gets the stats
 //! extension inserted, and passes the middleware layer, which clones the
 //! service behind it and boxes a future of its own: about 4% of the
-//! leader's CPU at 64 clients (BENCHMARKS.md, "Issue 16", step 23). The
+//! leader's CPU at 64 clients (BENCHMARKS.md, "Issue 16", step 24). The
 //! direct path runs the same checks in the same order ([`super::gate`]:
 //! the cross-site guard, the token, the body's admission) and the same
 //! handler (`server::propose_body`), so a client cannot tell the

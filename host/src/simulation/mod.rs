@@ -240,28 +240,11 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
 /// [`crate::limits::COMMIT_NOTICE_DELAY`]).
 pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailure> {
     let result = (|| {
-        let failure = |stop: cluster::Stop| SimFailure {
-            seed: config.seed,
-            at: stop.at,
-            reason: stop.reason,
-            trace_tail: stop.trace_tail,
-        };
-        cluster::write_guest(&config.work_dir, &config.guest).map_err(|e| SimFailure {
-            seed: config.seed,
-            at: Duration::ZERO,
-            reason: format!("writing the guest: {e}"),
-            trace_tail: Vec::new(),
-        })?;
-        let mut world = World::new(config).map_err(|reason| SimFailure {
-            seed: config.seed,
-            at: Duration::ZERO,
-            reason,
-            trace_tail: Vec::new(),
-        })?;
+        let mut world = new_world(config)?;
         let spread = world
             .form_cluster()
             .and_then(|()| world.lone_write_commit_spread())
-            .map_err(failure);
+            .map_err(|stop| failure(config, stop.at, stop.reason, stop.trace_tail));
         world.shut_down();
         spread
     })();
@@ -269,21 +252,39 @@ pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailu
     result
 }
 
-fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
-    let failure = |at: Duration, reason: String, trace_tail: Vec<String>| SimFailure {
+/// `config`'s run failed at `at` (virtual time).
+fn failure(
+    config: &SimConfig,
+    at: Duration,
+    reason: String,
+    trace_tail: Vec<String>,
+) -> SimFailure {
+    SimFailure {
         seed: config.seed,
         at,
         reason,
         trace_tail,
-    };
+    }
+}
+
+/// The guest written to the work dir and a world with no node yet.
+fn new_world(config: &SimConfig) -> Result<World<'_>, SimFailure> {
     cluster::write_guest(&config.work_dir, &config.guest).map_err(|e| {
         failure(
+            config,
             Duration::ZERO,
             format!("writing the guest: {e}"),
             Vec::new(),
         )
     })?;
-    let mut world = World::new(config).map_err(|e| failure(Duration::ZERO, e, Vec::new()))?;
+    World::new(config).map_err(|e| failure(config, Duration::ZERO, e, Vec::new()))
+}
+
+fn run_in(config: &SimConfig) -> Result<SimReport, SimFailure> {
+    let failure = |at: Duration, reason: String, trace_tail: Vec<String>| {
+        failure(config, at, reason, trace_tail)
+    };
+    let mut world = new_world(config)?;
     let outcome = world
         .form_cluster()
         .and_then(|()| world.run_faults(config.fault_time))

@@ -32,6 +32,9 @@ pub(crate) const SNAPSHOT_SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
+/// Outcome of a proposal that applied and whose guest returned a result
+/// (a guest's error is `guest_error`).
+const OUTCOME_OK: &str = "ok";
 /// Outcome of a proposal whose caller stopped waiting (the API's timeout,
 /// a client that hung up) before it was answered.
 pub(crate) const OUTCOME_ABANDONED: &str = "abandoned";
@@ -96,7 +99,7 @@ pub struct NodeInstruments {
 impl Default for NodeInstruments {
     fn default() -> Self {
         let proposals: Family<OneLabel, Counter> = Family::default();
-        let proposals_ok = proposals.get_or_create(&[("outcome", "ok")]).clone();
+        let proposals_ok = proposals.get_or_create(&[("outcome", OUTCOME_OK)]).clone();
         let instruments = NodeInstruments {
             proposals,
             proposals_ok,
@@ -112,7 +115,7 @@ impl Default for NodeInstruments {
         };
         // Exported as 0 before they happen, so `rate()` sees them from
         // the first scrape.
-        for outcome in ["ok", "guest_error"] {
+        for outcome in [OUTCOME_OK, "guest_error"] {
             let _ = instruments.proposals.get_or_create(&[("outcome", outcome)]);
         }
         for phase in [SnapshotPhase::Create, SnapshotPhase::Install] {
@@ -252,7 +255,7 @@ impl ProposalTimer<'_> {
                     .proposal_seconds
                     .observe(self.started.elapsed().as_secs_f64());
                 if applied.result.is_ok() {
-                    "ok"
+                    OUTCOME_OK
                 } else {
                     "guest_error"
                 }
@@ -262,7 +265,7 @@ impl ProposalTimer<'_> {
                 error.code()
             }
         };
-        if outcome == "ok" {
+        if outcome == OUTCOME_OK {
             self.instruments.proposals_ok.inc();
         } else {
             self.instruments
