@@ -501,6 +501,20 @@ pub const FORWARD_QUEUE_IDLE: Duration = Duration::from_secs(30);
 /// How long a peer may take to answer a Raft frame; a stream silent for
 /// longer is treated as broken (Raft heartbeats come every few hundred ms).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// `RaftMessage` frames a sender keeps unanswered on one stream before it
+/// waits for the peer's delivery answer. Answers are cumulative
+/// (`transport::handler`), so a frame leaves at once instead of after the
+/// previous frame's answer.
+pub const DELIVERY_WINDOW_FRAMES: usize = 8;
+/// A receiver answers at once when this many `RaftMessage` frames are
+/// unanswered: half the window, so the sender's window never fills while
+/// the answer travels.
+pub const DELIVERY_ANSWER_EVERY_FRAMES: u32 = (DELIVERY_WINDOW_FRAMES / 2) as u32;
+/// Otherwise a receiver answers the frames it owes once its stream has
+/// been quiet this long. An answer per frame was a third of a write's UDP
+/// datagrams at one client (BENCHMARKS.md, step 26); this delay lets one
+/// answer cover several frames and stays far below [`ANSWER_TIMEOUT`].
+pub const DELIVERY_ANSWER_DELAY: Duration = Duration::from_millis(5);
 /// How long dialing a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most protobuf bytes of Raft messages put into one frame (leaves room for

@@ -4,7 +4,9 @@
 //! stream, never a panic, nothing reaches Raft, and the handler keeps
 //! serving.
 
-use iroh_raft::limits::{MAX_FORWARD_BATCH_PROPOSALS, MAX_FRAME_BYTES};
+use iroh_raft::limits::{
+    DELIVERY_ANSWER_EVERY_FRAMES, MAX_FORWARD_BATCH_PROPOSALS, MAX_FRAME_BYTES,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use iroh::endpoint::presets;
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMode, SecretKey};
 use iroh_raft::node::{Applied, ClientError, ForwardId, ForwardTag, NodeInbox, NodeMsg};
-use iroh_raft::transport::codec::{encode, read_frame, write_frame};
+use iroh_raft::transport::codec::{encode, encode_frame, read_frame, write_frame};
 use iroh_raft::transport::message::{
     ErrorCode, ForwardedProposal, Heartbeat, RaftBatch, Request, Response, WireMessage,
 };
@@ -198,6 +200,68 @@ async fn t55_forged_raft_ids_are_refused() {
     );
     fx.assert_nothing_reached_raft();
     fx.assert_still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_raft_frames_are_answered_cumulatively_and_in_order() {
+    let mut fx = fixture().await;
+    let (mut send, mut recv) = fx.streams(&fx.member).await;
+    let next_answer = async |recv: &mut iroh::endpoint::RecvStream| {
+        tokio::time::timeout(ANSWER_TIMEOUT, read_frame(recv, MAX_FRAME_BYTES))
+            .await
+            .expect("an answer in time")
+            .expect("a decodable answer")
+    };
+    // As many frames as the receiver answers at once, in one write: one
+    // answer covers them all.
+    let every = DELIVERY_ANSWER_EVERY_FRAMES as usize;
+    let frames: Vec<u8> = (0..every)
+        .flat_map(|_| encode_frame(&raft_frame(1, 2)).expect("encode"))
+        .collect();
+    send.write_all(&frames).await.expect("write");
+    assert_eq!(
+        next_answer(&mut recv).await,
+        Some(WireMessage::Response(Response::Delivered {
+            count: DELIVERY_ANSWER_EVERY_FRAMES
+        }))
+    );
+    for _ in 0..every {
+        assert!(
+            matches!(fx.inbox.try_recv(), Ok(NodeMsg::Raft(_))),
+            "each answered frame reached Raft"
+        );
+    }
+    // A refused frame is answered in its place, after the frames before
+    // it, and anything else waits for the frames owed before it.
+    let mixed: Vec<u8> = [
+        raft_frame(1, 2),
+        raft_frame(3, 2),
+        raft_frame(1, 2),
+        WireMessage::Heartbeat(Heartbeat { sequence: 9 }),
+    ]
+    .iter()
+    .flat_map(|frame| encode_frame(frame).expect("encode"))
+    .collect();
+    send.write_all(&mixed).await.expect("write");
+    assert_eq!(
+        next_answer(&mut recv).await,
+        Some(WireMessage::Response(Response::Delivered { count: 1 }))
+    );
+    assert!(matches!(
+        next_answer(&mut recv).await,
+        Some(WireMessage::Error(frame)) if frame.code == ErrorCode::WrongSender
+    ));
+    assert_eq!(
+        next_answer(&mut recv).await,
+        Some(WireMessage::Response(Response::Delivered { count: 1 }))
+    );
+    assert_eq!(
+        next_answer(&mut recv).await,
+        Some(WireMessage::Heartbeat(Heartbeat { sequence: 9 }))
+    );
+    assert!(matches!(fx.inbox.try_recv(), Ok(NodeMsg::Raft(_))));
+    assert!(matches!(fx.inbox.try_recv(), Ok(NodeMsg::Raft(_))));
+    fx.assert_nothing_reached_raft();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

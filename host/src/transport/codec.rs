@@ -260,14 +260,57 @@ fn decode_within<const DECODE_LIMIT: usize>(
 /// length.
 ///
 /// Not cancel-safe: if the future is dropped mid-frame, the bytes already
-/// read are lost and the stream is out of sync; drop the stream too.
+/// read are lost and the stream is out of sync; drop the stream too. To
+/// wait for a frame alongside something else, use [`wait_for_frame`].
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: usize,
 ) -> Result<Option<WireMessage>, CodecError> {
+    read_started_frame(reader, FrameStart::default(), max_bytes).await
+}
+
+/// The first bytes of a frame's header, or the end of the stream, as
+/// [`wait_for_frame`] found them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FrameStart {
+    header: [u8; FRAME_HEADER_BYTES],
+    filled: usize,
+    ended: bool,
+}
+
+/// Waits until the next frame starts to arrive (or the stream ends).
+///
+/// Cancel-safe, unlike [`read_frame`]: it is a single `read`, so if the
+/// future is dropped before it completes nothing was consumed. That lets a
+/// task wait for a peer's next frame in a `select!` with a timer or a queue,
+/// then finish the frame with [`read_started_frame`].
+pub async fn wait_for_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<FrameStart, CodecError> {
+    let mut start = FrameStart::default();
+    let n = reader.read(&mut start.header).await?;
+    start.filled = n;
+    start.ended = n == 0;
+    Ok(start)
+}
+
+/// Reads the rest of a frame that [`wait_for_frame`] saw start, as
+/// [`read_frame`] does (`Ok(None)` if the stream had ended). Not
+/// cancel-safe.
+pub async fn read_started_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    start: FrameStart,
+    max_bytes: usize,
+) -> Result<Option<WireMessage>, CodecError> {
+    if start.ended {
+        return Ok(None);
+    }
     let limit = max_bytes.min(MAX_FRAME_BYTES);
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    let mut filled = 0;
+    let FrameStart {
+        mut header,
+        mut filled,
+        ..
+    } = start;
     while filled < FRAME_HEADER_BYTES {
         let n = reader.read(&mut header[filled..]).await?;
         if n == 0 {

@@ -7,8 +7,8 @@
 
 use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::{
-    COMPONENT_CHUNK_BYTES, MAX_BATCH_MESSAGES, MAX_CONNECTIONS_PER_PEER,
-    MAX_FORWARD_BATCH_PROPOSALS,
+    COMPONENT_CHUNK_BYTES, DELIVERY_ANSWER_DELAY, DELIVERY_ANSWER_EVERY_FRAMES, MAX_BATCH_MESSAGES,
+    MAX_CONNECTIONS_PER_PEER, MAX_FORWARD_BATCH_PROPOSALS,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -32,6 +32,24 @@ use super::snapshot::SnapshotReceiver;
 use crate::node::upgrade::{Activation, ActivationKind};
 use crate::node::{ClientError, NodeInbox, NodeLink};
 use crate::wasm::ComponentHash;
+
+/// `RaftMessage` frames delivered on a stream and not yet answered.
+#[derive(Debug, Default)]
+struct DeliveredFrames {
+    count: u32,
+}
+
+impl DeliveredFrames {
+    /// Answer the frames owed, if any, with one `Delivered`.
+    async fn answer(&mut self, send: &mut SendStream) -> Result<(), CodecError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let answer = WireMessage::Response(Response::Delivered { count: self.count });
+        self.count = 0;
+        codec::write_frame(send, &answer).await
+    }
+}
 
 /// Handles incoming `iroh-raft/0` connections for one node.
 #[derive(Debug, Clone)]
@@ -167,14 +185,39 @@ impl ProtocolHandler for RaftProtocolHandler {
 
 impl HandlerInner {
     /// Answer every request frame on one stream, in order.
+    ///
+    /// `RaftMessage` frames are answered cumulatively: one
+    /// `Delivered { count }` answers the `count` frames delivered since the
+    /// previous answer. It is written once [`DELIVERY_ANSWER_EVERY_FRAMES`]
+    /// are owed, once the stream has been quiet for
+    /// [`DELIVERY_ANSWER_DELAY`], or before any other answer, so answers
+    /// stay in the order of the frames they answer.
     async fn serve_stream(
         &self,
         mut send: SendStream,
         mut recv: RecvStream,
         peer_raft_id: Option<u64>,
     ) -> Result<(), CodecError> {
+        let mut owed = DeliveredFrames::default();
         loop {
-            let request = match codec::read_frame(&mut recv, MAX_FRAME_BYTES).await {
+            let start = if owed.count == 0 {
+                codec::wait_for_frame(&mut recv).await
+            } else {
+                match tokio::time::timeout(DELIVERY_ANSWER_DELAY, codec::wait_for_frame(&mut recv))
+                    .await
+                {
+                    Ok(start) => start,
+                    Err(_quiet) => {
+                        owed.answer(&mut send).await?;
+                        continue;
+                    }
+                }
+            };
+            let read = match start {
+                Ok(start) => codec::read_started_frame(&mut recv, start, MAX_FRAME_BYTES).await,
+                Err(error) => Err(error),
+            };
+            let request = match read {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {
@@ -185,6 +228,7 @@ impl HandlerInner {
                         _ => ErrorCode::Malformed,
                     };
                     let answer = error_frame(code, error.to_string());
+                    let _ = owed.answer(&mut send).await;
                     let _ = codec::write_frame(&mut send, &answer).await;
                     let _ = send.finish();
                     return Err(error);
@@ -193,6 +237,23 @@ impl HandlerInner {
             if let Some(raft_id) = peer_raft_id {
                 self.directory.touch(raft_id);
             }
+            if let WireMessage::RaftMessage(batch) = request {
+                match self.deliver(batch, peer_raft_id) {
+                    Ok(()) => {
+                        owed.count += 1;
+                        if owed.count >= DELIVERY_ANSWER_EVERY_FRAMES {
+                            owed.answer(&mut send).await?;
+                        }
+                    }
+                    Err(refusal) => {
+                        owed.answer(&mut send).await?;
+                        codec::write_frame(&mut send, &refusal).await?;
+                    }
+                }
+                continue;
+            }
+            // Whatever else comes is answered after the frames before it.
+            owed.answer(&mut send).await?;
             if let WireMessage::Request(Request::InstallSnapshot(offer)) = request {
                 match (peer_raft_id, self.link.get()) {
                     (Some(peer_raft_id), Some(link)) => {
@@ -228,13 +289,17 @@ impl HandlerInner {
             let answer = self.answer(request, peer_raft_id).await;
             codec::write_frame(&mut send, &answer).await?;
         }
+        let _ = owed.answer(&mut send).await;
         let _ = send.finish();
         Ok(())
     }
 
     async fn answer(&self, request: WireMessage, peer_raft_id: Option<u64>) -> WireMessage {
         match request {
-            WireMessage::RaftMessage(batch) => self.deliver(batch, peer_raft_id),
+            WireMessage::RaftMessage(_) => error_frame(
+                ErrorCode::UnexpectedFrame,
+                "raft messages are served on their own".into(),
+            ),
             WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
             WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
             WireMessage::Request(Request::ProposeForwarded { command, tag }) => {
@@ -281,49 +346,57 @@ impl HandlerInner {
         }
     }
 
-    /// Decode and check the whole batch before delivering any of it.
-    fn deliver(&self, batch: RaftBatch, peer_raft_id: Option<u64>) -> WireMessage {
+    /// Decode and check the whole batch before delivering any of it; the
+    /// refusal to answer with if it is not delivered.
+    fn deliver(&self, batch: RaftBatch, peer_raft_id: Option<u64>) -> Result<(), WireMessage> {
         let Some(peer_raft_id) = peer_raft_id else {
-            return error_frame(
+            return Err(error_frame(
                 ErrorCode::WrongSender,
                 "only cluster members may send Raft messages".into(),
-            );
+            ));
         };
         if batch.messages.len() > MAX_BATCH_MESSAGES {
-            return error_frame(
+            return Err(error_frame(
                 ErrorCode::TooLarge,
                 format!(
                     "{} raft messages in one frame; the limit is {MAX_BATCH_MESSAGES}",
                     batch.messages.len()
                 ),
-            );
+            ));
         }
         // No preallocation from a count the peer chose.
         let mut messages = Vec::new();
         for bytes in batch.messages {
             let message = match super::protobuf_input::parse_bounded::<Message>(bytes.into()) {
                 Ok(message) => message,
-                Err(e) => return error_frame(ErrorCode::Malformed, format!("raft message: {e}")),
+                Err(e) => {
+                    return Err(error_frame(
+                        ErrorCode::Malformed,
+                        format!("raft message: {e}"),
+                    ));
+                }
             };
             if message.from != peer_raft_id || message.to != self.raft_id {
-                return error_frame(
+                return Err(error_frame(
                     ErrorCode::WrongSender,
                     format!(
                         "message from {} to {} on the connection of node {peer_raft_id} to {}",
                         message.from, message.to, self.raft_id
                     ),
-                );
+                ));
             }
             messages.push(message);
         }
-        let count = messages.len() as u32;
         for message in messages {
             if self.inbox.deliver_raft(message).is_err() {
                 // Raft retries whatever is lost; the sender counts it.
-                return error_frame(ErrorCode::Overloaded, "the node's inbox is full".into());
+                return Err(error_frame(
+                    ErrorCode::Overloaded,
+                    "the node's inbox is full".into(),
+                ));
             }
         }
-        WireMessage::Response(Response::Delivered { count })
+        Ok(())
     }
 
     /// Propose every command of a forwarded batch, then answer each one,

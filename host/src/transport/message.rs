@@ -4,9 +4,18 @@
 //! stream sends requests (`Request`, `RaftMessage`, `Heartbeat`); the other
 //! side answers **each one, in order**, with exactly one `Response`,
 //! `Heartbeat`, `Error` or `Refused` frame (a batch of forwarded proposals
-//! gets one answer per proposal, see `Request::ProposeForwardedBatch`). An answer is the delivery confirmation: a
-//! `RaftMessage` frame answered with `Response::Delivered` reached the peer's
-//! Raft inbox.
+//! gets one answer per proposal, see `Request::ProposeForwardedBatch`). An
+//! answer is the delivery confirmation.
+//!
+//! `RaftMessage` frames are answered **cumulatively**: one
+//! `Response::Delivered { count }` says that the `count` oldest unanswered
+//! `RaftMessage` frames of the stream reached the peer's Raft inbox, and a
+//! refused frame gets its own `Error` frame in its place. So a sender need
+//! not wait for each frame's answer: it keeps up to
+//! `DELIVERY_WINDOW_FRAMES` unanswered, and the receiver answers when
+//! `DELIVERY_ANSWER_EVERY_FRAMES` are owed, after `DELIVERY_ANSWER_DELAY`
+//! of quiet, or before answering anything else (`limits.rs`). Every frame
+//! is still answered, in order.
 //!
 //! raft-rs messages travel as their protobuf encoding (`eraftpb::Message`)
 //! inside `RaftMessage`, several per frame (the messages of one `Ready` for
@@ -131,7 +140,9 @@ pub struct ForwardedProposal {
 /// Answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// Every message of a `RaftMessage` frame was handed to Raft.
+    /// The `count` oldest unanswered `RaftMessage` frames of the stream
+    /// were handed to Raft, every message of each (see the module's doc);
+    /// as the answer to any other request, `count` is 1.
     Delivered { count: u32 },
     /// A forwarded proposal was applied.
     Applied {

@@ -5,20 +5,23 @@
 //! answers) and its bulk traffic (appends, snapshots) go through separate
 //! bounded queues, each drained by its own task onto its own long-lived QUIC
 //! stream, so a vote is never stuck behind a large append. Each task takes
-//! everything queued (up to [`MAX_BATCH_BYTES`]) into one frame and waits for
-//! the peer's answer (delivery confirmation) before the next frame. When a
+//! everything queued (up to [`MAX_BATCH_BYTES`]) into one frame and sends it
+//! at once while fewer than [`DELIVERY_WINDOW_FRAMES`] frames are
+//! unanswered; the peer answers them cumulatively (delivery confirmation),
+//! and a frame unanswered for [`ANSWER_TIMEOUT`] breaks the stream. When a
 //! queue is full the message is dropped and counted; Raft retransmits.
 //! Both tasks share one connection per peer, dialed on demand and redialed
 //! with exponential backoff when it breaks.
 
 use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::{
-    ANSWER_TIMEOUT, CONNECT_TIMEOUT, MAX_BATCH_BYTES, MAX_BATCH_COUNT, PEER_QUEUE_CAPACITY,
-    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    ANSWER_TIMEOUT, CONNECT_TIMEOUT, DELIVERY_WINDOW_FRAMES, MAX_BATCH_BYTES, MAX_BATCH_COUNT,
+    PEER_QUEUE_CAPACITY, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iroh::Endpoint;
 use iroh::endpoint::{Connection, RecvStream, SendStream};
@@ -27,7 +30,7 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::{Mutex, mpsc};
 
 use super::RAFT_ALPN;
-use super::codec::{self};
+use super::codec::{self, CodecError, FrameStart};
 use super::directory::PeerDirectory;
 use super::message::{RaftBatch, Response, WireMessage};
 use crate::node::metrics::PeerStats;
@@ -191,61 +194,179 @@ struct Lane {
     stats: Arc<PeerStats>,
 }
 
+/// A lane's open stream and the frames sent on it that the peer has not
+/// answered yet, oldest first.
+struct LaneStream {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    unanswered: VecDeque<SentFrame>,
+}
+
+/// A frame on its way: when it left and what it carried (for the stats,
+/// counted once it is answered).
+struct SentFrame {
+    sent_at: Instant,
+    messages: u64,
+    bytes: u64,
+}
+
+impl LaneStream {
+    /// When the oldest unanswered frame's answer is overdue.
+    fn answer_deadline(&self) -> Option<Instant> {
+        self.unanswered
+            .front()
+            .map(|frame| frame.sent_at + ANSWER_TIMEOUT)
+    }
+}
+
+/// What a lane does next.
+enum LaneEvent {
+    /// A message to send (`None`: the node dropped the queue).
+    Send(Option<Message>),
+    /// The peer's next answer started to arrive.
+    Answer(Result<FrameStart, CodecError>),
+    /// The oldest frame went unanswered for [`ANSWER_TIMEOUT`].
+    AnswerOverdue,
+}
+
 impl Lane {
+    /// Sends frames without waiting for each one's answer: up to
+    /// [`DELIVERY_WINDOW_FRAMES`] may be unanswered, and the peer answers
+    /// them cumulatively (see `handler`). The answers are read as they come,
+    /// in between sends.
     async fn run(self, mut queue: mpsc::Receiver<Message>) {
-        let mut stream: Option<(Connection, SendStream, RecvStream)> = None;
+        let mut stream: Option<LaneStream> = None;
         let mut backoff = RECONNECT_BACKOFF_MIN;
-        while let Some(first) = queue.recv().await {
-            let batch = take_batch(first, &mut queue);
-            let count = batch.messages.len() as u64;
-            let bytes: usize = batch.messages.iter().map(Vec::len).sum();
-            if stream.is_none() {
-                match self.connection.open_stream().await {
-                    Ok(opened) => stream = Some(opened),
-                    Err(error) => {
-                        tracing::debug!(peer = self.raft_id, lane = self.name, %error,
-                            "peer unreachable; dropping a batch (Raft retries)");
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-                        continue;
+        loop {
+            let event = match stream.as_mut() {
+                Some(open) if !open.unanswered.is_empty() => {
+                    let window_open = open.unanswered.len() < DELIVERY_WINDOW_FRAMES;
+                    let deadline = open.answer_deadline().unwrap_or_else(Instant::now);
+                    tokio::select! {
+                        biased;
+                        start = codec::wait_for_frame(&mut open.recv) => LaneEvent::Answer(start),
+                        message = queue.recv(), if window_open => LaneEvent::Send(message),
+                        () = tokio::time::sleep_until(deadline.into()) => LaneEvent::AnswerOverdue,
                     }
                 }
-            }
-            let Some((connection, send, recv)) = stream.as_mut() else {
-                continue;
+                _ => LaneEvent::Send(queue.recv().await),
             };
-            match exchange(send, recv, WireMessage::RaftMessage(batch), ANSWER_TIMEOUT).await {
-                Ok(WireMessage::Response(Response::Delivered { .. })) => {
-                    backoff = RECONNECT_BACKOFF_MIN;
-                    self.directory.touch(self.raft_id);
-                    self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    self.stats.messages_sent.fetch_add(count, Ordering::Relaxed);
-                    self.stats
-                        .bytes_sent
-                        .fetch_add(bytes as u64, Ordering::Relaxed);
+            match event {
+                LaneEvent::Send(None) => return,
+                LaneEvent::Send(Some(first)) => {
+                    let batch = take_batch(first, &mut queue);
+                    if stream.is_none() {
+                        match self.connection.open_stream().await {
+                            Ok((connection, send, recv)) => {
+                                stream = Some(LaneStream {
+                                    connection,
+                                    send,
+                                    recv,
+                                    unanswered: VecDeque::new(),
+                                });
+                            }
+                            Err(error) => {
+                                tracing::debug!(peer = self.raft_id, lane = self.name, %error,
+                                    "peer unreachable; dropping a batch (Raft retries)");
+                                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(open) = stream.as_mut() else {
+                        continue;
+                    };
+                    let frame = SentFrame {
+                        sent_at: Instant::now(),
+                        messages: batch.messages.len() as u64,
+                        bytes: batch.messages.iter().map(|m| m.len() as u64).sum(),
+                    };
+                    match codec::write_frame(&mut open.send, &WireMessage::RaftMessage(batch)).await
+                    {
+                        Ok(()) => open.unanswered.push_back(frame),
+                        Err(error) => self.broken(&mut stream, &error.to_string()).await,
+                    }
                 }
-                Ok(answer) => {
-                    // The peer refused (overloaded, wrong sender...): the
-                    // stream is still in sync; Raft will retry.
-                    self.directory.touch(self.raft_id);
-                    tracing::debug!(
-                        peer = self.raft_id,
-                        lane = self.name,
-                        ?answer,
-                        "peer refused a batch"
-                    );
-                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                LaneEvent::Answer(start) => {
+                    let Some(open) = stream.as_mut() else {
+                        continue;
+                    };
+                    let deadline = open.answer_deadline().unwrap_or_else(Instant::now);
+                    let answer = match start {
+                        Ok(start) => tokio::time::timeout_at(
+                            deadline.into(),
+                            codec::read_started_frame(&mut open.recv, start, MAX_FRAME_BYTES),
+                        )
+                        .await
+                        .map_err(|_| "no answer in time".to_string())
+                        .and_then(|read| read.map_err(|e| e.to_string())),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match answer {
+                        Ok(Some(answer)) => {
+                            if let Err(error) = self.take_answer(open, answer) {
+                                self.broken(&mut stream, &error).await;
+                            } else {
+                                backoff = RECONNECT_BACKOFF_MIN;
+                            }
+                        }
+                        Ok(None) => self.broken(&mut stream, "the peer closed the stream").await,
+                        Err(error) => self.broken(&mut stream, &error).await,
+                    }
                 }
-                Err(error) => {
-                    tracing::debug!(peer = self.raft_id, lane = self.name, %error,
-                        "stream to peer broke");
-                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    let broken = connection.clone();
-                    stream = None;
-                    self.connection.invalidate(&broken).await;
-                }
+                LaneEvent::AnswerOverdue => self.broken(&mut stream, "no answer in time").await,
             }
+        }
+    }
+
+    /// Account for one answer: `Delivered` answers that many of the oldest
+    /// frames; any other answer refuses the oldest one (the stream is still
+    /// in sync; Raft retries). An answer for a frame never sent breaks the
+    /// stream.
+    fn take_answer(&self, open: &mut LaneStream, answer: WireMessage) -> Result<(), String> {
+        self.directory.touch(self.raft_id);
+        if let WireMessage::Response(Response::Delivered { count }) = answer {
+            let count = count as usize;
+            if count == 0 || count > open.unanswered.len() {
+                return Err(format!(
+                    "the peer answered {count} frames; {} were unanswered",
+                    open.unanswered.len()
+                ));
+            }
+            for frame in open.unanswered.drain(..count) {
+                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .messages_sent
+                    .fetch_add(frame.messages, Ordering::Relaxed);
+                self.stats
+                    .bytes_sent
+                    .fetch_add(frame.bytes, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        if open.unanswered.pop_front().is_none() {
+            return Err(format!("an answer for no frame: {answer:?}"));
+        }
+        tracing::debug!(
+            peer = self.raft_id,
+            lane = self.name,
+            ?answer,
+            "peer refused a batch"
+        );
+        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drop a broken stream (its unanswered frames are lost; Raft retries)
+    /// and forget its connection if that broke too.
+    async fn broken(&self, stream: &mut Option<LaneStream>, error: &str) {
+        tracing::debug!(peer = self.raft_id, lane = self.name, %error, "stream to peer broke");
+        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(open) = stream.take() {
+            self.connection.invalidate(&open.connection).await;
         }
     }
 }
