@@ -379,6 +379,7 @@ mod tests {
         WireActivation, WireGuestFailure,
     };
     use crate::wasm::GuestFailure;
+    use std::time::Duration;
 
     /// One value of every [`ClientError`] variant. The match below has no
     /// wildcard: a new variant does not compile until it is given a
@@ -821,6 +822,28 @@ mod tests {
             read_frame(&mut empty, MAX_FRAME_BYTES)
                 .await
                 .expect("clean end")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn t16_a_frame_waited_for_then_read_arrives_whole_after_a_wait_given_up() {
+        // A duplex buffer of one byte: the frame arrives a byte at a time.
+        let (mut client, mut server) = tokio::io::duplex(1);
+        let quiet = tokio::time::timeout(Duration::from_millis(10), wait_for_frame(&mut server));
+        assert!(quiet.await.is_err(), "nothing was sent yet");
+        let message = every_variant().remove(0);
+        let sent = message.clone();
+        let writer = tokio::spawn(async move { write_frame(&mut client, &sent).await });
+        let start = wait_for_frame(&mut server).await.expect("starts");
+        let received = read_started_frame(&mut server, start, 1024).await;
+        writer.await.expect("writer task").expect("writes");
+        assert_eq!(received.expect("reads"), Some(message));
+        let ended = wait_for_frame(&mut server).await.expect("a clean end");
+        assert!(
+            read_started_frame(&mut server, ended, 1024)
+                .await
+                .expect("a clean end")
                 .is_none()
         );
     }
