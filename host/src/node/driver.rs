@@ -77,21 +77,25 @@ pub(crate) async fn run(
             Ok(round) => round,
             Err(error) => break Err(error),
         };
-        if let Err(error) = hand_over(&applier, round.jobs).await {
-            break Err(error);
-        }
+        // The messages and the persistence thread first: they are the path
+        // to the next commit, and the thread woken first takes the idle
+        // core (a follower's Ready carries both the new entries to make
+        // durable and the committed ones to apply).
         if let Some(members) = &round.members {
             transport.set_members(members);
         }
         if !round.messages.is_empty() {
             transport.send(round.messages);
         }
-        if round.snapshot_answer.is_some() {
-            snapshot_answer = round.snapshot_answer;
-        }
         if !round.persist.into_iter().all(|job| persister.submit(job)) {
             // The thread stopped after a storage error it is reporting.
             tracing::debug!("the persistence thread stopped");
+        }
+        if let Err(error) = hand_over(&applier, round.jobs).await {
+            break Err(error);
+        }
+        if round.snapshot_answer.is_some() {
+            snapshot_answer = round.snapshot_answer;
         }
         // Proposals held for a commit (see `NodeCore::end_round_proposals`)
         // go out by `MAX_PROPOSAL_HOLD` after the first was held.
