@@ -256,69 +256,89 @@ impl Lane {
                 LaneEvent::Send(None) => return,
                 LaneEvent::Send(Some(first)) => {
                     let batch = take_batch(first, &mut queue);
-                    if stream.is_none() {
-                        match self.connection.open_stream().await {
-                            Ok((connection, send, recv)) => {
-                                stream = Some(LaneStream {
-                                    connection,
-                                    send,
-                                    recv,
-                                    unanswered: VecDeque::new(),
-                                });
-                            }
-                            Err(error) => {
-                                tracing::debug!(peer = self.raft_id, lane = self.name, %error,
-                                    "peer unreachable; dropping a batch (Raft retries)");
-                                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(backoff).await;
-                                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-                                continue;
-                            }
-                        }
-                    }
-                    let Some(open) = stream.as_mut() else {
-                        continue;
-                    };
-                    let frame = SentFrame {
-                        sent_at: Instant::now(),
-                        messages: batch.messages.len() as u64,
-                        bytes: batch.messages.iter().map(|m| m.len() as u64).sum(),
-                    };
-                    match codec::write_frame(&mut open.send, &WireMessage::RaftMessage(batch)).await
-                    {
-                        Ok(()) => open.unanswered.push_back(frame),
-                        Err(error) => self.broken(&mut stream, &error.to_string()).await,
-                    }
+                    self.send_batch(&mut stream, batch, &mut backoff).await;
                 }
                 LaneEvent::Answer(start) => {
-                    let Some(open) = stream.as_mut() else {
-                        continue;
-                    };
-                    let deadline = open.answer_deadline().unwrap_or_else(Instant::now);
-                    let answer = match start {
-                        Ok(start) => tokio::time::timeout_at(
-                            deadline.into(),
-                            codec::read_started_frame(&mut open.recv, start, MAX_FRAME_BYTES),
-                        )
-                        .await
-                        .map_err(|_| "no answer in time".to_string())
-                        .and_then(|read| read.map_err(|e| e.to_string())),
-                        Err(error) => Err(error.to_string()),
-                    };
-                    match answer {
-                        Ok(Some(answer)) => {
-                            if let Err(error) = self.take_answer(open, answer) {
-                                self.broken(&mut stream, &error).await;
-                            } else {
-                                backoff = RECONNECT_BACKOFF_MIN;
-                            }
-                        }
-                        Ok(None) => self.broken(&mut stream, "the peer closed the stream").await,
-                        Err(error) => self.broken(&mut stream, &error).await,
-                    }
+                    self.read_answer(&mut stream, start, &mut backoff).await
                 }
                 LaneEvent::AnswerOverdue => self.broken(&mut stream, "no answer in time").await,
             }
+        }
+    }
+
+    /// Send one frame, opening the stream first if there is none. When the
+    /// peer cannot be reached the batch is dropped (Raft retries) after a
+    /// back-off.
+    async fn send_batch(
+        &self,
+        stream: &mut Option<LaneStream>,
+        batch: RaftBatch,
+        backoff: &mut Duration,
+    ) {
+        if stream.is_none() {
+            match self.connection.open_stream().await {
+                Ok((connection, send, recv)) => {
+                    *stream = Some(LaneStream {
+                        connection,
+                        send,
+                        recv,
+                        unanswered: VecDeque::new(),
+                    });
+                }
+                Err(error) => {
+                    tracing::debug!(peer = self.raft_id, lane = self.name, %error,
+                        "peer unreachable; dropping a batch (Raft retries)");
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(*backoff).await;
+                    *backoff = (*backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                    return;
+                }
+            }
+        }
+        let Some(open) = stream.as_mut() else {
+            return;
+        };
+        let frame = SentFrame {
+            sent_at: Instant::now(),
+            messages: batch.messages.len() as u64,
+            bytes: batch.messages.iter().map(|m| m.len() as u64).sum(),
+        };
+        match codec::write_frame(&mut open.send, &WireMessage::RaftMessage(batch)).await {
+            Ok(()) => open.unanswered.push_back(frame),
+            Err(error) => self.broken(stream, &error.to_string()).await,
+        }
+    }
+
+    /// Read the rest of an answer that started to arrive, by the oldest
+    /// unanswered frame's deadline, and account for it.
+    async fn read_answer(
+        &self,
+        stream: &mut Option<LaneStream>,
+        start: Result<FrameStart, CodecError>,
+        backoff: &mut Duration,
+    ) {
+        let Some(open) = stream.as_mut() else {
+            return;
+        };
+        let deadline = open.answer_deadline().unwrap_or_else(Instant::now);
+        let answer = match start {
+            Ok(start) => tokio::time::timeout_at(
+                deadline.into(),
+                codec::read_started_frame(&mut open.recv, start, MAX_FRAME_BYTES),
+            )
+            .await
+            .map_err(|_| "no answer in time".to_string())
+            .and_then(|read| read.map_err(|e| e.to_string())),
+            Err(error) => Err(error.to_string()),
+        };
+        let outcome = match answer {
+            Ok(Some(answer)) => self.take_answer(open, answer),
+            Ok(None) => Err("the peer closed the stream".to_string()),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => *backoff = RECONNECT_BACKOFF_MIN,
+            Err(error) => self.broken(stream, &error).await,
         }
     }
 
