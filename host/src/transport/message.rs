@@ -45,7 +45,10 @@
 //! `iroh-raft/0`: it names the interface, and **the nodes of one cluster
 //! run the same build** (a rolling restart onto a new build is not
 //! supported across a frame change). Variant indexes are the wire format:
-//! add new variants (here and in [`ClientError`]) at the end.
+//! add new variants (here and in [`ClientError`]) at the end. The
+//! cumulative answers to `RaftMessage` frames are such a change too: a
+//! `Delivered` used to count the messages of one frame, it now counts
+//! frames.
 
 use serde::{Deserialize, Serialize};
 
