@@ -51,6 +51,29 @@ impl DeliveredFrames {
     }
 }
 
+/// The next frame of a stream. While frames are owed an answer, a stream
+/// quiet for [`DELIVERY_ANSWER_DELAY`] gets that answer first.
+async fn next_frame(
+    recv: &mut RecvStream,
+    send: &mut SendStream,
+    owed: &mut DeliveredFrames,
+) -> Result<Option<WireMessage>, CodecError> {
+    loop {
+        let start = if owed.count == 0 {
+            codec::wait_for_frame(recv).await?
+        } else {
+            match tokio::time::timeout(DELIVERY_ANSWER_DELAY, codec::wait_for_frame(recv)).await {
+                Ok(start) => start?,
+                Err(_quiet) => {
+                    owed.answer(send).await?;
+                    continue;
+                }
+            }
+        };
+        return codec::read_started_frame(recv, start, MAX_FRAME_BYTES).await;
+    }
+}
+
 /// Handles incoming `iroh-raft/0` connections for one node.
 #[derive(Debug, Clone)]
 pub struct RaftProtocolHandler {
@@ -200,24 +223,7 @@ impl HandlerInner {
     ) -> Result<(), CodecError> {
         let mut owed = DeliveredFrames::default();
         loop {
-            let start = if owed.count == 0 {
-                codec::wait_for_frame(&mut recv).await
-            } else {
-                match tokio::time::timeout(DELIVERY_ANSWER_DELAY, codec::wait_for_frame(&mut recv))
-                    .await
-                {
-                    Ok(start) => start,
-                    Err(_quiet) => {
-                        owed.answer(&mut send).await?;
-                        continue;
-                    }
-                }
-            };
-            let read = match start {
-                Ok(start) => codec::read_started_frame(&mut recv, start, MAX_FRAME_BYTES).await,
-                Err(error) => Err(error),
-            };
-            let request = match read {
+            let request = match next_frame(&mut recv, &mut send, &mut owed).await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {
@@ -296,9 +302,11 @@ impl HandlerInner {
 
     async fn answer(&self, request: WireMessage, peer_raft_id: Option<u64>) -> WireMessage {
         match request {
+            // `serve_stream` delivers these itself (their answers are
+            // cumulative); nothing else calls this with one.
             WireMessage::RaftMessage(_) => error_frame(
                 ErrorCode::UnexpectedFrame,
-                "raft messages are served on their own".into(),
+                "a raft message is delivered on its own".into(),
             ),
             WireMessage::Heartbeat(heartbeat) => WireMessage::Heartbeat(heartbeat),
             WireMessage::Request(Request::Propose { command }) => self.propose(command).await,
