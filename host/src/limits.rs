@@ -414,6 +414,15 @@ pub const COMPACTION_STEP_INTERVAL_UNDER_LOAD: Duration = Duration::from_millis(
 /// made durable, so one that lags by this much refuses a damaged store all
 /// the same, unless the damage only took away the last few milliseconds.
 pub const DURABLE_MARK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A follower's sync on its own loop (`node::persist::SyncPlace`) that took
+/// longer than this sends its later syncs to the persistence thread for
+/// [`SLOW_SYNC_BACKOFF`]: a slow disk must not hold up the loop's
+/// heartbeats and reads. Ten times a sync on this project's benchmark disk.
+pub const MAX_SYNC_ON_LOOP: Duration = Duration::from_millis(2);
+/// How long a follower syncs on its persistence thread only, after a sync
+/// on its loop took longer than [`MAX_SYNC_ON_LOOP`].
+pub const SLOW_SYNC_BACKOFF: Duration = Duration::from_secs(1);
 /// sled's page cache for the Raft log (its default, 1 GiB, is far more
 /// than a compacted log needs).
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;

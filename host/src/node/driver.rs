@@ -14,11 +14,11 @@ use super::applier::{ApplierEnv, ApplierInbox, ApplyJob};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
-use super::persist::{Persisted, Persister};
+use super::persist::{self, PersistJob, Persisted, Persister, SyncPlace};
 use super::ports::Transport;
 use super::round::{self, Deferred, SnapshotAnswer};
 use super::upgrade::fetch as component_fetch;
-use crate::storage::StorageError;
+use crate::storage::{SledStorage, StorageError};
 
 /// Channels the loop listens on besides the inbox.
 #[derive(Debug)]
@@ -28,9 +28,11 @@ pub struct Controls {
 }
 
 /// The persistence thread (`node::persist`): where staged Readies go, and
-/// where the news that they are durable comes back.
+/// where the news that they are durable comes back; and the store, for the
+/// Readies a follower makes durable on the loop.
 #[derive(Debug)]
 pub(crate) struct Persistence {
+    pub storage: SledStorage,
     pub persister: Persister,
     pub persisted: mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
 }
@@ -47,9 +49,11 @@ pub(crate) async fn run(
     mut transport: impl Transport,
 ) -> Result<Option<oneshot::Sender<()>>, NodeError> {
     let Persistence {
+        storage,
         persister,
         mut persisted,
     } = persistence;
+    let mut sync_place = SyncPlace::default();
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut snapshot_answer: Option<SnapshotAnswer> = None;
@@ -87,9 +91,24 @@ pub(crate) async fn run(
         if !round.messages.is_empty() {
             transport.send(round.messages);
         }
-        if !round.persist.into_iter().all(|job| persister.submit(job)) {
-            // The thread stopped after a storage error it is reporting.
-            tracing::debug!("the persistence thread stopped");
+        // A sync on the loop may have made committed entries appliable:
+        // the next Ready hands them out without waiting for other news.
+        let mut go_round = false;
+        if !round.persist.is_empty() {
+            if sync_place.on_loop(core.is_leader(), inbox.is_empty(), Instant::now()) {
+                if let Err(error) = sync_on_loop(
+                    &storage,
+                    round.persist,
+                    &mut sync_place,
+                    &mut core,
+                    &mut transport,
+                ) {
+                    break Err(error);
+                }
+                go_round = true;
+            } else {
+                submit(&persister, round.persist, &mut sync_place);
+            }
         }
         if let Err(error) = hand_over(&applier, round.jobs).await {
             break Err(error);
@@ -144,7 +163,7 @@ pub(crate) async fn run(
                 let Some(first) = done else {
                     break Err(NodeError::StateMachine("the persistence thread stopped".into()));
                 };
-                if let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport) {
+                if let Err(error) = take_persisted(first, &mut persisted, &mut sync_place, &mut core, &mut transport) {
                     break Err(error);
                 }
                 let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env);
@@ -159,11 +178,12 @@ pub(crate) async fn run(
                     break Err(error);
                 }
                 if let Ok(first) = persisted.try_recv()
-                    && let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport)
+                    && let Err(error) = take_persisted(first, &mut persisted, &mut sync_place, &mut core, &mut transport)
                 {
                     break Err(error);
                 }
             }
+            () = std::future::ready(()), if go_round => {}
             // Nothing else to do: go round again, removing one more batch
             // of the log behind a snapshot (a round removes at most one, so
             // messages and ticks are never held up by more than a batch).
@@ -187,10 +207,45 @@ pub(crate) async fn run(
 fn take_persisted(
     first: Result<Persisted, StorageError>,
     persisted: &mut mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
+    sync_place: &mut SyncPlace,
     core: &mut NodeCore,
     transport: &mut impl Transport,
 ) -> Result<(), NodeError> {
     let done = drain_persisted(first, persisted)?;
+    sync_place.reported(done.number);
+    if !done.messages.is_empty() {
+        transport.send(done.messages);
+    }
+    core.on_persisted(done.number);
+    Ok(())
+}
+
+/// Give a round's jobs to the persistence thread, in order.
+fn submit(persister: &Persister, jobs: Vec<PersistJob>, sync_place: &mut SyncPlace) {
+    for job in jobs {
+        sync_place.submitted(job.number);
+        if !persister.submit(job) {
+            // The thread stopped after a storage error it is reporting.
+            tracing::debug!("the persistence thread stopped");
+            return;
+        }
+    }
+}
+
+/// Make a follower's round durable on the loop (see `persist::SyncPlace`),
+/// then send what waited for it and tell raft-rs, as a report from the
+/// thread would.
+fn sync_on_loop(
+    storage: &SledStorage,
+    jobs: Vec<PersistJob>,
+    sync_place: &mut SyncPlace,
+    core: &mut NodeCore,
+    transport: &mut impl Transport,
+) -> Result<(), NodeError> {
+    let started = Instant::now();
+    let done = persist::complete(storage, jobs)?;
+    let now = Instant::now();
+    sync_place.synced_on_loop(now - started, now);
     if !done.messages.is_empty() {
         transport.send(done.messages);
     }

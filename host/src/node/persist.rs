@@ -11,15 +11,23 @@
 //! "persist before you send what depends on it" holds, and a slow fsync
 //! no longer stops the loop from reading its inbox.
 //!
+//! A follower with nothing else waiting makes its Ready durable on the
+//! loop itself ([`SyncPlace`]): at one client each write is one append
+//! per follower, and the trip to the thread and back was two thread
+//! wake-ups on the path to every commit. The jobs and [`complete`] are the
+//! same either way.
+//!
 //! The simulation runs the same jobs through [`complete`] on its own
 //! thread, so it tests the code production runs.
 
 use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
 
 use raft::prelude::Message;
 use tokio::sync::mpsc;
 
 use super::answers;
+use crate::limits::{MAX_SYNC_ON_LOOP, SLOW_SYNC_BACKOFF};
 use crate::storage::{SledStorage, StorageError};
 
 /// One staged Ready that still has to be made durable (or that has to
@@ -62,6 +70,58 @@ pub(crate) fn complete(
     }
     answers::drop_superseded_append_answers(&mut persisted.messages);
     Ok(persisted)
+}
+
+/// Where the node loop makes a round's jobs durable: on the persistence
+/// thread, or on the loop itself.
+///
+/// The loop syncs itself only as a follower, only when its inbox is empty
+/// and the thread holds no job, and not within [`SLOW_SYNC_BACKOFF`] of a
+/// sync on the loop that took longer than [`MAX_SYNC_ON_LOOP`]:
+/// - a leader's loop must keep taking proposals and answers while its own
+///   write syncs (that is what lets the next sync carry them all);
+/// - work already waiting must not wait for the disk as well;
+/// - jobs become durable in order, so none may overtake one on the thread;
+/// - a slow disk must not stop the loop answering heartbeats and reads.
+#[derive(Debug, Default)]
+pub(crate) struct SyncPlace {
+    /// The number of the last job given to the thread.
+    submitted: u64,
+    /// The number of the last job the thread reported durable.
+    reported: u64,
+    /// Until then, every job goes to the thread (a slow sync on the loop).
+    thread_only_until: Option<Instant>,
+}
+
+impl SyncPlace {
+    /// Whether the loop makes this round's jobs durable itself.
+    pub(crate) fn on_loop(&self, leader: bool, inbox_empty: bool, now: Instant) -> bool {
+        !leader
+            && inbox_empty
+            && self.submitted <= self.reported
+            && self.thread_only_until.is_none_or(|until| now >= until)
+    }
+
+    /// A job went to the thread.
+    pub(crate) fn submitted(&mut self, number: u64) {
+        self.submitted = self.submitted.max(number);
+    }
+
+    /// The thread reported jobs up to `number` durable.
+    pub(crate) fn reported(&mut self, number: u64) {
+        self.reported = self.reported.max(number);
+    }
+
+    /// A sync on the loop took `took`, ending at `now`.
+    pub(crate) fn synced_on_loop(&mut self, took: Duration, now: Instant) {
+        if took > MAX_SYNC_ON_LOOP {
+            tracing::debug!(
+                took_ms = took.as_secs_f64() * 1e3,
+                "a sync on the node loop was slow: syncing on the persistence thread for a while"
+            );
+            self.thread_only_until = Some(now + SLOW_SYNC_BACKOFF);
+        }
+    }
 }
 
 /// The loop's end of the persistence thread. Dropping it ends the thread
@@ -198,6 +258,40 @@ mod tests {
         let done = complete(&storage, jobs).expect("complete");
         let indexes: Vec<u64> = done.messages.iter().map(|m| m.index).collect();
         assert_eq!(indexes, [12]);
+    }
+
+    /// Only a follower with an empty inbox and nothing on the thread syncs
+    /// on its loop, and a slow sync there sends the next ones to the thread
+    /// for `SLOW_SYNC_BACKOFF`.
+    #[test]
+    fn a_follower_syncs_on_its_loop_only_when_nothing_waits() {
+        let now = Instant::now();
+        let mut place = SyncPlace::default();
+        assert!(place.on_loop(false, true, now));
+        assert!(!place.on_loop(true, true, now), "a leader uses the thread");
+        assert!(!place.on_loop(false, false, now), "work is waiting");
+        place.submitted(7);
+        assert!(!place.on_loop(false, true, now), "job 7 is on the thread");
+        place.reported(6);
+        assert!(
+            !place.on_loop(false, true, now),
+            "job 7 is still on the thread"
+        );
+        place.reported(7);
+        assert!(place.on_loop(false, true, now));
+        place.synced_on_loop(MAX_SYNC_ON_LOOP, now);
+        assert!(
+            place.on_loop(false, true, now),
+            "a sync at the limit is not slow"
+        );
+        place.synced_on_loop(MAX_SYNC_ON_LOOP + Duration::from_micros(1), now);
+        assert!(!place.on_loop(false, true, now));
+        assert!(!place.on_loop(
+            false,
+            true,
+            now + SLOW_SYNC_BACKOFF - Duration::from_millis(1)
+        ));
+        assert!(place.on_loop(false, true, now + SLOW_SYNC_BACKOFF));
     }
 
     /// The thread reports each group on the channel, and the results of

@@ -73,6 +73,7 @@ pub fn start(config: NodeConfig, mut transport: impl Transport) -> Result<NodeHa
             applier_tx,
             env.clone(),
             driver::Persistence {
+                storage: size_reader.clone(),
                 persister,
                 persisted,
             },

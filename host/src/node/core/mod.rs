@@ -382,6 +382,11 @@ impl NodeCore {
         self.call_guest_timer_if_due(now, now_ms);
     }
 
+    /// Whether this node leads (and so keeps its syncs off its loop).
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
     /// Whether Raft has work for [`Self::handle_ready`].
     pub fn has_ready(&mut self) -> bool {
         self.end_round_proposals();
