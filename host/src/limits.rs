@@ -34,8 +34,10 @@ pub const ELECTION_TICKS: usize = 14;
 /// (1 s): raft-rs draws each follower's timeout from
 /// `[ELECTION_TICKS, MAX_ELECTION_TICKS)`. Its default, twice the minimum,
 /// makes the median failover half an election timeout slower; six distinct
-/// values still separate two candidates most of the time, and pre-vote
-/// keeps a split vote from raising the term.
+/// values still separate two candidates most of the time. When two
+/// survivors pass pre-vote within a round trip of each other they still
+/// split the vote, and the second election adds another timeout (about one
+/// kill in twenty in `cargo bench --bench failover`; BENCHMARKS.md).
 pub const MAX_ELECTION_TICKS: usize = 20;
 /// Ticks between leader heartbeats (100 ms): seven per election timeout.
 pub const HEARTBEAT_TICKS: usize = 2;
