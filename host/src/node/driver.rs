@@ -70,6 +70,9 @@ pub(crate) async fn run(
             last_compaction = Instant::now();
         }
         idle = false;
+        // Taken before the round adds its own jobs: a job of an earlier
+        // round that is not durable yet is on the persistence thread.
+        let thread_busy = core.persistence_in_flight();
         // Ready first: at start-up this hands the committed entries to be
         // replayed to the applier before any query can overtake them.
         let round = match round::ready(
@@ -95,7 +98,12 @@ pub(crate) async fn run(
         // the next Ready hands them out without waiting for other news.
         let mut go_round = false;
         if !round.persist.is_empty() {
-            if sync_place.on_loop(core.is_leader(), inbox.is_empty(), Instant::now()) {
+            if sync_place.on_loop(
+                core.is_leader(),
+                inbox.is_empty(),
+                thread_busy,
+                Instant::now(),
+            ) {
                 if let Err(error) = sync_on_loop(
                     &storage,
                     round.persist,
@@ -106,8 +114,9 @@ pub(crate) async fn run(
                     break Err(error);
                 }
                 go_round = true;
-            } else {
-                submit(&persister, round.persist, &mut sync_place);
+            } else if !round.persist.into_iter().all(|job| persister.submit(job)) {
+                // The thread stopped after a storage error it is reporting.
+                tracing::debug!("the persistence thread stopped");
             }
         }
         if let Err(error) = hand_over(&applier, round.jobs).await {
@@ -163,7 +172,7 @@ pub(crate) async fn run(
                 let Some(first) = done else {
                     break Err(NodeError::StateMachine("the persistence thread stopped".into()));
                 };
-                if let Err(error) = take_persisted(first, &mut persisted, &mut sync_place, &mut core, &mut transport) {
+                if let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport) {
                     break Err(error);
                 }
                 let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env);
@@ -178,7 +187,7 @@ pub(crate) async fn run(
                     break Err(error);
                 }
                 if let Ok(first) = persisted.try_recv()
-                    && let Err(error) = take_persisted(first, &mut persisted, &mut sync_place, &mut core, &mut transport)
+                    && let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport)
                 {
                     break Err(error);
                 }
@@ -207,29 +216,15 @@ pub(crate) async fn run(
 fn take_persisted(
     first: Result<Persisted, StorageError>,
     persisted: &mut mpsc::UnboundedReceiver<Result<Persisted, StorageError>>,
-    sync_place: &mut SyncPlace,
     core: &mut NodeCore,
     transport: &mut impl Transport,
 ) -> Result<(), NodeError> {
     let done = drain_persisted(first, persisted)?;
-    sync_place.reported(done.number);
     if !done.messages.is_empty() {
         transport.send(done.messages);
     }
     core.on_persisted(done.number);
     Ok(())
-}
-
-/// Give a round's jobs to the persistence thread, in order.
-fn submit(persister: &Persister, jobs: Vec<PersistJob>, sync_place: &mut SyncPlace) {
-    for job in jobs {
-        sync_place.submitted(job.number);
-        if !persister.submit(job) {
-            // The thread stopped after a storage error it is reporting.
-            tracing::debug!("the persistence thread stopped");
-            return;
-        }
-    }
 }
 
 /// Make a follower's round durable on the loop (see `persist::SyncPlace`),

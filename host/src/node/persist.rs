@@ -76,7 +76,8 @@ pub(crate) fn complete(
 /// thread, or on the loop itself.
 ///
 /// The loop syncs itself only as a follower, only when its inbox is empty
-/// and the thread holds no job, and not within [`SLOW_SYNC_BACKOFF`] of a
+/// and the thread holds no job (`NodeCore::persistence_in_flight` before the
+/// round), and not within [`SLOW_SYNC_BACKOFF`] of a
 /// sync on the loop that took longer than [`MAX_SYNC_ON_LOOP`]:
 /// - a leader's loop must keep taking proposals and answers while its own
 ///   write syncs (that is what lets the next sync carry them all);
@@ -85,31 +86,23 @@ pub(crate) fn complete(
 /// - a slow disk must not stop the loop answering heartbeats and reads.
 #[derive(Debug, Default)]
 pub(crate) struct SyncPlace {
-    /// The number of the last job given to the thread.
-    submitted: u64,
-    /// The number of the last job the thread reported durable.
-    reported: u64,
     /// Until then, every job goes to the thread (a slow sync on the loop).
     thread_only_until: Option<Instant>,
 }
 
 impl SyncPlace {
     /// Whether the loop makes this round's jobs durable itself.
-    pub(crate) fn on_loop(&self, leader: bool, inbox_empty: bool, now: Instant) -> bool {
+    pub(crate) fn on_loop(
+        &self,
+        leader: bool,
+        inbox_empty: bool,
+        thread_busy: bool,
+        now: Instant,
+    ) -> bool {
         !leader
             && inbox_empty
-            && self.submitted <= self.reported
+            && !thread_busy
             && self.thread_only_until.is_none_or(|until| now >= until)
-    }
-
-    /// A job went to the thread.
-    pub(crate) fn submitted(&mut self, number: u64) {
-        self.submitted = self.submitted.max(number);
-    }
-
-    /// The thread reported jobs up to `number` durable.
-    pub(crate) fn reported(&mut self, number: u64) {
-        self.reported = self.reported.max(number);
     }
 
     /// A sync on the loop took `took`, ending at `now`.
@@ -267,31 +260,26 @@ mod tests {
     fn a_follower_syncs_on_its_loop_only_when_nothing_waits() {
         let now = Instant::now();
         let mut place = SyncPlace::default();
-        assert!(place.on_loop(false, true, now));
-        assert!(!place.on_loop(true, true, now), "a leader uses the thread");
-        assert!(!place.on_loop(false, false, now), "work is waiting");
-        place.submitted(7);
-        assert!(!place.on_loop(false, true, now), "job 7 is on the thread");
-        place.reported(6);
+        assert!(place.on_loop(false, true, false, now));
         assert!(
-            !place.on_loop(false, true, now),
-            "job 7 is still on the thread"
+            !place.on_loop(true, true, false, now),
+            "a leader uses the thread"
         );
-        place.reported(7);
-        assert!(place.on_loop(false, true, now));
+        assert!(!place.on_loop(false, false, false, now), "work is waiting");
+        assert!(
+            !place.on_loop(false, true, true, now),
+            "a job is on the thread"
+        );
         place.synced_on_loop(MAX_SYNC_ON_LOOP, now);
         assert!(
-            place.on_loop(false, true, now),
+            place.on_loop(false, true, false, now),
             "a sync at the limit is not slow"
         );
         place.synced_on_loop(MAX_SYNC_ON_LOOP + Duration::from_micros(1), now);
-        assert!(!place.on_loop(false, true, now));
-        assert!(!place.on_loop(
-            false,
-            true,
-            now + SLOW_SYNC_BACKOFF - Duration::from_millis(1)
-        ));
-        assert!(place.on_loop(false, true, now + SLOW_SYNC_BACKOFF));
+        assert!(!place.on_loop(false, true, false, now));
+        let almost = now + SLOW_SYNC_BACKOFF - Duration::from_millis(1);
+        assert!(!place.on_loop(false, true, false, almost));
+        assert!(place.on_loop(false, true, false, now + SLOW_SYNC_BACKOFF));
     }
 
     /// The thread reports each group on the channel, and the results of

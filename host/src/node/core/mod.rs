@@ -382,6 +382,11 @@ impl NodeCore {
         self.call_guest_timer_if_due(now, now_ms);
     }
 
+    /// Whether a Ready handed to the persistence thread is not yet durable.
+    pub fn persistence_in_flight(&self) -> bool {
+        self.persist.in_flight()
+    }
+
     /// Whether this node leads (and so keeps its syncs off its loop).
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
