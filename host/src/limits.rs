@@ -36,9 +36,17 @@ pub const ELECTION_TICKS: usize = 14;
 /// makes the median failover half an election timeout slower; six distinct
 /// values still separate two candidates most of the time. When two
 /// survivors pass pre-vote within a round trip of each other they still
-/// split the vote, and the second election adds another timeout (about one
-/// kill in twenty in `cargo bench --bench failover`; BENCHMARKS.md).
+/// split the vote (about one kill in twenty in `cargo bench --bench
+/// failover`; BENCHMARKS.md); see [`CANDIDATE_TICKS_PER_TICK`].
 pub const MAX_ELECTION_TICKS: usize = 20;
+/// Election-clock ticks counted per tick by a node that campaigned in its
+/// term and knows no leader (a candidate, or one that lost a split vote):
+/// the next election comes in 350-500 ms, not another 700-1000 ms, so a write
+/// in flight when the leader died still commits within 1.5 s. A vote round
+/// trip (two messages and an fsync of the vote) must stay well under the
+/// shorter timeout, as a heartbeat round trip must under the election
+/// timeout itself.
+pub const CANDIDATE_TICKS_PER_TICK: usize = 2;
 /// Ticks between leader heartbeats (100 ms): seven per election timeout.
 pub const HEARTBEAT_TICKS: usize = 2;
 /// Largest append message raft-rs builds.
@@ -622,6 +630,11 @@ const _: () = assert!(
 // do not start an election; the randomized range is not empty.
 const _: () = assert!(HEARTBEAT_TICKS * 4 <= ELECTION_TICKS);
 const _: () = assert!(MAX_ELECTION_TICKS > ELECTION_TICKS);
+// A candidate's shortened timeout still spans several heartbeat intervals.
+const _: () = assert!(
+    CANDIDATE_TICKS_PER_TICK >= 1
+        && ELECTION_TICKS / CANDIDATE_TICKS_PER_TICK >= 3 * HEARTBEAT_TICKS
+);
 // A guest check's script runs commands as a client would send them.
 const _: () = assert!(MAX_SCRIPT_COMMAND_BYTES == MAX_COMMAND_BYTES);
 // One pair of the largest size fits a scan.

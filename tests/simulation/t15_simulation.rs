@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iroh_raft::limits::COMMIT_NOTICE_DELAY;
+use iroh_raft::limits::{CANDIDATE_TICKS_PER_TICK, COMMIT_NOTICE_DELAY, TICK_INTERVAL};
 use iroh_raft::simulation::network::Weather;
 use iroh_raft::simulation::{self, SimConfig, SimFailure, SimReport};
 use iroh_raft::wasm::WasmEngine;
@@ -271,5 +271,40 @@ fn t15_followers_learn_a_lone_write_committed_within_the_notice_delay() {
             spread <= bound,
             "seed {seed}: the followers learned the commit {spread:?} after the leader (at most {bound:?})"
         );
+    }
+}
+
+/// After a split vote (both survivors of a leader's crash campaigned at
+/// once and voted for themselves) the next election comes within a
+/// candidate's shortened timeout (`CANDIDATE_TICKS_PER_TICK`), not another
+/// full election timeout: this is what keeps a write in flight at the
+/// leader's death within failover's 1.5 s.
+#[test]
+fn t15_a_split_vote_is_retried_within_a_candidates_shorter_timeout() {
+    let scratch = Scratch::new("split-vote");
+    for seed in 1..=5 {
+        let split = simulation::split_vote_recovery(&scratch.config(seed, "split-vote"))
+            .unwrap_or_else(|failure| panic!("{failure}"));
+        assert_eq!(
+            split.terms, 2,
+            "seed {seed}: the first vote should have split: {split:?}"
+        );
+        // A tick's phase, the candidate's own ticks, and a pre-vote and a
+        // vote round trip.
+        let ticks = split
+            .shorter_timeout_ticks
+            .div_ceil(CANDIDATE_TICKS_PER_TICK)
+            + 1;
+        let bound = TICK_INTERVAL * ticks as u32
+            + Duration::from_millis(4 * Weather::CALM.max_latency_ms + 5);
+        assert!(
+            split.elected_after <= bound,
+            "seed {seed}: a leader came {:?} after the split (at most {bound:?}): {split:?}",
+            split.elected_after
+        );
+        // At the normal pace the retry would come a whole timeout (less a
+        // tick's phase) after the split: later than the bound.
+        let unhurried = TICK_INTERVAL * (split.shorter_timeout_ticks as u32 - 1);
+        assert!(bound < unhurried, "seed {seed}: {bound:?} / {unhurried:?}");
     }
 }

@@ -252,6 +252,22 @@ pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailu
     result
 }
 
+/// Form a calm cluster from `config`, crash its leader and split the next
+/// vote (see [`cluster::World::split_vote_recovery`]).
+pub fn split_vote_recovery(config: &SimConfig) -> Result<cluster::SplitVote, SimFailure> {
+    let result = (|| {
+        let mut world = new_world(config)?;
+        let recovery = world
+            .form_cluster()
+            .and_then(|()| world.split_vote_recovery())
+            .map_err(|stop| failure(config, stop.at, stop.reason, stop.trace_tail));
+        world.shut_down();
+        recovery
+    })();
+    let _ = std::fs::remove_dir_all(&config.work_dir);
+    result
+}
+
 /// `config`'s run failed at `at` (virtual time).
 fn failure(
     config: &SimConfig,

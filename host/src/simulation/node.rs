@@ -79,6 +79,8 @@ pub struct SimNode {
     /// A [`crate::limits::COMMIT_NOTICE_DELAY`] timer is set for this
     /// incarnation (the driver keeps one at a time too).
     pub commit_notice_scheduled: bool,
+    /// This incarnation's election timeout, in ticks (fixed per life).
+    pub election_timeout_ticks: usize,
 }
 
 impl SimNode {
@@ -92,6 +94,7 @@ impl SimNode {
             paused_until: Duration::ZERO,
             clock_behind_ms: 0,
             commit_notice_scheduled: false,
+            election_timeout_ticks: 0,
         }
     }
 

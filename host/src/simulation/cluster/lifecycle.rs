@@ -57,6 +57,7 @@ impl<'a> World<'a> {
         let node = self.nodes.get_mut(&id).expect("restart of a known node");
         node.clock_behind_ms = behind;
         node.commit_notice_scheduled = false;
+        node.election_timeout_ticks = ticks;
         if let Err(error) = node.start(&self.cfg.engine, clock, ticks) {
             return Err(self.stop(format!("node {id} failed to start: {error}")));
         }

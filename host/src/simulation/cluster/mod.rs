@@ -21,6 +21,8 @@ mod lifecycle;
 mod nemesis;
 mod probes;
 
+pub use self::probes::SplitVote;
+
 use super::invariants::Invariants;
 use super::network::{SimNetwork, Weather};
 use super::node::{Live, SimNode};
@@ -298,7 +300,7 @@ impl<'a> World<'a> {
     }
 
     /// Process every event of the next `duration` of virtual time.
-    fn run_for(&mut self, duration: Duration) -> Step<()> {
+    pub(super) fn run_for(&mut self, duration: Duration) -> Step<()> {
         let end = self.now + duration;
         while self
             .queue
