@@ -133,6 +133,10 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Highest index replicated on it (reported by the leader only).
     pub match_index: Option<u64>,
+    /// Whether the leader sends its appends in batches, because no commit
+    /// waits for it (reported by the leader only; see `LAZY_APPEND_DELAY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_appends: Option<bool>,
     /// Milliseconds since the last frame exchanged with it.
     pub last_contact_ms: Option<u64>,
 }

@@ -238,3 +238,65 @@ fn t53_removed_node_is_cut_off_and_unsafe_changes_are_refused() {
         .expect("the survivor serves");
     members[(removed - 1) as usize].kill();
 }
+
+/// The followers the leader batches appends to (`lazy_appends` in its
+/// status, `node::core::pace`).
+fn lazy_followers(status: &iroh_raft_client::NodeStatus) -> Vec<u64> {
+    status
+        .members
+        .iter()
+        .filter(|member| member.lazy_appends == Some(true))
+        .map(|member| member.id)
+        .collect()
+}
+
+/// A 3-node leader's commits wait for one follower, so it batches its
+/// appends to the other; a follower whose clients write through it gets
+/// its appends at once, and the other one is then the lazy one. Every
+/// write still reaches all three.
+#[test]
+fn t50_the_leader_batches_appends_only_to_a_follower_no_commit_waits_for() {
+    let cluster = Cluster::start(3, "kv", &[]);
+    let leader_id = cluster.leader();
+    let leader = cluster.member(leader_id);
+    let lazy = wait_for(
+        "the leader to choose one lazy follower",
+        || match lazy_followers(&leader.status())[..] {
+            [id] => Some(id),
+            _ => None,
+        },
+    );
+    assert_ne!(lazy, leader_id);
+    for member in &cluster.members {
+        if member.id != leader_id {
+            assert!(
+                member
+                    .status()
+                    .members
+                    .iter()
+                    .all(|m| m.lazy_appends.is_none()),
+                "only the leader reports lazy followers"
+            );
+        }
+    }
+    // Clients of the lazy follower wait for its own log: writing through it
+    // makes it eager, and the other follower lazy.
+    let other = cluster
+        .members
+        .iter()
+        .map(|m| m.id)
+        .find(|id| *id != leader_id && *id != lazy)
+        .expect("a third node");
+    let mut writes = 0;
+    wait_for("the follower serving clients to be eager", || {
+        writes += 1;
+        let command = format!("put through-{lazy}-{writes} v");
+        let answer = cluster.member(lazy).client().propose(command.as_bytes());
+        assert_eq!(text(answer.expect("propose").output.text), "OK");
+        (lazy_followers(&leader.status()) == [other]).then_some(())
+    });
+    let last = format!("through-{lazy}-{writes}");
+    for member in &cluster.members {
+        wait_for_value(member, &last, "v");
+    }
+}

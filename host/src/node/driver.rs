@@ -5,6 +5,7 @@ use crate::limits::{
     COMMIT_NOTICE_DELAY, COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND,
     MAX_PROPOSAL_HOLD, TICK_INTERVAL,
 };
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -64,6 +65,9 @@ pub(crate) async fn run(
     let mut last_compaction = Instant::now();
     let mut hold_until: Option<tokio::time::Instant> = None;
     let mut notice_at: Option<tokio::time::Instant> = None;
+    // Followers whose appends may wait (`node::core::pace`), chosen anew
+    // each tick.
+    let mut lazy_peers = BTreeSet::new();
     let result = loop {
         let compact = idle || last_compaction.elapsed() >= COMPACTION_STEP_INTERVAL_UNDER_LOAD;
         if compact {
@@ -150,7 +154,15 @@ pub(crate) async fn run(
             }
             // Ticks before the inbox: a flood of messages must not hold
             // up heartbeats and elections.
-            _ = ticker.tick() => core.tick(Instant::now(), prepare_env.wall_clock.now_ms()),
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                core.tick(now, prepare_env.wall_clock.now_ms());
+                let lazy = core.lazy_followers(now);
+                if lazy != lazy_peers {
+                    transport.set_lazy_peers(&lazy);
+                    lazy_peers = lazy;
+                }
+            }
             () = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                 core.flush_proposals();
             }

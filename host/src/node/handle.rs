@@ -430,6 +430,7 @@ impl NodeHandle {
                     addrs: m.addr.map(|a| a.addrs).unwrap_or_default(),
                     voter: m.voter,
                     match_index: m.match_index,
+                    lazy_appends: m.lazy_appends,
                     last_contact_ms: if m.id == view.id {
                         None
                     } else {

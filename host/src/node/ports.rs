@@ -3,7 +3,7 @@
 //! requests to peers on its behalf. The iroh transport implements both; a
 //! single node uses [`NoPeers`]; the simulation plugs in its own network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -41,6 +41,10 @@ pub trait Transport: Send + 'static {
 
     /// Called once before the node runs.
     fn attach(&mut self, _link: NodeLink) {}
+
+    /// The peers whose appends may wait to go out in batches (see
+    /// `node::core::pace`); every other peer's go out at once.
+    fn set_lazy_peers(&mut self, _peers: &BTreeSet<u64>) {}
 }
 
 /// What the node reads from its transport's view of the peers: who they

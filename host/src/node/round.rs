@@ -104,7 +104,10 @@ pub(crate) fn dispatch(
             command,
             tag,
             reply,
-        } => core.propose_forwarded(command, tag, now_ms, reply),
+        } => {
+            core.note_client_peer(tag.id.origin, now);
+            core.propose_forwarded(command, tag, now_ms, reply)
+        }
         NodeMsg::ProposeActivation { activation, reply } => {
             core.propose_activation(&activation, now_ms, reply)
         }
@@ -127,6 +130,9 @@ pub(crate) fn dispatch(
             reply,
         } => core.read(request, consistency, now, reply, jobs),
         NodeMsg::Raft(message) => {
+            if message.get_msg_type() == raft::prelude::MessageType::MsgReadIndex {
+                core.note_client_peer(message.from, now);
+            }
             if let Err(error) = core.step(*message) {
                 tracing::debug!(%error, "ignoring a raft message");
             }

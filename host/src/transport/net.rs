@@ -6,7 +6,7 @@ use crate::limits::{
     COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, MAX_PEER_STREAMS,
     PEER_RECEIVE_WINDOW_BYTES, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -117,6 +117,8 @@ pub struct IrohTransport {
     shared_link: Arc<OnceLock<NodeLink>>,
     /// The snapshot transfer running to each peer (one at a time).
     snapshot_tasks: HashMap<u64, tokio::task::JoinHandle<()>>,
+    /// The peers whose appends may wait (`Transport::set_lazy_peers`).
+    lazy_peers: BTreeSet<u64>,
 }
 
 /// An endpoint builder set up as a node's: its key, the QUIC timeouts that
@@ -220,6 +222,7 @@ impl IrohTransport {
             link: None,
             shared_link: Arc::default(),
             snapshot_tasks: HashMap::new(),
+            lazy_peers: BTreeSet::new(),
         }
     }
 
@@ -315,6 +318,7 @@ impl IrohTransport {
             self.directory.addr_of(raft_id)?;
             let (connection, stats) = self.pool.get(raft_id);
             let sender = PeerSender::spawn(raft_id, connection, stats, self.directory.clone());
+            sender.set_lazy(self.lazy_peers.contains(&raft_id));
             self.senders.insert(raft_id, sender);
         }
         self.senders.get(&raft_id)
@@ -392,6 +396,13 @@ impl Transport for IrohTransport {
                 None => tracing::debug!(to, "no address for this peer; message dropped"),
             }
         }
+    }
+
+    fn set_lazy_peers(&mut self, peers: &BTreeSet<u64>) {
+        for (id, sender) in &self.senders {
+            sender.set_lazy(peers.contains(id));
+        }
+        self.lazy_peers = peers.clone();
     }
 
     fn set_members(&mut self, members: &BTreeMap<u64, PeerAddr>) {

@@ -15,12 +15,12 @@
 
 use crate::limits::MAX_FRAME_BYTES;
 use crate::limits::{
-    ANSWER_TIMEOUT, CONNECT_TIMEOUT, DELIVERY_WINDOW_FRAMES, MAX_BATCH_BYTES, MAX_BATCH_COUNT,
-    PEER_QUEUE_CAPACITY, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    ANSWER_TIMEOUT, CONNECT_TIMEOUT, DELIVERY_WINDOW_FRAMES, LAZY_APPEND_DELAY, MAX_BATCH_BYTES,
+    MAX_BATCH_COUNT, PEER_QUEUE_CAPACITY, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use iroh::Endpoint;
@@ -132,6 +132,9 @@ pub struct PeerSender {
     pub connection: Arc<PeerConnection>,
     pub stats: Arc<PeerStats>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Set while the node's commits do not wait for this peer: its bulk
+    /// lane then gathers appends for [`LAZY_APPEND_DELAY`] before a frame.
+    lazy: Arc<AtomicBool>,
 }
 
 impl Drop for PeerSender {
@@ -151,26 +154,37 @@ impl PeerSender {
     ) -> Self {
         let (control, control_rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
         let (bulk, bulk_rx) = mpsc::channel(PEER_QUEUE_CAPACITY);
-        let tasks = [(control_rx, "control"), (bulk_rx, "bulk")]
-            .into_iter()
-            .map(|(rx, lane)| {
-                let lane = Lane {
-                    raft_id,
-                    name: lane,
-                    connection: connection.clone(),
-                    directory: directory.clone(),
-                    stats: stats.clone(),
-                };
-                tokio::spawn(lane.run(rx))
-            })
-            .collect();
+        let lazy = Arc::new(AtomicBool::new(false));
+        let tasks = [
+            (control_rx, "control", None),
+            (bulk_rx, "bulk", Some(lazy.clone())),
+        ]
+        .into_iter()
+        .map(|(rx, lane, lazy)| {
+            let lane = Lane {
+                raft_id,
+                name: lane,
+                connection: connection.clone(),
+                directory: directory.clone(),
+                stats: stats.clone(),
+                lazy,
+            };
+            tokio::spawn(lane.run(rx))
+        })
+        .collect();
         PeerSender {
             control,
             bulk,
             connection,
             stats,
             tasks,
+            lazy,
         }
+    }
+
+    /// Whether this peer's appends may wait (see `node::core::pace`).
+    pub fn set_lazy(&self, lazy: bool) {
+        self.lazy.store(lazy, Ordering::Relaxed);
     }
 
     /// Queue a message; drops (and counts) it if the queue is full.
@@ -192,6 +206,9 @@ struct Lane {
     connection: Arc<PeerConnection>,
     directory: PeerDirectory,
     stats: Arc<PeerStats>,
+    /// The bulk lane's: whether to gather before sending (see
+    /// [`PeerSender::set_lazy`]).
+    lazy: Option<Arc<AtomicBool>>,
 }
 
 /// A lane's open stream and the frames sent on it that the peer has not
@@ -255,6 +272,13 @@ impl Lane {
             match event {
                 LaneEvent::Send(None) => return,
                 LaneEvent::Send(Some(first)) => {
+                    if self
+                        .lazy
+                        .as_ref()
+                        .is_some_and(|lazy| lazy.load(Ordering::Relaxed))
+                    {
+                        tokio::time::sleep(LAZY_APPEND_DELAY).await;
+                    }
                     let batch = take_batch(first, &mut queue);
                     self.send_batch(&mut stream, batch, &mut backoff).await;
                 }

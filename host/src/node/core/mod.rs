@@ -34,6 +34,7 @@ use crate::storage::{GuestTimer, SledStorage};
 mod clock;
 mod commit_notice;
 mod membership;
+mod pace;
 mod proposals;
 mod reads;
 mod ready;
@@ -229,6 +230,7 @@ pub struct NodeCore {
     admission: Admission,
     persist: PersistProgress,
     timers: timers::TimerCalls,
+    client_peers: pace::ClientPeers,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -276,6 +278,8 @@ pub struct MemberView {
     pub voter: bool,
     /// Highest log index known to be replicated on it (leader only).
     pub match_index: Option<u64>,
+    /// Whether its appends may wait (leader only; see [`pace`]).
+    pub lazy_appends: Option<bool>,
 }
 
 /// What a node core starts from, besides the Raft node itself.
@@ -356,6 +360,7 @@ impl NodeCore {
             admission: setup.admission,
             persist: PersistProgress::default(),
             timers: timers::TimerCalls::new(setup.guest_timer),
+            client_peers: pace::ClientPeers::default(),
         }
     }
 
@@ -463,6 +468,8 @@ impl NodeCore {
                 match_index: is_leader
                     .then(|| self.raw.raft.prs().get(id).map(|p| p.matched))
                     .flatten(),
+                lazy_appends: (is_leader && id != self.raw.raft.id)
+                    .then(|| self.client_peers.lazy.contains(&id)),
             })
             .collect()
     }
