@@ -5,9 +5,10 @@
 //! follower. Sending every append to the other follower at once costs it a
 //! sync and the leader a round of frames per write, for an answer the
 //! commit does not need; on a machine short of CPU that work delays the
-//! commit itself. So the followers a commit needs (the furthest ahead) and
-//! the followers serving clients (their clients wait for their own log)
-//! are *eager*; the rest are *lazy*: the transport holds their appends for
+//! commit itself. So the followers serving clients (their clients wait
+//! for their own log) and, besides them, as many as a commit needs (the
+//! furthest ahead) are *eager*; the rest are *lazy*: the transport holds
+//! their appends for
 //! [`LAZY_APPEND_DELAY`](crate::limits::LAZY_APPEND_DELAY) and sends what
 //! gathered as one frame. Nothing about safety changes (a held append is a
 //! slower network); a lazy follower that gets ahead of an eager one, as
@@ -65,10 +66,11 @@ impl NodeCore {
 }
 
 /// The lazy ones among `followers` (`(id, matched index)`, the leader not
-/// among them) and `learners`: all but the followers serving clients and,
-/// if those are too few for a quorum with the leader, the followers
-/// furthest ahead (the lowest id first among equals, so the choice holds
-/// still while the cluster is idle).
+/// among them) and `learners`: all but the followers serving clients and
+/// enough of the others, the furthest ahead (the lowest id first among
+/// equals, so the choice holds still while the cluster is idle), to make a
+/// quorum with the leader. A follower serving clients is busy with them:
+/// the commit must not have to wait for it.
 fn choose_lazy(
     followers: &[(u64, u64)],
     learners: &[u64],
@@ -77,23 +79,22 @@ fn choose_lazy(
     // A quorum is `voters / 2 + 1`, the leader included.
     let voters = followers.len() + 1;
     let needed = voters / 2;
-    let mut eager: BTreeSet<u64> = followers
+    let mut furthest: Vec<(u64, u64)> = followers
         .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| serving.contains(id))
+        .copied()
+        .filter(|(id, _)| !serving.contains(id))
         .collect();
-    let mut furthest = followers.to_vec();
     furthest.sort_by_key(|(id, matched)| (std::cmp::Reverse(*matched), *id));
-    for (id, _) in furthest {
-        if eager.len() >= needed {
-            break;
-        }
-        eager.insert(id);
-    }
+    let eager: BTreeSet<u64> = furthest
+        .iter()
+        .take(needed)
+        .map(|(id, _)| *id)
+        .chain(serving.iter().copied())
+        .collect();
     followers
         .iter()
         .map(|(id, _)| *id)
-        .chain(learners.iter().copied().filter(|id| !serving.contains(id)))
+        .chain(learners.iter().copied())
         .filter(|id| !eager.contains(id))
         .collect()
 }
@@ -115,8 +116,8 @@ mod tests {
     }
 
     #[test]
-    fn a_follower_serving_clients_is_eager_even_when_behind() {
-        assert_eq!(choose_lazy(&[(2, 12), (3, 10)], &[], &set(&[3])), set(&[2]));
+    fn a_follower_serving_clients_is_eager_and_the_quorum_does_not_count_on_it() {
+        assert_eq!(choose_lazy(&[(2, 12), (3, 10)], &[], &set(&[3])), set(&[]));
         assert_eq!(
             choose_lazy(&[(2, 12), (3, 10)], &[], &set(&[2, 3])),
             set(&[])
@@ -124,10 +125,11 @@ mod tests {
     }
 
     #[test]
-    fn a_five_node_leader_keeps_two_followers_eager() {
+    fn a_five_node_leader_keeps_two_followers_eager_besides_those_serving_clients() {
         let followers = [(2, 5), (3, 9), (4, 7), (5, 9)];
         assert_eq!(choose_lazy(&followers, &[], &set(&[])), set(&[2, 4]));
-        assert_eq!(choose_lazy(&followers, &[], &set(&[2])), set(&[4, 5]));
+        assert_eq!(choose_lazy(&followers, &[], &set(&[3])), set(&[2]));
+        assert_eq!(choose_lazy(&followers, &[], &set(&[2])), set(&[4]));
     }
 
     #[test]
