@@ -239,30 +239,29 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
 /// took to learn it committed after the leader did (see
 /// [`crate::limits::COMMIT_NOTICE_DELAY`]).
 pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailure> {
-    let result = (|| {
-        let mut world = new_world(config)?;
-        let spread = world
-            .form_cluster()
-            .and_then(|()| world.lone_write_commit_spread())
-            .map_err(|stop| failure(config, stop.at, stop.reason, stop.trace_tail));
-        world.shut_down();
-        spread
-    })();
-    let _ = std::fs::remove_dir_all(&config.work_dir);
-    result
+    probe(config, |world| world.lone_write_commit_spread())
 }
 
 /// Form a calm cluster from `config`, crash its leader and split the next
 /// vote (see [`cluster::World::split_vote_recovery`]).
 pub fn split_vote_recovery(config: &SimConfig) -> Result<cluster::SplitVote, SimFailure> {
+    probe(config, |world| world.split_vote_recovery())
+}
+
+/// Form a calm cluster from `config` and run `measure` on it; the work dir
+/// is removed afterwards either way.
+fn probe<T>(
+    config: &SimConfig,
+    measure: impl FnOnce(&mut World) -> cluster::Step<T>,
+) -> Result<T, SimFailure> {
     let result = (|| {
         let mut world = new_world(config)?;
-        let recovery = world
+        let measured = world
             .form_cluster()
-            .and_then(|()| world.split_vote_recovery())
+            .and_then(|()| measure(&mut world))
             .map_err(|stop| failure(config, stop.at, stop.reason, stop.trace_tail));
         world.shut_down();
-        recovery
+        measured
     })();
     let _ = std::fs::remove_dir_all(&config.work_dir);
     result

@@ -161,7 +161,7 @@ pub(super) struct World<'a> {
     pub events: u64,
 }
 
-type Step<T> = Result<T, Stop>;
+pub(super) type Step<T> = Result<T, Stop>;
 
 /// A node's address: a key derived from its id (nothing dials it).
 fn addr_of(id: u64) -> PeerAddr {
