@@ -243,7 +243,7 @@ pub fn lone_write_commit_spread(config: &SimConfig) -> Result<Duration, SimFailu
 }
 
 /// Form a calm cluster from `config`, crash its leader and split the next
-/// vote (see [`cluster::World::split_vote_recovery`]).
+/// vote (see `cluster::World::split_vote_recovery`).
 pub fn split_vote_recovery(config: &SimConfig) -> Result<cluster::SplitVote, SimFailure> {
     probe(config, |world| world.split_vote_recovery())
 }

@@ -12,7 +12,7 @@ use crate::node::inbox::NodeMsg;
 /// died has arrived after this.
 const IN_FLIGHT_DRAIN: Duration = Duration::from_millis(20);
 
-/// What [`World::split_vote_recovery`] saw.
+/// What `World::split_vote_recovery` saw.
 #[derive(Debug, Clone, Copy)]
 pub struct SplitVote {
     /// From the survivors' simultaneous campaign to a new leader.
