@@ -5,7 +5,6 @@ use crate::limits::{
     COMMIT_NOTICE_DELAY, COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND,
     MAX_PROPOSAL_HOLD, TICK_INTERVAL,
 };
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -65,9 +64,6 @@ pub(crate) async fn run(
     let mut last_compaction = Instant::now();
     let mut hold_until: Option<tokio::time::Instant> = None;
     let mut notice_at: Option<tokio::time::Instant> = None;
-    // Followers whose appends may wait (`node::core::pace`), chosen anew
-    // each tick.
-    let mut lazy_peers = BTreeSet::new();
     let result = loop {
         let compact = idle || last_compaction.elapsed() >= COMPACTION_STEP_INTERVAL_UNDER_LOAD;
         if compact {
@@ -157,10 +153,8 @@ pub(crate) async fn run(
             _ = ticker.tick() => {
                 let now = Instant::now();
                 core.tick(now, prepare_env.wall_clock.now_ms());
-                let lazy = core.lazy_followers(now);
-                if lazy != lazy_peers {
-                    transport.set_lazy_peers(&lazy);
-                    lazy_peers = lazy;
+                if core.choose_lazy_followers(now) {
+                    transport.set_lazy_peers(core.lazy_followers());
                 }
             }
             () = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {

@@ -230,7 +230,7 @@ pub struct NodeCore {
     admission: Admission,
     persist: PersistProgress,
     timers: timers::TimerCalls,
-    client_peers: pace::ClientPeers,
+    pace: pace::Pace,
 }
 
 /// When the leader appends the next state check (see [`super::divergence`]).
@@ -360,7 +360,7 @@ impl NodeCore {
             admission: setup.admission,
             persist: PersistProgress::default(),
             timers: timers::TimerCalls::new(setup.guest_timer),
-            client_peers: pace::ClientPeers::default(),
+            pace: pace::Pace::default(),
         }
     }
 
@@ -469,7 +469,7 @@ impl NodeCore {
                     .then(|| self.raw.raft.prs().get(id).map(|p| p.matched))
                     .flatten(),
                 lazy_appends: (is_leader && id != self.raw.raft.id)
-                    .then(|| self.client_peers.lazy.contains(&id)),
+                    .then(|| self.lazy_followers().contains(&id)),
             })
             .collect()
     }

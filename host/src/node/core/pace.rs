@@ -25,29 +25,35 @@ use crate::limits::CLIENT_PEER_WINDOW;
 /// When each peer last served a client through this node, and the lazy
 /// followers chosen last.
 #[derive(Debug, Default)]
-pub(super) struct ClientPeers {
-    last_seen: BTreeMap<u64, Instant>,
-    pub(super) lazy: BTreeSet<u64>,
+pub(super) struct Pace {
+    client_seen: BTreeMap<u64, Instant>,
+    lazy: BTreeSet<u64>,
 }
 
 impl NodeCore {
     /// `peer` forwarded a client's write or asked for a read index at `now`.
     pub(crate) fn note_client_peer(&mut self, peer: u64, now: Instant) {
-        self.client_peers.last_seen.insert(peer, now);
+        self.pace.client_seen.insert(peer, now);
     }
 
-    /// Choose the followers whose appends may wait (none unless this node
-    /// leads a cluster in a single configuration: a joint one needs two
-    /// quorums). The status reports the choice.
-    pub fn lazy_followers(&mut self, now: Instant) -> BTreeSet<u64> {
-        let lazy = self.choose_lazy_followers(now);
-        self.client_peers.lazy = lazy.clone();
-        lazy
+    /// The followers whose appends may wait, as last chosen.
+    pub fn lazy_followers(&self) -> &BTreeSet<u64> {
+        &self.pace.lazy
     }
 
-    fn choose_lazy_followers(&mut self, now: Instant) -> BTreeSet<u64> {
-        let last_seen = &mut self.client_peers.last_seen;
-        last_seen.retain(|_, seen| now.saturating_duration_since(*seen) < CLIENT_PEER_WINDOW);
+    /// Choose the followers whose appends may wait anew (none unless this
+    /// node leads a cluster in a single configuration: a joint one needs
+    /// two quorums); whether the choice changed.
+    pub fn choose_lazy_followers(&mut self, now: Instant) -> bool {
+        let lazy = self.lazy_followers_now(now);
+        let changed = lazy != self.pace.lazy;
+        self.pace.lazy = lazy;
+        changed
+    }
+
+    fn lazy_followers_now(&mut self, now: Instant) -> BTreeSet<u64> {
+        let client_seen = &mut self.pace.client_seen;
+        client_seen.retain(|_, seen| now.saturating_duration_since(*seen) < CLIENT_PEER_WINDOW);
         let raft = &self.raw.raft;
         let conf = self.storage.conf_state();
         if raft.state != StateRole::Leader || !conf.voters_outgoing.is_empty() {
@@ -60,7 +66,7 @@ impl NodeCore {
             .filter(|id| **id != raft.id)
             .map(|id| (*id, matched(id)))
             .collect();
-        let serving: BTreeSet<u64> = last_seen.keys().copied().collect();
+        let serving: BTreeSet<u64> = client_seen.keys().copied().collect();
         choose_lazy(&followers, &conf.learners, &serving)
     }
 }
