@@ -18,7 +18,8 @@
 //! term must rise by one per kill and not at all in between (while the
 //! clients write and the killed node restarts and catches up); more is a
 //! split vote or a spurious election. Prints p50/p90/max of (a) and
-//! (b) in ms (see BENCHMARKS.md, "Failover (issue 16)").
+//! (b) in ms (see BENCHMARKS.md, "Failover (issue 16)"), and the surviving
+//! nodes' logs around any kill slower than [`SLOW_KILL`].
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -41,6 +42,10 @@ const DEFAULT_KILLS: usize = 20;
 const DEFAULT_WRITERS: usize = 4;
 /// Acknowledged writes after a kill before the round ends.
 const WRITES_AFTER_KILL: u64 = 20;
+/// A kill whose writes took longer than this (issue 16's bound for a write
+/// in flight through a follower) prints what the surviving nodes logged
+/// before and after it, to show where the time went.
+const SLOW_KILL: Duration = Duration::from_millis(1500);
 
 /// One writer's view of one kill: when each write was sent and answered.
 #[derive(Default)]
@@ -141,6 +146,12 @@ fn main() {
         wait_for("writes before the kill", || {
             (round.acknowledged.load(Ordering::Acquire) >= 10).then_some(())
         });
+        // What each node logged since the last kill (the killed one's log
+        // ends with its process).
+        let logged_before: Vec<(u64, Vec<String>)> = cluster
+            .running()
+            .map(|member| (member.id, member.process().take_log()))
+            .collect();
         let killed_at = {
             let mut slot = round.killed_at.lock().unwrap_or_else(|p| p.into_inner());
             let at = Instant::now();
@@ -193,6 +204,18 @@ fn main() {
             ms(first),
             ms(in_flight)
         );
+        let slow = |at: Option<Instant>| {
+            at.is_some_and(|at| at.saturating_duration_since(killed_at) > SLOW_KILL)
+        };
+        if slow(first) || slow(in_flight) {
+            for (id, before) in logged_before.iter().filter(|(id, _)| *id != leader) {
+                println!("--- node {id}, before the kill ---");
+                before.iter().for_each(|line| println!("{line}"));
+                println!("--- node {id}, after the kill ---");
+                let after = cluster.member(*id).process().take_log();
+                after.iter().for_each(|line| println!("{line}"));
+            }
+        }
         first_commit.extend(first.map(|at| at.saturating_duration_since(killed_at)));
         in_flight_commit.extend(in_flight.map(|at| at.saturating_duration_since(killed_at)));
         failures.extend(failed);

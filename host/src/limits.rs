@@ -543,6 +543,15 @@ pub const DELIVERY_ANSWER_EVERY_FRAMES: u32 = (DELIVERY_WINDOW_FRAMES / 2) as u3
 /// datagrams at one client (BENCHMARKS.md, step 26); this delay lets one
 /// answer cover several frames and stays far below [`ANSWER_TIMEOUT`].
 pub const DELIVERY_ANSWER_DELAY: Duration = Duration::from_millis(5);
+/// A peer that dials this node may have restarted; the connection this
+/// node holds to it must then answer a heartbeat within this many of its
+/// round trips, or it is closed (`transport::liveness`).
+pub const PEER_PROBE_RTTS: u32 = 8;
+/// The least time a held connection gets to answer that heartbeat, however
+/// short its round trip: a live peer on a busy machine answers in a few
+/// milliseconds, and a restarted one never does. Well under an election
+/// timeout, so a leader's new process is reached before clients notice.
+pub const PEER_PROBE_MIN_TIMEOUT: Duration = Duration::from_millis(150);
 /// How long dialing a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most protobuf bytes of Raft messages put into one frame (leaves room for

@@ -96,3 +96,56 @@ fn t51_a_write_through_a_follower_follows_the_new_leader_after_a_sigkill() {
     let millis: Vec<u128> = latencies.iter().map(Duration::as_millis).collect();
     println!("kill -> write committed (ms) over {TRIES} tries: {millis:?}");
 }
+
+/// How soon after a restarted follower is up it must follow the leader
+/// again. Far below [`iroh_raft::limits::ANSWER_TIMEOUT`] (3 s), after
+/// which even a leader still holding a connection to the follower's dead
+/// process would give up on it and dial again.
+const RESTARTED_FOLLOWER_REACHED_WITHIN: Duration = Duration::from_millis(1500);
+
+/// A follower killed and started again at once hears from the leader at
+/// once. The leader's connection to the follower's old process looks open
+/// until it times out; the new process greets every member when it starts,
+/// and the leader, seeing it dial in, checks that connection and closes it
+/// when it does not answer (`transport::liveness`). Before, the leader's
+/// heartbeats went nowhere until the connection timed out, ~3 s after the
+/// kill, and a write through a node restarted that recently waited as long
+/// (the failover bench's slow kills).
+#[test]
+fn t51_a_restarted_follower_hears_from_the_leader_at_once() {
+    let mut cluster = Cluster::start(3, "kv", &[]);
+    let leader = cluster.leader();
+    let follower = cluster
+        .running()
+        .find(|m| m.id != leader)
+        .expect("a follower")
+        .id;
+    // The leader's lanes to the follower carry appends, not only heartbeats.
+    warm_up(cluster.member(follower), leader, "before_restart");
+    cluster.wait_all_see("get before_restart", "warm");
+
+    let killed_at = Instant::now();
+    cluster.member_mut(follower).kill();
+    cluster.member_mut(follower).start();
+    let up_at = Instant::now();
+    let restarted = cluster.member(follower);
+    wait_for(&format!("node {follower} to follow {leader} again"), || {
+        (restarted.client().status().ok()?.leader_id == Some(leader)).then_some(())
+    });
+    let reached_after = up_at.elapsed();
+    println!(
+        "node {follower} was up {} ms after its kill and followed leader {leader} {} ms later",
+        (up_at - killed_at).as_millis(),
+        reached_after.as_millis()
+    );
+    assert!(
+        reached_after < RESTARTED_FOLLOWER_REACHED_WITHIN,
+        "the restarted node {follower} followed leader {leader} only {} ms after it was up \
+         (bound {} ms): the leader kept using its connection to the dead process",
+        reached_after.as_millis(),
+        RESTARTED_FOLLOWER_REACHED_WITHIN.as_millis()
+    );
+    // And it takes part again: a write through it commits everywhere.
+    warm_up(restarted, leader, "after_restart");
+    cluster.wait_all_see("get after_restart", "warm");
+}

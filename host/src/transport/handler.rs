@@ -21,6 +21,8 @@ use raft::prelude::Message;
 
 use super::codec::{self, CodecError};
 use super::directory::{CLOSE_NOT_ALLOWED, PeerDirectory};
+use super::liveness;
+use super::net::ConnectionPool;
 
 /// QUIC close code for a connection past [`MAX_CONNECTIONS_PER_PEER`].
 pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 429;
@@ -91,6 +93,10 @@ struct HandlerInner {
     link: Arc<OnceLock<NodeLink>>,
     /// Open connections per peer, to enforce [`MAX_CONNECTIONS_PER_PEER`].
     connections: Arc<Mutex<HashMap<EndpointId, usize>>>,
+    /// The node's own connections to its peers: one to a peer that dials in
+    /// is checked, since that peer may have restarted (`liveness`). `None`
+    /// for a handler built without a transport.
+    outgoing: Option<ConnectionPool>,
 }
 
 /// Counts one accepted connection of a peer while it lives.
@@ -154,6 +160,29 @@ impl RaftProtocolHandler {
         directory: PeerDirectory,
         link: Arc<OnceLock<NodeLink>>,
     ) -> Self {
+        Self::build(raft_id, inbox, directory, link, None)
+    }
+
+    /// As [`Self::with_node_link`], for a transport's own node: a peer that
+    /// dials in has the transport's connection to it checked, since the
+    /// peer may have restarted (`liveness`).
+    pub(super) fn for_transport(
+        raft_id: u64,
+        inbox: NodeInbox,
+        directory: PeerDirectory,
+        link: Arc<OnceLock<NodeLink>>,
+        outgoing: ConnectionPool,
+    ) -> Self {
+        Self::build(raft_id, inbox, directory, link, Some(outgoing))
+    }
+
+    fn build(
+        raft_id: u64,
+        inbox: NodeInbox,
+        directory: PeerDirectory,
+        link: Arc<OnceLock<NodeLink>>,
+        outgoing: Option<ConnectionPool>,
+    ) -> Self {
         RaftProtocolHandler {
             inner: Arc::new(HandlerInner {
                 raft_id,
@@ -161,6 +190,7 @@ impl RaftProtocolHandler {
                 directory,
                 link,
                 connections: Arc::default(),
+                outgoing,
             }),
         }
     }
@@ -189,6 +219,11 @@ impl ProtocolHandler for RaftProtocolHandler {
             );
             return Ok(());
         };
+        if let Some(pool) = &self.inner.outgoing
+            && let Some(peer) = self.inner.directory.raft_id_of(&remote)
+        {
+            liveness::peer_dialed_in(pool, peer);
+        }
         loop {
             let (send, recv) = match connection.accept_bi().await {
                 Ok(streams) => streams,

@@ -23,6 +23,10 @@
 //!   (delivery confirmation); see [`message`].
 //! - The transport never touches `RawNode`: it forwards decoded messages to
 //!   the node's inbox and sends what the node hands it.
+//! - A peer that dials in may have restarted: the connection held to it
+//!   then leads to its dead process, so it must answer a heartbeat at once
+//!   or it is closed, and a starting node greets every member so they check
+//!   theirs (`liveness`).
 //! - Offline by default: no relay, no discovery, no port mapping; peers are
 //!   dialed at the direct addresses in their tickets.
 
@@ -31,6 +35,7 @@ pub mod directory;
 mod forward;
 pub mod handler;
 pub mod identity;
+mod liveness;
 pub mod message;
 pub mod net;
 pub mod protobuf_input;

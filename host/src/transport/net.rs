@@ -21,6 +21,7 @@ use super::RAFT_ALPN;
 use super::directory::{AllowlistHook, PeerDirectory};
 use super::forward::{self, ForwardQueues};
 use super::handler::RaftProtocolHandler;
+use super::liveness;
 use super::message::{Request, Response, WireMessage};
 use super::sender::{self, PeerConnection, PeerSender};
 use crate::membership::{NodeTicket, PeerAddr};
@@ -91,6 +92,12 @@ impl ConnectionPool {
                 (connection, stats)
             })
             .clone()
+    }
+
+    /// The peer's entry, if this node ever needed one (never creates it).
+    pub(super) fn existing(&self, raft_id: u64) -> Option<Arc<PeerConnection>> {
+        let map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&raft_id).map(|(connection, _)| connection.clone())
     }
 
     fn forget(&self, raft_id: u64) {
@@ -267,6 +274,7 @@ impl IrohTransport {
             endpoint: self.endpoint.clone(),
             directory: self.directory.clone(),
             link: self.shared_link.clone(),
+            pool: self.pool.clone(),
         }
     }
 
@@ -428,6 +436,7 @@ impl Transport for IrohTransport {
     fn attach(&mut self, link: NodeLink) {
         let _ = self.shared_link.set(link.clone());
         self.link = Some(link);
+        liveness::greet_members(&self.pool, &self.directory, self.raft_id);
     }
 }
 
@@ -438,6 +447,9 @@ pub struct Acceptor {
     endpoint: Endpoint,
     directory: PeerDirectory,
     link: Arc<OnceLock<NodeLink>>,
+    /// This node's outgoing connections, checked when a peer dials in
+    /// (`liveness`).
+    pool: ConnectionPool,
 }
 
 impl Acceptor {
@@ -445,7 +457,13 @@ impl Acceptor {
     /// router of your own: `Router::builder(endpoint).accept(RAFT_ALPN,
     /// handler)`, next to your other protocols.
     pub fn handler(self, inbox: NodeInbox) -> RaftProtocolHandler {
-        RaftProtocolHandler::with_node_link(self.raft_id, inbox, self.directory, self.link)
+        RaftProtocolHandler::for_transport(
+            self.raft_id,
+            inbox,
+            self.directory,
+            self.link,
+            self.pool,
+        )
     }
 
     /// Serve incoming `iroh-raft/0` connections into the node whose inbox

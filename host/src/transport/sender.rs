@@ -59,6 +59,8 @@ pub struct PeerConnection {
     directory: PeerDirectory,
     connection: Mutex<Option<Connection>>,
     stats: Arc<PeerStats>,
+    /// Set while `liveness` checks the held connection (one check at a time).
+    pub(super) probing: AtomicBool,
 }
 
 impl PeerConnection {
@@ -74,7 +76,20 @@ impl PeerConnection {
             directory,
             connection: Mutex::new(None),
             stats,
+            probing: AtomicBool::new(false),
         }
+    }
+
+    pub fn raft_id(&self) -> u64 {
+        self.raft_id
+    }
+
+    /// The connection held now, if it is open; never dials.
+    pub async fn held(&self) -> Option<Connection> {
+        let slot = self.connection.lock().await;
+        slot.as_ref()
+            .filter(|connection| connection.close_reason().is_none())
+            .cloned()
     }
 
     /// The live connection, dialing if there is none.
