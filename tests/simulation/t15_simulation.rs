@@ -289,6 +289,11 @@ fn t15_a_split_vote_is_retried_within_a_candidates_shorter_timeout() {
             split.terms, 2,
             "seed {seed}: the first vote should have split: {split:?}"
         );
+        assert!(
+            split.retry_started_by_a_tick,
+            "seed {seed}: the retry was not reported as a campaign a tick started \
+             (the driver shifts its ticks on it): {split:?}"
+        );
         // A tick's phase, the candidate's own ticks, and a pre-vote and a
         // vote round trip.
         let ticks = split

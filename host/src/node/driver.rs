@@ -5,7 +5,7 @@ use crate::limits::{
     COMMIT_NOTICE_DELAY, COMPACTION_STEP_INTERVAL_UNDER_LOAD, MAX_MESSAGES_PER_ROUND,
     MAX_PROPOSAL_HOLD, TICK_INTERVAL,
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -153,6 +153,9 @@ pub(crate) async fn run(
             _ = ticker.tick() => {
                 let now = Instant::now();
                 core.tick(now, prepare_env.wall_clock.now_ms());
+                if core.take_campaign_started() {
+                    ticker.reset_after(TICK_INTERVAL + tick_phase_shift());
+                }
                 if core.choose_lazy_followers(now) {
                     transport.set_lazy_peers(core.lazy_followers());
                 }
@@ -320,5 +323,33 @@ fn handle(
                 let _ = reply.send(component_fetch::prepare(&env, &activation));
             });
         }
+    }
+}
+
+/// A random part of a tick (see [`NodeCore::take_campaign_started`]): not
+/// for secrets, only to take apart the clocks of two campaigning nodes.
+fn tick_phase_shift() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_nanos())
+            .unwrap_or_default(),
+    );
+    let nanos = TICK_INTERVAL.as_nanos() as u64;
+    Duration::from_nanos(hasher.finish() % nanos.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_phase_shift_is_part_of_a_tick_and_varies() {
+        let shifts: std::collections::BTreeSet<Duration> =
+            (0..32).map(|_| tick_phase_shift()).collect();
+        assert!(shifts.iter().all(|shift| *shift < TICK_INTERVAL));
+        assert!(shifts.len() > 1, "the same shift every time: {shifts:?}");
     }
 }

@@ -198,6 +198,9 @@ pub struct NodeCore {
     commit_notice: commit_notice::CommitNotice,
     last_role: StateRole,
     last_leader: u64,
+    /// Set by a tick that started a campaign (see
+    /// [`Self::take_campaign_started`]).
+    campaign_started: bool,
     last_term: u64,
     /// Address of every member, from the applied configuration changes.
     members: BTreeMap<u64, PeerAddr>,
@@ -332,6 +335,7 @@ impl NodeCore {
             commit_notice: commit_notice::CommitNotice::default(),
             last_role,
             last_leader: raft::INVALID_ID,
+            campaign_started: false,
             last_term: 0,
             conf_applied_index: setup.conf_applied_index,
             reads: BTreeMap::new(),
@@ -380,7 +384,7 @@ impl NodeCore {
     pub fn tick(&mut self, now: Instant, now_ms: u64) {
         self.flush_proposals();
         self.send_commit_notice();
-        self.raw.tick();
+        self.tick_raft();
         self.hurry_a_split_election();
         self.retry_reads(now);
         self.drive_promotions(now);
@@ -401,8 +405,29 @@ impl NodeCore {
             if raft.vote != raft.id || raft.leader_id != raft::INVALID_ID {
                 break;
             }
-            self.raw.tick();
+            self.tick_raft();
         }
+    }
+
+    /// One tick of Raft's clock, noting whether it started a campaign
+    /// (raft-rs restarts the election clock of a node that campaigns).
+    fn tick_raft(&mut self) {
+        self.raw.tick();
+        let raft = &self.raw.raft;
+        if raft.election_elapsed == 0
+            && matches!(raft.state, StateRole::PreCandidate | StateRole::Candidate)
+        {
+            self.campaign_started = true;
+        }
+    }
+
+    /// Whether a tick started a campaign since the last call. The driver
+    /// then moves its ticks by a random part of a tick: two nodes whose
+    /// ticks fall within a round trip of each other and that draw the same
+    /// election timeout (one of 14-20 ticks) would otherwise split every
+    /// vote they retry.
+    pub fn take_campaign_started(&mut self) -> bool {
+        std::mem::take(&mut self.campaign_started)
     }
 
     /// Campaign now, as if the election timeout had passed: the simulation

@@ -21,6 +21,10 @@ pub struct SplitVote {
     pub terms: u64,
     /// The shortest of the survivors' election timeouts, in ticks.
     pub shorter_timeout_ticks: usize,
+    /// Whether a survivor's core reported that a tick started a campaign
+    /// (the retry after the split), as the node's driver is told so it can
+    /// shift its ticks (`NodeCore::take_campaign_started`).
+    pub retry_started_by_a_tick: bool,
 }
 
 impl World<'_> {
@@ -74,12 +78,22 @@ impl World<'_> {
         let campaigned_at = self.now;
         for &id in &survivors {
             let mut campaigned = Ok(());
-            self.drive(id, |live, _| campaigned = live.core.campaign_now())?;
+            self.drive(id, |live, _| {
+                campaigned = live.core.campaign_now();
+                // Only campaigns a tick starts count from here.
+                live.core.take_campaign_started();
+            })?;
             if let Err(error) = campaigned {
                 return Err(self.stop(format!("node {id} could not campaign: {error}")));
             }
         }
         self.run_until(Duration::from_secs(10), |w| w.leader().is_some())?;
+        let mut retry_started_by_a_tick = false;
+        for &id in &survivors {
+            self.drive(id, |live, _| {
+                retry_started_by_a_tick |= live.core.take_campaign_started();
+            })?;
+        }
         let Some(view) = self.leader().and_then(|id| self.view_of(id)) else {
             return Err(self.stop("the leader vanished"));
         };
@@ -93,6 +107,7 @@ impl World<'_> {
             elected_after: self.now - campaigned_at,
             terms: view.term - term_before,
             shorter_timeout_ticks,
+            retry_started_by_a_tick,
         })
     }
 
