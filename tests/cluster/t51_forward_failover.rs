@@ -40,11 +40,7 @@ fn t51_a_write_through_a_follower_follows_the_new_leader_after_a_sigkill() {
     let mut latencies = Vec::new();
     for try_index in 0..TRIES {
         let leader = cluster.leader();
-        let follower = cluster
-            .running()
-            .find(|m| m.id != leader)
-            .expect("a follower")
-            .id;
+        let follower = cluster.follower_of(leader);
         warm_up(
             cluster.member(follower),
             leader,
@@ -115,11 +111,7 @@ const RESTARTED_FOLLOWER_REACHED_WITHIN: Duration = Duration::from_millis(1500);
 fn t51_a_restarted_follower_hears_from_the_leader_at_once() {
     let mut cluster = Cluster::start(3, "kv", &[]);
     let leader = cluster.leader();
-    let follower = cluster
-        .running()
-        .find(|m| m.id != leader)
-        .expect("a follower")
-        .id;
+    let follower = cluster.follower_of(leader);
     // The leader's lanes to the follower carry appends, not only heartbeats.
     warm_up(cluster.member(follower), leader, "before_restart");
     cluster.wait_all_see("get before_restart", "warm");

@@ -329,16 +329,8 @@ fn handle(
 /// A random part of a tick (see [`NodeCore::take_campaign_started`]): not
 /// for secrets, only to take apart the clocks of two campaigning nodes.
 fn tick_phase_shift() -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_nanos())
-            .unwrap_or_default(),
-    );
-    let nanos = TICK_INTERVAL.as_nanos() as u64;
-    Duration::from_nanos(hasher.finish() % nanos.max(1))
+    let nanos = (TICK_INTERVAL.as_nanos() as u64).max(1);
+    Duration::from_nanos(super::randomness::non_secret_u64() % nanos)
 }
 
 #[cfg(test)]

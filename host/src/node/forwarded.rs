@@ -46,7 +46,6 @@
 //! origin node, for as long as its client waits.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -125,17 +124,8 @@ impl Drop for Registration<'_> {
 
 impl ForwardWaiters {
     pub(crate) fn new(origin: u64) -> Self {
-        // A per-process random key from std's hasher seed, mixed with the
-        // clock: two runs of a node never share an incarnation.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        hasher.write_u32(std::process::id());
-        Self::with_incarnation(origin, hasher.finish())
+        // Two runs of a node never share an incarnation.
+        Self::with_incarnation(origin, super::randomness::non_secret_u64())
     }
 
     fn with_incarnation(origin: u64, incarnation: u64) -> Self {

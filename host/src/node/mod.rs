@@ -61,6 +61,7 @@ mod logger;
 pub mod metrics;
 pub(crate) mod persist;
 mod ports;
+mod randomness;
 pub(crate) mod round;
 pub mod snapshot;
 mod start;
