@@ -593,6 +593,28 @@ const _: () = assert!(MAX_SNAPSHOT_FILE_BYTES <= iroh_raft_client::limits::MAX_D
 //
 // What a client that breaks them gets back is in `docs/api.md` ("Limits").
 
+/// The most tokio worker threads a node may be given (`--worker-threads`).
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// Tokio worker threads a node runs by default (`--worker-threads`): one
+/// fewer than the CPUs it may use, at least one.
+///
+/// The node's CPU-heavy work has threads of its own (the persistence
+/// thread's syncs, the applier's and the query thread's guest calls), so
+/// the workers (the API, QUIC, the node loop) need one core less. Every
+/// further worker costs wake-ups: a worker that finds two tasks wakes a
+/// sleeping one to take one, and the tasks of one write then hand off
+/// between threads. On 2 CPUs one worker served a lone node's 64 writing
+/// clients as fast as two and its readers 8% faster, and took ~0.05 ms
+/// off one client's writes to a 3-node cluster (BENCHMARKS.md, step 32).
+pub fn default_worker_threads() -> usize {
+    worker_threads_for_cpus(std::thread::available_parallelism().map_or(1, |cpus| cpus.get()))
+}
+
+fn worker_threads_for_cpus(cpus: usize) -> usize {
+    cpus.saturating_sub(1).clamp(1, MAX_WORKER_THREADS)
+}
+
 /// Connections the API serves at once by default (`--api-max-connections`).
 /// One more is answered `503 too_many_connections` and closed: a flood of
 /// idle or slow connections holds at most this many file descriptors (plus
@@ -681,3 +703,17 @@ const _: () = assert!(MAX_COMMAND_BYTES * 2 <= MAX_API_BODY_BYTES);
 const _: () = assert!((MAX_API_BODY_BYTES as u64) / API_BODY_TIMEOUT.as_secs() <= 256 * 1024);
 const _: () =
     assert!(MAX_COMPONENT_BYTES / API_COMPONENT_BODY_TIMEOUT.as_secs() <= 2 * 1024 * 1024);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_leaves_one_cpu_to_its_own_threads() {
+        assert_eq!(worker_threads_for_cpus(0), 1);
+        assert_eq!(worker_threads_for_cpus(1), 1);
+        assert_eq!(worker_threads_for_cpus(2), 1);
+        assert_eq!(worker_threads_for_cpus(8), 7);
+        assert_eq!(worker_threads_for_cpus(100_000), MAX_WORKER_THREADS);
+    }
+}

@@ -132,6 +132,8 @@ fn t43_bad_cli_arguments_exit_2_with_usage() {
         vec!["--apply-fuel", "18446744073709551615"],
         vec!["--query-fuel", "18446744073709551615"],
         vec!["--memory-limit-mib", "17179869184"],
+        vec!["--worker-threads", "0"],
+        vec!["--worker-threads", "1025"],
         vec![
             "upgrade",
             "--guest",

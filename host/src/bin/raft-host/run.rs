@@ -172,6 +172,13 @@ pub struct RunArgs {
     /// `raft-host backup`); the data dir must be empty.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "guest"])]
     restore_from: Option<PathBuf>,
+    /// Threads that run the node's network and API tasks [default: one
+    /// fewer than the CPUs, at least 1]. Persistence and the guest have
+    /// threads of their own. Nodes that share a machine: give each its
+    /// share of the CPUs.
+    #[arg(long, value_name = "N", env = "RAFT_HOST_WORKER_THREADS",
+          value_parser = clap::value_parser!(u64).range(1..=iroh_raft::limits::MAX_WORKER_THREADS as u64).map(|n| n as usize))]
+    worker_threads: Option<usize>,
 }
 
 fn parse_relay(text: &str) -> Result<RelayChoice, String> {
@@ -271,11 +278,16 @@ pub fn run_node(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Whatever the node or sled creates later (sled's blob and snapshot
     // files too) is its owner's only: the data dir holds the whole state.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let workers = args
+        .worker_threads
+        .unwrap_or_else(iroh_raft::limits::default_worker_threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        tracing::debug!(workers, "tokio worker threads");
         if args.bind_addr.ip().is_unspecified() && args.advertise_addr.is_empty() {
             tracing::warn!(
                 "--bind-addr is unspecified: pass --advertise-addr so peers can dial this node"
