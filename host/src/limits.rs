@@ -439,6 +439,13 @@ pub const DURABLE_MARK_INTERVAL: Duration = Duration::from_millis(10);
 /// [`SLOW_SYNC_BACKOFF`]: a slow disk must not hold up the loop's
 /// heartbeats and reads. Ten times a sync on this project's benchmark disk.
 pub const MAX_SYNC_ON_LOOP: Duration = Duration::from_millis(2);
+/// The most log entries a follower's round may stage and still be made
+/// durable on its loop (`node::persist::SyncPlace`). A larger round means
+/// clients are busy, and a sync on the loop holds up the node's other
+/// tasks (its API, QUIC) for its duration when the node runs one tokio
+/// worker (`--worker-threads`, the default on 2 CPUs). One client's write
+/// is one entry a round; 64 clients' are ~20.
+pub const MAX_ENTRIES_SYNCED_ON_LOOP: usize = 4;
 /// How long a follower syncs on its persistence thread only, after a sync
 /// on its loop took longer than [`MAX_SYNC_ON_LOOP`].
 pub const SLOW_SYNC_BACKOFF: Duration = Duration::from_secs(1);

@@ -14,7 +14,7 @@ use super::applier::{ApplierEnv, ApplierInbox, ApplyJob};
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
-use super::persist::{self, PersistJob, Persisted, Persister, SyncPlace};
+use super::persist::{self, PersistJob, Persisted, Persister, RoundShape, SyncPlace};
 use super::ports::Transport;
 use super::round::{self, Deferred, SnapshotAnswer};
 use super::upgrade::fetch as component_fetch;
@@ -98,12 +98,13 @@ pub(crate) async fn run(
         // the next Ready hands them out without waiting for other news.
         let mut go_round = false;
         if !round.persist.is_empty() {
-            if sync_place.on_loop(
-                core.is_leader(),
-                inbox.is_empty(),
+            let shape = RoundShape {
+                leader: core.is_leader(),
+                inbox_empty: inbox.is_empty(),
                 thread_busy,
-                Instant::now(),
-            ) {
+                entries: round.persist.iter().map(|job| job.entries).sum(),
+            };
+            if sync_place.on_loop(shape, Instant::now()) {
                 if let Err(error) = sync_on_loop(
                     &storage,
                     round.persist,

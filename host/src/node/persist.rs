@@ -27,7 +27,7 @@ use raft::prelude::Message;
 use tokio::sync::mpsc;
 
 use super::answers;
-use crate::limits::{MAX_SYNC_ON_LOOP, SLOW_SYNC_BACKOFF};
+use crate::limits::{MAX_ENTRIES_SYNCED_ON_LOOP, MAX_SYNC_ON_LOOP, SLOW_SYNC_BACKOFF};
 use crate::storage::{SledStorage, StorageError};
 
 /// One staged Ready that still has to be made durable (or that has to
@@ -41,6 +41,9 @@ pub(crate) struct PersistJob {
     /// jobs before it (a follower's answer may acknowledge entries an
     /// earlier Ready staged).
     pub sync: bool,
+    /// Log entries the Ready staged (what a sync on the loop would hold
+    /// the node up for: see [`SyncPlace`]).
+    pub entries: usize,
     /// raft-rs's `persisted_messages`: sent only once this is durable.
     pub messages: Vec<Message>,
 }
@@ -77,11 +80,14 @@ pub(crate) fn complete(
 ///
 /// The loop syncs itself only as a follower, only when its inbox is empty
 /// and the thread holds no job (`NodeCore::persistence_in_flight` before the
-/// round), and not within [`SLOW_SYNC_BACKOFF`] of a
+/// round), only for a round of at most [`MAX_ENTRIES_SYNCED_ON_LOOP`]
+/// entries, and not within [`SLOW_SYNC_BACKOFF`] of a
 /// sync on the loop that took longer than [`MAX_SYNC_ON_LOOP`]:
 /// - a leader's loop must keep taking proposals and answers while its own
 ///   write syncs (that is what lets the next sync carry them all);
 /// - work already waiting must not wait for the disk as well;
+/// - a larger round means busy clients: on a node with one tokio worker
+///   the sync would hold up its API and QUIC tasks too;
 /// - jobs become durable in order, so none may overtake one on the thread;
 /// - a slow disk must not stop the loop answering heartbeats and reads.
 #[derive(Debug, Default)]
@@ -92,16 +98,11 @@ pub(crate) struct SyncPlace {
 
 impl SyncPlace {
     /// Whether the loop makes this round's jobs durable itself.
-    pub(crate) fn on_loop(
-        &self,
-        leader: bool,
-        inbox_empty: bool,
-        thread_busy: bool,
-        now: Instant,
-    ) -> bool {
-        !leader
-            && inbox_empty
-            && !thread_busy
+    pub(crate) fn on_loop(&self, round: RoundShape, now: Instant) -> bool {
+        !round.leader
+            && round.inbox_empty
+            && !round.thread_busy
+            && round.entries <= MAX_ENTRIES_SYNCED_ON_LOOP
             && self.thread_only_until.is_none_or(|until| now >= until)
     }
 
@@ -115,6 +116,18 @@ impl SyncPlace {
             self.thread_only_until = Some(now + SLOW_SYNC_BACKOFF);
         }
     }
+}
+
+/// What [`SyncPlace::on_loop`] decides by: the node and its round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoundShape {
+    pub leader: bool,
+    /// Nothing waits in the node's inbox.
+    pub inbox_empty: bool,
+    /// The persistence thread holds a job of an earlier round.
+    pub thread_busy: bool,
+    /// Log entries the round's jobs staged.
+    pub entries: usize,
 }
 
 /// The loop's end of the persistence thread. Dropping it ends the thread
@@ -182,6 +195,7 @@ mod tests {
         PersistJob {
             number,
             sync,
+            entries: usize::from(sync),
             messages: to.iter().map(|&to| message(to)).collect(),
         }
     }
@@ -240,11 +254,13 @@ mod tests {
             PersistJob {
                 number: 1,
                 sync: true,
+                entries: 2,
                 messages: vec![answer(10), answer(11)],
             },
             PersistJob {
                 number: 2,
                 sync: true,
+                entries: 1,
                 messages: vec![answer(12)],
             },
         ];
@@ -253,33 +269,52 @@ mod tests {
         assert_eq!(indexes, [12]);
     }
 
-    /// Only a follower with an empty inbox and nothing on the thread syncs
-    /// on its loop, and a slow sync there sends the next ones to the thread
-    /// for `SLOW_SYNC_BACKOFF`.
+    /// Only a follower with an empty inbox, nothing on the thread and a
+    /// small round syncs on its loop, and a slow sync there sends the next
+    /// ones to the thread for `SLOW_SYNC_BACKOFF`.
     #[test]
     fn a_follower_syncs_on_its_loop_only_when_nothing_waits() {
         let now = Instant::now();
+        let idle = RoundShape {
+            leader: false,
+            inbox_empty: true,
+            thread_busy: false,
+            entries: 1,
+        };
         let mut place = SyncPlace::default();
-        assert!(place.on_loop(false, true, false, now));
-        assert!(
-            !place.on_loop(true, true, false, now),
-            "a leader uses the thread"
-        );
-        assert!(!place.on_loop(false, false, false, now), "work is waiting");
-        assert!(
-            !place.on_loop(false, true, true, now),
-            "a job is on the thread"
-        );
+        assert!(place.on_loop(idle, now));
+        let leader = RoundShape {
+            leader: true,
+            ..idle
+        };
+        assert!(!place.on_loop(leader, now), "a leader uses the thread");
+        let waiting = RoundShape {
+            inbox_empty: false,
+            ..idle
+        };
+        assert!(!place.on_loop(waiting, now), "work is waiting");
+        let busy = RoundShape {
+            thread_busy: true,
+            ..idle
+        };
+        assert!(!place.on_loop(busy, now), "a job is on the thread");
+        let most = RoundShape {
+            entries: MAX_ENTRIES_SYNCED_ON_LOOP,
+            ..idle
+        };
+        assert!(place.on_loop(most, now));
+        let large = RoundShape {
+            entries: MAX_ENTRIES_SYNCED_ON_LOOP + 1,
+            ..idle
+        };
+        assert!(!place.on_loop(large, now), "clients are busy");
         place.synced_on_loop(MAX_SYNC_ON_LOOP, now);
-        assert!(
-            place.on_loop(false, true, false, now),
-            "a sync at the limit is not slow"
-        );
+        assert!(place.on_loop(idle, now), "a sync at the limit is not slow");
         place.synced_on_loop(MAX_SYNC_ON_LOOP + Duration::from_micros(1), now);
-        assert!(!place.on_loop(false, true, false, now));
+        assert!(!place.on_loop(idle, now));
         let almost = now + SLOW_SYNC_BACKOFF - Duration::from_millis(1);
-        assert!(!place.on_loop(false, true, false, almost));
-        assert!(place.on_loop(false, true, false, now + SLOW_SYNC_BACKOFF));
+        assert!(!place.on_loop(idle, almost));
+        assert!(place.on_loop(idle, now + SLOW_SYNC_BACKOFF));
     }
 
     /// The thread reports each group on the channel, and the results of

@@ -68,6 +68,7 @@ impl NodeCore {
                 out.persist.push(PersistJob {
                     number,
                     sync: ready.must_sync(),
+                    entries: ready.entries().len(),
                     messages,
                 });
                 self.persist.submitted = number;
