@@ -251,7 +251,11 @@ fn t56_grow_shrink_replace_and_remove_the_leader_while_writing() {
     *urls.lock().expect("urls") = urls_of(&cluster);
     let new_leader = cluster.leader();
     assert_ne!(new_leader, old_leader);
-    assert_eq!(voters(&cluster).len(), 2);
+    // Until the new leader has left the joint configuration the removal
+    // entered, its status lists the outgoing voters too.
+    wait_for("the two remaining voters", || {
+        (voters(&cluster).len() == 2).then_some(())
+    });
 
     // The last voter cannot be removed.
     // (The new leader first leaves the joint configuration the removal of
