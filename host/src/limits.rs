@@ -612,7 +612,7 @@ pub const MAX_WORKER_THREADS: usize = 1024;
 /// further worker costs wake-ups: a worker that finds two tasks wakes a
 /// sleeping one to take one, and the tasks of one write then hand off
 /// between threads. On 2 CPUs one worker served a lone node's 64 writing
-/// clients as fast as two and its readers 8% faster, and took ~0.05 ms
+/// clients as fast as two and its readers 8% faster, and took ~0.04 ms
 /// off one client's writes to a 3-node cluster (BENCHMARKS.md, step 32).
 pub fn default_worker_threads() -> usize {
     worker_threads_for_cpus(std::thread::available_parallelism().map_or(1, |cpus| cpus.get()))
