@@ -63,6 +63,13 @@ pub struct PeerConnection {
     pub(super) probing: AtomicBool,
 }
 
+/// The connection in a peer's slot, unless there is none or it closed.
+fn open(slot: &Option<Connection>) -> Option<Connection> {
+    slot.as_ref()
+        .filter(|connection| connection.close_reason().is_none())
+        .cloned()
+}
+
 impl PeerConnection {
     pub fn new(
         raft_id: u64,
@@ -86,19 +93,14 @@ impl PeerConnection {
 
     /// The connection held now, if it is open; never dials.
     pub async fn held(&self) -> Option<Connection> {
-        let slot = self.connection.lock().await;
-        slot.as_ref()
-            .filter(|connection| connection.close_reason().is_none())
-            .cloned()
+        open(&*self.connection.lock().await)
     }
 
     /// The live connection, dialing if there is none.
     pub async fn get(&self) -> Result<Connection, String> {
         let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref()
-            && connection.close_reason().is_none()
-        {
-            return Ok(connection.clone());
+        if let Some(connection) = open(&slot) {
+            return Ok(connection);
         }
         let addr = self
             .directory
