@@ -78,10 +78,13 @@ pub const MAX_PROPOSAL_HOLD: Duration = Duration::from_millis(2);
 /// well within it; it is also the most it adds to a follower's apply lag.
 pub const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(1);
 /// How long a leader's appends to a follower that the next commit does not
-/// wait for gather before they leave, as one frame (`node::core::pace`):
-/// at one client it took CPU per write down ~20% and the p50 ~8% on this
-/// 2-core machine, and it is the most such a follower lags.
-pub const LAZY_APPEND_DELAY: Duration = Duration::from_millis(2);
+/// wait for gather before they leave, as one frame (`node::core::pace`),
+/// and so the most such a follower lags. At one client on this 2-core
+/// machine 2 ms took CPU per write down ~20% and the p50 ~8%; 10 ms took
+/// off another ~10% of the p50 (that follower syncs once per ~15 writes
+/// instead of ~3); 25 ms gained nothing more (BENCHMARKS.md, step 33). It
+/// stays well inside a heartbeat interval.
+pub const LAZY_APPEND_DELAY: Duration = Duration::from_millis(10);
 /// A follower that forwarded a client's write or asked for a read index
 /// within this long gets its appends at once: its clients wait for its own
 /// log, not only for the commit.
@@ -434,10 +437,12 @@ pub const COMPACTION_STEP_INTERVAL_UNDER_LOAD: Duration = Duration::from_millis(
 /// the same, unless the damage only took away the last few milliseconds.
 pub const DURABLE_MARK_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A follower's sync on its own loop (`node::persist::SyncPlace`) that took
-/// longer than this sends its later syncs to the persistence thread for
-/// [`SLOW_SYNC_BACKOFF`]: a slow disk must not hold up the loop's
-/// heartbeats and reads. Ten times a sync on this project's benchmark disk.
+/// Two of a follower's syncs on its own loop (`node::persist::SyncPlace`)
+/// within [`SLOW_SYNC_BACKOFF`] of each other that took longer than this
+/// send its later syncs to the persistence thread for [`SLOW_SYNC_BACKOFF`]:
+/// a slow disk must not hold up the loop's heartbeats and reads. Ten times
+/// a sync on this project's benchmark disk (where the one sync a journal
+/// commit meets every 5 s takes 4-7 ms).
 pub const MAX_SYNC_ON_LOOP: Duration = Duration::from_millis(2);
 /// The most log entries a follower's round may stage and still be made
 /// durable on its loop (`node::persist::SyncPlace`). A larger round means
@@ -446,8 +451,9 @@ pub const MAX_SYNC_ON_LOOP: Duration = Duration::from_millis(2);
 /// worker (`--worker-threads`, the default on 2 CPUs). One client's write
 /// is one entry a round; 64 clients' are ~20.
 pub const MAX_ENTRIES_SYNCED_ON_LOOP: usize = 4;
-/// How long a follower syncs on its persistence thread only, after a sync
-/// on its loop took longer than [`MAX_SYNC_ON_LOOP`].
+/// How long a follower syncs on its persistence thread only, after two
+/// syncs on its loop this close together took longer than
+/// [`MAX_SYNC_ON_LOOP`].
 pub const SLOW_SYNC_BACKOFF: Duration = Duration::from_secs(1);
 /// sled's page cache for the Raft log (its default, 1 GiB, is far more
 /// than a compacted log needs).
@@ -677,6 +683,10 @@ const _: () = assert!(
 // do not start an election; the randomized range is not empty.
 const _: () = assert!(HEARTBEAT_TICKS * 4 <= ELECTION_TICKS);
 const _: () = assert!(MAX_ELECTION_TICKS > ELECTION_TICKS);
+// A lazy follower's appends leave well within a heartbeat interval.
+const _: () = assert!(
+    LAZY_APPEND_DELAY.as_millis() * 4 <= TICK_INTERVAL.as_millis() * HEARTBEAT_TICKS as u128
+);
 // A candidate's shortened timeout still spans several heartbeat intervals.
 const _: () = assert!(
     CANDIDATE_TICKS_PER_TICK >= 1
