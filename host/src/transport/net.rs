@@ -4,14 +4,14 @@
 use crate::limits::MAX_COMPONENT_BYTES;
 use crate::limits::{
     COMPONENT_FETCH_CHUNK_TIMEOUT, COMPONENT_PREPARE_TIMEOUT, MAX_PEER_STREAMS,
-    PEER_RECEIVE_WINDOW_BYTES, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
+    PEER_RECEIVE_WINDOW_BYTES, QUIC_ACK_ELICITING_THRESHOLD, QUIC_IDLE_TIMEOUT, QUIC_KEEP_ALIVE,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
+use iroh::endpoint::{AckFrequencyConfig, QuicTransportConfig, VarInt, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey};
 use raft::prelude::{Message, MessageType};
@@ -155,6 +155,7 @@ pub fn endpoint_builder(
         // The protocol uses no unidirectional streams.
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .receive_window(VarInt::from_u32(PEER_RECEIVE_WINDOW_BYTES))
+        .ack_frequency_config(Some(ack_frequency()))
         .build();
     let mut builder = Endpoint::builder(presets::Minimal)
         .transport_config(quic)
@@ -167,6 +168,14 @@ pub fn endpoint_builder(
         builder = builder.clear_relay_transports();
     }
     Ok(builder)
+}
+
+/// How often peers acknowledge this node's packets (see
+/// [`QUIC_ACK_ELICITING_THRESHOLD`]).
+fn ack_frequency() -> AckFrequencyConfig {
+    let mut config = AckFrequencyConfig::default();
+    config.ack_eliciting_threshold(VarInt::from_u32(QUIC_ACK_ELICITING_THRESHOLD));
+    config
 }
 
 impl Drop for IrohTransport {
@@ -628,6 +637,81 @@ mod tests {
     use super::*;
     use crate::node::inbox::NodeMsg;
     use crate::storage::ComponentStore;
+
+    /// Peers acknowledge a run of single-packet messages in a few ACKs,
+    /// not one for every other packet (QUIC's default): see
+    /// `QUIC_ACK_ELICITING_THRESHOLD`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_acknowledges_a_run_of_packets_in_a_few_acks() {
+        const ALPN: &[u8] = b"ack-frequency-test";
+        const MESSAGES: usize = 64;
+        let config = TransportConfig {
+            bind_addr: "127.0.0.1:0".parse().expect("addr"),
+            advertise_addrs: Vec::new(),
+            relay: RelayChoice::Disabled,
+        };
+        let bind = || async {
+            endpoint_builder(SecretKey::generate(), &config)
+                .expect("builder")
+                .alpns(vec![ALPN.to_vec()])
+                .bind()
+                .await
+                .expect("bind")
+        };
+        let (sender, receiver) = (bind().await, bind().await);
+        let (read_tx, mut read_rx) = mpsc::unbounded_channel();
+        let receiving = tokio::spawn({
+            let receiver = receiver.clone();
+            async move {
+                let connection = receiver
+                    .accept()
+                    .await
+                    .expect("incoming")
+                    .await
+                    .expect("handshake");
+                let (_send, mut recv) = connection.accept_bi().await.expect("stream");
+                let mut message = [0u8; 100];
+                for _ in 0..MESSAGES {
+                    recv.read_exact(&mut message).await.expect("message");
+                    read_tx.send(()).expect("test runs");
+                }
+                connection.stats()
+            }
+        });
+        let connection = tokio::time::timeout(
+            Duration::from_secs(10),
+            sender.connect(receiver.addr(), ALPN),
+        )
+        .await
+        .expect("connected within 10 s")
+        .expect("connect");
+        let (mut send, _recv) = connection.open_bi().await.expect("stream");
+        let started = std::time::Instant::now();
+        for _ in 0..MESSAGES {
+            // One packet each: the next is written once this one was read.
+            send.write_all(&[7u8; 100]).await.expect("write");
+            tokio::time::timeout(Duration::from_secs(10), read_rx.recv())
+                .await
+                .expect("read within 10 s")
+                .expect("receiver runs");
+        }
+        let stats = tokio::time::timeout(Duration::from_secs(10), receiving)
+            .await
+            .expect("done within 10 s")
+            .expect("receiver task");
+        let acks = stats.frame_tx.acks + stats.frame_tx.path_acks;
+        // One ACK per threshold's worth of packets, one per `max_ack_delay`
+        // (25 ms) the run took, and up to 8 for the handshake and the
+        // packets before the peer learns the frequency (9-10 in all here).
+        // The default acknowledges every other packet: 35 here.
+        let timer_acks = started.elapsed().as_millis() as u64 / 25 + 1;
+        let threshold_acks = MESSAGES as u64 / (u64::from(QUIC_ACK_ELICITING_THRESHOLD) + 1);
+        let bound = threshold_acks + timer_acks + 8;
+        assert!(bound < MESSAGES as u64 / 2, "the run took too long to tell");
+        assert!(acks <= bound, "{acks} ACK frames for {MESSAGES} packets");
+        sender.close().await;
+        receiver.close().await;
+    }
 
     /// raft-rs pauses a follower's replication until it hears how a
     /// snapshot transfer ended; a snapshot the transport cannot even start
