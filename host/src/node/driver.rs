@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::answers;
 use super::applier::{ApplierEnv, ApplierInbox, ApplyJob};
+use super::apply_hold::ApplyHold;
 use super::core::NodeCore;
 use super::error::NodeError;
 use super::inbox::NodeMsg;
@@ -64,6 +65,7 @@ pub(crate) async fn run(
     let mut last_compaction = Instant::now();
     let mut hold_until: Option<tokio::time::Instant> = None;
     let mut notice_at: Option<tokio::time::Instant> = None;
+    let mut apply_hold = ApplyHold::default();
     let result = loop {
         let compact = idle || last_compaction.elapsed() >= COMPACTION_STEP_INTERVAL_UNDER_LOAD;
         if compact {
@@ -120,7 +122,8 @@ pub(crate) async fn run(
                 tracing::debug!("the persistence thread stopped");
             }
         }
-        if let Err(error) = hand_over(&applier, round.jobs).await {
+        let jobs = apply_hold.take(round.jobs, !core.is_leader(), Instant::now());
+        if let Err(error) = hand_over(&applier, jobs).await {
             break Err(error);
         }
         if round.snapshot_answer.is_some() {
@@ -140,6 +143,8 @@ pub(crate) async fn run(
             (true, Some(at)) => Some(at),
             (true, None) => Some(tokio::time::Instant::now() + COMMIT_NOTICE_DELAY),
         };
+        // Apply jobs a follower holds (see `node::apply_hold`) go out by then.
+        let apply_due = apply_hold.due().map(tokio::time::Instant::from_std);
         tokio::select! {
             // Shutdown and fatal errors are checked first, so a busy inbox
             // can never delay them.
@@ -185,20 +190,27 @@ pub(crate) async fn run(
                 if let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport) {
                     break Err(error);
                 }
-                let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env);
+                let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env, &mut apply_hold);
+                let jobs = apply_hold.take(jobs, !core.is_leader(), Instant::now());
                 if let Err(error) = hand_over(&applier, jobs).await {
                     break Err(error);
                 }
             }
             message = inbox.recv() => {
                 let Some(message) = message else { break Ok(None) };
-                let jobs = take_inbox(&mut core, Some(message), &mut inbox, &prepare_env);
+                let jobs = take_inbox(&mut core, Some(message), &mut inbox, &prepare_env, &mut apply_hold);
+                let jobs = apply_hold.take(jobs, !core.is_leader(), Instant::now());
                 if let Err(error) = hand_over(&applier, jobs).await {
                     break Err(error);
                 }
                 if let Ok(first) = persisted.try_recv()
                     && let Err(error) = take_persisted(first, &mut persisted, &mut core, &mut transport)
                 {
+                    break Err(error);
+                }
+            }
+            () = tokio::time::sleep_until(apply_due.unwrap_or_else(tokio::time::Instant::now)), if apply_due.is_some() => {
+                if let Err(error) = hand_over(&applier, apply_hold.release()).await {
                     break Err(error);
                 }
             }
@@ -217,6 +229,10 @@ pub(crate) async fn run(
             }
         }
     };
+    if result.is_ok() {
+        // Every committed entry known goes to the applier, as without the hold.
+        let _ = hand_over(&applier, apply_hold.release()).await;
+    }
     core.abandon_pending();
     result
 }
@@ -265,16 +281,17 @@ fn take_inbox(
     first: Option<NodeMsg>,
     inbox: &mut mpsc::Receiver<NodeMsg>,
     prepare_env: &ApplierEnv,
+    apply_hold: &mut ApplyHold,
 ) -> Vec<ApplyJob> {
     let mut jobs = Vec::new();
     let mut taken = 0;
     if let Some(message) = first {
-        handle(core, message, &mut jobs, prepare_env);
+        handle(core, message, &mut jobs, prepare_env, apply_hold);
         taken += 1;
     }
     while taken < MAX_MESSAGES_PER_ROUND {
         match inbox.try_recv() {
-            Ok(message) => handle(core, message, &mut jobs, prepare_env),
+            Ok(message) => handle(core, message, &mut jobs, prepare_env, apply_hold),
             Err(_) => break,
         }
         taken += 1;
@@ -314,7 +331,11 @@ fn handle(
     message: NodeMsg,
     jobs: &mut Vec<ApplyJob>,
     prepare_env: &ApplierEnv,
+    apply_hold: &mut ApplyHold,
 ) {
+    if message.from_client() {
+        apply_hold.note_client(Instant::now());
+    }
     let now_ms = prepare_env.wall_clock.now_ms();
     match round::dispatch(core, message, Instant::now(), now_ms, jobs) {
         None => {}

@@ -79,6 +79,17 @@ pub enum NodeMsg {
     },
 }
 
+impl NodeMsg {
+    /// A client's write or read through this node's API (a forwarded write
+    /// is the origin's client, not this node's).
+    pub fn from_client(&self) -> bool {
+        matches!(
+            self,
+            NodeMsg::Propose { .. } | NodeMsg::ProposeActivation { .. } | NodeMsg::Query { .. }
+        )
+    }
+}
+
 impl From<mpsc::error::TrySendError<NodeMsg>> for ClientError {
     fn from(error: mpsc::error::TrySendError<NodeMsg>) -> Self {
         match error {

@@ -47,6 +47,7 @@
 mod admission;
 mod answers;
 pub(crate) mod applier;
+mod apply_hold;
 mod assemble;
 mod config;
 pub(crate) mod core;
