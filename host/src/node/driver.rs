@@ -122,8 +122,7 @@ pub(crate) async fn run(
                 tracing::debug!("the persistence thread stopped");
             }
         }
-        let jobs = apply_hold.take(round.jobs, !core.is_leader(), Instant::now());
-        if let Err(error) = hand_over(&applier, jobs).await {
+        if let Err(error) = hand_over_held(&applier, &mut apply_hold, &core, round.jobs).await {
             break Err(error);
         }
         if round.snapshot_answer.is_some() {
@@ -191,16 +190,14 @@ pub(crate) async fn run(
                     break Err(error);
                 }
                 let jobs = take_inbox(&mut core, None, &mut inbox, &prepare_env, &mut apply_hold);
-                let jobs = apply_hold.take(jobs, !core.is_leader(), Instant::now());
-                if let Err(error) = hand_over(&applier, jobs).await {
+                if let Err(error) = hand_over_held(&applier, &mut apply_hold, &core, jobs).await {
                     break Err(error);
                 }
             }
             message = inbox.recv() => {
                 let Some(message) = message else { break Ok(None) };
                 let jobs = take_inbox(&mut core, Some(message), &mut inbox, &prepare_env, &mut apply_hold);
-                let jobs = apply_hold.take(jobs, !core.is_leader(), Instant::now());
-                if let Err(error) = hand_over(&applier, jobs).await {
+                if let Err(error) = hand_over_held(&applier, &mut apply_hold, &core, jobs).await {
                     break Err(error);
                 }
                 if let Ok(first) = persisted.try_recv()
@@ -325,6 +322,17 @@ async fn hand_over(applier: &ApplierInbox, jobs: Vec<ApplyJob>) -> Result<(), No
     Ok(())
 }
 
+/// Hand `jobs` to the applier through a follower's hold (`node::apply_hold`).
+async fn hand_over_held(
+    applier: &ApplierInbox,
+    apply_hold: &mut ApplyHold,
+    core: &NodeCore,
+    jobs: Vec<ApplyJob>,
+) -> Result<(), NodeError> {
+    let jobs = apply_hold.take(jobs, !core.is_leader(), Instant::now());
+    hand_over(applier, jobs).await
+}
+
 /// Dispatch one input; preparing a component runs on a blocking thread.
 fn handle(
     core: &mut NodeCore,
@@ -333,11 +341,12 @@ fn handle(
     prepare_env: &ApplierEnv,
     apply_hold: &mut ApplyHold,
 ) {
+    let now = Instant::now();
     if message.from_client() {
-        apply_hold.note_client(Instant::now());
+        apply_hold.note_client(now);
     }
     let now_ms = prepare_env.wall_clock.now_ms();
-    match round::dispatch(core, message, Instant::now(), now_ms, jobs) {
+    match round::dispatch(core, message, now, now_ms, jobs) {
         None => {}
         Some(Deferred::PrepareComponent { activation, reply }) => {
             let env = prepare_env.clone();
