@@ -99,6 +99,7 @@
 //! `examples/embedded_cluster.rs` grows three nodes the same way.
 
 pub mod api;
+mod background_thread;
 pub mod error;
 pub mod host;
 pub mod limits;

@@ -167,7 +167,10 @@ impl Persister {
         let (done, results) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("raft-persist".into())
-            .spawn(move || run(&storage, &queue, &done))?;
+            .spawn(move || {
+                crate::background_thread::run_as_background();
+                run(&storage, &queue, &done)
+            })?;
         Ok((Persister { jobs }, results))
     }
 

@@ -357,6 +357,7 @@ impl MarkWriter {
         let thread = std::thread::Builder::new()
             .name("durable-mark".into())
             .spawn(move || {
+                crate::background_thread::run_as_background();
                 let mut not_before = Instant::now();
                 while let Some(mark) = thread_shared.next(not_before) {
                     not_before = Instant::now() + DURABLE_MARK_INTERVAL;
