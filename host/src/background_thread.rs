@@ -8,7 +8,7 @@
 //! append left later. `SCHED_BATCH` keeps a thread's share of the CPU and
 //! only gives up that wake-up preemption: the woken thread takes an idle
 //! core, or waits until the running one blocks or its slice ends. At one
-//! client on this 2-core machine that took ~0.03 ms off a write's p50, and
+//! client on this 2-core machine that took ~0.04 ms off a write's p50, and
 //! 64 clients were no slower (BENCHMARKS.md, step 34).
 
 /// Run the calling thread under `SCHED_BATCH` (see the module docs). A
